@@ -22,7 +22,9 @@ MPII_JOINTS: tuple[str, ...] = (
 )
 NUM_JOINTS = len(MPII_JOINTS)
 #: Left/right joint pairs swapped by a horizontal flip.
-MPII_FLIP_PAIRS: tuple[tuple[int, int], ...] = ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
+MPII_FLIP_PAIRS: tuple[tuple[int, int], ...] = (
+    (0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13),
+)
 #: Bones drawn for a skeleton (pairs of joint indices).
 MPII_SKELETON: tuple[tuple[int, int], ...] = (
     (0, 1), (1, 2), (2, 6), (3, 6), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9),

@@ -1,0 +1,5 @@
+import sys
+
+from personkit.cli import main
+
+sys.exit(main())

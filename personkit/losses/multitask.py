@@ -1,0 +1,86 @@
+"""Per-task losses for a batch and their weighted sum (Pfeiffer et al., GCPR 2019, Sec. 4.2).
+
+A batch only computes the losses its dataset has labels for. The total is
+``sum_t w_t * L_t`` with per-task weights (default 1, as in the paper), or, with
+``uncertainty=True``, Kendall et al.'s (CVPR 2018) learned weighting
+``sum_t w_t * (exp(-s_t) * L_t + s_t)`` where ``s_t = log sigma_t^2`` is a learned scalar
+per task (the simplified form used for both regression and classification terms).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from personkit.losses.classification import attribute_loss, id_loss
+from personkit.losses.pose import pose_loss
+from personkit.losses.segmentation import BootstrappedCrossEntropy
+from personkit.losses.triplet import batch_hard_triplet_loss
+from personkit.models.multitask import HEADS, PersonOutputs
+
+
+class MultiTaskLoss(nn.Module):
+    """Args:
+    attribute_names: the attribute order of the ``attributes`` targets.
+    weights: task -> weight; missing tasks weigh 1.
+    uncertainty: learn Kendall et al.'s per-task log-variances (they are parameters of this
+        module, so give them to the optimizer).
+    triplet_margin: ``None`` = soft margin.
+    pose_kind: ``l2`` (Euclidean, the paper) or ``l1``.
+    seg_top_k, seg_warmup_steps: bootstrapped CE settings.
+    """
+
+    def __init__(self, attribute_names: Sequence[str] = (),
+                 weights: Mapping[str, float] | None = None,
+                 uncertainty: bool = False, triplet_margin: float | None = None,
+                 pose_kind: str = "l2", seg_top_k: float = 0.25, seg_warmup_steps: int = 5000):
+        super().__init__()
+        unknown = set(weights or {}) - set(HEADS)
+        if unknown:
+            raise ValueError(f"loss weights for unknown tasks {sorted(unknown)}; valid: {HEADS}")
+        self.attribute_names = tuple(attribute_names)
+        self.weights = {t: float((weights or {}).get(t, 1.0)) for t in HEADS}
+        self.log_vars = nn.ParameterDict(
+            {t: nn.Parameter(torch.zeros(())) for t in HEADS} if uncertainty else {}
+        )
+        self.triplet_margin = triplet_margin
+        self.pose_kind = pose_kind
+        self.seg_loss = BootstrappedCrossEntropy(seg_top_k, seg_warmup_steps)
+
+    def task_loss(self, task: str, out: PersonOutputs, batch: Mapping[str, torch.Tensor],
+                  step: int) -> torch.Tensor:
+        """The unweighted loss of one task."""
+        if task == "reid":
+            return batch_hard_triplet_loss(out.embedding, batch["pid"], self.triplet_margin)
+        if task == "id":
+            return id_loss(out.id_logits, batch["pid"])
+        if task == "attributes":
+            return attribute_loss(out.attributes, batch["attributes"], self.attribute_names)
+        if task == "pose":
+            return pose_loss(out.keypoints, batch["joints"], batch["joints_valid"], self.pose_kind)
+        if task == "segmentation":
+            return self.seg_loss(out.parts, batch["parts"], step)
+        raise ValueError(f"unknown task {task!r}; valid: {HEADS}")
+
+    def forward(self, out: PersonOutputs, batch: Mapping[str, torch.Tensor],
+                tasks: Sequence[str], step: int = 0) -> dict[str, torch.Tensor]:
+        """``loss_<task>`` for each task (unweighted, for logging) and the weighted ``loss``."""
+        losses: dict[str, torch.Tensor] = {}
+        total = None
+        for task in tasks:
+            value = self.task_loss(task, out, batch, step)
+            losses[f"loss_{task}"] = value
+            term = self.weights[task] * self._weigh(task, value)
+            total = term if total is None else total + term
+        if total is None:
+            raise ValueError("a batch needs at least one task")
+        losses["loss"] = total
+        return losses
+
+    def _weigh(self, task: str, value: torch.Tensor) -> torch.Tensor:
+        if task not in self.log_vars:
+            return value
+        s = self.log_vars[task]
+        return torch.exp(-s) * value + s

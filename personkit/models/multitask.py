@@ -1,0 +1,188 @@
+"""The one composed multi-task model (Pfeiffer et al., GCPR 2019, Sec. 3 and Fig. 2/4).
+
+Sharing variants:
+
+* ``single`` (M^SB): every head on one backbone.
+* ``multi`` (M^MB): the last stage (ResNet ``layer4``, the paper's "block 5") is duplicated
+  per task branch, every copy starting from the same weights. Branches: ``reid`` (the
+  embedding and the ID classifier, which is a ReID loss on that embedding), ``attributes``,
+  ``pose`` and ``segmentation`` (whose copy feeds the FPN's top level).
+* ``split`` (M^SB/Split): one backbone whose output is split channel-wise. The last J channels
+  *are* the pose heatmaps (no 1×1 conv; non-negative after the final ReLU, as in the authors'
+  code) and the remaining ``C - J`` channels feed every other head, so the embedding is
+  ``C - J`` wide (2032 for ResNet-50, 496 for ResNet-18).
+
+The model returns the same :class:`PersonOutputs` in training and evaluation. ``forward`` may
+be asked for a subset of the enabled heads; the others stay ``None`` and cost nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from personkit.models.backbone import ResNetBackbone
+from personkit.models.fpn import FPN
+from personkit.models.heads import AttributeHead, IdHead, PoseHead, ReidHead, SemanticFPNHead
+
+HEADS = ("reid", "id", "attributes", "pose", "segmentation")
+SHARING = ("single", "multi", "split")
+BRANCH_OF = {"reid": "reid", "id": "reid", "attributes": "attributes", "pose": "pose",
+             "segmentation": "segmentation"}
+_GLOBAL_HEADS = ("reid", "id", "attributes")
+
+
+@dataclass
+class PersonOutputs:
+    """What the model returns; a field is ``None`` when its head was not run."""
+
+    embedding: torch.Tensor | None = None  # B×D ReID embedding
+    id_logits: torch.Tensor | None = None  # B×num_ids
+    attributes: dict[str, torch.Tensor] | None = None  # name -> B×classes logits
+    heatmaps: torch.Tensor | None = None  # B×J×h×w logits
+    keypoints: torch.Tensor | None = None  # B×J×2 normalised (x, y), see heads.pose
+    keypoint_scores: torch.Tensor | None = None  # B×J in [0, 1]
+    parts: torch.Tensor | None = None  # B×C×H×W logits at the input size
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What inference and export need to know, carried by the model and its checkpoints."""
+
+    input_size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    heads: tuple[str, ...]
+    embedding_dim: int = 0
+    joint_names: tuple[str, ...] = ()
+    part_classes: tuple[str, ...] = ()
+    attributes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    num_ids: int = 0
+    sharing: str = "single"
+    backbone: str = ""
+    norm: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> ModelMeta:
+        d = dict(d)
+        for key in ("input_size", "mean", "std", "heads", "joint_names", "part_classes"):
+            if key in d:
+                d[key] = tuple(d[key])
+        d["attributes"] = {k: tuple(v) for k, v in d.get("attributes", {}).items()}
+        return cls(**d)
+
+
+class MultiTaskModel(nn.Module):
+    """One backbone, any subset of the four task heads, three sharing variants.
+
+    Args:
+        backbone: a :class:`ResNetBackbone`; heads are sized from its channels and strides.
+        heads: enabled heads, a subset of ``reid, id, attributes, pose, segmentation``.
+        sharing: ``single``, ``multi`` or ``split``.
+        num_ids: training identities (``id`` head).
+        attributes: attribute name -> number of classes (``attributes`` head).
+        num_joints: pose joints (16, MPII order).
+        seg_classes: part classes (20 LIP or 5 merged).
+        fpn_channels, seg_channels: widths of the FPN and of the semantic branch.
+        meta: preprocessing and label metadata; ``embedding_dim`` is filled in here.
+    """
+
+    def __init__(self, backbone: ResNetBackbone, heads: Sequence[str], *, sharing: str = "single",
+                 num_ids: int = 0, attributes: Mapping[str, int] | None = None,
+                 num_joints: int = 16, seg_classes: int = 20, fpn_channels: int = 256,
+                 seg_channels: int = 128, meta: ModelMeta):
+        super().__init__()
+        _check_args(heads, sharing, num_ids, attributes)
+        self.backbone = backbone
+        self.sharing = sharing
+        self.enabled = tuple(h for h in HEADS if h in heads)
+        self.num_joints = num_joints
+        c5 = backbone.channels[-1]
+        width = c5 - num_joints if sharing == "split" else c5
+        if width <= 0:
+            raise ValueError(f"split-pose needs more than {num_joints} backbone channels")
+        self.branches = nn.ModuleDict()  # multi-branch copies of the last stage
+        if sharing == "multi":
+            names = list(dict.fromkeys(BRANCH_OF[h] for h in self.enabled))
+            for name in names[1:]:  # the first branch uses backbone.layer4 itself
+                self.branches[name] = copy.deepcopy(backbone.layer4)
+        self.heads = nn.ModuleDict()
+        if "reid" in self.enabled or "id" in self.enabled or "attributes" in self.enabled:
+            self.heads["reid"] = ReidHead(width)
+        if "id" in self.enabled:
+            self.heads["id"] = IdHead(width, num_ids)
+        if "attributes" in self.enabled:
+            self.heads["attributes"] = AttributeHead(width, attributes or {})
+        if "pose" in self.enabled:
+            pose_in = num_joints if sharing == "split" else c5
+            self.heads["pose"] = PoseHead(pose_in, num_joints, conv=sharing != "split")
+        if "segmentation" in self.enabled:
+            self.fpn = FPN(backbone.channels[:-1] + [width], fpn_channels)
+            self.heads["segmentation"] = SemanticFPNHead(fpn_channels, backbone.strides,
+                                                         seg_classes, seg_channels)
+        self.meta = ModelMeta(**{**meta.to_dict(), "embedding_dim": width,
+                                 "heads": self.enabled, "sharing": sharing})
+
+    def _stage(self, head: str) -> nn.Module:
+        branch = BRANCH_OF[head]
+        return self.branches[branch] if branch in self.branches else self.backbone.layer4
+
+    def forward(self, images: torch.Tensor, heads: Collection[str] | None = None) -> PersonOutputs:
+        """Run the backbone once and the requested heads (default: all enabled heads)."""
+        wanted = self.enabled if heads is None else tuple(h for h in self.enabled if h in heads)
+        if heads is not None and len(wanted) != len(set(heads)):
+            raise ValueError(f"requested heads {sorted(heads)} but enabled are {self.enabled}")
+        c2, c3, c4 = self.backbone.forward_stages(images)
+        cache: dict[int, torch.Tensor] = {}
+
+        def c5(head: str) -> torch.Tensor:
+            stage = self._stage(head)
+            if id(stage) not in cache:
+                cache[id(stage)] = stage(c4)
+            return cache[id(stage)]
+
+        out = PersonOutputs()
+        for head in wanted:
+            if head in _GLOBAL_HEADS and out.embedding is None:
+                out.embedding = self.heads["reid"](self._task_features(c5(head)))
+        if "id" in wanted:
+            out.id_logits = self.heads["id"](out.embedding)
+        if "attributes" in wanted:
+            out.attributes = self.heads["attributes"](out.embedding)
+        if "pose" in wanted:
+            out.heatmaps, out.keypoints, out.keypoint_scores = self._pose(c5("pose"))
+        if "segmentation" in wanted:
+            pyramid = self.fpn([c2, c3, c4, self._task_features(c5("segmentation"))])
+            logits = self.heads["segmentation"](pyramid)
+            out.parts = F.interpolate(logits, size=images.shape[-2:], mode="bilinear",
+                                      align_corners=False)
+        return out
+
+    def _task_features(self, c5: torch.Tensor) -> torch.Tensor:
+        return c5[:, : c5.shape[1] - self.num_joints] if self.sharing == "split" else c5
+
+    def _pose(self, c5: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.sharing == "split":
+            c5 = c5[:, c5.shape[1] - self.num_joints:]
+        return self.heads["pose"](c5)
+
+
+def _check_args(heads: Sequence[str], sharing: str, num_ids: int,
+                attributes: Mapping[str, int] | None) -> None:
+    unknown = [h for h in heads if h not in HEADS]
+    if unknown or not heads:
+        raise ValueError(f"heads must be a non-empty subset of {HEADS}, got {list(heads)}")
+    if sharing not in SHARING:
+        raise ValueError(f"unknown sharing {sharing!r}; valid: {SHARING}")
+    if "id" in heads and num_ids <= 0:
+        raise ValueError("the 'id' head needs num_ids > 0")
+    if "attributes" in heads and not attributes:
+        raise ValueError("the 'attributes' head needs at least one attribute")
