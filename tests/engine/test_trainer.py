@@ -1,0 +1,53 @@
+"""End-to-end training on the in-process fake data."""
+
+import json
+
+import pytest
+import torch
+
+from personkit.build import build_trainer
+from personkit.config import config_from_dict
+from personkit.engine.lr import lr_factor
+
+
+def tiny_config(**train):
+    return config_from_dict({
+        "model": {"backbone": {"name": "resnet18", "norm": "group"}, "num_ids": 8,
+                  "seg_classes": 5, "fpn_channels": 32, "seg_channels": 16,
+                  "input_size": [64, 32]},
+        "data": {"num_workers": 0, "train": [
+            {"name": "all", "type": "fake", "tasks": ["reid", "id", "attributes", "pose",
+                                                      "segmentation"],
+             "sampler": "pk", "pk_p": 4, "pk_k": 2, "input_size": [64, 32],
+             "options": {"num_ids": 8, "images_per_id": 2}}]},
+        "loss": {"seg_warmup_steps": 0, "seg_top_k": 1.0},
+        "train": {"iterations": 20, "lr": 1e-3, "schedule": {"type": "constant"},
+                  "checkpoint_every": 10, **train},
+    })
+
+
+def test_twenty_steps_lower_the_total_loss(tmp_path):
+    trainer = build_trainer(tiny_config(), tmp_path, progress=False)
+    history = trainer.train()
+    losses = [r["loss"] for r in history]
+    assert len(losses) == 20
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, 21))
+    assert {"loss_reid", "loss_id", "loss_attributes", "loss_pose", "loss_segmentation",
+            "lr"} <= set(records[0])
+    assert any((tmp_path / "tb").iterdir())
+    ckpts = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert ckpts == ["step_00000010.pt", "step_00000020.pt"]
+    state = torch.load(tmp_path / "checkpoints" / ckpts[-1], weights_only=True)
+    assert state["step"] == 20 and state["meta"]["input_size"] == (64, 32)
+    assert {"model", "optimizer", "scheduler", "config"} <= set(state)
+
+
+def test_lr_schedules():
+    assert lr_factor(0.4, "exp", decay_start=0.5) == 1.0
+    assert lr_factor(1.0, "exp", decay_start=0.5, final_factor=0.001) == pytest.approx(0.001)
+    assert lr_factor(0.75, "exp", decay_start=0.5) == pytest.approx(0.001 ** 0.5)
+    assert lr_factor(0.6, "multistep", milestones=(0.5, 0.8), gamma=0.1) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="unknown LR schedule"):
+        lr_factor(0.1, "cosine")

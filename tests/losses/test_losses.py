@@ -1,0 +1,115 @@
+"""Losses against brute-force references."""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from personkit.data.constants import IGNORE_INDEX
+from personkit.losses import (
+    MultiTaskLoss,
+    attribute_loss,
+    batch_hard_triplet_loss,
+    bootstrapped_cross_entropy,
+    pose_loss,
+)
+from personkit.losses.segmentation import kept_fraction
+from personkit.models import PersonOutputs
+
+
+def brute_force_triplet(emb, pids, margin):
+    losses = []
+    for a in range(len(emb)):
+        pos = [torch.dist(emb[a], emb[p]) for p in range(len(emb)) if pids[p] == pids[a]]
+        neg = [torch.dist(emb[a], emb[n]) for n in range(len(emb)) if pids[n] != pids[a]]
+        diff = max(pos) - min(neg)
+        losses.append(F.softplus(diff) if margin is None else F.relu(margin + diff))
+    return torch.stack(losses).mean()
+
+
+@pytest.mark.parametrize("margin", [None, 0.3])
+def test_batch_hard_triplet_matches_brute_force(margin):
+    torch.manual_seed(0)
+    emb = torch.randn(12, 5, dtype=torch.float64)
+    pids = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
+    got = batch_hard_triplet_loss(emb, pids, margin)
+    assert torch.allclose(got, brute_force_triplet(emb, pids, margin).float(), atol=1e-5)
+
+
+def test_triplet_without_negatives_is_zero_with_gradient():
+    emb = torch.randn(4, 3, requires_grad=True)
+    loss = batch_hard_triplet_loss(emb, torch.zeros(4, dtype=torch.long))
+    loss.backward()
+    assert loss.item() == 0.0 and emb.grad is not None
+
+
+def test_bootstrapped_ce_at_full_fraction_equals_plain_ce():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 6, 7)
+    target = torch.randint(0, 5, (3, 6, 7))
+    target[0, :2] = 255
+    plain = F.cross_entropy(logits, target, ignore_index=255)
+    assert torch.allclose(bootstrapped_cross_entropy(logits, target, 1.0), plain, atol=1e-6)
+
+
+def test_bootstrapped_ce_keeps_hardest_fraction_per_image():
+    torch.manual_seed(1)
+    logits = torch.randn(2, 4, 4, 5)
+    target = torch.randint(0, 4, (2, 4, 5))
+    target[1, 0] = 255  # image 1 has 15 valid pixels
+    pixel = F.cross_entropy(logits, target, ignore_index=255, reduction="none").flatten(1)
+    kept = []
+    for i, n_valid in enumerate((20, 15)):
+        values = pixel[i][target[i].flatten() != 255]
+        kept.append(values.sort(descending=True).values[: -(-n_valid // 4)])
+    expected = torch.cat(kept).mean()
+    assert torch.allclose(bootstrapped_cross_entropy(logits, target, 0.25), expected, atol=1e-6)
+
+
+def test_kept_fraction_warms_up_linearly():
+    assert kept_fraction(0, 0.25, 100) == 1.0
+    assert kept_fraction(50, 0.25, 100) == pytest.approx(0.625)
+    assert kept_fraction(100, 0.25, 100) == 0.25 == kept_fraction(7, 0.25, 0)
+
+
+def test_attribute_loss_mean_with_ignored_labels():
+    torch.manual_seed(0)
+    logits = {"a": torch.randn(4, 2), "b": torch.randn(4, 3), "c": torch.randn(4, 8)}
+    targets = torch.tensor([[0, 1, IGNORE_INDEX], [1, 2, IGNORE_INDEX], [0, IGNORE_INDEX, 3],
+                            [1, 0, IGNORE_INDEX]])
+    expected = torch.stack([
+        F.cross_entropy(logits["a"], targets[:, 0]),
+        F.cross_entropy(logits["b"], targets[:, 1], ignore_index=IGNORE_INDEX),
+        F.cross_entropy(logits["c"], targets[:, 2], ignore_index=IGNORE_INDEX),
+    ]).mean()
+    assert torch.allclose(attribute_loss(logits, targets, ["a", "b", "c"]), expected)
+    all_ignored = torch.full((4, 3), IGNORE_INDEX)
+    assert attribute_loss(logits, all_ignored, ["a", "b", "c"]).item() == 0.0
+
+
+def test_pose_loss_averages_annotated_joints_only():
+    pred = torch.zeros(1, 3, 2)
+    target = torch.tensor([[[0.3, 0.4], [1.0, 0.0], [9.0, 9.0]]])
+    valid = torch.tensor([[True, True, False]])
+    assert pose_loss(pred, target, valid, "l2").item() == pytest.approx((0.5 + 1.0) / 2)
+    assert pose_loss(pred, target, valid, "l1").item() == pytest.approx((0.7 + 1.0) / 2)
+    assert pose_loss(pred, target, torch.zeros(1, 3, dtype=torch.bool)).item() == 0.0
+
+
+def test_multitask_loss_routes_and_weights_tasks():
+    torch.manual_seed(0)
+    out = PersonOutputs(embedding=torch.randn(4, 6), keypoints=torch.rand(4, 16, 2))
+    batch = {"pid": torch.tensor([0, 0, 1, 1]), "joints": torch.rand(4, 16, 2),
+             "joints_valid": torch.ones(4, 16, dtype=torch.bool)}
+    crit = MultiTaskLoss(weights={"pose": 2.0})
+    losses = crit(out, batch, ["reid", "pose"])
+    assert set(losses) == {"loss_reid", "loss_pose", "loss"}
+    assert torch.allclose(losses["loss"], losses["loss_reid"] + 2 * losses["loss_pose"])
+    unc = MultiTaskLoss(uncertainty=True)
+    assert len(list(unc.parameters())) == 5
+    for t, s in itertools.product(["pose"], [0.7]):
+        unc.log_vars[t].data.fill_(s)
+    got = unc(out, batch, ["pose"])
+    expected = torch.exp(torch.tensor(-0.7)) * got["loss_pose"] + 0.7
+    assert torch.allclose(got["loss"], expected)
