@@ -59,3 +59,41 @@ def load_latest_valid(directory: str | Path) -> tuple[Path, dict[str, Any]] | No
         except Exception as e:  # noqa: BLE001 - any unreadable file is skipped
             warnings.warn(f"skipping unreadable checkpoint {path}: {e}", stacklevel=2)
     return None
+
+
+def save_weights(model: torch.nn.Module, path: str | Path, config: dict[str, Any],
+                 meta: dict[str, Any]) -> Path:
+    """Write inference weights as safetensors; the config and model metadata go in its header."""
+    import json
+
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=".safetensors")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={"config": json.dumps(config), "meta": json.dumps(meta)})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """State dict and ``{"config", "meta"}`` of a file written by :func:`save_weights`."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata() or {}
+    if "config" not in header:
+        raise ValueError(f"{path} has no personkit config in its header (not a personkit export)")
+    return load_file(str(path)), {k: json.loads(v) for k, v in header.items()}

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from personkit.data.samplers import DatasetSchedule, EpochBatchSampler, InfiniteBatchSampler
-from personkit.engine.checkpoint import load_latest_valid, save_checkpoint
+from personkit.engine.checkpoint import load_latest_valid, save_checkpoint, save_weights
 from personkit.engine.logger import RunLogger
 
 
@@ -124,6 +124,14 @@ class Trainer:
         return save_checkpoint(self.state_dict(), self.run_dir / "checkpoints", self.step,
                                self.keep_checkpoints)
 
+    def export_weights(self) -> Path | None:
+        """Write ``RUN_DIR/model.safetensors`` (inference weights, config and metadata)."""
+        if not self.is_main:
+            return None
+        model = getattr(self.model, "module", self.model)
+        return save_weights(model, self.run_dir / "model.safetensors",
+                            self.extra_state.get("config", {}), self.extra_state.get("meta", {}))
+
     # ------------------------------------------------------------------ loop
 
     def _next_batch(self, name: str) -> dict[str, torch.Tensor]:
@@ -191,6 +199,7 @@ class Trainer:
                 if self.checkpoint_every and self.step % self.checkpoint_every == 0:
                     self.save()
             self.save()
+            self.export_weights()
         finally:
             bar.close()
             logger.close()

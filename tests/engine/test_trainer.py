@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from personkit.build import build_trainer
+from personkit.build import build_trainer, load_model
 from personkit.config import config_from_dict
 from personkit.engine.lr import lr_factor
 
@@ -42,6 +42,10 @@ def test_twenty_steps_lower_the_total_loss(tmp_path):
     state = torch.load(tmp_path / "checkpoints" / ckpts[-1], weights_only=True)
     assert state["step"] == 20 and state["meta"]["input_size"] == (64, 32)
     assert {"model", "optimizer", "scheduler", "config"} <= set(state)
+    model = load_model(tmp_path)  # the safetensors export, with its config and metadata
+    assert model.meta == trainer.model.meta
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, trainer.model.state_dict()[key]), key
 
 
 def test_lr_schedules():
