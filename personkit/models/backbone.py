@@ -9,6 +9,7 @@ stages (C2-C5) so that heads can size themselves.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import timm
@@ -22,6 +23,15 @@ NORMS = ("group", "batch", "frozen_batch")
 _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
+class GroupNorm32(nn.GroupNorm):
+    """GroupNorm with 32 groups (Wu & He, ECCV 2018), or fewer where the channels demand it
+    (``gcd(32, C)``, e.g. 8 groups for the 24-channel stem of ``resnet10t``)."""
+
+    def __init__(self, num_channels: int, eps: float = 1e-5, affine: bool = True, **kwargs):
+        super().__init__(math.gcd(32, num_channels), num_channels, eps=eps, affine=affine,
+                         **kwargs)
+
+
 def timm_arch(name: str, norm: str) -> tuple[str, dict]:
     """timm model name and kwargs for a ResNet ``name`` with normalisation ``norm``."""
     if norm not in NORMS:
@@ -30,7 +40,7 @@ def timm_arch(name: str, norm: str) -> tuple[str, dict]:
         return name, {}
     if f"{name}_gn" in timm.list_models(f"{name}_gn"):
         return f"{name}_gn", {}  # e.g. resnet50_gn, which has ImageNet weights on the hub
-    return name, {"norm_layer": "groupnorm"}
+    return name, {"norm_layer": GroupNorm32}
 
 
 def _set_stride_one(stage: nn.Module) -> None:

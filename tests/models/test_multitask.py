@@ -102,3 +102,12 @@ def test_split_heatmaps_are_last_backbone_channels():
     assert torch.equal(out.heatmaps, c5[:, -16:])
     assert torch.equal(out.embedding, c5[:, :-16].amax(dim=(2, 3)))
     assert "pose" in model.heads and not any(True for _ in model.heads["pose"].parameters())
+
+
+@pytest.mark.parametrize("name", ["resnet10t", "resnet26d"])
+def test_other_resnet_families_keep_output_stride_16(name):
+    """Deep-stem and avg-pool-shortcut variants; GroupNorm adapts its groups to 24 channels."""
+    backbone = ResNetBackbone(name, "group")
+    feats = backbone(torch.randn(1, 3, 64, 32))
+    assert [f.shape[-2:] for f in feats] == [(16, 8), (8, 4), (4, 2), (4, 2)]
+    assert backbone.strides == [4, 8, 16, 16] and feats[-1].shape[1] == backbone.channels[-1]
