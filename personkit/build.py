@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
 from personkit.config import Config, DatasetConfig, ModelConfig, config_to_dict
 from personkit.data.constants import LIP_CLASSES, MARKET_ATTRIBUTES, MERGED5_CLASSES, MPII_JOINTS
+from personkit.data.dataset import PersonDataset
+from personkit.data.datasets import ATTRIBUTE_SCHEMAS, READERS, read_dataset
 from personkit.data.fake import FakePersonDataset
+from personkit.data.io import DatasetError
+from personkit.data.records import PersonRecord
 from personkit.data.samplers import DatasetSchedule, PKBatchSampler, RandomBatchSampler
+from personkit.data.transforms import TRANSFORM_PRESETS
 from personkit.engine.lr import build_lr_scheduler
 from personkit.engine.trainer import Trainer, TrainSource
 from personkit.losses import MultiTaskLoss
@@ -55,13 +61,51 @@ def _fake_dataset(d: DatasetConfig, cfg: Config, seed: int) -> Dataset:
     )
 
 
+def dataset_root(d: DatasetConfig, data_root: str | Path | None = None) -> Path:
+    """``d.root``, relative to ``data_root`` when given and ``d.root`` is relative."""
+    root = Path(d.root)
+    return root if data_root is None or root.is_absolute() else Path(data_root) / root
+
+
+def read_records(d: DatasetConfig, split: str | None = None,
+                 data_root: str | Path | None = None) -> list[PersonRecord]:
+    """Records of one dataset entry through its native reader."""
+    try:
+        return read_dataset(d.type, dataset_root(d, data_root), split or d.split, **d.options)
+    except (DatasetError, ValueError, FileNotFoundError) as e:
+        raise type(e)(f"dataset {d.name!r}: {e}") from e
+
+
+def person_dataset(d: DatasetConfig, records: list[PersonRecord], cfg: Config, train: bool,
+                   seed: int = 0) -> PersonDataset:
+    """Decoding, the dataset's transform preset and normalisation for ``records``."""
+    transform = TRANSFORM_PRESETS[d.type](train and d.augment, d.input_size)
+    names = tuple(cfg.model.attributes) if "attributes" in d.tasks else None
+    if names is not None and tuple(ATTRIBUTE_SCHEMAS.get(d.type, {})) != names:
+        raise ValueError(
+            f"dataset {d.name!r}: its attributes {list(ATTRIBUTE_SCHEMAS.get(d.type, {}))} do "
+            f"not match model.attributes {list(names)}")
+    tasks = d.tasks if train else ()
+    return PersonDataset(records, transform, tasks, cfg.model.mean, cfg.model.std,
+                         pid_relabel=train, attribute_names=names, merge_parts=d.merge_parts,
+                         on_bad_image=cfg.data.on_bad_image, seed=seed)
+
+
+def _reader_dataset(d: DatasetConfig, cfg: Config, seed: int) -> Dataset:
+    dataset = person_dataset(d, read_records(d), cfg, train=True, seed=seed)
+    if "id" in d.tasks and dataset.num_ids > cfg.model.num_ids:
+        raise ValueError(f"dataset {d.name!r} has {dataset.num_ids} identities but the ID "
+                         f"classifier has model.num_ids={cfg.model.num_ids}")
+    return dataset
+
+
 DATASET_BUILDERS: dict[str, Callable[[DatasetConfig, Config, int], Dataset]] = {
-    "fake": _fake_dataset,
+    "fake": _fake_dataset, **{name: _reader_dataset for name in READERS},
 }
 
 
 def build_dataset(d: DatasetConfig, cfg: Config, seed: int = 0) -> Dataset:
-    """The torch dataset for one ``data.train``/``data.eval`` entry."""
+    """The torch training dataset for one ``data.train`` entry."""
     if d.type not in DATASET_BUILDERS:
         raise ValueError(
             f"dataset {d.name!r}: unknown type {d.type!r}; valid: {sorted(DATASET_BUILDERS)}")
@@ -136,8 +180,14 @@ def build_trainer(cfg: Config, run_dir: str | Path, rank: int = 0, world_size: i
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> MultiTaskModel:
+    """Rebuild a trained model (see :func:`load_model_and_config`)."""
+    return load_model_and_config(path, device)[0]
+
+
+def load_model_and_config(path: str | Path, device: str | torch.device = "cpu",
+                          ) -> tuple[MultiTaskModel, Config]:
     """Rebuild a trained model from a run directory, a ``.pt`` checkpoint or a ``.safetensors``
-    export, loading its weights strictly.
+    export, loading its weights strictly; also returns the run's config.
 
     A run directory resolves to its ``model.safetensors`` if present, else its newest valid
     checkpoint.
@@ -167,4 +217,46 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> MultiTas
     model = build_model(dataclasses.replace(
         cfg.model, backbone=dataclasses.replace(cfg.model.backbone, pretrained=None)))
     load_strict(model, state, source=str(path))
-    return model.to(device).eval()
+    return model.to(device).eval(), cfg
+
+
+REID_TYPES = ("market1501", "duke")
+
+
+def run_evaluation(model: MultiTaskModel, cfg: Config, names: Sequence[str] | None = None,
+                   data_root: str | Path | None = None, device: str | torch.device = "cpu",
+                   batch_size: int = 64, flip_tta: bool = True,
+                   progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Evaluate ``model`` on the ``data.eval`` entries (all, or those named) with the official
+    protocols; returns ``{dataset name: {protocol: scores}}``."""
+    from personkit.engine import evaluate as ev
+
+    entries = [d for d in cfg.data.eval if names is None or d.name in names]
+    unknown = sorted(set(names or ()) - {d.name for d in cfg.data.eval})
+    if unknown:
+        raise ValueError(f"no evaluation dataset named {unknown}; the config has "
+                         f"{[d.name for d in cfg.data.eval]}")
+    loader = {"device": device, "batch_size": batch_size, "progress": progress,
+              "num_workers": cfg.data.num_workers}
+    results: dict[str, dict[str, Any]] = {}
+    for d in entries:
+        out: dict[str, Any] = {}
+        if d.type in REID_TYPES:
+            query, gallery = (read_records(d, s, data_root) for s in ("query", "gallery"))
+            attrs = tuple(model.meta.attributes) if (
+                "attributes" in d.tasks and "attributes" in model.enabled) else None
+            out.update(ev.evaluate_reid_attributes(
+                model, person_dataset(d, query, cfg, False), person_dataset(d, gallery, cfg, False),
+                query, gallery, attribute_names=attrs, flip_tta=flip_tta, **loader))
+        else:
+            records = read_records(d, None, data_root)
+            dataset = person_dataset(d, records, cfg, False)
+            if "pose" in d.tasks and "pose" in model.enabled:
+                out["pose"] = ev.evaluate_pose(model, dataset, records, d.input_size,
+                                               lip=d.type == "lip", **loader)
+            if "segmentation" in d.tasks and "segmentation" in model.enabled:
+                ev.check_seg_labels(records)
+                out["parts"] = ev.evaluate_parts(model, dataset, records, cfg.model.seg_classes,
+                                                 model.meta.part_classes, **loader)
+        results[d.name] = out
+    return results
