@@ -1,0 +1,162 @@
+"""Low-level file access shared by the dataset readers: image and label decoding, folder checks
+and robust accessors for MATLAB ``.mat`` structs.
+
+Bad-file policy: every failure names the file. A folder or annotation file that is missing is a
+:class:`FileNotFoundError` (raised by :func:`require_dir`/:func:`require_file`), a malformed
+annotation is a :class:`DatasetError`, and an image or label PNG that cannot be decoded is a
+:class:`BadImageError`, which :class:`~personkit.data.dataset.PersonDataset` may skip
+(``on_bad_image="skip"``) instead of raising.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import scipy.io
+
+
+class DatasetError(ValueError):
+    """A dataset file or folder that cannot be used; the message names it and what was expected."""
+
+
+class BadImageError(DatasetError):
+    """An image or label file that is missing or cannot be decoded."""
+
+
+def require_dir(path: Path, dataset: str, what: str = "folder") -> Path:
+    """``path`` if it is a folder, else a FileNotFoundError naming it and the dataset."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{dataset}: expected {what} '{path.name}' under {path.parent} (not found)")
+    return path
+
+
+def require_file(path: Path, dataset: str, what: str = "file") -> Path:
+    """``path`` if it is a file, else a FileNotFoundError naming it and the dataset."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{dataset}: expected {what} '{path.name}' under {path.parent} (not found)")
+    return path
+
+
+def first_existing(candidates: list[Path], dataset: str, what: str) -> Path:
+    """The first existing path of ``candidates``, else a FileNotFoundError listing them all."""
+    for path in candidates:
+        if path.exists():
+            return path
+    tried = ", ".join(str(p) for p in candidates)
+    raise FileNotFoundError(f"{dataset}: expected {what}; looked for: {tried}")
+
+
+def _read_bytes(path: Path) -> np.ndarray:
+    try:
+        return np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise BadImageError(f"image file not found: {path}") from None
+    except OSError as e:
+        raise BadImageError(f"cannot read image file {path}: {e}") from e
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode an image file as RGB ``uint8`` H×W×3 (grayscale files become 3-channel).
+
+    Raises:
+        BadImageError: the file is missing, empty or not a decodable image.
+    """
+    path = Path(path)
+    buf = _read_bytes(path)
+    image = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    if image is None:
+        raise BadImageError(f"cannot decode image file {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _png_colour_type(buf: np.ndarray) -> int | None:
+    """PNG colour type from the IHDR chunk (3 = palette), or None if not a PNG."""
+    if buf.size < 26 or bytes(buf[:8]) != b"\x89PNG\r\n\x1a\n":
+        return None
+    return int(buf[25])
+
+
+def _decode_palette_png(path: Path) -> np.ndarray:
+    # OpenCV expands palette PNGs to BGR colours, which loses the class ids; Pillow (a
+    # dependency of matplotlib) returns the palette indices themselves.
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im, dtype=np.uint8).copy()
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Decode a label PNG as ``uint8`` H×W class ids.
+
+    Single-channel 8-bit PNGs (LIP) are returned as stored; palette PNGs yield their palette
+    indices; for a multi-channel file the first channel (R) is used, as the authors do.
+
+    Raises:
+        BadImageError: the file is missing, not decodable, or not 8-bit.
+    """
+    path = Path(path)
+    buf = _read_bytes(path)
+    if _png_colour_type(buf) == 3:
+        try:
+            return _decode_palette_png(path)
+        except OSError as e:
+            raise BadImageError(f"cannot decode label file {path}: {e}") from e
+    mask = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if mask is None:
+        raise BadImageError(f"cannot decode label file {path}")
+    if mask.dtype != np.uint8:
+        raise BadImageError(f"label file {path}: expected 8-bit class ids, got {mask.dtype}")
+    if mask.ndim == 3:
+        mask = mask[:, :, 2] if mask.shape[2] >= 3 else mask[:, :, 0]  # BGR(A): R is index 2
+    return np.ascontiguousarray(mask)
+
+
+# --------------------------------------------------------------------------- MATLAB structs
+
+
+def load_mat(path: Path, dataset: str) -> dict[str, Any]:
+    """``scipy.io.loadmat`` with squeezed ``mat_struct`` objects (attribute access by name)."""
+    require_file(path, dataset, "annotation file")
+    try:
+        return scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
+    except Exception as e:  # scipy raises several types for corrupt files
+        raise DatasetError(f"{dataset}: cannot read MATLAB file {path}: {e}") from e
+
+
+def mat_items(value: Any) -> list[Any]:
+    """The elements of a squeezed MATLAB array/struct array/cell as a list.
+
+    After ``squeeze_me=True`` a 1-element struct array is a bare ``mat_struct``, a 1-element
+    numeric array a scalar, and an empty field an empty array; all become lists here.
+    """
+    if value is None:
+        return []
+    if isinstance(value, np.ndarray):
+        return list(value.ravel())
+    if isinstance(value, str) and value == "":
+        return []
+    return [value]
+
+
+def mat_scalar(value: Any) -> float | None:
+    """A MATLAB scalar as float; None for empty fields. Accepts numbers and numeric strings."""
+    items = mat_items(value)
+    if not items:
+        return None
+    item = items[0]
+    if isinstance(item, str):
+        item = item.strip()
+        return float(item) if item else None
+    return float(item)
+
+
+def mat_field(struct: Any, name: str) -> Any:
+    """Field ``name`` of a ``mat_struct``, or None when the struct lacks it."""
+    return getattr(struct, name, None)
