@@ -9,7 +9,7 @@ pose; ``parts`` for segmentation. A record without a requested label gets an "un
 Augmentation is reproducible: sample ``i`` of epoch ``e`` uses
 ``numpy.random.default_rng((seed, e, i))``, independent of DataLoader workers. Call
 :meth:`PersonDataset.set_epoch` before creating the epoch's iterator (workers copy the dataset
-when the iterator starts, unless ``persistent_workers`` is set).
+when the iterator starts), or, with ``persistent_workers``, index with ``(epoch, index)`` pairs.
 """
 
 from __future__ import annotations
@@ -122,11 +122,14 @@ class PersonDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Sample ``index``; an ``(epoch, index)`` pair overrides :meth:`set_epoch` (for
+        persistent DataLoader workers, whose dataset copies never see ``set_epoch``)."""
+        epoch, index = index if isinstance(index, tuple) else (self.epoch, index)
         for offset in range(len(self)):
             i = (int(index) + offset) % len(self)
             try:
-                return self._sample(i)
+                return self._sample(i, int(epoch))
             except BadImageError as e:
                 if self.on_bad_image == "raise":
                     raise
@@ -135,12 +138,12 @@ class PersonDataset(Dataset):
                     warnings.warn(f"skipping record {i}: {e}", RuntimeWarning, stacklevel=2)
         raise DatasetError("on_bad_image='skip': no record of the dataset could be decoded")
 
-    def _sample(self, i: int) -> dict[str, torch.Tensor]:
+    def _sample(self, i: int, epoch: int) -> dict[str, torch.Tensor]:
         r = self.records[i]
         image = read_image(r.image_path)
         mask = self._read_mask(r, image.shape[:2]) if "parts" in self.keys else None
         pose = "joints" in self.keys and r.joints is not None
-        t = self.transform(image, np.random.default_rng((self.seed, self.epoch, i)), mask=mask,
+        t = self.transform(image, np.random.default_rng((self.seed, epoch, i)), mask=mask,
                            joints=r.joints if pose else None,
                            joints_valid=r.joints_annotated if pose else None,
                            center=r.center, scale=r.scale)

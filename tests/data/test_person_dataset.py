@@ -130,7 +130,10 @@ def test_augmentation_is_reproducible_per_epoch_and_picklable(lip):
     first = ds[0]["affine"]
     assert torch.equal(first, ds[0]["affine"])
     ds.set_epoch(1)
-    assert not torch.equal(first, ds[0]["affine"])
+    second = ds[0]["affine"]
+    assert not torch.equal(first, second)
+    ds.set_epoch(0)
+    assert torch.equal(ds[(1, 0)]["affine"], second)  # (epoch, index) overrides set_epoch
     clone = pickle.loads(pickle.dumps(ds))
     assert torch.equal(clone[0]["image"], ds[0]["image"])
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=3)))
