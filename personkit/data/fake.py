@@ -65,7 +65,9 @@ class FakePersonDataset(Dataset):
         ident["skin"] = int(rng.integers(3))
         return ident
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        if isinstance(index, tuple):  # (epoch, index) from the trainer; items are static
+            index = index[1]
         pid = self.pids[index]
         ident = self._identity(pid)
         rng = np.random.default_rng([self.seed, 1, index])

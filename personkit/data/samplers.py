@@ -124,18 +124,22 @@ class InfiniteBatchSampler:
     """Endless batches of an :class:`EpochBatchSampler`, starting after ``start`` consumed ones.
 
     Use it as a DataLoader ``batch_sampler``; to resume, pass the number of batches the
-    trainer consumed (not how many the loader prefetched).
+    trainer consumed (not how many the loader prefetched). With ``with_epoch`` every item is
+    an ``(epoch, index)`` pair, so that datasets draw each epoch's augmentation from its own
+    seeded stream even inside persistent DataLoader workers.
     """
 
-    def __init__(self, sampler: EpochBatchSampler, start: int = 0):
+    def __init__(self, sampler: EpochBatchSampler, start: int = 0, with_epoch: bool = False):
         if len(sampler) == 0:
             raise ValueError("sampler has no batches per epoch")
-        self.sampler, self.start = sampler, start
+        self.sampler, self.start, self.with_epoch = sampler, start, with_epoch
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[int] | list[tuple[int, int]]]:
         n = len(self.sampler)
         for position in count(self.start):
-            yield self.sampler.batch(position // n, position % n)
+            epoch = position // n
+            batch = self.sampler.batch(epoch, position % n)
+            yield [(epoch, i) for i in batch] if self.with_epoch else batch
 
 
 class DatasetSchedule:

@@ -138,7 +138,8 @@ class Trainer:
         if name not in self._iterators:
             src = self.sources[name]
             loader = DataLoader(
-                src.dataset, batch_sampler=InfiniteBatchSampler(src.sampler, self.consumed[name]),
+                src.dataset, batch_sampler=InfiniteBatchSampler(src.sampler, self.consumed[name],
+                                                   with_epoch=True),
                 num_workers=src.num_workers, persistent_workers=src.num_workers > 0,
                 pin_memory=self.device.type == "cuda",
             )

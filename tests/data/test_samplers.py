@@ -54,6 +54,9 @@ def test_infinite_sampler_resumes_at_consumed_position():
     stream = [next(it) for _ in range(8)]
     resumed = iter(InfiniteBatchSampler(sampler, start=5))
     assert [next(resumed) for _ in range(3)] == stream[5:]
+    tagged = iter(InfiniteBatchSampler(sampler, start=2, with_epoch=True))
+    assert next(tagged) == [(0, i) for i in stream[2]]
+    assert next(tagged) == [(1, i) for i in stream[3]]  # 3 batches per epoch
 
 
 @pytest.mark.parametrize("mode", ["proportional", "equal", "weights"])
