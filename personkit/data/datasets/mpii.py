@@ -59,7 +59,9 @@ def read_mpii(root: str | Path, split: str, annotation_file: str | Path | None =
         "MPII", f"{MPII_MAT} or a JSON annotation file of split {split!r}")
     if path.suffix == ".json":
         return _read_json(require_file(path, "MPII"), images, head_boxes)
-    val = _read_val_list(Path(val_list) if val_list else root / "valid_images.txt")
+    val = _read_val_list(Path(val_list) if val_list else first_existing(
+        [root / "valid_images.txt", root / "annot" / "valid_images.txt"], "MPII",
+        "validation list valid_images.txt (image names, or 'image rect' lines)"))
     return _read_release(path, images, split, val)
 
 
