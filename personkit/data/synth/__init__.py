@@ -1,0 +1,12 @@
+"""A procedural synthetic person world that writes Market-1501-, MPII- and LIP-like datasets.
+
+The real datasets cannot be downloaded here, so :func:`synthesize` renders stand-ins in their
+exact native formats (file names, folder layouts, ``.mat``/JSON/CSV/PNG annotations), which the
+ordinary dataset readers read. See ``docs/synth.md`` for the formats and design choices.
+"""
+
+from personkit.data.synth.presets import PRESETS, Preset, get_preset
+from personkit.data.synth.preview import contact_sheet
+from personkit.data.synth.world import SynthSummary, synthesize
+
+__all__ = ["PRESETS", "Preset", "SynthSummary", "contact_sheet", "get_preset", "synthesize"]

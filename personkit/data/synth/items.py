@@ -1,0 +1,262 @@
+"""Planning and rendering of single items (one Market crop, one MPII scene, one LIP image).
+
+Planning is cheap and sequential (names, identities, cameras); rendering is a pure function of
+``(seed, item)``: every item draws from its own ``numpy.random.Generator`` keyed by
+``(seed, dataset, index)``, so items can be rendered in any order or in parallel and the same
+seed always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from personkit.data.synth import body as B
+from personkit.data.synth.appearance import Identity, get_identity, sample_identity
+from personkit.data.synth.body import View, sample_pose, skeleton, walking_pose
+from personkit.data.synth.render import Person, Rendered, object_prim, render
+from personkit.data.synth.scenes import (
+    LIP_DOMAIN,
+    MARKET_CAMERAS,
+    MPII_DOMAIN,
+    apply_camera,
+    background,
+    jpeg_quality,
+    market_background,
+)
+
+MARKET_SIZE = (128, 64)  # H, W of a Market crop
+# Dataset codes in RNG keys.
+K_MARKET, K_MPII, K_LIP, K_MARKET_PLAN, K_DISTRACTOR = 1, 2, 3, 4, 5
+#: Typical walking directions (yaw) per Market camera: towards, away, across.
+CAMERA_YAWS: tuple[tuple[float, ...], ...] = (
+    (0.2, np.pi + 0.2), (1.4, -1.7), (0.0, np.pi, 1.57), (-0.5, 2.6), (0.4, np.pi - 0.3, -1.57),
+    (1.7, -1.3, 0.1),
+)
+
+
+@dataclass(frozen=True)
+class MarketItem:
+    """One Market crop to render."""
+
+    index: int
+    folder: str  # bounding_box_train | bounding_box_test | query
+    name: str
+    kind: str  # good | query | junk | distractor
+    pid: int  # identity shown (junk: the real pid; distractor: -1 for none)
+    cam: int
+    yaw: float
+    phase: float
+
+
+@dataclass(frozen=True)
+class SceneItem:
+    """One MPII scene or LIP image to render."""
+
+    index: int
+    name: str
+    split: str  # train | val | test
+
+
+# -------------------------------------------------------------------------- encoding helpers
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    """JPEG bytes of an RGB image at a fixed quality."""
+    ok, buf = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    assert ok
+    return buf.tobytes()
+
+
+def encode_png(labels: np.ndarray) -> bytes:
+    """Single-channel 8-bit PNG bytes."""
+    ok, buf = cv2.imencode(".png", labels, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    assert ok
+    return buf.tobytes()
+
+
+# ---------------------------------------------------------------------------------- Market
+
+
+def _market_placement(kind: str, rng: np.random.Generator, h: int, w: int) -> tuple[float, ...]:
+    """Person scale (px per height unit) and ground point for an (mis)aligned crop."""
+    if kind == "query":  # hand-drawn: tight and centred
+        hf, dx, dy = rng.uniform(0.86, 0.92), rng.normal(0, 0.02), rng.normal(0, 0.01)
+    elif kind == "good":  # detector boxes: looser
+        hf, dx, dy = rng.uniform(0.78, 0.92), rng.normal(0, 0.05), rng.normal(0, 0.025)
+    else:  # junk / distractor fragments: badly aligned
+        mode = rng.integers(3)
+        hf = rng.uniform(0.8, 0.9) if mode < 2 else rng.uniform(1.5, 2.3)
+        dx = rng.choice([-1, 1]) * rng.uniform(0.45, 0.7) if mode == 0 else rng.normal(0, 0.05)
+        dy = rng.choice([-1, 1]) * rng.uniform(0.3, 0.5) if mode == 1 else (
+            rng.uniform(-0.6, 0.6) if mode == 2 else 0.0)
+    scale = hf * h
+    return scale, w * (0.5 + dx), h * (0.5 + hf / 2 + dy)
+
+
+def render_market(item: MarketItem, seed: int) -> bytes:
+    """JPEG bytes of one 128×64 Market crop."""
+    rng = np.random.default_rng([seed, K_MARKET, item.index])
+    dom = MARKET_CAMERAS[item.cam - 1]
+    r = rng.uniform(*dom.render_scale)
+    h, w = round(MARKET_SIZE[0] * r), round(MARKET_SIZE[1] * r)
+    bg = market_background(seed, item.cam, h, w, rng)
+    people = []
+    if item.kind != "distractor" or rng.random() < 0.5:
+        ident = (get_identity(seed, item.pid) if item.pid > 0 else
+                 sample_identity(np.random.default_rng([seed, K_DISTRACTOR, item.index]), 0))
+        scale, x0, y0 = _market_placement(item.kind, rng, h, w)
+        pose = walking_pose(rng, item.yaw + rng.normal(0, 0.15), item.phase,
+                            rng.uniform(0.25, 0.42), ident.stoop)
+        people.append(Person(ident, skeleton(ident.shape, pose), View(pose.yaw, scale, x0, y0)))
+    if rng.random() < 0.08:  # a passer-by at the edge of the box
+        other = sample_identity(np.random.default_rng([seed, K_DISTRACTOR, 10**6 + item.index]), 0)
+        yaw = float(rng.uniform(-np.pi, np.pi))
+        pose = walking_pose(rng, yaw, float(rng.uniform(0, 6.3)), 0.3, 0.0)
+        side = rng.choice([-1, 1])
+        view = View(yaw, h * rng.uniform(0.8, 0.95), w * (0.5 + side * rng.uniform(0.6, 0.8)),
+                    h * rng.uniform(0.92, 1.0))
+        people.append(Person(other, skeleton(other.shape, pose), view,
+                             order=float(rng.choice([-1, 1]))))
+    rendered = render(h, w, bg, people)
+    img = apply_camera(rendered.image, dom, rng, size=MARKET_SIZE)
+    return encode_jpeg(img, jpeg_quality(dom, rng))
+
+
+# ------------------------------------------------------------------------ MPII and LIP scenes
+
+
+def _occluder(rng: np.random.Generator, h: int, w: int, box: np.ndarray, index: int):
+    """A foreground object (table, box, pole, car) covering part of a person's box."""
+    x1, y1, x2, y2 = box
+    bh, bw = y2 - y1, x2 - x1
+    col = tuple(float(c) for c in rng.uniform(40, 200, 3))
+    if rng.random() < 0.6:  # low object in front of the legs
+        top = y1 + bh * rng.uniform(0.55, 0.8)
+        left = x1 + bw * rng.uniform(-0.6, 0.3)
+        poly = np.array([[left, top], [left + bw * rng.uniform(0.6, 1.2), top],
+                         [left + bw * rng.uniform(0.6, 1.2), h + 5], [left, h + 5]])
+    else:  # a pole or door frame
+        cx, half = x1 + bw * rng.uniform(0.1, 0.9), max(2.0, bw * rng.uniform(0.06, 0.15))
+        poly = np.array([[cx - half, -5], [cx + half, -5], [cx + half, h + 5], [cx - half, h + 5]])
+    return object_prim(poly, col, index)
+
+
+@dataclass
+class PersonAnno:
+    """Annotation of one rendered person (0-based pixel coordinates)."""
+
+    joints: np.ndarray  # 16×2
+    annotated: np.ndarray  # 16 bool (inside the image)
+    occluded: np.ndarray  # 16 bool
+    head_box: tuple[float, float, float, float]
+    center: tuple[float, float]
+    scale: float  # standing height / 200 px
+
+
+def person_anno(rendered: Rendered, i: int, view: View, h: int, w: int) -> PersonAnno:
+    """Joints, visibility, head box, centre and scale of person ``i``."""
+    j = rendered.joints[i]
+    inside = (j[:, 0] >= 0) & (j[:, 0] <= w - 1) & (j[:, 1] >= 0) & (j[:, 1] <= h - 1)
+    neck, top = j[B.NECK], j[B.HEAD]
+    c, s = 0.5 * (neck + top), float(np.linalg.norm(top - neck))
+    lo, hi = j[inside].min(0), j[inside].max(0)  # centre of the visible joints
+    return PersonAnno(j.copy(), inside, rendered.occluded[i] & inside,
+                      (c[0] - s / 2, c[1] - s / 2, c[0] + s / 2, c[1] + s / 2),
+                      (float(lo[0] + hi[0]) / 2, float(lo[1] + hi[1]) / 2), view.scale / 200)
+
+
+def _scene_person(rng: np.random.Generator, yaw_p: tuple[float, float, float]) -> tuple:
+    """A random identity and pose (yaw from P(front, back, side))."""
+    ident = sample_identity(rng, 0)
+    view = int(rng.choice(3, p=yaw_p))
+    yaw = (0.0, np.pi, rng.choice([-1, 1]) * np.pi / 2)[view] + rng.normal(0, 0.35)
+    return ident, sample_pose(rng, "mixed", float(yaw))
+
+
+@dataclass
+class Scene:
+    """A rendered scene before camera effects, with the generator to continue with."""
+
+    rendered: Rendered
+    people: list[Person]
+    background: np.ndarray
+    rng: np.random.Generator
+
+
+def mpii_scene(item: SceneItem, seed: int) -> Scene:
+    """The people, labels and joints of one MPII-like scene (before camera effects)."""
+    rng = np.random.default_rng([seed, K_MPII, item.index])
+    w, h = int(rng.choice([288, 320, 352])), int(rng.choice([224, 240, 256]))
+    bg = background(str(rng.choice(MPII_DOMAIN.styles)), h, w, rng)
+    n = int(rng.choice([1, 2, 3], p=[0.6, 0.3, 0.1]))
+    slots = rng.permutation(n)
+    people: list[Person] = []
+    for k in range(n):
+        ident, pose = _scene_person(rng, (0.45, 0.25, 0.3))
+        sk = skeleton(ident.shape, pose)
+        hp = h * rng.uniform(0.5, 0.82) * (1.0 if n == 1 else rng.uniform(0.7, 0.95))
+        x0 = w * (slots[k] + 0.5) / n + rng.normal(0, w * 0.05)
+        bottom = rng.uniform(0.85, 1.0) if rng.random() < 0.8 else rng.uniform(1.05, 1.35)
+        y0 = max(h * bottom, hp * sk.joints[:, 1].max() + 4)  # keep the head inside
+        people.append(Person(ident, sk, View(pose.yaw, hp, x0, y0), order=y0 + 0.01 * k))
+    objects = []
+    if rng.random() < 0.15:
+        p = people[int(rng.integers(n))]
+        xy, _ = p.view.project(p.skel.joints)
+        objects.append(_occluder(rng, h, w, np.r_[xy.min(0), xy.max(0)], 0))
+    return Scene(render(h, w, bg, people, objects), people, bg, rng)
+
+
+def render_mpii(item: SceneItem, seed: int) -> tuple[bytes, list[PersonAnno]]:
+    """JPEG bytes and person annotations of one MPII-like scene."""
+    sc = mpii_scene(item, seed)
+    h, w = sc.rendered.labels.shape
+    annos = [person_anno(sc.rendered, i, p.view, h, w) for i, p in enumerate(sc.people)]
+    img = apply_camera(sc.rendered.image, MPII_DOMAIN, sc.rng)
+    return encode_jpeg(img, jpeg_quality(MPII_DOMAIN, sc.rng)), annos
+
+
+def lip_scene(item: SceneItem, seed: int) -> Scene:
+    """The person, labels and joints of one LIP-like image (before camera effects)."""
+    rng = np.random.default_rng([seed, K_LIP, item.index])
+    ident, pose = _scene_person(rng, (0.5, 0.2, 0.3))
+    sk = skeleton(ident.shape, pose)
+    hp = rng.uniform(120, 210)
+    xy, _ = View(pose.yaw, hp, 0, 0).project(sk.joints)
+    lo, hi = xy.min(0) - hp * 0.08, xy.max(0) + hp * 0.06
+    bw, bh = hi - lo
+    crop = rng.random()
+    h = int(np.clip(bh * rng.uniform(1.02, 1.15), 80, 300))
+    if crop < 0.15:  # half-body: cut between the hips and the knees
+        h = int(bh * rng.uniform(0.5, 0.7))
+    w = int(np.clip(max(bw * rng.uniform(1.0, 1.3), h * rng.uniform(0.45, 0.75)), 70, 240))
+    x0 = (w - bw) / 2 - lo[0] + rng.normal(0, 0.04 * w)
+    if 0.15 <= crop < 0.25:  # cut at one side
+        x0 += rng.choice([-1, 1]) * bw * rng.uniform(0.15, 0.3)
+    y0 = (h - bh) * rng.uniform(0.3, 0.7) - lo[1] if crop >= 0.15 else rng.uniform(4, 10) - lo[1]
+    view = View(pose.yaw, hp, float(x0), float(y0))
+    bg = background(str(rng.choice(LIP_DOMAIN.styles)), h, w, rng, clutter=(1, 5))
+    objects = []
+    if rng.random() < 0.1:
+        xy, _ = view.project(sk.joints)
+        objects.append(_occluder(rng, h, w, np.r_[xy.min(0), xy.max(0)], 0))
+    person = Person(ident, sk, view)
+    return Scene(render(h, w, bg, [person], objects), [person], bg, rng)
+
+
+def render_lip(item: SceneItem, seed: int) -> tuple[bytes, bytes, PersonAnno]:
+    """JPEG bytes, label PNG bytes and the person annotation of one LIP-like image."""
+    sc = lip_scene(item, seed)
+    h, w = sc.rendered.labels.shape
+    anno = person_anno(sc.rendered, 0, sc.people[0].view, h, w)
+    img = apply_camera(sc.rendered.image, LIP_DOMAIN, sc.rng)
+    return (encode_jpeg(img, jpeg_quality(LIP_DOMAIN, sc.rng)), encode_png(sc.rendered.labels),
+            anno)
+
+
+def identity_for(seed: int, pid: int) -> Identity:
+    """The identity shown by Market pid ``pid`` (> 0)."""
+    return get_identity(seed, pid)
