@@ -92,7 +92,8 @@ def person_dataset(d: DatasetConfig, records: list[PersonRecord], cfg: Config, t
 
 
 def _reader_dataset(d: DatasetConfig, cfg: Config, seed: int) -> Dataset:
-    dataset = person_dataset(d, read_records(d), cfg, train=True, seed=seed)
+    dataset = person_dataset(d, read_records(d, None, cfg.data.root or None), cfg, train=True,
+                             seed=seed)
     if "id" in d.tasks and dataset.num_ids > cfg.model.num_ids:
         raise ValueError(f"dataset {d.name!r} has {dataset.num_ids} identities but the ID "
                          f"classifier has model.num_ids={cfg.model.num_ids}")
@@ -236,6 +237,7 @@ def run_evaluation(model: MultiTaskModel, cfg: Config, names: Sequence[str] | No
     if unknown:
         raise ValueError(f"no evaluation dataset named {unknown}; the config has "
                          f"{[d.name for d in cfg.data.eval]}")
+    data_root = data_root or cfg.data.root or None
     loader = {"device": device, "batch_size": batch_size, "progress": progress,
               "num_workers": cfg.data.num_workers}
     results: dict[str, dict[str, Any]] = {}

@@ -53,10 +53,72 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    config = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
-    ns = argparse.Namespace(config=str(config), out=args.out, overrides=[], resume=None,
-                            no_progress=False)
-    return _cmd_train(ns)
+    from personkit.demo import TARGETS, run_demo
+
+    result = run_demo(args.out, args.preset, args.seed, args.config, args.overrides)
+    print(f"\nreport: {result['report']}")
+    for name, value in result["headline"].items():
+        shown = "n/a" if value is None else f"{value:.3f}"
+        print(f"  {name:<26} {shown}  (target >= {TARGETS[name]:.2f})")
+    print(f"  total time {result['timings']['total']:.0f} s")
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from personkit.data.synth import synthesize
+
+    summary = synthesize(args.out, args.preset, args.seed)
+    for key, value in summary.counts.items():
+        print(f"  {key:<28} {value}")
+    print(f"wrote {args.out} ({summary.seconds:.1f} s)")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from personkit.inference import Predictor
+    from personkit.inference.run import predict_source
+    from personkit.inference.sources import open_input
+
+    heads = args.heads.split(",") if args.heads else None
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, heads,
+                                          flip_tta=args.flip_tta, merge_parts=args.merge_parts,
+                                          batch_size=args.batch_size)
+    source = open_input(args.input, args.boxes, args.mot_source, args.min_score)
+    summary = predict_source(predictor, source, args.out, vis=not args.no_vis,
+                             save_parts=args.save_parts, progress=not args.no_progress)
+    print(f"{summary['boxes']} boxes in {summary['images']} {source.kind} images -> {args.out}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from personkit.build import load_model
+    from personkit.inference.export import check_parity, export_onnx
+
+    model = load_model(args.checkpoint, "cpu")
+    heads = args.heads.split(",") if args.heads else None
+    path = export_onnx(model, args.onnx, heads, opset=args.opset)
+    print(f"wrote {path}")
+    if args.no_check:
+        return 0
+    report = check_parity(model, path, heads, tol=args.tol)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from personkit.inference.bench import Bench, bench_model_config, write_report
+
+    cfg = bench_model_config(args.source, args.set or ())
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    skip = args.skip.split(",") if args.skip else ()
+    bench = Bench(cfg, args.device, batch_sizes, args.warmup, args.repeats, skip,
+                  log=lambda line: print(line, flush=True))
+    report = bench.run()
+    report["command"] = "personkit " + " ".join(sys.argv[1:])
+    json_path, md_path = write_report(report, args.out)
+    print(md_path.read_text(encoding="utf-8"), end="")
+    print(f"wrote {json_path} and {md_path}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,9 +143,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-flip", action="store_true", help="no flip TTA for ReID embeddings")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("demo", help="run the end-to-end demo")
+    p = sub.add_parser("demo", help="synthesise, train, evaluate and report, end to end")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides of the demo config")
     p.add_argument("--out", default="runs/demo", help="output directory")
+    p.add_argument("--preset", default="small", help="synthetic world size: tiny, small, full")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", default=None, help="config instead of configs/demo.yaml")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("synth", help="write the synthetic Market-, MPII- and LIP-like datasets")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--preset", default="small", help="tiny, small or full")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("predict", help="run a model on your boxes, crops or a MOT sequence")
+    p.add_argument("checkpoint", help="run directory, .pt checkpoint or .safetensors export")
+    p.add_argument("input", help="an image (with --boxes or IMAGE.txt/.csv/.json next to it), "
+                   "a folder of crops, or a MOT sequence folder (img1/ + det/ or gt/)")
+    p.add_argument("--out", required=True, help="output folder (results.jsonl, embeddings.npy, "
+                   "vis/)")
+    p.add_argument("--boxes", default=None, help="boxes file: x1,y1,x2,y2[,score] lines or JSON")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--heads", default=None, help="comma-separated subset of reid,attributes,pose,"
+                   "segmentation (default: all the model has)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--flip-tta", action="store_true", help="average embeddings with the mirror")
+    p.add_argument("--merge-parts", action="store_true", help="20 LIP classes -> 5 merged")
+    p.add_argument("--mot-source", default="auto", choices=("auto", "det", "gt"))
+    p.add_argument("--min-score", type=float, default=None, help="MOT det: minimum confidence")
+    p.add_argument("--save-parts", action="store_true", help="also write part label PNGs")
+    p.add_argument("--no-vis", action="store_true", help="do not draw overlays")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("export", help="export to ONNX and check parity with PyTorch")
+    p.add_argument("checkpoint", help="run directory, .pt checkpoint or .safetensors export")
+    p.add_argument("--onnx", required=True, help="output .onnx file")
+    p.add_argument("--heads", default=None, help="comma-separated subset of reid,attributes,pose,"
+                   "segmentation (default: all the model has)")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--tol", type=float, default=1e-4, help="relative parity tolerance")
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("bench", help="measure crops/s: four-task vs single-task models")
+    p.add_argument("source", nargs="?", default=None, help="YAML config or checkpoint (default: "
+                   "ResNet-50 GN at 256x128, random weights)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="config override, e.g. model.backbone.name=resnet18 (repeatable)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--batch-sizes", default="1,10,32")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--skip", default="", help="comma-separated: onnx,separate,heads,light,cuda")
+    p.add_argument("--out", default="runs/bench", help="folder for bench.json and bench.md")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -75,6 +75,7 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
+    root: str = ""  # base directory of relative dataset roots ("" = the working directory)
     train: tuple[DatasetConfig, ...] = ()
     eval: tuple[DatasetConfig, ...] = ()
     interleave: Literal["proportional", "equal", "weights"] = "proportional"
@@ -322,10 +323,11 @@ def _convert_dataclass(cls: Any, value: Any, where: str, source: str) -> Any:
 
 def _check_semantics(cfg: Config, source: str) -> None:
     """Cross-field checks that types alone cannot express."""
-    names = [d.name for d in cfg.data.train + cfg.data.eval]
-    dupes = sorted({n for n in names if names.count(n) > 1 and n})
-    if dupes:
-        raise ConfigError(f"{source}: dataset names must be unique, repeated: {dupes}")
+    for section in ("train", "eval"):
+        names = [d.name for d in getattr(cfg.data, section)]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"{source}: 'data.{section}' names must be unique, repeated: {dupes}")
     if cfg.train.epochs is not None and cfg.train.iterations is not None:
         raise ConfigError(f"{source}: set only one of 'train.epochs' and 'train.iterations'")
     for i, d in enumerate(cfg.data.train):
