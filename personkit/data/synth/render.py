@@ -81,6 +81,7 @@ class Rendered:
     bag_mask: np.ndarray  # H×W bool: bag and foreground-object pixels (labelled Background)
     joints: list[np.ndarray] = field(default_factory=list)  # 16×2, 0-based pixels
     occluded: list[np.ndarray] = field(default_factory=list)  # 16 bool
+    prims: list[Prim] = field(default_factory=list)  # primitive of id k is prims[k - 1]
 
 
 # --------------------------------------------------------------------------------- shapes
@@ -466,4 +467,4 @@ def render(h: int, w: int, background: np.ndarray, people: list[Person],
     for i, person in enumerate(people):
         radius = max(1, int(round(person.view.scale * 0.012)))
         occl.append(occlusion(ids, ordered, i, joints[i], radius))
-    return Rendered(image, labels, ids, bagmask, joints, occl)
+    return Rendered(image, labels, ids, bagmask, joints, occl, ordered)

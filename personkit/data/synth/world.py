@@ -248,7 +248,7 @@ def _write_lip(root: Path, items: list[SceneItem], annos: list) -> dict[str, int
     return counts
 
 
-def synthesize(out_dir: str | Path, preset: str = "small", seed: int = 0,
+def synthesize(out_dir: str | Path, preset: str | Preset = "small", seed: int = 0,
                workers: int | None = None) -> SynthSummary:
     """Render the Market-1501-, MPII- and LIP-like datasets into ``out_dir``.
 
@@ -256,9 +256,11 @@ def synthesize(out_dir: str | Path, preset: str = "small", seed: int = 0,
     ``docs/synth.md``) plus a small marker file; a previous synthetic world in ``out_dir`` is
     replaced, other existing dataset folders make it raise :class:`FileExistsError`. The same
     ``seed`` gives byte-identical files whatever ``workers`` is (default: the preset's).
+    ``preset`` is a name of :data:`PRESETS` or a :class:`Preset`.
     """
     start = time.perf_counter()
-    cfg = get_preset(preset)
+    cfg = preset if isinstance(preset, Preset) else get_preset(preset)
+    preset = preset if isinstance(preset, str) else "custom"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _prepare(out)

@@ -149,15 +149,18 @@ def write_mpii_mat(path: Path, names: list[str], annos: list[list[PersonAnno]],
 
 
 def mpii_json_records(names: list[str], annos: list[list[PersonAnno]]) -> list[dict]:
-    """HRNet-style JSON records (1-based; missing joints [-1, -1], ``joints_vis`` = annotated)."""
+    """HRNet-style JSON records of the single-person rects (1-based; missing joints [-1, -1],
+    ``joints_vis`` = annotated), plus a ``head_box`` [x1, y1, x2, y2] key for PCKh."""
     out = []
     for name, people in zip(names, annos, strict=True):
-        for a in people:
+        for r in _single_person(people).ravel().astype(int):
+            a = people[r - 1]
             joints = [[round(float(x) + 1, 2), round(float(y) + 1, 2)] if ok else [-1.0, -1.0]
                       for (x, y), ok in zip(a.joints, a.annotated, strict=True)]
             out.append({"joints_vis": [int(v) for v in a.annotated], "joints": joints,
                         "image": name, "scale": round(a.scale, 4),
-                        "center": [round(a.center[0] + 1, 2), round(a.center[1] + 1, 2)]})
+                        "center": [round(a.center[0] + 1, 2), round(a.center[1] + 1, 2)],
+                        "head_box": [round(v + 1, 2) for v in a.head_box]})
     return out
 
 
