@@ -24,24 +24,25 @@ UP_COLOURS: tuple[str, ...] = MARKET_ATTRIBUTES["upcolor"]
 DOWN_COLOURS: tuple[str, ...] = MARKET_ATTRIBUTES["downcolor"]
 #: Colour names -> (hue degrees, saturation range, value range) for HSV sampling.
 _HSV: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[float, float]]] = {
-    "black": ((0, 360), (0.0, 0.15), (0.07, 0.17)),
-    "white": ((0, 360), (0.0, 0.06), (0.86, 0.97)),
-    "gray": ((0, 360), (0.0, 0.07), (0.42, 0.6)),
-    "red": ((-8, 6), (0.72, 0.92), (0.62, 0.88)),
-    "pink": ((330, 350), (0.3, 0.45), (0.88, 1.0)),
-    "purple": ((272, 292), (0.5, 0.75), (0.42, 0.65)),
-    "yellow": ((50, 57), (0.72, 0.92), (0.86, 0.98)),
-    "blue": ((208, 228), (0.55, 0.85), (0.45, 0.8)),
-    "green": ((105, 140), (0.55, 0.85), (0.38, 0.65)),
-    "brown": ((22, 32), (0.5, 0.75), (0.3, 0.45)),
+    "black": ((0, 360), (0.0, 0.2), (0.05, 0.18)),
+    "white": ((0, 360), (0.0, 0.07), (0.84, 0.98)),
+    "gray": ((0, 360), (0.0, 0.08), (0.4, 0.64)),
+    "red": ((-10, 6), (0.65, 0.95), (0.55, 0.9)),
+    "pink": ((325, 350), (0.28, 0.5), (0.86, 1.0)),
+    "purple": ((268, 295), (0.45, 0.8), (0.38, 0.7)),
+    "yellow": ((48, 58), (0.65, 0.95), (0.84, 0.99)),
+    "blue": ((200, 232), (0.45, 0.9), (0.38, 0.85)),
+    "green": ((95, 150), (0.5, 0.9), (0.35, 0.7)),
+    "brown": ((20, 34), (0.45, 0.8), (0.28, 0.48)),
     # Off-vocabulary colours: identities wearing these have no colour labelled.
     "orange": ((24, 32), (0.85, 1.0), (0.9, 1.0)),
     "beige": ((35, 45), (0.2, 0.32), (0.72, 0.82)),
     "teal": ((172, 185), (0.6, 0.85), (0.45, 0.65)),
 }
-_UP_P = dict(black=.2, white=.19, red=.09, purple=.05, yellow=.07, gray=.14, blue=.12, green=.08)
-_DOWN_P = dict(black=.3, white=.07, pink=.05, purple=.03, yellow=.03, gray=.16, blue=.2,
-               green=.04, brown=.08)
+_UP_P = dict(black=.16, white=.16, red=.11, purple=.08, yellow=.09, gray=.13, blue=.15,
+             green=.12)
+_DOWN_P = dict(black=.22, white=.08, pink=.07, purple=.06, yellow=.05, gray=.14, blue=.18,
+               green=.08, brown=.12)
 _OTHER = ("orange", "beige", "teal")
 _SKIN_LIGHT, _SKIN_DARK = np.array([238, 200, 172.0]), np.array([118, 78, 55.0])
 _HAIR = {"black": (28, 24, 24), "brown": (72, 46, 30), "blond": (196, 164, 104),
@@ -85,6 +86,8 @@ class Identity:
     long_sleeves: bool
     sleeve_len: float  # fraction of the upper arm a short sleeve covers
     top: Texture
+    top_detail: str  # none | band (a chest band) | logo (a print on the front)
+    detail: RGB  # colour of the band or logo
     up_name: str | None  # Market upper colour, None if not in the vocabulary
     lower_kind: str  # pants | shorts | skirt | dress | jumpsuit
     lower_long: bool
@@ -129,8 +132,11 @@ def _texture(rng: np.random.Generator, c1: RGB, upper: bool) -> Texture:
              else dict(plain=.72, noise=.16, checks=.05, vstripes=.07))
     kind = _pick(rng, probs)
     v = np.array(c1)
-    if rng.random() < 0.35:  # contrasting white or black accents
+    r = rng.random()
+    if r < 0.3:  # contrasting white or black accents
         c2 = (235.0, 235.0, 235.0) if v.mean() < 120 else (25.0, 25.0, 25.0)
+    elif r < 0.6:  # another colour
+        c2 = colour(str(rng.choice(list(_HSV))), rng)
     else:  # a lighter or darker shade
         f = rng.choice([0.55, 1.45])
         c2 = tuple(float(x) for x in np.clip(v * f + (25 if f > 1 else 0), 0, 255))
@@ -181,8 +187,9 @@ def _clothing(rng: np.random.Generator, female: bool, age: int) -> dict:
 
 def _accessories(rng: np.random.Generator, female: bool, age: int, coat: bool) -> dict:
     r = rng.random
-    acc_colour = lambda: colour(_pick(rng, dict(black=.4, brown=.2, gray=.1, red=.1, blue=.1,
-                                                 beige=.1)), rng)
+    acc_colour = lambda: colour(_pick(rng, dict(black=.3, brown=.18, gray=.1, red=.1, blue=.1,
+                                                 beige=.08, green=.06, yellow=.04, purple=.04)),
+                                rng)
     return dict(
         hat=colour(_pick(rng, dict(black=.3, white=.2, red=.15, blue=.15, beige=.2)), rng)
         if r() < (0.05, 0.03, 0.04, 0.2)[age] else None,
@@ -219,11 +226,15 @@ def sample_identity(rng: np.random.Generator, pid: int) -> Identity:
     top = _texture(rng, top_c, upper=True)
     lower = top if cl["top_kind"] in ("dress", "jumpsuit") else _texture(rng, low_c, False)
     exposed = cl["lower_kind"] in ("shorts", "skirt", "dress") and not cl["lower_long"]
-    shoes = colour(_pick(rng, dict(black=.4, white=.3, brown=.15, gray=.1, red=.05)), rng)
+    shoes = colour(_pick(rng, dict(black=.3, white=.3, brown=.12, gray=.1, red=.06, blue=.06,
+                                   green=.03, yellow=.03)), rng)
+    detail = "none" if cl["top_kind"] in ("dress", "jumpsuit") else _pick(
+        rng, dict(none=.66, band=.17, logo=.17))
     return Identity(
         pid=pid, female=female, age=age, shape=shape,
         stoop=float(rng.uniform(0.12, 0.3)) if age == 3 else 0.0, skin=skin,
         hair_long=hair_long, hair=tuple(float(x) for x in _HAIR[hair_name]), top=top,
+        top_detail=detail, detail=colour(str(rng.choice(list(_HSV))), rng),
         lower=lower, sleeve_len=float(rng.uniform(0.4, 0.7)),
         lower_len=float(rng.uniform(0.5, 0.8)) if cl["lower_kind"] == "shorts"
         else float(rng.uniform(0.17, 0.24) if not cl["lower_long"] else rng.uniform(0.33, 0.4)),

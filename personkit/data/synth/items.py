@@ -157,15 +157,24 @@ class PersonAnno:
 
 
 def person_anno(rendered: Rendered, i: int, view: View, h: int, w: int) -> PersonAnno:
-    """Joints, visibility, head box, centre and scale of person ``i``."""
+    """Joints, visibility, head box, centre and scale of person ``i``.
+
+    ``scale`` is the person's height (standing height, or more for stretched poses) / 200 px;
+    ``center`` sits 0.075·scale·200 above the centre of the full-body joint box (clipped to the
+    image), so that the usual crop (side scale·200, centre moved down by 0.075 of it, or 1.25×
+    that side as HRNet) covers the whole person.
+    """
     j = rendered.joints[i]
     inside = (j[:, 0] >= 0) & (j[:, 0] <= w - 1) & (j[:, 1] >= 0) & (j[:, 1] <= h - 1)
     neck, top = j[B.NECK], j[B.HEAD]
     c, s = 0.5 * (neck + top), float(np.linalg.norm(top - neck))
-    lo, hi = j[inside].min(0), j[inside].max(0)  # centre of the visible joints
+    lo, hi = j.min(0), j.max(0)
+    size = max(view.scale, 1.1 * float((hi - lo).max()))
+    cx = float(np.clip((lo[0] + hi[0]) / 2, 0, w - 1))
+    cy = float(np.clip((lo[1] + hi[1]) / 2 - 0.075 * size, 0, h - 1))
     return PersonAnno(j.copy(), inside, rendered.occluded[i] & inside,
-                      (c[0] - s / 2, c[1] - s / 2, c[0] + s / 2, c[1] + s / 2),
-                      (float(lo[0] + hi[0]) / 2, float(lo[1] + hi[1]) / 2), view.scale / 200)
+                      (c[0] - s / 2, c[1] - s / 2, c[0] + s / 2, c[1] + s / 2), (cx, cy),
+                      size / 200)
 
 
 def _scene_person(rng: np.random.Generator, yaw_p: tuple[float, float, float]) -> tuple:

@@ -191,7 +191,17 @@ def _trunk(b: _Builder) -> None:
               ring(0.5 * (T + P) + 0.03 * y, waist_w, sh.depth * 0.95),
               ring(P - 0.005 * y, sh.hip * 1.45, sh.depth)]
     polys = [hull(b.view.project(np.array(levels[k] + levels[k + 1]))[0]) for k in range(3)]
-    b.add(polys, top_cls, ident.top, "torso", b.view.project(0.5 * (T + P))[1])
+    torso_depth = b.view.project(0.5 * (T + P))[1]
+    b.add(polys, top_cls, ident.top, "torso", torso_depth)
+    if ident.top_detail == "band":  # a coloured band around the chest
+        band = ring(T - 0.07 * y, sh.shoulder * 1.1, sh.depth * 1.04) + ring(
+            T - 0.13 * y, (sh.shoulder * 1.06 + waist_w) / 2 * 1.04, sh.depth * 1.03)
+        b.add(hull(b.view.project(np.array(band))[0]), top_cls, ident.detail, "torso",
+              torso_depth, 1)
+    elif ident.top_detail == "logo":  # a print on the front, hidden from behind
+        c = T - 0.1 * y + sh.depth * 1.02 * z
+        xy, d = b.view.project(_box(c, rt, (sh.shoulder * 0.45, 0.045, 0.001)))
+        b.add(hull(xy), top_cls, ident.detail, "torso", float(d.mean()), 1)
     # Hips / seat: the lower garment (or the dress) from the hip line down to the crotch.
     lower_cls = _LOWER_CLASS[ident.lower_kind]
     seat = ring(P - 0.005 * y, sh.hip * 1.45, sh.depth) + [
