@@ -154,6 +154,7 @@ def build_trainer(cfg: Config, run_dir: str | Path, rank: int = 0, world_size: i
     criterion = MultiTaskLoss(
         tuple(cfg.model.attributes), cfg.loss.weights, cfg.loss.uncertainty,
         cfg.loss.triplet_margin, cfg.loss.pose, cfg.loss.seg_top_k, cfg.loss.seg_warmup_steps,
+        cfg.loss.pose_heatmap, cfg.loss.pose_heatmap_sigma,
     ).to(device)
     sources = {}
     for i, d in enumerate(cfg.data.train):

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from personkit.losses.classification import attribute_loss, id_loss
-from personkit.losses.pose import pose_loss
+from personkit.losses.pose import heatmap_loss, pose_loss
 from personkit.losses.segmentation import BootstrappedCrossEntropy
 from personkit.losses.triplet import batch_hard_triplet_loss
 from personkit.models.multitask import HEADS, PersonOutputs
@@ -30,12 +30,15 @@ class MultiTaskLoss(nn.Module):
     triplet_margin: ``None`` = soft margin.
     pose_kind: ``l2`` (Euclidean, the paper) or ``l1``.
     seg_top_k, seg_warmup_steps: bootstrapped CE settings.
+    pose_heatmap, pose_heatmap_sigma: weight and width (cells) of the optional auxiliary
+        heatmap cross-entropy (0 = the paper's coordinate loss only).
     """
 
     def __init__(self, attribute_names: Sequence[str] = (),
                  weights: Mapping[str, float] | None = None,
                  uncertainty: bool = False, triplet_margin: float | None = None,
-                 pose_kind: str = "l2", seg_top_k: float = 0.25, seg_warmup_steps: int = 5000):
+                 pose_kind: str = "l2", seg_top_k: float = 0.25, seg_warmup_steps: int = 5000,
+                 pose_heatmap: float = 0.0, pose_heatmap_sigma: float = 1.0):
         super().__init__()
         unknown = set(weights or {}) - set(HEADS)
         if unknown:
@@ -47,6 +50,7 @@ class MultiTaskLoss(nn.Module):
         )
         self.triplet_margin = triplet_margin
         self.pose_kind = pose_kind
+        self.pose_heatmap, self.pose_heatmap_sigma = pose_heatmap, pose_heatmap_sigma
         self.seg_loss = BootstrappedCrossEntropy(seg_top_k, seg_warmup_steps)
 
     def task_loss(self, task: str, out: PersonOutputs, batch: Mapping[str, torch.Tensor],
@@ -59,7 +63,11 @@ class MultiTaskLoss(nn.Module):
         if task == "attributes":
             return attribute_loss(out.attributes, batch["attributes"], self.attribute_names)
         if task == "pose":
-            return pose_loss(out.keypoints, batch["joints"], batch["joints_valid"], self.pose_kind)
+            loss = pose_loss(out.keypoints, batch["joints"], batch["joints_valid"], self.pose_kind)
+            if self.pose_heatmap:
+                loss = loss + self.pose_heatmap * heatmap_loss(
+                    out.heatmaps, batch["joints"], batch["joints_valid"], self.pose_heatmap_sigma)
+            return loss
         if task == "segmentation":
             return self.seg_loss(out.parts, batch["parts"], step)
         raise ValueError(f"unknown task {task!r}; valid: {HEADS}")

@@ -113,3 +113,17 @@ def test_multitask_loss_routes_and_weights_tasks():
     got = unc(out, batch, ["pose"])
     expected = torch.exp(torch.tensor(-0.7)) * got["loss_pose"] + 0.7
     assert torch.allclose(got["loss"], expected)
+
+
+def test_heatmap_loss_is_lowest_at_the_target_cell():
+    from personkit.losses.pose import heatmap_loss
+
+    target = torch.tensor([[[(2 + 0.5) / 6, (3 + 0.5) / 8]]])  # cell (x=2, y=3) of 8×6
+    valid = torch.ones(1, 1, dtype=torch.bool)
+    losses = {}
+    for y, x in ((3, 2), (3, 4), (0, 0)):
+        heat = torch.zeros(1, 1, 8, 6)
+        heat[0, 0, y, x] = 8.0
+        losses[(y, x)] = heatmap_loss(heat, target, valid, sigma=1.0).item()
+    assert losses[(3, 2)] < losses[(3, 4)] < losses[(0, 0)]
+    assert heatmap_loss(heat, target, torch.zeros(1, 1, dtype=torch.bool)).item() == 0.0
