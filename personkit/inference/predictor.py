@@ -1,0 +1,343 @@
+"""Batched inference on person boxes: one forward pass of the multi-task model per batch.
+
+Implements the inference side of Pfeiffer et al. (GCPR 2019, Fig. 1): given person boxes, the
+shared network returns a ReID embedding, the attributes, the 16 MPII joints and a part label
+map for every box.
+
+Conventions (the same as the training readers, :mod:`personkit.data.transforms`):
+
+* Images are RGB. ``uint8`` is used as is; ``uint16`` is scaled to 8 bits; floating-point
+  images are taken to be in [0, 1] (values outside are clipped). Grayscale (H×W or H×W×1)
+  becomes 3 channels and an alpha channel (H×W×4) is dropped; other layouts are a ValueError.
+* Boxes are ``x1, y1, x2, y2`` in continuous image coordinates: pixel ``i`` covers ``[i, i+1)``.
+  A box is clipped to the image; a box with no area left is a ValueError naming its index.
+* A box is resized to the model's input size (``meta.input_size``, bilinear, aspect not kept)
+  and normalised with the model's ``mean``/``std``: all preprocessing comes from the
+  checkpoint's metadata.
+* Keypoints are returned in 0-based pixel-centre coordinates of the image (integer ``x`` is the
+  centre of pixel column ``x``, as in :mod:`personkit.data.records`). The model predicts
+  ``u = (x_c + 0.5) / W_in`` in the crop, so ``x = x1 + u * box_w - 0.5``.
+* ``parts`` is a ``uint8`` label map over the integer pixel rectangle ``parts_box`` (the box
+  rounded to whole pixels), from the arg-max at the input size and a nearest-neighbour lookup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from personkit.data.constants import LIP_TO_MERGED5, MERGED5_CLASSES
+
+#: The tasks a predictor can return (the ``id`` classifier is a training-only head).
+TASKS: tuple[str, ...] = ("reid", "attributes", "pose", "segmentation")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+class AttributePrediction(NamedTuple):
+    """The most likely class of one attribute and its softmax probability."""
+
+    label: str
+    probability: float
+
+
+@dataclass
+class PersonResult:
+    """Everything predicted for one person box; a field is ``None`` when its head was off.
+
+    Attributes:
+        box: ``x1, y1, x2, y2`` after clipping to the image (for a crop: the whole crop).
+        embedding: ``D`` float32 ReID embedding (raw, not L2-normalised).
+        attributes: attribute name -> (label, probability).
+        keypoints: ``J×3`` float32: x, y in image pixels and a confidence in [0, 1].
+        parts: ``h×w`` uint8 class ids covering ``parts_box``.
+        parts_box: integer ``x1, y1, x2, y2`` pixel rectangle covered by ``parts``.
+        part_classes: the class names of the ids in ``parts`` (20 LIP or 5 merged).
+    """
+
+    box: tuple[float, float, float, float]
+    embedding: np.ndarray | None = None
+    attributes: dict[str, AttributePrediction] | None = None
+    keypoints: np.ndarray | None = None
+    parts: np.ndarray | None = None
+    parts_box: tuple[int, int, int, int] | None = None
+    part_classes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary: box, attributes, keypoints and part-class pixel fractions
+        (the embedding and the label map are large and are stored separately)."""
+        out: dict[str, Any] = {"box": [round(float(v), 2) for v in self.box]}
+        if self.attributes is not None:
+            out["attributes"] = {k: {"label": a.label, "probability": round(a.probability, 4)}
+                                 for k, a in self.attributes.items()}
+        if self.keypoints is not None:
+            out["keypoints"] = [[round(float(v), 2) for v in row] for row in self.keypoints]
+        if self.parts is not None:
+            counts = np.bincount(self.parts.ravel(), minlength=len(self.part_classes))
+            fractions = counts / max(1, self.parts.size)
+            out["parts_box"] = list(self.parts_box or ())
+            out["part_fractions"] = {name: round(float(f), 4) for name, f
+                                     in zip(self.part_classes, fractions, strict=False) if f > 0}
+        return out
+
+
+def to_rgb_uint8(image: Any) -> np.ndarray:
+    """An H×W×3 ``uint8`` RGB array from any supported image (see the module docstring)."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"expected an H×W, H×W×1, H×W×3 or H×W×4 image, got shape "
+                         f"{image.shape}")
+    image = image[:, :, :3]
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"empty image of shape {image.shape}")
+    if image.dtype == np.uint8:
+        return np.ascontiguousarray(image)
+    if image.dtype == np.uint16:
+        return (image // 257).astype(np.uint8)
+    if np.issubdtype(image.dtype, np.floating):
+        return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    raise ValueError(f"unsupported image dtype {image.dtype}: use uint8, uint16 or float in [0, 1]")
+
+
+def clip_boxes(boxes: Any, width: int, height: int) -> np.ndarray:
+    """``N×4`` float64 boxes clipped to a ``width×height`` image.
+
+    Raises:
+        ValueError: a malformed box array, or a box without area after clipping (by index).
+    """
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.size == 0:
+        return np.zeros((0, 4))
+    if boxes.ndim != 2 or boxes.shape[1] < 4:
+        raise ValueError(f"boxes must be N×4 (x1, y1, x2, y2), got shape {boxes.shape}")
+    boxes = boxes[:, :4].copy()
+    if not np.isfinite(boxes).all():
+        raise ValueError(f"box {int(np.argwhere(~np.isfinite(boxes))[0, 0])} is not finite")
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+    empty = (boxes[:, 2] - boxes[:, 0] <= 0) | (boxes[:, 3] - boxes[:, 1] <= 0)
+    if empty.any():
+        i = int(np.argmax(empty))
+        raise ValueError(f"box {i} has no area inside the {width}×{height} image after clipping "
+                         f"(x1, y1, x2, y2 = {boxes[i].round(2).tolist()})")
+    return boxes
+
+
+def crop_matrix(box: Sequence[float], output_size: tuple[int, int]) -> np.ndarray:
+    """2×3 matrix from image pixel centres to crop pixel centres: the box fills the output.
+
+    ``x_c = (x + 0.5 - x1) * W / box_w - 0.5`` (and the same for y).
+    """
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    h, w = output_size
+    sx, sy = w / (x2 - x1), h / (y2 - y1)
+    return np.array([[sx, 0.0, (0.5 - x1) * sx - 0.5], [0.0, sy, (0.5 - y1) * sy - 0.5]])
+
+
+def crop_box(image: np.ndarray, box: Sequence[float], output_size: tuple[int, int]) -> np.ndarray:
+    """The box resized to ``output_size`` (H, W), bilinear, as in the training readers."""
+    h, w = output_size
+    return cv2.warpAffine(image, crop_matrix(box, output_size), (w, h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def keypoints_to_image(coords: np.ndarray, box: Sequence[float]) -> np.ndarray:
+    """Normalised crop coordinates ``(u, v)`` (``...×2``) to image pixel centres.
+
+    Inverse of :func:`crop_matrix` with ``x_c = u * W - 0.5``: ``x = x1 + u * box_w - 0.5``.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    out = np.empty_like(coords, dtype=np.float32)
+    out[..., 0] = x1 + coords[..., 0] * (x2 - x1) - 0.5
+    out[..., 1] = y1 + coords[..., 1] * (y2 - y1) - 0.5
+    return out
+
+
+def parts_to_box(labels: np.ndarray, box: Sequence[float]) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Nearest-neighbour lookup of an ``H×W`` crop label map onto the box's whole pixels.
+
+    Returns the ``h×w`` map and the integer rectangle ``(x1, y1, x2, y2)`` it covers (the box
+    rounded, at least one pixel).
+    """
+    h_in, w_in = labels.shape
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    px1, py1 = int(round(x1)), int(round(y1))
+    px2, py2 = max(px1 + 1, int(round(x2))), max(py1 + 1, int(round(y2)))
+    cols = (np.arange(px1, px2) + 0.5 - x1) * w_in / (x2 - x1) - 0.5
+    rows = (np.arange(py1, py2) + 0.5 - y1) * h_in / (y2 - y1) - 0.5
+    cols = np.clip(np.floor(cols + 0.5), 0, w_in - 1).astype(np.intp)
+    rows = np.clip(np.floor(rows + 0.5), 0, h_in - 1).astype(np.intp)
+    return labels[np.ix_(rows, cols)], (px1, py1, px2, py2)
+
+
+class Predictor:
+    """Runs a :class:`~personkit.models.MultiTaskModel` on person crops or boxes.
+
+    Args:
+        model: a model with ``meta`` (:class:`~personkit.models.ModelMeta`) and
+            ``forward(images, heads=...)`` returning :class:`~personkit.models.PersonOutputs`.
+        device: ``cpu``, ``cuda`` or a :class:`torch.device`.
+        heads: tasks to run, a subset of ``reid, attributes, pose, segmentation`` (default:
+            every task the model has). Heads that are off are not computed. Asking for a head
+            the model lacks is a ValueError.
+        flip_tta: average the embedding of each crop with that of its mirror image (raw
+            embeddings are averaged, no normalisation; costs one more backbone pass, ReID only).
+        merge_parts: map 20 LIP part classes to the paper's 5 merged classes.
+        batch_size: crops per forward pass.
+        precision: ``fp32``, or ``bf16``/``fp16`` autocast (CUDA only).
+        channels_last: use the channels-last memory format (faster on recent GPUs).
+    """
+
+    def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
+                 heads: Collection[str] | None = None, *, flip_tta: bool = False,
+                 merge_parts: bool = False, batch_size: int = 32, precision: str = "fp32",
+                 channels_last: bool = False):
+        self.device = _check_device(device)
+        self.meta = model.meta
+        available = tuple(t for t in TASKS if t in self.meta.heads)
+        if heads is None:
+            heads = available
+        missing = [h for h in heads if h not in available]
+        if missing:
+            raise ValueError(f"heads {missing} are not available; this model has {available}")
+        if not heads:
+            raise ValueError(f"no heads to run; this model has {available}")
+        if precision not in PRECISIONS or (precision != "fp32" and self.device.type != "cuda"):
+            raise ValueError(f"precision must be one of {PRECISIONS} (bf16/fp16 on CUDA only), "
+                             f"got {precision!r} on {self.device}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.heads = tuple(t for t in TASKS if t in heads)
+        self.flip_tta, self.batch_size, self.precision = flip_tta, batch_size, precision
+        self.channels_last = channels_last
+        self.part_classes = tuple(self.meta.part_classes)
+        self._merge = merge_parts and len(self.part_classes) == 20
+        if self._merge:
+            self.part_classes = MERGED5_CLASSES
+        self.model = model.to(self.device).eval()
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self._mean = torch.tensor(self.meta.mean, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(self.meta.std, device=self.device).view(1, 3, 1, 1)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
+                        heads: Collection[str] | None = None, **kwargs: Any) -> Predictor:
+        """A predictor for a run directory, ``.pt`` checkpoint or ``.safetensors`` export.
+
+        Raises:
+            FileNotFoundError: ``path`` does not exist.
+        """
+        from personkit.build import load_model
+
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        return cls(load_model(path, "cpu"), _check_device(device), heads, **kwargs)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return tuple(self.meta.input_size)  # type: ignore[return-value]
+
+    def predict_crops(self, images: Sequence[Any]) -> list[PersonResult]:
+        """Predict on whole person crops; keypoints are in each crop's own pixels."""
+        crops, boxes = [], []
+        for image in images:
+            image = to_rgb_uint8(image)
+            box = (0.0, 0.0, float(image.shape[1]), float(image.shape[0]))
+            crops.append(crop_box(image, box, self.input_size))
+            boxes.append(box)
+        return self._run(crops, np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
+
+    def predict(self, image: Any, boxes: Any) -> list[PersonResult]:
+        """Predict on ``N`` boxes (``x1, y1, x2, y2`` in image pixels) of one image.
+
+        An empty box list gives an empty result list. Boxes are clipped to the image; a box
+        with no area inside it is a ValueError naming its index.
+        """
+        image = to_rgb_uint8(image)
+        boxes = clip_boxes(boxes, image.shape[1], image.shape[0])
+        crops = [crop_box(image, box, self.input_size) for box in boxes]
+        return self._run(crops, boxes)
+
+    def _run(self, crops: list[np.ndarray], boxes: np.ndarray) -> list[PersonResult]:
+        results: list[PersonResult] = []
+        for start in range(0, len(crops), self.batch_size):
+            batch = np.stack(crops[start:start + self.batch_size])
+            outputs = self.forward(batch)
+            for i, box in enumerate(boxes[start:start + len(batch)]):
+                results.append(self._result(outputs, i, box))
+        return results
+
+    @torch.inference_mode()
+    def forward(self, crops: np.ndarray) -> dict[str, Any]:
+        """Raw outputs for a ``B×H×W×3`` uint8 batch already at the input size, as numpy:
+        ``embedding`` B×D, ``attributes`` name -> B×C probabilities, ``keypoints`` B×J×2
+        normalised, ``keypoint_scores`` B×J, ``parts`` B×H×W uint8 labels."""
+        x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float().div_(255)
+        x = (x - self._mean) / self._std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            out = self.model(x, heads=self.heads)
+            embedding = out.embedding
+            if self.flip_tta and "reid" in self.heads:
+                embedding = (embedding + self.model(x.flip(-1), heads=("reid",)).embedding) / 2
+        result: dict[str, Any] = {}
+        if "reid" in self.heads:
+            result["embedding"] = embedding.float().cpu().numpy()
+        if out.attributes is not None:
+            result["attributes"] = {k: torch.softmax(v.float(), dim=1).cpu().numpy()
+                                    for k, v in out.attributes.items()}
+        if out.keypoints is not None:
+            result["keypoints"] = out.keypoints.float().cpu().numpy()
+            result["keypoint_scores"] = out.keypoint_scores.float().cpu().numpy()
+        if out.parts is not None:
+            result["parts"] = out.parts.argmax(dim=1).to(torch.uint8).cpu().numpy()
+        return result
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _result(self, outputs: dict[str, Any], i: int, box: np.ndarray) -> PersonResult:
+        r = PersonResult(box=tuple(float(v) for v in box))  # type: ignore[arg-type]
+        if "embedding" in outputs:
+            r.embedding = outputs["embedding"][i].astype(np.float32)
+        if "attributes" in outputs:
+            r.attributes = {}
+            for name, probs in outputs["attributes"].items():
+                k = int(probs[i].argmax())
+                names = self.meta.attributes.get(name, ())
+                label = names[k] if k < len(names) else str(k)
+                r.attributes[name] = AttributePrediction(label, float(probs[i, k]))
+        if "keypoints" in outputs:
+            xy = keypoints_to_image(outputs["keypoints"][i], box)
+            r.keypoints = np.concatenate([xy, outputs["keypoint_scores"][i][:, None]], axis=1)
+        if "parts" in outputs:
+            labels = outputs["parts"][i]
+            if self._merge:
+                labels = LIP_TO_MERGED5[labels]
+            r.parts, r.parts_box = parts_to_box(labels, box)
+            r.part_classes = self.part_classes
+        return r
+
+
+def _check_device(device: str | torch.device) -> torch.device:
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available on this machine")
+    return device

@@ -1,0 +1,217 @@
+"""Predictor: output shapes and types, keypoint mapping, flip TTA, heads, bad inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from personkit.data.constants import MERGED5_CLASSES
+from personkit.inference import AttributePrediction, PersonResult, Predictor
+from personkit.inference.predictor import crop_box, crop_matrix, keypoints_to_image
+from personkit.models import ModelMeta, PersonOutputs
+
+BOXES = [[10, 5, 50, 85], [60.5, 20.2, 100.7, 110.9], [120, 0, 160, 120]]
+
+
+def test_predict_shapes_and_types(tiny_model, scene):
+    results = Predictor(tiny_model).predict(scene, BOXES)
+    assert len(results) == 3 and all(isinstance(r, PersonResult) for r in results)
+    meta = tiny_model.meta
+    for r, box in zip(results, BOXES, strict=True):
+        assert r.box == pytest.approx(box)
+        assert r.embedding.dtype == np.float32 and r.embedding.shape == (meta.embedding_dim,)
+        assert set(r.attributes) == {"gender", "backpack", "upcolor"}
+        for name, a in r.attributes.items():
+            assert isinstance(a, AttributePrediction) and a.label in meta.attributes[name]
+            assert 0 < a.probability <= 1
+        assert r.keypoints.shape == (16, 3) and r.keypoints.dtype == np.float32
+        assert ((r.keypoints[:, 2] >= 0) & (r.keypoints[:, 2] <= 1)).all()
+        x1, y1, x2, y2 = r.parts_box
+        assert r.parts.dtype == np.uint8 and r.parts.shape == (y2 - y1, x2 - x1)
+        assert r.parts.max() < 20 and len(r.part_classes) == 20
+    assert results[0].parts.shape == (80, 40)  # integer box: exactly the box size
+    assert results[1].parts_box == (60, 20, 101, 111)  # rounded float box
+
+
+def test_predict_crops_uses_crop_coordinates(tiny_model, scene):
+    crops = [scene[:64, :32], scene[:100, :50]]
+    results = Predictor(tiny_model, batch_size=1).predict_crops(crops)
+    assert [r.box for r in results] == [(0, 0, 32, 64), (0, 0, 50, 100)]
+    assert results[1].parts.shape == (100, 50)
+    kp = results[1].keypoints
+    assert (kp[:, 0] >= -0.5).all() and (kp[:, 0] <= 49.5).all() and (kp[:, 1] <= 99.5).all()
+
+
+def test_batching_does_not_change_results(tiny_model, scene):
+    a = Predictor(tiny_model, batch_size=1).predict(scene, BOXES)
+    b = Predictor(tiny_model, batch_size=8).predict(scene, BOXES)
+    for ra, rb in zip(a, b, strict=True):
+        np.testing.assert_allclose(ra.embedding, rb.embedding, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(ra.keypoints, rb.keypoints, rtol=1e-4, atol=1e-3)
+
+
+def test_from_checkpoint_matches_the_model(tiny_model, tiny_checkpoint, scene):
+    loaded = Predictor.from_checkpoint(tiny_checkpoint).predict(scene, BOXES[:1])[0]
+    direct = Predictor(tiny_model).predict(scene, BOXES[:1])[0]
+    np.testing.assert_allclose(loaded.embedding, direct.embedding, rtol=1e-5, atol=1e-5)
+    assert loaded.attributes == direct.attributes
+
+
+# ----------------------------------------------------------------------------- heads
+
+
+class Spy(nn.Module):
+    """Records the heads every forward call asked for."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.meta, self.calls = model, model.meta, []
+
+    def forward(self, images, heads=None):
+        self.calls.append(tuple(heads))
+        return self.model(images, heads=heads)
+
+
+def test_heads_that_are_off_are_not_computed(tiny_model, scene):
+    spy = Spy(tiny_model)
+    r = Predictor(spy, heads=["pose"]).predict(scene, BOXES[:2])[0]
+    assert spy.calls == [("pose",)]
+    assert r.keypoints is not None
+    assert r.embedding is None and r.attributes is None and r.parts is None
+
+
+def test_missing_head_is_absent_or_an_error(tiny, scene):
+    make_model, _ = tiny
+    model = make_model(heads=("reid", "pose"))
+    r = Predictor(model).predict(scene, BOXES[:1])[0]
+    assert r.embedding is not None and r.keypoints is not None
+    assert r.attributes is None and r.parts is None
+    with pytest.raises(ValueError, match="segmentation"):
+        Predictor(model, heads=["segmentation"])
+
+
+def test_merge_parts_gives_five_classes(tiny_model, scene):
+    r = Predictor(tiny_model, merge_parts=True).predict(scene, BOXES[:1])[0]
+    assert r.part_classes == MERGED5_CLASSES and r.parts.max() < 5
+
+
+# ----------------------------------------------------------------------------- flip TTA
+
+
+def test_flip_tta_averages_the_mirror(tiny_model, scene):
+    crop = scene[:64, :32]  # at the input size: resizing is the identity
+    plain = Predictor(tiny_model)
+    e = plain.predict_crops([crop])[0].embedding
+    e_flip = plain.predict_crops([crop[:, ::-1]])[0].embedding
+    tta = Predictor(tiny_model, flip_tta=True).predict_crops([crop])[0]
+    np.testing.assert_allclose(tta.embedding, (e + e_flip) / 2, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(tta.embedding, e, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- keypoints
+
+
+class ArgmaxModel(nn.Module):
+    """Every joint sits at the brightest pixel of the crop (half-cell convention)."""
+
+    def __init__(self, input_size=(64, 32)):
+        super().__init__()
+        self.meta = ModelMeta(input_size=input_size, mean=(0.0,) * 3, std=(1.0,) * 3,
+                              heads=("pose",))
+
+    def forward(self, images, heads=None):
+        b, _, h, w = images.shape
+        flat = images[:, 0].reshape(b, -1).argmax(dim=1)
+        u = ((flat % w).float() + 0.5) / w
+        v = ((flat // w).float() + 0.5) / h
+        kp = torch.stack([u, v], dim=-1)[:, None].repeat(1, 16, 1)
+        return PersonOutputs(keypoints=kp, keypoint_scores=torch.ones(b, 16))
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_keypoints_map_back_to_image_pixels(scale):
+    image = np.zeros((200, 150, 3), np.uint8)
+    x1, y1 = 17, 31
+    cx, cy = 9, 40  # crop pixel of the bright spot
+    ix, iy = x1 + scale * cx, y1 + scale * cy  # its top-left image pixel
+    image[iy:iy + scale, ix:ix + scale] = 255
+    box = [x1, y1, x1 + 32 * scale, y1 + 64 * scale]
+    kp = Predictor(ArgmaxModel()).predict(image, [box])[0].keypoints
+    expected = (ix + (scale - 1) / 2, iy + (scale - 1) / 2)  # centre of the bright block
+    np.testing.assert_allclose(kp[:, :2], np.tile(expected, (16, 1)), atol=1e-4)
+
+
+def test_keypoint_formula_inverts_the_crop():
+    box = (10.0, 20.0, 74.0, 148.0)
+    assert keypoints_to_image(np.array([0.5, 0.5]), box).tolist() == [41.5, 83.5]
+    pts = np.random.default_rng(0).uniform(0, 1, size=(50, 2))
+    m = crop_matrix(box, (64, 32))
+    img_pts = keypoints_to_image(pts, box).astype(np.float64)
+    crop_pts = img_pts @ m[:, :2].T + m[:, 2]
+    np.testing.assert_allclose(crop_pts, pts * [32, 64] - 0.5, atol=1e-4)
+
+
+def test_crop_of_exact_box_is_the_pixels():
+    image = np.random.default_rng(0).integers(0, 256, (100, 80, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(crop_box(image, (5, 7, 37, 71), (64, 32)), image[7:71, 5:37])
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def test_missing_checkpoint_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing.safetensors"):
+        Predictor.from_checkpoint(tmp_path / "nothing.safetensors")
+
+
+def test_empty_box_list_gives_no_results(tiny_model, scene):
+    p = Predictor(tiny_model)
+    assert p.predict(scene, []) == [] and p.predict(scene, np.zeros((0, 4))) == []
+    assert p.predict_crops([]) == []
+
+
+def test_boxes_are_clipped_and_empty_ones_rejected(tiny_model, scene):
+    p = Predictor(tiny_model)
+    r = p.predict(scene, [[-10, -5, 40, 200]])[0]
+    assert r.box == (0, 0, 40, 120) and r.parts.shape == (120, 40)
+    with pytest.raises(ValueError, match="box 1 has no area"):
+        p.predict(scene, [[0, 0, 10, 10], [170, 10, 200, 50]])
+    with pytest.raises(ValueError, match="N×4"):
+        p.predict(scene, [[1, 2, 3]])
+
+
+def test_grayscale_and_float_images(tiny_model, scene):
+    p = Predictor(tiny_model)
+    gray = scene[:, :, 1]
+    ref = p.predict(np.repeat(gray[:, :, None], 3, axis=2), BOXES[:1])[0].embedding
+    for image in (gray, gray[:, :, None], gray.astype(np.float32) / 255):
+        np.testing.assert_allclose(p.predict(image, BOXES[:1])[0].embedding, ref, atol=1e-5)
+    with pytest.raises(ValueError, match="shape"):
+        p.predict(np.zeros((10, 10, 2), np.uint8), BOXES[:1])
+    with pytest.raises(ValueError, match="dtype"):
+        p.predict(np.zeros((10, 10, 3), np.int32), BOXES[:1])
+
+
+def test_bad_options(tiny_model):
+    with pytest.raises(ValueError, match="precision"):
+        Predictor(tiny_model, precision="bf16")  # autocast is CUDA only
+    with pytest.raises(ValueError, match="batch_size"):
+        Predictor(tiny_model, batch_size=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            Predictor(tiny_model, device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_cuda_autocast_channels_last(tiny, scene, precision):
+    make_model, _ = tiny
+    model = make_model()
+    ref = Predictor(model).predict(scene, BOXES)
+    got = Predictor(model, device="cuda", precision=precision, channels_last=True).predict(
+        scene, BOXES)
+    for a, b in zip(ref, got, strict=True):
+        assert a.embedding.shape == b.embedding.shape
+        np.testing.assert_allclose(a.keypoints[:, :2], b.keypoints[:, :2], atol=2.0)
