@@ -1,0 +1,44 @@
+"""ONNX export: named outputs, dynamic batch, metadata and parity with PyTorch."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+
+from personkit.inference.export import check_parity, export_onnx, output_names
+
+ALL_OUTPUTS = ["embedding", "attr_gender", "attr_backpack", "attr_upcolor", "keypoints",
+               "keypoint_scores", "parts"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tiny_model):
+    return export_onnx(tiny_model, tmp_path_factory.mktemp("onnx") / "model.onnx")
+
+
+def test_named_outputs_dynamic_batch_and_metadata(exported, tiny_model):
+    proto = onnx.load(str(exported))
+    assert [o.name for o in proto.graph.output] == ALL_OUTPUTS
+    assert output_names(tiny_model, ("reid", "attributes", "pose", "segmentation")) == ALL_OUTPUTS
+    batch_dims = [o.type.tensor_type.shape.dim[0].dim_param for o in proto.graph.output]
+    assert batch_dims == ["batch"] * len(ALL_OUTPUTS)
+    assert proto.opset_import[0].version >= 17
+    meta = json.loads({p.key: p.value for p in proto.metadata_props}["personkit_meta"])
+    assert meta["input_size"] == [64, 32] and len(meta["part_classes"]) == 20
+
+
+def test_parity_with_pytorch_at_two_batch_sizes(exported, tiny_model):
+    report = check_parity(tiny_model, exported, batch_sizes=(2, 5))
+    assert set(report.max_abs) == set(ALL_OUTPUTS)
+    assert report.ok and report.worst_rel <= 1e-4, report.summary()
+    assert "PASS" in report.summary()
+
+
+def test_export_a_subset_of_heads(tmp_path, tiny_model):
+    path = export_onnx(tiny_model, tmp_path / "reid.onnx", heads=["reid"])
+    assert [o.name for o in onnx.load(str(path)).graph.output] == ["embedding"]
+    assert check_parity(tiny_model, path, heads=["reid"], batch_sizes=(1,)).ok
+    with pytest.raises(ValueError, match="cannot export"):
+        export_onnx(tiny_model, tmp_path / "x.onnx", heads=["id"])
