@@ -1,4 +1,10 @@
-"""Checkpoint files: one dict per file, written atomically, the newest N kept."""
+"""Checkpoint files: one dict per file, written atomically, the newest N kept.
+
+A checkpoint is written to a temp file in the same folder, fsynced and renamed over its final
+name, so a process killed at any moment leaves either the complete file or none. Temp files
+of a killed writer are removed by the next save. Loading uses ``weights_only=True``; a file
+that does not load (truncated, corrupt) is skipped with a warning by :func:`load_latest_valid`.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,8 @@ def save_checkpoint(state: dict[str, Any], directory: str | Path, step: int, kee
     """Write ``state`` to ``directory/step_XXXXXXXX.pt`` via a temp file and a rename."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob(".tmp_*.pt"):  # left by a writer that was killed
+        stale.unlink(missing_ok=True)
     path = directory / f"step_{step:08d}.pt"
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".pt")
     try:
@@ -29,9 +37,24 @@ def save_checkpoint(state: dict[str, Any], directory: str | Path, step: int, kee
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(directory)
     for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def list_checkpoints(directory: str | Path) -> list[Path]:

@@ -5,12 +5,21 @@ the next whole batch of that dataset, runs only the heads its labels need, sums 
 losses and updates. AMP (bf16, else fp16 with a gradient scaler) is used automatically on CUDA.
 Every loss and the LR go to ``log.jsonl`` and TensorBoard; checkpoints go to
 ``RUN_DIR/checkpoints``.
+
+Under DDP (:mod:`personkit.engine.distributed`) every rank runs the same dataset at every step
+on its own shard of the batch; logged losses are means over ranks and only rank 0 writes files.
+A non-finite loss (on any rank) skips the step on all ranks; ``max_nonfinite`` in a row stop
+the run. A resumed run repeats the steps after its checkpoint exactly: the checkpoint holds the
+model, optimizer, scheduler, loss and scaler states, the step, the batches consumed per
+dataset and the torch RNG, and all data randomness comes from generators seeded by (seed,
+epoch, index). See ``docs/training.md``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,8 +32,19 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from personkit.data.samplers import DatasetSchedule, EpochBatchSampler, InfiniteBatchSampler
-from personkit.engine.checkpoint import load_latest_valid, save_checkpoint, save_weights
+from personkit.engine import distributed
+from personkit.engine.checkpoint import (
+    load_checkpoint,
+    load_latest_valid,
+    save_checkpoint,
+    save_weights,
+)
 from personkit.engine.logger import RunLogger
+from personkit.models.weights import load_strict
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (repeated non-finite losses, out of memory); says what to change."""
 
 
 @dataclass
@@ -85,6 +105,7 @@ class Trainer:
         self.skipped_steps = 0
         self._nonfinite_streak = 0
         self._iterators: dict[str, Any] = {}
+        self._logger: RunLogger | None = None
 
     # ------------------------------------------------------------------ state
 
@@ -98,8 +119,10 @@ class Trainer:
             **self.extra_state,
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        getattr(self.model, "module", self.model).load_state_dict(state["model"])
+    def load_state_dict(self, state: Mapping[str, Any], source: str = "checkpoint") -> None:
+        """Restore a :meth:`state_dict`; model keys must match exactly (else a
+        :class:`~personkit.models.WeightsError` lists the mismatched keys)."""
+        load_strict(getattr(self.model, "module", self.model), state["model"], source=source)
         self.criterion.load_state_dict(state["criterion"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -111,16 +134,25 @@ class Trainer:
         self._iterators.clear()
 
     def resume_latest(self) -> Path | None:
-        """Continue from the newest valid checkpoint in the run directory, if any."""
-        found = load_latest_valid(self.run_dir / "checkpoints")
-        if found is None:
+        """Continue from the newest valid checkpoint in the run directory, if any.
+
+        Unreadable (truncated, corrupt) files are skipped with a warning. Under DDP rank 0
+        picks the file and every rank loads that one.
+        """
+        found = load_latest_valid(self.run_dir / "checkpoints") if self.is_main else None
+        path = distributed.broadcast_object(None if found is None else str(found[0]))
+        if path is None:
             return None
-        self.load_state_dict(found[1])
-        return found[0]
+        state = found[1] if found is not None else load_checkpoint(path)
+        self.load_state_dict(state, source=path)
+        return Path(path)
 
     def save(self) -> Path | None:
+        """Write a checkpoint of the current step (rank 0 only; the log is flushed first)."""
         if not self.is_main:
             return None
+        if self._logger is not None:
+            self._logger.flush()
         return save_checkpoint(self.state_dict(), self.run_dir / "checkpoints", self.step,
                                self.keep_checkpoints)
 
@@ -150,41 +182,70 @@ class Trainer:
                 for k, v in batch.items()}
 
     def run_step(self, name: str, batch: Mapping[str, torch.Tensor]) -> dict[str, float] | None:
-        """One optimisation step on a batch of dataset ``name``; None if it was skipped."""
+        """One optimisation step on a batch of dataset ``name``; None if it was skipped.
+
+        The returned losses are means over DDP ranks. A CUDA out-of-memory error becomes a
+        :class:`TrainingError` that names the dataset and its batch.
+        """
+        try:
+            return self._step(name, batch)
+        except torch.OutOfMemoryError as e:
+            raise TrainingError(self._oom_message(name, batch)) from e
+
+    def _step(self, name: str, batch: Mapping[str, torch.Tensor]) -> dict[str, float] | None:
         tasks = self.sources[name].tasks
         self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype)
                     if self.amp_dtype is not None else contextlib.nullcontext())
         with autocast:
             out = self.model(batch["image"], heads=tasks)
         losses = self.criterion(out, batch, tasks, self.step)
-        self.optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(losses["loss"]):
-            self._skip_nonfinite(name, losses)
+        means = distributed.mean_over_ranks(torch.stack([v.detach().float()
+                                                         for v in losses.values()]))
+        values = dict(zip(losses, means.tolist(), strict=True))
+        if not math.isfinite(values["loss"]):  # the same decision on every rank
+            self._skip_nonfinite(name, values)
             return None
         self._nonfinite_streak = 0
         self.scaler.scale(losses["loss"]).backward()
+        distributed.average_gradients(self.criterion.parameters())  # DDP covers the model
         if self.grad_clip:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return {k: float(v.detach()) for k, v in losses.items()}
+        return values
 
-    def _skip_nonfinite(self, name: str, losses: Mapping[str, torch.Tensor]) -> None:
+    def _skip_nonfinite(self, name: str, values: Mapping[str, float]) -> None:
         self.skipped_steps += 1
         self._nonfinite_streak += 1
-        bad = {k: float(v.detach()) for k, v in losses.items()}
+        bad = sorted(k for k, v in values.items() if not math.isfinite(v))
         if self._nonfinite_streak >= self.max_nonfinite:
-            raise RuntimeError(
-                f"{self._nonfinite_streak} consecutive non-finite losses (last on dataset "
-                f"{name!r}: {bad}); stopping. Lower the learning rate, check the labels, or "
-                f"switch AMP off (train.amp=off)."
-            )
+            raise TrainingError(
+                f"{self._nonfinite_streak} non-finite losses in a row (the last at step "
+                f"{self.step + 1} on dataset {name!r}: {bad}); stopping. Lower the learning "
+                f"rate (train.lr), set train.grad_clip, switch AMP off (train.amp=off) or check "
+                f"the dataset's images and labels; then resume from the last checkpoint.")
+        if self.is_main:
+            tqdm.write(f"step {self.step + 1}: non-finite {bad} on dataset {name!r}; step "
+                       f"skipped ({self._nonfinite_streak} in a row, {self.skipped_steps} in "
+                       f"all, limit {self.max_nonfinite})", file=sys.stderr)
+
+    def _oom_message(self, name: str, batch: Mapping[str, torch.Tensor]) -> str:
+        size = "x".join(str(n) for n in batch["image"].shape[-2:])
+        amp = f"AMP {self.amp_dtype}" if self.amp_dtype is not None else "AMP off"
+        return (
+            f"out of memory on {self.device} in a training step of dataset {name!r} "
+            f"({len(batch['image'])} images of {size} per process, {amp}). Lower that "
+            f"dataset's batch size (its data.train entry: batch_size, or pk_p/pk_k for a PK "
+            f"sampler), enable mixed precision (train.amp=auto, bf16 or fp16), or use a "
+            f"smaller input_size or backbone.")
 
     def train(self) -> list[dict[str, Any]]:
         """Run until ``total_steps``; returns one record per step (as written to the log)."""
-        logger = RunLogger(self.run_dir, enabled=self.is_main)
+        logger = RunLogger(self.run_dir, enabled=self.is_main, start_step=self.step)
+        self._logger = logger
         history: list[dict[str, Any]] = []
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step",
                    disable=not (self.progress and self.is_main), dynamic_ncols=True)
@@ -204,6 +265,7 @@ class Trainer:
         finally:
             bar.close()
             logger.close()
+            self._logger = None
         return history
 
     def _train_one(self, logger: RunLogger) -> dict[str, Any]:
@@ -214,10 +276,12 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         self.step += 1
-        if values is None:
+        fields: dict[str, Any] = {"dataset": name}
+        if values is None:  # a skipped step: no loss values, just the count
             record_values = {"skipped_steps": float(self.skipped_steps), "lr": lr}
+            fields["skipped"] = True
         else:
             record_values = {**values, "lr": lr}
-        logger.log(self.step, record_values, dataset=name,
+        logger.log(self.step, record_values, **fields,
                    seconds=round(time.perf_counter() - start, 4))
-        return {"step": self.step, "dataset": name, **record_values}
+        return {"step": self.step, **fields, **record_values}

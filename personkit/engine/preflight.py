@@ -1,0 +1,66 @@
+"""Checks that a training setup can work, run before the model is built or a step is taken.
+
+Each failure is a ``ValueError`` naming the dataset or head and what is missing, so
+``personkit train`` stops with one clear line instead of failing hours later. The sampler
+checks (a PK batch asking for more identities than a dataset has, batch sizes that do not
+split over the ranks) live in :mod:`personkit.data.samplers` and run when the samplers are
+built, before these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from torch.utils.data import Dataset
+
+from personkit.data.records import TASK_LABELS
+
+#: Heads whose parameters another task's labels also train (the ReID embedding is the pooled
+#: feature the ID classifier is trained on).
+_ALSO_TRAINED_BY = {"reid": ("id",)}
+
+
+def label_keys(dataset: Dataset) -> tuple[str, ...]:
+    """The sample keys ``dataset`` provides: its declared ``keys``, else those of item 0."""
+    declared = getattr(dataset, "keys", None)
+    if isinstance(declared, (tuple, list)):
+        return tuple(declared)
+    return tuple(dataset[0].keys())
+
+
+def check_labels(name: str, dataset: Dataset, tasks: Sequence[str]) -> None:
+    """Every task of dataset ``name`` has its labels (``TASK_LABELS``) in the samples."""
+    keys = set(label_keys(dataset))
+    for task in tasks:
+        missing = [k for k in TASK_LABELS[task] if k not in keys]
+        if missing:
+            raise ValueError(
+                f"dataset {name!r}: task {task!r} needs the labels {missing}, which this "
+                f"dataset does not provide (it has {sorted(keys)}); remove {task!r} from its "
+                f"tasks or use a dataset with these labels")
+
+
+def check_heads_trained(heads: Sequence[str], tasks: Mapping[str, Sequence[str]]) -> None:
+    """Every model head is trained by at least one dataset's tasks.
+
+    Args:
+        heads: the model's enabled heads.
+        tasks: training dataset name -> its tasks.
+    """
+    trained = {t for ts in tasks.values() for t in ts}
+    for head in heads:
+        if head in trained or any(t in trained for t in _ALSO_TRAINED_BY.get(head, ())):
+            continue
+        listing = "; ".join(f"{n}: {list(ts)}" for n, ts in tasks.items()) or "none"
+        raise ValueError(
+            f"model head {head!r} has no training labels: no data.train dataset lists it in "
+            f"its tasks (datasets and tasks: {listing}); add {head!r} to the tasks of a "
+            f"dataset that has its labels, or remove it from model.heads")
+
+
+def check_training_data(heads: Sequence[str],
+                        datasets: Mapping[str, tuple[Dataset, Sequence[str]]]) -> None:
+    """All pre-flight label checks: ``datasets`` maps a name to (dataset, tasks)."""
+    for name, (dataset, tasks) in datasets.items():
+        check_labels(name, dataset, tasks)
+    check_heads_trained(heads, {name: tasks for name, (_, tasks) in datasets.items()})
