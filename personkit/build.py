@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ from personkit.data.io import DatasetError
 from personkit.data.records import PersonRecord
 from personkit.data.samplers import DatasetSchedule, PKBatchSampler, RandomBatchSampler
 from personkit.data.transforms import TRANSFORM_PRESETS
+from personkit.engine import distributed
 from personkit.engine.lr import build_lr_scheduler
+from personkit.engine.preflight import check_training_data
 from personkit.engine.trainer import Trainer, TrainSource
 from personkit.losses import MultiTaskLoss
 from personkit.models import ModelMeta, MultiTaskModel, ResNetBackbone
@@ -110,7 +113,12 @@ def build_dataset(d: DatasetConfig, cfg: Config, seed: int = 0) -> Dataset:
     if d.type not in DATASET_BUILDERS:
         raise ValueError(
             f"dataset {d.name!r}: unknown type {d.type!r}; valid: {sorted(DATASET_BUILDERS)}")
-    return DATASET_BUILDERS[d.type](d, cfg, seed)
+    try:
+        return DATASET_BUILDERS[d.type](d, cfg, seed)
+    except ValueError as e:
+        if f"dataset {d.name!r}" in str(e):
+            raise
+        raise ValueError(f"dataset {d.name!r}: {e}") from e
 
 
 def build_sampler(d: DatasetConfig, dataset: Dataset, seed: int, rank: int = 0,
@@ -142,25 +150,67 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_trainer(cfg: Config, run_dir: str | Path, rank: int = 0, world_size: int = 1,
-                  progress: bool = True) -> Trainer:
-    """Model, losses, optimizer, schedule, samplers and the training loop for ``cfg``."""
+def build_sources(cfg: Config, rank: int = 0, world_size: int = 1) -> dict[str, TrainSource]:
+    """The training datasets with this rank's samplers, checked before anything is trained:
+    sampler sizes (PK identities, batch sizes over ranks), each task's labels and a training
+    dataset for every model head; a ``ValueError`` names what is wrong."""
     if not cfg.data.train:
         raise ValueError("the config has no training datasets (data.train is empty)")
+    if cfg.train.max_nonfinite_steps < 1:
+        raise ValueError("train.max_nonfinite_steps must be at least 1")
+    sources = {}
+    for i, d in enumerate(cfg.data.train):
+        dataset = build_dataset(d, cfg, seed=cfg.train.seed + i)
+        sampler = build_sampler(d, dataset, cfg.train.seed + i, rank, world_size)
+        sources[d.name] = TrainSource(dataset, sampler, d.tasks, cfg.data.num_workers)
+    check_training_data(cfg.model.heads, {n: (s.dataset, s.tasks) for n, s in sources.items()})
+    return sources
+
+
+def validate_training(cfg: Config, world_size: int = 1) -> None:
+    """Everything :func:`build_trainer` checks before building the model, for ``world_size``
+    processes (``personkit train --nproc N`` runs it before it launches them)."""
+    build_sources(cfg, 0, world_size)
+    _check_sync_bn(cfg, resolve_device(cfg.train.device), world_size)
+
+
+def _check_sync_bn(cfg: Config, device: torch.device, world_size: int) -> None:
+    if cfg.train.sync_bn and world_size > 1 and device.type == "cpu":
+        raise ValueError("train.sync_bn needs GPUs: SyncBatchNorm does not run on CPU "
+                         "(set train.sync_bn=false)")
+
+
+def _set_determinism(deterministic: bool) -> None:
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def build_trainer(cfg: Config, run_dir: str | Path, rank: int = 0, world_size: int = 1,
+                  progress: bool = True) -> Trainer:
+    """Model, losses, optimizer, schedule, samplers and the training loop for ``cfg``.
+
+    Under ``torchrun`` (a process group is initialised) the model is wrapped in
+    DistributedDataParallel, on ``cuda:LOCAL_RANK`` for CUDA; ``rank``/``world_size`` shard
+    the batches.
+    """
     seed = cfg.train.seed
+    sources = build_sources(cfg, rank, world_size)
+    _set_determinism(cfg.train.deterministic)
     torch.manual_seed(seed)
     device = resolve_device(cfg.train.device)
+    if device.type == "cuda" and distributed.is_initialized():
+        device = torch.device("cuda", distributed.get_local_rank())
+    _check_sync_bn(cfg, device, world_size)
     model = build_model(cfg.model).to(device)
     criterion = MultiTaskLoss(
         tuple(cfg.model.attributes), cfg.loss.weights, cfg.loss.uncertainty,
         cfg.loss.triplet_margin, cfg.loss.pose, cfg.loss.seg_top_k, cfg.loss.seg_warmup_steps,
         cfg.loss.pose_heatmap, cfg.loss.pose_heatmap_sigma,
     ).to(device)
-    sources = {}
-    for i, d in enumerate(cfg.data.train):
-        dataset = build_dataset(d, cfg, seed=seed + i)
-        sampler = build_sampler(d, dataset, seed + i, rank, world_size)
-        sources[d.name] = TrainSource(dataset, sampler, d.tasks, cfg.data.num_workers)
+    meta = model.meta.to_dict()
+    model = distributed.wrap_model(distributed.convert_sync_bn(model, cfg.train.sync_bn), device)
     schedule = DatasetSchedule({n: len(s.sampler) for n, s in sources.items()},
                                cfg.data.interleave, {d.name: d.weight for d in cfg.data.train},
                                seed)
@@ -176,8 +226,8 @@ def build_trainer(cfg: Config, run_dir: str | Path, rank: int = 0, world_size: i
         model, criterion, optimizer, scheduler, sources, schedule, steps, run_dir, device=device,
         amp=cfg.train.amp, grad_clip=cfg.train.grad_clip, log_every=cfg.train.log_every,
         checkpoint_every=cfg.train.checkpoint_every, keep_checkpoints=cfg.train.keep_checkpoints,
-        extra_state={"config": config_to_dict(cfg), "meta": model.meta.to_dict()},
-        is_main=rank == 0, progress=progress,
+        extra_state={"config": config_to_dict(cfg), "meta": meta},
+        is_main=rank == 0, progress=progress, max_nonfinite=cfg.train.max_nonfinite_steps,
     )
 
 

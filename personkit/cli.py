@@ -6,32 +6,56 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from personkit.config import ConfigError, load_config, save_config
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from personkit.build import build_trainer
+    from personkit.build import build_trainer, resolve_device, validate_training
+    from personkit.engine import distributed
 
     cfg = load_config(args.config, args.overrides)
+    if args.nproc > 1 and not distributed.launched_by_torchrun():
+        validate_training(cfg, args.nproc)  # config errors stop here, before any launch
+        argv = ["train", args.config, *args.overrides, "--out", args.out]
+        argv += (["--resume", args.resume] if args.resume else []) + (
+            ["--no-progress"] if args.no_progress else [])
+        return distributed.launch(args.nproc, argv)
+    distributed.init_from_env(resolve_device(cfg.train.device))  # under torchrun
+    rank, world = distributed.get_rank(), distributed.get_world_size()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    trainer = build_trainer(cfg, out, progress=not args.no_progress)
-    if args.resume:
-        resumed = trainer.resume_latest() if args.resume == "auto" else None
-        if args.resume != "auto":
-            from personkit.engine.checkpoint import load_checkpoint
-
-            trainer.load_state_dict(load_checkpoint(args.resume))
-            resumed = Path(args.resume)
-        if resumed:
-            print(f"resumed from {resumed} at step {trainer.step}")
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+    trainer = build_trainer(cfg, out, rank, world, progress=not args.no_progress)
+    _resume(trainer, args.resume)
     history = trainer.train()
+    distributed.destroy()  # only after success: a failed rank exits and torchrun stops the rest
     losses = [r["loss"] for r in history if "loss" in r]
-    if losses:
+    if losses and rank == 0:
         print(f"trained {trainer.step} steps; last loss {losses[-1]:.4f}; run dir {out}")
     return 0
+
+
+def _resume(trainer: Any, resume: str | None) -> None:
+    """``--resume auto`` (newest valid checkpoint, if any) or ``--resume PATH``."""
+    from personkit.engine.checkpoint import list_checkpoints, load_checkpoint
+
+    if not resume:
+        found = list_checkpoints(trainer.run_dir / "checkpoints")
+        if found and trainer.is_main:
+            print(f"warning: {trainer.run_dir} holds checkpoints of an earlier run (up to "
+                  f"{found[-1].name}); this run starts at step 0 (use --resume auto to "
+                  f"continue instead)", file=sys.stderr)
+        return
+    if resume == "auto":
+        path = trainer.resume_latest()
+    else:
+        trainer.load_state_dict(load_checkpoint(resume), source=resume)
+        path = resume
+    if path and trainer.is_main:
+        print(f"resumed from {path} at step {trainer.step}")
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -131,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory (logs, checkpoints)")
     p.add_argument("--resume", default=None, help="'auto' (newest valid checkpoint) or a path")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this "
+                   "machine (launches torchrun; batch sizes in the config are global)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a run or checkpoint with the official protocols")
@@ -209,6 +235,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"personkit {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:  # a run that had to stop or weights that do not fit
+        from personkit.engine.trainer import TrainingError
+        from personkit.models import WeightsError
+
+        if not isinstance(e, (TrainingError, WeightsError)):
+            raise
+        print(f"personkit {args.command}: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

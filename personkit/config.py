@@ -126,6 +126,9 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     eval_every: int = 0  # 0 = only at the end
+    max_nonfinite_steps: int = 10  # stop after this many non-finite losses in a row
+    sync_bn: bool = False  # DDP: BatchNorm layers -> SyncBatchNorm (GPUs only)
+    deterministic: bool = False  # torch.use_deterministic_algorithms (exact resume on CPU)
 
 
 @dataclass(frozen=True)
