@@ -171,7 +171,11 @@ def validate_training(cfg: Config, world_size: int = 1) -> None:
     """Everything :func:`build_trainer` checks before building the model, for ``world_size``
     processes (``personkit train --nproc N`` runs it before it launches them)."""
     build_sources(cfg, 0, world_size)
-    _check_sync_bn(cfg, resolve_device(cfg.train.device), world_size)
+    device = resolve_device(cfg.train.device)
+    if device.type == "cuda" and world_size > torch.cuda.device_count():
+        raise ValueError(f"{world_size} processes need {world_size} GPUs, but "
+                         f"{torch.cuda.device_count()} are visible (one process per GPU)")
+    _check_sync_bn(cfg, device, world_size)
 
 
 def _check_sync_bn(cfg: Config, device: torch.device, world_size: int) -> None:
