@@ -130,15 +130,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    import os
+
+    # Idle OpenMP threads sleep instead of spinning: on a shared CPU, spinning threads stall
+    # each other's barriers and latencies become erratic. Read when torch loads OpenMP.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
     from personkit.inference.bench import Bench, bench_model_config, write_report
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = bench_model_config(args.source, args.set or ())
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     skip = args.skip.split(",") if args.skip else ()
     bench = Bench(cfg, args.device, batch_sizes, args.warmup, args.repeats, skip,
-                  log=lambda line: print(line, flush=True))
-    report = bench.run()
-    report["command"] = "personkit " + " ".join(sys.argv[1:])
+                  log=lambda line: print(line, flush=True),
+                  command="personkit " + " ".join(sys.argv[1:]))
+    report = bench.run(args.out)
     json_path, md_path = write_report(report, args.out)
     print(md_path.read_text(encoding="utf-8"), end="")
     print(f"wrote {json_path} and {md_path}")
@@ -223,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--skip", default="", help="comma-separated: onnx,separate,heads,light,cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch/ONNX Runtime CPU threads "
+                   "(default: torch's, one per core)")
     p.add_argument("--out", default="runs/bench", help="folder for bench.json and bench.md")
     p.set_defaults(func=_cmd_bench)
     return parser

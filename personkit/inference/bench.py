@@ -1,0 +1,411 @@
+"""Inference speed of the multi-task model against single-task baselines (``personkit bench``).
+
+Pfeiffer et al. (GCPR 2019, Sec. 5) claim that sharing one backbone adds almost no overhead to
+the single-task ReID baseline (50 crops/s at batch 1, 122 at batch 10 on a GTX 1080 Ti). This
+measures, within one run and on the same input batches (random normalised crops at the model's
+input size; decoding and resizing are not included):
+
+* ``four-task``: one model with the reid, attributes, pose and segmentation heads;
+* ``reid-only``: the single-task ReID model;
+* ``four-separate``: four single-task models (reid, attributes, pose, segmentation), each with
+  its own backbone, run one after another;
+* ``four-task-light``: the four-task model with a 128-channel FPN and a 64-channel
+  segmentation branch (train it with ``model.fpn_channels=128 model.seg_channels=64``);
+* per-head cost: four-task latency minus the latency of the same model with that head off.
+
+Eager PyTorch and ONNX Runtime (four-task, reid-only, light); on CUDA also bf16/fp16 autocast,
+channels_last and ``torch.compile`` (``reduce-overhead``, i.e. CUDA graphs). Each number is
+the median of ``repeats`` timed runs after ``warmup`` runs. Models are randomly initialised:
+speed does not depend on the weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from personkit.config import Config, ModelConfig, apply_overrides, config_from_dict, load_config
+from personkit.inference.predictor import TASKS
+
+PAPER_GPU = {"device": "GTX 1080 Ti", "batch_1": 50.0, "batch_10": 122.0}
+SECTIONS = ("onnx", "separate", "heads", "light", "cuda")
+LIGHT_FPN, LIGHT_SEG = 128, 64  # the lighter segmentation option: FPN and branch widths
+Job = tuple[str, str, Callable[[], Any]]  # (model variant, engine, run once)
+
+
+@dataclasses.dataclass
+class Row:
+    """One measurement: a model variant, an engine, a batch size."""
+
+    model: str
+    engine: str
+    batch: int
+    latency_ms: float | None = None  # median
+    crops_per_s: float | None = None  # batch / median latency
+    min_latency_ms: float | None = None
+    error: str | None = None
+
+
+def bench_model_config(source: str | Path | None = None,
+                       overrides: Sequence[str] = ()) -> ModelConfig:
+    """The ``model`` section to benchmark: a YAML config, a checkpoint/run dir/export, or the
+    paper's default (ResNet-50 GN at 256×128). Pretrained weights are never loaded."""
+    if source is None:
+        cfg = config_from_dict(apply_overrides({}, overrides, "<defaults>"), "<defaults>")
+    elif str(source).endswith((".yaml", ".yml")):
+        cfg = load_config(source, overrides)
+    else:
+        cfg = _checkpoint_config(Path(source), overrides)
+    return dataclasses.replace(
+        cfg.model, backbone=dataclasses.replace(cfg.model.backbone, pretrained=None))
+
+
+def _checkpoint_config(path: Path, overrides: Sequence[str]) -> Config:
+    from personkit.engine.checkpoint import load_checkpoint, read_weights
+
+    if not path.exists():
+        raise FileNotFoundError(f"bench source not found: {path}")
+    if path.is_dir():
+        candidates = [path / "model.safetensors", path / "config.yaml"]
+        found = next((p for p in candidates if p.is_file()), None)
+        if found is None:
+            raise FileNotFoundError(f"no model.safetensors or config.yaml in {path}")
+        if found.suffix == ".yaml":
+            return load_config(found, overrides)
+        path = found
+    raw = read_weights(path)[1]["config"] if path.suffix == ".safetensors" \
+        else load_checkpoint(path)["config"]
+    return config_from_dict(apply_overrides(raw, overrides, str(path)), str(path))
+
+
+def variant_configs(cfg: ModelConfig) -> dict[str, ModelConfig]:
+    """Model configs of every benchmarked variant (the ``id`` head is training-only)."""
+    with_heads = lambda heads: dataclasses.replace(cfg, heads=heads)  # noqa: E731
+    out = {"four-task": with_heads(TASKS), "reid-only": with_heads(("reid",))}
+    for task in TASKS[1:]:
+        out[f"{task}-only"] = dataclasses.replace(with_heads((task,)), sharing="single")
+    out["reid-only"] = dataclasses.replace(out["reid-only"], sharing="single")
+    out["four-task-light"] = dataclasses.replace(
+        out["four-task"], fpn_channels=min(cfg.fpn_channels, LIGHT_FPN),
+        seg_channels=min(cfg.seg_channels, LIGHT_SEG))
+    return out
+
+
+class Bench:
+    """Runs the measurements; see the module docstring.
+
+    Args:
+        cfg: the model section (backbone, sharing, sizes, attribute and part classes).
+        device: ``cpu`` or ``cuda``.
+        batch_sizes: crops per forward pass.
+        warmup, repeats: untimed and timed runs per measurement.
+        skip: sections to leave out, from ``onnx, separate, heads, light, cuda``.
+        log: called with a line after each measurement (progress).
+        command: the command line, recorded in the report.
+    """
+
+    def __init__(self, cfg: ModelConfig, device: str = "cpu",
+                 batch_sizes: Sequence[int] = (1, 10, 32), warmup: int = 1, repeats: int = 5,
+                 skip: Sequence[str] = (), log: Callable[[str], None] | None = None,
+                 command: str = ""):
+        unknown = [s for s in skip if s not in SECTIONS]
+        if unknown:
+            raise ValueError(f"unknown bench sections {unknown}; valid: {SECTIONS}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda requested but CUDA is not available on this machine")
+        if not batch_sizes or min(batch_sizes) < 1 or warmup < 0 or repeats < 1:
+            raise ValueError("need batch sizes >= 1, warmup >= 0 and repeats >= 1")
+        self.cfg, self.device = cfg, torch.device(device)
+        self.batch_sizes, self.warmup, self.repeats = tuple(batch_sizes), warmup, repeats
+        self.skip = set(skip)
+        self.log = log or (lambda line: None)
+        self.rows: list[Row] = []
+        self.command = command
+
+    def run(self, out_dir: str | Path | None = None) -> dict[str, Any]:
+        """Build the models, measure everything, and return the JSON-ready report (also
+        written to ``out_dir`` after every batch size, so that a long run leaves results)."""
+        from personkit.build import build_model
+
+        torch.manual_seed(0)
+        configs = variant_configs(self.cfg)
+        if "light" in self.skip:
+            configs.pop("four-task-light")
+        if "separate" in self.skip:
+            configs = {k: v for k, v in configs.items()
+                       if k in ("four-task", "reid-only", "four-task-light")}
+        models = {name: build_model(c).to(self.device).eval() for name, c in configs.items()}
+        with tempfile.TemporaryDirectory(prefix="personkit_bench_") as tmp:
+            sessions = {} if "onnx" in self.skip else self._onnx_sessions(models, Path(tmp))
+            h, w = self.cfg.input_size
+            for b in self.batch_sizes:
+                x = torch.randn(b, 3, h, w, device=self.device)
+                jobs = self._eager_jobs(models, x)
+                if "heads" not in self.skip:
+                    jobs += self._head_jobs(models["four-task"], x)
+                if self.device.type == "cuda" and "cuda" not in self.skip:
+                    jobs += self._cuda_jobs(models, x)
+                feed = {"images": x.cpu().numpy()}
+                jobs += [(name, "onnxruntime", lambda s=s, f=feed: s.run(None, f))
+                         for name, s in sessions.items()]
+                self._run_jobs(jobs, b)
+                if out_dir is not None:
+                    write_report(self.report(), out_dir)
+        return self.report()
+
+    def _run_jobs(self, jobs: list[Job], batch: int) -> None:
+        """Warm every job up, then time them round-robin (so that load from other processes
+        spreads over all of them) and keep the median of each."""
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        rows, live = [], []
+        for model, engine, fn in jobs:
+            row = Row(model, engine, batch)
+            try:
+                for _ in range(self.warmup):
+                    fn()
+                sync()
+                live.append((row, fn, []))
+            except Exception as e:  # noqa: BLE001 - an engine that fails is reported, not fatal
+                row.error = f"{type(e).__name__}: {e}"[:300]
+                self.log(f"{model:<32}{engine:<26}batch {batch:<4} failed: {row.error}")
+            rows.append(row)
+        for _ in range(self.repeats):
+            for _, fn, times in live:
+                start = time.perf_counter()
+                fn()
+                sync()
+                times.append(time.perf_counter() - start)
+        for row, _, times in live:
+            seconds = statistics.median(times)
+            row.latency_ms, row.crops_per_s = seconds * 1e3, batch / seconds
+            row.min_latency_ms = min(times) * 1e3
+            self.log(f"{row.model:<32}{row.engine:<26}batch {batch:<4}{row.latency_ms:10.1f} ms"
+                     f"{row.crops_per_s:9.1f} crops/s")
+        self.rows += rows
+
+    def _eager_jobs(self, models: dict[str, nn.Module], x: torch.Tensor,
+                    engine: str = "torch-eager",
+                    ctx: Callable[[], AbstractContextManager] = nullcontext) -> list[Job]:
+        jobs: list[Job] = [(name, engine, _runner(models[name], x, ctx))
+                           for name in ("four-task", "reid-only", "four-task-light")
+                           if name in models]
+        singles = [models.get(f"{t}-only") for t in TASKS]
+        if all(m is not None for m in singles):
+            runners = [_runner(m, x, ctx) for m in singles]
+            jobs.append(("four-separate", engine, lambda: [r() for r in runners]))
+        return jobs
+
+    def _head_jobs(self, model: nn.Module, x: torch.Tensor) -> list[Job]:
+        return [(f"four-task-without-{head}", "torch-eager",
+                 _runner(model, x, nullcontext, tuple(t for t in TASKS if t != head)))
+                for head in TASKS]
+
+    def _cuda_jobs(self, models: dict[str, nn.Module], x: torch.Tensor) -> list[Job]:
+        """Autocast bf16/fp16, channels_last + fp16, torch.compile (CUDA graphs) + fp16.
+
+        The channels_last and compiled variants are separate copies of the models.
+        """
+        jobs: list[Job] = []
+        for dtype, label in ((torch.bfloat16, "bf16"), (torch.float16, "fp16")):
+            jobs += self._eager_jobs(models, x, f"torch-autocast-{label}", _autocast(dtype))
+        fp16 = _autocast(torch.float16)
+        xc = x.contiguous(memory_format=torch.channels_last)
+        for name in ("four-task", "reid-only"):
+            cl = copy.deepcopy(models[name]).to(memory_format=torch.channels_last)
+            jobs.append((name, "torch-channels-last-fp16", _runner(cl, xc, fp16)))
+            compiled = _compile(models[name])
+            jobs.append((name, "torch-compile-fp16", _runner(compiled, x, fp16)))
+        return jobs
+
+    def _onnx_sessions(self, models: dict[str, nn.Module], tmp: Path) -> dict[str, Any]:
+        """ONNX Runtime sessions of the four-task, reid-only and light models."""
+        from personkit.inference.export import export_onnx, onnx_session
+
+        threads = torch.get_num_threads() if self.device.type == "cpu" else None
+        sessions = {}
+        for name in ("four-task", "reid-only", "four-task-light"):
+            if name in models:
+                path = export_onnx(copy.deepcopy(models[name]).cpu(), tmp / f"{name}.onnx")
+                sessions[name] = onnx_session(path, self.device.type, threads, spin=False)
+        return sessions
+
+    def report(self) -> dict[str, Any]:
+        """Machine, settings, every row, the ratios and the per-head costs."""
+        return {
+            "command": self.command,
+            "machine": machine_info(self.device),
+            "settings": {"model": _model_summary(self.cfg), "device": str(self.device),
+                         "batch_sizes": list(self.batch_sizes), "warmup": self.warmup,
+                         "repeats": self.repeats, "torch_threads": torch.get_num_threads()},
+            "rows": [dataclasses.asdict(r) for r in self.rows],
+            "ratios": ratios(self.rows),
+            "head_costs": head_costs(self.rows),
+            "paper_reference": PAPER_GPU,
+        }
+
+
+def _runner(model: nn.Module, x: torch.Tensor,
+            ctx: Callable[[], AbstractContextManager] = nullcontext,
+            heads: Sequence[str] | None = None) -> Callable[[], Any]:
+    def run() -> Any:
+        with torch.inference_mode(), ctx():
+            return model(x, heads=heads)
+    return run
+
+
+def _compile(model: nn.Module) -> Callable[..., Any]:
+    """``torch.compile`` with CUDA graphs; a failure surfaces when the job first runs."""
+    try:
+        return torch.compile(model, mode="reduce-overhead")
+    except Exception as e:  # noqa: BLE001 - reported as the job's error
+        message = f"torch.compile failed: {e}"
+
+        def failed(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError(message)
+        return failed
+
+
+def _autocast(dtype: torch.dtype) -> Callable[[], AbstractContextManager]:
+    return lambda: torch.autocast("cuda", dtype=dtype)
+
+
+def _lookup(rows: Sequence[Row], model: str, engine: str, batch: int) -> Row | None:
+    for r in rows:
+        if (r.model, r.engine, r.batch) == (model, engine, batch) and r.crops_per_s:
+            return r
+    return None
+
+
+def ratios(rows: Sequence[Row]) -> list[dict[str, Any]]:
+    """Throughput ratios within the run, per engine and batch size: four-task vs
+    four-separate (goal >= 2.5), vs reid-only (goal >= 0.55), and the light variant."""
+    out = []
+    for engine, batch in dict.fromkeys((r.engine, r.batch) for r in rows):
+        four = _lookup(rows, "four-task", engine, batch)
+        if four is None:
+            continue
+        entry: dict[str, Any] = {"engine": engine, "batch": batch}
+        for key, other, base in (("four_task_vs_separate", "four-separate", False),
+                                 ("four_task_vs_reid_only", "reid-only", False),
+                                 ("light_vs_reid_only", "four-task-light", True)):
+            r = _lookup(rows, other, engine, batch)
+            reid = _lookup(rows, "reid-only", engine, batch)
+            if base and r is not None and reid is not None:
+                entry[key] = r.crops_per_s / reid.crops_per_s
+            elif not base and r is not None:
+                entry[key] = four.crops_per_s / r.crops_per_s
+        out.append(entry)
+    return out
+
+
+def head_costs(rows: Sequence[Row]) -> list[dict[str, Any]]:
+    """Per head and batch size: four-task latency minus the latency without that head."""
+    out = []
+    for r in rows:
+        if not r.model.startswith("four-task-without-") or r.latency_ms is None:
+            continue
+        four = _lookup(rows, "four-task", r.engine, r.batch)
+        if four is not None:
+            cost = four.latency_ms - r.latency_ms
+            out.append({"head": r.model.removeprefix("four-task-without-"), "batch": r.batch,
+                        "cost_ms": cost, "share": cost / four.latency_ms})
+    return out
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """CPU model, core count, library versions, date (and the GPU when on CUDA)."""
+    info = {"cpu": _cpu_model(), "nproc": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
+            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        info["onnxruntime"] = None
+    if hasattr(os, "getloadavg"):  # other processes on a shared machine skew absolute numbers
+        info["load_average_1m"] = round(os.getloadavg()[0], 2)
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _model_summary(cfg: ModelConfig) -> dict[str, Any]:
+    return {"backbone": cfg.backbone.name, "norm": cfg.backbone.norm, "sharing": cfg.sharing,
+            "input_size": list(cfg.input_size), "fpn_channels": cfg.fpn_channels,
+            "seg_channels": cfg.seg_channels, "seg_classes": cfg.seg_classes,
+            "attributes": len(cfg.attributes)}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as markdown tables: throughput/latency, ratios, per-head cost."""
+    rows = [Row(**r) for r in report["rows"]]
+    batches = report["settings"]["batch_sizes"]
+    m, s = report["machine"], report["settings"]
+    lines = [f"Machine: {m['cpu']}, {m['nproc']} cores ({s['torch_threads']} torch threads, "
+             f"OMP_WAIT_POLICY={m.get('omp_wait_policy')})"
+             + (f", GPU {m['gpu']}" if "gpu" in m else "")
+             + f"; torch {m['torch']}, onnxruntime {m['onnxruntime']}; {m['date']}"
+             + f"; load average {m.get('load_average_1m', '?')}",
+             f"Model: {json.dumps(s['model'])}; device {s['device']}; median of "
+             f"{s['repeats']} runs after {s['warmup']} warm-up (round-robin)",
+             f"Command: `{report.get('command', '')}`", "",
+             "| model | engine | " + " | ".join(f"batch {b}: crops/s (ms)" for b in batches)
+             + " |", "|---|---|" + "---:|" * len(batches)]
+    for model, engine in dict.fromkeys((r.model, r.engine) for r in rows):
+        cells = []
+        for b in batches:
+            r = next((r for r in rows if (r.model, r.engine, r.batch) == (model, engine, b)), None)
+            cells.append("–" if r is None else "error" if r.error else
+                         f"{r.crops_per_s:.1f} ({r.latency_ms:.0f})")
+        lines.append(f"| {model} | {engine} | " + " | ".join(cells) + " |")
+    lines += ["", "| engine | batch | four-task / four-separate (goal ≥ 2.5) | "
+              "four-task / reid-only (goal ≥ 0.55) | light / reid-only |",
+              "|---|---:|---:|---:|---:|"]
+    fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+    for e in report["ratios"]:
+        cells = [fmt(e.get(k)) for k in ("four_task_vs_separate", "four_task_vs_reid_only",
+                                         "light_vs_reid_only")]
+        lines.append(f"| {e['engine']} | {e['batch']} | " + " | ".join(cells) + " |")
+    if report["head_costs"]:
+        lines += ["", "| head | batch | cost (ms) | share of four-task latency |",
+                  "|---|---:|---:|---:|"]
+        lines += [f"| {c['head']} | {c['batch']} | {c['cost_ms']:.1f} | {100 * c['share']:.1f} % |"
+                  for c in report["head_costs"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+    """``bench.json`` and ``bench.md`` in ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "bench.json", out_dir / "bench.md"
+    json_path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    md_path.write_text(markdown(report), encoding="utf-8")
+    return json_path, md_path
