@@ -82,7 +82,7 @@ class PersonDataset(Dataset):
                 has = [getattr(r, field) is not None for r in self.records] if field else [True]
                 if not (all(has) if key == "pid" else any(has)):
                     raise ValueError(f"task {task!r} needs {field!r} in the records, "
-                                     f"which {'some' if any(has) else 'none'} lack")
+                                     f"which {'some' if any(has) else 'all'} lack")
                 if key not in keys:
                     keys.append(key)
         return tuple(keys)
