@@ -161,3 +161,11 @@ def test_lip_layout_csv_and_masks(tiny_world):
                 else:
                     assert 0 <= int(x) < img.shape[1] and 0 <= int(y) < img.shape[0]
                     assert v in ("0", "1")
+
+
+def test_contact_sheet(tiny_world, tmp_path):
+    from personkit.data.synth import contact_sheet
+
+    path = contact_sheet(tiny_world.out_dir, tmp_path / "sheet.png")
+    sheet = cv2.imread(str(path))
+    assert sheet.shape[1] == 1400 and sheet.shape[0] > 800

@@ -25,8 +25,8 @@ DOWN_COLOURS: tuple[str, ...] = MARKET_ATTRIBUTES["downcolor"]
 #: Colour names -> (hue degrees, saturation range, value range) for HSV sampling.
 _HSV: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[float, float]]] = {
     "black": ((0, 360), (0.0, 0.2), (0.05, 0.18)),
-    "white": ((0, 360), (0.0, 0.07), (0.84, 0.98)),
-    "gray": ((0, 360), (0.0, 0.08), (0.4, 0.64)),
+    "white": ((0, 360), (0.0, 0.07), (0.86, 0.98)),
+    "gray": ((0, 360), (0.0, 0.08), (0.38, 0.6)),
     "red": ((-10, 6), (0.65, 0.95), (0.55, 0.9)),
     "pink": ((325, 350), (0.28, 0.5), (0.86, 1.0)),
     "purple": ((268, 295), (0.45, 0.8), (0.38, 0.7)),
@@ -81,6 +81,7 @@ class Identity:
     stoop: float
     skin: RGB
     hair_long: bool
+    hair_front: bool  # long hair falling over the shoulders in front
     hair: RGB
     top_kind: str  # shirt | coat | dress | jumpsuit
     long_sleeves: bool
@@ -128,20 +129,20 @@ def _pick(rng: np.random.Generator, probs: dict[str, float]) -> str:
 
 
 def _texture(rng: np.random.Generator, c1: RGB, upper: bool) -> Texture:
-    probs = (dict(plain=.55, hstripes=.15, vstripes=.06, checks=.1, noise=.14) if upper
-             else dict(plain=.72, noise=.16, checks=.05, vstripes=.07))
+    probs = (dict(plain=.62, hstripes=.12, vstripes=.05, checks=.08, noise=.13) if upper
+             else dict(plain=.75, noise=.15, checks=.04, vstripes=.06))
     kind = _pick(rng, probs)
     v = np.array(c1)
     r = rng.random()
     if r < 0.3:  # contrasting white or black accents
         c2 = (235.0, 235.0, 235.0) if v.mean() < 120 else (25.0, 25.0, 25.0)
-    elif r < 0.6:  # another colour
+    elif r < 0.45:  # another colour
         c2 = colour(str(rng.choice(list(_HSV))), rng)
     else:  # a lighter or darker shade
         f = rng.choice([0.55, 1.45])
         c2 = tuple(float(x) for x in np.clip(v * f + (25 if f > 1 else 0), 0, 255))
     return Texture(kind, c1, c2, period=float(rng.uniform(0.035, 0.07)),
-                   duty=float(rng.uniform(0.62, 0.78)), seed=int(rng.integers(1 << 30)))
+                   duty=float(rng.uniform(0.65, 0.8)), seed=int(rng.integers(1 << 30)))
 
 
 def _garment_colour(rng: np.random.Generator, probs: dict[str, float], age: int,
@@ -229,13 +230,14 @@ def sample_identity(rng: np.random.Generator, pid: int) -> Identity:
     shoes = colour(_pick(rng, dict(black=.3, white=.3, brown=.12, gray=.1, red=.06, blue=.06,
                                    green=.03, yellow=.03)), rng)
     detail = "none" if cl["top_kind"] in ("dress", "jumpsuit") else _pick(
-        rng, dict(none=.66, band=.17, logo=.17))
+        rng, dict(none=.76, band=.12, logo=.12))
     return Identity(
         pid=pid, female=female, age=age, shape=shape,
         stoop=float(rng.uniform(0.12, 0.3)) if age == 3 else 0.0, skin=skin,
-        hair_long=hair_long, hair=tuple(float(x) for x in _HAIR[hair_name]), top=top,
+        hair_long=hair_long, hair_front=bool(hair_long and rng.random() < 0.5),
+        hair=tuple(float(x) for x in _HAIR[hair_name]), top=top,
         top_detail=detail, detail=colour(str(rng.choice(list(_HSV))), rng),
-        lower=lower, sleeve_len=float(rng.uniform(0.4, 0.7)),
+        lower=lower, sleeve_len=float(rng.uniform(0.3, 0.55)),
         lower_len=float(rng.uniform(0.5, 0.8)) if cl["lower_kind"] == "shorts"
         else float(rng.uniform(0.17, 0.24) if not cl["lower_long"] else rng.uniform(0.33, 0.4)),
         shoes=shoes, socks=colour(_pick(rng, dict(white=.6, black=.3, gray=.1)), rng)

@@ -60,9 +60,9 @@ def make_shape(female: bool, age: int, build: float, rng: np.random.Generator) -
     total = sum(chain.values())
     chain = {k: v / total for k, v in chain.items()}
     if female:
-        widths = dict(shoulder=0.093, hip=0.07, depth=0.055, arm_r=0.026, leg_r=0.044)
+        widths = dict(shoulder=0.09, hip=0.072, depth=0.055, arm_r=0.028, leg_r=0.044)
     else:
-        widths = dict(shoulder=0.112, hip=0.06, depth=0.058, arm_r=0.03, leg_r=0.045)
+        widths = dict(shoulder=0.116, hip=0.06, depth=0.06, arm_r=0.032, leg_r=0.046)
     widths = {k: v * build * j() for k, v in widths.items()}
     head_r = (0.062 if age == 0 else 0.057) * j()
     return BodyShape(**chain, **arms, **widths, head_r=head_r, hand_r=0.022 * build,
@@ -188,10 +188,12 @@ class View:
         """Image coordinates (…×2, 0-based pixel centres) and depth (towards camera) of points."""
         p = np.asarray(points, dtype=np.float64)
         c, s = np.cos(self.yaw), np.sin(self.yaw)
-        x = c * p[..., 0] + s * p[..., 2]
-        depth = -s * p[..., 0] + c * p[..., 2]
-        xy = np.stack([self.x0 + self.scale * x, self.y0 - self.scale * p[..., 1]], axis=-1)
-        return xy, depth
+        m = np.array([[self.scale * c, -s], [0.0, 0.0], [self.scale * s, c]])
+        out = p @ m  # (..., 2): scaled x and depth
+        xy = np.empty(p.shape[:-1] + (2,))
+        xy[..., 0] = self.x0 + out[..., 0]
+        xy[..., 1] = self.y0 - self.scale * p[..., 1]
+        return xy, out[..., 1]
 
     def facing(self, frame: np.ndarray) -> float:
         """How much a frame's forward axis points at the camera (1 front, -1 back)."""

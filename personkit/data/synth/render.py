@@ -87,22 +87,27 @@ class Rendered:
 # --------------------------------------------------------------------------------- shapes
 
 
-def capsule(p1: np.ndarray, p2: np.ndarray, r1: float, r2: float, n: int = 7) -> np.ndarray:
+_ARC = np.linspace(np.pi / 2, 3 * np.pi / 2, 7)
+_ARC_CS = np.stack([np.cos(_ARC), np.sin(_ARC)], 1)  # half circle facing -x
+_CIRCLE = {n: np.stack([np.cos(t), np.sin(t)], 1)
+           for n in (8, 12, 18) for t in [np.linspace(0, 2 * np.pi, n, endpoint=False)]}
+
+
+def capsule(p1: np.ndarray, p2: np.ndarray, r1: float, r2: float) -> np.ndarray:
     """Polygon of a tapered capsule between image points ``p1`` (radius r1) and ``p2``."""
-    d = np.asarray(p2, float) - np.asarray(p1, float)
-    phi = np.arctan2(d[1], d[0]) if np.hypot(*d) > 1e-6 else 0.0
-    a1 = phi + np.linspace(np.pi / 2, 3 * np.pi / 2, n)
-    a2 = phi + np.linspace(-np.pi / 2, np.pi / 2, n)
-    return np.concatenate([p1 + r1 * np.stack([np.cos(a1), np.sin(a1)], 1),
-                           p2 + r2 * np.stack([np.cos(a2), np.sin(a2)], 1)])
+    dx, dy = p2[0] - p1[0], p2[1] - p1[1]
+    n = np.hypot(dx, dy)
+    c, s = (dx / n, dy / n) if n > 1e-6 else (1.0, 0.0)
+    rot = np.array([[c, s], [-s, c]])  # rotates the arc so it faces away from p2
+    arc = _ARC_CS @ rot
+    return np.concatenate([p1 + r1 * arc, p2 - r2 * arc])
 
 
 def ellipse(c: np.ndarray, ax: float, ay: float, angle: float, n: int = 18) -> np.ndarray:
     """Polygon of an ellipse with half-axes ``ax``, ``ay`` rotated by ``angle`` (radians)."""
-    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    x, y = ax * np.cos(t), ay * np.sin(t)
+    u = _CIRCLE[n] * (ax, ay)
     ca, sa = np.cos(angle), np.sin(angle)
-    return np.asarray(c, float) + np.stack([ca * x - sa * y, sa * x + ca * y], 1)
+    return np.asarray(c, float) + u @ np.array([[ca, sa], [-sa, ca]])
 
 
 def hull(points: np.ndarray) -> np.ndarray:
@@ -283,7 +288,13 @@ def _head(b: _Builder) -> None:
         a = C - 0.45 * sh.head_r * z
         e = b.sk.joints[B.THORAX] - 0.07 * b.sk.torso_frame[:, 1] - 0.7 * sh.depth * \
             b.sk.torso_frame[:, 2]
-        b.seg(a, e, sh.head_r * 1.12, sh.head_r * 1.0, HAIR, ident.hair, "hair_back", 0)
+        b.seg(a, e, sh.head_r * 1.2, sh.head_r * 1.05, HAIR, ident.hair, "hair_back", 0)
+        rt = b.sk.torso_frame
+        for s in (-1, 1) if ident.hair_front else ():  # locks over the shoulders in front
+            a = C + s * 0.95 * sh.head_r * x + 0.1 * hy * y
+            e = j[B.THORAX] + s * sh.shoulder * 0.55 * rt[:, 0] - 0.09 * rt[:, 1] + \
+                sh.depth * 0.95 * rt[:, 2]
+            b.seg(a, e, sh.head_r * 0.3, sh.head_r * 0.28, HAIR, ident.hair, "hair_back", 1)
     width = sh.head_r * px
     face = facing > -0.3
     b.add(ellipse(c2, width, hy * px * 1.0, ang), FACE if face else HAIR,
@@ -316,15 +327,15 @@ def _bags(b: _Builder) -> None:
     T, P = j[B.THORAX], j[B.PELVIS]
     if ident.backpack is not None:
         c = T - 0.12 * y - (sh.depth + 0.045) * z
-        b.box(c, rt, (sh.shoulder * 0.8, 0.11, 0.045), BG, ident.backpack, "bag", 0)
+        b.box(c, rt, (sh.shoulder * 0.85, 0.12, 0.05), BG, ident.backpack, "bag", 0)
         for s in (-1, 1):  # straps over the front of the shoulders
             a = T + s * sh.shoulder * 0.6 * x + 0.02 * y
             e = T + s * sh.shoulder * 0.75 * x - 0.16 * y + sh.depth * 1.05 * z
-            b.seg(a, e, 0.009, 0.009, BG, ident.backpack, "strap", 3, 0.01)
+            b.seg(a, e, 0.013, 0.013, BG, ident.backpack, "strap", 3, 0.01)
     if ident.bag is not None:
         s = ident.bag_side
-        c = P + s * (sh.hip * 1.45 + 0.035) * np.array([1.0, 0, 0]) + np.array([0, 0.02, 0])
-        b.box(c, np.eye(3), (0.025, 0.055, 0.07), BG, ident.bag, "bag", 3, 0.01)
+        c = P + s * (sh.hip * 1.45 + 0.04) * np.array([1.0, 0, 0]) + np.array([0, 0.02, 0])
+        b.box(c, np.eye(3), (0.03, 0.065, 0.08), BG, ident.bag, "bag", 3, 0.01)
         start = T - s * sh.shoulder * 0.7 * x + 0.02 * y
         for sz in (-1, 1):  # strap across the chest and across the back
             b.seg(start, c + 0.05 * y + sz * sh.depth * z * 1.1, 0.009, 0.009, BG, ident.bag,
@@ -397,7 +408,7 @@ def _texture_pixels(tex: Texture, ys: np.ndarray, xs: np.ndarray, origin: np.nda
 
 def compose(ids: np.ndarray, ordered: list[Prim], background: np.ndarray,
             people: list[Person]) -> np.ndarray:
-    """Paint the id map: flat colours, garment textures, outlines; background elsewhere."""
+    """Paint the id map (uint8 RGB): flat colours, garment textures, outlines, background."""
     n = len(ordered)
     lut = np.zeros((n + 1, 3), np.float32)
     textured: dict[tuple[int, int], list[int]] = {}
@@ -408,18 +419,17 @@ def compose(ids: np.ndarray, ordered: list[Prim], background: np.ndarray,
                 textured.setdefault((prim.person, id(prim.paint)), []).append(k)
         else:
             lut[k] = prim.paint
-    img = lut[ids]
+    img = np.clip(lut + 0.5, 0, 255).astype(np.uint8)[ids]
     for (pi, _), ks in textured.items():
-        mask = np.isin(ids, ks)
-        ys, xs = np.nonzero(mask)
+        ys, xs = np.nonzero(np.isin(ids, ks))
         if len(ys) == 0:
             continue
         view = people[pi].view
         tex = ordered[ks[0] - 1].paint
         img[ys, xs] = _texture_pixels(tex, ys.astype(np.float32), xs.astype(np.float32),
-                                      np.array([view.x0, view.y0]), view.scale)
+                                      np.array([view.x0, view.y0]), view.scale) + 0.5
     # Outlines where body groups meet (and around the silhouette): darken both sides.
-    groups = {}
+    groups: dict[tuple[int, str], int] = {}
     gmap = np.array([0] + [groups.setdefault((p.person, p.group), len(groups) + 1)
                            for p in ordered], np.int32)[ids]
     edge = np.zeros(ids.shape, bool)
@@ -429,10 +439,10 @@ def compose(ids: np.ndarray, ordered: list[Prim], background: np.ndarray,
     edge[:, :-1] |= dx
     edge[1:] |= dy
     edge[:-1] |= dy
-    img[edge & (ids > 0)] *= 0.72
-    bg = ids == 0
-    img[bg] = background[bg]
-    return np.clip(img, 0, 255).astype(np.uint8)
+    sel = edge & (ids > 0)
+    img[sel] = (img[sel].astype(np.uint16) * 184 >> 8).astype(np.uint8)
+    np.copyto(img, background, where=(ids == 0)[..., None])
+    return img
 
 
 def occlusion(ids: np.ndarray, ordered: list[Prim], person: int, joints: np.ndarray,
@@ -440,18 +450,17 @@ def occlusion(ids: np.ndarray, ordered: list[Prim], person: int, joints: np.ndar
     """16 bools: joint hidden by primitives other than its own body part (see module doc)."""
     h, w = ids.shape
     names = [""] + [p.group if p.person == person else "#other" for p in ordered]
-    neutral = {"", "strap"}  # background and thin straps count for neither side
+    neutral = np.array([n in ("", "strap") for n in names])  # count for neither side
     out = np.zeros(len(joints), bool)
     for k, (x, y) in enumerate(joints):
         xi, yi = int(round(x)), int(round(y))
         if not (0 <= xi < w and 0 <= yi < h):
             continue
         win = ids[max(0, yi - radius):yi + radius + 1, max(0, xi - radius):xi + radius + 1]
-        vals, counts = np.unique(win, return_counts=True)
-        own = sum(c for v, c in zip(vals, counts, strict=True) if names[v] in JOINT_OWNERS[k])
-        other = sum(c for v, c in zip(vals, counts, strict=True)
-                    if names[v] not in JOINT_OWNERS[k] and names[v] not in neutral)
-        out[k] = other > own
+        counts = np.bincount(win.ravel(), minlength=len(names))
+        own_mask = np.array([n in JOINT_OWNERS[k] for n in names])
+        own = counts[own_mask].sum()
+        out[k] = counts[~own_mask & ~neutral].sum() > own
     return out
 
 
@@ -472,7 +481,9 @@ def render(h: int, w: int, background: np.ndarray, people: list[Person],
     ids, ordered = rasterise(prims + objs, orders, h, w)
     labels = np.array([BG] + [p.label for p in ordered], np.uint8)[ids]
     bagmask = np.array([False] + [p.group in ("bag", "strap", "object") for p in ordered])[ids]
-    image = compose(ids, ordered, np.asarray(background, np.float32), people)
+    bg8 = background if background.dtype == np.uint8 else np.clip(background, 0, 255).astype(
+        np.uint8)
+    image = compose(ids, ordered, bg8, people)
     occl = []
     for i, person in enumerate(people):
         radius = max(1, int(round(person.view.scale * 0.012)))

@@ -120,8 +120,25 @@ def background(style: str, h: int, w: int, rng: np.random.Generator,
     _clutter(img, rng, int(rng.integers(*clutter)), horizon, style)
     _ground_lines(img, rng, horizon)
     img *= _smooth_noise(rng, h, w, 24, 0.12)
-    img += 4 * rng.standard_normal(img.shape, dtype=np.float32)
+    img += 4 * noise_patch(rng, h, w)
     return np.clip(img, 0, 255)
+
+
+@lru_cache(maxsize=1)
+def _noise_tile() -> np.ndarray:
+    """A fixed 512×512×3 tile of standard normal noise (the same in every process)."""
+    tile = np.random.default_rng(20190910).standard_normal((512, 512, 3), dtype=np.float32)
+    tile.setflags(write=False)
+    return tile
+
+
+def noise_patch(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """H×W×3 standard normal noise: a random window of the fixed tile (cheap)."""
+    tile = _noise_tile()
+    if h > tile.shape[0] or w > tile.shape[1]:
+        return rng.standard_normal((h, w, 3), dtype=np.float32)
+    y, x = int(rng.integers(0, tile.shape[0] - h + 1)), int(rng.integers(0, tile.shape[1] - w + 1))
+    return tile[y:y + h, x:x + w]
 
 
 @lru_cache(maxsize=8)
@@ -153,15 +170,16 @@ def apply_camera(img: np.ndarray, dom: Domain, rng: np.random.Generator,
     contrast, gain = rng.uniform(*dom.contrast), rng.uniform(*dom.gain)
     h, w = x.shape[:2]
     grad = 1 + np.linspace(-1, 1, w, dtype=np.float32) * rng.uniform(-0.08, 0.08)
-    mult = (gain * grad[None, :, None] * cast[None, None, :]).astype(np.float32)  # 1×W×3
-    x = ((x - mean) * contrast + mean) * mult
+    mult = (gain * contrast * grad[None, :, None] * cast[None, None, :]).astype(np.float32)
+    x += mean * (1 - contrast) / contrast  # (x - mean) * contrast + mean, then the light
+    x *= mult
     if size is not None and size != (h, w):
         x = cv2.resize(x, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
     sigma = rng.uniform(*dom.blur)
     if sigma > 0.25:
         x = cv2.GaussianBlur(x, (0, 0), sigma)
-    x += dom.noise * rng.standard_normal(x.shape, dtype=np.float32)
-    return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+    x += dom.noise * noise_patch(rng, x.shape[0], x.shape[1]) + 0.5
+    return np.clip(x, 0, 255, out=x).astype(np.uint8)
 
 
 def jpeg_quality(dom: Domain, rng: np.random.Generator) -> int:

@@ -192,7 +192,9 @@ def _run(jobs: list[tuple], workers: int) -> list:
     """Run ``jobs`` in order (results in job order) with ``workers`` processes."""
     if workers <= 1:
         return [_job(j) for j in jobs]
-    ctx = mp.get_context("spawn")
+    # fork (where available) needs no `if __name__ == "__main__"` guard in the caller's script;
+    # the workers only use numpy and OpenCV (single-threaded), never torch.
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     with ctx.Pool(workers, initializer=_init_worker) as pool:
         return list(pool.imap(_job, jobs, chunksize=16))
 
