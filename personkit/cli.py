@@ -110,7 +110,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     source = open_input(args.input, args.boxes, args.mot_source, args.min_score)
     summary = predict_source(predictor, source, args.out, vis=not args.no_vis,
                              save_parts=args.save_parts, progress=not args.no_progress)
-    print(f"{summary['boxes']} boxes in {summary['images']} {source.kind} images -> {args.out}")
+    print(f"{summary['boxes']} boxes from {summary['images']} images ({source.kind} input) "
+          f"-> {args.out}")
     return 0
 
 

@@ -11,7 +11,8 @@ input size; decoding and resizing are not included):
   its own backbone, run one after another;
 * ``four-task-light``: the four-task model with a 128-channel FPN and a 64-channel
   segmentation branch (train it with ``model.fpn_channels=128 model.seg_channels=64``);
-* per-head cost: four-task latency minus the latency of the same model with that head off.
+* per-head cost: the shared trunk and each head alone on cached trunk features, as a share
+  of the four-task latency.
 
 Eager PyTorch and ONNX Runtime (four-task, reid-only, light); on CUDA also bf16/fp16 autocast,
 channels_last and ``torch.compile`` (``reduce-overhead``, i.e. CUDA graphs). Each number is
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from personkit.config import Config, ModelConfig, apply_overrides, config_from_dict, load_config
@@ -57,6 +59,7 @@ class Row:
     latency_ms: float | None = None  # median
     crops_per_s: float | None = None  # batch / median latency
     min_latency_ms: float | None = None
+    runs_ms: list[float] = dataclasses.field(default_factory=list)  # every timed run
     error: str | None = None
 
 
@@ -183,8 +186,8 @@ class Bench:
                 row.error = f"{type(e).__name__}: {e}"[:300]
                 self.log(f"{model:<32}{engine:<26}batch {batch:<4} failed: {row.error}")
             rows.append(row)
-        for _ in range(self.repeats):
-            for _, fn, times in live:
+        for k in range(self.repeats):  # alternate the order: no job always follows another
+            for _, fn, times in live if k % 2 == 0 else live[::-1]:
                 start = time.perf_counter()
                 fn()
                 sync()
@@ -193,6 +196,7 @@ class Bench:
             seconds = statistics.median(times)
             row.latency_ms, row.crops_per_s = seconds * 1e3, batch / seconds
             row.min_latency_ms = min(times) * 1e3
+            row.runs_ms = [round(t * 1e3, 2) for t in times]
             self.log(f"{row.model:<32}{row.engine:<26}batch {batch:<4}{row.latency_ms:10.1f} ms"
                      f"{row.crops_per_s:9.1f} crops/s")
         self.rows += rows
@@ -210,9 +214,31 @@ class Bench:
         return jobs
 
     def _head_jobs(self, model: nn.Module, x: torch.Tensor) -> list[Job]:
-        return [(f"four-task-without-{head}", "torch-eager",
-                 _runner(model, x, nullcontext, tuple(t for t in TASKS if t != head)))
-                for head in TASKS]
+        """The shared trunk (C2-C5) and each head alone on cached trunk features.
+
+        Timing heads alone is far less noisy than subtracting two whole-model latencies.
+        Only for single-branch models (the multi-branch heads own a copy of the last stage).
+        """
+        if getattr(model, "sharing", None) != "single":
+            self.log("per-head costs: measured for single-branch models only; skipped")
+            return []
+        with torch.inference_mode():
+            c2, c3, c4, c5 = model.backbone(x)
+            embedding = model.heads["reid"](c5)
+        size = x.shape[-2:]
+
+        def segmentation() -> torch.Tensor:  # as in MultiTaskModel.forward
+            logits = model.heads["segmentation"](model.fpn([c2, c3, c4, c5]))
+            return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+        parts: dict[str, Callable[[], Any]] = {
+            "trunk": lambda: model.backbone(x),
+            "head:reid": lambda: model.heads["reid"](c5),
+            "head:attributes": lambda: model.heads["attributes"](embedding),
+            "head:pose": lambda: model.heads["pose"](c5),
+            "head:segmentation": segmentation,
+        }
+        return [(name, "torch-eager", _no_grad(fn)) for name, fn in parts.items()]
 
     def _cuda_jobs(self, models: dict[str, nn.Module], x: torch.Tensor) -> list[Job]:
         """Autocast bf16/fp16, channels_last + fp16, torch.compile (CUDA graphs) + fp16.
@@ -279,6 +305,13 @@ def _compile(model: nn.Module) -> Callable[..., Any]:
         return failed
 
 
+def _no_grad(fn: Callable[[], Any]) -> Callable[[], Any]:
+    def run() -> Any:
+        with torch.inference_mode():
+            return fn()
+    return run
+
+
 def _autocast(dtype: torch.dtype) -> Callable[[], AbstractContextManager]:
     return lambda: torch.autocast("cuda", dtype=dtype)
 
@@ -290,39 +323,40 @@ def _lookup(rows: Sequence[Row], model: str, engine: str, batch: int) -> Row | N
     return None
 
 
+RATIOS = (("four_task_vs_separate", "four-task", "four-separate"),
+          ("four_task_vs_reid_only", "four-task", "reid-only"),
+          ("light_vs_reid_only", "four-task-light", "reid-only"))
+
+
 def ratios(rows: Sequence[Row]) -> list[dict[str, Any]]:
     """Throughput ratios within the run, per engine and batch size: four-task vs
-    four-separate (goal >= 2.5), vs reid-only (goal >= 0.55), and the light variant."""
+    four-separate (goal >= 2.5), four-task vs reid-only (goal >= 0.55), light vs reid-only.
+
+    From the median latencies, and (``*_min`` keys) from the fastest run of each, which is
+    less sensitive to other processes on a shared machine.
+    """
     out = []
     for engine, batch in dict.fromkeys((r.engine, r.batch) for r in rows):
-        four = _lookup(rows, "four-task", engine, batch)
-        if four is None:
-            continue
         entry: dict[str, Any] = {"engine": engine, "batch": batch}
-        for key, other, base in (("four_task_vs_separate", "four-separate", False),
-                                 ("four_task_vs_reid_only", "reid-only", False),
-                                 ("light_vs_reid_only", "four-task-light", True)):
-            r = _lookup(rows, other, engine, batch)
-            reid = _lookup(rows, "reid-only", engine, batch)
-            if base and r is not None and reid is not None:
-                entry[key] = r.crops_per_s / reid.crops_per_s
-            elif not base and r is not None:
-                entry[key] = four.crops_per_s / r.crops_per_s
-        out.append(entry)
+        for key, a, b in RATIOS:
+            ra, rb = _lookup(rows, a, engine, batch), _lookup(rows, b, engine, batch)
+            if ra is not None and rb is not None:
+                entry[key] = rb.latency_ms / ra.latency_ms
+                entry[f"{key}_min"] = rb.min_latency_ms / ra.min_latency_ms
+        if len(entry) > 2:
+            out.append(entry)
     return out
 
 
 def head_costs(rows: Sequence[Row]) -> list[dict[str, Any]]:
-    """Per head and batch size: four-task latency minus the latency without that head."""
+    """Per part (trunk, each head) and batch size: its latency alone and its share of the
+    four-task latency."""
     out = []
     for r in rows:
-        if not r.model.startswith("four-task-without-") or r.latency_ms is None:
-            continue
         four = _lookup(rows, "four-task", r.engine, r.batch)
-        if four is not None:
-            cost = four.latency_ms - r.latency_ms
-            out.append({"head": r.model.removeprefix("four-task-without-"), "batch": r.batch,
-                        "cost_ms": cost, "share": cost / four.latency_ms})
+        if (r.model == "trunk" or r.model.startswith("head:")) and r.latency_ms and four:
+            out.append({"part": r.model, "batch": r.batch, "latency_ms": r.latency_ms,
+                        "share": r.latency_ms / four.latency_ms})
     return out
 
 
@@ -385,19 +419,20 @@ def markdown(report: dict[str, Any]) -> str:
             cells.append("–" if r is None else "error" if r.error else
                          f"{r.crops_per_s:.1f} ({r.latency_ms:.0f})")
         lines.append(f"| {model} | {engine} | " + " | ".join(cells) + " |")
-    lines += ["", "| engine | batch | four-task / four-separate (goal ≥ 2.5) | "
+    lines += ["", "Throughput ratios from median latencies (in brackets: from the fastest runs).",
+              "", "| engine | batch | four-task / four-separate (goal ≥ 2.5) | "
               "four-task / reid-only (goal ≥ 0.55) | light / reid-only |",
               "|---|---:|---:|---:|---:|"]
-    fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+    fmt = lambda v, m: "–" if v is None else f"{v:.2f} ({m:.2f})"  # noqa: E731
     for e in report["ratios"]:
-        cells = [fmt(e.get(k)) for k in ("four_task_vs_separate", "four_task_vs_reid_only",
-                                         "light_vs_reid_only")]
+        cells = [fmt(e.get(k), e.get(f"{k}_min")) for k, _, _ in RATIOS]
         lines.append(f"| {e['engine']} | {e['batch']} | " + " | ".join(cells) + " |")
     if report["head_costs"]:
-        lines += ["", "| head | batch | cost (ms) | share of four-task latency |",
+        lines += ["", "Cost of each part alone (heads on cached trunk features, torch eager):",
+                  "", "| part | batch | latency (ms) | share of four-task latency |",
                   "|---|---:|---:|---:|"]
-        lines += [f"| {c['head']} | {c['batch']} | {c['cost_ms']:.1f} | {100 * c['share']:.1f} % |"
-                  for c in report["head_costs"]]
+        lines += [f"| {c['part']} | {c['batch']} | {c['latency_ms']:.1f} | "
+                  f"{100 * c['share']:.1f} % |" for c in report["head_costs"]]
     return "\n".join(lines) + "\n"
 
 

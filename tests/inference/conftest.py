@@ -1,4 +1,8 @@
-"""Tiny untrained models and checkpoints for the inference tests (ResNet-18 at 64×32)."""
+"""Tiny untrained models and checkpoints for the inference tests (ResNet-18 at 64×32).
+
+Torch runs on one thread in these tests: on the shared 2-core machine a second OpenMP thread
+makes small forward passes many times slower.
+"""
 
 from __future__ import annotations
 
@@ -54,3 +58,11 @@ def scene() -> np.ndarray:
 def tiny():
     """``(make_model, save_model)`` helpers for tests that need a variant of the tiny model."""
     return make_model, save_model
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -76,14 +76,17 @@ def test_bench_command_writes_json_and_markdown(tmp_path):
     out = tmp_path / "bench"
     args = ["bench", "--set", "model.backbone.name=resnet18", "--set", "model.input_size=[64,32]",
             "--set", "model.fpn_channels=32", "--set", "model.seg_channels=16",
-            "--batch-sizes", "2", "--warmup", "0", "--repeats", "1", "--skip", "onnx,heads",
+            "--batch-sizes", "2", "--warmup", "0", "--repeats", "1", "--skip", "onnx,light",
             "--out", str(out)]
     assert main(args) == 0
     report = json.loads((out / "bench.json").read_text())
     models = {(r["model"], r["engine"]) for r in report["rows"] if r["crops_per_s"]}
     assert {("four-task", "torch-eager"), ("reid-only", "torch-eager"),
-            ("four-separate", "torch-eager"), ("four-task-light", "torch-eager")} <= models
+            ("four-separate", "torch-eager")} <= models
     ratios = report["ratios"][0]
-    assert {"four_task_vs_separate", "four_task_vs_reid_only"} <= set(ratios)
+    assert {"four_task_vs_separate", "four_task_vs_reid_only", "four_task_vs_separate_min"} \
+        <= set(ratios)
     assert report["settings"]["model"]["backbone"] == "resnet18"
+    parts = [c["part"] for c in report["head_costs"]]
+    assert parts == ["trunk", "head:reid", "head:attributes", "head:pose", "head:segmentation"]
     assert "| four-task | torch-eager |" in (out / "bench.md").read_text()

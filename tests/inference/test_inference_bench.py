@@ -1,0 +1,48 @@
+"""Bench bookkeeping on hand-made rows (no timing): ratios, head costs, markdown, configs."""
+
+from __future__ import annotations
+
+import pytest
+
+from personkit.config import ModelConfig
+from personkit.inference.bench import Row, head_costs, markdown, ratios, variant_configs
+
+
+def _row(model, latency, best=None, engine="torch-eager", batch=10):
+    return Row(model, engine, batch, latency, batch / latency * 1e3, best or latency)
+
+
+def test_ratios_are_throughput_ratios_from_median_and_best_runs():
+    rows = [_row("four-task", 100, 90), _row("reid-only", 60, 45), _row("four-separate", 280),
+            _row("four-task-light", 75)]
+    (entry,) = ratios(rows)
+    assert entry["four_task_vs_separate"] == pytest.approx(2.8)
+    assert entry["four_task_vs_reid_only"] == pytest.approx(0.6)
+    assert entry["four_task_vs_reid_only_min"] == pytest.approx(0.5)
+    assert entry["light_vs_reid_only"] == pytest.approx(0.8)
+
+
+def test_head_costs_and_markdown():
+    rows = [_row("four-task", 100), _row("trunk", 60), _row("head:segmentation", 35),
+            Row("four-task", "onnxruntime", 10, error="boom")]
+    costs = head_costs(rows)
+    assert [c["part"] for c in costs] == ["trunk", "head:segmentation"]
+    assert costs[1]["share"] == pytest.approx(0.35)
+    report = {"machine": {"cpu": "x", "nproc": 2, "torch": "t", "onnxruntime": "o", "date": "d"},
+              "settings": {"model": {}, "device": "cpu", "batch_sizes": [10], "warmup": 1,
+                           "repeats": 3, "torch_threads": 2},
+              "rows": [r.__dict__ for r in rows], "ratios": ratios(rows), "head_costs": costs}
+    text = markdown(report)
+    assert "| four-task | torch-eager | 100.0 (100) |" in text
+    assert "| four-task | onnxruntime | error |" in text
+    assert "| head:segmentation | 10 | 35.0 | 35.0 % |" in text
+
+
+def test_variants_share_the_backbone_settings():
+    cfg = ModelConfig(fpn_channels=256, seg_channels=128)
+    variants = variant_configs(cfg)
+    assert variants["four-task"].heads == ("reid", "attributes", "pose", "segmentation")
+    assert [variants[f"{t}-only"].heads for t in ("reid", "pose")] == [("reid",), ("pose",)]
+    light = variants["four-task-light"]
+    assert (light.fpn_channels, light.seg_channels) == (128, 64)
+    assert {v.backbone for v in variants.values()} == {cfg.backbone}
