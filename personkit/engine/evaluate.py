@@ -25,6 +25,7 @@ from tqdm import tqdm
 from personkit.data.constants import LIP_TO_MERGED5
 from personkit.data.io import read_mask
 from personkit.data.records import PersonRecord
+from personkit.engine.distributed import gather_arrays, get_rank, get_world_size
 from personkit.metrics import (
     LIP_UBODY_JOINTS,
     MPII_UBODY_JOINTS,
@@ -36,22 +37,6 @@ from personkit.metrics import (
 from personkit.models import MultiTaskModel, PersonOutputs
 
 
-def _rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def _gather(array: np.ndarray) -> np.ndarray:
-    """Concatenate per-rank arrays in rank order (identity without a process group)."""
-    rank_world = _rank_world()
-    if rank_world[1] == 1:
-        return array
-    parts: list[Any] = [None] * rank_world[1]
-    torch.distributed.all_gather_object(parts, array)
-    return np.concatenate(parts)
-
-
 @torch.no_grad()
 def predict(model: MultiTaskModel, dataset: Dataset, heads: Sequence[str], *,
             device: torch.device | str = "cpu", batch_size: int = 64, num_workers: int = 0,
@@ -61,7 +46,7 @@ def predict(model: MultiTaskModel, dataset: Dataset, heads: Sequence[str], *,
 
     With ``flip_tta`` the embedding is the mean of the image's and its mirror's embeddings.
     """
-    rank, world = _rank_world()
+    rank, world = get_rank(), get_world_size()
     shard = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
     loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers, shuffle=False)
     model.eval()
@@ -110,14 +95,14 @@ def evaluate_reid_attributes(model: MultiTaskModel, query: Dataset, gallery: Dat
                 attr_pred.append(np.stack([out.attributes[a].argmax(1).numpy()
                                            for a in attribute_names], axis=1))
                 attr_index.append(batch["index"].numpy())
-        index = _gather(np.concatenate(idx))
+        index = gather_arrays(np.concatenate(idx))
         pids = np.array([records[i].pid for i in index])
         cams = np.array([records[i].camid for i in index])
-        reid.process(_gather(np.concatenate(emb)), pids, cams, is_query)
+        reid.process(gather_arrays(np.concatenate(emb)), pids, cams, is_query)
     results["reid"] = reid.evaluate()
     if attribute_names:
-        index = _gather(np.concatenate(attr_index))
-        pred = _gather(np.concatenate(attr_pred))
+        index = gather_arrays(np.concatenate(attr_index))
+        pred = gather_arrays(np.concatenate(attr_pred))
         gt = np.stack([gallery_records[i].attributes for i in index])
         pids = np.array([gallery_records[i].pid for i in index])
         evaluator = AttributeEvaluator(tuple(attribute_names))
@@ -144,8 +129,8 @@ def evaluate_pose(model: MultiTaskModel, dataset: Dataset, records: Sequence[Per
         pixels = uv * np.array([w, h]) - 0.5
         preds.append(_to_original(pixels, batch["affine"].numpy().astype(np.float64)))
         idx.append(batch["index"].numpy())
-    index = _gather(np.concatenate(idx))
-    pred = _gather(np.concatenate(preds))
+    index = gather_arrays(np.concatenate(idx))
+    pred = gather_arrays(np.concatenate(preds))
     gt = np.stack([records[i].joints for i in index])
     annotated = np.stack([records[i].joints_annotated for i in index])
     heads = np.array([np.nan if records[i].head_size is None else records[i].head_size
@@ -177,8 +162,8 @@ def evaluate_parts(model: MultiTaskModel, dataset: Dataset, records: Sequence[Pe
                                   flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             evaluator.process(pred, gt)
-    if _rank_world()[1] > 1:
-        evaluator.confusion = _gather(evaluator.confusion[None]).sum(0)
+    if get_world_size() > 1:
+        evaluator.confusion = gather_arrays(evaluator.confusion[None]).sum(0)
     scores = evaluator.evaluate()
     if merged_model:
         scores["mIoU5"] = scores["mIoU"]
