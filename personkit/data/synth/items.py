@@ -28,6 +28,7 @@ from personkit.data.synth.scenes import (
 )
 
 MARKET_SIZE = (128, 64)  # H, W of a Market crop
+MIN_JOINTS = 4  # MPII people with fewer joints inside the image are not annotated
 # Dataset codes in RNG keys.
 K_MARKET, K_MPII, K_LIP, K_MARKET_PLAN, K_DISTRACTOR = 1, 2, 3, 4, 5
 #: Typical walking directions (yaw) per Market camera: towards, away, across.
@@ -224,6 +225,7 @@ def render_mpii(item: SceneItem, seed: int) -> tuple[bytes, list[PersonAnno]]:
     sc = mpii_scene(item, seed)
     h, w = sc.rendered.labels.shape
     annos = [person_anno(sc.rendered, i, p.view, h, w) for i, p in enumerate(sc.people)]
+    annos = [a for a in annos if a.annotated.sum() >= MIN_JOINTS]  # others stay unannotated
     img = apply_camera(sc.rendered.image, MPII_DOMAIN, sc.rng)
     return encode_jpeg(img, jpeg_quality(MPII_DOMAIN, sc.rng)), annos
 
@@ -241,7 +243,7 @@ def lip_scene(item: SceneItem, seed: int) -> Scene:
     h = int(np.clip(bh * rng.uniform(1.02, 1.15), 80, 300))
     if crop < 0.15:  # half-body: cut between the hips and the knees
         h = int(bh * rng.uniform(0.5, 0.7))
-    w = int(np.clip(max(bw * rng.uniform(1.0, 1.3), h * rng.uniform(0.45, 0.75)), 70, 240))
+    w = int(np.clip(max(bw * rng.uniform(1.0, 1.2), h * rng.uniform(0.42, 0.68)), 70, 240))
     x0 = (w - bw) / 2 - lo[0] + rng.normal(0, 0.04 * w)
     if 0.15 <= crop < 0.25:  # cut at one side
         x0 += rng.choice([-1, 1]) * bw * rng.uniform(0.15, 0.3)

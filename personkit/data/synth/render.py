@@ -179,8 +179,8 @@ def _legs(b: _Builder) -> None:
             top = j[ank] + 0.12 * (j[knee] - j[ank])
             b.seg(j[ank], top, r2 * 1.1, r2 * 1.1, SOCKS, ident.socks, sn, 1, -0.02)
         heel, toe = b.sk.feet[key]
-        b.seg(heel, toe, sh.sole * 0.55, sh.sole * 0.5, shoe_cls, ident.shoes, ft, 2, -0.02)
-        b.seg(j[ank], 0.5 * (heel + toe), r2 * 1.05, sh.sole * 0.55, shoe_cls, ident.shoes,
+        b.seg(heel, toe, sh.sole * 0.62, sh.sole * 0.56, shoe_cls, ident.shoes, ft, 2, -0.02)
+        b.seg(j[ank], 0.5 * (heel + toe), r2 * 1.1, sh.sole * 0.62, shoe_cls, ident.shoes,
               ft, 2, -0.02)
 
 
