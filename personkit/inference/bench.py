@@ -417,7 +417,7 @@ def markdown(report: dict[str, Any]) -> str:
         for b in batches:
             r = next((r for r in rows if (r.model, r.engine, r.batch) == (model, engine, b)), None)
             cells.append("–" if r is None else "error" if r.error else
-                         f"{r.crops_per_s:.1f} ({r.latency_ms:.0f})")
+                         f"{r.crops_per_s:.1f} ({_ms(r.latency_ms)})")
         lines.append(f"| {model} | {engine} | " + " | ".join(cells) + " |")
     lines += ["", "Throughput ratios from median latencies (in brackets: from the fastest runs).",
               "", "| engine | batch | four-task / four-separate (goal ≥ 2.5) | "
@@ -434,6 +434,10 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"| {c['part']} | {c['batch']} | {c['latency_ms']:.1f} | "
                   f"{100 * c['share']:.1f} % |" for c in report["head_costs"]]
     return "\n".join(lines) + "\n"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.2f}"
 
 
 def write_report(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
