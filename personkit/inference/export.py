@@ -164,7 +164,8 @@ def check_parity(model: nn.Module, onnx_path: str | Path, heads: Collection[str]
                  seed: int = 0) -> ParityReport:
     """Run PyTorch and ONNX Runtime on the same random normalised batches and compare.
 
-    A batch size other than the export's (2) checks the dynamic axis.
+    A batch size other than the export's (2) checks the dynamic axis. The model is moved to
+    the CPU.
     """
     heads = resolve_heads(model, heads)
     wrapper = ExportWrapper(model, heads).eval().cpu()

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from personkit.data.constants import MPII_SKELETON
-from personkit.inference.predictor import PersonResult
+from personkit.inference.predictor import PersonResult, to_rgb_uint8
 
 Colour = tuple[int, int, int]
 FEMALE: Colour = (255, 0, 255)  # magenta
@@ -102,12 +102,15 @@ def draw_results(image: np.ndarray, results: Sequence[PersonResult], *, parts: b
                  alpha: float = 0.5, min_keypoint_score: float = 0.1) -> np.ndarray:
     """A copy of the RGB ``image`` with every person drawn (parts, then skeleton, then box).
 
+    The image is converted as in :func:`~personkit.inference.predictor.to_rgb_uint8`
+    (grayscale becomes 3 channels).
+
     Args:
         text: attribute names written above each box (empty: no text).
         alpha: opacity of the part overlay.
         min_keypoint_score: joints below this confidence are not drawn.
     """
-    canvas = np.ascontiguousarray(image, dtype=np.uint8).copy()
+    canvas = to_rgb_uint8(image).copy()
     for r in results if parts else ():
         draw_parts(canvas, r, alpha)
     for r in results:

@@ -49,6 +49,11 @@ def test_save_png_of_the_expected_size(tmp_path):
     assert cv2.imread(str(path)).shape == (90, 70, 3)
 
 
+def test_grayscale_canvas_becomes_rgb():
+    out = draw_results(np.zeros((100, 60), np.uint8), [_person("male")], parts=False, text=())
+    assert out.shape == (100, 60, 3) and tuple(out[50, 10]) == MALE
+
+
 def test_palettes_are_fixed():
     lip = voc_palette(20)
     assert lip.shape == (20, 3) and lip[0].tolist() == [0, 0, 0] and lip[1].tolist() == [128, 0, 0]
