@@ -192,9 +192,10 @@ def _run(jobs: list[tuple], workers: int) -> list:
     """Run ``jobs`` in order (results in job order) with ``workers`` processes."""
     if workers <= 1:
         return [_job(j) for j in jobs]
-    # fork (where available) needs no `if __name__ == "__main__"` guard in the caller's script;
-    # the workers only use numpy and OpenCV (single-threaded), never torch.
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    # spawn, not fork: a forked child inherits whatever locks the parent's threads (torch's
+    # OpenMP pool, TensorBoard writers, DataLoader workers) held, and can deadlock. Scripts
+    # that call synthesize(workers > 1) need the usual `if __name__ == "__main__":` guard.
+    ctx = mp.get_context("spawn")
     with ctx.Pool(workers, initializer=_init_worker) as pool:
         return list(pool.imap(_job, jobs, chunksize=16))
 
