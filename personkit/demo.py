@@ -24,7 +24,13 @@ import torch
 from personkit.build import build_trainer, resolve_device, run_evaluation
 from personkit.config import Config, load_config, save_config
 from personkit.data.datasets import read_dataset
-from personkit.report import all_tables, plot_learning_curves, summary_table, to_jsonable
+from personkit.report import (
+    all_tables,
+    plot_learning_curves,
+    score,
+    summary_table,
+    to_jsonable,
+)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 TARGETS = {"ReID mAP": 0.70, "Attribute mean accuracy": 0.80, "MPII-like PCKh@0.5": 0.60,
@@ -48,12 +54,11 @@ def ensure_world(data_dir: Path, preset: str, seed: int) -> dict[str, Any]:
 
 def headline(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     """The demo's target metrics from the evaluation results."""
-    get = lambda n, k, f: results.get(n, {}).get(k, {}).get(f)  # noqa: E731
-    return {"ReID mAP": get("market", "reid", "mAP"),
-            "Attribute mean accuracy": get("market", "attributes", "mean"),
-            "MPII-like PCKh@0.5": get("mpii", "pose", "Mean"),
-            "LIP-like PCKh@0.5": get("lip", "pose", "Mean"),
-            "mIoU5": get("lip", "parts", "mIoU5")}
+    return {"ReID mAP": score(results, "market", "reid", "mAP"),
+            "Attribute mean accuracy": score(results, "market", "attributes", "mean"),
+            "MPII-like PCKh@0.5": score(results, "mpii", "pose", "Mean"),
+            "LIP-like PCKh@0.5": score(results, "lip", "pose", "Mean"),
+            "mIoU5": score(results, "lip", "parts", "mIoU5")}
 
 
 def prediction_grid(run_dir: Path, mpii_root: Path, out_path: Path, device: torch.device,

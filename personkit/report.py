@@ -18,6 +18,12 @@ def _pct(value: Any) -> str:
     return "–" if value is None else f"{100 * float(value):.1f}"
 
 
+def score(results: Mapping[str, Mapping[str, Any]], dataset: str, protocol: str,
+          field: str) -> Any:
+    """``results[dataset][protocol][field]``, or None where any level is missing."""
+    return results.get(dataset, {}).get(protocol, {}).get(field)
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -65,13 +71,13 @@ def parts_table(results: Mapping[str, Mapping[str, Any]]) -> str:
 
 def all_tables(results: Mapping[str, Mapping[str, Any]]) -> str:
     """Every table that has data, with titles."""
-    sections = [("Person re-identification", reid_table), ("Attributes", attribute_table),
-                ("Pose (PCKh@0.5)", pose_table), ("Body-part segmentation", parts_table)]
-    keys = {"Person re-identification": "reid", "Attributes": "attributes",
-            "Pose (PCKh@0.5)": "pose", "Body-part segmentation": "parts"}
+    sections = [("Person re-identification", "reid", reid_table),
+                ("Attributes", "attributes", attribute_table),
+                ("Pose (PCKh@0.5)", "pose", pose_table),
+                ("Body-part segmentation", "parts", parts_table)]
     out = []
-    for title, fn in sections:
-        if any(keys[title] in r for r in results.values()):
+    for title, protocol, fn in sections:
+        if any(protocol in r for r in results.values()):
             out.append(f"### {title}\n\n{fn(results)}")
     return "\n\n".join(out)
 
@@ -91,7 +97,9 @@ def summary_table(results: Mapping[str, Mapping[str, Any]], reid: str = "market"
                   pose_sets: Sequence[str] = ("mpii", "lip"), parts: str = "lip") -> str:
     """Table 6: one row with ReID mAP and rank-1, attribute accuracy, PCKh on every pose set,
     and part mIoU (20 classes) and mIoU5."""
-    get = lambda name, key, field: results.get(name, {}).get(key, {}).get(field)  # noqa: E731
+    def get(name: str, protocol: str, field: str) -> Any:
+        return score(results, name, protocol, field)
+
     header = ["ReID mAP", "rank-1", "Attr. acc"] + [f"{p} PCKh" for p in pose_sets] + [
         "mIoU", "mIoU5"]
     row = [_pct(get(reid, "reid", "mAP")), _pct(get(reid, "reid", "rank1")),
