@@ -52,7 +52,8 @@ def build_model(cfg: ModelConfig) -> MultiTaskModel:
     return MultiTaskModel(
         backbone, cfg.heads, sharing=cfg.sharing, num_ids=cfg.num_ids, attributes=cfg.attributes,
         num_joints=cfg.num_joints, seg_classes=cfg.seg_classes, fpn_channels=cfg.fpn_channels,
-        seg_channels=cfg.seg_channels, meta=meta,
+        seg_channels=cfg.seg_channels, pose_features=cfg.pose_features,
+        pose_window=cfg.pose_window, meta=meta,
     )
 
 

@@ -50,6 +50,8 @@ class ModelConfig:
     seg_classes: int = 20  # 20 LIP classes, or 5 merged classes
     fpn_channels: int = 256
     seg_channels: int = 128
+    pose_features: Literal["c5", "fpn"] = "c5"  # fpn: finest FPN level (not in the paper)
+    pose_window: int | None = None  # None: global soft-argmax (paper); r: within r of the peak
     input_size: tuple[int, int] = (256, 128)  # (H, W) of a person crop
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD

@@ -92,15 +92,21 @@ class MultiTaskModel(nn.Module):
         num_joints: pose joints (16, MPII order).
         seg_classes: part classes (20 LIP or 5 merged).
         fpn_channels, seg_channels: widths of the FPN and of the semantic branch.
+        pose_features: ``c5`` puts the pose head on the last stage (stride 16, the paper) or
+            ``fpn`` on the finest FPN level (stride 4; single-branch only; not in the paper):
+            4× finer heatmaps, which small inputs need (96×96 gives a 6×6 map at stride 16).
+        pose_window: ``None`` decodes with the global soft-argmax (the paper); ``r`` with the
+            soft-argmax over the cells within ``r`` of the peak (:mod:`.heads.pose`).
         meta: preprocessing and label metadata; ``embedding_dim`` is filled in here.
     """
 
     def __init__(self, backbone: ResNetBackbone, heads: Sequence[str], *, sharing: str = "single",
                  num_ids: int = 0, attributes: Mapping[str, int] | None = None,
                  num_joints: int = 16, seg_classes: int = 20, fpn_channels: int = 256,
-                 seg_channels: int = 128, meta: ModelMeta):
+                 seg_channels: int = 128, pose_features: str = "c5",
+                 pose_window: int | None = None, meta: ModelMeta):
         super().__init__()
-        _check_args(heads, sharing, num_ids, attributes)
+        _check_args(heads, sharing, num_ids, attributes, pose_features)
         self.backbone = backbone
         self.sharing = sharing
         self.enabled = tuple(h for h in HEADS if h in heads)
@@ -121,11 +127,15 @@ class MultiTaskModel(nn.Module):
             self.heads["id"] = IdHead(width, num_ids)
         if "attributes" in self.enabled:
             self.heads["attributes"] = AttributeHead(width, attributes or {})
+        self.pose_on_fpn = "pose" in self.enabled and pose_features == "fpn"
+        if "segmentation" in self.enabled or self.pose_on_fpn:
+            self.fpn = FPN(backbone.channels[:-1] + [width], fpn_channels)
         if "pose" in self.enabled:
             pose_in = num_joints if sharing == "split" else c5
-            self.heads["pose"] = PoseHead(pose_in, num_joints, conv=sharing != "split")
+            pose_in = fpn_channels if self.pose_on_fpn else pose_in
+            self.heads["pose"] = PoseHead(pose_in, num_joints, conv=sharing != "split",
+                                          window=pose_window)
         if "segmentation" in self.enabled:
-            self.fpn = FPN(backbone.channels[:-1] + [width], fpn_channels)
             self.heads["segmentation"] = SemanticFPNHead(fpn_channels, backbone.strides,
                                                          seg_classes, seg_channels)
         self.meta = ModelMeta(**{**meta.to_dict(), "embedding_dim": width,
@@ -157,10 +167,14 @@ class MultiTaskModel(nn.Module):
             out.id_logits = self.heads["id"](out.embedding)
         if "attributes" in wanted:
             out.attributes = self.heads["attributes"](out.embedding)
+        pyramid: list[torch.Tensor] = []
+        if "segmentation" in wanted or ("pose" in wanted and self.pose_on_fpn):
+            top = c5("segmentation" if "segmentation" in self.enabled else "pose")
+            pyramid = self.fpn([c2, c3, c4, self._task_features(top)])
         if "pose" in wanted:
-            out.heatmaps, out.keypoints, out.keypoint_scores = self._pose(c5("pose"))
+            features = pyramid[0] if self.pose_on_fpn else c5("pose")
+            out.heatmaps, out.keypoints, out.keypoint_scores = self._pose(features)
         if "segmentation" in wanted:
-            pyramid = self.fpn([c2, c3, c4, self._task_features(c5("segmentation"))])
             logits = self.heads["segmentation"](pyramid)
             out.parts = F.interpolate(logits, size=images.shape[-2:], mode="bilinear",
                                       align_corners=False)
@@ -176,7 +190,7 @@ class MultiTaskModel(nn.Module):
 
 
 def _check_args(heads: Sequence[str], sharing: str, num_ids: int,
-                attributes: Mapping[str, int] | None) -> None:
+                attributes: Mapping[str, int] | None, pose_features: str) -> None:
     unknown = [h for h in heads if h not in HEADS]
     if unknown or not heads:
         raise ValueError(f"heads must be a non-empty subset of {HEADS}, got {list(heads)}")
@@ -186,3 +200,7 @@ def _check_args(heads: Sequence[str], sharing: str, num_ids: int,
         raise ValueError("the 'id' head needs num_ids > 0")
     if "attributes" in heads and not attributes:
         raise ValueError("the 'attributes' head needs at least one attribute")
+    if pose_features not in ("c5", "fpn"):
+        raise ValueError(f"unknown pose_features {pose_features!r}; valid: c5, fpn")
+    if pose_features == "fpn" and sharing != "single":
+        raise ValueError(f"pose_features='fpn' needs sharing='single', got {sharing!r}")

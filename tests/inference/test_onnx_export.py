@@ -42,3 +42,12 @@ def test_export_a_subset_of_heads(tmp_path, tiny_model):
     assert check_parity(tiny_model, path, heads=["reid"], batch_sizes=(1,)).ok
     with pytest.raises(ValueError, match="cannot export"):
         export_onnx(tiny_model, tmp_path / "x.onnx", heads=["id"])
+
+
+def test_export_pose_on_fpn_with_windowed_decoding(tmp_path, tiny):
+    make_model, _ = tiny
+    model = make_model(pose_features="fpn", pose_window=1)
+    path = export_onnx(model, tmp_path / "pose.onnx", heads=["pose"])
+    assert [o.name for o in onnx.load(str(path)).graph.output] == ["keypoints", "keypoint_scores"]
+    report = check_parity(model, path, heads=["pose"], batch_sizes=(3,))
+    assert report.ok and report.worst_rel <= 1e-4, report.summary()

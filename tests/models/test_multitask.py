@@ -111,3 +111,28 @@ def test_other_resnet_families_keep_output_stride_16(name):
     feats = backbone(torch.randn(1, 3, 64, 32))
     assert [f.shape[-2:] for f in feats] == [(16, 8), (8, 4), (4, 2), (4, 2)]
     assert backbone.strides == [4, 8, 16, 16] and feats[-1].shape[1] == backbone.channels[-1]
+
+
+@pytest.mark.parametrize("heads", [HEADS, ("pose",)])
+def test_pose_on_fpn_gives_stride_4_heatmaps(heads):
+    torch.manual_seed(0)
+    model = MultiTaskModel(ResNetBackbone("resnet18", "group"), heads, num_ids=7,
+                           attributes=ATTRS, fpn_channels=32, seg_channels=16,
+                           pose_features="fpn", meta=META)
+    images = torch.randn(2, 3, 128, 64)
+    out = model(images, heads=["pose"])
+    assert out.heatmaps.shape == (2, 16, 32, 16) and out.parts is None
+    out.keypoints.sum().backward()
+    assert model.backbone.stem[0].weight.grad.abs().sum() > 0
+    assert model.fpn.lateral[0].weight.grad.abs().sum() > 0
+    if "segmentation" in heads:  # both heads share one pyramid
+        full = model.eval()(images)
+        assert full.parts.shape == (2, 20, 128, 64)
+        torch.testing.assert_close(full.keypoints, model(images, heads=["pose"]).keypoints)
+
+
+@pytest.mark.parametrize("sharing", ["multi", "split"])
+def test_pose_on_fpn_needs_single_branch(sharing):
+    with pytest.raises(ValueError, match="pose_features='fpn' needs sharing='single'"):
+        MultiTaskModel(ResNetBackbone("resnet18", "group"), HEADS, sharing=sharing, num_ids=7,
+                       attributes=ATTRS, pose_features="fpn", meta=META)
