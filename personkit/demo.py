@@ -38,13 +38,15 @@ TARGETS = {"ReID mAP": 0.70, "Attribute mean accuracy": 0.80, "MPII-like PCKh@0.
 
 
 def ensure_world(data_dir: Path, preset: str, seed: int) -> dict[str, Any]:
-    """Synthesise the world into ``data_dir`` unless the same preset and seed is there."""
-    from personkit.data.synth import synthesize
+    """Synthesise the world into ``data_dir`` unless the same world is there: same preset
+    name, sizes, seed and generator version."""
+    from personkit.data.synth import get_preset, synthesize, world_key
 
     marker = data_dir / "personkit_synth.json"
     if marker.is_file():
         info = json.loads(marker.read_text())
-        if info.get("preset") == preset and info.get("seed") == seed:
+        same = {"preset": preset, "seed": seed, **world_key(get_preset(preset))}
+        if all(info.get(k) == v for k, v in same.items()):
             return {"cached": True, **info}
     start = time.perf_counter()
     summary = synthesize(data_dir, preset, seed)

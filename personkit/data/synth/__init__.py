@@ -7,6 +7,7 @@ ordinary dataset readers read. See ``docs/synth.md`` for the formats and design 
 
 from personkit.data.synth.presets import PRESETS, Preset, get_preset
 from personkit.data.synth.preview import contact_sheet
-from personkit.data.synth.world import SynthSummary, synthesize
+from personkit.data.synth.world import SynthSummary, synthesize, world_key
 
-__all__ = ["PRESETS", "Preset", "SynthSummary", "contact_sheet", "get_preset", "synthesize"]
+__all__ = ["PRESETS", "Preset", "SynthSummary", "contact_sheet", "get_preset", "synthesize",
+           "world_key"]

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +35,8 @@ from personkit.data.synth.writers import (
 
 MARKET_DIR, MPII_DIR, LIP_DIR = "Market-1501-v15.09.15", "mpii", "LIP"
 MARKER = "personkit_synth.json"
+#: Bumped whenever the same preset and seed would render different files.
+GENERATOR_VERSION = 2
 MPII_MAT = "mpii_human_pose_v1_u12_1.mat"
 
 
@@ -285,9 +288,17 @@ def synthesize(out_dir: str | Path, preset: str | Preset = "small", seed: int = 
     counts |= _write_mpii(roots[1], p_items, results[len(m_items):len(m_items) + len(p_items)])
     counts |= _write_lip(roots[2], l_items, results[len(m_items) + len(p_items):])
     (out / MARKER).write_text(json.dumps({"generator": "personkit.data.synth", "preset": preset,
-                                          "seed": seed, "counts": counts}, indent=1) + "\n")
+                                          "seed": seed, **world_key(cfg), "counts": counts},
+                                         indent=1) + "\n")
     return SynthSummary(out, preset, seed, *roots, counts=counts,
                         seconds=time.perf_counter() - start)
+
+
+def world_key(preset: Preset) -> dict[str, Any]:
+    """What decides the rendered files besides the seed: the generator version and the
+    preset's sizes (not its worker count). The marker file records it for caches."""
+    params = {k: v for k, v in asdict(preset).items() if k != "workers"}
+    return {"version": GENERATOR_VERSION, "params": params}
 
 
 def _market_counts(items: Iterable[MarketItem], train: list[int], test: list[int]
