@@ -1,10 +1,10 @@
 """Learnability on the tiny synthetic world, and `personkit eval` / `personkit demo` end to end.
 
-The learnability tier (``-m slow``, ``make test-all``) trains one small model on the three
-synthetic sets with interleaved batches; every task must then beat a trivial baseline scored by
-the same evaluation code: random embeddings (ReID), the majority class (attributes), the mean
-training pose (PCKh) and an all-background prediction (mIoU). The default tier checks the
-evaluation and demo commands end to end on a briefly trained model.
+One small model (the demo's configuration at smaller batches) trains on the three ``tiny``
+synthetic sets with interleaved batches; every task must then beat a trivial baseline scored
+by the same evaluation code: random embeddings (ReID), the majority class (attributes), the
+mean training pose (PCKh) and an all-background prediction (mIoU). The same run serves the
+`personkit eval` tests.
 """
 
 import json
@@ -15,21 +15,16 @@ import pytest
 from personkit.build import build_trainer, run_evaluation
 from personkit.cli import main
 from personkit.config import load_config
-from personkit.data.synth import Preset, synthesize
+from personkit.data.synth import synthesize
 from personkit.engine.baselines import TrivialBaseline, majority_attributes, mean_pose
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 ITERATIONS = 300
-# The tiny preset with more Market identities: attributes must generalise to unseen people.
-WORLD = Preset(market_train_ids=40, market_test_ids=20, market_images_per_id=6,
-               market_query_prob=0.75, market_junk_frac=0.15, market_distractor_frac=0.1,
-               mpii_images=40, mpii_val_frac=0.3, mpii_test_frac=0.05, lip_train=40, lip_val=20,
-               workers=1)
 
 
 def tiny_overrides(data_root: Path, iterations: int) -> list[str]:
     small = "[96, 96]"
-    return [f"data.root={data_root}", "model.num_ids=40", "data.num_workers=0",
+    return [f"data.root={data_root}", "model.num_ids=120", "data.num_workers=0",
             "data.train.0.pk_p=8", "data.train.1.batch_size=16", "data.train.2.batch_size=16",
             f"data.train.1.input_size={small}", f"data.train.2.input_size={small}",
             f"data.eval.1.input_size={small}", f"data.eval.2.input_size={small}",
@@ -40,7 +35,7 @@ def tiny_overrides(data_root: Path, iterations: int) -> list[str]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("world")
-    synthesize(root, WORLD, seed=0)
+    synthesize(root, "tiny", seed=0)
     return root
 
 
@@ -62,39 +57,30 @@ def trained(world, tmp_path_factory):
     return train(world, tmp_path_factory.mktemp("run"), ITERATIONS)
 
 
-@pytest.fixture(scope="module")
-def briefly_trained(world, tmp_path_factory):
-    return train(world, tmp_path_factory.mktemp("brief"), 12)
-
-
-@pytest.mark.slow
 def test_reid_beats_random_embeddings(trained):
     _, results, base = trained
     assert results["market"]["reid"]["mAP"] >= base["market"]["reid"]["mAP"] + 0.25
 
 
-@pytest.mark.slow
 def test_attributes_beat_majority_class(trained):
     _, results, base = trained
     assert results["market"]["attributes"]["mean"] >= base["market"]["attributes"]["mean"] + 0.05
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mpii", "lip"])
 def test_pose_beats_mean_pose(trained, name):
     _, results, base = trained
     assert results[name]["pose"]["Mean"] >= base[name]["pose"]["Mean"] + 0.10
 
 
-@pytest.mark.slow
 def test_parts_beat_all_background(trained):
     _, results, base = trained
-    assert results["lip"]["parts"]["mIoU"] >= base["lip"]["parts"]["mIoU"] + 0.10
+    assert results["lip"]["parts"]["mIoU"] >= base["lip"]["parts"]["mIoU"] + 0.07
     assert results["lip"]["parts"]["mIoU5"] >= base["lip"]["parts"]["mIoU5"] + 0.15
 
 
-def test_eval_cli_writes_every_protocol(briefly_trained, tmp_path, capsys):
-    run_dir, results, _ = briefly_trained
+def test_eval_cli_writes_every_protocol(trained, tmp_path, capsys):
+    run_dir, results, _ = trained
     out = tmp_path / "metrics.json"
     assert main(["eval", str(run_dir), "--datasets", "market,lip", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -107,8 +93,8 @@ def test_eval_cli_writes_every_protocol(briefly_trained, tmp_path, capsys):
     assert len(metrics["lip"]["parts"]["IoU"]) == 20
 
 
-def test_eval_cli_rejects_unknown_dataset(briefly_trained, capsys):
-    run_dir, _, _ = briefly_trained
+def test_eval_cli_rejects_unknown_dataset(trained, capsys):
+    run_dir, _, _ = trained
     assert main(["eval", str(run_dir), "--datasets", "coco"]) == 2
     assert "coco" in capsys.readouterr().err
 

@@ -12,6 +12,7 @@ import numpy as np
 import scipy.io
 
 from personkit.data.synth.appearance import DOWN_COLOURS, UP_COLOURS
+from personkit.data.synth.presets import get_preset
 
 MARKET_NAME = re.compile(r"(-1|\d{4})_c([1-6])s(\d)_(\d{6})_(\d{2})\.jpg")
 
@@ -36,7 +37,9 @@ def test_market_names_and_splits(tiny_world):
     gallery = m["bounding_box_test"]
     test = {p for p, _, _ in gallery if p > 0}
     assert 0 not in train and -1 not in train
-    assert len(train) == 12 and len(test) == 12 and not train & test
+    preset = get_preset("tiny")
+    assert len(train) == preset.market_train_ids and len(test) == preset.market_test_ids
+    assert not train & test
     assert {p for p, _, _ in gallery} >= {-1, 0}  # junk and distractors
     queries = m["query"]
     assert all(box == "00" for _, _, box in queries)
