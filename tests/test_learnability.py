@@ -1,6 +1,6 @@
 """Learnability on the tiny synthetic world, and `personkit eval` / `personkit demo` end to end.
 
-One small model (the demo's configuration at smaller batches) trains on the three ``tiny``
+One small model (the demo's configuration, shorter) trains on the three ``tiny``
 synthetic sets with interleaved batches; every task must then beat a trivial baseline scored
 by the same evaluation code: random embeddings (ReID), the majority class (attributes), the
 mean training pose (PCKh) and an all-background prediction (mIoU). The same run serves the
@@ -16,6 +16,7 @@ from personkit.build import build_trainer, run_evaluation
 from personkit.cli import main
 from personkit.config import load_config
 from personkit.data.synth import synthesize
+from personkit.data.synth.presets import get_preset
 from personkit.engine.baselines import TrivialBaseline, majority_attributes, mean_pose
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
@@ -23,12 +24,9 @@ ITERATIONS = 300
 
 
 def tiny_overrides(data_root: Path, iterations: int) -> list[str]:
-    small = "[96, 96]"
-    return [f"data.root={data_root}", "model.num_ids=120", "data.num_workers=0",
-            "data.train.0.pk_p=8", "data.train.1.batch_size=16", "data.train.2.batch_size=16",
-            f"data.train.1.input_size={small}", f"data.train.2.input_size={small}",
-            f"data.eval.1.input_size={small}", f"data.eval.2.input_size={small}",
-            f"train.iterations={iterations}", "train.checkpoint_every=0",
+    """The demo config on the tiny world: its identity count, in-process loading, no checkpoints."""
+    return [f"data.root={data_root}", f"model.num_ids={get_preset('tiny').market_train_ids}",
+            "data.num_workers=0", f"train.iterations={iterations}", "train.checkpoint_every=0",
             "loss.seg_warmup_steps=50"]
 
 
