@@ -192,6 +192,17 @@ def _set_determinism(deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def build_optimizer(params: Sequence[torch.nn.Parameter], name: str, *, lr: float,
+                    momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    """Adam (the paper, Sec. 4.2) or SGD with momentum, whose update is linear in the
+    gradient (Adam's is about ``lr`` per weight whatever the gradient's size)."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; valid: adam, sgd")
+
+
 def build_trainer(cfg: Config, run_dir: str | Path, rank: int = 0, world_size: int = 1,
                   progress: bool = True) -> Trainer:
     """Model, losses, optimizer, schedule, samplers and the training loop for ``cfg``.
@@ -221,8 +232,9 @@ def build_trainer(cfg: Config, run_dir: str | Path, rank: int = 0, world_size: i
                                seed)
     steps = total_steps(cfg, schedule.steps_per_epoch)
     params = list(model.parameters()) + list(criterion.parameters())
-    optimizer = torch.optim.Adam([p for p in params if p.requires_grad], lr=cfg.train.lr,
-                                 weight_decay=cfg.train.weight_decay)
+    optimizer = build_optimizer([p for p in params if p.requires_grad], cfg.train.optimizer,
+                                lr=cfg.train.lr, momentum=cfg.train.momentum,
+                                weight_decay=cfg.train.weight_decay)
     s = cfg.train.schedule
     scheduler = build_lr_scheduler(optimizer, steps, s.type, decay_start=s.decay_start,
                                    decay_end=s.decay_end, final_factor=s.final_factor,

@@ -118,6 +118,8 @@ class TrainConfig:
     epochs: float | None = None  # one epoch = the sum of every dataset's batches per epoch
     iterations: int | None = None  # used when epochs is None
     lr: float = 2e-4
+    optimizer: Literal["adam", "sgd"] = "adam"  # adam: the paper; sgd: with momentum below
+    momentum: float = 0.9  # sgd only
     weight_decay: float = 0.0
     schedule: ScheduleConfig = ScheduleConfig()
     seed: int = 0
