@@ -89,7 +89,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from personkit.data.synth import synthesize
+    from personkit.synth import synthesize
 
     summary = synthesize(args.out, args.preset, args.seed)
     for key, value in summary.counts.items():

@@ -40,7 +40,7 @@ TARGETS = {"ReID mAP": 0.70, "Attribute mean accuracy": 0.80, "MPII-like PCKh@0.
 def ensure_world(data_dir: Path, preset: str, seed: int) -> dict[str, Any]:
     """Synthesise the world into ``data_dir`` unless the same world is there: same preset
     name, sizes, seed and generator version."""
-    from personkit.data.synth import get_preset, synthesize, world_key
+    from personkit.synth import get_preset, synthesize, world_key
 
     marker = data_dir / "personkit_synth.json"
     if marker.is_file():

@@ -15,9 +15,9 @@ import pytest
 from personkit.build import build_trainer, run_evaluation
 from personkit.cli import main
 from personkit.config import load_config
-from personkit.data.synth import synthesize
-from personkit.data.synth.presets import get_preset
 from personkit.engine.baselines import TrivialBaseline, majority_attributes, mean_pose
+from personkit.synth import synthesize
+from personkit.synth.presets import get_preset
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 ITERATIONS = 300

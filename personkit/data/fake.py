@@ -4,7 +4,7 @@ It exists for smoke runs (``configs/tiny.yaml``) and engine tests: every item is
 the fly from ``(seed, pid, index)`` with OpenCV primitives, and its labels are consistent with
 the pixels: the identity fixes the clothing colours (and so the colour attributes), the body
 parts are painted into the part mask, and the joints sit on the drawn limbs. The synthetic
-person world (:mod:`personkit.data.synth`) is the realistic stand-in for real data.
+person world (:mod:`personkit.synth`) is the realistic stand-in for real data.
 """
 
 from __future__ import annotations

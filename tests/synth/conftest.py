@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from personkit.data.synth import SynthSummary, synthesize
+from personkit.synth import SynthSummary, synthesize
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 
 from personkit.data.constants import IGNORE_INDEX
 from personkit.data.io import read_image, read_mask
-from personkit.data.synth.appearance import get_identity
+from personkit.synth.appearance import get_identity
 
 datasets = pytest.importorskip("personkit.data.datasets")
 

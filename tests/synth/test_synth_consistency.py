@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import scipy.io
 
-from personkit.data.synth.appearance import get_identity, sample_identity
-from personkit.data.synth.items import SceneItem, lip_scene, mpii_scene
-from personkit.data.synth.render import JOINT_OWNERS
+from personkit.synth.appearance import get_identity, sample_identity
+from personkit.synth.items import SceneItem, lip_scene, mpii_scene
+from personkit.synth.render import JOINT_OWNERS
 
 
 def test_lip_visible_joints_lie_on_the_body_mask(tiny_world):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from personkit.data.synth import Preset, synthesize
-from personkit.data.synth.world import MARKER
+from personkit.synth import Preset, synthesize
+from personkit.synth.world import MARKER
 
 
 def _hashes(root: Path) -> dict[str, str]:

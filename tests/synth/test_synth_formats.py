@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import scipy.io
 
-from personkit.data.synth.appearance import DOWN_COLOURS, UP_COLOURS
-from personkit.data.synth.presets import get_preset
+from personkit.synth.appearance import DOWN_COLOURS, UP_COLOURS
+from personkit.synth.presets import get_preset
 
 MARKET_NAME = re.compile(r"(-1|\d{4})_c([1-6])s(\d)_(\d{6})_(\d{2})\.jpg")
 
@@ -167,7 +167,7 @@ def test_lip_layout_csv_and_masks(tiny_world):
 
 
 def test_contact_sheet(tiny_world, tmp_path):
-    from personkit.data.synth import contact_sheet
+    from personkit.synth import contact_sheet
 
     path = contact_sheet(tiny_world.out_dir, tmp_path / "sheet.png")
     sheet = cv2.imread(str(path))

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from personkit.data.synth.appearance import get_identity
-from personkit.data.synth.items import (
+from personkit.synth.appearance import get_identity
+from personkit.synth.items import (
     CAMERA_YAWS,
     K_MARKET_PLAN,
     MarketItem,
@@ -23,8 +23,8 @@ from personkit.data.synth.items import (
     render_market,
     render_mpii,
 )
-from personkit.data.synth.presets import Preset, get_preset
-from personkit.data.synth.writers import (
+from personkit.synth.presets import Preset, get_preset
+from personkit.synth.writers import (
     lip_csv_row,
     mpii_json_records,
     write_json,
@@ -209,7 +209,7 @@ def _prepare(out: Path) -> None:
     if any(r.exists() for r in roots):
         if not (out / MARKER).is_file():
             raise FileExistsError(f"{out} already holds dataset folders that were not written "
-                                  f"by personkit.data.synth (no {MARKER}); not overwriting")
+                                  f"by personkit.synth (no {MARKER}); not overwriting")
         for r in roots:
             if r.exists():
                 shutil.rmtree(r)
@@ -287,7 +287,7 @@ def synthesize(out_dir: str | Path, preset: str | Preset = "small", seed: int = 
     counts = _market_counts(m_items, train, test)
     counts |= _write_mpii(roots[1], p_items, results[len(m_items):len(m_items) + len(p_items)])
     counts |= _write_lip(roots[2], l_items, results[len(m_items) + len(p_items):])
-    (out / MARKER).write_text(json.dumps({"generator": "personkit.data.synth", "preset": preset,
+    (out / MARKER).write_text(json.dumps({"generator": "personkit.synth", "preset": preset,
                                           "seed": seed, **world_key(cfg), "counts": counts},
                                          indent=1) + "\n")
     return SynthSummary(out, preset, seed, *roots, counts=counts,

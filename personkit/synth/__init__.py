@@ -5,9 +5,9 @@ exact native formats (file names, folder layouts, ``.mat``/JSON/CSV/PNG annotati
 ordinary dataset readers read. See ``docs/synth.md`` for the formats and design choices.
 """
 
-from personkit.data.synth.presets import PRESETS, Preset, get_preset
-from personkit.data.synth.preview import contact_sheet
-from personkit.data.synth.world import SynthSummary, synthesize, world_key
+from personkit.synth.presets import PRESETS, Preset, get_preset
+from personkit.synth.preview import contact_sheet
+from personkit.synth.world import SynthSummary, synthesize, world_key
 
 __all__ = ["PRESETS", "Preset", "SynthSummary", "contact_sheet", "get_preset", "synthesize",
            "world_key"]

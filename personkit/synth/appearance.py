@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from personkit.data.constants import MARKET_ATTRIBUTES
-from personkit.data.synth.body import BodyShape, make_shape
+from personkit.synth.body import BodyShape, make_shape
 
 RGB = tuple[float, float, float]
 

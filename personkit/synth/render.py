@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from personkit.data.synth import body as B
-from personkit.data.synth.appearance import Identity, Texture
-from personkit.data.synth.body import Skeleton, View
+from personkit.synth import body as B
+from personkit.synth.appearance import Identity, Texture
+from personkit.synth.body import Skeleton, View
 
 # LIP class ids.
 BG, HAT, HAIR, GLOVE, GLASSES, UPPER, DRESS, COAT, SOCKS, PANTS = range(10)

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from personkit.data.synth.appearance import DOWN_COLOURS, UP_COLOURS
-from personkit.data.synth.items import PersonAnno
+from personkit.synth.appearance import DOWN_COLOURS, UP_COLOURS
+from personkit.synth.items import PersonAnno
 
-MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: personkit.data.synth"
+MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: personkit.synth"
 
 _BINARY = ("hat", "backpack", "bag", "handbag")
 #: Field orders of the two attribute structs (they differ, as in the real file).

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from personkit.data.synth import body as B
-from personkit.data.synth.appearance import Identity, get_identity, sample_identity
-from personkit.data.synth.body import View, sample_pose, skeleton, walking_pose
-from personkit.data.synth.render import Person, Rendered, object_prim, render
-from personkit.data.synth.scenes import (
+from personkit.synth import body as B
+from personkit.synth.appearance import Identity, get_identity, sample_identity
+from personkit.synth.body import View, sample_pose, skeleton, walking_pose
+from personkit.synth.render import Person, Rendered, object_prim, render
+from personkit.synth.scenes import (
     LIP_DOMAIN,
     MARKET_CAMERAS,
     MPII_DOMAIN,
