@@ -34,7 +34,6 @@ HEADS = ("reid", "id", "attributes", "pose", "segmentation")
 SHARING = ("single", "multi", "split")
 BRANCH_OF = {"reid": "reid", "id": "reid", "attributes": "attributes", "pose": "pose",
              "segmentation": "segmentation"}
-_GLOBAL_HEADS = ("reid", "id", "attributes")
 
 
 @dataclass
@@ -48,6 +47,16 @@ class PersonOutputs:
     keypoints: torch.Tensor | None = None  # B×J×2 normalised (x, y), see heads.pose
     keypoint_scores: torch.Tensor | None = None  # B×J in [0, 1]
     parts: torch.Tensor | None = None  # B×C×H×W logits at the input size
+
+
+@dataclass
+class Trunk:
+    """Backbone features (:meth:`MultiTaskModel.trunk`): the shared stages and each branch's
+    last stage."""
+
+    low: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # C2, C3, C4 (strides 4, 8, 16)
+    top: dict[str, torch.Tensor]  # branch name -> its C5
+    size: tuple[int, int]  # input (H, W), the size of the part logits
 
 
 @dataclass(frozen=True)
@@ -122,7 +131,7 @@ class MultiTaskModel(nn.Module):
                 self.branches[name] = copy.deepcopy(backbone.layer4)
         self.heads = nn.ModuleDict()
         if "reid" in self.enabled or "id" in self.enabled or "attributes" in self.enabled:
-            self.heads["reid"] = ReidHead(width)
+            self.heads["reid"] = ReidHead()  # global max pooling, used by every global head
         if "id" in self.enabled:
             self.heads["id"] = IdHead(width, num_ids)
         if "attributes" in self.enabled:
@@ -141,44 +150,70 @@ class MultiTaskModel(nn.Module):
         self.meta = ModelMeta(**{**meta.to_dict(), "embedding_dim": width,
                                  "heads": self.enabled, "sharing": sharing})
 
-    def _stage(self, head: str) -> nn.Module:
-        branch = BRANCH_OF[head]
+    def branch_of(self, head: str) -> str:
+        """The branch whose last stage feeds ``head``: its task branch under ``multi``, the one
+        shared branch (``shared``) otherwise."""
+        return BRANCH_OF[head] if self.sharing == "multi" else "shared"
+
+    def _stage(self, branch: str) -> nn.Module:
         return self.branches[branch] if branch in self.branches else self.backbone.layer4
 
-    def forward(self, images: torch.Tensor, heads: Collection[str] | None = None) -> PersonOutputs:
-        """Run the backbone once and the requested heads (default: all enabled heads)."""
+    def _wanted(self, heads: Collection[str] | None) -> tuple[str, ...]:
         wanted = self.enabled if heads is None else tuple(h for h in self.enabled if h in heads)
         if heads is not None and len(wanted) != len(set(heads)):
             raise ValueError(f"requested heads {sorted(heads)} but enabled are {self.enabled}")
+        return wanted
+
+    def _fpn_branch(self) -> str:
+        return self.branch_of("segmentation" if "segmentation" in self.enabled else "pose")
+
+    def trunk(self, images: torch.Tensor, heads: Collection[str] | None = None) -> Trunk:
+        """The backbone part of :meth:`forward`: stages C2-C4 once, and the last stage (C5) of
+        each branch that the requested heads (default: all enabled) read."""
+        wanted = self._wanted(heads)
         c2, c3, c4 = self.backbone.forward_stages(images)
-        cache: dict[int, torch.Tensor] = {}
+        branches = {self.branch_of(h) for h in wanted}
+        if "segmentation" in wanted or ("pose" in wanted and self.pose_on_fpn):
+            branches.add(self._fpn_branch())
+        tops = {b: self._stage(b)(c4) for b in sorted(branches)}
+        return Trunk((c2, c3, c4), tops, (images.shape[-2], images.shape[-1]))
 
-        def c5(head: str) -> torch.Tensor:
-            stage = self._stage(head)
-            if id(stage) not in cache:
-                cache[id(stage)] = stage(c4)
-            return cache[id(stage)]
-
+    def run_heads(self, trunk: Trunk, heads: Collection[str] | None = None) -> PersonOutputs:
+        """The head part of :meth:`forward` on :meth:`trunk` features. Every global head
+        pools its own branch: under ``multi`` the attributes read the attribute branch."""
+        wanted = self._wanted(heads)
         out = PersonOutputs()
-        for head in wanted:
-            if head in _GLOBAL_HEADS and out.embedding is None:
-                out.embedding = self.heads["reid"](self._task_features(c5(head)))
+        if "reid" in wanted or "id" in wanted:
+            out.embedding = self.embed(trunk, "reid")
         if "id" in wanted:
             out.id_logits = self.heads["id"](out.embedding)
         if "attributes" in wanted:
-            out.attributes = self.heads["attributes"](out.embedding)
+            out.attributes = self.heads["attributes"](self.embed(trunk, "attributes"))
         pyramid: list[torch.Tensor] = []
         if "segmentation" in wanted or ("pose" in wanted and self.pose_on_fpn):
-            top = c5("segmentation" if "segmentation" in self.enabled else "pose")
-            pyramid = self.fpn([c2, c3, c4, self._task_features(top)])
+            pyramid = self.pyramid(trunk)
         if "pose" in wanted:
-            features = pyramid[0] if self.pose_on_fpn else c5("pose")
+            features = pyramid[0] if self.pose_on_fpn else trunk.top[self.branch_of("pose")]
             out.heatmaps, out.keypoints, out.keypoint_scores = self._pose(features)
         if "segmentation" in wanted:
             logits = self.heads["segmentation"](pyramid)
-            out.parts = F.interpolate(logits, size=images.shape[-2:], mode="bilinear",
+            out.parts = F.interpolate(logits, size=trunk.size, mode="bilinear",
                                       align_corners=False)
         return out
+
+    def embed(self, trunk: Trunk, head: str) -> torch.Tensor:
+        """The globally pooled features of ``head``'s branch (for ``reid``: the embedding)."""
+        return self.heads["reid"](self._task_features(trunk.top[self.branch_of(head)]))
+
+    def pyramid(self, trunk: Trunk) -> list[torch.Tensor]:
+        """FPN levels P2-P5 on C2-C4 and the segmentation (or pose) branch's C5."""
+        top = self._task_features(trunk.top[self._fpn_branch()])
+        return self.fpn([*trunk.low, top])
+
+    def forward(self, images: torch.Tensor, heads: Collection[str] | None = None) -> PersonOutputs:
+        """Run the backbone once and the requested heads (default: all enabled heads):
+        ``run_heads(trunk(images, heads), heads)``."""
+        return self.run_heads(self.trunk(images, heads), heads)
 
     def _task_features(self, c5: torch.Tensor) -> torch.Tensor:
         return c5[:, : c5.shape[1] - self.num_joints] if self.sharing == "split" else c5

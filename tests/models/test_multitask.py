@@ -136,3 +136,60 @@ def test_pose_on_fpn_needs_single_branch(sharing):
     with pytest.raises(ValueError, match="pose_features='fpn' needs sharing='single'"):
         MultiTaskModel(ResNetBackbone("resnet18", "group"), HEADS, sharing=sharing, num_ids=7,
                        attributes=ATTRS, pose_features="fpn", meta=META)
+
+
+def _outputs_of(out, head):
+    if head == "attributes":
+        return out.attributes
+    return {"reid": out.embedding, "id": out.id_logits, "pose": out.keypoints,
+            "segmentation": out.parts}[head]
+
+
+@pytest.mark.parametrize("sharing", ["single", "multi", "split"])
+def test_one_head_alone_equals_that_head_among_all(sharing):
+    """Asking for one head gives what the full forward gives for it (each global head pools
+    its own branch; under ``multi`` the attributes must not read the ReID branch)."""
+    model = make_model(sharing, norm="batch").eval()
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        for p in model.branches.parameters():  # trained branches differ from each other
+            p.add_(0.05 * torch.randn_like(p))
+        full = model(x)
+        for head in HEADS:
+            torch.testing.assert_close(_outputs_of(model(x, heads=[head]), head),
+                                       _outputs_of(full, head), rtol=0, atol=0, msg=head)
+
+
+def test_each_branch_gets_gradients_from_its_own_tasks():
+    """A Market-like batch (reid, id, attributes) trains the reid and attribute branches and
+    leaves the pose and segmentation branches untouched."""
+    model = make_model("multi")
+    out = model(torch.randn(4, 3, 64, 32), heads=["reid", "id", "attributes"])
+    loss = out.embedding.pow(2).mean() + out.id_logits.pow(2).mean()
+    (loss + sum(v.pow(2).mean() for v in out.attributes.values())).backward()
+
+    def has_grad(module):
+        grads = [p.grad for p in module.parameters() if p.requires_grad]
+        return all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
+
+    assert has_grad(model.backbone.layer4)  # the reid branch
+    assert has_grad(model.branches["attributes"])
+    assert all(p.grad is None for name in ("pose", "segmentation")
+               for p in model.branches[name].parameters())
+    model.zero_grad(set_to_none=True)
+    sum(v.sum() for v in model(torch.randn(2, 3, 64, 32), heads=["attributes"]).attributes
+        .values()).backward()
+    assert has_grad(model.branches["attributes"])
+    assert all(p.grad is None for p in model.backbone.layer4.parameters())
+
+
+def test_forward_is_trunk_then_heads():
+    model = make_model("multi").eval()
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        trunk = model.trunk(x, heads=["attributes", "pose"])
+        assert set(trunk.top) == {"attributes", "pose"}
+        pieces = model.run_heads(trunk, heads=["attributes", "pose"])
+        whole = model(x, heads=["attributes", "pose"])
+    torch.testing.assert_close(pieces.keypoints, whole.keypoints, rtol=0, atol=0)
+    torch.testing.assert_close(pieces.attributes, whole.attributes, rtol=0, atol=0)

@@ -13,10 +13,6 @@ class ReidHead(nn.Module):
     normalisation; the triplet loss works on these raw embeddings.
     """
 
-    def __init__(self, in_channels: int):
-        super().__init__()
-        self.dim = in_channels
-
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return torch.amax(features, dim=(2, 3))
 
