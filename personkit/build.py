@@ -57,6 +57,48 @@ def build_model(cfg: ModelConfig) -> MultiTaskModel:
     )
 
 
+LIGHT_FPN, LIGHT_SEG = 128, 64  # ``bench``'s lighter segmentation option: FPN, branch widths
+BENCH_TASKS = ("reid", "attributes", "pose", "segmentation")  # the ``id`` head: training only
+
+
+def bench_variant_configs(cfg: ModelConfig) -> dict[str, ModelConfig]:
+    """``personkit bench``'s model variants of ``cfg`` (same backbone and sizes): the
+    four-task model, each single-task model and the four-task model with a light FPN."""
+    with_heads = lambda heads: dataclasses.replace(cfg, heads=heads)  # noqa: E731
+    out = {"four-task": with_heads(BENCH_TASKS)}
+    for task in BENCH_TASKS:
+        out[f"{task}-only"] = dataclasses.replace(with_heads((task,)), sharing="single")
+    out["four-task-light"] = dataclasses.replace(
+        out["four-task"], fpn_channels=min(cfg.fpn_channels, LIGHT_FPN),
+        seg_channels=min(cfg.seg_channels, LIGHT_SEG))
+    return out
+
+
+def model_config_of(source: str | Path | None = None,
+                    overrides: Sequence[str] = ()) -> ModelConfig:
+    """The ``model`` section of a YAML config, a checkpoint, run dir or export (its stored
+    config), or of the defaults (the paper's ResNet-50 GN at 256×128), with ``overrides``."""
+    from personkit.config import apply_overrides, config_from_dict, load_config
+    from personkit.models.loading import stored_config
+
+    if source is None:
+        return config_from_dict(apply_overrides({}, overrides, "<defaults>"), "<defaults>").model
+    if str(source).endswith((".yaml", ".yml")):
+        return load_config(source, overrides).model
+    raw, where = stored_config(source)
+    return config_from_dict(apply_overrides(raw, overrides, where), where).model
+
+
+def build_bench_models(cfg: ModelConfig, seed: int = 0
+                       ) -> tuple[MultiTaskModel, dict[str, MultiTaskModel]]:
+    """The four-task model and its variants (:func:`bench_variant_configs`), randomly
+    initialised (pretrained weights are never loaded: speed does not depend on them)."""
+    torch.manual_seed(seed)
+    cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, pretrained=None))
+    models = {name: build_model(c) for name, c in bench_variant_configs(cfg).items()}
+    return models.pop("four-task"), models
+
+
 def _fake_dataset(d: DatasetConfig, cfg: Config, seed: int) -> Dataset:
     return FakePersonDataset(
         input_size=d.input_size, seg_classes=cfg.model.seg_classes,

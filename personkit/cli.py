@@ -138,14 +138,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
-    from personkit.inference.bench import Bench, bench_model_config, write_report
+    from personkit.build import build_bench_models, model_config_of
+    from personkit.inference.bench import Bench, write_report
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = bench_model_config(args.source, args.set or ())
+    model, variants = build_bench_models(model_config_of(args.source, args.set or ()))
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     skip = args.skip.split(",") if args.skip else ()
-    bench = Bench(cfg, args.device, batch_sizes, args.warmup, args.repeats, skip,
+    bench = Bench(model, variants, args.device, batch_sizes, args.warmup, args.repeats, skip,
                   log=lambda line: print(line, flush=True),
                   command="personkit " + " ".join(sys.argv[1:]))
     report = bench.run(args.out)

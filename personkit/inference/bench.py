@@ -11,13 +11,15 @@ input size; decoding and resizing are not included):
   its own backbone, run one after another;
 * ``four-task-light``: the four-task model with a 128-channel FPN and a 64-channel
   segmentation branch (train it with ``model.fpn_channels=128 model.seg_channels=64``);
-* per-head cost: the shared trunk and each head alone on cached trunk features, as a share
+* per-head cost: the trunk (C2-C4 and every branch's last stage, :meth:`MultiTaskModel.trunk`)
+  and each head alone on the cached trunk features (:meth:`MultiTaskModel.run_heads`), as a share
   of the four-task latency.
 
 Eager PyTorch and ONNX Runtime (four-task, reid-only, light); on CUDA also bf16/fp16 autocast,
 channels_last and ``torch.compile`` (``reduce-overhead``, i.e. CUDA graphs). Each number is
-the median of ``repeats`` timed runs after ``warmup`` runs. Models are randomly initialised:
-speed does not depend on the weights.
+the median of ``repeats`` timed runs after ``warmup`` runs. The caller builds the models
+(:func:`personkit.build.build_bench_models` initialises them randomly: speed does not depend
+on the weights); bench reads no config or checkpoint itself.
 """
 
 from __future__ import annotations
@@ -31,21 +33,20 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from personkit.config import Config, ModelConfig, apply_overrides, config_from_dict, load_config
 from personkit.inference.predictor import TASKS
+from personkit.models import MultiTaskModel
 
 PAPER_GPU = {"device": "GTX 1080 Ti", "batch_1": 50.0, "batch_10": 122.0}
 SECTIONS = ("onnx", "separate", "heads", "light", "cuda")
-LIGHT_FPN, LIGHT_SEG = 128, 64  # the lighter segmentation option: FPN and branch widths
+SEPARATE = tuple(f"{task}-only" for task in TASKS)  # the four single-task models
 Job = tuple[str, str, Callable[[], Any]]  # (model variant, engine, run once)
 
 
@@ -63,56 +64,15 @@ class Row:
     error: str | None = None
 
 
-def bench_model_config(source: str | Path | None = None,
-                       overrides: Sequence[str] = ()) -> ModelConfig:
-    """The ``model`` section to benchmark: a YAML config, a checkpoint/run dir/export, or the
-    paper's default (ResNet-50 GN at 256×128). Pretrained weights are never loaded."""
-    if source is None:
-        cfg = config_from_dict(apply_overrides({}, overrides, "<defaults>"), "<defaults>")
-    elif str(source).endswith((".yaml", ".yml")):
-        cfg = load_config(source, overrides)
-    else:
-        cfg = _checkpoint_config(Path(source), overrides)
-    return dataclasses.replace(
-        cfg.model, backbone=dataclasses.replace(cfg.model.backbone, pretrained=None))
-
-
-def _checkpoint_config(path: Path, overrides: Sequence[str]) -> Config:
-    from personkit.engine.checkpoint import load_checkpoint, read_weights
-
-    if not path.exists():
-        raise FileNotFoundError(f"bench source not found: {path}")
-    if path.is_dir():
-        candidates = [path / "model.safetensors", path / "config.yaml"]
-        found = next((p for p in candidates if p.is_file()), None)
-        if found is None:
-            raise FileNotFoundError(f"no model.safetensors or config.yaml in {path}")
-        if found.suffix == ".yaml":
-            return load_config(found, overrides)
-        path = found
-    raw = read_weights(path)[1]["config"] if path.suffix == ".safetensors" \
-        else load_checkpoint(path)["config"]
-    return config_from_dict(apply_overrides(raw, overrides, str(path)), str(path))
-
-
-def variant_configs(cfg: ModelConfig) -> dict[str, ModelConfig]:
-    """Model configs of every benchmarked variant (the ``id`` head is training-only)."""
-    with_heads = lambda heads: dataclasses.replace(cfg, heads=heads)  # noqa: E731
-    out = {"four-task": with_heads(TASKS), "reid-only": with_heads(("reid",))}
-    for task in TASKS[1:]:
-        out[f"{task}-only"] = dataclasses.replace(with_heads((task,)), sharing="single")
-    out["reid-only"] = dataclasses.replace(out["reid-only"], sharing="single")
-    out["four-task-light"] = dataclasses.replace(
-        out["four-task"], fpn_channels=min(cfg.fpn_channels, LIGHT_FPN),
-        seg_channels=min(cfg.seg_channels, LIGHT_SEG))
-    return out
-
-
 class Bench:
-    """Runs the measurements; see the module docstring.
+    """Runs the measurements on given models; see the module docstring.
 
     Args:
-        cfg: the model section (backbone, sharing, sizes, attribute and part classes).
+        model: the multi-task model (``four-task``); its trunk and heads are timed alone too.
+        variants: the models it is compared with, by name: ``reid-only``, ``attributes-only``,
+            ``pose-only``, ``segmentation-only`` (together: ``four-separate``) and
+            ``four-task-light`` (:func:`personkit.build.bench_variants` builds them); any
+            may be missing.
         device: ``cpu`` or ``cuda``.
         batch_sizes: crops per forward pass.
         warmup, repeats: untimed and timed runs per measurement.
@@ -121,10 +81,10 @@ class Bench:
         command: the command line, recorded in the report.
     """
 
-    def __init__(self, cfg: ModelConfig, device: str = "cpu",
-                 batch_sizes: Sequence[int] = (1, 10, 32), warmup: int = 1, repeats: int = 5,
-                 skip: Sequence[str] = (), log: Callable[[str], None] | None = None,
-                 command: str = ""):
+    def __init__(self, model: MultiTaskModel, variants: Mapping[str, nn.Module] | None = None,
+                 device: str = "cpu", batch_sizes: Sequence[int] = (1, 10, 32), warmup: int = 1,
+                 repeats: int = 5, skip: Sequence[str] = (),
+                 log: Callable[[str], None] | None = None, command: str = ""):
         unknown = [s for s in skip if s not in SECTIONS]
         if unknown:
             raise ValueError(f"unknown bench sections {unknown}; valid: {SECTIONS}")
@@ -132,34 +92,37 @@ class Bench:
             raise ValueError("--device cuda requested but CUDA is not available on this machine")
         if not batch_sizes or min(batch_sizes) < 1 or warmup < 0 or repeats < 1:
             raise ValueError("need batch sizes >= 1, warmup >= 0 and repeats >= 1")
-        self.cfg, self.device = cfg, torch.device(device)
-        self.batch_sizes, self.warmup, self.repeats = tuple(batch_sizes), warmup, repeats
+        names = ("reid-only", *SEPARATE[1:], "four-task-light")
+        extra = sorted(set(variants or {}) - set(names))
+        if extra:
+            raise ValueError(f"unknown bench variants {extra}; valid: {list(names)}")
         self.skip = set(skip)
+        self.device = torch.device(device)
+        variants = dict(variants or {})
+        if "light" in self.skip:
+            variants.pop("four-task-light", None)
+        if "separate" in self.skip:
+            variants = {k: v for k, v in variants.items() if k in ("reid-only", "four-task-light")}
+        self.model = model.to(self.device).eval()
+        self.models = {"four-task": self.model,
+                       **{k: v.to(self.device).eval() for k, v in variants.items()}}
+        self.batch_sizes, self.warmup, self.repeats = tuple(batch_sizes), warmup, repeats
         self.log = log or (lambda line: None)
         self.rows: list[Row] = []
         self.command = command
 
     def run(self, out_dir: str | Path | None = None) -> dict[str, Any]:
-        """Build the models, measure everything, and return the JSON-ready report (also
-        written to ``out_dir`` after every batch size, so that a long run leaves results)."""
-        from personkit.build import build_model
-
-        torch.manual_seed(0)
-        configs = variant_configs(self.cfg)
-        if "light" in self.skip:
-            configs.pop("four-task-light")
-        if "separate" in self.skip:
-            configs = {k: v for k, v in configs.items()
-                       if k in ("four-task", "reid-only", "four-task-light")}
-        models = {name: build_model(c).to(self.device).eval() for name, c in configs.items()}
+        """Measure everything and return the JSON-ready report (also written to ``out_dir``
+        after every batch size, so that a long run leaves results)."""
+        models = self.models
         with tempfile.TemporaryDirectory(prefix="personkit_bench_") as tmp:
             sessions = {} if "onnx" in self.skip else self._onnx_sessions(models, Path(tmp))
-            h, w = self.cfg.input_size
+            h, w = self.model.meta.input_size
             for b in self.batch_sizes:
                 x = torch.randn(b, 3, h, w, device=self.device)
                 jobs = self._eager_jobs(models, x)
                 if "heads" not in self.skip:
-                    jobs += self._head_jobs(models["four-task"], x)
+                    jobs += self._head_jobs(self.model, x)
                 if self.device.type == "cuda" and "cuda" not in self.skip:
                     jobs += self._cuda_jobs(models, x)
                 feed = {"images": x.cpu().numpy()}
@@ -213,31 +176,18 @@ class Bench:
             jobs.append(("four-separate", engine, lambda: [r() for r in runners]))
         return jobs
 
-    def _head_jobs(self, model: nn.Module, x: torch.Tensor) -> list[Job]:
-        """The shared trunk (C2-C5) and each head alone on cached trunk features.
+    def _head_jobs(self, model: MultiTaskModel, x: torch.Tensor) -> list[Job]:
+        """The trunk (:meth:`MultiTaskModel.trunk`: C2-C4 and every branch's last stage) and
+        each head alone on the cached trunk features (:meth:`MultiTaskModel.run_heads`).
 
         Timing heads alone is far less noisy than subtracting two whole-model latencies.
-        Only for single-branch models (the multi-branch heads own a copy of the last stage).
         """
-        if getattr(model, "sharing", None) != "single":
-            self.log("per-head costs: measured for single-branch models only; skipped")
-            return []
+        heads = [t for t in TASKS if t in model.enabled]
         with torch.inference_mode():
-            c2, c3, c4, c5 = model.backbone(x)
-            embedding = model.heads["reid"](c5)
-        size = x.shape[-2:]
-
-        def segmentation() -> torch.Tensor:  # as in MultiTaskModel.forward
-            logits = model.heads["segmentation"](model.fpn([c2, c3, c4, c5]))
-            return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-
-        parts: dict[str, Callable[[], Any]] = {
-            "trunk": lambda: model.backbone(x),
-            "head:reid": lambda: model.heads["reid"](c5),
-            "head:attributes": lambda: model.heads["attributes"](embedding),
-            "head:pose": lambda: model.heads["pose"](c5),
-            "head:segmentation": segmentation,
-        }
+            trunk = model.trunk(x, heads)
+        parts: dict[str, Callable[[], Any]] = {"trunk": lambda: model.trunk(x, heads)}
+        for head in heads:
+            parts[f"head:{head}"] = lambda h=head: model.run_heads(trunk, [h])
         return [(name, "torch-eager", _no_grad(fn)) for name, fn in parts.items()]
 
     def _cuda_jobs(self, models: dict[str, nn.Module], x: torch.Tensor) -> list[Job]:
@@ -274,7 +224,7 @@ class Bench:
         return {
             "command": self.command,
             "machine": machine_info(self.device),
-            "settings": {"model": _model_summary(self.cfg), "device": str(self.device),
+            "settings": {"model": _model_summary(self.model), "device": str(self.device),
                          "batch_sizes": list(self.batch_sizes), "warmup": self.warmup,
                          "repeats": self.repeats, "torch_threads": torch.get_num_threads()},
             "rows": [dataclasses.asdict(r) for r in self.rows],
@@ -390,11 +340,13 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _model_summary(cfg: ModelConfig) -> dict[str, Any]:
-    return {"backbone": cfg.backbone.name, "norm": cfg.backbone.norm, "sharing": cfg.sharing,
-            "input_size": list(cfg.input_size), "fpn_channels": cfg.fpn_channels,
-            "seg_channels": cfg.seg_channels, "seg_classes": cfg.seg_classes,
-            "attributes": len(cfg.attributes)}
+def _model_summary(model: MultiTaskModel) -> dict[str, Any]:
+    meta = model.meta
+    return {"backbone": meta.backbone, "norm": meta.norm, "sharing": meta.sharing,
+            "input_size": list(meta.input_size), "heads": list(meta.heads),
+            "fpn_channels": model.fpn.out_channels if hasattr(model, "fpn") else None,
+            "seg_classes": len(meta.part_classes), "attributes": len(meta.attributes),
+            "parameters": sum(p.numel() for p in model.parameters())}
 
 
 def markdown(report: dict[str, Any]) -> str:

@@ -1,11 +1,17 @@
-"""Bench bookkeeping on hand-made rows (no timing): ratios, head costs, markdown, configs."""
+"""Bench bookkeeping on hand-made rows (no timing): ratios, head costs, markdown, configs;
+and one tiny run of the demo model (pose on the FPN), which times the model's own pieces."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from personkit.build import bench_variant_configs, build_bench_models, model_config_of
 from personkit.config import ModelConfig
-from personkit.inference.bench import Row, head_costs, markdown, ratios, variant_configs
+from personkit.inference.bench import Bench, Row, head_costs, markdown, ratios
+
+DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 
 
 def _row(model, latency, best=None, engine="torch-eager", batch=10):
@@ -40,9 +46,31 @@ def test_head_costs_and_markdown():
 
 def test_variants_share_the_backbone_settings():
     cfg = ModelConfig(fpn_channels=256, seg_channels=128)
-    variants = variant_configs(cfg)
+    variants = bench_variant_configs(cfg)
     assert variants["four-task"].heads == ("reid", "attributes", "pose", "segmentation")
     assert [variants[f"{t}-only"].heads for t in ("reid", "pose")] == [("reid",), ("pose",)]
     light = variants["four-task-light"]
     assert (light.fpn_channels, light.seg_channels) == (128, 64)
     assert {v.backbone for v in variants.values()} == {cfg.backbone}
+
+
+def test_bench_times_the_demo_model_and_its_pieces():
+    """The demo config puts pose on the FPN (``pose_features: fpn``); bench times the model's
+    trunk and heads (no forward of its own), so every part runs."""
+    cfg = model_config_of(DEMO, ["model.input_size=[64,32]"])
+    assert cfg.pose_features == "fpn"
+    model, variants = build_bench_models(cfg)
+    bench = Bench(model, variants, batch_sizes=(2,), warmup=0, repeats=1, skip=("onnx", "light"))
+    report = bench.run()
+    errors = [(r["model"], r["error"]) for r in report["rows"] if r["error"]]
+    assert errors == []
+    assert [c["part"] for c in report["head_costs"]] == [
+        "trunk", "head:reid", "head:attributes", "head:pose", "head:segmentation"]
+    assert {r["model"] for r in report["rows"]} >= {"four-task", "reid-only", "four-separate"}
+    assert report["settings"]["model"]["backbone"] == "resnet10t"
+
+
+def test_bench_rejects_unknown_variants():
+    model, _ = build_bench_models(model_config_of(DEMO, ["model.input_size=[64,32]"]))
+    with pytest.raises(ValueError, match="unknown bench variants"):
+        Bench(model, {"typo-only": model})
