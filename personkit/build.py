@@ -290,47 +290,6 @@ def build_trainer(cfg: Config, run_dir: str | Path, rank: int = 0, world_size: i
     )
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> MultiTaskModel:
-    """Rebuild a trained model (see :func:`load_model_and_config`)."""
-    return load_model_and_config(path, device)[0]
-
-
-def load_model_and_config(path: str | Path, device: str | torch.device = "cpu",
-                          ) -> tuple[MultiTaskModel, Config]:
-    """Rebuild a trained model from a run directory, a ``.pt`` checkpoint or a ``.safetensors``
-    export, loading its weights strictly; also returns the run's config.
-
-    A run directory resolves to its ``model.safetensors`` if present, else its newest valid
-    checkpoint.
-    """
-    from personkit.config import config_from_dict
-    from personkit.engine.checkpoint import load_checkpoint, load_latest_valid, read_weights
-    from personkit.models import load_strict
-
-    path = Path(path)
-    if path.is_dir():
-        if (path / "model.safetensors").is_file():
-            path = path / "model.safetensors"
-        else:
-            found = load_latest_valid(path / "checkpoints")
-            if found is None:
-                raise FileNotFoundError(f"no model.safetensors or checkpoint in run dir {path}")
-            path = found[0]
-    if path.suffix == ".safetensors":
-        state, header = read_weights(path)
-        config = header["config"]
-    else:
-        ckpt = load_checkpoint(path)
-        if "config" not in ckpt or "model" not in ckpt:
-            raise ValueError(f"{path} is not a personkit checkpoint (no 'config'/'model' keys)")
-        state, config = ckpt["model"], ckpt["config"]
-    cfg = config_from_dict(config, source=str(path))
-    model = build_model(dataclasses.replace(
-        cfg.model, backbone=dataclasses.replace(cfg.model.backbone, pretrained=None)))
-    load_strict(model, state, source=str(path))
-    return model.to(device).eval(), cfg
-
-
 REID_TYPES = ("market1501", "duke")
 
 

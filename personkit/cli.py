@@ -61,7 +61,8 @@ def _resume(trainer: Any, resume: str | None) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from personkit.build import load_model_and_config, resolve_device, run_evaluation
+    from personkit.build import resolve_device, run_evaluation
+    from personkit.models.loading import load_model_and_config
     from personkit.report import all_tables, to_jsonable
 
     model, cfg = load_model_and_config(args.checkpoint, resolve_device(args.device))
@@ -116,8 +117,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from personkit.build import load_model
     from personkit.inference.export import check_parity, export_onnx
+    from personkit.models.loading import load_model
 
     model = load_model(args.checkpoint, "cpu")
     heads = args.heads.split(",") if args.heads else None

@@ -239,7 +239,7 @@ class Predictor:
         Raises:
             FileNotFoundError: ``path`` does not exist.
         """
-        from personkit.build import load_model
+        from personkit.models.loading import load_model
 
         path = Path(path)
         if not path.exists():

@@ -5,9 +5,10 @@ import json
 import pytest
 import torch
 
-from personkit.build import build_trainer, load_model
+from personkit.build import build_trainer
 from personkit.config import config_from_dict
 from personkit.engine.lr import lr_factor
+from personkit.models.loading import load_model
 
 
 def tiny_config(**train):
