@@ -263,9 +263,11 @@ def build_trainer(cfg: Config, run_dir: str | Path, rank: int = 0, world_size: i
     _check_sync_bn(cfg, device, world_size)
     model = build_model(cfg.model).to(device)
     criterion = MultiTaskLoss(
-        tuple(cfg.model.attributes), cfg.loss.weights, cfg.loss.uncertainty,
-        cfg.loss.triplet_margin, cfg.loss.pose, cfg.loss.seg_top_k, cfg.loss.seg_warmup_steps,
-        cfg.loss.pose_heatmap, cfg.loss.pose_heatmap_sigma,
+        tuple(cfg.model.attributes), weights=cfg.loss.weights, uncertainty=cfg.loss.uncertainty,
+        triplet_margin=cfg.loss.triplet_margin, pose_kind=cfg.loss.pose,
+        pose_reduction=cfg.loss.pose_reduction, seg_top_k=cfg.loss.seg_top_k,
+        seg_warmup_steps=cfg.loss.seg_warmup_steps, pose_heatmap=cfg.loss.pose_heatmap,
+        pose_heatmap_sigma=cfg.loss.pose_heatmap_sigma,
     ).to(device)
     meta = model.meta.to_dict()
     model = distributed.wrap_model(distributed.convert_sync_bn(model, cfg.train.sync_bn), device)

@@ -91,6 +91,7 @@ class LossConfig:
     uncertainty: bool = False  # learned uncertainty weighting (Kendall et al., CVPR 2018)
     triplet_margin: float | None = None  # None = soft margin (softplus)
     pose: Literal["l2", "l1"] = "l2"
+    pose_reduction: Literal["mean", "sum"] = "mean"  # over joints; the authors' code sums (~14x)
     pose_heatmap: float = 0.0  # weight of an auxiliary heatmap cross-entropy (not in the paper)
     pose_heatmap_sigma: float = 1.0  # its Gaussian width in heatmap cells
     seg_top_k: float = 0.25  # bootstrapped CE keeps this fraction of the hardest pixels

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from personkit.losses.classification import attribute_loss, id_loss
-from personkit.losses.pose import heatmap_loss, pose_loss
+from personkit.losses.pose import POSE_REDUCTIONS, heatmap_loss, pose_loss
 from personkit.losses.segmentation import BootstrappedCrossEntropy
 from personkit.losses.triplet import batch_hard_triplet_loss
 from personkit.models.multitask import HEADS, PersonOutputs
@@ -29,16 +29,19 @@ class MultiTaskLoss(nn.Module):
         module, so give them to the optimizer).
     triplet_margin: ``None`` = soft margin.
     pose_kind: ``l2`` (Euclidean, the paper) or ``l1``.
+    pose_reduction: ``mean`` over annotated joints or ``sum`` over joints (the authors' code;
+        see :func:`~personkit.losses.pose.pose_loss`).
     seg_top_k, seg_warmup_steps: bootstrapped CE settings.
     pose_heatmap, pose_heatmap_sigma: weight and width (cells) of the optional auxiliary
         heatmap cross-entropy (0 = the paper's coordinate loss only).
     """
 
-    def __init__(self, attribute_names: Sequence[str] = (),
+    def __init__(self, attribute_names: Sequence[str] = (), *,
                  weights: Mapping[str, float] | None = None,
                  uncertainty: bool = False, triplet_margin: float | None = None,
-                 pose_kind: str = "l2", seg_top_k: float = 0.25, seg_warmup_steps: int = 5000,
-                 pose_heatmap: float = 0.0, pose_heatmap_sigma: float = 1.0):
+                 pose_kind: str = "l2", pose_reduction: str = "mean", seg_top_k: float = 0.25,
+                 seg_warmup_steps: int = 5000, pose_heatmap: float = 0.0,
+                 pose_heatmap_sigma: float = 1.0):
         super().__init__()
         unknown = set(weights or {}) - set(HEADS)
         if unknown:
@@ -49,7 +52,10 @@ class MultiTaskLoss(nn.Module):
             {t: nn.Parameter(torch.zeros(())) for t in HEADS} if uncertainty else {}
         )
         self.triplet_margin = triplet_margin
-        self.pose_kind = pose_kind
+        if pose_reduction not in POSE_REDUCTIONS:
+            raise ValueError(f"unknown pose loss reduction {pose_reduction!r}; valid: "
+                             f"{', '.join(POSE_REDUCTIONS)}")
+        self.pose_kind, self.pose_reduction = pose_kind, pose_reduction
         self.pose_heatmap, self.pose_heatmap_sigma = pose_heatmap, pose_heatmap_sigma
         self.seg_loss = BootstrappedCrossEntropy(seg_top_k, seg_warmup_steps)
 
@@ -63,7 +69,8 @@ class MultiTaskLoss(nn.Module):
         if task == "attributes":
             return attribute_loss(out.attributes, batch["attributes"], self.attribute_names)
         if task == "pose":
-            loss = pose_loss(out.keypoints, batch["joints"], batch["joints_valid"], self.pose_kind)
+            loss = pose_loss(out.keypoints, batch["joints"], batch["joints_valid"], self.pose_kind,
+                             self.pose_reduction)
             if self.pose_heatmap:
                 loss = loss + self.pose_heatmap * heatmap_loss(
                     out.heatmaps, batch["joints"], batch["joints_valid"], self.pose_heatmap_sigma)

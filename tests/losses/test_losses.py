@@ -97,6 +97,21 @@ def test_pose_loss_averages_annotated_joints_only():
     assert pose_loss(pred, target, torch.zeros(1, 3, dtype=torch.bool)).item() == 0.0
 
 
+def test_pose_loss_sum_reduction_sums_joints_and_averages_annotated_people():
+    """The authors' reduction: a sum over joints, averaged over the samples that have at least
+    one annotated joint (the second person below has none and does not count)."""
+    pred = torch.zeros(2, 3, 2)
+    target = torch.tensor([[[0.3, 0.4], [1.0, 0.0], [9.0, 9.0]], [[1.0, 1.0]] * 3])
+    valid = torch.tensor([[True, True, False], [False, False, False]])
+    assert pose_loss(pred, target, valid, "l2", "sum").item() == pytest.approx(0.5 + 1.0)
+    assert pose_loss(pred, target, valid, "l2", "mean").item() == pytest.approx((0.5 + 1.0) / 2)
+    with pytest.raises(ValueError, match="reduction 'median'"):
+        pose_loss(pred, target, valid, "l2", "median")
+    batch = {"joints": target, "joints_valid": valid}
+    summed = MultiTaskLoss(pose_reduction="sum")(PersonOutputs(keypoints=pred), batch, ["pose"])
+    assert summed["loss_pose"].item() == pytest.approx(1.5)
+
+
 def test_multitask_loss_routes_and_weights_tasks():
     torch.manual_seed(0)
     out = PersonOutputs(embedding=torch.randn(4, 6), keypoints=torch.rand(4, 16, 2))
