@@ -13,11 +13,12 @@ Output folder:
 * ``parts/<image>_<index>.png``: the part label maps as 8-bit PNGs (if ``save_parts``).
 
 ``index`` is the box's number in the input (its row among the frame's boxes), so results map
-back to the detection file. Degenerate boxes (not finite, or no area inside the image after
-clipping: real ``det.txt`` files hold some) are skipped, counted in the summary's
-``skipped_boxes`` and reported on stderr; the others are predicted. ``results.jsonl`` and
-``embeddings.npy`` are written under temporary names and renamed when the run is complete, so
-an error never leaves a partial results file.
+back to the detection file. Degenerate boxes of a MOT sequence (not finite, or no area inside
+the image after clipping: real ``det.txt`` files hold some) are skipped, counted in the
+summary's ``skipped_boxes`` and reported on stderr; the others are predicted. In a boxes file
+given for one image such a box is an error naming it. ``results.jsonl`` and ``embeddings.npy``
+are written under temporary names and renamed when the run is complete, so an error never
+leaves a partial results file.
 """
 
 from __future__ import annotations
@@ -121,6 +122,10 @@ def _iter_results(predictor: Predictor, source: InputSource, skipped: list[str]
         return
     for frame in source:
         image = frame.load()
+        if source.kind != "mot":  # a user's own boxes file: a bad box is an error
+            yield frame, image, list(range(len(frame.boxes))), predictor.predict(image,
+                                                                                 frame.boxes)
+            continue
         ok = usable_boxes(frame.boxes, image.shape[1], image.shape[0])
         for i in np.flatnonzero(~ok):
             skipped.append(f"{frame.name} box {i} {np.round(frame.boxes[i, :4], 2).tolist()}")
