@@ -22,7 +22,7 @@ from personkit.data.constants import LIP_CLASSES, MARKET_ATTRIBUTES, MERGED5_CLA
 from personkit.data.dataset import PersonDataset
 from personkit.data.datasets import ATTRIBUTE_SCHEMAS, READERS, read_dataset
 from personkit.data.fake import FakePersonDataset
-from personkit.data.io import DatasetError
+from personkit.data.io import wrap_error
 from personkit.data.records import PersonRecord
 from personkit.data.samplers import DatasetSchedule, PKBatchSampler, RandomBatchSampler
 from personkit.data.transforms import TRANSFORM_PRESETS
@@ -118,8 +118,8 @@ def read_records(d: DatasetConfig, split: str | None = None,
     """Records of one dataset entry through its native reader."""
     try:
         return read_dataset(d.type, dataset_root(d, data_root), split or d.split, **d.options)
-    except (DatasetError, ValueError, FileNotFoundError) as e:
-        raise type(e)(f"dataset {d.name!r}: {e}") from e
+    except (ValueError, FileNotFoundError) as e:
+        raise wrap_error(e, f"dataset {d.name!r}") from e
 
 
 def person_dataset(d: DatasetConfig, records: list[PersonRecord], cfg: Config, train: bool,
@@ -161,7 +161,7 @@ def build_dataset(d: DatasetConfig, cfg: Config, seed: int = 0) -> Dataset:
     except ValueError as e:
         if f"dataset {d.name!r}" in str(e):
             raise
-        raise ValueError(f"dataset {d.name!r}: {e}") from e
+        raise wrap_error(e, f"dataset {d.name!r}") from e
 
 
 def build_sampler(d: DatasetConfig, dataset: Dataset, seed: int, rank: int = 0,
@@ -303,6 +303,9 @@ def run_evaluation(model: MultiTaskModel, cfg: Config, names: Sequence[str] | No
     protocols; returns ``{dataset name: {protocol: scores}}``."""
     from personkit.engine import evaluate as ev
 
+    if not cfg.data.eval:
+        raise ValueError("the config has no evaluation datasets (data.eval is empty): add "
+                         "data.eval entries to the run's config.yaml")
     entries = [d for d in cfg.data.eval if names is None or d.name in names]
     unknown = sorted(set(names or ()) - {d.name for d in cfg.data.eval})
     if unknown:

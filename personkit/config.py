@@ -155,7 +155,7 @@ def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Confi
     with open(path, encoding="utf-8") as f:
         try:
             raw = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: invalid YAML: {e}") from e
     source = str(path) + (" (with overrides)" if overrides else "")
     return config_from_dict(apply_overrides(raw, overrides, source), source)

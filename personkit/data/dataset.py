@@ -14,8 +14,10 @@ when the iterator starts), or, with ``persistent_workers``, index with ``(epoch,
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +27,7 @@ from personkit.data.constants import (
     IGNORE_INDEX,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    LIP_CLASSES,
     NUM_JOINTS,
     SEG_IGNORE,
 )
@@ -47,8 +50,15 @@ class PersonDataset(Dataset):
         attribute_names: names of the record attribute vector, checked against its length.
         merge_parts: map LIP's 20 part classes to the 5 merged classes.
         on_bad_image: ``"raise"`` a :class:`BadImageError` naming the file, or ``"skip"``: warn,
-            count it in ``num_bad_images`` (per process) and return the next valid index.
+            count it in ``num_bad_images`` (per process) and return the next valid index; every
+            sample then carries ``bad_skipped``, the number of records passed over to reach it
+            (the trainer logs it). :meth:`dropping_bad` makes the evaluation variant, which
+            returns a marker instead of a neighbour, so a skipped record is left out rather
+            than replaced (a neighbour scored twice would change mAP).
         seed: base seed of the per-sample generators.
+
+    Part masks are checked on every read (:func:`check_mask`): the size of the image, and LIP
+    class ids (``0..19``) or ``SEG_IGNORE``.
     """
 
     def __init__(self, records: Sequence[PersonRecord], transform: AffineAugment,
@@ -68,6 +78,7 @@ class PersonDataset(Dataset):
         self.merge_parts, self.on_bad_image, self.seed = merge_parts, on_bad_image, seed
         self.epoch = 0
         self.bad_indices: set[int] = set()
+        self.substitute_bad = True
         self._init_pids(pid_relabel)
         self._init_attributes(attribute_names)
 
@@ -115,6 +126,14 @@ class PersonDataset(Dataset):
         """Distinct records skipped as undecodable (in this process)."""
         return len(self.bad_indices)
 
+    def dropping_bad(self) -> PersonDataset:
+        """A shallow copy whose undecodable records (``on_bad_image="skip"``) yield the marker
+        ``{"bad_index": i}`` instead of the next record; :func:`collate_dropping_bad` sets
+        them aside. For evaluation, where every record must be scored at most once."""
+        other = copy.copy(self)
+        other.substitute_bad, other.bad_indices = False, set()
+        return other
+
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation stream of ``epoch``."""
         self.epoch = int(epoch)
@@ -129,13 +148,19 @@ class PersonDataset(Dataset):
         for offset in range(len(self)):
             i = (int(index) + offset) % len(self)
             try:
-                return self._sample(i, int(epoch))
+                sample = self._sample(i, int(epoch))
             except BadImageError as e:
                 if self.on_bad_image == "raise":
                     raise
                 if i not in self.bad_indices:
                     self.bad_indices.add(i)
                     warnings.warn(f"skipping record {i}: {e}", RuntimeWarning, stacklevel=2)
+                if not self.substitute_bad:
+                    return {"bad_index": torch.tensor(i, dtype=torch.int64)}
+                continue
+            if self.on_bad_image == "skip" and self.substitute_bad:
+                sample["bad_skipped"] = torch.tensor(offset, dtype=torch.int64)
+            return sample
         raise DatasetError("on_bad_image='skip': no record of the dataset could be decoded")
 
     def _sample(self, i: int, epoch: int) -> dict[str, torch.Tensor]:
@@ -168,11 +193,7 @@ class PersonDataset(Dataset):
     def _read_mask(self, r: PersonRecord, shape: tuple[int, int]) -> np.ndarray | None:
         if r.mask_path is None:
             return None
-        mask = read_mask(r.mask_path)
-        if mask.shape != shape:
-            raise DatasetError(f"part mask {r.mask_path} is {mask.shape[1]}x{mask.shape[0]} but "
-                               f"its image {r.image_path} is {shape[1]}x{shape[0]}")
-        return mask
+        return check_mask(read_mask(r.mask_path), r.mask_path, shape, r.image_path)
 
     def _joints(self, t) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised (u, v) = ((x + 0.5) / W, (y + 0.5) / H); invalid joints are (0, 0)."""
@@ -188,3 +209,30 @@ class PersonDataset(Dataset):
             return torch.full(tuple(self.transform.output_size), SEG_IGNORE, dtype=torch.int64)
         mask = merge_parts(t.mask) if self.merge_parts else t.mask
         return torch.from_numpy(mask.astype(np.int64))
+
+
+def check_mask(mask: np.ndarray, mask_path: str | Path, image_shape: tuple[int, int],
+               image_path: str | Path) -> np.ndarray:
+    """``mask`` if it is a usable part label of its image, else a :class:`DatasetError` naming
+    the file: the image's size (training and evaluation apply the same rule), and only LIP
+    class ids ``0..19`` or ``SEG_IGNORE`` (255)."""
+    if mask.shape != tuple(image_shape):
+        raise DatasetError(f"part mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its "
+                           f"image {image_path} is {image_shape[1]}x{image_shape[0]}")
+    bad = (mask >= len(LIP_CLASSES)) & (mask != SEG_IGNORE)
+    if bad.any():
+        values = sorted({int(v) for v in np.unique(mask[bad])})
+        raise DatasetError(f"part mask {mask_path}: label values {values[:5]} outside the LIP "
+                           f"classes 0..{len(LIP_CLASSES) - 1} and {SEG_IGNORE} (ignore)")
+    return mask
+
+
+def collate_dropping_bad(samples: list[dict[str, torch.Tensor]]) -> dict:
+    """``default_collate`` of the decodable samples of :meth:`PersonDataset.dropping_bad`, plus
+    ``dropped``: the indices of the records left out (a list; the batch may hold only it)."""
+    from torch.utils.data import default_collate
+
+    good = [s for s in samples if "bad_index" not in s]
+    batch = default_collate(good) if good else {}
+    batch["dropped"] = [int(s["bad_index"]) for s in samples if "bad_index" in s]
+    return batch

@@ -26,6 +26,32 @@ class BadImageError(DatasetError):
     """An image or label file that is missing or cannot be decoded."""
 
 
+class DatasetNotFoundError(DatasetError, FileNotFoundError):
+    """A dataset file or folder that does not exist (also a :class:`FileNotFoundError`)."""
+
+
+def wrap_error(e: Exception, prefix: str) -> DatasetError:
+    """``e`` as a personkit error whose message starts with ``prefix`` (chain it with
+    ``raise wrap_error(e, ...) from e``): a missing file stays a FileNotFoundError, anything
+    else becomes a :class:`DatasetError`. Unlike ``type(e)(message)`` this works for every
+    exception type (``UnicodeDecodeError`` takes five constructor arguments)."""
+    cls = DatasetNotFoundError if isinstance(e, FileNotFoundError) else DatasetError
+    return cls(f"{prefix}: {e}")
+
+
+def read_text(path: str | Path, dataset: str) -> str:
+    """The UTF-8 text of an annotation file; a :class:`DatasetError` naming the file (and the
+    line of the first bad byte) when it is not UTF-8."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise DatasetError(f"{dataset}: {path}:{line}: not UTF-8 text ({e.reason} at byte "
+                           f"{e.start})") from e
+
+
 def require_dir(path: Path, dataset: str, what: str = "folder") -> Path:
     """``path`` if it is a folder, else a FileNotFoundError naming it and the dataset."""
     path = Path(path)

@@ -9,10 +9,17 @@
   one confusion matrix; 20-class scores and the merged ``mIoU5`` come from the same predictions.
 
 Evaluation shards the data over DDP ranks and gathers the per-sample results before scoring.
+
+Bad input: part labels get the checks of training (:func:`~personkit.data.dataset.check_mask`:
+the image's size, LIP class ids), naming the file. With ``on_bad_image: skip`` an undecodable
+image is *dropped* (never replaced by a neighbour, which would be scored twice): its record
+leaves the evaluation (a dropped query or gallery image is absent from the ranking), and each
+protocol's scores report ``num_bad_images``, also written to stderr.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -23,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from personkit.data.constants import LIP_TO_MERGED5
+from personkit.data.dataset import PersonDataset, check_mask, collate_dropping_bad
 from personkit.data.io import read_mask
 from personkit.data.records import PersonRecord
 from personkit.engine.distributed import gather_arrays, get_rank, get_world_size
@@ -41,23 +49,47 @@ from personkit.models import MultiTaskModel, PersonOutputs
 def predict(model: MultiTaskModel, dataset: Dataset, heads: Sequence[str], *,
             device: torch.device | str = "cpu", batch_size: int = 64, num_workers: int = 0,
             flip_tta: bool = False, desc: str = "eval", progress: bool = True,
+            dropped: list[int] | None = None,
             ) -> Iterator[tuple[dict[str, torch.Tensor], PersonOutputs]]:
     """Yield ``(batch, outputs)`` over this rank's shard of ``dataset`` (outputs on the CPU).
 
     With ``flip_tta`` the embedding is the mean of the image's and its mirror's embeddings.
+    A :class:`PersonDataset` that skips bad images drops them instead: their record indices
+    are appended to ``dropped`` and the batches hold only the decoded samples.
     """
     rank, world = get_rank(), get_world_size()
+    if isinstance(dataset, PersonDataset):
+        dataset = dataset.dropping_bad()
     shard = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
-    loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers, shuffle=False,
+                        collate_fn=collate_dropping_bad)
     model.eval()
     for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress or rank != 0,
                       dynamic_ncols=True, leave=False):
+        if dropped is not None:
+            dropped.extend(batch["dropped"])
+        del batch["dropped"]
+        if "image" not in batch:
+            continue
         images = batch["image"].to(device)
         out = model(images, heads=heads)
         if flip_tta and out.embedding is not None:
             flipped = model(torch.flip(images, dims=[3]), heads=["reid"])
             out.embedding = (out.embedding + flipped.embedding) / 2
         yield batch, _to_cpu(out)
+
+
+def _count_dropped(dropped: list[int], what: str) -> int:
+    """Records dropped over all ranks (``on_bad_image: skip``), reported on stderr."""
+    count = int(gather_arrays(np.asarray(dropped, dtype=np.int64)).size)
+    if count and get_rank() == 0:
+        print(f"{what}: {count} undecodable image(s) skipped and left out of the scores "
+              f"(on_bad_image: skip)", file=sys.stderr)
+    return count
+
+
+def _gather_index(parts: list[np.ndarray]) -> np.ndarray:
+    return gather_arrays(np.concatenate(parts) if parts else np.zeros(0, np.int64))
 
 
 def _to_cpu(out: PersonOutputs) -> PersonOutputs:
@@ -83,31 +115,37 @@ def evaluate_reid_attributes(model: MultiTaskModel, query: Dataset, gallery: Dat
     reid = ReidEvaluator(rerank=rerank)
     attr_pred: list[np.ndarray] = []
     attr_index: list[np.ndarray] = []
+    dropped: dict[bool, list[int]] = {True: [], False: []}
     for is_query, dataset, records in ((True, query, query_records),
                                        (False, gallery, gallery_records)):
         emb, idx = [], []
         for batch, out in predict(model, dataset, heads if not is_query else ["reid"],
                                   flip_tta=flip_tta, desc="query" if is_query else "gallery",
-                                  **loader):
+                                  dropped=dropped[is_query], **loader):
             emb.append(out.embedding.numpy())
             idx.append(batch["index"].numpy())
             if not is_query and attribute_names:
                 attr_pred.append(np.stack([out.attributes[a].argmax(1).numpy()
                                            for a in attribute_names], axis=1))
                 attr_index.append(batch["index"].numpy())
-        index = gather_arrays(np.concatenate(idx))
+        index = _gather_index(idx)
+        if not len(index):
+            raise ValueError(f"no {'query' if is_query else 'gallery'} image could be decoded")
         pids = np.array([records[i].pid for i in index])
         cams = np.array([records[i].camid for i in index])
         reid.process(gather_arrays(np.concatenate(emb)), pids, cams, is_query)
-    results["reid"] = reid.evaluate()
+    bad = {"query": _count_dropped(dropped[True], "query"),
+           "gallery": _count_dropped(dropped[False], "gallery")}
+    results["reid"] = {**reid.evaluate(), "num_bad_images": bad["query"] + bad["gallery"],
+                       "num_bad_query": bad["query"], "num_bad_gallery": bad["gallery"]}
     if attribute_names:
-        index = gather_arrays(np.concatenate(attr_index))
+        index = _gather_index(attr_index)
         pred = gather_arrays(np.concatenate(attr_pred))
         gt = np.stack([gallery_records[i].attributes for i in index])
         pids = np.array([gallery_records[i].pid for i in index])
         evaluator = AttributeEvaluator(tuple(attribute_names))
         evaluator.process(pred, gt, pids)
-        results["attributes"] = evaluator.evaluate()
+        results["attributes"] = {**evaluator.evaluate(), "num_bad_images": bad["gallery"]}
     return results
 
 
@@ -122,14 +160,17 @@ def evaluate_pose(model: MultiTaskModel, dataset: Dataset, records: Sequence[Per
                   input_size: tuple[int, int], *, lip: bool = False,
                   **loader: Any) -> dict[str, Any]:
     """PCKh@0.5 (and @0.1) in original-image pixels; ``lip`` selects LIP's UBody joints."""
-    preds, idx = [], []
+    preds, idx, dropped = [], [], []
     h, w = input_size
-    for batch, out in predict(model, dataset, ["pose"], desc="pose", **loader):
+    for batch, out in predict(model, dataset, ["pose"], desc="pose", dropped=dropped, **loader):
         uv = out.keypoints.numpy().astype(np.float64)
         pixels = uv * np.array([w, h]) - 0.5
         preds.append(_to_original(pixels, batch["affine"].numpy().astype(np.float64)))
         idx.append(batch["index"].numpy())
-    index = gather_arrays(np.concatenate(idx))
+    num_bad = _count_dropped(dropped, "pose")
+    index = _gather_index(idx)
+    if not len(index):
+        raise ValueError("pose: no image could be decoded")
     pred = gather_arrays(np.concatenate(preds))
     gt = np.stack([records[i].joints for i in index])
     annotated = np.stack([records[i].joints_annotated for i in index])
@@ -137,7 +178,12 @@ def evaluate_pose(model: MultiTaskModel, dataset: Dataset, records: Sequence[Per
                       for i in index])
     evaluator = PoseEvaluator(ubody_joints=LIP_UBODY_JOINTS if lip else MPII_UBODY_JOINTS)
     evaluator.process(pred, np.nan_to_num(gt), annotated, heads)
-    return evaluator.evaluate()
+    scores = evaluator.evaluate()
+    if scores["num_skipped"] and get_rank() == 0:
+        print(f"pose: {scores['num_skipped']} of {len(index)} persons have no usable head size "
+              f"({scores['num_zero_head_size']} of them zero, e.g. a zero-area head box) and "
+              f"are left out of PCKh", file=sys.stderr)
+    return {**scores, "num_bad_images": num_bad}
 
 
 def evaluate_parts(model: MultiTaskModel, dataset: Dataset, records: Sequence[PersonRecord],
@@ -151,11 +197,15 @@ def evaluate_parts(model: MultiTaskModel, dataset: Dataset, records: Sequence[Pe
     merged_model = num_classes == 5
     evaluator = SegmentationEvaluator(num_classes, class_names,
                                       merge_lut=None if merged_model else LIP_TO_MERGED5[:20])
-    for batch, out in predict(model, dataset, ["segmentation"], desc="parts", **loader):
+    dropped: list[int] = []
+    for batch, out in predict(model, dataset, ["segmentation"], desc="parts", dropped=dropped,
+                              **loader):
         labels = out.parts.argmax(1).numpy().astype(np.uint8)
         for label, affine, i in zip(labels, batch["affine"].numpy(), batch["index"].numpy(),
                                     strict=True):
-            gt = read_mask(records[int(i)].mask_path)
+            r = records[int(i)]
+            gt = check_mask(read_mask(r.mask_path), r.mask_path, _image_shape(r.image_path),
+                            r.image_path)
             if merged_model:
                 gt = LIP_TO_MERGED5[gt]
             pred = cv2.warpAffine(label, affine.astype(np.float64), (gt.shape[1], gt.shape[0]),
@@ -164,10 +214,20 @@ def evaluate_parts(model: MultiTaskModel, dataset: Dataset, records: Sequence[Pe
             evaluator.process(pred, gt)
     if get_world_size() > 1:
         evaluator.confusion = gather_arrays(evaluator.confusion[None]).sum(0)
+    num_bad = _count_dropped(dropped, "parts")
     scores = evaluator.evaluate()
     if merged_model:
         scores["mIoU5"] = scores["mIoU"]
+    scores["num_bad_images"] = num_bad
     return scores
+
+
+def _image_shape(path: Any) -> tuple[int, int]:
+    """(H, W) of an image file from its header (the image itself was decoded already)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.height, im.width
 
 
 def check_seg_labels(records: Sequence[PersonRecord]) -> None:

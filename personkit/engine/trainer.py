@@ -277,6 +277,8 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         fields: dict[str, Any] = {"dataset": name}
+        if "bad_skipped" in batch and (bad := int(batch["bad_skipped"].sum())):
+            fields["bad_images"] = bad  # undecodable images replaced (on_bad_image: skip)
         if values is None:  # a skipped step: no loss values, just the count
             record_values = {"skipped_steps": float(self.skipped_steps), "lr": lr}
             fields["skipped"] = True

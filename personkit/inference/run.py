@@ -8,13 +8,24 @@ Output folder:
   :meth:`PersonResult.to_dict` (box, attributes, keypoints, part fractions); MOT inputs add
   ``frame``, ``track_id`` and ``score``, image inputs add ``score``.
 * ``embeddings.npy``: ``N×D`` float32, one row per box in ``results.jsonl`` order.
+* ``summary.json``: what :func:`predict_source` returns (counts, ``skipped_boxes``, paths).
 * ``vis/<image>.png``: the overlays (unless ``vis=False``).
 * ``parts/<image>_<index>.png``: the part label maps as 8-bit PNGs (if ``save_parts``).
+
+``index`` is the box's number in the input (its row among the frame's boxes), so results map
+back to the detection file. Degenerate boxes of a MOT sequence (not finite, or no area inside
+the image after clipping: real ``det.txt`` files hold some) are skipped, counted in the
+summary's ``skipped_boxes`` and reported on stderr; the others are predicted. In a boxes file
+given for one image such a box is an error naming it. ``results.jsonl`` and ``embeddings.npy``
+are written under temporary names and renamed when the run is complete, so an error never
+leaves a partial results file.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,38 +49,68 @@ def predict_source(predictor: Predictor, source: InputSource, out_dir: str | Pat
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     embeddings: list[np.ndarray] = []
-    n_boxes = 0
+    n_boxes, skipped = 0, []
     bar = tqdm(total=len(source), unit="crop" if source.kind == "crops" else "frame",
                disable=not progress, desc="predict")
-    with open(out_dir / "results.jsonl", "w", encoding="utf-8") as jsonl:
-        for frame, image, results in _iter_results(predictor, source):
-            for i, r in enumerate(results):
-                record = _record(frame, i, r, len(embeddings) if r.embedding is not None else None)
-                jsonl.write(json.dumps(record) + "\n")
-                if r.embedding is not None:
-                    embeddings.append(r.embedding)
-                if save_parts and r.parts is not None:
-                    save_image(out_dir / "parts" / f"{frame.name}_{i}.png",
-                               np.repeat(r.parts[:, :, None], 3, axis=2))
-            if vis:
-                save_image(out_dir / "vis" / f"{frame.name}.png",
-                           draw_results(image, results, text=text))
-            n_boxes += len(results)
-            bar.update(1)
-    bar.close()
+    results_path, emb_path = out_dir / "results.jsonl", out_dir / "embeddings.npy"
+    tmp_results, tmp_emb = out_dir / ".results.jsonl.tmp", out_dir / ".embeddings.npy.tmp"
+    try:
+        with open(tmp_results, "w", encoding="utf-8") as jsonl:
+            for frame, image, kept, results in _iter_results(predictor, source, skipped):
+                for i, r in zip(kept, results, strict=True):
+                    row = len(embeddings) if r.embedding is not None else None
+                    jsonl.write(json.dumps(_record(frame, i, r, row)) + "\n")
+                    if r.embedding is not None:
+                        embeddings.append(r.embedding)
+                    if save_parts and r.parts is not None:
+                        save_image(out_dir / "parts" / f"{frame.name}_{i}.png",
+                                   np.repeat(r.parts[:, :, None], 3, axis=2))
+                if vis:
+                    save_image(out_dir / "vis" / f"{frame.name}.png",
+                               draw_results(image, results, text=text))
+                n_boxes += len(results)
+                bar.update(1)
+        if embeddings:
+            with open(tmp_emb, "wb") as f:
+                np.save(f, np.stack(embeddings).astype(np.float32))
+            os.replace(tmp_emb, emb_path)
+        else:
+            emb_path.unlink(missing_ok=True)  # no stale rows from an earlier run
+        os.replace(tmp_results, results_path)
+    finally:
+        bar.close()
+        tmp_results.unlink(missing_ok=True)
+        tmp_emb.unlink(missing_ok=True)
     summary: dict[str, Any] = {"images": len(source), "boxes": n_boxes,
-                               "results": str(out_dir / "results.jsonl")}
+                               "skipped_boxes": len(skipped), "results": str(results_path)}
+    if skipped:
+        print(f"predict: skipped {len(skipped)} degenerate box(es) (not finite, or no area "
+              f"inside the image), e.g. {skipped[0]}", file=sys.stderr)
+        summary["skipped_examples"] = skipped[:10]
     if embeddings:
-        np.save(out_dir / "embeddings.npy", np.stack(embeddings).astype(np.float32))
-        summary["embeddings"] = str(out_dir / "embeddings.npy")
+        summary["embeddings"] = str(emb_path)
     if vis:
         summary["vis"] = str(out_dir / "vis")
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 
 
-def _iter_results(predictor: Predictor, source: InputSource
-                  ) -> Iterator[tuple[Frame, np.ndarray, list[PersonResult]]]:
-    """(frame, RGB image, results) per frame; crops are batched ``batch_size`` at a time."""
+def usable_boxes(boxes: np.ndarray | None, width: int, height: int) -> np.ndarray:
+    """Bool mask of the boxes a :class:`Predictor` can crop: finite, with area inside the
+    ``width×height`` image after clipping (the rule of ``clip_boxes``)."""
+    if boxes is None or len(boxes) == 0:
+        return np.zeros(0, bool)
+    b = np.asarray(boxes, dtype=np.float64)[:, :4]
+    with np.errstate(invalid="ignore"):
+        x1, x2 = b[:, 0].clip(0, width), b[:, 2].clip(0, width)
+        y1, y2 = b[:, 1].clip(0, height), b[:, 3].clip(0, height)
+        return np.isfinite(b).all(1) & (x2 - x1 > 0) & (y2 - y1 > 0)
+
+
+def _iter_results(predictor: Predictor, source: InputSource, skipped: list[str]
+                  ) -> Iterator[tuple[Frame, np.ndarray, list[int], list[PersonResult]]]:
+    """(frame, RGB image, input box indices, results) per frame; crops are batched
+    ``batch_size`` at a time. Degenerate boxes are left out and described in ``skipped``."""
     if source.kind == "crops":
         frames = source.frames
         for start in range(0, len(frames), predictor.batch_size):
@@ -77,11 +118,20 @@ def _iter_results(predictor: Predictor, source: InputSource
             images = [f.load() for f in chunk]
             for frame, image, r in zip(chunk, images, predictor.predict_crops(images),
                                        strict=True):
-                yield frame, image, [r]
+                yield frame, image, [0], [r]
         return
     for frame in source:
         image = frame.load()
-        yield frame, image, predictor.predict(image, frame.boxes)
+        if source.kind != "mot":  # a user's own boxes file: a bad box is an error
+            yield frame, image, list(range(len(frame.boxes))), predictor.predict(image,
+                                                                                 frame.boxes)
+            continue
+        ok = usable_boxes(frame.boxes, image.shape[1], image.shape[0])
+        for i in np.flatnonzero(~ok):
+            skipped.append(f"{frame.name} box {i} {np.round(frame.boxes[i, :4], 2).tolist()}")
+        kept = np.flatnonzero(ok)
+        boxes = frame.boxes[kept] if len(kept) else np.zeros((0, 4))
+        yield frame, image, kept.tolist(), predictor.predict(image, boxes)
 
 
 def _record(frame: Frame, index: int, r: PersonResult, row: int | None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -81,9 +82,19 @@ def read_boxes(path: str | Path) -> np.ndarray:
     return out
 
 
+def _read_text(path: Path) -> str:
+    """A text file as UTF-8; a ValueError naming the file and the line of the first bad byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+
+
 def _text_boxes(path: Path) -> list[list[float]]:
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(_read_text(path).splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -98,7 +109,10 @@ def _text_boxes(path: Path) -> list[list[float]]:
 
 
 def _json_boxes(path: Path) -> list[list[float]]:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(_read_text(path))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg}, column {e.colno})") from e
     if isinstance(data, dict):
         data = data.get("boxes")
     if not isinstance(data, list):
@@ -173,15 +187,22 @@ def _seqinfo(seq_dir: Path) -> dict[str, str]:
     if not ini.is_file():
         return {}
     parser = configparser.ConfigParser()
-    parser.read(ini)
-    return dict(parser["Sequence"]) if parser.has_section("Sequence") else {}
+    try:
+        parser.read_string(_read_text(ini), source=str(ini))
+    except configparser.Error as e:
+        raise ValueError(f"{ini}: malformed seqinfo.ini ({e.message.splitlines()[0]})") from e
+    info = dict(parser["Sequence"]) if parser.has_section("Sequence") else {}
+    im_dir = info.get("imdir", "img1")
+    if not im_dir or Path(im_dir).is_absolute() or ".." in Path(im_dir).parts:
+        raise ValueError(f"{ini}: imDir must be a folder inside the sequence, got {im_dir!r}")
+    return info
 
 
 def _read_mot_table(path: Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"MOT annotation file not found: {path}")
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -189,6 +210,10 @@ def _read_mot_table(path: Path) -> np.ndarray:
         except ValueError:
             raise ValueError(f"{path}:{n}: not a MOT line (frame,id,left,top,w,h,conf,...): "
                              f"{line!r}") from None
+        frame = rows[-1][0]
+        if not (math.isfinite(frame) and frame.is_integer() and frame >= 1):
+            raise ValueError(f"{path}:{n}: the frame number must be a whole number >= 1 "
+                             f"(MOT frames are 1-based), got {line.split(',')[0].strip()!r}")
     width = max((len(r) for r in rows), default=7)
     table = np.full((len(rows), width), -1.0)  # short rows are padded with -1 ("unknown")
     for i, r in enumerate(rows):

@@ -73,7 +73,9 @@ def pckh(pred: ArrayLike, gt: ArrayLike, annotated: ArrayLike, head_sizes: Array
     Returns:
         ``Head``, ``Shoulder``, ``Elbow``, ``Wrist``, ``Hip``, ``Knee``, ``Ankle``, ``Mean``,
         ``UBody``, ``Mean@0.1``, ``joint/<name>`` (fractions; NaN for a joint never annotated)
-        and ``num_skipped`` (persons without a usable head size).
+        ``num_skipped`` (persons without a usable head size, left out of every denominator)
+        and ``num_zero_head_size`` (those of them whose head size is 0: a zero-area head box
+        or coinciding neck and head top).
     """
     counts = pckh_counts(pred, gt, annotated, head_sizes, (threshold, LOW_THRESHOLD))
     return pckh_scores(counts, ubody_joints)
@@ -85,7 +87,8 @@ def pckh_counts(pred: ArrayLike, gt: ArrayLike, annotated: ArrayLike, head_sizes
 
     Returns:
         ``correct`` (T x 16, one row per threshold; the first is the main one),
-        ``annotated`` (16,) and ``skipped`` (1,).
+        ``annotated`` (16,), ``skipped`` (1,) and ``zero_head`` (1,), the skipped persons
+        whose head size is exactly 0.
     """
     pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
     ann = np.asarray(annotated, dtype=bool)
@@ -100,7 +103,8 @@ def pckh_counts(pred: ArrayLike, gt: ArrayLike, annotated: ArrayLike, head_sizes
         dist = np.linalg.norm(pred - gt, axis=-1) / head[:, None]
     correct = [((dist <= t) & ann).sum(0) for t in thresholds]  # NaN predictions are misses
     return {"correct": np.stack(correct), "annotated": ann.sum(0),
-            "skipped": np.array([np.count_nonzero(~usable)])}
+            "skipped": np.array([np.count_nonzero(~usable)]),
+            "zero_head": np.array([np.count_nonzero(head == 0)])}
 
 
 def pckh_scores(counts: Mapping[str, np.ndarray],
@@ -115,6 +119,7 @@ def pckh_scores(counts: Mapping[str, np.ndarray],
     out["Mean@0.1"] = _pooled(correct[-1], total, PCKH_MEAN_JOINTS)
     out.update({f"joint/{n}": float(s) for n, s in zip(MPII_JOINTS, per_joint, strict=True)})
     out["num_skipped"] = int(counts["skipped"][0])
+    out["num_zero_head_size"] = int(counts.get("zero_head", [0])[0])
     return out
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from personkit.data.constants import NUM_JOINTS
-from personkit.data.io import DatasetError, first_existing
+from personkit.data.io import DatasetError, first_existing, read_text
 from personkit.data.records import PersonRecord
 
 LIP_SPLITS = ("train", "val")
@@ -69,7 +69,8 @@ def _image_ids(root: Path, images: Path, split: str) -> list[str]:
     """Sorted ids from ``<split>_id.txt`` (next to the image folder or in root), else a listing."""
     for id_file in (images.parent / f"{split}_id.txt", root / f"{split}_id.txt"):
         if id_file.is_file():
-            ids = sorted({line.strip() for line in id_file.read_text().splitlines()} - {""})
+            ids = sorted({line.strip() for line in read_text(id_file, "LIP").splitlines()}
+                         - {""})
             break
     else:
         ids = sorted(p.stem for p in images.glob("*.jpg"))
@@ -86,7 +87,7 @@ def read_lip_pose_csv(path: Path) -> dict[str, _Pose]:
             names the file and the 1-based line number.
     """
     poses: dict[str, _Pose] = {}
-    for line_no, line in enumerate(path.read_text().splitlines(), 1):
+    for line_no, line in enumerate(read_text(path, "LIP").splitlines(), 1):
         if not line.strip():
             continue
         cells = [c.strip() for c in line.split(",")]

@@ -14,7 +14,9 @@ Layout (``root`` is ``Market-1501-v15.09.15/`` or its parent)::
 
 Names ``0002_c1s1_000451_03.jpg``: pid, camera 1-6, sequence, frame, box. Gallery pid ``-1`` is
 junk and ``0000`` a distractor; both are kept (the ReID metrics drop junk). ``camid`` is
-**0-based** (camera 1 -> 0). Other files in the folders (e.g. ``Thumbs.db``) are ignored.
+**0-based** (camera 1 -> 0). Images end ``.jpg`` in any case (``.JPG`` too); a name that does
+not match the pattern (e.g. ``12-3_c1s1_000001_00.jpg``) is an error naming the file. Other
+files in the folders (e.g. ``Thumbs.db``) are ignored.
 
 Attributes are per identity (train: 751 ids, test: 750, disjoint) and are copied to every image
 of the identity, as the 12 multi-class labels of ``MARKET_ATTRIBUTES``: 1/2 fields -> 0/1, age
@@ -46,7 +48,7 @@ from personkit.data.records import PersonRecord
 REID_SPLITS: dict[str, str] = {
     "train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test",
 }
-MARKET_PATTERN = re.compile(r"([-\d]+)_c(\d)s(\d)_(\d+)_(\d+)")
+MARKET_PATTERN = re.compile(r"(-1|\d+)_c(\d)s(\d)_(\d+)_(\d+)")  # pid -1 = junk
 #: Attribute -> .mat fields: one field (value - 1 is the class) or a one-hot colour group.
 MARKET_FIELDS: dict[str, tuple[str, ...]] = {
     **{name: (name,) for name in MARKET_ATTRIBUTES if not name.endswith("color")},
@@ -78,14 +80,15 @@ def dataset_root(root: Path, subdir: str) -> Path:
 def read_reid_split(root: Path, split: str, dataset: str, pattern: re.Pattern, num_cams: int,
                     attributes: Mapping[int, np.ndarray] | None,
                     num_attributes: int) -> list[PersonRecord]:
-    """Parse ``pid``/``camid`` from the ``*.jpg`` names of one split folder."""
+    """Parse ``pid``/``camid`` from the ``*.jpg`` (any case) names of one split folder."""
     if split not in REID_SPLITS:
         raise ValueError(f"{dataset}: unknown split {split!r}; valid: {sorted(REID_SPLITS)}")
     folder = require_dir(root / REID_SPLITS[split], dataset)
     unknown = np.full(num_attributes, IGNORE_INDEX, dtype=np.int64)
     unknown.setflags(write=False)
     records = []
-    for path in sorted(folder.glob("*.jpg")):
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".jpg" and p.is_file())
+    for path in images:
         match = pattern.fullmatch(path.stem)
         if match is None:
             raise DatasetError(f"{dataset}: malformed file name {path} "

@@ -30,7 +30,7 @@ import numpy as np
 
 from personkit.data.constants import NUM_JOINTS
 from personkit.data.datasets.market1501 import REID_SPLITS, dataset_root, read_market1501
-from personkit.data.io import DatasetError, require_dir, require_file
+from personkit.data.io import DatasetError, read_text, require_dir, require_file
 from personkit.data.records import PersonRecord
 
 POSE_HEADER: tuple[str, ...] = ("image",) + tuple(
@@ -73,26 +73,26 @@ def read_market_auto(root: str | Path, split: str = "train",
 def read_auto_pose(path: Path, min_confidence: float = 0.0) -> dict[str, tuple]:
     """Relative image path -> (joints 16×2 with NaN, annotated) from ``pose.csv``."""
     poses = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        for line_no, row in enumerate(csv.reader(f), 1):
-            if line_no == 1:
-                if tuple(c.strip() for c in row) != POSE_HEADER:
-                    raise DatasetError(f"{path}:1: expected the header "
-                                       f"{','.join(POSE_HEADER[:4])},...,c{NUM_JOINTS - 1}")
-                continue
-            if not row:
-                continue
-            if len(row) != len(POSE_HEADER):
-                raise DatasetError(f"{path}:{line_no}: expected {len(POSE_HEADER)} columns, "
-                                   f"got {len(row)}")
-            try:
-                values = np.array([float(c) if c.strip() else np.nan for c in row[1:]],
-                                  dtype=np.float32).reshape(NUM_JOINTS, 3)
-            except ValueError as e:
-                raise DatasetError(f"{path}:{line_no}: non-numeric value ({e})") from e
-            annotated = np.isfinite(values).all(1) & (values[:, 2] >= min_confidence)
-            joints = np.where(annotated[:, None], values[:, :2], np.nan).astype(np.float32)
-            poses[row[0].strip()] = (joints, annotated)
+    text = read_text(path, "Market-1501 automatic annotations")
+    for line_no, row in enumerate(csv.reader(text.splitlines()), 1):
+        if line_no == 1:
+            if tuple(c.strip() for c in row) != POSE_HEADER:
+                raise DatasetError(f"{path}:1: expected the header "
+                                   f"{','.join(POSE_HEADER[:4])},...,c{NUM_JOINTS - 1}")
+            continue
+        if not row:
+            continue
+        if len(row) != len(POSE_HEADER):
+            raise DatasetError(f"{path}:{line_no}: expected {len(POSE_HEADER)} columns, "
+                               f"got {len(row)}")
+        try:
+            values = np.array([float(c) if c.strip() else np.nan for c in row[1:]],
+                              dtype=np.float32).reshape(NUM_JOINTS, 3)
+        except ValueError as e:
+            raise DatasetError(f"{path}:{line_no}: non-numeric value ({e})") from e
+        annotated = np.isfinite(values).all(1) & (values[:, 2] >= min_confidence)
+        joints = np.where(annotated[:, None], values[:, :2], np.nan).astype(np.float32)
+        poses[row[0].strip()] = (joints, annotated)
     return poses
 
 

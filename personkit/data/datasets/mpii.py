@@ -23,6 +23,7 @@ paper says 15,855 / 3,330). 1-based source coordinates become 0-based; missing j
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from personkit.data.io import (
     mat_field,
     mat_items,
     mat_scalar,
+    read_text,
     require_dir,
     require_file,
 )
@@ -69,7 +71,7 @@ def _read_val_list(path: Path) -> dict[str, set[int] | None]:
     """Image name -> 1-based annorect indices (None = every single-person rect)."""
     require_file(path, "MPII", "validation list (image names, or 'image rect' lines)")
     val: dict[str, set[int] | None] = {}
-    for line_no, line in enumerate(path.read_text().splitlines(), 1):
+    for line_no, line in enumerate(read_text(path, "MPII").splitlines(), 1):
         tokens = line.split()
         if not tokens:
             continue
@@ -115,6 +117,7 @@ def _rect_record(rect: Any, image_path: Path, where: str) -> PersonRecord | None
     scale = mat_scalar(mat_field(rect, "scale"))
     if not points or None in center or scale is None:
         return None
+    _check_person(center, scale, where)
     try:
         joints, occluded = _points(points)
     except (TypeError, ValueError) as e:
@@ -142,6 +145,19 @@ def _points(points: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     return joints, occluded
 
 
+def _check_person(center: tuple[float, float], scale: float, where: str) -> None:
+    """The person box is ``scale · 200`` px around ``center``: a scale that is not a positive
+    finite number or a centre that is not finite would crop nothing (or divide by zero)."""
+    if not (math.isfinite(scale) and scale > 0):
+        raise DatasetError(f"MPII: {where}: scale must be a positive number (person height / "
+                           f"200 px), got {scale}")
+    if not all(math.isfinite(c) for c in center):
+        raise DatasetError(f"MPII: {where}: centre (objpos) must be finite, got {center}")
+    if min(center) < 0:  # 1-based pixels; HRNet's JSON writes -1 for "no centre"
+        raise DatasetError(f"MPII: {where}: centre (objpos) {center} is negative (1-based "
+                           f"pixels; -1 marks a missing centre)")
+
+
 def _head_size(box: tuple[float, ...] | None) -> float | None:
     """PCKh normaliser: 0.6 × the head-box diagonal (the official ``SC_BIAS``)."""
     return None if box is None else 0.6 * float(np.hypot(box[2] - box[0], box[3] - box[1]))
@@ -149,9 +165,12 @@ def _head_size(box: tuple[float, ...] | None) -> float | None:
 
 def _read_json(path: Path, images: Path, head_boxes: str | Path | None) -> list[PersonRecord]:
     try:
-        entries = json.loads(path.read_text())
+        entries = json.loads(read_text(path, "MPII"))
     except json.JSONDecodeError as e:
-        raise DatasetError(f"MPII: {path} is not valid JSON ({e})") from e
+        raise DatasetError(f"MPII: {path}:{e.lineno} is not valid JSON ({e.msg})") from e
+    if not isinstance(entries, list):
+        raise DatasetError(f"MPII: {path}: expected a JSON list of persons, got "
+                           f"{type(entries).__name__}")
     boxes = _head_boxes(Path(head_boxes), len(entries)) if head_boxes else None
     records = []
     for i, e in enumerate(entries):
@@ -164,6 +183,8 @@ def _read_json(path: Path, images: Path, head_boxes: str | Path | None) -> list[
             image, scale = str(e["image"]), float(e["scale"])
         except (KeyError, TypeError, ValueError, IndexError) as err:
             raise DatasetError(f"MPII: {path}: malformed entry {i} ({err!r})") from err
+        _check_person((center[0] + 1, center[1] + 1), scale,
+                      f"{path}: entry {i} ({image})")
         joints[~annotated] = np.nan
         records.append(PersonRecord(
             image_path=images / image, joints=joints, joints_annotated=annotated,
