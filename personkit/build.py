@@ -311,13 +311,16 @@ def run_evaluation(model: MultiTaskModel, cfg: Config, names: Sequence[str] | No
     results: dict[str, dict[str, Any]] = {}
     for d in entries:
         out: dict[str, Any] = {}
-        if d.type in REID_TYPES:
-            query, gallery = (read_records(d, s, data_root) for s in ("query", "gallery"))
+        if d.type in REID_TYPES:  # each protocol only where the model has its head
+            reid = "reid" in model.enabled and (not d.tasks or "reid" in d.tasks)
             attrs = tuple(model.meta.attributes) if (
                 "attributes" in d.tasks and "attributes" in model.enabled) else None
-            out.update(ev.evaluate_reid_attributes(
-                model, person_dataset(d, query, cfg, False), person_dataset(d, gallery, cfg, False),
-                query, gallery, attribute_names=attrs, flip_tta=flip_tta, **loader))
+            if reid or attrs:
+                query, gallery = (read_records(d, s, data_root) for s in ("query", "gallery"))
+                out.update(ev.evaluate_reid_attributes(
+                    model, person_dataset(d, query, cfg, False),
+                    person_dataset(d, gallery, cfg, False), query, gallery, reid=reid,
+                    attribute_names=attrs, flip_tta=flip_tta, **loader))
         else:
             records = read_records(d, None, data_root)
             dataset = person_dataset(d, records, cfg, False)
