@@ -172,6 +172,7 @@ def validate_training(cfg: Config, world_size: int = 1) -> None:
     """Everything :func:`build_trainer` checks before building the model, for ``world_size``
     processes (``personkit train --nproc N`` runs it before it launches them)."""
     build_sources(cfg, 0, world_size)
+    check_eval_settings(cfg)
     device = resolve_device(cfg.train.device)
     if device.type == "cuda" and world_size > torch.cuda.device_count():
         raise ValueError(f"{world_size} processes need {world_size} GPUs, but "
@@ -213,6 +214,7 @@ def build_trainer(cfg: Config, run_dir: str | Path, rank: int = 0, world_size: i
     """
     seed = cfg.train.seed
     sources = build_sources(cfg, rank, world_size)
+    check_eval_settings(cfg)
     _set_determinism(cfg.train.deterministic)
     torch.manual_seed(seed)
     device = resolve_device(cfg.train.device)
@@ -245,7 +247,51 @@ def build_trainer(cfg: Config, run_dir: str | Path, rank: int = 0, world_size: i
         checkpoint_every=cfg.train.checkpoint_every, keep_checkpoints=cfg.train.keep_checkpoints,
         extra_state={"config": config_to_dict(cfg), "meta": meta},
         is_main=rank == 0, progress=progress, max_nonfinite=cfg.train.max_nonfinite_steps,
+        hooks=_training_hooks(cfg, run_dir, device, rank),
     )
+
+
+def _training_hooks(cfg: Config, run_dir: str | Path, device: torch.device,
+                    rank: int) -> list[Any]:
+    """The periodic evaluation of ``train.eval_every`` (none when it is 0)."""
+    if not cfg.train.eval_every:
+        return []
+    from personkit.engine.periodic_eval import PeriodicEvaluation
+
+    def evaluate(model: MultiTaskModel) -> dict[str, dict[str, Any]]:
+        return run_evaluation(model, cfg, device=device, progress=False)
+
+    return [PeriodicEvaluation(evaluate, cfg.train.eval_every, run_dir, cfg.train.best_metric,
+                               is_main=rank == 0)]
+
+
+def check_eval_settings(cfg: Config) -> None:
+    """``train.eval_every`` needs ``data.eval`` sets; ``train.best_metric`` must name one of
+    them and a protocol it runs for this model (``<dataset>.<protocol>.<score>``)."""
+    if cfg.train.eval_every < 0:
+        raise ValueError(f"train.eval_every must be >= 0, got {cfg.train.eval_every}")
+    if not cfg.train.eval_every:
+        return
+    if not cfg.data.eval:
+        raise ValueError("train.eval_every is set but the config has no data.eval datasets")
+    metric = cfg.train.best_metric
+    if metric is None:
+        return
+    runs = {f"{d.name}.{p}" for d in cfg.data.eval for p in eval_protocols(d, cfg.model.heads)}
+    if metric.count(".") < 2 or metric.rsplit(".", 1)[0] not in runs:
+        raise ValueError(f"train.best_metric {metric!r} must be '<dataset>.<protocol>.<score>' "
+                         f"with a dataset and protocol the evaluation runs: {sorted(runs)} "
+                         f"(e.g. market.reid.mAP, lip.parts.mIoU, mpii.pose.Mean)")
+
+
+def eval_protocols(d: DatasetConfig, heads: Sequence[str]) -> tuple[str, ...]:
+    """The protocols :func:`run_evaluation` runs on ``d`` for a model with ``heads``."""
+    if d.type in REID_TYPES:
+        return tuple(p for p, on in (
+            ("reid", "reid" in heads and (not d.tasks or "reid" in d.tasks)),
+            ("attributes", "attributes" in heads and "attributes" in d.tasks)) if on)
+    return tuple(p for p, task in (("pose", "pose"), ("parts", "segmentation"))
+                 if task in heads and task in d.tasks)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> MultiTaskModel:
@@ -311,10 +357,10 @@ def run_evaluation(model: MultiTaskModel, cfg: Config, names: Sequence[str] | No
     results: dict[str, dict[str, Any]] = {}
     for d in entries:
         out: dict[str, Any] = {}
-        if d.type in REID_TYPES:  # each protocol only where the model has its head
-            reid = "reid" in model.enabled and (not d.tasks or "reid" in d.tasks)
-            attrs = tuple(model.meta.attributes) if (
-                "attributes" in d.tasks and "attributes" in model.enabled) else None
+        protocols = eval_protocols(d, model.enabled)  # each only where the model has its head
+        if d.type in REID_TYPES:
+            reid = "reid" in protocols
+            attrs = tuple(model.meta.attributes) if "attributes" in protocols else None
             if reid or attrs:
                 query, gallery = (read_records(d, s, data_root) for s in ("query", "gallery"))
                 out.update(ev.evaluate_reid_attributes(
@@ -324,10 +370,10 @@ def run_evaluation(model: MultiTaskModel, cfg: Config, names: Sequence[str] | No
         else:
             records = read_records(d, None, data_root)
             dataset = person_dataset(d, records, cfg, False)
-            if "pose" in d.tasks and "pose" in model.enabled:
+            if "pose" in protocols:
                 out["pose"] = ev.evaluate_pose(model, dataset, records, d.input_size,
                                                lip=d.type == "lip", **loader)
-            if "segmentation" in d.tasks and "segmentation" in model.enabled:
+            if "parts" in protocols:
                 ev.check_seg_labels(records)
                 out["parts"] = ev.evaluate_parts(model, dataset, records, cfg.model.seg_classes,
                                                  model.meta.part_classes, **loader)

@@ -129,7 +129,8 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
-    eval_every: int = 0  # 0 = only at the end
+    eval_every: int = 0  # steps between evaluations of data.eval; 0 = none (use personkit eval)
+    best_metric: str | None = None  # e.g. market.reid.mAP: keep model_best.safetensors
     max_nonfinite_steps: int = 10  # stop after this many non-finite losses in a row
     sync_bn: bool = False  # DDP: BatchNorm layers -> SyncBatchNorm (GPUs only)
     deterministic: bool = False  # torch.use_deterministic_algorithms (exact resume on CPU)
