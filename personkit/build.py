@@ -22,6 +22,7 @@ from personkit.data.constants import LIP_CLASSES, MARKET_ATTRIBUTES, MERGED5_CLA
 from personkit.data.dataset import PersonDataset
 from personkit.data.datasets import ATTRIBUTE_SCHEMAS, READERS, read_dataset
 from personkit.data.fake import FakePersonDataset
+from personkit.data.fractions import subset_records
 from personkit.data.io import DatasetError
 from personkit.data.records import PersonRecord
 from personkit.data.samplers import DatasetSchedule, PKBatchSampler, RandomBatchSampler
@@ -41,16 +42,20 @@ def _names(known: tuple[str, ...], n: int) -> tuple[str, ...]:
 
 def build_model(cfg: ModelConfig) -> MultiTaskModel:
     """The multi-task model described by the ``model`` section."""
+    if cfg.num_ids is None and "id" in cfg.heads:
+        raise ValueError("model.num_ids is null (size the ID classifier from the training "
+                         "data): build the model through build_trainer, or set model.num_ids")
     backbone = ResNetBackbone(cfg.backbone.name, cfg.backbone.norm, cfg.backbone.pretrained)
     parts = MERGED5_CLASSES if cfg.seg_classes == 5 else _names(LIP_CLASSES, cfg.seg_classes)
     meta = ModelMeta(
         input_size=cfg.input_size, mean=cfg.mean, std=cfg.std, heads=cfg.heads,
         joint_names=_names(MPII_JOINTS, cfg.num_joints), part_classes=parts,
         attributes={a: _names(MARKET_ATTRIBUTES.get(a, ()), n) for a, n in cfg.attributes.items()},
-        num_ids=cfg.num_ids, backbone=cfg.backbone.name, norm=cfg.backbone.norm,
+        num_ids=cfg.num_ids or 0, backbone=cfg.backbone.name, norm=cfg.backbone.norm,
     )
     return MultiTaskModel(
-        backbone, cfg.heads, sharing=cfg.sharing, num_ids=cfg.num_ids, attributes=cfg.attributes,
+        backbone, cfg.heads, sharing=cfg.sharing, num_ids=cfg.num_ids or 0,
+        attributes=cfg.attributes,
         num_joints=cfg.num_joints, seg_classes=cfg.seg_classes, fpn_channels=cfg.fpn_channels,
         seg_channels=cfg.seg_channels, pose_features=cfg.pose_features,
         pose_window=cfg.pose_window, meta=meta,
@@ -96,9 +101,10 @@ def person_dataset(d: DatasetConfig, records: list[PersonRecord], cfg: Config, t
 
 
 def _reader_dataset(d: DatasetConfig, cfg: Config, seed: int) -> Dataset:
-    dataset = person_dataset(d, read_records(d, None, cfg.data.root or None), cfg, train=True,
-                             seed=seed)
-    if "id" in d.tasks and dataset.num_ids > cfg.model.num_ids:
+    records = read_records(d, None, cfg.data.root or None)
+    records = subset_records(records, d.fraction, d.fraction_seed, d.fraction_unit)
+    dataset = person_dataset(d, records, cfg, train=True, seed=seed)
+    if "id" in d.tasks and not _id_size_from_data(cfg) and dataset.num_ids > cfg.model.num_ids:
         raise ValueError(f"dataset {d.name!r} has {dataset.num_ids} identities but the ID "
                          f"classifier has model.num_ids={cfg.model.num_ids}")
     return dataset
@@ -114,6 +120,9 @@ def build_dataset(d: DatasetConfig, cfg: Config, seed: int = 0) -> Dataset:
     if d.type not in DATASET_BUILDERS:
         raise ValueError(
             f"dataset {d.name!r}: unknown type {d.type!r}; valid: {sorted(DATASET_BUILDERS)}")
+    if d.type == "fake" and d.fraction != 1.0:
+        raise ValueError(f"dataset {d.name!r}: fraction needs a dataset read from disk, not "
+                         f"type 'fake'")
     try:
         return DATASET_BUILDERS[d.type](d, cfg, seed)
     except ValueError as e:
@@ -168,6 +177,26 @@ def build_sources(cfg: Config, rank: int = 0, world_size: int = 1) -> dict[str, 
     return sources
 
 
+def _id_size_from_data(cfg: Config) -> bool:
+    """The ID classifier is sized from the data: ``model.num_ids`` is null, or an ``id``
+    dataset trains on a fraction of its identities."""
+    return cfg.model.num_ids is None or any(
+        "id" in d.tasks and d.fraction != 1.0 for d in cfg.data.train)
+
+
+def size_id_classifier(cfg: Config, sources: dict[str, TrainSource]) -> Config:
+    """``cfg`` with ``model.num_ids`` set to the identities of the ``id`` training data
+    (the most of any such dataset: each numbers its identities from 0) when
+    :func:`_id_size_from_data`; unchanged otherwise."""
+    if not _id_size_from_data(cfg) or "id" not in cfg.model.heads:
+        return cfg
+    counts = [getattr(s.dataset, "num_ids", 0) for s in sources.values() if "id" in s.tasks]
+    if not counts or max(counts) <= 0:
+        raise ValueError("model.num_ids is null but no data.train dataset with the 'id' task "
+                         "has identities to size the ID classifier from")
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_ids=max(counts)))
+
+
 def validate_training(cfg: Config, world_size: int = 1) -> None:
     """Everything :func:`build_trainer` checks before building the model, for ``world_size``
     processes (``personkit train --nproc N`` runs it before it launches them)."""
@@ -214,6 +243,7 @@ def build_trainer(cfg: Config, run_dir: str | Path, rank: int = 0, world_size: i
     """
     seed = cfg.train.seed
     sources = build_sources(cfg, rank, world_size)
+    cfg = size_id_classifier(cfg, sources)
     check_eval_settings(cfg)
     _set_determinism(cfg.train.deterministic)
     torch.manual_seed(seed)

@@ -42,7 +42,7 @@ class ModelConfig:
     backbone: BackboneConfig = BackboneConfig()
     sharing: Literal["single", "multi", "split"] = "single"
     heads: tuple[TaskName, ...] = ALL_HEADS
-    num_ids: int = 751  # training identities for the ID classifier
+    num_ids: int | None = 751  # ID classifier size; None = the identities of the training data
     attributes: dict[str, int] = field(
         default_factory=lambda: {k: len(v) for k, v in MARKET_ATTRIBUTES.items()}
     )
@@ -72,6 +72,9 @@ class DatasetConfig:
     weight: float = 1.0
     augment: bool = True
     merge_parts: bool = False  # map LIP's 20 classes to the 5 merged classes
+    fraction: float = 1.0  # train only: seeded share of the identities (or images) kept (Fig. 5)
+    fraction_unit: Literal["ids", "images"] = "ids"
+    fraction_seed: int = 0  # the subset depends on this alone (same in every run and rank)
     options: dict[str, Any] = field(default_factory=dict)  # reader-specific arguments
 
 
@@ -340,6 +343,12 @@ def _check_semantics(cfg: Config, source: str) -> None:
             raise ConfigError(f"{source}: 'data.{section}' names must be unique, repeated: {dupes}")
     if cfg.train.epochs is not None and cfg.train.iterations is not None:
         raise ConfigError(f"{source}: set only one of 'train.epochs' and 'train.iterations'")
+    for section in ("train", "eval"):
+        for i, d in enumerate(getattr(cfg.data, section)):
+            if not 0.0 < d.fraction <= 1.0 or (section == "eval" and d.fraction != 1.0):
+                allowed = "in (0, 1]" if section == "train" else "1 (evaluation uses whole sets)"
+                raise ConfigError(f"{source}: 'data.{section}.{i}.fraction' ({d.name}) must be "
+                                  f"{allowed}, got {d.fraction}")
     for i, d in enumerate(cfg.data.train):
         unknown = [t for t in d.tasks if t not in cfg.model.heads]
         if unknown:
