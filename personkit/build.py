@@ -173,7 +173,8 @@ def build_sources(cfg: Config, rank: int = 0, world_size: int = 1) -> dict[str, 
         dataset = build_dataset(d, cfg, seed=cfg.train.seed + i)
         sampler = build_sampler(d, dataset, cfg.train.seed + i, rank, world_size)
         sources[d.name] = TrainSource(dataset, sampler, d.tasks, cfg.data.num_workers)
-    check_training_data(cfg.model.heads, {n: (s.dataset, s.tasks) for n, s in sources.items()})
+    check_training_data(cfg.model.heads, {n: (s.dataset, s.tasks) for n, s in sources.items()},
+                        keep_untrained=cfg.model.keep_untrained_heads)
     return sources
 
 
@@ -251,7 +252,10 @@ def build_trainer(cfg: Config, run_dir: str | Path, rank: int = 0, world_size: i
     if device.type == "cuda" and distributed.is_initialized():
         device = torch.device("cuda", distributed.get_local_rank())
     _check_sync_bn(cfg, device, world_size)
-    model = build_model(cfg.model).to(device)
+    model = build_model(cfg.model)
+    if cfg.model.init_from:
+        _init_from(model, cfg, run_dir, rank == 0)
+    model = model.to(device)
     criterion = MultiTaskLoss(
         tuple(cfg.model.attributes), cfg.loss.weights, cfg.loss.uncertainty,
         cfg.loss.triplet_margin, cfg.loss.pose, cfg.loss.seg_top_k, cfg.loss.seg_warmup_steps,
@@ -279,6 +283,19 @@ def build_trainer(cfg: Config, run_dir: str | Path, rank: int = 0, world_size: i
         is_main=rank == 0, progress=progress, max_nonfinite=cfg.train.max_nonfinite_steps,
         hooks=_training_hooks(cfg, run_dir, device, rank),
     )
+
+
+def _init_from(model: MultiTaskModel, cfg: Config, run_dir: str | Path, is_main: bool) -> None:
+    """``model.init_from``: load the selected parts of an earlier run; rank 0 prints the
+    report and writes it to ``RUN_DIR/init_report.json``."""
+    from personkit.models.init_from import init_from
+
+    report = init_from(model, cfg.model.init_from, cfg.model.init_include,
+                       cfg.model.init_exclude)
+    if is_main:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        report.write(Path(run_dir) / "init_report.json")
+        print(report.summary(), flush=True)
 
 
 def _training_hooks(cfg: Config, run_dir: str | Path, device: torch.device,

@@ -53,6 +53,10 @@ class ModelConfig:
     pose_features: Literal["c5", "fpn"] = "c5"  # fpn: finest FPN level (not in the paper)
     pose_window: int | None = None  # None: global soft-argmax (paper); r: within r of the peak
     input_size: tuple[int, int] = (256, 128)  # (H, W) of a person crop
+    init_from: str | None = None  # a run dir or weight file to start from (docs/training.md)
+    init_include: tuple[str, ...] = ("*",)  # fnmatch patterns of state keys, e.g. backbone.*
+    init_exclude: tuple[str, ...] = ()
+    keep_untrained_heads: bool = False  # heads no data.train task trains: warn, keep them
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
