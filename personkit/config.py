@@ -4,6 +4,9 @@ A config file has four sections, ``model``, ``data``, ``loss`` and ``train``, ea
 dataclass below. This module is the only place defaults live. Objects never read a config:
 :mod:`personkit.build` turns these sections into explicit constructor arguments.
 
+A file may start from others with ``base: other.yaml`` (or a list), resolved relative to it
+and deep-merged (mappings key by key; lists and values replace); see :func:`read_raw_config`.
+
 Validation is strict. An unknown key or a value of the wrong type is a :class:`ConfigError`
 that names the key and the file. Command-line overrides use ``section.key=value`` (list items
 by index, e.g. ``data.train.0.batch_size=16``); values are parsed as YAML.
@@ -155,17 +158,57 @@ class Config:
 
 
 def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:
-    """Read a YAML config, apply ``section.key=value`` overrides and validate it."""
+    """Read a YAML config (resolving its ``base:`` chain), apply ``section.key=value``
+    overrides and validate it."""
+    path = Path(path)
+    raw = read_raw_config(path)
+    source = str(path) + (" (with overrides)" if overrides else "")
+    return config_from_dict(apply_overrides(raw, overrides, source), source)
+
+
+def read_raw_config(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML config as a plain dict, with its ``base:`` files merged in.
+
+    ``base:`` is a path (or a list of paths, merged in order) relative to the file that names
+    it. The file's own keys are deep-merged over its bases: mappings merge key by key; lists
+    and plain values replace. A file that (indirectly) bases on itself is an error.
+    """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        where = f" (base of {_chain[-1]})" if _chain else ""
+        raise ConfigError(f"config file not found: {path}{where}")
+    resolved = path.resolve()
+    if resolved in _chain:
+        cycle = " -> ".join(str(p) for p in (*_chain, resolved))
+        raise ConfigError(f"{path}: 'base' chain has a cycle: {cycle}")
     with open(path, encoding="utf-8") as f:
         try:
             raw = yaml.safe_load(f) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: invalid YAML: {e}") from e
-    source = str(path) + (" (with overrides)" if overrides else "")
-    return config_from_dict(apply_overrides(raw, overrides, source), source)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping, got {type(raw).__name__}")
+    bases = raw.pop("base", None)
+    if bases is None:
+        return raw
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: 'base' must be a path or a list of paths, got {bases!r}")
+    merged: dict[str, Any] = {}
+    for base in bases:
+        merged = _deep_merge(merged, read_raw_config(path.parent / base, (*_chain, resolved)))
+    return _deep_merge(merged, raw)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = _deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = _deepcopy(value)
+    return out
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
