@@ -22,6 +22,7 @@ from personkit.data.constants import LIP_CLASSES, MARKET_ATTRIBUTES, MERGED5_CLA
 from personkit.data.dataset import PersonDataset
 from personkit.data.datasets import ATTRIBUTE_SCHEMAS, READERS, read_dataset
 from personkit.data.fake import FakePersonDataset
+from personkit.data.fractions import subset_records
 from personkit.data.io import wrap_error
 from personkit.data.records import PersonRecord
 from personkit.data.samplers import DatasetSchedule, PKBatchSampler, RandomBatchSampler
@@ -41,16 +42,20 @@ def _names(known: tuple[str, ...], n: int) -> tuple[str, ...]:
 
 def build_model(cfg: ModelConfig) -> MultiTaskModel:
     """The multi-task model described by the ``model`` section."""
+    if cfg.num_ids is None and "id" in cfg.heads:
+        raise ValueError("model.num_ids is null (size the ID classifier from the training "
+                         "data): build the model through build_trainer, or set model.num_ids")
     backbone = ResNetBackbone(cfg.backbone.name, cfg.backbone.norm, cfg.backbone.pretrained)
     parts = MERGED5_CLASSES if cfg.seg_classes == 5 else _names(LIP_CLASSES, cfg.seg_classes)
     meta = ModelMeta(
         input_size=cfg.input_size, mean=cfg.mean, std=cfg.std, heads=cfg.heads,
         joint_names=_names(MPII_JOINTS, cfg.num_joints), part_classes=parts,
         attributes={a: _names(MARKET_ATTRIBUTES.get(a, ()), n) for a, n in cfg.attributes.items()},
-        num_ids=cfg.num_ids, backbone=cfg.backbone.name, norm=cfg.backbone.norm,
+        num_ids=cfg.num_ids or 0, backbone=cfg.backbone.name, norm=cfg.backbone.norm,
     )
     return MultiTaskModel(
-        backbone, cfg.heads, sharing=cfg.sharing, num_ids=cfg.num_ids, attributes=cfg.attributes,
+        backbone, cfg.heads, sharing=cfg.sharing, num_ids=cfg.num_ids or 0,
+        attributes=cfg.attributes,
         num_joints=cfg.num_joints, seg_classes=cfg.seg_classes, fpn_channels=cfg.fpn_channels,
         seg_channels=cfg.seg_channels, pose_features=cfg.pose_features,
         pose_window=cfg.pose_window, meta=meta,
@@ -138,9 +143,10 @@ def person_dataset(d: DatasetConfig, records: list[PersonRecord], cfg: Config, t
 
 
 def _reader_dataset(d: DatasetConfig, cfg: Config, seed: int) -> Dataset:
-    dataset = person_dataset(d, read_records(d, None, cfg.data.root or None), cfg, train=True,
-                             seed=seed)
-    if "id" in d.tasks and dataset.num_ids > cfg.model.num_ids:
+    records = read_records(d, None, cfg.data.root or None)
+    records = subset_records(records, d.fraction, d.fraction_seed, d.fraction_unit)
+    dataset = person_dataset(d, records, cfg, train=True, seed=seed)
+    if "id" in d.tasks and not _id_size_from_data(cfg) and dataset.num_ids > cfg.model.num_ids:
         raise ValueError(f"dataset {d.name!r} has {dataset.num_ids} identities but the ID "
                          f"classifier has model.num_ids={cfg.model.num_ids}")
     return dataset
@@ -156,6 +162,9 @@ def build_dataset(d: DatasetConfig, cfg: Config, seed: int = 0) -> Dataset:
     if d.type not in DATASET_BUILDERS:
         raise ValueError(
             f"dataset {d.name!r}: unknown type {d.type!r}; valid: {sorted(DATASET_BUILDERS)}")
+    if d.type == "fake" and d.fraction != 1.0:
+        raise ValueError(f"dataset {d.name!r}: fraction needs a dataset read from disk, not "
+                         f"type 'fake'")
     try:
         return DATASET_BUILDERS[d.type](d, cfg, seed)
     except ValueError as e:
@@ -206,14 +215,36 @@ def build_sources(cfg: Config, rank: int = 0, world_size: int = 1) -> dict[str, 
         dataset = build_dataset(d, cfg, seed=cfg.train.seed + i)
         sampler = build_sampler(d, dataset, cfg.train.seed + i, rank, world_size)
         sources[d.name] = TrainSource(dataset, sampler, d.tasks, cfg.data.num_workers)
-    check_training_data(cfg.model.heads, {n: (s.dataset, s.tasks) for n, s in sources.items()})
+    check_training_data(cfg.model.heads, {n: (s.dataset, s.tasks) for n, s in sources.items()},
+                        keep_untrained=cfg.model.keep_untrained_heads)
     return sources
+
+
+def _id_size_from_data(cfg: Config) -> bool:
+    """The ID classifier is sized from the data: ``model.num_ids`` is null, or an ``id``
+    dataset trains on a fraction of its identities."""
+    return cfg.model.num_ids is None or any(
+        "id" in d.tasks and d.fraction != 1.0 for d in cfg.data.train)
+
+
+def size_id_classifier(cfg: Config, sources: dict[str, TrainSource]) -> Config:
+    """``cfg`` with ``model.num_ids`` set to the identities of the ``id`` training data
+    (the most of any such dataset: each numbers its identities from 0) when
+    :func:`_id_size_from_data`; unchanged otherwise."""
+    if not _id_size_from_data(cfg) or "id" not in cfg.model.heads:
+        return cfg
+    counts = [getattr(s.dataset, "num_ids", 0) for s in sources.values() if "id" in s.tasks]
+    if not counts or max(counts) <= 0:
+        raise ValueError("model.num_ids is null but no data.train dataset with the 'id' task "
+                         "has identities to size the ID classifier from")
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_ids=max(counts)))
 
 
 def validate_training(cfg: Config, world_size: int = 1) -> None:
     """Everything :func:`build_trainer` checks before building the model, for ``world_size``
     processes (``personkit train --nproc N`` runs it before it launches them)."""
     build_sources(cfg, 0, world_size)
+    check_eval_settings(cfg)
     device = resolve_device(cfg.train.device)
     if device.type == "cuda" and world_size > torch.cuda.device_count():
         raise ValueError(f"{world_size} processes need {world_size} GPUs, but "
@@ -255,13 +286,18 @@ def build_trainer(cfg: Config, run_dir: str | Path, rank: int = 0, world_size: i
     """
     seed = cfg.train.seed
     sources = build_sources(cfg, rank, world_size)
+    cfg = size_id_classifier(cfg, sources)
+    check_eval_settings(cfg)
     _set_determinism(cfg.train.deterministic)
     torch.manual_seed(seed)
     device = resolve_device(cfg.train.device)
     if device.type == "cuda" and distributed.is_initialized():
         device = torch.device("cuda", distributed.get_local_rank())
     _check_sync_bn(cfg, device, world_size)
-    model = build_model(cfg.model).to(device)
+    model = build_model(cfg.model)
+    if cfg.model.init_from:
+        _init_from(model, cfg, run_dir, rank == 0)
+    model = model.to(device)
     criterion = MultiTaskLoss(
         tuple(cfg.model.attributes), weights=cfg.loss.weights, uncertainty=cfg.loss.uncertainty,
         triplet_margin=cfg.loss.triplet_margin, pose_kind=cfg.loss.pose,
@@ -289,7 +325,64 @@ def build_trainer(cfg: Config, run_dir: str | Path, rank: int = 0, world_size: i
         checkpoint_every=cfg.train.checkpoint_every, keep_checkpoints=cfg.train.keep_checkpoints,
         extra_state={"config": config_to_dict(cfg), "meta": meta},
         is_main=rank == 0, progress=progress, max_nonfinite=cfg.train.max_nonfinite_steps,
+        hooks=_training_hooks(cfg, run_dir, device, rank),
     )
+
+
+def _init_from(model: MultiTaskModel, cfg: Config, run_dir: str | Path, is_main: bool) -> None:
+    """``model.init_from``: load the selected parts of an earlier run; rank 0 prints the
+    report and writes it to ``RUN_DIR/init_report.json``."""
+    from personkit.models.init_from import init_from
+
+    report = init_from(model, cfg.model.init_from, cfg.model.init_include,
+                       cfg.model.init_exclude)
+    if is_main:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        report.write(Path(run_dir) / "init_report.json")
+        print(report.summary(), flush=True)
+
+
+def _training_hooks(cfg: Config, run_dir: str | Path, device: torch.device,
+                    rank: int) -> list[Any]:
+    """The periodic evaluation of ``train.eval_every`` (none when it is 0)."""
+    if not cfg.train.eval_every:
+        return []
+    from personkit.engine.periodic_eval import PeriodicEvaluation
+
+    def evaluate(model: MultiTaskModel) -> dict[str, dict[str, Any]]:
+        return run_evaluation(model, cfg, device=device, progress=False)
+
+    return [PeriodicEvaluation(evaluate, cfg.train.eval_every, run_dir, cfg.train.best_metric,
+                               is_main=rank == 0)]
+
+
+def check_eval_settings(cfg: Config) -> None:
+    """``train.eval_every`` needs ``data.eval`` sets; ``train.best_metric`` must name one of
+    them and a protocol it runs for this model (``<dataset>.<protocol>.<score>``)."""
+    if cfg.train.eval_every < 0:
+        raise ValueError(f"train.eval_every must be >= 0, got {cfg.train.eval_every}")
+    if not cfg.train.eval_every:
+        return
+    if not cfg.data.eval:
+        raise ValueError("train.eval_every is set but the config has no data.eval datasets")
+    metric = cfg.train.best_metric
+    if metric is None:
+        return
+    runs = {f"{d.name}.{p}" for d in cfg.data.eval for p in eval_protocols(d, cfg.model.heads)}
+    if metric.count(".") < 2 or metric.rsplit(".", 1)[0] not in runs:
+        raise ValueError(f"train.best_metric {metric!r} must be '<dataset>.<protocol>.<score>' "
+                         f"with a dataset and protocol the evaluation runs: {sorted(runs)} "
+                         f"(e.g. market.reid.mAP, lip.parts.mIoU, mpii.pose.Mean)")
+
+
+def eval_protocols(d: DatasetConfig, heads: Sequence[str]) -> tuple[str, ...]:
+    """The protocols :func:`run_evaluation` runs on ``d`` for a model with ``heads``."""
+    if d.type in REID_TYPES:
+        return tuple(p for p, on in (
+            ("reid", "reid" in heads and (not d.tasks or "reid" in d.tasks)),
+            ("attributes", "attributes" in heads and "attributes" in d.tasks)) if on)
+    return tuple(p for p, task in (("pose", "pose"), ("parts", "segmentation"))
+                 if task in heads and task in d.tasks)
 
 
 REID_TYPES = ("market1501", "duke")
@@ -317,20 +410,23 @@ def run_evaluation(model: MultiTaskModel, cfg: Config, names: Sequence[str] | No
     results: dict[str, dict[str, Any]] = {}
     for d in entries:
         out: dict[str, Any] = {}
+        protocols = eval_protocols(d, model.enabled)  # each only where the model has its head
         if d.type in REID_TYPES:
-            query, gallery = (read_records(d, s, data_root) for s in ("query", "gallery"))
-            attrs = tuple(model.meta.attributes) if (
-                "attributes" in d.tasks and "attributes" in model.enabled) else None
-            out.update(ev.evaluate_reid_attributes(
-                model, person_dataset(d, query, cfg, False), person_dataset(d, gallery, cfg, False),
-                query, gallery, attribute_names=attrs, flip_tta=flip_tta, **loader))
+            reid = "reid" in protocols
+            attrs = tuple(model.meta.attributes) if "attributes" in protocols else None
+            if reid or attrs:
+                query, gallery = (read_records(d, s, data_root) for s in ("query", "gallery"))
+                out.update(ev.evaluate_reid_attributes(
+                    model, person_dataset(d, query, cfg, False),
+                    person_dataset(d, gallery, cfg, False), query, gallery, reid=reid,
+                    attribute_names=attrs, flip_tta=flip_tta, **loader))
         else:
             records = read_records(d, None, data_root)
             dataset = person_dataset(d, records, cfg, False)
-            if "pose" in d.tasks and "pose" in model.enabled:
+            if "pose" in protocols:
                 out["pose"] = ev.evaluate_pose(model, dataset, records, d.input_size,
                                                lip=d.type == "lip", **loader)
-            if "segmentation" in d.tasks and "segmentation" in model.enabled:
+            if "parts" in protocols:
                 ev.check_seg_labels(records)
                 out["parts"] = ev.evaluate_parts(model, dataset, records, cfg.model.seg_classes,
                                                  model.meta.part_classes, **loader)

@@ -77,6 +77,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_annotate(args: argparse.Namespace) -> int:
+    from personkit.inference.annotate import annotate_market
+
+    summary = annotate_market(args.pose, args.parts, args.root, args.out,
+                              splits=args.splits.split(","), flip=args.flip, force=args.force,
+                              batch_size=args.batch_size, device=args.device,
+                              progress=not args.no_progress)
+    state = "unchanged (already up to date)" if summary.unchanged else "written"
+    print(f"{summary.images} crops annotated -> {summary.out} ({state})")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from personkit.demo import TARGETS, run_demo
 
@@ -180,6 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--no-flip", action="store_true", help="no flip TTA for ReID embeddings")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("annotate", help="write automatic pose and part annotations "
+                       "(market_auto format) for a Market-style set")
+    p.add_argument("--pose", required=True, help="pose model: run directory or weight file")
+    p.add_argument("--parts", required=True, help="20-class parts model (may be the same run)")
+    p.add_argument("--root", required=True, help="Market-1501 root (holds bounding_box_train)")
+    p.add_argument("--out", default=None, help="output folder (default ROOT/auto_annotations)")
+    p.add_argument("--splits", default="train", help="comma-separated: train,query,gallery")
+    p.add_argument("--flip", action="store_true", help="average with the mirrored crop")
+    p.add_argument("--force", action="store_true", help="replace different annotations")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_cmd_annotate)
 
     p = sub.add_parser("demo", help="synthesise, train, evaluate and report, end to end")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides of the demo config")

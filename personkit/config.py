@@ -4,6 +4,9 @@ A config file has four sections, ``model``, ``data``, ``loss`` and ``train``, ea
 dataclass below. This module is the only place defaults live. Objects never read a config:
 :mod:`personkit.build` turns these sections into explicit constructor arguments.
 
+A file may start from others with ``base: other.yaml`` (or a list), resolved relative to it
+and deep-merged (mappings key by key; lists and values replace); see :func:`read_raw_config`.
+
 Validation is strict. An unknown key or a value of the wrong type is a :class:`ConfigError`
 that names the key and the file. Command-line overrides use ``section.key=value`` (list items
 by index, e.g. ``data.train.0.batch_size=16``); values are parsed as YAML.
@@ -42,7 +45,7 @@ class ModelConfig:
     backbone: BackboneConfig = BackboneConfig()
     sharing: Literal["single", "multi", "split"] = "single"
     heads: tuple[TaskName, ...] = ALL_HEADS
-    num_ids: int = 751  # training identities for the ID classifier
+    num_ids: int | None = 751  # ID classifier size; None = the identities of the training data
     attributes: dict[str, int] = field(
         default_factory=lambda: {k: len(v) for k, v in MARKET_ATTRIBUTES.items()}
     )
@@ -53,6 +56,10 @@ class ModelConfig:
     pose_features: Literal["c5", "fpn"] = "c5"  # fpn: finest FPN level (not in the paper)
     pose_window: int | None = None  # None: global soft-argmax (paper); r: within r of the peak
     input_size: tuple[int, int] = (256, 128)  # (H, W) of a person crop
+    init_from: str | None = None  # a run dir or weight file to start from (docs/training.md)
+    init_include: tuple[str, ...] = ("*",)  # fnmatch patterns of state keys, e.g. backbone.*
+    init_exclude: tuple[str, ...] = ()
+    keep_untrained_heads: bool = False  # heads no data.train task trains: warn, keep them
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
@@ -72,6 +79,9 @@ class DatasetConfig:
     weight: float = 1.0
     augment: bool = True
     merge_parts: bool = False  # map LIP's 20 classes to the 5 merged classes
+    fraction: float = 1.0  # train only: seeded share of the identities (or images) kept (Fig. 5)
+    fraction_unit: Literal["ids", "images"] = "ids"
+    fraction_seed: int = 0  # the subset depends on this alone (same in every run and rank)
     options: dict[str, Any] = field(default_factory=dict)  # reader-specific arguments
 
 
@@ -130,7 +140,8 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
-    eval_every: int = 0  # 0 = only at the end
+    eval_every: int = 0  # steps between evaluations of data.eval; 0 = none (use personkit eval)
+    best_metric: str | None = None  # e.g. market.reid.mAP: keep model_best.safetensors
     max_nonfinite_steps: int = 10  # stop after this many non-finite losses in a row
     sync_bn: bool = False  # DDP: BatchNorm layers -> SyncBatchNorm (GPUs only)
     deterministic: bool = False  # torch.use_deterministic_algorithms (exact resume on CPU)
@@ -148,17 +159,57 @@ class Config:
 
 
 def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:
-    """Read a YAML config, apply ``section.key=value`` overrides and validate it."""
+    """Read a YAML config (resolving its ``base:`` chain), apply ``section.key=value``
+    overrides and validate it."""
+    path = Path(path)
+    raw = read_raw_config(path)
+    source = str(path) + (" (with overrides)" if overrides else "")
+    return config_from_dict(apply_overrides(raw, overrides, source), source)
+
+
+def read_raw_config(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML config as a plain dict, with its ``base:`` files merged in.
+
+    ``base:`` is a path (or a list of paths, merged in order) relative to the file that names
+    it. The file's own keys are deep-merged over its bases: mappings merge key by key; lists
+    and plain values replace. A file that (indirectly) bases on itself is an error.
+    """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        where = f" (base of {_chain[-1]})" if _chain else ""
+        raise ConfigError(f"config file not found: {path}{where}")
+    resolved = path.resolve()
+    if resolved in _chain:
+        cycle = " -> ".join(str(p) for p in (*_chain, resolved))
+        raise ConfigError(f"{path}: 'base' chain has a cycle: {cycle}")
     with open(path, encoding="utf-8") as f:
         try:
             raw = yaml.safe_load(f) or {}
         except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: invalid YAML: {e}") from e
-    source = str(path) + (" (with overrides)" if overrides else "")
-    return config_from_dict(apply_overrides(raw, overrides, source), source)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping, got {type(raw).__name__}")
+    bases = raw.pop("base", None)
+    if bases is None:
+        return raw
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: 'base' must be a path or a list of paths, got {bases!r}")
+    merged: dict[str, Any] = {}
+    for base in bases:
+        merged = _deep_merge(merged, read_raw_config(path.parent / base, (*_chain, resolved)))
+    return _deep_merge(merged, raw)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = _deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = _deepcopy(value)
+    return out
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
@@ -340,6 +391,12 @@ def _check_semantics(cfg: Config, source: str) -> None:
             raise ConfigError(f"{source}: 'data.{section}' names must be unique, repeated: {dupes}")
     if cfg.train.epochs is not None and cfg.train.iterations is not None:
         raise ConfigError(f"{source}: set only one of 'train.epochs' and 'train.iterations'")
+    for section in ("train", "eval"):
+        for i, d in enumerate(getattr(cfg.data, section)):
+            if not 0.0 < d.fraction <= 1.0 or (section == "eval" and d.fraction != 1.0):
+                allowed = "in (0, 1]" if section == "train" else "1 (evaluation uses whole sets)"
+                raise ConfigError(f"{source}: 'data.{section}.{i}.fraction' ({d.name}) must be "
+                                  f"{allowed}, got {d.fraction}")
     for i, d in enumerate(cfg.data.train):
         unknown = [t for t in d.tasks if t not in cfg.model.heads]
         if unknown:

@@ -101,52 +101,76 @@ def _to_cpu(out: PersonOutputs) -> PersonOutputs:
 
 def evaluate_reid_attributes(model: MultiTaskModel, query: Dataset, gallery: Dataset,
                              query_records: Sequence[PersonRecord],
-                             gallery_records: Sequence[PersonRecord], *,
+                             gallery_records: Sequence[PersonRecord], *, reid: bool = True,
                              attribute_names: Sequence[str] | None = None,
                              flip_tta: bool = True, rerank: bool = False,
                              **loader: Any) -> dict[str, Any]:
-    """Market-1501 single-query ReID and, when given ``attribute_names``, attribute accuracy.
+    """Market-1501 single-query ReID (when ``reid``) and, when given ``attribute_names``,
+    attribute accuracy; either may be off, so a model without a ReID head (the Table 2
+    attribute-only baseline) is scored on attributes alone.
 
     The datasets must return samples in record order with ``index``; pids and cameras are
     taken from the records (raw pids: -1 junk, 0 distractors).
     """
-    heads = ["reid"] + (["attributes"] if attribute_names else [])
     results: dict[str, Any] = {}
-    reid = ReidEvaluator(rerank=rerank)
-    attr_pred: list[np.ndarray] = []
-    attr_index: list[np.ndarray] = []
-    dropped: dict[bool, list[int]] = {True: [], False: []}
-    for is_query, dataset, records in ((True, query, query_records),
-                                       (False, gallery, gallery_records)):
-        emb, idx = [], []
-        for batch, out in predict(model, dataset, heads if not is_query else ["reid"],
-                                  flip_tta=flip_tta, desc="query" if is_query else "gallery",
-                                  dropped=dropped[is_query], **loader):
-            emb.append(out.embedding.numpy())
-            idx.append(batch["index"].numpy())
-            if not is_query and attribute_names:
-                attr_pred.append(np.stack([out.attributes[a].argmax(1).numpy()
-                                           for a in attribute_names], axis=1))
-                attr_index.append(batch["index"].numpy())
-        index = _gather_index(idx)
-        if not len(index):
-            raise ValueError(f"no {'query' if is_query else 'gallery'} image could be decoded")
-        pids = np.array([records[i].pid for i in index])
-        cams = np.array([records[i].camid for i in index])
-        reid.process(gather_arrays(np.concatenate(emb)), pids, cams, is_query)
-    bad = {"query": _count_dropped(dropped[True], "query"),
-           "gallery": _count_dropped(dropped[False], "gallery")}
-    results["reid"] = {**reid.evaluate(), "num_bad_images": bad["query"] + bad["gallery"],
-                       "num_bad_query": bad["query"], "num_bad_gallery": bad["gallery"]}
+    dropped: dict[str, list[int]] = {"query": [], "gallery": []}
+    if reid:
+        emb, idx = _embed(model, query, ["reid"], flip_tta, "query", loader, dropped["query"])
+        evaluator = ReidEvaluator(rerank=rerank)
+        evaluator.process(emb, *_pids_cams(query_records, idx), True)
+    if not reid and not attribute_names:
+        return results
+    heads = (["reid"] if reid else []) + (["attributes"] if attribute_names else [])
+    emb_g, idx_g, attr_pred = [], [], []
+    for batch, out in predict(model, gallery, heads, flip_tta=flip_tta and reid,
+                              desc="gallery", dropped=dropped["gallery"], **loader):
+        idx_g.append(batch["index"].numpy())
+        if reid:
+            emb_g.append(out.embedding.numpy())
+        if attribute_names:
+            attr_pred.append(np.stack([out.attributes[a].argmax(1).numpy()
+                                       for a in attribute_names], axis=1))
+    index = _nonempty(_gather_index(idx_g), "gallery")
+    bad = {what: _count_dropped(d, what) for what, d in dropped.items()}
+    if reid:
+        evaluator.process(gather_arrays(np.concatenate(emb_g)),
+                          *_pids_cams(gallery_records, index), False)
+        results["reid"] = {**evaluator.evaluate(), "num_bad_images": bad["query"] + bad["gallery"],
+                           "num_bad_query": bad["query"], "num_bad_gallery": bad["gallery"]}
     if attribute_names:
-        index = _gather_index(attr_index)
         pred = gather_arrays(np.concatenate(attr_pred))
         gt = np.stack([gallery_records[i].attributes for i in index])
         pids = np.array([gallery_records[i].pid for i in index])
-        evaluator = AttributeEvaluator(tuple(attribute_names))
-        evaluator.process(pred, gt, pids)
-        results["attributes"] = {**evaluator.evaluate(), "num_bad_images": bad["gallery"]}
+        scorer = AttributeEvaluator(tuple(attribute_names))
+        scorer.process(pred, gt, pids)
+        results["attributes"] = {**scorer.evaluate(), "num_bad_images": bad["gallery"]}
     return results
+
+
+def _embed(model: MultiTaskModel, dataset: Dataset, heads: Sequence[str], flip_tta: bool,
+           desc: str, loader: dict[str, Any], dropped: list[int],
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and record indices of ``dataset``, gathered over DDP ranks; undecodable
+    records (``on_bad_image: skip``) are appended to ``dropped``."""
+    emb, idx = [], []
+    for batch, out in predict(model, dataset, heads, flip_tta=flip_tta, desc=desc,
+                              dropped=dropped, **loader):
+        emb.append(out.embedding.numpy())
+        idx.append(batch["index"].numpy())
+    index = _nonempty(_gather_index(idx), desc)
+    return gather_arrays(np.concatenate(emb)), index
+
+
+def _nonempty(index: np.ndarray, what: str) -> np.ndarray:
+    if not len(index):
+        raise ValueError(f"no {what} image could be decoded")
+    return index
+
+
+def _pids_cams(records: Sequence[PersonRecord], index: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([records[i].pid for i in index]),
+            np.array([records[i].camid for i in index]))
 
 
 def _to_original(points: np.ndarray, affine: np.ndarray) -> np.ndarray:

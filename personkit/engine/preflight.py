@@ -9,6 +9,7 @@ built, before these.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 from torch.utils.data import Dataset
@@ -40,27 +41,38 @@ def check_labels(name: str, dataset: Dataset, tasks: Sequence[str]) -> None:
                 f"tasks or use a dataset with these labels")
 
 
-def check_heads_trained(heads: Sequence[str], tasks: Mapping[str, Sequence[str]]) -> None:
+def check_heads_trained(heads: Sequence[str], tasks: Mapping[str, Sequence[str]],
+                        keep_untrained: bool = False) -> None:
     """Every model head is trained by at least one dataset's tasks.
 
     Args:
         heads: the model's enabled heads.
         tasks: training dataset name -> its tasks.
+        keep_untrained: warn instead of failing (``model.keep_untrained_heads``: e.g. a pose
+            head kept from ``model.init_from`` while fine-tuning ReID, Table 7).
     """
     trained = {t for ts in tasks.values() for t in ts}
     for head in heads:
         if head in trained or any(t in trained for t in _ALSO_TRAINED_BY.get(head, ())):
             continue
         listing = "; ".join(f"{n}: {list(ts)}" for n, ts in tasks.items()) or "none"
+        if keep_untrained:
+            warnings.warn(f"model head {head!r} has no training labels (datasets and tasks: "
+                          f"{listing}); it keeps its initial weights (model.keep_untrained_heads)",
+                          stacklevel=2)
+            continue
         raise ValueError(
             f"model head {head!r} has no training labels: no data.train dataset lists it in "
             f"its tasks (datasets and tasks: {listing}); add {head!r} to the tasks of a "
-            f"dataset that has its labels, or remove it from model.heads")
+            f"dataset that has its labels, remove it from model.heads, or keep it untrained "
+            f"(e.g. initialised by model.init_from) with model.keep_untrained_heads: true")
 
 
 def check_training_data(heads: Sequence[str],
-                        datasets: Mapping[str, tuple[Dataset, Sequence[str]]]) -> None:
+                        datasets: Mapping[str, tuple[Dataset, Sequence[str]]],
+                        keep_untrained: bool = False) -> None:
     """All pre-flight label checks: ``datasets`` maps a name to (dataset, tasks)."""
     for name, (dataset, tasks) in datasets.items():
         check_labels(name, dataset, tasks)
-    check_heads_trained(heads, {name: tasks for name, (_, tasks) in datasets.items()})
+    check_heads_trained(heads, {name: tasks for name, (_, tasks) in datasets.items()},
+                        keep_untrained)

@@ -21,7 +21,7 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,8 @@ class Trainer:
     run_dir: where logs and checkpoints go.
     extra_state: stored in every checkpoint (the config, the model metadata).
     max_nonfinite: consecutive non-finite losses after which the run stops.
+    hooks: called as ``hook(trainer, logger)`` after every step, on every rank (e.g.
+        :class:`~personkit.engine.periodic_eval.PeriodicEvaluation`).
     """
 
     def __init__(self, model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
@@ -87,7 +89,8 @@ class Trainer:
                  amp: str = "auto", grad_clip: float | None = None, log_every: int = 10,
                  checkpoint_every: int = 1000, keep_checkpoints: int = 3,
                  extra_state: Mapping[str, Any] | None = None, is_main: bool = True,
-                 progress: bool = True, max_nonfinite: int = 10):
+                 progress: bool = True, max_nonfinite: int = 10,
+                 hooks: Sequence[Callable[[Trainer, RunLogger], None]] = ()):
         self.model, self.criterion = model, criterion
         self.optimizer, self.scheduler = optimizer, scheduler
         self.sources, self.schedule = dict(sources), schedule
@@ -100,6 +103,7 @@ class Trainer:
         self.extra_state = dict(extra_state or {})
         self.is_main, self.progress = is_main, progress
         self.max_nonfinite = max_nonfinite
+        self.hooks = tuple(hooks)
         self.step = 0
         self.consumed = {name: 0 for name in self.sources}
         self.skipped_steps = 0
@@ -258,6 +262,8 @@ class Trainer:
                     bar.set_postfix(loss=f"{record.get('loss', math.nan):.3f}",
                                     data=record["dataset"])
                     logger.flush()
+                for hook in self.hooks:
+                    hook(self, logger)
                 if self.checkpoint_every and self.step % self.checkpoint_every == 0:
                     self.save()
             self.save()

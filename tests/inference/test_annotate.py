@@ -1,0 +1,116 @@
+"""``personkit annotate``: automatic annotations in the market_auto format, and the round trip
+annotate -> train on them -> evaluate on the tiny synthetic world (Table 5's setting)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from personkit.build import build_model, build_trainer, run_evaluation
+from personkit.cli import main
+from personkit.config import config_from_dict, config_to_dict
+from personkit.data.io import read_mask
+from personkit.engine.checkpoint import save_weights
+from personkit.inference.annotate import letterbox_affine
+from personkit.models.init_from import sha256_file
+
+MARKET = "Market-1501-v15.09.15"
+MODEL = {"backbone": {"name": "resnet10t", "norm": "group"}, "seg_classes": 20,
+         "fpn_channels": 16, "seg_channels": 8, "input_size": [64, 64]}
+
+
+def _config(world, heads, train, **model):
+    return config_from_dict({
+        "model": {**MODEL, "heads": heads, **model}, "data": {"root": str(world),
+                                                              "num_workers": 0, "train": train},
+        "train": {"iterations": 2, "lr": 1e-3, "device": "cpu", "checkpoint_every": 0},
+    })
+
+
+@pytest.fixture(scope="module")
+def body_run(tiny_world_dir, tmp_path_factory):
+    """A pose + 20-class parts model trained for two steps on the tiny LIP set."""
+    run = tmp_path_factory.mktemp("body")
+    lip = {"name": "lip", "type": "lip", "root": "LIP", "tasks": ["pose", "segmentation"],
+           "batch_size": 4, "input_size": [64, 64], "augment": False}
+    build_trainer(_config(tiny_world_dir, ["pose", "segmentation"], [lip]), run,
+                  progress=False).train()
+    return run
+
+
+def _annotate(body_run, world, out, *extra):
+    return main(["annotate", "--pose", str(body_run), "--parts", str(body_run),
+                 "--root", str(world), "--out", str(out), "--no-progress", "--batch-size", "64",
+                 *extra])
+
+
+def test_letterbox_keeps_the_aspect_ratio_and_maps_back():
+    a = letterbox_affine(128, 64, (64, 64))  # a 2:1 crop in a square input: 32 wide, centred
+    corners = np.array([[-0.5, -0.5, 1], [63.5, 127.5, 1]]) @ a.T
+    np.testing.assert_allclose(corners, [[15.5, -0.5], [47.5, 63.5]])
+
+
+def test_annotate_train_evaluate_round_trip(body_run, tiny_world_dir, tmp_path, capsys):
+    out = tmp_path / "auto"
+    assert _annotate(body_run, tiny_world_dir, out) == 0
+    market = tiny_world_dir / MARKET
+    crops = sorted((market / "bounding_box_train").glob("*.jpg"))
+    with open(out / "pose.csv", newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    assert [r[0] for r in rows] == [f"bounding_box_train/{p.name}" for p in crops]
+    conf = np.array([[float(c) for c in r[3::3]] for r in rows])
+    assert ((conf >= 0) & (conf <= 1)).all()
+    for crop in crops[:5]:
+        mask = read_mask(out / "parts" / "bounding_box_train" / f"{crop.name}.png")
+        assert mask.shape == cv2.imread(str(crop)).shape[:2] and mask.max() < 20
+    manifest = json.loads((out / "manifest.json").read_text())
+    weights = body_run / "model.safetensors"
+    assert manifest["pose"]["sha256"] == sha256_file(weights) == manifest["parts"]["sha256"]
+    assert manifest["images"] == len(crops) and manifest["flip"] is False
+
+    # Deterministic: the same command finds the same annotations.
+    before = (out / "pose.csv").read_bytes()
+    assert _annotate(body_run, tiny_world_dir, out) == 0
+    assert "unchanged" in capsys.readouterr().out and (out / "pose.csv").read_bytes() == before
+    # Different options do not overwrite without --force.
+    assert _annotate(body_run, tiny_world_dir, out, "--flip") == 2
+    assert "--force" in capsys.readouterr().err
+    assert not json.loads((out / "manifest.json").read_text())["flip"]
+    assert _annotate(body_run, tiny_world_dir, out, "--flip", "--force") == 0
+    assert json.loads((out / "manifest.json").read_text())["flip"] is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["auto"]  # no temp folders left
+
+    # Train on the annotations with no hand edits, then evaluate.
+    auto = {"name": "market_auto", "type": "market_auto", "root": MARKET, "sampler": "pk",
+            "tasks": ["reid", "id", "pose", "segmentation"], "pk_p": 4, "pk_k": 2,
+            "input_size": [64, 32], "options": {"annotations": str(out)}}
+    cfg = _config(tiny_world_dir, ["reid", "id", "pose", "segmentation"], [auto], num_ids=120,
+                  input_size=[64, 32])
+    cfg = config_from_dict({**config_to_dict(cfg), "data": {**config_to_dict(cfg.data), "eval": [
+        {"name": "market", "type": "market1501", "root": MARKET, "tasks": ["reid"],
+         "input_size": [64, 32]}]}})
+    trainer = build_trainer(cfg, tmp_path / "run", progress=False)
+    history = trainer.train()
+    assert len(history) == 2 and all(np.isfinite(r["loss"]) for r in history)
+    assert {"loss_pose", "loss_segmentation"} <= set(history[-1])
+    results = run_evaluation(trainer.model, cfg, progress=False)
+    assert 0 <= results["market"]["reid"]["mAP"] <= 1
+
+
+def test_bad_inputs_leave_no_annotation_folder(body_run, tiny_world_dir, tmp_path, capsys):
+    pose_only = build_model(_config(tiny_world_dir, ["pose"], []).model)
+    save_weights(pose_only, tmp_path / "pose.safetensors",
+                 config_to_dict(_config(tiny_world_dir, ["pose"], [])), pose_only.meta.to_dict())
+    out = tmp_path / "auto"
+    code = main(["annotate", "--pose", str(body_run), "--parts",
+                 str(tmp_path / "pose.safetensors"), "--root", str(tiny_world_dir),
+                 "--out", str(out), "--no-progress"])
+    assert code == 2 and "--parts" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert _annotate(body_run, tmp_path / "empty", out) == 2
+    assert "bounding_box_train" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob(".tmp_*"))
