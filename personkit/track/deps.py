@@ -28,6 +28,7 @@ def require(module: str) -> ModuleType:
         raise TrackingExtraMissing(
             f"personkit tracking needs the optional package {module!r} ({e}); install the "
             f"tracking extra with: {INSTALL}") from e
-    if module == "boxmot":
+    if module == "boxmot":  # its logging set-up (INFO) runs when boxmot.utils is imported
+        importlib.import_module("boxmot.utils")
         logging.getLogger("boxmot").setLevel(logging.WARNING)
     return mod

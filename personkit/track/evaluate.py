@@ -54,8 +54,9 @@ def evaluate_mot(gt_file: str | Path, results_file: str | Path, n_frames: int,
     out: dict[str, float] = {}
     for group in ("HOTA", "CLEAR", "Identity"):
         for key, value in seq[group].items():
-            if key in HEADLINE:
-                out[key] = float(np.mean(value)) if np.ndim(value) else float(value)
+            name = key.removeprefix("CLR_")
+            if name in HEADLINE:
+                out[name] = float(np.mean(value)) if np.ndim(value) else float(value)
     return {k: out[k] for k in HEADLINE if k in out}
 
 
