@@ -169,6 +169,101 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------- tracking (docs/tracking.md)
+
+
+def _cmd_track(args: argparse.Namespace) -> int:
+    import json
+
+    from personkit.inference import Predictor
+    from personkit.track import Tracker
+    from personkit.track.io import open_track_source
+    from personkit.track.run import track_source
+
+    source = open_track_source(args.source, args.detections, args.mot_source)
+    predictor = Predictor.from_checkpoint(args.run, args.device, batch_size=args.batch_size,
+                                          merge_parts=args.merge_parts)
+    tracker = Tracker(predictor, args.tracker, args.embeddings, frame_rate=source.frame_rate,
+                      seed=args.seed)
+    out = Path(args.out)
+    summary = track_source(tracker, source, out, video_out=args.video_out,
+                           png_frames=args.png_frames, save_parts=args.save_parts,
+                           keypoints=args.keypoints, progress=not args.no_progress)
+    fps = summary["fps"]
+    print(f"{summary['tracks']} tracks over {summary['frames']} frames -> {out} "
+          f"({fps['total']:.1f} frames/s; network {fps['network']:.1f}, tracker "
+          f"{fps['tracker']:.1f})")
+    if args.eval:
+        from personkit.track.evaluate import evaluate_mot, format_metrics
+
+        gt = source.seq_dir / "gt" / "gt.txt" if source.seq_dir else None
+        if gt is None or not gt.is_file():
+            raise FileNotFoundError(f"--eval needs ground truth: {gt or 'a MOT sequence folder'}"
+                                    f" not found")
+        summary["metrics"] = evaluate_mot(gt, summary["results"], len(source), source.name)
+        (out / "metrics.json").write_text(json.dumps(summary["metrics"], indent=1))
+        print(format_metrics(summary["metrics"]))
+    if args.gallery:
+        from personkit.track.gallery import match_gallery
+
+        tracks = [(s.track_id, e) for s in tracker.summaries() if (e := s.embedding()) is not None]
+        matches = match_gallery(tracks, args.gallery, args.match_threshold)
+        (out / "gallery_matches.json").write_text(json.dumps(matches, indent=1))
+        for m in matches:
+            hit = m["match"]
+            print(f"  track {m['track_id']}: " + (f"matches {hit['name']} (distance "
+                  f"{hit['distance']:.3f})" if hit else "no match (nearest "
+                  f"{m['nearest'][0]['distance']:.3f})" if m["nearest"] else "no match"))
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return 0
+
+
+def _cmd_synth_mot(args: argparse.Namespace) -> int:
+    from personkit.synth.mot import write_mot_sequence
+
+    seq = write_mot_sequence(args.out, args.preset, args.seed)
+    print(f"wrote MOT sequence {seq} (img1/, gt/gt.txt, det/det.txt, seqinfo.ini)")
+    return 0
+
+
+def _add_track_parsers(sub: Any) -> None:
+    from personkit.synth.mot import MOT_PRESETS
+
+    p = sub.add_parser("track", help="follow people through a MOT sequence or a video; "
+                       "attributes, pose, parts and an embedding per track (needs [track])")
+    p.add_argument("run", help="run directory, .pt checkpoint or .safetensors export")
+    p.add_argument("source", help="MOT sequence folder (img1/ + det/det.txt or gt/gt.txt), or "
+                   "a video file with --detections")
+    p.add_argument("--out", required=True, help="output folder (results.txt, tracks.json, ...)")
+    p.add_argument("--detections", default=None, help="video input: MOT-format det.txt")
+    p.add_argument("--mot-source", default="auto", choices=("auto", "det", "gt"))
+    p.add_argument("--tracker", default="deepocsort",
+                   choices=("deepocsort", "botsort", "bytetrack", "ocsort"))
+    p.add_argument("--embeddings", default="personkit", choices=("personkit", "none", "random"),
+                   help="appearance: the network's, none (motion only) or random (control)")
+    p.add_argument("--gallery", default=None, help="bank of earlier tracks (gallery.json or "
+                   ".npy written by a previous run) to match this run's tracks against")
+    p.add_argument("--match-threshold", type=float, default=0.3, help="max cosine distance")
+    p.add_argument("--eval", action="store_true", help="HOTA/IDF1/MOTA with TrackEval "
+                   "against gt/gt.txt; prints and writes metrics.json")
+    p.add_argument("--video-out", action="store_true", help="write an annotated H.264 video.mp4")
+    p.add_argument("--png-frames", action="store_true", help="write annotated frames/*.png")
+    p.add_argument("--save-parts", action="store_true", help="part label PNGs per track frame")
+    p.add_argument("--keypoints", action="store_true", help="per-frame keypoints in tracks.json")
+    p.add_argument("--merge-parts", action="store_true", help="20 LIP part classes -> 5 merged")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--batch-size", type=int, default=32, help="crops per forward pass")
+    p.add_argument("--seed", type=int, default=0, help="seed of --embeddings random")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_cmd_track)
+
+    p = sub.add_parser("synth-mot", help="write a synthetic MOT sequence (gt and noisy det)")
+    p.add_argument("--out", required=True, help="sequence folder")
+    p.add_argument("--preset", default="tiny", choices=sorted(MOT_PRESETS))
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_synth_mot)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="personkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -265,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: torch's, one per core)")
     p.add_argument("--out", default="runs/bench", help="folder for bench.json and bench.md")
     p.set_defaults(func=_cmd_bench)
+    _add_track_parsers(sub)
     return parser
 
 
@@ -273,6 +369,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"personkit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:  # an optional extra that is not installed (with its command)
+        from personkit.track.deps import TrackingExtraMissing
+
+        if not isinstance(e, TrackingExtraMissing):
+            raise
         print(f"personkit {args.command}: error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:  # a run that had to stop or weights that do not fit

@@ -1,0 +1,71 @@
+"""Re-identification across sequences: new tracks matched against a bank of earlier tracks.
+
+A bank is what ``personkit track`` writes: ``gallery.json`` (``{"dim", "entries": [{"name",
+"sequence", "track_id", "embedding"}]}``), or a ``.npy`` ``K×D`` array (entries named by row).
+Distances are cosine distances ``1 - cos`` between L2-normalised track embeddings (the mean of
+each track's normalised frame embeddings); a new track matches its nearest bank entry when the
+distance is at most ``threshold``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from personkit.track.merge import l2_normalise
+
+
+def load_bank(path: str | Path) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Entries (metadata) and the ``K×D`` normalised embeddings of a bank file.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: not a bank (naming the file and what is wrong).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"gallery bank not found: {path}")
+    if path.suffix == ".npy":
+        emb = np.load(path, allow_pickle=False)
+        if emb.ndim != 2 or not np.isfinite(emb).all():
+            raise ValueError(f"{path}: a bank .npy must be a finite K×D array, got {emb.shape}")
+        return [{"name": f"{path.stem}:{i}"} for i in range(len(emb))], l2_normalise(emb)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        entries = data["entries"]
+        emb = np.array([e["embedding"] for e in entries], dtype=np.float32)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: not a gallery bank ({{'entries': [{{'name', "
+                         f"'embedding'}}]}}): {e}") from None
+    if emb.ndim != 2 or not len(emb):
+        raise ValueError(f"{path}: the bank holds no embeddings")
+    meta = [{k: v for k, v in e.items() if k != "embedding"} for e in entries]
+    return meta, l2_normalise(emb)
+
+
+def bank_entries(sequence: str, tracks: list[tuple[int, np.ndarray]]) -> dict[str, Any]:
+    """A bank of this run's tracks (``(track id, embedding)``) for later runs to match."""
+    dim = int(tracks[0][1].shape[0]) if tracks else 0
+    return {"dim": dim, "entries": [
+        {"name": f"{sequence}:{tid}", "sequence": sequence, "track_id": int(tid),
+         "embedding": [round(float(v), 6) for v in l2_normalise(e)]} for tid, e in tracks]}
+
+
+def match_gallery(tracks: list[tuple[int, np.ndarray]], bank_path: str | Path,
+                  threshold: float = 0.3, top_k: int = 3) -> list[dict[str, Any]]:
+    """For each new track: its nearest bank entries and whether the nearest is a match."""
+    meta, bank = load_bank(bank_path)
+    if tracks and bank.shape[1] != tracks[0][1].shape[0]:
+        raise ValueError(f"{bank_path}: bank embeddings have {bank.shape[1]} dimensions, this "
+                         f"model's have {tracks[0][1].shape[0]}")
+    out = []
+    for tid, emb in tracks:
+        dist = 1.0 - bank @ l2_normalise(emb)
+        order = np.argsort(dist)[:top_k]
+        nearest = [{**meta[i], "distance": round(float(dist[i]), 4)} for i in order]
+        out.append({"track_id": int(tid), "match": nearest[0] if nearest and
+                    nearest[0]["distance"] <= threshold else None, "nearest": nearest})
+    return out

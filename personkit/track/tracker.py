@@ -1,0 +1,154 @@
+"""Tracking by detection with BoxMOT, fed personkit's embeddings (Pfeiffer et al., GCPR 2019).
+
+Per frame, the :class:`~personkit.inference.Predictor` runs once, batched, over all detections
+(embedding, attributes, keypoints, parts); the L2-normalised embeddings go to a BoxMOT tracker
+through ``Detections(embeddings=...)`` (BoxMOT does not normalise them itself, and a tracker
+given no embeddings would download its own ReID weights, which this module never lets happen).
+The tracker's ``detection_indices`` join every track row back to its detection's results.
+
+Embedding modes: ``personkit`` (the network's), ``none`` (motion only: the tracker's
+``use_embeddings=False``) and ``random`` (a control: one random unit vector per detection).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from personkit.inference.predictor import PersonResult, Predictor, clip_boxes, to_rgb_uint8
+from personkit.track.deps import require
+from personkit.track.merge import TrackObservation, TrackSummary, l2_normalise
+
+#: BoxMOT trackers: appearance-capable ones take embeddings, ByteTrack/OcSort never do.
+TRACKERS = ("deepocsort", "botsort", "bytetrack", "ocsort")
+APPEARANCE_TRACKERS = ("deepocsort", "botsort")
+EMBEDDINGS = ("personkit", "none", "random")
+
+
+@dataclass
+class FrameTracks:
+    """The tracks alive in one frame: ids, boxes (xyxy), scores, detection row, results."""
+
+    frame: int
+    track_ids: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    detections: np.ndarray
+    results: list[PersonResult | None] = field(default_factory=list)
+
+
+def make_boxmot_tracker(name: str, use_embeddings: bool, frame_rate: int = 30,
+                        **kwargs: Any) -> Any:
+    """A BoxMOT tracker on the Python backend, without camera-motion compensation (static
+    cameras) and never with a ReID model of its own."""
+    boxmot = require("boxmot")
+    if name == "deepocsort":
+        return boxmot.DeepOcSort(use_embeddings=use_embeddings, cmc_off=True, **kwargs)
+    if name == "botsort":
+        return boxmot.BotSort(use_embeddings=use_embeddings, use_cmc=False,
+                              frame_rate=frame_rate, **kwargs)
+    if use_embeddings:
+        raise ValueError(f"tracker {name!r} uses motion only; embeddings need one of "
+                         f"{APPEARANCE_TRACKERS}")
+    if name == "bytetrack":
+        return boxmot.ByteTrack(frame_rate=frame_rate, **kwargs)
+    if name == "ocsort":
+        return boxmot.OcSort(**kwargs)
+    raise ValueError(f"unknown tracker {name!r}; valid: {TRACKERS}")
+
+
+class Tracker:
+    """Follows people through frames: ``update(image, boxes, scores)`` once per frame.
+
+    Args:
+        predictor: the personkit network (``None``: no per-person outputs, motion only).
+        tracker: one of :data:`TRACKERS`.
+        embeddings: ``personkit``, ``none`` or ``random`` (see the module docstring).
+        frame_rate: frames per second of the source (BotSort/ByteTrack scale buffers by it).
+        seed: seed of the ``random`` embeddings.
+        tracker_kwargs: extra arguments of the BoxMOT tracker (e.g. ``max_age``).
+
+    Raises:
+        ValueError: an unknown tracker or mode, or ``personkit`` embeddings from a predictor
+            without the ReID head.
+    """
+
+    def __init__(self, predictor: Predictor | None, tracker: str = "deepocsort",
+                 embeddings: str = "personkit", *, frame_rate: int = 30, seed: int = 0,
+                 tracker_kwargs: Mapping[str, Any] | None = None):
+        if embeddings not in EMBEDDINGS:
+            raise ValueError(f"embeddings must be one of {EMBEDDINGS}, got {embeddings!r}")
+        if embeddings == "personkit":
+            if predictor is None or "reid" not in predictor.heads:
+                heads = None if predictor is None else predictor.heads
+                raise ValueError(f"personkit embeddings need a model with the ReID head "
+                                 f"(this one runs {heads}); use embeddings 'none'")
+        if tracker not in TRACKERS:
+            raise ValueError(f"unknown tracker {tracker!r}; valid: {TRACKERS}")
+        self.predictor, self.mode, self.name = predictor, embeddings, tracker
+        self._tracker = make_boxmot_tracker(tracker, embeddings != "none", frame_rate,
+                                            **dict(tracker_kwargs or {}))
+        self._rng = np.random.default_rng(seed)
+        has_reid = predictor is not None and "reid" in predictor.heads
+        self._dim = int(predictor.meta.embedding_dim) if has_reid else 128  # type: ignore[union-attr]
+        self.tracks: dict[int, TrackSummary] = {}
+        self.frames = 0
+        self.seconds = {"network": 0.0, "tracker": 0.0}
+
+    def _embeddings(self, results: list[PersonResult], n: int) -> np.ndarray | None:
+        if self.mode == "none":
+            return None
+        if self.mode == "personkit":
+            return l2_normalise(np.stack([r.embedding for r in results]).reshape(n, -1))
+        return l2_normalise(self._rng.standard_normal((n, self._dim)).astype(np.float32))
+
+    def update(self, image: Any, boxes: Any, scores: Any = None,
+               frame: int | None = None) -> FrameTracks:
+        """Track one frame: ``boxes`` ``N×4`` xyxy pixels, ``scores`` in [0, 1] (default 1).
+
+        ``frame`` is the 1-based frame number (default: one more than the last).
+        """
+        import torch
+
+        image = to_rgb_uint8(image)
+        boxes = clip_boxes(boxes, image.shape[1], image.shape[0]).astype(np.float32)
+        n = len(boxes)
+        scores = np.ones(n, np.float32) if scores is None else np.clip(
+            np.asarray(scores, np.float32).reshape(n), 0.0, 1.0)
+        frame = self.frames + 1 if frame is None else int(frame)
+        t0 = time.perf_counter()
+        results = self.predictor.predict(image, boxes) if self.predictor and n else []
+        t1 = time.perf_counter()
+        emb = self._embeddings(results, n) if n else (
+            None if self.mode == "none" else np.zeros((0, self._dim), np.float32))
+        structures = require("boxmot.structures")
+        dets = structures.Detections(
+            geometry=structures.Boxes(torch.from_numpy(boxes.reshape(-1, 4))),
+            scores=torch.from_numpy(scores), class_ids=torch.zeros(n, dtype=torch.int64),
+            sample_id=str(frame), embeddings=None if emb is None else torch.from_numpy(emb))
+        out = self._tracker.update(dets, np.ascontiguousarray(image[:, :, ::-1]))
+        self.seconds["network"] += t1 - t0
+        self.seconds["tracker"] += time.perf_counter() - t1
+        self.frames += 1
+        return self._collect(frame, out, boxes, results)
+
+    def _collect(self, frame: int, out: Any, boxes: np.ndarray,
+                 results: list[PersonResult]) -> FrameTracks:
+        ids = out.track_ids.cpu().numpy().astype(np.int64) + 1  # MOT ids start at 1
+        det = out.detection_indices.cpu().numpy().astype(np.int64)
+        tboxes = out.geometry.values.cpu().numpy().astype(np.float64)
+        tscores = out.scores.cpu().numpy().astype(np.float64)
+        rows = [results[d] if 0 <= d < len(results) else None for d in det]
+        for tid, box, score, d, r in zip(ids, tboxes, tscores, det, rows, strict=True):
+            summary = self.tracks.setdefault(int(tid), TrackSummary(int(tid)))
+            summary.observations.append(TrackObservation(
+                frame, tuple(float(v) for v in box), float(score), int(d), r))
+        return FrameTracks(frame, ids, tboxes, tscores, det, rows)
+
+    def summaries(self) -> list[TrackSummary]:
+        """Every track seen so far, by id."""
+        return [self.tracks[k] for k in sorted(self.tracks)]

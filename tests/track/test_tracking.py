@@ -1,0 +1,194 @@
+"""`personkit track` end to end on a tiny synthetic sequence, the per-track merging, the
+gallery bank, the synthetic MOT writer and the errors on bad input (docs/tracking.md)."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from personkit.cli import main
+from personkit.inference.predictor import AttributePrediction, PersonResult
+from personkit.synth.mot import get_mot_preset, write_mot_sequence
+from personkit.track.merge import TrackObservation, TrackSummary
+
+
+@pytest.fixture(scope="module")
+def tracked(extra, sequence, run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("track")
+    rc = main(["track", str(run_dir), str(sequence), "--out", str(out), "--eval", "--video-out",
+               "--keypoints", "--save-parts", "--no-progress"])
+    assert rc == 0
+    return out
+
+
+def test_track_json_has_attribute_summaries(tracked):
+    data = json.loads((tracked / "tracks.json").read_text())
+    assert data["tracks"], "no tracks"
+    for t in data["tracks"]:
+        assert t["first_frame"] <= t["last_frame"] and t["length"] == len(t["frames"])
+        assert t["attributes"], f"track {t['track_id']} has no attribute summary"
+        for summary in t["attributes"].values():
+            assert 0.5 <= summary["confidence"] <= 1.0 or len(t["frames"]) > 1
+            assert 0.0 < summary["agreement"] <= 1.0 and summary["frames"] >= 1
+        assert 0.0 < t["embedding_consistency"] <= 1.0 + 1e-4
+        frame = t["frames"][0]
+        assert len(frame["keypoints"]) == 16 and (tracked / frame["parts"]).is_file()
+    bank = np.load(tracked / "track_embeddings.npy")
+    assert bank.shape[0] == len(data["tracks"])
+
+
+def test_results_are_mot_rows_of_the_tracks(tracked, sequence):
+    rows = np.loadtxt(tracked / "results.txt", delimiter=",", ndmin=2)
+    tracks = json.loads((tracked / "tracks.json").read_text())["tracks"]
+    assert rows.shape[1] == 10 and len(rows) == sum(t["length"] for t in tracks)
+    assert set(rows[:, 1].astype(int)) == {t["track_id"] for t in tracks}
+    assert rows[:, 0].min() >= 1 and rows[:, 0].max() <= get_mot_preset("tiny").frames
+
+
+def test_trackeval_scores_are_computed(tracked):
+    metrics = json.loads((tracked / "metrics.json").read_text())
+    for key in ("HOTA", "DetA", "AssA", "MOTA", "IDF1"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["IDSW"] >= 0 and metrics["HOTA"] > 0.2  # detections come from the gt
+
+
+def test_video_is_written_and_reads_back(tracked):
+    import av
+
+    preset = get_mot_preset("tiny")
+    with av.open(str(tracked / "video.mp4")) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == preset.frames
+    assert frames[0].shape == (preset.height, preset.width, 3)
+    assert frames[0].std() > 5  # a picture, not a blank
+
+
+def test_gallery_matches_tracks_of_an_earlier_run(tracked, sequence, run_dir, tmp_path, capsys):
+    rc = main(["track", str(run_dir), str(sequence), "--out", str(tmp_path), "--no-progress",
+               "--gallery", str(tracked / "gallery.json")])
+    assert rc == 0
+    matches = json.loads((tmp_path / "gallery_matches.json").read_text())
+    assert matches and all(m["match"] is not None for m in matches)
+    # the same frames give the same tracks: each matches its own earlier self at distance ~0
+    assert all(m["match"]["track_id"] == m["track_id"] for m in matches)
+    assert all(m["match"]["distance"] < 1e-4 for m in matches)
+    assert "matches tiny-0:" in capsys.readouterr().out
+
+
+def test_video_source_with_detections(extra, sequence, run_dir, tmp_path):
+    from personkit.inference.sources import read_image
+    from personkit.track.io import VideoWriter
+
+    writer = VideoWriter(tmp_path / "in.mp4", 10)
+    for path in sorted((sequence / "img1").iterdir()):
+        writer.write(read_image(path))
+    writer.close()
+    rc = main(["track", str(run_dir), str(tmp_path / "in.mp4"), "--detections",
+               str(sequence / "det" / "det.txt"), "--out", str(tmp_path / "out"),
+               "--embeddings", "none", "--tracker", "bytetrack", "--no-progress"])
+    assert rc == 0
+    rows = np.loadtxt(tmp_path / "out" / "results.txt", delimiter=",", ndmin=2)
+    assert len(rows) > 0
+
+
+def test_merged_attributes_are_confidence_weighted():
+    def obs(frame, label, p, score):
+        r = PersonResult(box=(0, 0, 1, 1), attributes={"gender": AttributePrediction(label, p)},
+                         embedding=np.array([float(frame), 1.0], np.float32))
+        return TrackObservation(frame, (0, 0, 1, 1), score, 0, r)
+
+    t = TrackSummary(1, [obs(1, "male", 0.9, 1.0), obs(2, "female", 0.6, 0.5),
+                         obs(3, "male", 0.7, 1.0)])
+    g = t.attributes()["gender"]
+    assert g["label"] == "male" and g["frames"] == 3
+    assert g["confidence"] == pytest.approx(round(1.6 / 1.9, 4))
+    assert g["agreement"] == pytest.approx(round(2 / 3, 4))
+    unit = [np.array([f, 1.0]) / np.hypot(f, 1.0) for f in (1, 2, 3)]
+    np.testing.assert_allclose(t.embedding(), np.mean(unit, axis=0), rtol=1e-6)
+
+
+def test_synthetic_mot_is_deterministic_with_persistent_ids(tmp_path):
+    a = write_mot_sequence(tmp_path / "a", "tiny", seed=3)
+    b = write_mot_sequence(tmp_path / "b", "tiny", seed=3)
+    for rel in ("gt/gt.txt", "det/det.txt", "img1/000001.jpg"):
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    gt = np.loadtxt(a / "gt" / "gt.txt", delimiter=",", ndmin=2)
+    preset = get_mot_preset("tiny")
+    assert gt.shape[1] == 9 and set(gt[:, 1].astype(int)) <= set(range(1, preset.people + 1))
+    assert ((gt[:, 8] >= 0) & (gt[:, 8] <= 1)).all()
+    for tid in np.unique(gt[:, 1]):  # each identity is present in one unbroken span
+        frames = gt[gt[:, 1] == tid, 0]
+        assert np.array_equal(frames, np.arange(frames.min(), frames.max() + 1))
+    det = np.loadtxt(a / "det" / "det.txt", delimiter=",", ndmin=2)
+    assert (det[:, 4] > 0).all() and ((det[:, 6] > 0) & (det[:, 6] <= 1)).all()
+    c = write_mot_sequence(tmp_path / "c", "tiny", seed=4)
+    assert (c / "det/det.txt").read_bytes() != (a / "det/det.txt").read_bytes()
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+def _copy_sequence(sequence, dst):
+    import shutil
+
+    shutil.copytree(sequence, dst)
+    return dst
+
+
+def test_bad_det_row_names_file_and_line(extra, sequence, run_dir, tmp_path, capsys):
+    seq = _copy_sequence(sequence, tmp_path / "seq")
+    det = seq / "det" / "det.txt"
+    lines = det.read_text().splitlines()
+    lines[2] = "3,-1,10,20,abc,40,0.9,-1,-1,-1"
+    det.write_text("\n".join(lines) + "\n")
+    assert main(["track", str(run_dir), str(seq), "--out", str(tmp_path / "o"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{det}:3" in err and "abc" in err
+
+
+def test_det_row_without_area_is_an_error(tmp_path):
+    from personkit.track.io import read_detections
+
+    path = tmp_path / "det.txt"
+    path.write_text("1,-1,10,20,30,40,0.9\n2,-1,10,20,0,40,0.9\n")
+    with pytest.raises(ValueError, match=r"det.txt:2: box width and height"):
+        read_detections(path)
+
+
+def test_missing_frames_name_the_folder_and_frames(extra, sequence, run_dir, tmp_path, capsys):
+    seq = _copy_sequence(sequence, tmp_path / "seq")
+    (seq / "img1" / "000005.jpg").unlink()
+    assert main(["track", str(run_dir), str(seq), "--out", str(tmp_path / "o"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "img1" in err and "frame numbers 5" in err
+
+
+def test_undecodable_video_names_the_file(extra, sequence, run_dir, tmp_path, capsys):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    assert main(["track", str(run_dir), str(bad), "--detections",
+                 str(sequence / "det" / "det.txt"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot decode video" in err and str(bad) in err
+
+
+def test_model_without_reid_head_is_refused(extra, run_dir):
+    from personkit.inference import Predictor
+    from personkit.track import Tracker
+
+    predictor = Predictor.from_checkpoint(run_dir, heads=("attributes", "pose"))
+    with pytest.raises(ValueError, match="ReID head"):
+        Tracker(predictor, "deepocsort", "personkit")
+    Tracker(predictor, "deepocsort", "none")  # motion only needs no embedding
+
+
+def test_missing_extra_names_the_install_command(sequence, run_dir, tmp_path, monkeypatch,
+                                                  capsys):
+    monkeypatch.setitem(sys.modules, "boxmot", None)  # import boxmot now raises ImportError
+    assert main(["track", str(run_dir), str(sequence), "--out", str(tmp_path / "o"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "'boxmot'" in err and "pip install --no-deps boxmot==25.0.0" in err
