@@ -164,7 +164,8 @@ def build_sources(cfg: Config, rank: int = 0, world_size: int = 1) -> dict[str, 
         dataset = build_dataset(d, cfg, seed=cfg.train.seed + i)
         sampler = build_sampler(d, dataset, cfg.train.seed + i, rank, world_size)
         sources[d.name] = TrainSource(dataset, sampler, d.tasks, cfg.data.num_workers)
-    check_training_data(cfg.model.heads, {n: (s.dataset, s.tasks) for n, s in sources.items()})
+    check_training_data(cfg.model.heads, {n: (s.dataset, s.tasks) for n, s in sources.items()},
+                        num_ids=cfg.model.num_ids if "id" in cfg.model.heads else None)
     return sources
 
 

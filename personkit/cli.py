@@ -14,8 +14,10 @@ from personkit.config import ConfigError, load_config, save_config
 def _cmd_train(args: argparse.Namespace) -> int:
     from personkit.build import build_trainer, resolve_device, validate_training
     from personkit.engine import distributed
+    from personkit.engine.preflight import check_device
 
     cfg = load_config(args.config, args.overrides)
+    check_device(cfg.train.device)
     if args.nproc > 1 and not distributed.launched_by_torchrun():
         validate_training(cfg, args.nproc)  # config errors stop here, before any launch
         argv = ["train", args.config, *args.overrides, "--out", args.out]
@@ -155,6 +157,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="personkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory (logs, checkpoints)")
     p.add_argument("--resume", default=None, help="'auto' (newest valid checkpoint) or a path")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this "
+    p.add_argument("--nproc", type=_positive_int, default=1, help="data-parallel processes on this "
                    "machine (launches torchrun; batch sizes in the config are global)")
     p.set_defaults(func=_cmd_train)
 
@@ -175,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="base directory for relative dataset roots")
     p.add_argument("--out", default=None, help="write every score to this JSON file")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--no-flip", action="store_true", help="no flip TTA for ReID embeddings")
     p.set_defaults(func=_cmd_eval)
 
@@ -203,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--heads", default=None, help="comma-separated subset of reid,attributes,pose,"
                    "segmentation (default: all the model has)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--flip-tta", action="store_true", help="average embeddings with the mirror")
     p.add_argument("--merge-parts", action="store_true", help="20 LIP classes -> 5 merged")
     p.add_argument("--mot-source", default="auto", choices=("auto", "det", "gt"))
@@ -231,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--batch-sizes", default="1,10,32")
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=_positive_int, default=5)
     p.add_argument("--skip", default="", help="comma-separated: onnx,separate,heads,light,cuda")
     p.add_argument("--threads", type=int, default=0, help="torch/ONNX Runtime CPU threads "
                    "(default: torch's, one per core)")
