@@ -253,8 +253,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse a command line; ``key=value`` overrides may also come after the options
+    (``personkit train CONFIG --out RUN train.lr=5e-4``), for subcommands that take them."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        overrides = all(not x.startswith("-") and "=" in x for x in extra)
+        if not hasattr(args, "overrides") or not overrides:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return args.func(args)
     except (ConfigError, FileNotFoundError, ValueError) as e:
