@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,23 +16,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from personkit.build import build_trainer, resolve_device, validate_training
     from personkit.engine import distributed
     from personkit.engine.preflight import check_device
+    from personkit.engine.rundir import check_out_dir, claim_run_dir, write_run_file
 
     cfg = load_config(args.config, args.overrides)
     check_device(cfg.train.device)
-    if args.nproc > 1 and not distributed.launched_by_torchrun():
+    launcher = args.nproc > 1 and not distributed.launched_by_torchrun()
+    rank0 = launcher or int(os.environ.get("RANK", "0")) == 0
+    if rank0:  # before anything is built or written: --out and its checkpoints
+        check_out_dir(args.out)
+        args.resume = claim_run_dir(args.out, args.resume, args.overwrite)
+    if launcher:
         validate_training(cfg, args.nproc)  # config errors stop here, before any launch
         argv = ["train", args.config, *args.overrides, "--out", args.out]
         argv += (["--resume", args.resume] if args.resume else []) + (
             ["--no-progress"] if args.no_progress else [])
         return distributed.launch(args.nproc, argv)
     distributed.init_from_env(resolve_device(cfg.train.device))  # under torchrun
-    rank, world = distributed.get_rank(), distributed.get_world_size()
+    rank = distributed.get_rank()
     out = Path(args.out)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
+    trainer = build_trainer(cfg, out, rank, distributed.get_world_size(),
+                            progress=not args.no_progress)
+    resumed = _resume(trainer, args.resume)
+    if rank == 0:  # the run is set up: record its config and identity
         save_config(cfg, out / "config.yaml")
-    trainer = build_trainer(cfg, out, rank, world, progress=not args.no_progress)
-    _resume(trainer, args.resume)
+        write_run_file(out, trainer.run_id, resumed_from=resumed and str(resumed),
+                       start_step=trainer.step)
     history = trainer.train()
     distributed.destroy()  # only after success: a failed rank exits and torchrun stops the rest
     losses = [r["loss"] for r in history if "loss" in r]
@@ -40,24 +49,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resume(trainer: Any, resume: str | None) -> None:
-    """``--resume auto`` (newest valid checkpoint, if any) or ``--resume PATH``."""
-    from personkit.engine.checkpoint import list_checkpoints, load_checkpoint
+def _resume(trainer: Any, resume: str | None) -> Path | None:
+    """``--resume auto`` (newest valid checkpoint, if any) or ``--resume PATH``; returns the
+    checkpoint resumed from. ``claim_run_dir`` has already refused other runs' folders."""
+    from personkit.engine.checkpoint import load_checkpoint
 
     if not resume:
-        found = list_checkpoints(trainer.run_dir / "checkpoints")
-        if found and trainer.is_main:
-            print(f"warning: {trainer.run_dir} holds checkpoints of an earlier run (up to "
-                  f"{found[-1].name}); this run starts at step 0 (use --resume auto to "
-                  f"continue instead)", file=sys.stderr)
-        return
+        return None
     if resume == "auto":
         path = trainer.resume_latest()
     else:
         trainer.load_state_dict(load_checkpoint(resume), source=resume)
-        path = resume
+        path = Path(resume)
     if path and trainer.is_main:
         print(f"resumed from {path} at step {trainer.step}")
+    return path
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -177,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
     p.add_argument("--out", required=True, help="run directory (logs, checkpoints)")
     p.add_argument("--resume", default=None, help="'auto' (newest valid checkpoint) or a path")
+    p.add_argument("--overwrite", action="store_true", help="start a new run in a folder "
+                   "holding another run's checkpoints, moving them aside (never deleted)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--nproc", type=_positive_int, default=1, help="data-parallel processes on this "
                    "machine (launches torchrun; batch sizes in the config are global)")

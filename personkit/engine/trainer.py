@@ -21,6 +21,7 @@ import contextlib
 import math
 import sys
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,9 @@ from tqdm import tqdm
 from personkit.data.samplers import DatasetSchedule, EpochBatchSampler, InfiniteBatchSampler
 from personkit.engine import distributed
 from personkit.engine.checkpoint import (
+    CheckpointError,
+    check_training_state,
+    list_checkpoints,
     load_checkpoint,
     load_latest_valid,
     save_checkpoint,
@@ -79,6 +83,7 @@ class Trainer:
     run_dir: where logs and checkpoints go.
     extra_state: stored in every checkpoint (the config, the model metadata).
     max_nonfinite: consecutive non-finite losses after which the run stops.
+    run_id: this run's identity, stored in its checkpoints (a new random id if None).
     """
 
     def __init__(self, model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
@@ -87,7 +92,7 @@ class Trainer:
                  amp: str = "auto", grad_clip: float | None = None, log_every: int = 10,
                  checkpoint_every: int = 1000, keep_checkpoints: int = 3,
                  extra_state: Mapping[str, Any] | None = None, is_main: bool = True,
-                 progress: bool = True, max_nonfinite: int = 10):
+                 progress: bool = True, max_nonfinite: int = 10, run_id: str | None = None):
         self.model, self.criterion = model, criterion
         self.optimizer, self.scheduler = optimizer, scheduler
         self.sources, self.schedule = dict(sources), schedule
@@ -100,6 +105,7 @@ class Trainer:
         self.extra_state = dict(extra_state or {})
         self.is_main, self.progress = is_main, progress
         self.max_nonfinite = max_nonfinite
+        self.run_id = run_id or uuid.uuid4().hex  # a resumed run takes its checkpoint's
         self.step = 0
         self.consumed = {name: 0 for name in self.sources}
         self.skipped_steps = 0
@@ -116,12 +122,14 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "step": self.step, "consumed": dict(self.consumed),
             "skipped_steps": self.skipped_steps, "torch_rng": torch.get_rng_state(),
-            **self.extra_state,
+            "run_id": self.run_id, **self.extra_state,
         }
 
     def load_state_dict(self, state: Mapping[str, Any], source: str = "checkpoint") -> None:
         """Restore a :meth:`state_dict`; model keys must match exactly (else a
-        :class:`~personkit.models.WeightsError` lists the mismatched keys)."""
+        :class:`~personkit.models.WeightsError` lists the mismatched keys); a state missing a
+        part is a :class:`~personkit.engine.checkpoint.CheckpointError` naming ``source``."""
+        check_training_state(state, source)
         load_strict(getattr(self.model, "module", self.model), state["model"], source=source)
         self.criterion.load_state_dict(state["criterion"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -131,17 +139,27 @@ class Trainer:
         self.consumed = {name: int(state["consumed"].get(name, 0)) for name in self.sources}
         self.skipped_steps = int(state.get("skipped_steps", 0))
         torch.set_rng_state(state["torch_rng"])
+        if isinstance(state.get("run_id"), str):
+            self.run_id = state["run_id"]
         self._iterators.clear()
 
     def resume_latest(self) -> Path | None:
         """Continue from the newest valid checkpoint in the run directory, if any.
 
-        Unreadable (truncated, corrupt) files are skipped with a warning. Under DDP rank 0
-        picks the file and every rank loads that one.
+        Unusable files (truncated, corrupt, failing their hash, missing a part) are skipped
+        with a warning; if there are checkpoints but none is usable, a
+        :class:`~personkit.engine.checkpoint.CheckpointError` says so. Under DDP rank 0 picks
+        the file and every rank loads that one.
         """
-        found = load_latest_valid(self.run_dir / "checkpoints") if self.is_main else None
+        folder = self.run_dir / "checkpoints"
+        found = load_latest_valid(folder, check_training_state) if self.is_main else None
         path = distributed.broadcast_object(None if found is None else str(found[0]))
         if path is None:
+            files = list_checkpoints(folder) if self.is_main else []
+            if files:
+                raise CheckpointError(
+                    f"none of the {len(files)} checkpoints in {folder} is usable (see the "
+                    f"warnings above); move them aside to start again, or resume from a copy")
             return None
         state = found[1] if found is not None else load_checkpoint(path)
         self.load_state_dict(state, source=path)
@@ -154,7 +172,7 @@ class Trainer:
         if self._logger is not None:
             self._logger.flush()
         return save_checkpoint(self.state_dict(), self.run_dir / "checkpoints", self.step,
-                               self.keep_checkpoints)
+                               self.keep_checkpoints, run_id=self.run_id)
 
     def export_weights(self) -> Path | None:
         """Write ``RUN_DIR/model.safetensors`` (inference weights, config and metadata)."""
