@@ -241,6 +241,24 @@ def config_to_dict(cfg: Any) -> Any:
     return cfg
 
 
+def config_diff(old: Any, new: Any, where: str = "") -> list[tuple[str, Any, Any]]:
+    """``(key, old value, new value)`` for every setting that differs between two configs
+    (as :func:`config_to_dict` dicts); keys present in only one side count as changed."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in [*old, *(k for k in new if k not in old)]:
+            sub = f"{where}.{key}" if where else str(key)
+            found += config_diff(old.get(key), new.get(key), sub)
+        return found
+    if (isinstance(old, (list, tuple)) and isinstance(new, (list, tuple))
+            and len(old) == len(new) and any(isinstance(v, dict) for v in old)):
+        return [c for i, (a, b) in enumerate(zip(old, new, strict=True))
+                for c in config_diff(a, b, f"{where}.{i}")]
+    same = (list(old) == list(new) if isinstance(old, (list, tuple))
+            and isinstance(new, (list, tuple)) else old == new)
+    return [] if same else [(where, old, new)]
+
+
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write ``cfg`` as YAML that :func:`load_config` reads back unchanged."""
     Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
