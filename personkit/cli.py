@@ -38,6 +38,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                             progress=not args.no_progress)
     resumed = _resume(trainer, args.resume)
     if rank == 0:  # the run is set up: record its config and identity
+        out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
         write_run_file(out, trainer.run_id, resumed_from=resumed and str(resumed),
                        start_step=trainer.step)

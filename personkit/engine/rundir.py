@@ -32,20 +32,22 @@ def new_run_id() -> str:
 
 
 def check_out_dir(out: str | Path) -> Path:
-    """Create ``--out`` and check it takes files; a :class:`RunDirError` naming it if it is a
-    file, is under a file, or cannot be written (read-only, no permission)."""
+    """Check that ``--out`` can be created and take files, without creating it; a
+    :class:`RunDirError` naming it if it is a file, is under a file, or cannot be written
+    (read-only, no permission)."""
     out = Path(out)
-    for parent in [out, *out.parents]:
-        if parent.exists() and not parent.is_dir():
-            what = "is a file" if parent == out else f"is under {parent}, which is a file"
-            raise RunDirError(f"--out {out} {what}; pass a folder")
+    target = out.absolute()
+    existing = next(p for p in [target, *target.parents] if p.exists())
+    if not existing.is_dir():
+        what = "is a file" if existing == target else f"is under {existing}, which is a file"
+        raise RunDirError(f"--out {out} {what}; pass a folder")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as e:
-        raise RunDirError(f"--out {out} cannot be written ({e.strerror or e}); pass a folder "
-                          f"you can write") from None
+        where = "" if existing == target else f" (in {existing})"
+        raise RunDirError(f"--out {out} cannot be written{where} ({e.strerror or e}); pass a "
+                          f"folder you can write") from None
     return out
 
 

@@ -160,4 +160,5 @@ def test_unwritable_out_on_any_user(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(rundir.tempfile, "TemporaryFile", denied)
     err = _train(tmp_path, tmp_path / "run", capsys)
-    assert f"--out {tmp_path / 'run'} cannot be written (Permission denied)" in err
+    assert f"--out {tmp_path / 'run'} cannot be written (in {tmp_path}) (Permission denied)" in err
+    assert not (tmp_path / "run").exists()

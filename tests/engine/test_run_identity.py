@@ -67,7 +67,9 @@ def test_new_run_in_an_old_run_dir_refuses_then_overwrite_moves_the_old_run_asid
                      "--no-progress"]) == 0
     assert "step_00000002.pt at step 2" in capsys.readouterr().out
     assert json.loads((run / "run.json").read_text())["run_id"] == new_id
-    assert [r["step"] for r in read_log(run)] == [1, 2, 3]
+    log = read_log(run)
+    assert [r["step"] for r in log if "event" not in r] == [1, 2, 3]
+    assert [r["config_changes"] for r in log if "event" in r] == [{"train.iterations": [2, 3]}]
     final = torch.load(run / "checkpoints" / "step_00000003.pt", weights_only=True)
     assert final["run_id"] == new_id and final["step"] == 3
 
