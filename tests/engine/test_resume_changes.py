@@ -87,14 +87,30 @@ def test_resume_applies_a_new_lr_and_run_length_and_logs_them(tmp_path, capsys):
                                                            0.01))
 
 
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A 4-step run (checkpoints at 2 and 4), trained once for the refusal rows."""
+    tmp = tmp_path_factory.mktemp("finished")
+    cfg = tiny_config({"iterations": 4, "checkpoint_every": 2})
+    config = write_config(tmp / "first.yaml", cfg)
+    assert cli_main(["train", str(config), "--out", str(tmp / "run"), "--no-progress"]) == 0
+    return cfg, tmp / "run"
+
+
 @pytest.mark.parametrize(("change", "listed"), [
     ({"train": {"seed": 3}}, "train.seed: 0 -> 3"),
     ({"train": {"optimizer": "sgd"}}, "train.optimizer: 'adam' -> 'sgd'"),
     ({"model": {"num_ids": 9}}, "model.num_ids: 8 -> 9"),
     ({"loss": {"seg_top_k": 0.5}}, "loss.seg_top_k: 1.0 -> 0.5"),
 ])
-def test_resume_refuses_other_changes_and_lists_them(tmp_path, capsys, change, listed):
-    cfg = _first_run(tmp_path, capsys)
+def test_resume_refuses_other_changes_and_lists_them(tmp_path, capsys, finished_run, change,
+                                                     listed):
+    import copy
+    import shutil
+
+    cfg = copy.deepcopy(finished_run[0])
+    shutil.copytree(finished_run[1], tmp_path / "run")
+    capsys.readouterr()
     before = (tmp_path / "run" / "config.yaml").read_text()
     for section, values in change.items():
         cfg[section].update(values)
