@@ -216,6 +216,7 @@ def build_sources(cfg: Config, rank: int = 0, world_size: int = 1) -> dict[str, 
         sampler = build_sampler(d, dataset, cfg.train.seed + i, rank, world_size)
         sources[d.name] = TrainSource(dataset, sampler, d.tasks, cfg.data.num_workers)
     check_training_data(cfg.model.heads, {n: (s.dataset, s.tasks) for n, s in sources.items()},
+                        num_ids=cfg.model.num_ids if "id" in cfg.model.heads else None,
                         keep_untrained=cfg.model.keep_untrained_heads)
     return sources
 

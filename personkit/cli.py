@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,22 +15,33 @@ from personkit.config import ConfigError, load_config, save_config
 def _cmd_train(args: argparse.Namespace) -> int:
     from personkit.build import build_trainer, resolve_device, validate_training
     from personkit.engine import distributed
+    from personkit.engine.preflight import check_device
+    from personkit.engine.rundir import check_out_dir, claim_run_dir, write_run_file
 
     cfg = load_config(args.config, args.overrides)
-    if args.nproc > 1 and not distributed.launched_by_torchrun():
+    check_device(cfg.train.device)
+    launcher = args.nproc > 1 and not distributed.launched_by_torchrun()
+    rank0 = launcher or int(os.environ.get("RANK", "0")) == 0
+    if rank0:  # before anything is built or written: --out and its checkpoints
+        check_out_dir(args.out)
+        args.resume = claim_run_dir(args.out, args.resume, args.overwrite)
+    if launcher:
         validate_training(cfg, args.nproc)  # config errors stop here, before any launch
         argv = ["train", args.config, *args.overrides, "--out", args.out]
         argv += (["--resume", args.resume] if args.resume else []) + (
             ["--no-progress"] if args.no_progress else [])
         return distributed.launch(args.nproc, argv)
     distributed.init_from_env(resolve_device(cfg.train.device))  # under torchrun
-    rank, world = distributed.get_rank(), distributed.get_world_size()
+    rank = distributed.get_rank()
     out = Path(args.out)
-    if rank == 0:
+    trainer = build_trainer(cfg, out, rank, distributed.get_world_size(),
+                            progress=not args.no_progress)
+    resumed = _resume(trainer, args.resume)
+    if rank == 0:  # the run is set up: record its config and identity
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
-    trainer = build_trainer(cfg, out, rank, world, progress=not args.no_progress)
-    _resume(trainer, args.resume)
+        write_run_file(out, trainer.run_id, resumed_from=resumed and str(resumed),
+                       start_step=trainer.step)
     history = trainer.train()
     distributed.destroy()  # only after success: a failed rank exits and torchrun stops the rest
     losses = [r["loss"] for r in history if "loss" in r]
@@ -38,24 +50,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resume(trainer: Any, resume: str | None) -> None:
-    """``--resume auto`` (newest valid checkpoint, if any) or ``--resume PATH``."""
-    from personkit.engine.checkpoint import list_checkpoints, load_checkpoint
+def _resume(trainer: Any, resume: str | None) -> Path | None:
+    """``--resume auto`` (newest valid checkpoint, if any) or ``--resume PATH``; returns the
+    checkpoint resumed from. ``claim_run_dir`` has already refused other runs' folders."""
+    from personkit.engine.checkpoint import load_checkpoint
 
     if not resume:
-        found = list_checkpoints(trainer.run_dir / "checkpoints")
-        if found and trainer.is_main:
-            print(f"warning: {trainer.run_dir} holds checkpoints of an earlier run (up to "
-                  f"{found[-1].name}); this run starts at step 0 (use --resume auto to "
-                  f"continue instead)", file=sys.stderr)
-        return
+        return None
     if resume == "auto":
         path = trainer.resume_latest()
     else:
         trainer.load_state_dict(load_checkpoint(resume), source=resume)
-        path = resume
+        path = Path(resume)
     if path and trainer.is_main:
         print(f"resumed from {path} at step {trainer.step}")
+    return path
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -262,6 +271,15 @@ def _add_track_parsers(sub: Any) -> None:
     p.add_argument("--preset", default="tiny", choices=sorted(MOT_PRESETS))
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_synth_mot)
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,8 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
     p.add_argument("--out", required=True, help="run directory (logs, checkpoints)")
     p.add_argument("--resume", default=None, help="'auto' (newest valid checkpoint) or a path")
+    p.add_argument("--overwrite", action="store_true", help="start a new run in a folder "
+                   "holding another run's checkpoints, moving them aside (never deleted)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this "
+    p.add_argument("--nproc", type=_positive_int, default=1, help="data-parallel processes on this "
                    "machine (launches torchrun; batch sizes in the config are global)")
     p.set_defaults(func=_cmd_train)
 
@@ -284,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="base directory for relative dataset roots")
     p.add_argument("--out", default=None, help="write every score to this JSON file")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--no-flip", action="store_true", help="no flip TTA for ReID embeddings")
     p.set_defaults(func=_cmd_eval)
 
@@ -326,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--heads", default=None, help="comma-separated subset of reid,attributes,pose,"
                    "segmentation (default: all the model has)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--flip-tta", action="store_true", help="average embeddings with the mirror")
     p.add_argument("--merge-parts", action="store_true", help="20 LIP classes -> 5 merged")
     p.add_argument("--mot-source", default="auto", choices=("auto", "det", "gt"))
@@ -354,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--batch-sizes", default="1,10,32")
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=_positive_int, default=5)
     p.add_argument("--skip", default="", help="comma-separated: onnx,separate,heads,light,cuda")
     p.add_argument("--threads", type=int, default=0, help="torch/ONNX Runtime CPU threads "
                    "(default: torch's, one per core)")
@@ -364,8 +384,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse a command line; ``key=value`` overrides may also come after the options
+    (``personkit train CONFIG --out RUN train.lr=5e-4``), for subcommands that take them."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        overrides = all(not x.startswith("-") and "=" in x for x in extra)
+        if not hasattr(args, "overrides") or not overrides:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return args.func(args)
     except (ConfigError, FileNotFoundError, ValueError) as e:

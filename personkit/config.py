@@ -15,6 +15,7 @@ by index, e.g. ``data.train.0.batch_size=16``); values are parsed as YAML.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -34,6 +35,48 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric setting: finite, and within the given bounds.
+
+    Applies to the value itself, to each item of a tuple and to each value of a dict;
+    ``None`` (an optional setting left unset) always passes.
+    """
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def contains(self, x: float) -> bool:
+        return (math.isfinite(x) and (self.ge is None or x >= self.ge)
+                and (self.gt is None or x > self.gt) and (self.le is None or x <= self.le)
+                and (self.lt is None or x < self.lt))
+
+    def __str__(self) -> str:
+        bounds = [f"{op} {_num(v)}" for op, v in
+                  ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+                  if v is not None]
+        return "a finite number" + (" " + " and ".join(bounds) if bounds else "")
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def num(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING,
+        ge: float | None = None, gt: float | None = None, le: float | None = None,
+        lt: float | None = None) -> Any:
+    """A numeric dataclass field with its allowed :class:`Range` (checked on load)."""
+    return field(default=default, default_factory=factory,
+                 metadata={"range": Range(ge=ge, gt=gt, le=le, lt=lt)})
+
+
+def field_range(cls: Any, name: str) -> Range | None:
+    """The :class:`Range` of field ``name`` of config dataclass ``cls`` (None if unranged)."""
+    return next(f.metadata.get("range") for f in dataclasses.fields(cls) if f.name == name)
+
+
+@dataclass(frozen=True)
 class BackboneConfig:
     name: str = "resnet50"  # any timm ResNet: resnet18/34/50/101, ...
     norm: Literal["group", "batch", "frozen_batch"] = "group"
@@ -45,23 +88,24 @@ class ModelConfig:
     backbone: BackboneConfig = BackboneConfig()
     sharing: Literal["single", "multi", "split"] = "single"
     heads: tuple[TaskName, ...] = ALL_HEADS
-    num_ids: int | None = 751  # ID classifier size; None = the identities of the training data
-    attributes: dict[str, int] = field(
-        default_factory=lambda: {k: len(v) for k, v in MARKET_ATTRIBUTES.items()}
-    )
-    num_joints: int = 16
-    seg_classes: int = 20  # 20 LIP classes, or 5 merged classes
-    fpn_channels: int = 256
-    seg_channels: int = 128
+    # ID classifier size; None = the identities of the training data
+    num_ids: int | None = num(751, ge=1)
+    attributes: dict[str, int] = num(  # attribute -> number of classes
+        factory=lambda: {k: len(v) for k, v in MARKET_ATTRIBUTES.items()}, ge=2)
+    num_joints: int = num(16, ge=1)
+    seg_classes: int = num(20, ge=2)  # 20 LIP classes, or 5 merged classes
+    fpn_channels: int = num(256, ge=1)
+    seg_channels: int = num(128, ge=1)
     pose_features: Literal["c5", "fpn"] = "c5"  # fpn: finest FPN level (not in the paper)
-    pose_window: int | None = None  # None: global soft-argmax (paper); r: within r of the peak
-    input_size: tuple[int, int] = (256, 128)  # (H, W) of a person crop
+    # None: global soft-argmax (paper); r: within r of the peak
+    pose_window: int | None = num(None, ge=0)
+    input_size: tuple[int, int] = num((256, 128), ge=1)  # (H, W) of a person crop
     init_from: str | None = None  # a run dir or weight file to start from (docs/training.md)
     init_include: tuple[str, ...] = ("*",)  # fnmatch patterns of state keys, e.g. backbone.*
     init_exclude: tuple[str, ...] = ()
     keep_untrained_heads: bool = False  # heads no data.train task trains: warn, keep them
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, float, float] = num(IMAGENET_MEAN)  # any finite values
+    std: tuple[float, float, float] = num(IMAGENET_STD, gt=0)
 
 
 @dataclass(frozen=True)
@@ -71,17 +115,19 @@ class DatasetConfig:
     root: str = ""
     split: str = "train"
     tasks: tuple[TaskName, ...] = ()
-    input_size: tuple[int, int] = (256, 128)
+    input_size: tuple[int, int] = num((256, 128), ge=1)
     sampler: Literal["pk", "random"] = "random"
-    batch_size: int = 32  # random sampler
-    pk_p: int = 18  # PK sampler: identities per batch
-    pk_k: int = 4  # PK sampler: images per identity
-    weight: float = 1.0
+    batch_size: int = num(32, ge=1)  # random sampler
+    pk_p: int = num(18, ge=1)  # PK sampler: identities per batch
+    pk_k: int = num(4, ge=1)  # PK sampler: images per identity
+    weight: float = num(1.0, ge=0)  # interleave: weights
     augment: bool = True
     merge_parts: bool = False  # map LIP's 20 classes to the 5 merged classes
-    fraction: float = 1.0  # train only: seeded share of the identities (or images) kept (Fig. 5)
+    # train only: seeded share of the identities (or images) kept (Fig. 5)
+    fraction: float = num(1.0, gt=0, le=1)
     fraction_unit: Literal["ids", "images"] = "ids"
-    fraction_seed: int = 0  # the subset depends on this alone (same in every run and rank)
+    # the subset depends on this alone (same in every run and rank)
+    fraction_seed: int = num(0, ge=0)
     options: dict[str, Any] = field(default_factory=dict)  # reader-specific arguments
 
 
@@ -91,21 +137,24 @@ class DataConfig:
     train: tuple[DatasetConfig, ...] = ()
     eval: tuple[DatasetConfig, ...] = ()
     interleave: Literal["proportional", "equal", "weights"] = "proportional"
-    num_workers: int = 2
+    num_workers: int = num(2, ge=0)
     on_bad_image: Literal["skip", "raise"] = "raise"
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    weights: dict[str, float] = field(default_factory=dict)  # per task; missing = 1.0
+    weights: dict[str, float] = num(factory=dict, ge=0)  # per task; missing = 1.0
     uncertainty: bool = False  # learned uncertainty weighting (Kendall et al., CVPR 2018)
-    triplet_margin: float | None = None  # None = soft margin (softplus)
+    triplet_margin: float | None = num(None, ge=0)  # None = soft margin (softplus)
     pose: Literal["l2", "l1"] = "l2"
     pose_reduction: Literal["mean", "sum"] = "mean"  # over joints; the authors' code sums (~14x)
-    pose_heatmap: float = 0.0  # weight of an auxiliary heatmap cross-entropy (not in the paper)
-    pose_heatmap_sigma: float = 1.0  # its Gaussian width in heatmap cells
-    seg_top_k: float = 0.25  # bootstrapped CE keeps this fraction of the hardest pixels
-    seg_warmup_steps: int = 5000  # kept fraction falls linearly from 1.0 over these steps
+    # weight of an auxiliary heatmap cross-entropy (not in the paper)
+    pose_heatmap: float = num(0.0, ge=0)
+    pose_heatmap_sigma: float = num(1.0, gt=0)  # its Gaussian width in heatmap cells
+    # bootstrapped CE keeps this fraction of the hardest pixels
+    seg_top_k: float = num(0.25, gt=0, le=1)
+    # the kept fraction falls linearly from 1.0 over these steps
+    seg_warmup_steps: int = num(5000, ge=0)
 
 
 @dataclass(frozen=True)
@@ -117,32 +166,34 @@ class ScheduleConfig:
     """
 
     type: Literal["exp", "multistep", "constant"] = "exp"
-    decay_start: float = 0.5  # exp: constant until this fraction of the run
-    decay_end: float = 1.0  # exp: reaches lr * final_factor here
-    final_factor: float = 0.001
-    milestones: tuple[float, ...] = ()  # multistep: fractions at which lr *= gamma
-    gamma: float = 0.1
+    decay_start: float = num(0.5, ge=0, le=1)  # exp: constant until this fraction of the run
+    decay_end: float = num(1.0, ge=0, le=1)  # exp: reaches lr * final_factor here
+    final_factor: float = num(0.001, gt=0, le=1)
+    milestones: tuple[float, ...] = num((), gt=0, lt=1)  # multistep: fractions at which lr *= gamma
+    gamma: float = num(0.1, gt=0)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: float | None = None  # one epoch = the sum of every dataset's batches per epoch
-    iterations: int | None = None  # used when epochs is None
-    lr: float = 2e-4
+    # one epoch = the sum of every dataset's batches per epoch
+    epochs: float | None = num(None, gt=0)
+    iterations: int | None = num(None, ge=1)  # used when epochs is None
+    lr: float = num(2e-4, gt=0)
     optimizer: Literal["adam", "sgd"] = "adam"  # adam: the paper; sgd: with momentum below
-    momentum: float = 0.9  # sgd only
-    weight_decay: float = 0.0
+    momentum: float = num(0.9, ge=0, lt=1)  # sgd only
+    weight_decay: float = num(0.0, ge=0)
     schedule: ScheduleConfig = ScheduleConfig()
-    seed: int = 0
+    seed: int = num(0, ge=0)
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto = bf16/fp16 on CUDA only
     device: str = "auto"
-    grad_clip: float | None = None
-    log_every: int = 10
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    eval_every: int = 0  # steps between evaluations of data.eval; 0 = none (use personkit eval)
+    grad_clip: float | None = num(None, gt=0)  # max gradient norm; None: no clipping
+    log_every: int = num(10, ge=1)
+    checkpoint_every: int = num(1000, ge=0)  # 0: only at the end
+    keep_checkpoints: int = num(3, ge=0)  # newest kept; 0: keep all
+    # steps between evaluations of data.eval; 0 = none (use personkit eval)
+    eval_every: int = num(0, ge=0)
     best_metric: str | None = None  # e.g. market.reid.mAP: keep model_best.safetensors
-    max_nonfinite_steps: int = 10  # stop after this many non-finite losses in a row
+    max_nonfinite_steps: int = num(10, ge=1)  # stop after this many non-finite losses in a row
     sync_bn: bool = False  # DDP: BatchNorm layers -> SyncBatchNorm (GPUs only)
     deterministic: bool = False  # torch.use_deterministic_algorithms (exact resume on CPU)
 
@@ -244,6 +295,24 @@ def config_to_dict(cfg: Any) -> Any:
     if isinstance(cfg, dict):
         return {k: config_to_dict(v) for k, v in cfg.items()}
     return cfg
+
+
+def config_diff(old: Any, new: Any, where: str = "") -> list[tuple[str, Any, Any]]:
+    """``(key, old value, new value)`` for every setting that differs between two configs
+    (as :func:`config_to_dict` dicts); keys present in only one side count as changed."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in [*old, *(k for k in new if k not in old)]:
+            sub = f"{where}.{key}" if where else str(key)
+            found += config_diff(old.get(key), new.get(key), sub)
+        return found
+    if (isinstance(old, (list, tuple)) and isinstance(new, (list, tuple))
+            and len(old) == len(new) and any(isinstance(v, dict) for v in old)):
+        return [c for i, (a, b) in enumerate(zip(old, new, strict=True))
+                for c in config_diff(a, b, f"{where}.{i}")]
+    same = (list(old) == list(new) if isinstance(old, (list, tuple))
+            and isinstance(new, (list, tuple)) else old == new)
+    return [] if same else [(where, old, new)]
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
@@ -382,8 +451,37 @@ def _convert_dataclass(cls: Any, value: Any, where: str, source: str) -> Any:
     return cls(**kwargs)
 
 
+def _check_ranges(node: Any, where: str, source: str) -> None:
+    """Every ranged field of ``node`` (a config dataclass) and of the dataclasses below it."""
+    for f in dataclasses.fields(node):
+        key = f"{where}.{f.name}" if where else f.name
+        value = getattr(node, f.name)
+        rng = f.metadata.get("range")
+        if rng is not None:
+            items = (value.items() if isinstance(value, dict) else
+                     enumerate(value) if isinstance(value, tuple) else [(None, value)])
+            for sub, x in items:
+                if x is not None and not rng.contains(x):
+                    item = key if sub is None else f"{key}.{sub}"
+                    raise ConfigError(f"{source}: '{item}' must be {rng}, got {x!r}")
+        elif dataclasses.is_dataclass(value):
+            _check_ranges(value, key, source)
+        elif isinstance(value, tuple):
+            for i, v in enumerate(value):
+                if dataclasses.is_dataclass(v):
+                    _check_ranges(v, f"{key}.{i}", source)
+
+
 def _check_semantics(cfg: Config, source: str) -> None:
-    """Cross-field checks that types alone cannot express."""
+    """Range checks of every numeric field, then cross-field checks that types cannot express."""
+    _check_ranges(cfg, "", source)
+    s = cfg.train.schedule
+    if s.decay_start > s.decay_end:
+        raise ConfigError(f"{source}: 'train.schedule.decay_start' ({s.decay_start}) must be <= "
+                          f"'train.schedule.decay_end' ({s.decay_end})")
+    if list(s.milestones) != sorted(s.milestones):
+        raise ConfigError(f"{source}: 'train.schedule.milestones' must be in increasing order, "
+                          f"got {list(s.milestones)}")
     for section in ("train", "eval"):
         names = [d.name for d in getattr(cfg.data, section)]
         dupes = sorted({n for n in names if names.count(n) > 1})

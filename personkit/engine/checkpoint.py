@@ -1,27 +1,68 @@
-"""Checkpoint files: one dict per file, written atomically, the newest N kept.
+"""Checkpoint files: one dict per file, written atomically, hashed, the newest N kept.
 
 A checkpoint is written to a temp file in the same folder, fsynced and renamed over its final
 name, so a process killed at any moment leaves either the complete file or none. Temp files
-of a killed writer are removed by the next save. Loading uses ``weights_only=True``; a file
-that does not load (truncated, corrupt) is skipped with a warning by :func:`load_latest_valid`.
+of a killed writer are removed by the next save. Each file holds the SHA-256 of its contents
+(:func:`content_hash`, also in the header of ``model.safetensors``), checked on every load,
+so a flipped bit is a :class:`CheckpointError` naming the file, like a truncated or unsafe
+file. Loading uses ``weights_only=True``; :func:`load_latest_valid` skips files that do not
+load, with a warning. Pruning only deletes files of the run that writes (its ``run_id``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 _NAME = re.compile(r"^step_(\d+)\.pt$")
+#: The key (checkpoints) and header field (safetensors) holding :func:`content_hash`.
+HASH_KEY = "content_sha256"
 
 
-def save_checkpoint(state: dict[str, Any], directory: str | Path, step: int, keep: int = 3) -> Path:
-    """Write ``state`` to ``directory/step_XXXXXXXX.pt`` via a temp file and a rename."""
+class CheckpointError(ValueError):
+    """A checkpoint or weights file that cannot be used (unreadable, corrupt, failed its
+    content hash, not a personkit file); the message names the file."""
+
+
+def content_hash(state: Any) -> str:
+    """SHA-256 over every tensor's key path, dtype, shape and bytes and every other value's
+    ``repr``, in sorted key order (the ``HASH_KEY`` entry itself excluded)."""
+    digest = hashlib.sha256()
+
+    def walk(obj: Any, where: str) -> None:
+        if isinstance(obj, Mapping):
+            for key in sorted(obj, key=str):
+                if not (where == "" and key == HASH_KEY):
+                    walk(obj[key], f"{where}/{key}")
+        elif isinstance(obj, (list, tuple)):
+            digest.update(f"{where}:{type(obj).__name__}{len(obj)}".encode())
+            for i, item in enumerate(obj):
+                walk(item, f"{where}/{i}")
+        elif torch.is_tensor(obj):
+            t = obj.detach().cpu().contiguous()
+            digest.update(f"{where}:{t.dtype}{tuple(t.shape)}".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(f"{where}={obj!r}".encode())
+
+    walk(state, "")
+    return digest.hexdigest()
+
+
+def save_checkpoint(state: dict[str, Any], directory: str | Path, step: int, keep: int = 3,
+                    run_id: str | None = None) -> Path:
+    """Write ``state`` (with its :func:`content_hash`) to ``directory/step_XXXXXXXX.pt`` via
+    a temp file and a rename, then delete all but the newest ``keep`` (0: none) checkpoints
+    of run ``run_id`` (of any run if None; files whose run cannot be read are kept)."""
+    state = {**state, HASH_KEY: content_hash(state)}
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob(".tmp_*.pt"):  # left by a writer that was killed
@@ -38,9 +79,22 @@ def save_checkpoint(state: dict[str, Any], directory: str | Path, step: int, kee
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(directory)
-    for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
+    ours = [p for p in list_checkpoints(directory)
+            if run_id is None or p == path or checkpoint_run_id(p) == run_id]
+    for old in ours[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return path
+
+
+def checkpoint_run_id(path: str | Path) -> str | None:
+    """The ``run_id`` stored in a checkpoint (tensors are memory-mapped, not read); None if
+    the file has none or cannot be read."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - an unreadable file belongs to no known run
+        return None
+    run_id = state.get("run_id") if isinstance(state, Mapping) else None
+    return run_id if isinstance(run_id, str) else None
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -66,27 +120,73 @@ def list_checkpoints(directory: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` (no arbitrary code from pickles)."""
+def load_checkpoint(path: str | Path, verify: bool = True) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` (no arbitrary code from pickles) and check
+    its content hash; any failure is a :class:`CheckpointError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types; re-raised naming the file
+        raise CheckpointError(f"cannot read checkpoint {path}: {_load_failure(e)}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a personkit checkpoint (it holds a "
+                              f"{type(state).__name__}, not a dict)")
+    stored = state.pop(HASH_KEY, None)
+    if verify and stored is not None and stored != content_hash(state):
+        raise CheckpointError(f"checkpoint {path} is corrupt: its contents do not match the "
+                              f"SHA-256 stored when it was written")
+    return state
 
 
-def load_latest_valid(directory: str | Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest checkpoint that loads; corrupt ones are skipped with a warning."""
+def _load_failure(e: Exception) -> str:
+    """A short reason for a failed ``torch.load`` (without torch's advice to unpickle)."""
+    text = str(e)
+    if "Weights only load failed" in text:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        what = f" ({found.group(1)})" if found else ""
+        return (f"it holds objects other than tensors and plain data{what}; personkit refuses "
+                f"to unpickle them, as that could run code")
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"the file is truncated or corrupt ({type(e).__name__}{': ' + first if first else ''})"
+
+
+#: What a training checkpoint (``Trainer.state_dict``) must hold, with the types.
+TRAINING_KEYS: dict[str, type | tuple[type, ...]] = {
+    "model": Mapping, "criterion": Mapping, "optimizer": Mapping, "scheduler": Mapping,
+    "scaler": Mapping, "step": int, "consumed": Mapping, "torch_rng": torch.Tensor,
+}
+
+
+def check_training_state(state: Mapping[str, Any], path: str | Path) -> None:
+    """A :class:`CheckpointError` unless ``state`` has every ``TRAINING_KEYS`` entry."""
+    bad = [k for k, tp in TRAINING_KEYS.items() if not isinstance(state.get(k), tp)]
+    if bad:
+        raise CheckpointError(f"{path} is not a personkit training checkpoint: missing or "
+                              f"malformed {bad}")
+
+
+def load_latest_valid(directory: str | Path,
+                      check: Callable[[dict[str, Any], Path], None] | None = None,
+                      ) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint that loads, passes its hash and ``check`` (which raises
+    :class:`CheckpointError` for a state it cannot use); others are skipped with a warning."""
     for path in reversed(list_checkpoints(directory)):
         try:
-            return path, load_checkpoint(path)
-        except Exception as e:  # noqa: BLE001 - any unreadable file is skipped
-            warnings.warn(f"skipping unreadable checkpoint {path}: {e}", stacklevel=2)
+            state = load_checkpoint(path)
+            if check is not None:
+                check(state, path)
+            return path, state
+        except CheckpointError as e:
+            warnings.warn(f"skipping unusable checkpoint {path}: {e}", stacklevel=2)
     return None
 
 
 def save_weights(model: torch.nn.Module, path: str | Path, config: dict[str, Any],
                  meta: dict[str, Any]) -> Path:
-    """Write inference weights as safetensors; the config and model metadata go in its header."""
+    """Write inference weights as safetensors; the config, model metadata and the tensors'
+    :func:`content_hash` go in its header."""
     import json
 
     from safetensors.torch import save_file
@@ -96,8 +196,9 @@ def save_weights(model: torch.nn.Module, path: str | Path, config: dict[str, Any
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=".safetensors")
     os.close(fd)
+    header = {"config": json.dumps(config), "meta": json.dumps(meta), HASH_KEY: content_hash(state)}
     try:
-        save_file(state, tmp, metadata={"config": json.dumps(config), "meta": json.dumps(meta)})
+        save_file(state, tmp, metadata=header)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -106,7 +207,8 @@ def save_weights(model: torch.nn.Module, path: str | Path, config: dict[str, Any
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """State dict and ``{"config", "meta"}`` of a file written by :func:`save_weights`."""
+    """State dict and ``{"config", "meta"}`` of a file written by :func:`save_weights`; the
+    content hash is checked (a mismatch or an unreadable file is a :class:`CheckpointError`)."""
     import json
 
     from safetensors import safe_open
@@ -115,8 +217,21 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    with safe_open(str(path), framework="pt") as f:
-        header = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        state = load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types
+        raise CheckpointError(f"cannot read weights file {path}: the file is truncated or "
+                              f"corrupt ({type(e).__name__}: {e})") from None
     if "config" not in header:
-        raise ValueError(f"{path} has no personkit config in its header (not a personkit export)")
-    return load_file(str(path)), {k: json.loads(v) for k, v in header.items()}
+        raise CheckpointError(
+            f"{path} has no personkit config in its header (not a personkit export)")
+    stored = header.pop(HASH_KEY, None)
+    if stored is not None and stored != content_hash(state):
+        raise CheckpointError(f"weights file {path} is corrupt: its tensors do not match the "
+                              f"SHA-256 stored when it was written")
+    try:
+        return state, {k: json.loads(v) for k, v in header.items()}
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: its header is not valid JSON ({e})") from None

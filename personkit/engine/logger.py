@@ -35,6 +35,12 @@ class RunLogger:
         for key, value in values.items():
             self._tb.add_scalar(key, value, step)
 
+    def event(self, step: int, event: str, **fields: object) -> None:
+        """A JSONL record ``{"step", "event", **fields}`` that is not a scalar (not in
+        TensorBoard), e.g. the settings a resumed run changed."""
+        if self.enabled:
+            self._file.write(json.dumps({"step": step, "event": event, **fields}) + "\n")
+
     def flush(self) -> None:
         if self.enabled:
             self._file.flush()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 
+import torch
 from torch.utils.data import Dataset
 
 from personkit.data.records import TASK_LABELS
@@ -68,11 +69,52 @@ def check_heads_trained(heads: Sequence[str], tasks: Mapping[str, Sequence[str]]
             f"(e.g. initialised by model.init_from) with model.keep_untrained_heads: true")
 
 
+def check_id_classes(name: str, dataset: Dataset, num_ids: int) -> None:
+    """The ID classifier has a class for every identity label of dataset ``name``."""
+    pids = getattr(dataset, "pids", None)
+    if pids is None or len(pids) == 0:
+        return
+    needed = int(max(pids)) + 1
+    if needed > num_ids:
+        count = len(set(int(p) for p in pids))
+        raise ValueError(
+            f"dataset {name!r} has {count} identities (ID labels up to {needed - 1}) but the ID "
+            f"classifier has model.num_ids={num_ids}; set model.num_ids to at least {needed}")
+
+
 def check_training_data(heads: Sequence[str],
                         datasets: Mapping[str, tuple[Dataset, Sequence[str]]],
-                        keep_untrained: bool = False) -> None:
-    """All pre-flight label checks: ``datasets`` maps a name to (dataset, tasks)."""
+                        num_ids: int | None = None, keep_untrained: bool = False) -> None:
+    """All pre-flight label checks: ``datasets`` maps a name to (dataset, tasks);
+    ``num_ids`` (the ID classifier's classes) is checked against datasets with the id task."""
     for name, (dataset, tasks) in datasets.items():
         check_labels(name, dataset, tasks)
+        if num_ids is not None and "id" in tasks:
+            check_id_classes(name, dataset, num_ids)
     check_heads_trained(heads, {name: tasks for name, (_, tasks) in datasets.items()},
                         keep_untrained)
+
+
+def check_device(name: str) -> torch.device:
+    """``train.device`` (auto, cpu, cuda, cuda:N, ...) names a device this machine has."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(f"train.device={name!r} is not a device name (valid: auto, cpu, cuda, "
+                         f"cuda:N): {e}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"train.device={name!r} but CUDA is not available on this machine "
+                             f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); "
+                             f"set train.device=cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"train.device={name!r} but only {torch.cuda.device_count()} GPUs "
+                             f"are visible")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"train.device={name!r} but MPS is not available; set train.device=cpu")
+    elif device.type not in ("cpu", "mps"):
+        raise ValueError(f"train.device={name!r}: unsupported device type (valid: auto, cpu, "
+                         f"cuda, cuda:N, mps)")
+    return device

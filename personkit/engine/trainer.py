@@ -21,6 +21,7 @@ import contextlib
 import math
 import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,9 @@ from tqdm import tqdm
 from personkit.data.samplers import DatasetSchedule, EpochBatchSampler, InfiniteBatchSampler
 from personkit.engine import distributed
 from personkit.engine.checkpoint import (
+    CheckpointError,
+    check_training_state,
+    list_checkpoints,
     load_checkpoint,
     load_latest_valid,
     save_checkpoint,
@@ -44,7 +48,21 @@ from personkit.models.weights import load_strict
 
 
 class TrainingError(RuntimeError):
-    """A run that cannot go on (repeated non-finite losses, out of memory); says what to change."""
+    """A run that cannot go on (repeated non-finite losses, non-finite weights, out of memory);
+    says what to change."""
+
+
+class ResumeError(ValueError):
+    """A resume whose config changes settings a resumed run cannot change; lists them."""
+
+
+#: Settings a resumed run may change: they are applied (the LR to the optimizer and the
+#: scheduler, the run length to the schedule) and recorded in ``log.jsonl``. Any other change
+#: against the checkpoint's config is refused.
+RESUMABLE = ("train.lr", "train.iterations", "train.epochs", "train.log_every",
+             "train.checkpoint_every", "train.keep_checkpoints", "train.eval_every",
+             "train.max_nonfinite_steps", "train.grad_clip", "train.amp", "train.device",
+             "data.num_workers")
 
 
 @dataclass
@@ -81,6 +99,7 @@ class Trainer:
     max_nonfinite: consecutive non-finite losses after which the run stops.
     hooks: called as ``hook(trainer, logger)`` after every step, on every rank (e.g.
         :class:`~personkit.engine.periodic_eval.PeriodicEvaluation`).
+    run_id: this run's identity, stored in its checkpoints (a new random id if None).
     """
 
     def __init__(self, model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
@@ -89,7 +108,7 @@ class Trainer:
                  amp: str = "auto", grad_clip: float | None = None, log_every: int = 10,
                  checkpoint_every: int = 1000, keep_checkpoints: int = 3,
                  extra_state: Mapping[str, Any] | None = None, is_main: bool = True,
-                 progress: bool = True, max_nonfinite: int = 10,
+                 progress: bool = True, max_nonfinite: int = 10, run_id: str | None = None,
                  hooks: Sequence[Callable[[Trainer, RunLogger], None]] = ()):
         self.model, self.criterion = model, criterion
         self.optimizer, self.scheduler = optimizer, scheduler
@@ -104,12 +123,14 @@ class Trainer:
         self.is_main, self.progress = is_main, progress
         self.max_nonfinite = max_nonfinite
         self.hooks = tuple(hooks)
+        self.run_id = run_id or uuid.uuid4().hex  # a resumed run takes its checkpoint's
         self.step = 0
         self.consumed = {name: 0 for name in self.sources}
         self.skipped_steps = 0
         self._nonfinite_streak = 0
         self._iterators: dict[str, Any] = {}
         self._logger: RunLogger | None = None
+        self.resume_changes: dict[str, list[Any]] = {}  # applied on the last resume
 
     # ------------------------------------------------------------------ state
 
@@ -120,12 +141,15 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "step": self.step, "consumed": dict(self.consumed),
             "skipped_steps": self.skipped_steps, "torch_rng": torch.get_rng_state(),
-            **self.extra_state,
+            "run_id": self.run_id, **self.extra_state,
         }
 
     def load_state_dict(self, state: Mapping[str, Any], source: str = "checkpoint") -> None:
         """Restore a :meth:`state_dict`; model keys must match exactly (else a
-        :class:`~personkit.models.WeightsError` lists the mismatched keys)."""
+        :class:`~personkit.models.WeightsError` lists the mismatched keys); a state missing a
+        part is a :class:`~personkit.engine.checkpoint.CheckpointError` naming ``source``."""
+        check_training_state(state, source)
+        changes = self._config_changes(state.get("config"), source)
         load_strict(getattr(self.model, "module", self.model), state["model"], source=source)
         self.criterion.load_state_dict(state["criterion"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -135,35 +159,110 @@ class Trainer:
         self.consumed = {name: int(state["consumed"].get(name, 0)) for name in self.sources}
         self.skipped_steps = int(state.get("skipped_steps", 0))
         torch.set_rng_state(state["torch_rng"])
+        if isinstance(state.get("run_id"), str):
+            self.run_id = state["run_id"]
         self._iterators.clear()
+        if {"train.lr", "train.iterations", "train.epochs"} & set(changes):
+            self._reset_lr(self.extra_state["config"]["train"]["lr"])
+        self.resume_changes = changes
+
+    def _config_changes(self, old: Any, source: str) -> dict[str, list[Any]]:
+        """The settings changed against the checkpoint's config; a :class:`ResumeError` if any
+        is not in ``RESUMABLE``."""
+        from personkit.config import config_diff
+
+        new = self.extra_state.get("config")
+        if not isinstance(old, Mapping) or not isinstance(new, Mapping):
+            return {}
+        changes = config_diff(dict(old), dict(new))
+        refused = [f"{k}: {a!r} -> {b!r}" for k, a, b in changes if k not in RESUMABLE]
+        if refused:
+            raise ResumeError(
+                f"cannot resume from {source}: the config changes settings a resumed run "
+                f"cannot change ({'; '.join(refused)}). Resume with the checkpoint's values, or "
+                f"start a new run (another --out, or --overwrite). A resume may change only "
+                f"{', '.join(RESUMABLE)}")
+        return {k: [a, b] for k, a, b in changes}
+
+    def _reset_lr(self, lr: float) -> None:
+        """Use base LR ``lr`` from the current step on: the optimizer's groups and the
+        scheduler's ``base_lrs`` (a :class:`LambdaLR` is re-evaluated at its step, so a new
+        run length takes effect too; other schedulers are scaled)."""
+        sched, groups = self.scheduler, self.optimizer.param_groups
+        old = list(getattr(sched, "base_lrs", [g.get("initial_lr", g["lr"]) for g in groups]))
+        lambdas = getattr(sched, "lr_lambdas", None)
+        for i, group in enumerate(groups):
+            group["initial_lr"] = lr
+            if lambdas is not None:
+                group["lr"] = lr * lambdas[i](sched.last_epoch)
+            else:
+                group["lr"] = group["lr"] * lr / old[i]
+        if hasattr(sched, "base_lrs"):
+            sched.base_lrs = [lr] * len(groups)
+            sched._last_lr = [g["lr"] for g in groups]
 
     def resume_latest(self) -> Path | None:
         """Continue from the newest valid checkpoint in the run directory, if any.
 
-        Unreadable (truncated, corrupt) files are skipped with a warning. Under DDP rank 0
-        picks the file and every rank loads that one.
+        Unusable files (truncated, corrupt, failing their hash, missing a part) are skipped
+        with a warning; if there are checkpoints but none is usable, a
+        :class:`~personkit.engine.checkpoint.CheckpointError` says so. Under DDP rank 0 picks
+        the file and every rank loads that one.
         """
-        found = load_latest_valid(self.run_dir / "checkpoints") if self.is_main else None
+        folder = self.run_dir / "checkpoints"
+        found = load_latest_valid(folder, check_training_state) if self.is_main else None
         path = distributed.broadcast_object(None if found is None else str(found[0]))
         if path is None:
+            files = list_checkpoints(folder) if self.is_main else []
+            if files:
+                raise CheckpointError(
+                    f"none of the {len(files)} checkpoints in {folder} is usable (see the "
+                    f"warnings above); move them aside to start again, or resume from a copy")
             return None
         state = found[1] if found is not None else load_checkpoint(path)
         self.load_state_dict(state, source=path)
         return Path(path)
 
+    def nonfinite_state(self, optimizer: bool = True) -> list[str]:
+        """Names of model tensors (and optimizer state entries) holding NaN or infinity."""
+        model = getattr(self.model, "module", self.model)
+        bad = [f"model.{k}" for k, v in model.state_dict().items()
+               if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if optimizer:
+            names = {p: n for n, p in [*model.named_parameters(),
+                                        *self.criterion.named_parameters(prefix="criterion")]}
+            for param, entry in self.optimizer.state.items():
+                bad += [f"optimizer.{names.get(param, '?')}.{k}" for k, v in entry.items()
+                        if torch.is_tensor(v) and v.is_floating_point()
+                        and not bool(torch.isfinite(v).all())]
+        return bad
+
+    def _refuse_nonfinite(self, what: str, optimizer: bool = True) -> None:
+        bad = self.nonfinite_state(optimizer)
+        if bad:
+            kept = list_checkpoints(self.run_dir / "checkpoints")
+            last = f"the last one written is {kept[-1]}" if kept else "none was written before"
+            raise TrainingError(
+                f"step {self.step}: non-finite values in {len(bad)} tensors ({', '.join(bad[:4])}"
+                f"{', ...' if len(bad) > 4 else ''}); not writing {what} ({last}). Lower "
+                f"train.lr, set train.grad_clip or train.amp=off, then resume with --resume auto")
+
     def save(self) -> Path | None:
-        """Write a checkpoint of the current step (rank 0 only; the log is flushed first)."""
+        """Write a checkpoint of the current step (rank 0 only; the log is flushed first).
+        A :class:`TrainingError` instead if weights or optimizer state are not finite."""
         if not self.is_main:
             return None
+        self._refuse_nonfinite("a checkpoint")
         if self._logger is not None:
             self._logger.flush()
         return save_checkpoint(self.state_dict(), self.run_dir / "checkpoints", self.step,
-                               self.keep_checkpoints)
+                               self.keep_checkpoints, run_id=self.run_id)
 
     def export_weights(self) -> Path | None:
         """Write ``RUN_DIR/model.safetensors`` (inference weights, config and metadata)."""
         if not self.is_main:
             return None
+        self._refuse_nonfinite("model.safetensors", optimizer=False)
         model = getattr(self.model, "module", self.model)
         return save_weights(model, self.run_dir / "model.safetensors",
                             self.extra_state.get("config", {}), self.extra_state.get("meta", {}))
@@ -250,6 +349,9 @@ class Trainer:
         """Run until ``total_steps``; returns one record per step (as written to the log)."""
         logger = RunLogger(self.run_dir, enabled=self.is_main, start_step=self.step)
         self._logger = logger
+        if self.resume_changes:  # what this resume applied, once
+            logger.event(self.step, "resume", config_changes=self.resume_changes)
+            self.resume_changes = {}
         history: list[dict[str, Any]] = []
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step",
                    disable=not (self.progress and self.is_main), dynamic_ncols=True)
