@@ -20,7 +20,8 @@ def _documented_commands() -> list[str]:
     lines = []
     for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         in_code = False
-        for line in doc.read_text(encoding="utf-8").splitlines():
+        text = doc.read_text(encoding="utf-8").replace("\\\n", " ")  # continuation lines
+        for line in text.splitlines():
             in_code ^= line.startswith("```")
             command = line.split("#")[0].strip()
             if not in_code or not line.startswith("personkit "):
