@@ -11,7 +11,7 @@ import pytest
 import torch
 from engine_utils import tiny_config, write_config
 
-from personkit.build import build_trainer, load_model
+from personkit.build import build_trainer
 from personkit.cli import main as cli_main
 from personkit.config import config_from_dict
 from personkit.engine.checkpoint import (
@@ -21,6 +21,7 @@ from personkit.engine.checkpoint import (
     load_checkpoint,
     read_weights,
 )
+from personkit.models.loading import load_model
 
 _STEM = "backbone.stem.0.weight"  # the first convolution
 
