@@ -112,6 +112,13 @@ def _fill(text: Any, values: dict[str, Any], where: str) -> Any:
                          f"{sorted(values)} and {{run:ROW}}") from None
 
 
+def _default_device() -> str:
+    """``{device}`` in a spec: cuda when a GPU is visible, else cpu."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def run_dir(out: Path, row: str, seed: int) -> Path:
     """The run directory of a training row (``personkit eval`` reads it)."""
     safe = re.sub(r"[^\w.=,-]+", "_", row)
@@ -184,7 +191,8 @@ def _row_jobs(row: dict, name: str, values: dict, defaults: dict, base: Path, ou
         _check_keys(fig5, {"curve", "fraction"}, f"{where}: fig5")
     jobs = []
     for seed in seeds:
-        env = {**values, "seed": seed, "study": out, "data": data_root or ""}
+        env = {**values, "seed": seed, "study": out, "data": data_root or "",
+               "device": _default_device()}
 
         def fill(x: Any, env: dict = env, seed: int = seed) -> Any:
             return _resolve_runs(_fill(x, env, where), out, seed, seeds_of, where)
