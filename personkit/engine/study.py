@@ -298,6 +298,14 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _drop_torn_line(path: Path) -> None:
+    """Cut a last line that a killed study left half-written, so appends start clean."""
+    if path.is_file():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            path.write_bytes(data[:data.rfind(b"\n") + 1])
+
+
 def _append(path: Path, record: dict[str, Any]) -> None:
     from personkit.report import to_jsonable
 
@@ -383,6 +391,7 @@ def run_study(spec: str | Path, out: str | Path, nproc: int = 1, report: str | P
         print(f"world: {study.world['preset']} seed {study.world['seed']} in {study.data_root}"
               f" ({made})")
     results_path = study.out / "results.jsonl"
+    _drop_torn_line(results_path)
     done = {(r["row"], r["seed"], r["config_hash"]) for r in read_results(results_path)}
     ran = skipped = 0
     for n, job in enumerate(study.jobs, 1):

@@ -45,7 +45,7 @@ CLAIMS = [{"claim": "MTL helps ReID", "row": "multi", "baseline": "reid",
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_two_row_study_writes_results_and_resumes(tmp_path, monkeypatch):
+def test_two_row_study_writes_results_and_resumes(tmp_path, monkeypatch, capsys):
     spec = _spec(tmp_path, TWO_ROWS, tables=TABLES, claims=CLAIMS)
     out, report = tmp_path / "study", tmp_path / "doc.md"
     report.write_text(f"# Doc\n\nintro\n\n{BEGIN}\nold\n{END}\n\nafter\n")
@@ -74,6 +74,20 @@ def test_two_row_study_writes_results_and_resumes(tmp_path, monkeypatch):
     again = run_study(spec, out, progress=False)
     assert again["ran"] == 0 and again["skipped"] == 2
     assert len(read_results(out / "results.jsonl")) == 2
+
+    # killed while training row 2 (after its step-20 checkpoint): it resumes, not restarts
+    monkeypatch.undo()
+    lines = (out / "results.jsonl").read_text().splitlines()
+    (out / "results.jsonl").write_text(lines[0] + "\n" + lines[1][:40])  # a torn last line
+    (Path(records[1]["run_dir"]) / "model.safetensors").unlink()
+    capsys.readouterr()
+    third = run_study(spec, out, progress=False)
+    assert third["ran"] == 1 and third["skipped"] == 1
+    assert "resumed from" in capsys.readouterr().out
+    again = read_results(out / "results.jsonl")
+    assert [r["row"] for r in again] == ["reid", "multi"]
+    assert again[1]["metrics"]["market"]["reid"]["mAP"] == records[1]["metrics"]["market"][
+        "reid"]["mAP"]
 
 
 def _error(tmp_path, rows, match):
