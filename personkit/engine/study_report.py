@@ -68,8 +68,10 @@ def difference(records: list[dict], row: str, base: str, path: str
     return [], False
 
 
-def table_markdown(table: dict, records: list[dict]) -> str:
-    """One table: a row per study row, a column per metric, Δ to the baseline in brackets."""
+def table_markdown(table: dict, records: list[dict], labels: dict[str, str] | None = None
+                   ) -> str:
+    """One table: a row per study row, a column per metric, Δ to the baseline in brackets;
+    a row is shown with its table label, else its spec label (``labels``), else its name."""
     cols = table["metrics"]
     lines = [f"### {table.get('title', 'Table')}", ""]
     lines += ["| Row | seeds | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
@@ -88,7 +90,8 @@ def table_markdown(table: dict, records: list[dict]) -> str:
                 if d:
                     cell += f" ({_fmt(*_mean_sd(d), signed=True)})"
             cells.append(cell)
-        label = r.get("label", r["row"]) + (f" (vs {r['baseline']})" if r.get("baseline") else "")
+        label = r.get("label") or (labels or {}).get(r["row"], r["row"])
+        label += f" (vs {r['baseline']})" if r.get("baseline") else ""
         lines.append(f"| {label} | {len(seeds)} | " + " | ".join(cells) + " |")
     if table.get("note"):
         lines += ["", str(table["note"]).strip()]
@@ -174,7 +177,8 @@ def machine() -> str:
 
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPU cores, "
+    cpu = " ".join(x for x in (platform.machine(), platform.processor()) if x)
+    return (f"{cpu}, {os.cpu_count()} CPU cores, "
             f"{dev}; Python {platform.python_version()}, torch {torch.__version__}; load "
             f"average when the report was written {load}")
 
@@ -190,7 +194,8 @@ def results_markdown(study: Any, records: list[dict], fig: str | None) -> str:
              f"* Runs recorded: {len(records)} of {jobs}; total time {total / 60:.1f} min "
              f"(sum over runs of training + evaluation).",
              f"* World: {study.world or 'real data'}; data root {study.data_root}.", ""]
-    parts += [table_markdown(t, records) + "\n" for t in study.tables]
+    labels = {j.row: j.label for j in study.jobs}
+    parts += [table_markdown(t, records, labels) + "\n" for t in study.tables]
     parts += ["### Fig. 5", "", f"![Fig. 5]({fig})" if fig else
               "No row of this study has `fig5` metadata.", ""]
     parts += ["### Automatic-annotation quality (against the hidden ground truth)", "",
