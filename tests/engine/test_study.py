@@ -166,3 +166,18 @@ def test_shipped_specs_are_well_formed(tmp_path):
                 assert (specs / config).is_file(), f"{name}: {config}"
         for c in spec["claims"]:
             assert c["row"].split("[")[0] in rows and c["baseline"].split("[")[0] in rows
+
+
+@pytest.mark.slow
+def test_quick_study_end_to_end(tmp_path):
+    """configs/study/quick.yaml as shipped: the tiny world, four runs, the report."""
+    out = tmp_path / "study-quick"
+    assert main(["study", str(REPO / "configs/study/quick.yaml"), "--out", str(out),
+                 "--no-progress"]) == 0
+    records = read_results(out / "results.jsonl")
+    assert sorted((r["row"], r["seed"]) for r in records) == [
+        ("multi", 0), ("multi", 1), ("reid", 0), ("reid", 1)]
+    assert all(0 < r["metrics"]["market"]["reid"]["mAP"] <= 1 for r in records)
+    text = (out / "study.md").read_text()
+    assert "Table 6 (upper block)" in text and "Runs recorded: 4 of 4" in text
+    assert (out / "fig5.png").is_file()
