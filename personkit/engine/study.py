@@ -125,7 +125,7 @@ def run_dir(out: Path, row: str, seed: int) -> Path:
     return out / "runs" / safe / f"seed{seed}"
 
 
-def _resolve_runs(text: Any, out: Path, seed: int, seeds_of: dict[str, list[int]],
+def _resolve_runs(text: Any, out: Path, seed: int, seeds_of: dict[str, dict[int, str]],
                   where: str) -> Any:
     """``{run:ROW}`` -> the run directory of an earlier training row (same seed if it has it,
     else its first)."""
@@ -133,9 +133,23 @@ def _resolve_runs(text: Any, out: Path, seed: int, seeds_of: dict[str, list[int]
         name = m.group(1)
         if name not in seeds_of:
             raise StudyError(f"{where}: {{run:{name}}} names no earlier training row")
-        seeds = seeds_of[name]
-        return str(run_dir(out, name, seed if seed in seeds else seeds[0]))
+        return str(run_dir(out, name, _ref_seed(seeds_of[name], seed)))
     return _RUN_REF.sub(sub, text) if isinstance(text, str) else text
+
+
+def _ref_seed(seeds: dict[int, str], seed: int) -> int:
+    return seed if seed in seeds else next(iter(seeds))
+
+
+def _chain_hash(own: str, texts: list[Any], seeds_of: dict[str, dict[int, str]],
+                seed: int) -> str:
+    """``own`` combined with the hashes of the runs that ``{run:ROW}`` in ``texts`` name, so
+    that retraining an upstream row reruns the rows built on it."""
+    refs = sorted({m for t in texts if isinstance(t, str) for m in _RUN_REF.findall(t)})
+    if not refs:
+        return own
+    ups = [seeds_of[r][_ref_seed(seeds_of[r], seed)] for r in refs if r in seeds_of]
+    return hashlib.sha256(json.dumps([own, *ups]).encode()).hexdigest()[:12]
 
 
 def load_study(spec_path: str | Path, out: str | Path) -> Study:
@@ -172,7 +186,7 @@ def load_study(spec_path: str | Path, out: str | Path) -> Study:
                                  f"{spec_path}: row {name}")
             jobs += row_jobs
             if row_jobs[0].kind == "train":
-                seeds_of[name] = [j.seed for j in row_jobs]
+                seeds_of[name] = {j.seed: j.config_hash for j in row_jobs}
     names = {j.row for j in jobs}
     tables = _check_tables(spec.get("tables") or [], names, spec_path)
     claims = _check_claims(spec.get("claims") or [], names, spec_path)
@@ -181,7 +195,8 @@ def load_study(spec_path: str | Path, out: str | Path) -> Study:
 
 
 def _row_jobs(row: dict, name: str, values: dict, defaults: dict, base: Path, out: Path,
-              data_root: Path | None, seeds_of: dict[str, list[int]], where: str) -> list[Job]:
+              data_root: Path | None, seeds_of: dict[str, dict[int, str]], where: str
+              ) -> list[Job]:
     seeds = row.get("seeds", defaults.get("seeds", [0]))
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise StudyError(f"{where}: 'seeds' must be a non-empty list of integers")
@@ -198,7 +213,9 @@ def _row_jobs(row: dict, name: str, values: dict, defaults: dict, base: Path, ou
             return _resolve_runs(_fill(x, env, where), out, seed, seeds_of, where)
 
         if "annotate" in row:
-            jobs.append(_annotate_job(row, name, label, seed, fill, where))
+            job = _annotate_job(row, name, label, seed, fill, where)
+            job.config_hash = _chain_hash(job.config_hash, list(row["annotate"]), seeds_of, seed)
+            jobs.append(job)
             continue
         config = row.get("config", defaults.get("config"))
         if not config:
@@ -219,7 +236,9 @@ def _row_jobs(row: dict, name: str, values: dict, defaults: dict, base: Path, ou
             raise StudyError(f"{where}: {e}") from e
         f5 = None if fig5 is None else {"curve": str(fig5["curve"]),
                                          "fraction": float(fill(fig5["fraction"]))}
-        jobs.append(Job(name, seed, "train", label, cfg, config_hash(cfg), fig5=f5))
+        chained = _chain_hash(config_hash(cfg), [*row.get("overrides", []), row.get("init_from")],
+                              seeds_of, seed)
+        jobs.append(Job(name, seed, "train", label, cfg, chained, fig5=f5))
     return jobs
 
 
@@ -325,12 +344,12 @@ def _train(job: Job, out: Path, nproc: int, progress: bool) -> dict[str, Any]:
     from personkit.engine import distributed
 
     rdir = run_dir(out, job.row, job.seed)
-    saved = rdir / "config.yaml"
-    if rdir.exists() and not (saved.is_file() and
-                              config_hash(load_config(saved)) == job.config_hash):
-        shutil.rmtree(rdir)  # an earlier, different config of this row: start afresh
+    saved, key = rdir / "config.yaml", rdir / "study_hash.txt"
+    if rdir.exists() and not (key.is_file() and key.read_text().strip() == job.config_hash):
+        shutil.rmtree(rdir)  # an earlier config of this row (or of a row it builds on)
     rdir.mkdir(parents=True, exist_ok=True)
     save_config(job.config, saved)
+    key.write_text(job.config_hash + "\n")
     t0 = time.perf_counter()
     if (rdir / "model.safetensors").is_file():
         pass  # trained, killed before its evaluation was recorded

@@ -181,3 +181,21 @@ def test_quick_study_end_to_end(tmp_path):
     text = (out / "study.md").read_text()
     assert "Table 6 (upper block)" in text and "Runs recorded: 4 of 4" in text
     assert (out / "fig5.png").is_file()
+
+
+def test_rows_built_on_a_run_change_with_it(tmp_path):
+    rows = [TWO_ROWS[0], {"name": "ft", "config": str(SYNTH / "reid.yaml"),
+                          "overrides": ["train.lr={run:reid}"]}]
+    with pytest.raises(StudyError, match="row ft: .*train.lr"):  # a path is no learning rate
+        load_study(_spec(tmp_path, rows), tmp_path / "s")
+    rows[1]["overrides"] = ["data.train.0.options={note: '{run:reid}'}"]
+    a = load_study(_spec(tmp_path, rows), tmp_path / "s").jobs
+    rows[0] = {**TWO_ROWS[0], "overrides": ["train.lr=0.01"]}
+    b = load_study(_spec(tmp_path, rows), tmp_path / "s").jobs
+    assert a[0].config_hash != b[0].config_hash
+    assert config_hash_of(a[1]) == config_hash_of(b[1])  # same config ...
+    assert a[1].config_hash != b[1].config_hash  # ... but built on a different run
+
+
+def config_hash_of(job):
+    return study_mod.config_hash(job.config)
