@@ -97,8 +97,25 @@ def _market_placement(kind: str, rng: np.random.Generator, h: int, w: int) -> tu
     return scale, w * (0.5 + dx), h * (0.5 + hf / 2 + dy)
 
 
-def render_market(item: MarketItem, seed: int) -> bytes:
-    """JPEG bytes of one 128×64 Market crop."""
+@dataclass
+class MarketTruth:
+    """The true pose and parts of one Market crop, at the crop's size (128×64).
+
+    ``joints`` are the crop's own person's 16 joints (0-based pixel centres, NaN outside the
+    crop), None when the crop shows nobody (an empty distractor); ``labels`` are the LIP
+    classes of every person in the crop (a passer-by at the edge too), 0 = background.
+    """
+
+    joints: np.ndarray | None
+    labels: np.ndarray
+
+
+def render_market(item: MarketItem, seed: int) -> tuple[bytes, MarketTruth]:
+    """JPEG bytes of one 128×64 Market crop and its true joints and part labels.
+
+    The truth is read off the render without drawing from the item's generator, so the
+    JPEG bytes are those of a render without it.
+    """
     rng = np.random.default_rng([seed, K_MARKET, item.index])
     dom = MARKET_CAMERAS[item.cam - 1]
     r = rng.uniform(*dom.render_scale)
@@ -112,6 +129,7 @@ def render_market(item: MarketItem, seed: int) -> bytes:
         pose = walking_pose(rng, item.yaw + rng.normal(0, 0.15), item.phase,
                             rng.uniform(0.25, 0.42), ident.stoop)
         people.append(Person(ident, skeleton(ident.shape, pose), View(pose.yaw, scale, x0, y0)))
+    has_own = bool(people)
     if rng.random() < 0.08:  # a passer-by at the edge of the box
         other = sample_identity(np.random.default_rng([seed, K_DISTRACTOR, 10**6 + item.index]), 0)
         yaw = float(rng.uniform(-np.pi, np.pi))
@@ -123,7 +141,22 @@ def render_market(item: MarketItem, seed: int) -> bytes:
                              order=float(rng.choice([-1, 1]))))
     rendered = render(h, w, bg, people)
     img = apply_camera(rendered.image, dom, rng, size=MARKET_SIZE)
-    return encode_jpeg(img, jpeg_quality(dom, rng))
+    truth = market_truth(rendered, has_own, (h, w))
+    return encode_jpeg(img, jpeg_quality(dom, rng)), truth
+
+
+def market_truth(rendered: Rendered, has_own: bool, size: tuple[int, int]) -> MarketTruth:
+    """Joints and labels of a render of ``size`` (H, W) mapped to the 128×64 crop, as
+    :func:`apply_camera` resizes the picture (pixel centres; nearest label)."""
+    (h, w), (H, W) = size, MARKET_SIZE
+    labels = rendered.labels
+    if (h, w) != (H, W):
+        labels = cv2.resize(labels, (W, H), interpolation=cv2.INTER_NEAREST_EXACT)
+    if not has_own:
+        return MarketTruth(None, labels)
+    j = (rendered.joints[0].astype(np.float64) + 0.5) * np.array([W / w, H / h]) - 0.5
+    inside = (j[:, 0] >= 0) & (j[:, 0] <= W - 1) & (j[:, 1] >= 0) & (j[:, 1] <= H - 1)
+    return MarketTruth(np.where(inside[:, None], j, np.nan), labels)
 
 
 # ------------------------------------------------------------------------ MPII and LIP scenes

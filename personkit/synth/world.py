@@ -13,12 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from personkit.data.datasets.market_auto import AutoAnnotation, write_market_auto
 from personkit.synth.appearance import get_identity
 from personkit.synth.items import (
     CAMERA_YAWS,
     K_MARKET_PLAN,
     MarketItem,
     SceneItem,
+    encode_png,
     render_lip,
     render_market,
     render_mpii,
@@ -35,8 +37,13 @@ from personkit.synth.writers import (
 
 MARKET_DIR, MPII_DIR, LIP_DIR = "Market-1501-v15.09.15", "mpii", "LIP"
 MARKER = "personkit_synth.json"
+#: The true pose and parts of every Market crop, in the ``market_auto`` format, inside the
+#: Market root. Nothing reads it for training by default (``market_auto`` reads
+#: ``auto_annotations``); it scores automatic annotations (``personkit score-annotations``).
+HIDDEN_TRUTH_DIR = "hidden_truth"
 #: Bumped whenever the same preset and seed would render different files.
-GENERATOR_VERSION = 2
+#: 3: Market hidden truth (``hidden_truth/``).
+GENERATOR_VERSION = 3
 MPII_MAT = "mpii_human_pose_v1_u12_1.mat"
 
 
@@ -172,8 +179,11 @@ def plan_scenes(seed: int, code: int, n: int, fracs: dict[str, float], digits: s
 def _job(args: tuple) -> object:
     kind, item, seed, root = args
     if kind == "market":
-        Path(root, item.folder, item.name).write_bytes(render_market(item, seed))
-        return None
+        jpg, truth = render_market(item, seed)
+        Path(root, item.folder, item.name).write_bytes(jpg)
+        Path(root, HIDDEN_TRUTH_DIR, "parts", item.folder, f"{item.name}.png").write_bytes(
+            encode_png(truth.labels))
+        return truth.joints
     if kind == "mpii":
         jpg, annos = render_mpii(item, seed)
         Path(root, "images", item.name).write_bytes(jpg)
@@ -213,7 +223,9 @@ def _prepare(out: Path) -> None:
         for r in roots:
             if r.exists():
                 shutil.rmtree(r)
-    dirs = [out / MARKET_DIR / d for d in ("bounding_box_train", "bounding_box_test", "query")]
+    folders = ("bounding_box_train", "bounding_box_test", "query")
+    dirs = [out / MARKET_DIR / d for d in folders]
+    dirs += [out / MARKET_DIR / HIDDEN_TRUTH_DIR / "parts" / d for d in folders]
     dirs += [out / MPII_DIR / "images", out / MPII_DIR / "annot"]
     dirs += [out / LIP_DIR / "TrainVal_images" / f"{s}_images" for s in ("train", "val")]
     dirs += [out / LIP_DIR / "TrainVal_parsing_annotations" / f"{s}_segmentations"
@@ -226,6 +238,29 @@ def _prepare(out: Path) -> None:
 def _write_market(out: Path, seed: int, train: list[int], test: list[int]) -> None:
     attrs = lambda pids: {p: get_identity(seed, p).market_attributes() for p in pids}
     write_market_attributes(out / "market_attribute.mat", attrs(train), attrs(test))
+
+
+TRUTH_README = """\
+Hidden ground truth of the synthetic Market-1501-like crops (personkit.synth).
+
+The true 16 joints (pose.csv, confidence 1; joints outside the crop are empty) and LIP part
+labels (parts/<folder>/<file name>.png, every person in the crop) of every crop, in the
+market_auto format (docs/datasets.md). It is not a training set: no config reads it unless
+pointed at it. It measures automatic annotations:
+    personkit score-annotations <auto_annotations folder> <this folder>
+"""
+
+
+def _write_market_truth(root: Path, items: list[MarketItem], joints: list) -> int:
+    """``hidden_truth/pose.csv`` and README (the PNGs are written by the workers); returns
+    the number of crops with a person."""
+    folder = root / HIDDEN_TRUTH_DIR
+    rows = [AutoAnnotation(f"{it.folder}/{it.name}", j) for it, j in zip(items, joints,
+                                                                       strict=True)
+            if j is not None]
+    write_market_auto(folder, rows)
+    (folder / "README.txt").write_text(TRUTH_README)
+    return len(rows)
 
 
 def _write_mpii(root: Path, items: list[SceneItem], annos: list) -> dict[str, int]:
@@ -285,6 +320,8 @@ def synthesize(out_dir: str | Path, preset: str | Preset = "small", seed: int = 
     results = _run(jobs, workers)
     _write_market(roots[0], seed, train, test)
     counts = _market_counts(m_items, train, test)
+    counts["market_truth_poses"] = _write_market_truth(roots[0], m_items,
+                                                       results[:len(m_items)])
     counts |= _write_mpii(roots[1], p_items, results[len(m_items):len(m_items) + len(p_items)])
     counts |= _write_lip(roots[2], l_items, results[len(m_items) + len(p_items):])
     (out / MARKER).write_text(json.dumps({"generator": "personkit.synth", "preset": preset,

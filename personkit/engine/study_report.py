@@ -1,0 +1,241 @@
+"""The study's report: ``study.md`` (tables shaped like the paper's Tables 5-7 with each
+multi-task row's difference to its single-task baseline, the automatic-annotation quality and
+a verdict per claim) and ``fig5.png`` (ReID mAP against the training fraction, as Fig. 5).
+
+Numbers are means over seeds ± the sample standard deviation (n - 1) over seeds, in %.
+A difference to a baseline pairs the seeds both rows ran; its spread is the standard deviation
+of the paired differences. A claim **holds** when the mean difference has the expected sign,
+every seed pair agrees, and the mean exceeds that spread; it **does not hold** when the same is
+true with the opposite sign; otherwise, or with a single seed, it is **inconclusive**.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BEGIN = "<!-- personkit study: begin results (written by `personkit study --report`) -->"
+END = "<!-- personkit study: end results -->"
+
+
+def lookup(metrics: dict[str, Any], path: str) -> float | None:
+    """``market.reid.mAP`` -> ``metrics["market"]["reid"]["mAP"]`` (None if missing)."""
+    node: Any = metrics
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return float(node) if isinstance(node, (int, float)) else None
+
+
+def values(records: list[dict], row: str, path: str) -> dict[int, float]:
+    """Seed -> value of ``path`` for ``row``."""
+    out = {}
+    for r in records:
+        if r["row"] == row:
+            v = lookup(r.get("metrics") or {}, path)
+            if v is not None:
+                out[r["seed"]] = v
+    return out
+
+
+def _mean_sd(xs: list[float]) -> tuple[float, float | None]:
+    a = np.asarray(xs, dtype=np.float64)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else None
+
+
+def _fmt(mean: float, sd: float | None, signed: bool = False) -> str:
+    text = f"{100 * mean:+.1f}" if signed else f"{100 * mean:.1f}"
+    return text + ("" if sd is None else f" ± {100 * sd:.1f}")
+
+
+def difference(records: list[dict], row: str, base: str, path: str
+               ) -> tuple[list[float], bool]:
+    """Per-seed differences row - base over the seeds both ran (paired=True), else the
+    single difference of the means (paired=False); [] if either is missing."""
+    a, b = values(records, row, path), values(records, base, path)
+    common = sorted(set(a) & set(b))
+    if common:
+        return [a[s] - b[s] for s in common], True
+    if a and b:
+        return [float(np.mean(list(a.values())) - np.mean(list(b.values())))], False
+    return [], False
+
+
+def table_markdown(table: dict, records: list[dict], labels: dict[str, str] | None = None
+                   ) -> str:
+    """One table: a row per study row, a column per metric, Δ to the baseline in brackets;
+    a row is shown with its table label, else its spec label (``labels``), else its name."""
+    cols = table["metrics"]
+    lines = [f"### {table.get('title', 'Table')}", ""]
+    lines += ["| Row | seeds | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    for r in table.get("rows") or []:
+        cells = []
+        seeds = set()
+        for path in cols.values():
+            v = values(records, r["row"], path)
+            seeds |= set(v)
+            if not v:
+                cells.append("–")
+                continue
+            cell = _fmt(*_mean_sd(list(v.values())))
+            if r.get("baseline"):
+                d, _ = difference(records, r["row"], r["baseline"], path)
+                if d:
+                    cell += f" ({_fmt(*_mean_sd(d), signed=True)})"
+            cells.append(cell)
+        label = r.get("label") or (labels or {}).get(r["row"], r["row"])
+        label += f" (vs {r['baseline']})" if r.get("baseline") else ""
+        lines.append(f"| {label} | {len(seeds)} | " + " | ".join(cells) + " |")
+    if table.get("note"):
+        lines += ["", str(table["note"]).strip()]
+    return "\n".join(lines)
+
+
+def verdict(records: list[dict], claim: dict) -> tuple[str, str]:
+    """(holds | does not hold | inconclusive | not run, the numbers behind it)."""
+    d, paired = difference(records, claim["row"], claim["baseline"], claim["metric"])
+    if not d:
+        return "not run", "no results for one of the rows"
+    sign = 1.0 if claim.get("expect", "higher") == "higher" else -1.0
+    mean, sd = _mean_sd(d)
+    numbers = (f"{claim['metric']}: {claim['row']} − {claim['baseline']} = "
+               f"{_fmt(mean, sd, signed=True)} points over {len(d)} "
+               f"{'paired seed(s)' if paired else 'unpaired mean(s)'}")
+    if len(d) < 2 or sd is None:
+        return "inconclusive", numbers + " (one seed: no spread)"
+    s = np.sign(np.asarray(d) * sign)
+    if mean * sign > sd and (s > 0).all():
+        return "holds", numbers
+    if -mean * sign > sd and (s < 0).all():
+        return "does not hold", numbers
+    return "inconclusive", numbers + " (difference within the seed spread)"
+
+
+def annotation_markdown(records: list[dict]) -> str:
+    rows = []
+    for r in records:
+        s = (r.get("metrics") or {}).get("annotations")
+        if r.get("kind") == "annotate" and s:
+            p, q = s["pose"], s["parts"]
+            rows.append(f"| {r['row']} | {r['seed']} | {100 * p['Mean']:.1f} | "
+                        f"{100 * p['UBody']:.1f} | {100 * q['mIoU']:.1f} | "
+                        f"{100 * q['mIoU5']:.1f} | {p['num_images']} |")
+    if not rows:
+        return "No scored annotation step in this study."
+    return "\n".join(["| Step | seed | PCKh@0.5 | UBody | mIoU (20) | mIoU5 | crops |",
+                      "|---|---|---|---|---|---|---|", *rows])
+
+
+def plot_fig5(study: Any, records: list[dict], path: Path) -> Path | None:
+    """ReID mAP (first ReID dataset) against the training fraction, one curve per
+    ``fig5.curve``, mean ± seed spread; None if no row has ``fig5``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves: dict[str, dict[float, list[float]]] = {}
+    for job in study.jobs:
+        if job.fig5 is None:
+            continue
+        for r in records:
+            if r["row"] == job.row and r["seed"] == job.seed:
+                mAP = next((lookup(m, "reid.mAP") for m in (r.get("metrics") or {}).values()
+                            if lookup(m, "reid.mAP") is not None), None)
+                if mAP is not None:
+                    curves.setdefault(job.fig5["curve"], {}).setdefault(
+                        job.fig5["fraction"], []).append(100 * mAP)
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, pts in curves.items():
+        xs = sorted(pts)
+        mean = np.array([np.mean(pts[x]) for x in xs])
+        sd = np.array([np.std(pts[x], ddof=1) if len(pts[x]) > 1 else 0.0 for x in xs])
+        ax.errorbar(xs, mean, yerr=sd, marker="o", capsize=3, label=name)
+        ax.fill_between(xs, mean - sd, mean + sd, alpha=0.15)
+    ax.set_xlabel("fraction of the ReID training set")
+    ax.set_ylabel("ReID mAP (%)")
+    ax.set_title("Fig. 5: mAP vs. training-set size (mean ± seed s.d.)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def machine() -> str:
+    import torch
+
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    cpu = " ".join(x for x in (platform.machine(), platform.processor()) if x)
+    return (f"{cpu}, {os.cpu_count()} CPU cores, "
+            f"{dev}; Python {platform.python_version()}, torch {torch.__version__}; load "
+            f"average when the report was written {load}")
+
+
+def results_markdown(study: Any, records: list[dict], fig: str | None) -> str:
+    """The results section: command, machine, time, tables, Fig. 5, annotations, claims."""
+    total = sum(r.get("seconds", {}).get("total", 0.0) for r in records)
+    jobs = len(study.jobs)
+    parts = [f"Study `{study.name}` ({study.spec_path}), written by the runner on "
+             f"{time.strftime('%Y-%m-%d %H:%M')}. Command: `personkit study {study.spec_path} "
+             f"--out {study.out}`.", "",
+             f"* Machine: {machine()}.",
+             f"* Runs recorded: {len(records)} of {jobs}; total time {total / 60:.1f} min "
+             f"(sum over runs of training + evaluation).",
+             f"* World: {study.world or 'real data'}; data root {study.data_root}.", ""]
+    labels = {j.row: j.label for j in study.jobs}
+    parts += [table_markdown(t, records, labels) + "\n" for t in study.tables]
+    parts += ["### Fig. 5", "", f"![Fig. 5]({fig})" if fig else
+              "No row of this study has `fig5` metadata.", ""]
+    parts += ["### Automatic-annotation quality (against the hidden ground truth)", "",
+              annotation_markdown(records), ""]
+    if study.claims:
+        parts += ["### Claims", "", "| Claim | Verdict | Numbers | Note |", "|---|---|---|---|"]
+        for c in study.claims:
+            v, numbers = verdict(records, c)
+            note = " ".join(str(c.get("note", "")).split())
+            parts.append(f"| {c['claim']} | **{v}** | {numbers} | {note} |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def write_outputs(study: Any, records: list[dict], report: str | Path | None
+                  ) -> dict[str, Any]:
+    """``study.md``, ``fig5.png`` and, with ``report``, its results section between the
+    :data:`BEGIN`/:data:`END` markers (appended if absent). Only records of the current
+    spec's (row, seed, config hash) count."""
+    keys = {j.key for j in study.jobs}
+    records = [r for r in records if (r["row"], r["seed"], r["config_hash"]) in keys]
+    fig = plot_fig5(study, records, study.out / "fig5.png")
+    md = study.out / "study.md"
+    md.write_text(f"# Study {study.name}\n\n"
+                  + results_markdown(study, records, fig and fig.name), encoding="utf-8")
+    out: dict[str, Any] = {"study_md": md, "fig5": fig}
+    if report is not None:
+        report = Path(report)
+        fig_rel = None
+        if fig is not None:
+            dest = report.parent / f"{report.stem}_fig5.png"
+            report.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(fig, dest)
+            fig_rel = dest.name
+        section = f"{BEGIN}\n\n{results_markdown(study, records, fig_rel)}\n{END}"
+        text = report.read_text(encoding="utf-8") if report.is_file() else ""
+        if BEGIN in text and END in text:
+            text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+        else:
+            text = text.rstrip() + ("\n\n" if text else "") + section + "\n"
+        report.write_text(text, encoding="utf-8")
+        out["report"] = report
+    return out
