@@ -167,7 +167,8 @@ class ScheduleConfig:
 
     type: Literal["exp", "multistep", "constant"] = "exp"
     decay_start: float = num(0.5, ge=0, le=1)  # exp: constant until this fraction of the run
-    decay_end: float = num(1.0, ge=0, le=1)  # exp: reaches lr * final_factor here
+    # exp: reaches lr * final_factor here; > 1 decays past the end (the authors' pose schedule)
+    decay_end: float = num(1.0, gt=0)
     final_factor: float = num(0.001, gt=0, le=1)
     milestones: tuple[float, ...] = num((), gt=0, lt=1)  # multistep: fractions at which lr *= gamma
     gamma: float = num(0.1, gt=0)
