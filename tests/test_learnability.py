@@ -19,7 +19,7 @@ from personkit.engine.baselines import TrivialBaseline, majority_attributes, mea
 from personkit.synth import synthesize
 from personkit.synth.presets import get_preset
 
-CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+CONFIG = Path(__file__).resolve().parent.parent / "personkit" / "configs" / "demo.yaml"
 ITERATIONS = 300
 
 
