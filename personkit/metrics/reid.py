@@ -1,8 +1,9 @@
 """Person re-identification metrics: distances, CMC, mAP, mINP and k-reciprocal re-ranking.
 
 Protocol: Market-1501 single query (Zheng et al., ICCV 2015), as in Liang Zheng's official
-``evaluation.m`` / ``compute_AP.m`` and torchreid ``metrics/rank.py`` (``eval_market1501``);
-see ``/work/shared/reference/protocols.md`` section 1.
+``evaluation.m`` / ``compute_AP.m`` and torchreid ``metrics/rank.py`` (``eval_market1501``),
+with the rules below; ``tests/metrics/test_reid_eval.py`` checks them on hand-computed
+rankings.
 
 * For a query with pid ``p`` and camera ``c``, gallery items with pid ``p`` and camera ``c``
   and every pid ``-1`` item (junk) are removed from its ranking; pid ``0`` distractors stay as
