@@ -28,7 +28,6 @@ from personkit.metrics.pose import (
 )
 from personkit.metrics.reid import (
     METRICS,
-    average_flip_embeddings,
     compute_distance_matrix,
     evaluate_reid,
     re_rank,
@@ -48,7 +47,6 @@ __all__ = [
     "attribute_accuracy",
     "attribute_counts",
     "attribute_scores",
-    "average_flip_embeddings",
     "compute_distance_matrix",
     "confusion_matrix",
     "evaluate_reid",

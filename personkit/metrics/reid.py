@@ -79,12 +79,6 @@ def _float_tensor(x: ArrayLike) -> torch.Tensor:
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
-def average_flip_embeddings(emb: ArrayLike, emb_flipped: ArrayLike) -> ArrayLike:
-    """Flip test-time augmentation: the plain mean of the embeddings of an image and its
-    mirror image (normalise afterwards if the pipeline normalises)."""
-    return (emb + emb_flipped) / 2
-
-
 # ----------------------------------------------------------------------------- evaluation
 def evaluate_reid(distmat: ArrayLike, q_pids: ArrayLike, g_pids: ArrayLike, q_camids: ArrayLike,
                   g_camids: ArrayLike, max_rank: int = 50, chunk: int = 256) -> dict[str, Any]:
