@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,12 @@ from torch.utils.data import Dataset
 from personkit.config import Config, DatasetConfig, ModelConfig, config_to_dict
 from personkit.data.constants import LIP_CLASSES, MARKET_ATTRIBUTES, MERGED5_CLASSES, MPII_JOINTS
 from personkit.data.dataset import PersonDataset
-from personkit.data.datasets import ATTRIBUTE_SCHEMAS, READERS, read_dataset
+from personkit.data.datasets import DATASETS, dataset_spec
 from personkit.data.fake import FakePersonDataset
 from personkit.data.fractions import subset_records
 from personkit.data.io import wrap_error
 from personkit.data.records import PersonRecord
 from personkit.data.samplers import DatasetSchedule, PKBatchSampler, RandomBatchSampler
-from personkit.data.transforms import TRANSFORM_PRESETS
 from personkit.engine import distributed
 from personkit.engine.lr import build_lr_scheduler
 from personkit.engine.preflight import check_training_data
@@ -112,8 +111,9 @@ def _fake_dataset(d: DatasetConfig, cfg: Config, seed: int) -> Dataset:
     )
 
 
-def dataset_root(d: DatasetConfig, data_root: str | Path | None = None) -> Path:
-    """``d.root``, relative to ``data_root`` when given and ``d.root`` is relative."""
+def dataset_dir(d: DatasetConfig, data_root: str | Path | None = None) -> Path:
+    """The folder of dataset entry ``d``: ``d.root``, relative to ``data_root`` (``data.root``)
+    when given and ``d.root`` is relative."""
     root = Path(d.root)
     return root if data_root is None or root.is_absolute() else Path(data_root) / root
 
@@ -122,7 +122,8 @@ def read_records(d: DatasetConfig, split: str | None = None,
                  data_root: str | Path | None = None) -> list[PersonRecord]:
     """Records of one dataset entry through its native reader."""
     try:
-        return read_dataset(d.type, dataset_root(d, data_root), split or d.split, **d.options)
+        return dataset_spec(d.type).reader(dataset_dir(d, data_root), split or d.split,
+                                           **d.options)
     except (ValueError, FileNotFoundError) as e:
         raise wrap_error(e, f"dataset {d.name!r}") from e
 
@@ -130,12 +131,12 @@ def read_records(d: DatasetConfig, split: str | None = None,
 def person_dataset(d: DatasetConfig, records: list[PersonRecord], cfg: Config, train: bool,
                    seed: int = 0) -> PersonDataset:
     """Decoding, the dataset's transform preset and normalisation for ``records``."""
-    transform = TRANSFORM_PRESETS[d.type](train and d.augment, d.input_size)
+    spec = dataset_spec(d.type)
+    transform = spec.transform(train and d.augment, d.input_size)
     names = tuple(cfg.model.attributes) if "attributes" in d.tasks else None
-    if names is not None and tuple(ATTRIBUTE_SCHEMAS.get(d.type, {})) != names:
-        raise ValueError(
-            f"dataset {d.name!r}: its attributes {list(ATTRIBUTE_SCHEMAS.get(d.type, {}))} do "
-            f"not match model.attributes {list(names)}")
+    if names is not None and tuple(spec.attributes) != names:
+        raise ValueError(f"dataset {d.name!r}: its attributes {list(spec.attributes)} do not "
+                         f"match model.attributes {list(names)}")
     tasks = d.tasks if train else ()
     return PersonDataset(records, transform, tasks, cfg.model.mean, cfg.model.std,
                          pid_relabel=train, attribute_names=names, merge_parts=d.merge_parts,
@@ -152,21 +153,16 @@ def _reader_dataset(d: DatasetConfig, cfg: Config, seed: int) -> Dataset:
     return dataset
 
 
-DATASET_BUILDERS: dict[str, Callable[[DatasetConfig, Config, int], Dataset]] = {
-    "fake": _fake_dataset, **{name: _reader_dataset for name in READERS},
-}
-
-
 def build_dataset(d: DatasetConfig, cfg: Config, seed: int = 0) -> Dataset:
     """The torch training dataset for one ``data.train`` entry."""
-    if d.type not in DATASET_BUILDERS:
-        raise ValueError(
-            f"dataset {d.name!r}: unknown type {d.type!r}; valid: {sorted(DATASET_BUILDERS)}")
+    if d.type != "fake" and d.type not in DATASETS:
+        raise ValueError(f"dataset {d.name!r}: unknown type {d.type!r}; valid: "
+                         f"{sorted(['fake', *DATASETS])}")
     if d.type == "fake" and d.fraction != 1.0:
         raise ValueError(f"dataset {d.name!r}: fraction needs a dataset read from disk, not "
                          f"type 'fake'")
     try:
-        return DATASET_BUILDERS[d.type](d, cfg, seed)
+        return (_fake_dataset if d.type == "fake" else _reader_dataset)(d, cfg, seed)
     except ValueError as e:
         if f"dataset {d.name!r}" in str(e):
             raise
@@ -378,15 +374,12 @@ def check_eval_settings(cfg: Config) -> None:
 
 def eval_protocols(d: DatasetConfig, heads: Sequence[str]) -> tuple[str, ...]:
     """The protocols :func:`run_evaluation` runs on ``d`` for a model with ``heads``."""
-    if d.type in REID_TYPES:
+    if d.type != "fake" and dataset_spec(d.type).protocol == "reid":
         return tuple(p for p, on in (
             ("reid", "reid" in heads and (not d.tasks or "reid" in d.tasks)),
             ("attributes", "attributes" in heads and "attributes" in d.tasks)) if on)
     return tuple(p for p, task in (("pose", "pose"), ("parts", "segmentation"))
                  if task in heads and task in d.tasks)
-
-
-REID_TYPES = ("market1501", "duke")
 
 
 def run_evaluation(model: MultiTaskModel, cfg: Config, names: Sequence[str] | None = None,
@@ -412,7 +405,7 @@ def run_evaluation(model: MultiTaskModel, cfg: Config, names: Sequence[str] | No
     for d in entries:
         out: dict[str, Any] = {}
         protocols = eval_protocols(d, model.enabled)  # each only where the model has its head
-        if d.type in REID_TYPES:
+        if dataset_spec(d.type).protocol == "reid":
             reid = "reid" in protocols
             attrs = tuple(model.meta.attributes) if "attributes" in protocols else None
             if reid or attrs:
@@ -426,7 +419,8 @@ def run_evaluation(model: MultiTaskModel, cfg: Config, names: Sequence[str] | No
             dataset = person_dataset(d, records, cfg, False)
             if "pose" in protocols:
                 out["pose"] = ev.evaluate_pose(model, dataset, records, d.input_size,
-                                               lip=d.type == "lip", **loader)
+                                               lip=dataset_spec(d.type).protocol == "lip",
+                                               **loader)
             if "parts" in protocols:
                 ev.check_seg_labels(records)
                 out["parts"] = ev.evaluate_parts(model, dataset, records, cfg.model.seg_classes,

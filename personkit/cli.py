@@ -383,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output directory")
     p.add_argument("--preset", default="small", help="synthetic world size: tiny, small, full")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--config", default=None, help="config instead of configs/demo.yaml")
+    p.add_argument("--config", default=None, help="config instead of the built-in "
+                   "personkit/configs/demo.yaml")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("synth", help="write the synthetic Market-, MPII- and LIP-like datasets")

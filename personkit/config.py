@@ -111,7 +111,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class DatasetConfig:
     name: str  # unique name, used in logs and for loss routing
-    type: str  # reader: market1501 | duke | mpii | lip | market_auto | synth_* | fake
+    type: str  # reader: market1501 | duke | mpii | lip | market_auto | fake
     root: str = ""
     split: str = "train"
     tasks: tuple[TaskName, ...] = ()

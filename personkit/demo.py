@@ -2,7 +2,7 @@
 
 1. Synthesise the Market-, MPII- and LIP-like sets (cached in ``OUT/data``).
 2. Train one four-task model (single-branch, GroupNorm) on the three sets with interleaved
-   batches (``configs/demo.yaml``).
+   batches (``personkit/configs/demo.yaml``, shipped in the package).
 3. Evaluate every task with the official protocols.
 4. Write ``report.md`` (a Table 6-style summary and the per-task tables), ``metrics.json``,
    ``curves.png`` (learning curves) and ``predictions.png`` (Figure 1-style overlays on unseen
@@ -32,7 +32,7 @@ from personkit.report import (
     to_jsonable,
 )
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"  # package data
 TARGETS = {"ReID mAP": 0.70, "Attribute mean accuracy": 0.80, "MPII-like PCKh@0.5": 0.60,
            "LIP-like PCKh@0.5": 0.60, "mIoU5": 0.60}
 

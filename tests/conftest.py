@@ -1,10 +1,17 @@
-"""Fixtures shared across test folders."""
+"""Fixtures shared across test folders. Also puts ``tests/`` on ``sys.path`` so that test
+helpers shared across folders (``baselines``) import by name: pytest runs with
+``--import-mode=importlib``, which does not."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 
 @pytest.fixture(scope="session")

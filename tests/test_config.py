@@ -6,7 +6,9 @@ import pytest
 
 from personkit.config import ConfigError, config_from_dict, load_config, save_config
 
-CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted([*(ROOT / "configs").glob("*.yaml"),
+                  *(ROOT / "personkit" / "configs").glob("*.yaml")])
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

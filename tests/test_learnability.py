@@ -11,15 +11,15 @@ import json
 from pathlib import Path
 
 import pytest
+from baselines import TrivialBaseline, majority_attributes, mean_pose
 
 from personkit.build import build_trainer, run_evaluation
 from personkit.cli import main
 from personkit.config import load_config
-from personkit.engine.baselines import TrivialBaseline, majority_attributes, mean_pose
 from personkit.synth import synthesize
 from personkit.synth.presets import get_preset
 
-CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+CONFIG = Path(__file__).resolve().parent.parent / "personkit" / "configs" / "demo.yaml"
 ITERATIONS = 300
 
 

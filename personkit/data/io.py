@@ -26,6 +26,11 @@ class BadImageError(DatasetError):
     """An image or label file that is missing or cannot be decoded."""
 
 
+class MissingImageError(BadImageError, FileNotFoundError):
+    """An image or label file that does not exist (both a :class:`BadImageError`, which
+    ``data.on_bad_image`` handles, and a ``FileNotFoundError``)."""
+
+
 class DatasetNotFoundError(DatasetError, FileNotFoundError):
     """A dataset file or folder that does not exist (also a :class:`FileNotFoundError`)."""
 
@@ -83,16 +88,18 @@ def _read_bytes(path: Path) -> np.ndarray:
     try:
         return np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:
-        raise BadImageError(f"image file not found: {path}") from None
+        raise MissingImageError(f"image file not found: {path}") from None
     except OSError as e:
         raise BadImageError(f"cannot read image file {path}: {e}") from e
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file as RGB ``uint8`` H×W×3 (grayscale files become 3-channel).
+    """Decode an image file as RGB ``uint8`` H×W×3 (grayscale files become 3-channel); the one
+    image reader of training, evaluation and inference.
 
     Raises:
-        BadImageError: the file is missing, empty or not a decodable image.
+        MissingImageError: the file does not exist (a ``FileNotFoundError`` too).
+        BadImageError: the file is empty or not a decodable image (a ``ValueError``).
     """
     path = Path(path)
     buf = _read_bytes(path)

@@ -220,13 +220,3 @@ def lip_transform(train: bool, output_size: tuple[int, int] = (256, 256),
 def reid_transform(train: bool, output_size: tuple[int, int] = (256, 128)) -> AffineAugment:
     """Market-1501/Duke: whole crop -> output; train adds a horizontal flip only."""
     return AffineAugment(output_size, flip_prob=0.5 if train else 0.0)
-
-
-#: Reader name -> preset ``(train, output_size) -> AffineAugment``.
-TRANSFORM_PRESETS = {
-    "mpii": mpii_transform,
-    "lip": lip_transform,
-    "market1501": reid_transform,
-    "duke": reid_transform,
-    "market_auto": reid_transform,
-}

@@ -42,7 +42,7 @@ from personkit.metrics import (
     ReidEvaluator,
     SegmentationEvaluator,
 )
-from personkit.models import MultiTaskModel, PersonOutputs
+from personkit.models import MultiTaskModel, PersonOutputs, flip_tta_embedding
 
 
 @torch.no_grad()
@@ -74,8 +74,7 @@ def predict(model: MultiTaskModel, dataset: Dataset, heads: Sequence[str], *,
         images = batch["image"].to(device)
         out = model(images, heads=heads)
         if flip_tta and out.embedding is not None:
-            flipped = model(torch.flip(images, dims=[3]), heads=["reid"])
-            out.embedding = (out.embedding + flipped.embedding) / 2
+            out.embedding = flip_tta_embedding(model, images, out.embedding)
         yield batch, _to_cpu(out)
 
 

@@ -71,7 +71,7 @@ class Bench:
         model: the multi-task model (``four-task``); its trunk and heads are timed alone too.
         variants: the models it is compared with, by name: ``reid-only``, ``attributes-only``,
             ``pose-only``, ``segmentation-only`` (together: ``four-separate``) and
-            ``four-task-light`` (:func:`personkit.build.bench_variants` builds them); any
+            ``four-task-light`` (:func:`personkit.build.build_bench_models` builds them); any
             may be missing.
         device: ``cpu`` or ``cuda``.
         batch_sizes: crops per forward pass.

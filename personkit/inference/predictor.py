@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from personkit.data.constants import LIP_TO_MERGED5, MERGED5_CLASSES
+from personkit.models.multitask import flip_tta_embedding
 
 #: The tasks a predictor can return (the ``id`` classifier is a training-only head).
 TASKS: tuple[str, ...] = ("reid", "attributes", "pose", "segmentation")
@@ -293,7 +294,7 @@ class Predictor:
             out = self.model(x, heads=self.heads)
             embedding = out.embedding
             if self.flip_tta and "reid" in self.heads:
-                embedding = (embedding + self.model(x.flip(-1), heads=("reid",)).embedding) / 2
+                embedding = flip_tta_embedding(self.model, x, embedding)
         result: dict[str, Any] = {}
         if "reid" in self.heads:
             result["embedding"] = embedding.float().cpu().numpy()

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import numpy as np
+
+from personkit.data.io import read_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 BOX_EXTENSIONS = (".txt", ".csv", ".json")
@@ -47,22 +48,6 @@ class Frame:
 
     def load(self) -> np.ndarray:
         return read_image(self.path)
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file as RGB ``uint8`` H×W×3 (grayscale files become 3 channels).
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file cannot be decoded as an image.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot decode image {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_boxes(path: str | Path) -> np.ndarray:

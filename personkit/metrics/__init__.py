@@ -1,8 +1,8 @@
 """Evaluation protocols: Market-1501 ReID and attributes, MPII/LIP PCKh, LIP parsing mIoU.
 
 Pure functions plus accumulating evaluators (``reset`` / ``process`` / ``evaluate``). Every
-score is a fraction in [0, 1]. Protocol details and test vectors:
-``/work/shared/reference/protocols.md``.
+score is a fraction in [0, 1]. Each module's docstring states its protocol and the official
+code it follows; ``tests/metrics/`` checks them on hand-computed vectors.
 """
 
 from personkit.metrics.attributes import (
@@ -28,7 +28,6 @@ from personkit.metrics.pose import (
 )
 from personkit.metrics.reid import (
     METRICS,
-    average_flip_embeddings,
     compute_distance_matrix,
     evaluate_reid,
     re_rank,
@@ -48,7 +47,6 @@ __all__ = [
     "attribute_accuracy",
     "attribute_counts",
     "attribute_scores",
-    "average_flip_embeddings",
     "compute_distance_matrix",
     "confusion_matrix",
     "evaluate_reid",

@@ -1,8 +1,9 @@
 """Person re-identification metrics: distances, CMC, mAP, mINP and k-reciprocal re-ranking.
 
 Protocol: Market-1501 single query (Zheng et al., ICCV 2015), as in Liang Zheng's official
-``evaluation.m`` / ``compute_AP.m`` and torchreid ``metrics/rank.py`` (``eval_market1501``);
-see ``/work/shared/reference/protocols.md`` section 1.
+``evaluation.m`` / ``compute_AP.m`` and torchreid ``metrics/rank.py`` (``eval_market1501``),
+with the rules below; ``tests/metrics/test_reid_eval.py`` checks them on hand-computed
+rankings.
 
 * For a query with pid ``p`` and camera ``c``, gallery items with pid ``p`` and camera ``c``
   and every pid ``-1`` item (junk) are removed from its ranking; pid ``0`` distractors stay as
@@ -76,12 +77,6 @@ def compute_distance_matrix(query: ArrayLike, gallery: ArrayLike, metric: str = 
 def _float_tensor(x: ArrayLike) -> torch.Tensor:
     t = x.detach() if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
-
-
-def average_flip_embeddings(emb: ArrayLike, emb_flipped: ArrayLike) -> ArrayLike:
-    """Flip test-time augmentation: the plain mean of the embeddings of an image and its
-    mirror image (normalise afterwards if the pipeline normalises)."""
-    return (emb + emb_flipped) / 2
 
 
 # ----------------------------------------------------------------------------- evaluation

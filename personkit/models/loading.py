@@ -67,13 +67,16 @@ def stored_config(path: str | Path) -> tuple[dict[str, Any], str]:
     import yaml
 
     path = Path(path)
-    if path.is_dir() and not (path / "model.safetensors").is_file() \
-            and load_latest_valid(path / "checkpoints") is None:
-        if (path / "config.yaml").is_file():
-            return yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}, \
-                str(path / "config.yaml")
-        raise FileNotFoundError(f"no model.safetensors, checkpoint or config.yaml in {path}")
-    stored = read_model_file(path)
+    try:
+        stored = read_model_file(path)
+    except FileNotFoundError:
+        if not path.is_dir():
+            raise
+        if not (path / "config.yaml").is_file():
+            raise FileNotFoundError(
+                f"no model.safetensors, checkpoint or config.yaml in {path}") from None
+        text = (path / "config.yaml").read_text(encoding="utf-8")
+        return yaml.safe_load(text) or {}, str(path / "config.yaml")
     return stored.config, str(stored.path)
 
 

@@ -19,7 +19,7 @@ be asked for a subset of the enabled heads; the others stay ``None`` and cost no
 from __future__ import annotations
 
 import copy
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -222,6 +222,14 @@ class MultiTaskModel(nn.Module):
         if self.sharing == "split":
             c5 = c5[:, c5.shape[1] - self.num_joints:]
         return self.heads["pose"](c5)
+
+
+def flip_tta_embedding(model: Callable[..., PersonOutputs], images: torch.Tensor,
+                       embedding: torch.Tensor) -> torch.Tensor:
+    """Flip test-time augmentation of ReID embeddings: the plain mean of ``embedding`` (of
+    ``images``) and the embedding of the mirrored images (normalise afterwards if the
+    pipeline normalises). The one copy, used by evaluation and the Predictor."""
+    return (embedding + model(images.flip(-1), heads=("reid",)).embedding) / 2
 
 
 def _check_args(heads: Sequence[str], sharing: str, num_ids: int,

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from personkit.synth import body as B
-from personkit.synth.appearance import Identity, get_identity, sample_identity
+from personkit.synth.appearance import get_identity, sample_identity
 from personkit.synth.body import View, sample_pose, skeleton, walking_pose
 from personkit.synth.render import Person, Rendered, object_prim, render
 from personkit.synth.scenes import (
@@ -299,8 +299,3 @@ def render_lip(item: SceneItem, seed: int) -> tuple[bytes, bytes, PersonAnno]:
     img = apply_camera(sc.rendered.image, LIP_DOMAIN, sc.rng)
     return (encode_jpeg(img, jpeg_quality(LIP_DOMAIN, sc.rng)), encode_png(sc.rendered.labels),
             anno)
-
-
-def identity_for(seed: int, pid: int) -> Identity:
-    """The identity shown by Market pid ``pid`` (> 0)."""
-    return get_identity(seed, pid)

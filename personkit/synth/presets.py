@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Preset:
-    """How much of each dataset to render."""
+    """How much of each dataset to render (fields by keyword)."""
 
     market_train_ids: int
     market_test_ids: int
@@ -24,9 +24,19 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset(120, 30, 4, 0.75, 0.15, 0.1, 40, 0.3, 0.05, 40, 20, 1),
-    "small": Preset(750, 100, 4, 0.75, 0.15, 0.1, 1000, 0.2, 0.03, 1200, 300, 2),
-    "full": Preset(751, 750, 17, 0.75, 0.15, 0.1, 8000, 0.12, 0.03, 10000, 2000, 2),
+    "tiny": Preset(
+        market_train_ids=120, market_test_ids=30, market_images_per_id=4, market_query_prob=0.75,
+        market_junk_frac=0.15, market_distractor_frac=0.1, mpii_images=40, mpii_val_frac=0.3,
+        mpii_test_frac=0.05, lip_train=40, lip_val=20, workers=1),
+    "small": Preset(
+        market_train_ids=750, market_test_ids=100, market_images_per_id=4, market_query_prob=0.75,
+        market_junk_frac=0.15, market_distractor_frac=0.1, mpii_images=1000, mpii_val_frac=0.2,
+        mpii_test_frac=0.03, lip_train=1200, lip_val=300, workers=2),
+    "full": Preset(
+        market_train_ids=751, market_test_ids=750, market_images_per_id=17,
+        market_query_prob=0.75, market_junk_frac=0.15, market_distractor_frac=0.1,
+        mpii_images=8000, mpii_val_frac=0.12, mpii_test_frac=0.03, lip_train=10000, lip_val=2000,
+        workers=2),
 }
 
 

@@ -348,9 +348,3 @@ def _market_counts(items: Iterable[MarketItem], train: list[int], test: list[int
             "market_gallery_images": by("bounding_box_test"),
             "market_gallery_junk": by("bounding_box_test", "junk"),
             "market_gallery_distractors": by("bounding_box_test", "distractor")}
-
-
-def summary_dict(summary: SynthSummary) -> dict:
-    """A JSON-friendly view of a summary."""
-    d = asdict(summary)
-    return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}

@@ -34,6 +34,14 @@ def test_read_image_errors_name_the_file(tmp_path):
         read_image(tmp_path / "empty.jpg")
     with pytest.raises(BadImageError, match="not found.*missing.jpg"):
         read_image(tmp_path / "missing.jpg")
+    with pytest.raises(FileNotFoundError, match="missing.jpg"):  # what inference callers catch
+        read_image(tmp_path / "missing.jpg")
+
+
+def test_one_image_reader_for_training_and_inference():
+    from personkit.inference import sources
+
+    assert sources.read_image is read_image
 
 
 def test_read_mask_grayscale_rgb_and_palette(tmp_path):

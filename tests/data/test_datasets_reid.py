@@ -8,8 +8,8 @@ from native import write_attribute_mat, write_image, write_reid_folders
 
 from personkit.data.constants import IGNORE_INDEX, MARKET_ATTRIBUTES
 from personkit.data.datasets import (
+    DATASETS,
     DUKE_ATTRIBUTES,
-    READERS,
     DatasetError,
     read_dataset,
     read_duke,
@@ -135,8 +135,13 @@ def test_duke_reader_and_colour_encoding(tmp_path, yes):
                                   [0, IGNORE_INDEX, 1, 0, 0, 0, 0, 0, 0, 3])
 
 
-def test_reader_registry(market):
-    assert set(READERS) == {"market1501", "duke", "mpii", "lip", "market_auto"}
+def test_dataset_table(market):
+    """One spec per dataset type: reader, transform preset, attributes, evaluation protocol."""
+    assert set(DATASETS) == {"market1501", "duke", "mpii", "lip", "market_auto"}
+    assert DATASETS["duke"].attributes == DUKE_ATTRIBUTES
+    assert {k: v.protocol for k, v in DATASETS.items()} == {
+        "market1501": "reid", "duke": "reid", "mpii": "mpii", "lip": "lip", "market_auto": "mpii"}
+    assert DATASETS["mpii"].transform(True, (64, 64)).output_size == (64, 64)
     assert len(read_dataset("market1501", market, "query", attributes=False)) == 1
     with pytest.raises(ValueError, match=r"unknown dataset 'cuhk03'.*'duke'.*'market1501'"):
         read_dataset("cuhk03", market, "train")

@@ -4,31 +4,22 @@ import json
 
 import pytest
 import torch
+from engine_utils import tiny_config
 
 from personkit.build import build_trainer
 from personkit.config import config_from_dict
 from personkit.engine.lr import lr_factor
 from personkit.models.loading import load_model
 
-
-def tiny_config(**train):
-    return config_from_dict({
-        "model": {"backbone": {"name": "resnet18", "norm": "group"}, "num_ids": 8,
-                  "seg_classes": 5, "fpn_channels": 32, "seg_channels": 16,
-                  "input_size": [64, 32]},
-        "data": {"num_workers": 0, "train": [
-            {"name": "all", "type": "fake", "tasks": ["reid", "id", "attributes", "pose",
-                                                      "segmentation"],
-             "sampler": "pk", "pk_p": 4, "pk_k": 2, "input_size": [64, 32],
-             "options": {"num_ids": 8, "images_per_id": 2}}]},
-        "loss": {"seg_warmup_steps": 0, "seg_top_k": 1.0},
-        "train": {"iterations": 20, "lr": 1e-3, "schedule": {"type": "constant"},
-                  "checkpoint_every": 10, **train},
-    })
+ALL_TASKS = {"name": "all", "type": "fake", "sampler": "pk", "pk_p": 4, "pk_k": 2,
+             "tasks": ["reid", "id", "attributes", "pose", "segmentation"],
+             "input_size": [64, 32], "options": {"num_ids": 8, "images_per_id": 2}}
 
 
 def test_twenty_steps_lower_the_total_loss(tmp_path):
-    trainer = build_trainer(tiny_config(), tmp_path, progress=False)
+    cfg = config_from_dict(tiny_config({"iterations": 20, "checkpoint_every": 10}, [ALL_TASKS],
+                                       fpn_channels=32, seg_channels=16))
+    trainer = build_trainer(cfg, tmp_path, progress=False)
     history = trainer.train()
     losses = [r["loss"] for r in history]
     assert len(losses) == 20

@@ -11,7 +11,7 @@ from personkit.build import bench_variant_configs, build_bench_models, model_con
 from personkit.config import ModelConfig
 from personkit.inference.bench import Bench, Row, head_costs, markdown, ratios
 
-DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+DEMO = Path(__file__).resolve().parents[2] / "personkit" / "configs" / "demo.yaml"
 
 
 def _row(model, latency, best=None, engine="torch-eager", batch=10):

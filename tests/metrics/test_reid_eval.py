@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from personkit.metrics import average_flip_embeddings, compute_distance_matrix, evaluate_reid
+from personkit.metrics import compute_distance_matrix, evaluate_reid
 
 # Test vector R1 (protocols.md section 1).
 R1_G_PIDS = np.array([1, 1, 2, -1, 1, 0, 2, 3])
@@ -175,7 +175,3 @@ def test_distance_matrix_is_nonnegative_for_identical_vectors_and_rejects_bad_me
     with pytest.raises(ValueError, match="valid: euclidean"):
         compute_distance_matrix(x, x, "manhattan")
 
-
-def test_average_flip_embeddings():
-    a, b = torch.tensor([[1.0, 3.0]]), torch.tensor([[3.0, 5.0]])
-    assert torch.equal(average_flip_embeddings(a, b), torch.tensor([[2.0, 4.0]]))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from personkit.models import HEADS, ModelMeta, MultiTaskModel, ResNetBackbone
+from personkit.models import HEADS, ModelMeta, MultiTaskModel, ResNetBackbone, flip_tta_embedding
 
 ATTRS = {"gender": 2, "age": 4, "upcolor": 8}
 META = ModelMeta(input_size=(128, 64), mean=(0.5,) * 3, std=(0.25,) * 3, heads=HEADS)
@@ -193,3 +193,13 @@ def test_forward_is_trunk_then_heads():
         whole = model(x, heads=["attributes", "pose"])
     torch.testing.assert_close(pieces.keypoints, whole.keypoints, rtol=0, atol=0)
     torch.testing.assert_close(pieces.attributes, whole.attributes, rtol=0, atol=0)
+
+
+def test_flip_tta_embedding_is_the_mean_with_the_mirror():
+    model = make_model(heads=("reid",)).eval()
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        plain = model(x).embedding
+        mirrored = model(torch.flip(x, dims=[3])).embedding
+        torch.testing.assert_close(flip_tta_embedding(model, x, plain), (plain + mirrored) / 2,
+                                   rtol=0, atol=0)

@@ -36,7 +36,10 @@ def test_other_seed_gives_other_files(tiny_world, tmp_path):
 
 def test_rerun_replaces_own_world_but_not_foreign_folders(tmp_path):
     out = tmp_path / "w"
-    micro = Preset(2, 2, 3, 0.5, 0.2, 0.2, 3, 0.3, 0.0, 2, 2, 1)
+    micro = Preset(
+        market_train_ids=2, market_test_ids=2, market_images_per_id=3, market_query_prob=0.5,
+        market_junk_frac=0.2, market_distractor_frac=0.2, mpii_images=3, mpii_val_frac=0.3,
+        mpii_test_frac=0.0, lip_train=2, lip_val=2, workers=1)
     summary = synthesize(out, micro, seed=3)
     assert summary.counts["lip_val_images"] == 2 and summary.preset == "custom"
     stale = out / "LIP" / "stale.txt"

@@ -7,7 +7,8 @@ name, and never touches the network. See docs/datasets.md for the layouts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,35 +24,57 @@ from personkit.data.datasets.market_auto import (
 from personkit.data.datasets.mpii import read_mpii
 from personkit.data.io import BadImageError, DatasetError
 from personkit.data.records import PersonRecord
+from personkit.data.transforms import AffineAugment, lip_transform, mpii_transform, reid_transform
 
 Reader = Callable[..., list[PersonRecord]]
+Transform = Callable[[bool, tuple[int, int]], AffineAugment]
+PROTOCOLS = ("reid", "mpii", "lip")
 
-#: Reader name -> function ``(root, split, **options)``.
-READERS: dict[str, Reader] = {
-    "market1501": read_market1501,
-    "duke": read_duke,
-    "mpii": read_mpii,
-    "lip": read_lip,
-    "market_auto": read_market_auto,
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Everything personkit knows about one dataset type; adding a dataset is one entry.
+
+    Args:
+        reader: ``(root, split, **options) -> list[PersonRecord]``.
+        transform: the default augmentation preset ``(train, output_size) -> AffineAugment``.
+        attributes: attribute name -> class names, in record order (empty: no attributes).
+        protocol: how its evaluation entries are scored: ``reid`` (the query and gallery
+            splits: Market-1501 ReID and attribute accuracy), ``mpii`` or ``lip`` (one split:
+            PCKh with that dataset's upper-body joints, and part mIoU where labelled).
+    """
+
+    reader: Reader
+    transform: Transform
+    attributes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    protocol: str = "mpii"
+
+
+#: Dataset type (``data.train[*].type``) -> its spec.
+DATASETS: dict[str, DatasetSpec] = {
+    "market1501": DatasetSpec(read_market1501, reid_transform, MARKET_ATTRIBUTES, "reid"),
+    "duke": DatasetSpec(read_duke, reid_transform, DUKE_ATTRIBUTES, "reid"),
+    "mpii": DatasetSpec(read_mpii, mpii_transform, protocol="mpii"),
+    "lip": DatasetSpec(read_lip, lip_transform, protocol="lip"),
+    "market_auto": DatasetSpec(read_market_auto, reid_transform, MARKET_ATTRIBUTES, "mpii"),
 }
-#: Attribute schema (name -> class names, in record order) of the readers that have one.
-ATTRIBUTE_SCHEMAS: dict[str, dict[str, tuple[str, ...]]] = {
-    "market1501": MARKET_ATTRIBUTES,
-    "market_auto": MARKET_ATTRIBUTES,
-    "duke": DUKE_ATTRIBUTES,
-}
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The spec of dataset type ``name``; an unknown name is an error listing the valid ones."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid: {sorted(DATASETS)}")
+    return DATASETS[name]
 
 
 def read_dataset(name: str, root: str | Path, split: str, **options: Any) -> list[PersonRecord]:
     """Records of dataset ``name``; an unknown name is an error listing the valid ones."""
-    if name not in READERS:
-        raise ValueError(f"unknown dataset {name!r}; valid: {sorted(READERS)}")
-    return READERS[name](root, split, **options)
+    return dataset_spec(name).reader(root, split, **options)
 
 
 __all__ = [
-    "ATTRIBUTE_SCHEMAS", "AutoAnnotation", "BadImageError", "DUKE_ATTRIBUTES", "DatasetError",
-    "READERS", "read_attribute_mat", "read_dataset", "read_duke", "read_lip",
+    "DATASETS", "AutoAnnotation", "BadImageError", "DUKE_ATTRIBUTES", "DatasetError",
+    "DatasetSpec", "dataset_spec", "read_attribute_mat", "read_dataset", "read_duke", "read_lip",
     "read_lip_pose_csv", "read_market1501", "read_market_auto", "read_mpii",
     "write_market_auto",
 ]

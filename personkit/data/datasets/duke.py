@@ -16,7 +16,8 @@ Names ``0005_c2_f0046985.jpg``: pid, camera 1-8, frame (no sequence part, unlike
 ``camid`` is 0-based. The attribute file holds 702 train and 1,110 test identities with fields
 read by name (train and test orders differ).
 
-Assumptions about ``duke_attribute.mat`` (the file itself was not available here):
+How ``duke_attribute.mat`` is read (from its README, the official evaluation script and public
+loaders; no copy of the file is used in the tests, which write files of the same layout):
 
 * Binary fields are 1/2 -> 0/1 (``top``: 1 = short, 2 = long; ``shoes``: 1 = dark,
   2 = light). A ``0`` (train ``top`` of pids 0370 and 0679, per a public loader) and any other

@@ -30,6 +30,7 @@ import numpy as np
 from personkit.data.constants import NUM_JOINTS
 from personkit.data.io import DatasetError, first_existing, read_text
 from personkit.data.records import PersonRecord
+from personkit.metrics.pose import lip_head_size
 
 LIP_SPLITS = ("train", "val")
 _Pose = tuple[np.ndarray, np.ndarray, np.ndarray]  # joints, annotated, occluded
@@ -106,5 +107,5 @@ def read_lip_pose_csv(path: Path) -> dict[str, _Pose]:
 
 
 def _head_size(joints: np.ndarray) -> float:
-    """LIP PCKh normaliser: distance from upper neck (8) to head top (9); NaN if missing."""
-    return float(np.linalg.norm(joints[9] - joints[8]))
+    """PCKh normaliser (:func:`personkit.metrics.pose.lip_head_size`); NaN if missing."""
+    return float(lip_head_size(joints))

@@ -42,6 +42,7 @@ from personkit.data.io import (
     require_file,
 )
 from personkit.data.records import PersonRecord
+from personkit.metrics.pose import mpii_head_size
 
 MPII_MAT = "mpii_human_pose_v1_u12_1.mat"
 _JSON_NAMES = {"train": ("train.json", "mpii_train.json"), "val": ("valid.json", "mpii_val.json")}
@@ -159,8 +160,8 @@ def _check_person(center: tuple[float, float], scale: float, where: str) -> None
 
 
 def _head_size(box: tuple[float, ...] | None) -> float | None:
-    """PCKh normaliser: 0.6 × the head-box diagonal (the official ``SC_BIAS``)."""
-    return None if box is None else 0.6 * float(np.hypot(box[2] - box[0], box[3] - box[1]))
+    """PCKh normaliser (:func:`personkit.metrics.pose.mpii_head_size`)."""
+    return None if box is None else float(mpii_head_size(box))
 
 
 def _read_json(path: Path, images: Path, head_boxes: str | Path | None) -> list[PersonRecord]:

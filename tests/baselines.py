@@ -1,4 +1,5 @@
-"""Trivial baselines that a trained model must beat, scored by the same evaluation code.
+"""Trivial baselines that a trained model must beat, scored by the same evaluation code (a test
+helper of ``test_learnability.py``).
 
 * ReID: random embeddings (seeded).
 * Attributes: the majority class of every attribute in the training labels.
