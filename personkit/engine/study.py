@@ -335,13 +335,9 @@ def _append(path: Path, record: dict[str, Any]) -> None:
 
 def _train(job: Job, out: Path, nproc: int, progress: bool) -> dict[str, Any]:
     """Train one row (in-process or under torchrun) and evaluate its weights."""
-    from personkit.build import (
-        build_trainer,
-        load_model_and_config,
-        resolve_device,
-        run_evaluation,
-    )
+    from personkit.build import build_trainer, resolve_device, run_evaluation
     from personkit.engine import distributed
+    from personkit.models.loading import load_model_and_config
 
     rdir = run_dir(out, job.row, job.seed)
     saved, key = rdir / "config.yaml", rdir / "study_hash.txt"

@@ -52,7 +52,8 @@ def test_id_classifier_is_sized_to_the_kept_identities(tiny_world_dir, tmp_path)
 
 @pytest.mark.parametrize("fraction", [0.0, -0.5, 1.5])
 def test_fraction_out_of_range_names_the_key(tiny_world_dir, fraction):
-    with pytest.raises(ConfigError, match=r"'data\.train\.0\.fraction' \(market\)"):
+    message = r"'data\.train\.0\.fraction' must be a finite number > 0 and <= 1"
+    with pytest.raises(ConfigError, match=message):
         _cfg(tiny_world_dir, fraction)
 
 
