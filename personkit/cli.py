@@ -177,12 +177,7 @@ def _export_int8(model: Any, heads: list[str] | None, written: list[Path],
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    import os
-
-    # Idle OpenMP threads sleep instead of spinning: on a shared CPU, spinning threads stall
-    # each other's barriers and latencies become erratic. Read when torch loads OpenMP.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import torch
+    import torch  # OMP_WAIT_POLICY=PASSIVE is set by main() (personkit/runtime.py)
 
     from personkit.build import build_bench_models, model_config_of
     from personkit.inference.bench import Bench, write_report
@@ -410,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from personkit.runtime import apply_defaults
+
+    apply_defaults()  # before any command imports torch (see personkit/runtime.py)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
