@@ -255,14 +255,20 @@ class OpenVINOEngine:
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         self.compiled = core.compile_model(model, "CPU", config)
-        self.outputs = [o.get_any_name() for o in self.compiled.outputs]
+        # a tensor may have several names (the ONNX output's and its producer's): pick ours
+        known = output_names(self.meta, TASKS)
+        self.ports = {}
+        for port in self.compiled.outputs:
+            ours = [n for n in port.get_names() if n in known]
+            if ours:
+                self.ports[ours[0]] = port
+        self.outputs = [n for n in known if n in self.ports]
         self.request = self.compiled.create_infer_request()
 
     def run(self, images: np.ndarray, heads: Sequence[str]) -> dict[str, np.ndarray]:
         names = [n for n in output_names(self.meta, heads) if n in self.outputs]
         got = self.request.infer([np.ascontiguousarray(images)])
-        by_name = {k.get_any_name(): v for k, v in got.items()}
-        return {n: np.array(by_name[n]) for n in names}
+        return {n: np.array(got[self.ports[n]]) for n in names}
 
 
 def open_export(path: str | Path, engine: str | None = None, device: str = "cpu",
