@@ -395,7 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-sizes", default="1,10,32")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--skip", default="", help="comma-separated: onnx,separate,heads,light,cuda")
+    p.add_argument("--skip", default="", help="comma-separated: onnx,openvino,int8,roofline,"
+                   "separate,heads,light,cuda")
     p.add_argument("--threads", type=int, default=0, help="torch/ONNX Runtime CPU threads "
                    "(default: torch's, one per core)")
     p.add_argument("--out", default="runs/bench", help="folder for bench.json and bench.md")

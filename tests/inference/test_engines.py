@@ -177,3 +177,27 @@ def test_int8_export_parity(tmp_path, tiny_model, calib_dir, fmt):
         assert "DequantizeLinear" in convs["/model/layer1/layer1.0/conv1/Conv"].input[1]
     p = Predictor.from_export(out)
     assert p.predict_crops([np.zeros((64, 32, 3), np.uint8)])[0].embedding.shape == (512,)
+
+
+@pytest.mark.slow  # ~50 s: quantizes two models with two tools
+def test_bench_rows_for_every_engine_and_the_roofline(tiny):
+    pytest.importorskip("nncf")
+    from personkit.inference.bench import Bench, markdown
+
+    make_model, _ = tiny
+    model = make_model(heads=("reid", "attributes", "pose", "segmentation"))
+    bench = Bench(model, {"reid-only": make_model(heads=("reid",))}, batch_sizes=(2,),
+                  warmup=0, repeats=1, skip=("separate", "heads", "light"))
+    report = bench.run()
+    got = {(r["model"], r["engine"]) for r in report["rows"] if r["crops_per_s"]}
+    for engine in ("torch-eager", "onnxruntime", "openvino-fp32", "onnxruntime-int8",
+                   "openvino-int8"):
+        assert {("four-task", engine), ("reid-only", engine)} <= got, engine
+    assert report["gemm_ceiling"]["fp32_gflops"] > 0
+    flops = report["gflop_per_crop"]
+    assert set(flops) == {"trunk", "head:reid", "head:attributes", "head:pose",
+                          "head:segmentation"}
+    assert flops["trunk"] > flops["head:pose"] > 0
+    shares = {r["engine"]: r["share"] for r in report["roofline"]}
+    assert shares["torch-eager"] > 0 and "openvino-int8" in shares
+    assert "Machine ceiling" in markdown(report)
