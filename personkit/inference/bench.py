@@ -115,13 +115,27 @@ class Bench:
     def run(self, out_dir: str | Path | None = None) -> dict[str, Any]:
         """Measure everything and return the JSON-ready report (also written to ``out_dir``
         after every batch size, so that a long run leaves results)."""
-        models = self.models
         if "roofline" not in self.skip and self.device.type == "cpu":
             from personkit.inference.roofline import count_flops, gemm_ceiling
 
             self.flops = count_flops(self.model)
             self.ceiling = gemm_ceiling()
             self.log(f"GEMM ceiling {self.ceiling}; GFLOP per crop {self.flops}")
+        try:
+            self._run(out_dir)
+        finally:
+            if getattr(self, "ceiling", None):  # measured again at the end: keep the best,
+                again = gemm_ceiling()         # one measurement under load understates it
+                for key in ("fp32_gflops", "int8_gops"):
+                    if again.get(key) and again[key] > (self.ceiling.get(key) or 0):
+                        self.ceiling[key] = again[key]
+                self.log(f"GEMM ceiling (best of start and end) {self.ceiling}")
+        if out_dir is not None:
+            write_report(self.report(), out_dir)
+        return self.report()
+
+    def _run(self, out_dir: str | Path | None) -> None:
+        models = self.models
         with tempfile.TemporaryDirectory(prefix="personkit_bench_") as tmp:
             sessions = {} if "onnx" in self.skip else self._onnx_sessions(models, Path(tmp))
             engines = self._engine_runners(models, Path(tmp))
@@ -141,7 +155,6 @@ class Bench:
                 self._run_jobs(jobs, b)
                 if out_dir is not None:
                     write_report(self.report(), out_dir)
-        return self.report()
 
     def _run_jobs(self, jobs: list[Job], batch: int) -> None:
         """Warm every job up, then time them round-robin (so that load from other processes
