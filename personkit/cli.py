@@ -127,6 +127,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     heads = args.heads.split(",") if args.heads else None
     predictor = Predictor.from_checkpoint(args.checkpoint, args.device, heads,
+                                          engine=args.engine, threads=args.threads or None,
                                           flip_tta=args.flip_tta, merge_parts=args.merge_parts,
                                           batch_size=args.batch_size)
     source = open_input(args.input, args.boxes, args.mot_source, args.min_score)
@@ -138,27 +139,54 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from personkit.inference.export import check_parity, export_onnx
+    from personkit.inference import export
     from personkit.models.loading import load_model
 
+    if not (args.onnx or args.openvino):
+        raise ValueError("give --onnx FILE and/or --openvino DIR")
+    if args.int8 and not args.calib_data:
+        raise ValueError("--int8 needs --calib-data ROOT (a folder of images to calibrate on)")
     model = load_model(args.checkpoint, "cpu")
     heads = args.heads.split(",") if args.heads else None
-    path = export_onnx(model, args.onnx, heads, opset=args.opset)
-    print(f"wrote {path}")
-    if args.no_check:
-        return 0
-    report = check_parity(model, path, heads, tol=args.tol)
-    print(report.summary())
-    return 0 if report.ok else 1
+    written = []
+    if args.onnx:
+        written.append(export.export_onnx(model, args.onnx, heads, opset=args.opset))
+    if args.openvino:
+        written.append(export.export_openvino(model, args.openvino, heads,
+                                              onnx_path=args.onnx or None, opset=args.opset))
+    for path in written:
+        print(f"wrote {path}")
+    ok = True
+    if not args.no_check:
+        for path in written:
+            report = export.check_parity(model, path, heads, tol=args.tol)
+            print(f"{path}:\n{report.summary()}")
+            ok &= report.ok
+    if args.int8:
+        ok &= _export_int8(model, heads, written, args)
+    return 0 if ok else 1
+
+
+def _export_int8(model: Any, heads: list[str] | None, written: list[Path],
+                 args: argparse.Namespace) -> bool:
+    """int8 copies of the fp32 exports, calibrated on ``--calib-data``, with their parity."""
+    from personkit.inference import quantize
+
+    calib = quantize.calibration_batch(args.calib_data, model.meta, args.calib_size,
+                                       log=print)
+    ok = True
+    for path in written:
+        out = quantize.quantize_export(path, calib)
+        print(f"wrote {out} (int8; kept in fp32: {', '.join(quantize.FP32_PARTS)})")
+        if not args.no_check:
+            report = quantize.check_int8(model, out, calib, heads)
+            print(report.summary())
+            ok &= report.ok
+    return ok
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    import os
-
-    # Idle OpenMP threads sleep instead of spinning: on a shared CPU, spinning threads stall
-    # each other's barriers and latencies become erratic. Read when torch loads OpenMP.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import torch
+    import torch  # OMP_WAIT_POLICY=PASSIVE is set by main() (personkit/runtime.py)
 
     from personkit.build import build_bench_models, model_config_of
     from personkit.inference.bench import Bench, write_report
@@ -401,6 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "vis/)")
     p.add_argument("--boxes", default=None, help="boxes file: x1,y1,x2,y2[,score] lines or JSON")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--engine", default="torch", choices=("torch", "onnxruntime", "openvino"),
+                   help="inference engine (onnxruntime/openvino export the checkpoint in "
+                   "memory first; an exported .onnx or OpenVINO folder is used as is)")
+    p.add_argument("--threads", type=int, default=0, help="engine CPU threads (default: "
+                   "personkit's runtime default, see docs/inference.md)")
     p.add_argument("--heads", default=None, help="comma-separated subset of reid,attributes,pose,"
                    "segmentation (default: all the model has)")
     p.add_argument("--batch-size", type=_positive_int, default=32)
@@ -413,9 +446,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("export", help="export to ONNX and check parity with PyTorch")
+    p = sub.add_parser("export", help="export to ONNX / OpenVINO (fp32, int8) and check parity")
     p.add_argument("checkpoint", help="run directory, .pt checkpoint or .safetensors export")
-    p.add_argument("--onnx", required=True, help="output .onnx file")
+    p.add_argument("--onnx", default=None, help="output .onnx file")
+    p.add_argument("--openvino", default=None, help="output folder for the OpenVINO IR "
+                   "(model.xml + model.bin, converted from the ONNX export)")
+    p.add_argument("--int8", action="store_true", help="also write int8 copies (post-training "
+                   "quantization: ONNX Runtime static QDQ for --onnx, NNCF for --openvino)")
+    p.add_argument("--calib-data", default=None, help="folder of images (any personkit dataset, "
+                   "searched recursively) to calibrate --int8 on")
+    p.add_argument("--calib-size", type=int, default=300, help="calibration crops (default 300)")
     p.add_argument("--heads", default=None, help="comma-separated subset of reid,attributes,pose,"
                    "segmentation (default: all the model has)")
     p.add_argument("--opset", type=int, default=17)
@@ -432,7 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-sizes", default="1,10,32")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=_positive_int, default=5)
-    p.add_argument("--skip", default="", help="comma-separated: onnx,separate,heads,light,cuda")
+    p.add_argument("--skip", default="", help="comma-separated: onnx,openvino,int8,roofline,"
+                   "separate,heads,light,cuda")
     p.add_argument("--threads", type=int, default=0, help="torch/ONNX Runtime CPU threads "
                    "(default: torch's, one per core)")
     p.add_argument("--out", default="runs/bench", help="folder for bench.json and bench.md")
@@ -456,6 +497,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from personkit.runtime import apply_defaults
+
+    apply_defaults()  # before any command imports torch (see personkit/runtime.py)
     args = parse_args(argv)
     try:
         return args.func(args)
@@ -463,9 +507,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"personkit {args.command}: error: {e}", file=sys.stderr)
         return 2
     except ImportError as e:  # an optional extra that is not installed (with its command)
+        from personkit.inference.engines import MissingExtraError
         from personkit.track.deps import TrackingExtraMissing
 
-        if not isinstance(e, TrackingExtraMissing):
+        if not isinstance(e, (TrackingExtraMissing, MissingExtraError)):
             raise
         print(f"personkit {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -31,8 +31,19 @@ def test_one_image_reader_and_one_model_loader():
     for path in PACKAGE.rglob("*.py"):
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
             if isinstance(node, ast.FunctionDef) and node.name in (
-                    "read_image", "load_model", "load_model_and_config", "flip_tta_embedding"):
+                    "read_image", "load_model", "load_model_and_config", "flip_tta_embedding",
+                    "mean_with_mirror"):
                 defs.setdefault(node.name, []).append(str(path.relative_to(PACKAGE)))
     assert defs == {"read_image": ["data/io.py"], "load_model": ["models/loading.py"],
                     "load_model_and_config": ["models/loading.py"],
-                    "flip_tta_embedding": ["models/multitask.py"]}
+                    "flip_tta_embedding": ["models/multitask.py"],
+                    "mean_with_mirror": ["models/multitask.py"]}
+
+
+def test_flip_averaging_is_written_once():
+    """Every flip TTA (evaluation's torch model, the Predictor's engines) goes through
+    ``mean_with_mirror``: no other ``(a + b) / 2`` of a mirror's embedding."""
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if path.name != "multitask.py":
+            assert "mirror" not in text or "/ 2" not in text.split("mirror", 1)[1][:200], path

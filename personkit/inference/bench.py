@@ -45,7 +45,8 @@ from personkit.inference.predictor import TASKS
 from personkit.models import MultiTaskModel
 
 PAPER_GPU = {"device": "GTX 1080 Ti", "batch_1": 50.0, "batch_10": 122.0}
-SECTIONS = ("onnx", "separate", "heads", "light", "cuda")
+SECTIONS = ("onnx", "openvino", "int8", "roofline", "separate", "heads", "light", "cuda")
+ENGINE_MODELS = ("four-task", "reid-only", "four-task-light")
 SEPARATE = tuple(f"{task}-only" for task in TASKS)  # the four single-task models
 Job = tuple[str, str, Callable[[], Any]]  # (model variant, engine, run once)
 
@@ -114,9 +115,30 @@ class Bench:
     def run(self, out_dir: str | Path | None = None) -> dict[str, Any]:
         """Measure everything and return the JSON-ready report (also written to ``out_dir``
         after every batch size, so that a long run leaves results)."""
+        if "roofline" not in self.skip and self.device.type == "cpu":
+            from personkit.inference.roofline import count_flops, gemm_ceiling
+
+            self.flops = count_flops(self.model)
+            self.ceiling = gemm_ceiling()
+            self.log(f"GEMM ceiling {self.ceiling}; GFLOP per crop {self.flops}")
+        try:
+            self._run(out_dir)
+        finally:
+            if getattr(self, "ceiling", None):  # measured again at the end: keep the best,
+                again = gemm_ceiling()         # one measurement under load understates it
+                for key in ("fp32_gflops", "int8_gops"):
+                    if again.get(key) and again[key] > (self.ceiling.get(key) or 0):
+                        self.ceiling[key] = again[key]
+                self.log(f"GEMM ceiling (best of start and end) {self.ceiling}")
+        if out_dir is not None:
+            write_report(self.report(), out_dir)
+        return self.report()
+
+    def _run(self, out_dir: str | Path | None) -> None:
         models = self.models
         with tempfile.TemporaryDirectory(prefix="personkit_bench_") as tmp:
             sessions = {} if "onnx" in self.skip else self._onnx_sessions(models, Path(tmp))
+            engines = self._engine_runners(models, Path(tmp))
             h, w = self.model.meta.input_size
             for b in self.batch_sizes:
                 x = torch.randn(b, 3, h, w, device=self.device)
@@ -128,10 +150,11 @@ class Bench:
                 feed = {"images": x.cpu().numpy()}
                 jobs += [(name, "onnxruntime", lambda s=s, f=feed: s.run(None, f))
                          for name, s in sessions.items()]
+                jobs += [(name, label, lambda e=e, xx=feed["images"], hs=e.heads: e.run(xx, hs))
+                         for (name, label), e in engines.items()]
                 self._run_jobs(jobs, b)
                 if out_dir is not None:
                     write_report(self.report(), out_dir)
-        return self.report()
 
     def _run_jobs(self, jobs: list[Job], batch: int) -> None:
         """Warm every job up, then time them round-robin (so that load from other processes
@@ -219,9 +242,67 @@ class Bench:
                 sessions[name] = onnx_session(path, self.device.type, threads, spin=False)
         return sessions
 
+    def _engine_runners(self, models: dict[str, nn.Module], tmp: Path) -> dict[tuple[str, str],
+                                                                                 Any]:
+        """OpenVINO fp32 and the int8 engines (ONNX Runtime static QDQ, OpenVINO NNCF) of the
+        four-task, reid-only and light models; a missing extra is logged, not fatal. int8 is
+        calibrated on random normalised batches: speed does not depend on the ranges."""
+        if self.device.type != "cpu":
+            return {}
+        from personkit.inference.engines import MissingExtraError, open_export
+        from personkit.inference.export import export_onnx, export_openvino
+        from personkit.inference.quantize import quantize_export
+
+        threads = torch.get_num_threads()
+        h, w = self.model.meta.input_size
+        calib = torch.randn(32, 3, h, w, generator=torch.Generator().manual_seed(0)).numpy()
+        runners: dict[tuple[str, str], Any] = {}
+        for name in (n for n in ENGINE_MODELS if n in models):
+            model = copy.deepcopy(models[name]).cpu()
+            onnx_path = export_onnx(model, tmp / f"{name}-engines.onnx")
+            todo: list[tuple[str, Any]] = []
+            if "openvino" not in self.skip:
+                todo.append(("openvino-fp32", lambda m=model, p=onnx_path, n=name:
+                             export_openvino(m, tmp / f"{n}-ov", onnx_path=p)))
+            if "int8" not in self.skip:
+                todo.append(("onnxruntime-int8", lambda p=onnx_path: quantize_export(p, calib)))
+                if "openvino" not in self.skip:
+                    todo.append(("openvino-int8", lambda n=name: quantize_export(
+                        tmp / f"{n}-ov" / "model.xml", calib)))
+            for label, make in todo:
+                try:
+                    engine = "onnxruntime" if label.startswith("onnxruntime") else "openvino"
+                    runners[(name, label)] = open_export(make(), engine, threads=threads)
+                except (MissingExtraError, RuntimeError, ValueError, FileNotFoundError) as e:
+                    self.log(f"{name:<32}{label:<26}skipped: {e}")
+        return runners
+
+    def roofline(self) -> list[dict[str, Any]]:
+        """Each engine's trunk as a share of the measured GEMM ceiling: the reid-only model is
+        the trunk plus a max-pool, so its crops/s times the trunk's counted FLOPs per crop is
+        the trunk's achieved rate (int8 engines against the int8 ceiling where measured)."""
+        flops, ceiling = getattr(self, "flops", None), getattr(self, "ceiling", None)
+        if not flops or not ceiling:
+            return []
+        out = []
+        for r in self.rows:
+            if not r.crops_per_s or r.model not in ("reid-only", "trunk"):
+                continue
+            achieved = flops["trunk"] * r.crops_per_s
+            int8 = r.engine.endswith("int8")
+            peak = ceiling.get("int8_gops") if int8 else ceiling["fp32_gflops"]
+            out.append({"engine": r.engine, "model": r.model, "batch": r.batch,
+                        "trunk_gflops_per_s": achieved,
+                        "ceiling": peak, "ceiling_kind": "int8 GOP/s" if int8 else "fp32 GFLOP/s",
+                        "share": achieved / peak if peak else None})
+        return out
+
     def report(self) -> dict[str, Any]:
         """Machine, settings, every row, the ratios and the per-head costs."""
         return {
+            "gemm_ceiling": getattr(self, "ceiling", None),
+            "gflop_per_crop": getattr(self, "flops", None),
+            "roofline": self.roofline(),
             "command": self.command,
             "machine": machine_info(self.device),
             "settings": {"model": _model_summary(self.model), "device": str(self.device),
@@ -385,7 +466,28 @@ def markdown(report: dict[str, Any]) -> str:
                   "|---|---:|---:|---:|"]
         lines += [f"| {c['part']} | {c['batch']} | {c['latency_ms']:.1f} | "
                   f"{100 * c['share']:.1f} % |" for c in report["head_costs"]]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _roofline_lines(report)) + "\n"
+
+
+def _roofline_lines(report: dict[str, Any]) -> list[str]:
+    """The GEMM ceiling, GFLOP per crop per part and each engine's trunk share of it."""
+    ceiling, flops = report.get("gemm_ceiling"), report.get("gflop_per_crop")
+    if not ceiling or not flops:
+        return []
+    int8 = ceiling.get("int8_gops")
+    lines = ["", f"Machine ceiling ({ceiling['n']}³ matrix product, {ceiling['threads']} "
+             f"threads, best run): fp32 {ceiling['fp32_gflops']:.1f} GFLOP/s"
+             + (f", int8 {int8:.1f} GOP/s ({', '.join(ceiling['int8_features'])})" if int8
+                else ", int8: no VNNI/AMX or not measured"),
+             "", "Counted GFLOP per crop (2 per multiply-add): "
+             + ", ".join(f"{k} {v:.3f}" for k, v in flops.items()),
+             "", "| engine | model | batch | trunk GFLOP/s | % of ceiling |",
+             "|---|---|---:|---:|---:|"]
+    for r in report.get("roofline", []):
+        share = "–" if r["share"] is None else f"{100 * r['share']:.0f} % of {r['ceiling_kind']}"
+        lines.append(f"| {r['engine']} | {r['model']} | {r['batch']} | "
+                     f"{r['trunk_gflops_per_s']:.1f} | {share} |")
+    return lines
 
 
 def _ms(value: float) -> str:

@@ -16,6 +16,7 @@ Outputs of heads that are off (or absent from the checkpoint) are not in the gra
 from __future__ import annotations
 
 import json
+import tempfile
 import warnings
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from personkit.inference.predictor import TASKS
+from personkit.inference.engines import (
+    TASKS,
+    OnnxRuntimeEngine,
+    OpenVINOEngine,
+    export_metadata,
+    require,
+)
+from personkit.inference.engines import output_names as _output_names
 
 DEFAULT_OPSET = 17
 
@@ -66,14 +74,7 @@ def resolve_heads(model: nn.Module, heads: Collection[str] | None) -> tuple[str,
 
 def output_names(model: nn.Module, heads: Sequence[str]) -> list[str]:
     """ONNX output names for ``heads``, in graph order."""
-    names = ["embedding"] if "reid" in heads else []
-    if "attributes" in heads:
-        names += [f"attr_{name}" for name in model.meta.attributes]
-    if "pose" in heads:
-        names += ["keypoints", "keypoint_scores"]
-    if "segmentation" in heads:
-        names.append("parts")
-    return names
+    return _output_names(model.meta, heads)
 
 
 @dataclass
@@ -110,8 +111,7 @@ def export_onnx(model: nn.Module, path: str | Path, heads: Collection[str] | Non
 
     The model's metadata (and ``config`` if given) is stored in the ONNX ``metadata_props``.
     """
-    import onnx
-
+    onnx = require("onnx")
     if opset < 17:
         raise ValueError(f"opset must be >= 17, got {opset}")
     heads = resolve_heads(model, heads)
@@ -129,8 +129,7 @@ def export_onnx(model: nn.Module, path: str | Path, heads: Collection[str] | Non
             dynamic_axes={n: {0: "batch"} for n in ["images", *names]},
         )
     proto = onnx.load(str(path))
-    props = {"personkit_meta": json.dumps(model.meta.to_dict()),
-             "personkit_heads": json.dumps(list(heads))}
+    props = export_metadata(model.meta, heads)
     if config is not None:
         props["personkit_config"] = json.dumps(config)
     onnx.helper.set_model_props(proto, props)
@@ -159,37 +158,89 @@ def onnx_session(path: str | Path, device: str = "cpu", threads: int | None = No
     return ort.InferenceSession(str(path), options, providers=providers)
 
 
-def check_parity(model: nn.Module, onnx_path: str | Path, heads: Collection[str] | None = None,
-                 batch_sizes: Sequence[int] = (2, 3), tol: float = 1e-4,
-                 seed: int = 0) -> ParityReport:
-    """Run PyTorch and ONNX Runtime on the same random normalised batches and compare.
+def check_parity(model: nn.Module, path: str | Path, heads: Collection[str] | None = None,
+                 batch_sizes: Sequence[int] = (2, 3), tol: float = 1e-4, seed: int = 0,
+                 engine: str | None = None, inputs: np.ndarray | None = None) -> ParityReport:
+    """Run PyTorch and an engine on the same random normalised batches and compare.
 
-    A batch size other than the export's (2) checks the dynamic axis. The model is moved to
-    the CPU.
+    ``path`` is an ``.onnx`` file (ONNX Runtime by default) or an OpenVINO export (OpenVINO);
+    ``engine`` picks explicitly. A batch size other than the export's (2) checks the dynamic
+    axis. ``inputs`` (normalised ``N×3×H×W``) replaces the random batches: they are split
+    into ``batch_sizes`` chunks. The model is moved to the CPU.
     """
+    from personkit.inference.engines import open_export
+
     heads = resolve_heads(model, heads)
     wrapper = ExportWrapper(model, heads).eval().cpu()
     names = output_names(model, heads)
-    session = onnx_session(onnx_path)
-    got_names = [o.name for o in session.get_outputs()]
+    runner = open_export(path, engine)
+    got_names = [n for n in runner.outputs if n in names]
     if got_names != names:
-        raise ValueError(f"{onnx_path} has outputs {got_names}, expected {names}")
+        raise ValueError(f"{path} has outputs {runner.outputs}, expected {names}")
     meta = model.meta
     h, w = meta.input_size
     gen = torch.Generator().manual_seed(seed)
     mean = torch.tensor(meta.mean).view(1, 3, 1, 1)
     std = torch.tensor(meta.std).view(1, 3, 1, 1)
     report = ParityReport(batch_sizes=tuple(batch_sizes), tol=tol)
+    start = 0
     for b in batch_sizes:
-        x = (torch.rand(b, 3, h, w, generator=gen) - mean) / std
+        if inputs is not None:
+            x, start = torch.from_numpy(np.ascontiguousarray(inputs[start:start + b])), start + b
+        else:
+            x = (torch.rand(b, 3, h, w, generator=gen) - mean) / std
         with torch.inference_mode():
             ref = [t.float().numpy() for t in wrapper(x)]
-        got = session.run(names, {"images": x.numpy()})
-        for name, r, o in zip(names, ref, got, strict=True):
+        got = runner.run(x.numpy(), heads)
+        for name, r in zip(names, ref, strict=True):
+            o = got[name]
             if r.shape != o.shape:
-                raise ValueError(f"output {name}: ONNX shape {o.shape} != PyTorch {r.shape}")
+                raise ValueError(f"output {name}: engine shape {o.shape} != PyTorch {r.shape}")
             diff = float(np.abs(r - o).max()) if r.size else 0.0
             rel = diff / max(float(np.abs(r).max()) if r.size else 0.0, 1e-12)
             report.max_abs[name] = max(report.max_abs.get(name, 0.0), diff)
             report.max_rel[name] = max(report.max_rel.get(name, 0.0), rel)
     return report
+
+
+def export_openvino(model: nn.Module, out_dir: str | Path, heads: Collection[str] | None = None,
+                    onnx_path: str | Path | None = None, opset: int = DEFAULT_OPSET) -> Path:
+    """Write an OpenVINO IR (``out_dir/model.xml`` + ``model.bin``, fp32 weights) converted
+    from the ONNX export (``onnx_path`` if already written, else a temporary one).
+
+    The personkit metadata is stored in the IR's ``rt_info`` under ``personkit``.
+    """
+    ov = require("openvino")
+    heads = resolve_heads(model, heads)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        if onnx_path is None:
+            onnx_path = export_onnx(model, Path(tmp) / "model.onnx", heads, opset)
+        ov_model = ov.convert_model(str(onnx_path))
+        return save_openvino(ov_model, out_dir, export_metadata(model.meta, heads))
+
+
+def save_openvino(ov_model: Any, out_dir: Path, props: dict[str, str]) -> Path:
+    """Save an OpenVINO model as ``out_dir/model.xml`` with ``props`` in its rt_info (weights
+    are kept as they are: no fp16 compression)."""
+    import openvino as ov
+
+    for key, value in props.items():
+        ov_model.set_rt_info(value, ["personkit", key])
+    path = out_dir / "model.xml"
+    ov.save_model(ov_model, str(path), compress_to_fp16=False)
+    return path
+
+
+def engine_from_model(model: nn.Module, engine: str, heads: Collection[str] | None = None,
+                      device: str = "cpu", threads: int | None = None
+                      ) -> OnnxRuntimeEngine | OpenVINOEngine:
+    """An ONNX Runtime or OpenVINO engine for an in-memory model, through a temporary ONNX
+    export that both engines read fully into memory."""
+    from personkit.inference.engines import open_export
+
+    require("onnxruntime" if engine == "onnxruntime" else "openvino")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(model, Path(tmp) / "model.onnx", heads)
+        return open_export(path, engine, device, threads)

@@ -23,7 +23,6 @@ Conventions (the same as the training readers, :mod:`personkit.data.transforms`)
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +34,10 @@ import torch
 from torch import nn
 
 from personkit.data.constants import LIP_TO_MERGED5, MERGED5_CLASSES
-from personkit.models.multitask import flip_tta_embedding
+from personkit.inference.engines import TASKS as TASKS  # re-exported: the tasks a predictor runs
+from personkit.inference.engines import Engine, TorchEngine, check_heads
+from personkit.models.multitask import mean_with_mirror
 
-#: The tasks a predictor can return (the ``id`` classifier is a training-only head).
-TASKS: tuple[str, ...] = ("reid", "attributes", "pose", "segmentation")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -183,69 +182,94 @@ def parts_to_box(labels: np.ndarray, box: Sequence[float]) -> tuple[np.ndarray, 
 
 
 class Predictor:
-    """Runs a :class:`~personkit.models.MultiTaskModel` on person crops or boxes.
+    """Runs the multi-task model on person crops or boxes, on any :mod:`engine
+    <personkit.inference.engines>`; pre- and post-processing are the same for every engine.
 
     Args:
-        model: a model with ``meta`` (:class:`~personkit.models.ModelMeta`) and
-            ``forward(images, heads=...)`` returning :class:`~personkit.models.PersonOutputs`.
-        device: ``cpu``, ``cuda`` or a :class:`torch.device`.
+        model: a :class:`~personkit.models.MultiTaskModel` (run by eager PyTorch; any module
+            with ``meta`` and ``forward(images, heads=...)`` returning
+            :class:`~personkit.models.PersonOutputs`) or an engine
+            (:class:`~personkit.inference.engines.OnnxRuntimeEngine`,
+            :class:`~personkit.inference.engines.OpenVINOEngine`).
+        device: ``cpu``, ``cuda`` or a :class:`torch.device` (torch engine).
         heads: tasks to run, a subset of ``reid, attributes, pose, segmentation`` (default:
             every task the model has). Heads that are off are not computed. Asking for a head
-            the model lacks is a ValueError.
+            the model (or the export) lacks is a ValueError.
         flip_tta: average the embedding of each crop with that of its mirror image (raw
             embeddings are averaged, no normalisation; costs one more backbone pass, ReID only).
         merge_parts: map 20 LIP part classes to the paper's 5 merged classes.
         batch_size: crops per forward pass.
-        precision: ``fp32``, or ``bf16``/``fp16`` autocast (CUDA only).
-        channels_last: use the channels-last memory format (faster on recent GPUs).
+        precision: ``fp32``, or ``bf16``/``fp16`` autocast (torch engine, CUDA only).
+        channels_last: use the channels-last memory format (torch engine; faster on GPUs).
     """
 
-    def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
+    def __init__(self, model: nn.Module | Engine, device: str | torch.device = "cpu",
                  heads: Collection[str] | None = None, *, flip_tta: bool = False,
                  merge_parts: bool = False, batch_size: int = 32, precision: str = "fp32",
                  channels_last: bool = False):
         self.device = _check_device(device)
-        self.meta = model.meta
-        available = tuple(t for t in TASKS if t in self.meta.heads)
-        if heads is None:
-            heads = available
-        missing = [h for h in heads if h not in available]
-        if missing:
-            raise ValueError(f"heads {missing} are not available; this model has {available}")
-        if not heads:
-            raise ValueError(f"no heads to run; this model has {available}")
         if precision not in PRECISIONS or (precision != "fp32" and self.device.type != "cuda"):
             raise ValueError(f"precision must be one of {PRECISIONS} (bf16/fp16 on CUDA only), "
                              f"got {precision!r} on {self.device}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.heads = tuple(t for t in TASKS if t in heads)
+        if isinstance(model, nn.Module):
+            model = TorchEngine(model, self.device, precision, channels_last)
+        elif precision != "fp32" or channels_last:
+            raise ValueError(f"precision and channels_last apply to the torch engine only, "
+                             f"not {model.name}")
+        self.engine: Engine = model
+        self.meta = model.meta
+        source = "this model" if model.name == "torch" else f"this {model.name} export"
+        self.heads = check_heads(heads, model.heads, source)
         self.flip_tta, self.batch_size, self.precision = flip_tta, batch_size, precision
         self.channels_last = channels_last
         self.part_classes = tuple(self.meta.part_classes)
         self._merge = merge_parts and len(self.part_classes) == 20
         if self._merge:
             self.part_classes = MERGED5_CLASSES
-        self.model = model.to(self.device).eval()
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self._mean = torch.tensor(self.meta.mean, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(self.meta.std, device=self.device).view(1, 3, 1, 1)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
-                        heads: Collection[str] | None = None, **kwargs: Any) -> Predictor:
-        """A predictor for a run directory, ``.pt`` checkpoint or ``.safetensors`` export.
+                        heads: Collection[str] | None = None, *, engine: str = "torch",
+                        threads: int | None = None, **kwargs: Any) -> Predictor:
+        """A predictor for a run directory, ``.pt`` checkpoint or ``.safetensors`` export, on
+        ``engine`` (``torch``, ``onnxruntime`` or ``openvino``; the latter two export the model
+        to a temporary file first), or for an exported ``.onnx``/OpenVINO file (then see
+        :meth:`from_export`).
 
         Raises:
             FileNotFoundError: ``path`` does not exist.
         """
+        from personkit.inference.engines import ENGINES, is_export
         from personkit.models.loading import load_model
 
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"checkpoint not found: {path}")
-        return cls(load_model(path, "cpu"), _check_device(device), heads, **kwargs)
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        if is_export(path):
+            return cls.from_export(path, engine=None if engine == "torch" else engine,
+                                   device=str(device), heads=heads, threads=threads, **kwargs)
+        model = load_model(path, "cpu")
+        if engine == "torch":
+            return cls(model, _check_device(device), heads, **kwargs)
+        from personkit.inference.export import engine_from_model
+
+        return cls(engine_from_model(model, engine, heads, str(device), threads), device, heads,
+                   **kwargs)
+
+    @classmethod
+    def from_export(cls, path: str | Path, engine: str | None = None, device: str = "cpu",
+                    heads: Collection[str] | None = None, threads: int | None = None,
+                    **kwargs: Any) -> Predictor:
+        """A predictor for a ``personkit export`` file: ``.onnx`` (ONNX Runtime, or OpenVINO
+        with ``engine="openvino"``) or an OpenVINO ``model.xml`` or its folder. The file's
+        metadata gives the input size, mean/std, names and heads."""
+        from personkit.inference.engines import open_export
+
+        return cls(open_export(path, engine, device, threads), device, heads, **kwargs)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -281,38 +305,20 @@ class Predictor:
                 results.append(self._result(outputs, i, box))
         return results
 
-    @torch.inference_mode()
+    def normalise(self, crops: np.ndarray) -> np.ndarray:
+        """``B×H×W×3`` uint8 crops -> the normalised ``B×3×H×W`` float32 network input."""
+        return normalise(crops, self.meta.mean, self.meta.std)
+
     def forward(self, crops: np.ndarray) -> dict[str, Any]:
         """Raw outputs for a ``B×H×W×3`` uint8 batch already at the input size, as numpy:
         ``embedding`` B×D, ``attributes`` name -> B×C probabilities, ``keypoints`` B×J×2
         normalised, ``keypoint_scores`` B×J, ``parts`` B×H×W uint8 labels."""
-        x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float().div_(255)
-        x = (x - self._mean) / self._std
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
-            out = self.model(x, heads=self.heads)
-            embedding = out.embedding
-            if self.flip_tta and "reid" in self.heads:
-                embedding = flip_tta_embedding(self.model, x, embedding)
-        result: dict[str, Any] = {}
-        if "reid" in self.heads:
-            result["embedding"] = embedding.float().cpu().numpy()
-        if out.attributes is not None:
-            result["attributes"] = {k: torch.softmax(v.float(), dim=1).cpu().numpy()
-                                    for k, v in out.attributes.items()}
-        if out.keypoints is not None:
-            result["keypoints"] = out.keypoints.float().cpu().numpy()
-            result["keypoint_scores"] = out.keypoint_scores.float().cpu().numpy()
-        if out.parts is not None:
-            result["parts"] = out.parts.argmax(dim=1).to(torch.uint8).cpu().numpy()
-        return result
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        x = self.normalise(crops)
+        raw = self.engine.run(x, self.heads)
+        if self.flip_tta and "reid" in self.heads:
+            mirror = self.engine.run(np.ascontiguousarray(x[..., ::-1]), ("reid",))
+            raw["embedding"] = mean_with_mirror(raw["embedding"], mirror["embedding"])
+        return decode_outputs(raw, self.meta)
 
     def _result(self, outputs: dict[str, Any], i: int, box: np.ndarray) -> PersonResult:
         r = PersonResult(box=tuple(float(v) for v in box))  # type: ignore[arg-type]
@@ -335,6 +341,39 @@ class Predictor:
             r.parts, r.parts_box = parts_to_box(labels, box)
             r.part_classes = self.part_classes
         return r
+
+
+def normalise(crops: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """``B×H×W×3`` uint8 RGB crops -> normalised ``B×3×H×W`` float32 (``(x/255 - mean)/std``)."""
+    x = crops.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
+    mean_ = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
+    std_ = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
+    return np.ascontiguousarray((x - mean_) / std_)
+
+
+def decode_outputs(raw: dict[str, np.ndarray], meta: Any) -> dict[str, Any]:
+    """Engine outputs (export names) -> :meth:`Predictor.forward`'s: attribute softmax
+    probabilities and part labels (the arg-max of the logits unless the engine gave labels)."""
+    result: dict[str, Any] = {}
+    if "embedding" in raw:
+        result["embedding"] = np.asarray(raw["embedding"], np.float32)
+    attributes = {name: raw[f"attr_{name}"] for name in meta.attributes if f"attr_{name}" in raw}
+    if attributes:
+        result["attributes"] = {k: _softmax(v) for k, v in attributes.items()}
+    if "keypoints" in raw:
+        result["keypoints"] = np.asarray(raw["keypoints"], np.float32)
+        result["keypoint_scores"] = np.asarray(raw["keypoint_scores"], np.float32)
+    if "part_labels" in raw:
+        result["parts"] = raw["part_labels"]
+    elif "parts" in raw:
+        result["parts"] = raw["parts"].argmax(axis=1).astype(np.uint8)
+    return result
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, np.float64)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def _check_device(device: str | torch.device) -> torch.device:

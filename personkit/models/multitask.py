@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,8 @@ from torch import nn
 from personkit.models.backbone import ResNetBackbone
 from personkit.models.fpn import FPN
 from personkit.models.heads import AttributeHead, IdHead, PoseHead, ReidHead, SemanticFPNHead
+
+T = TypeVar("T")
 
 HEADS = ("reid", "id", "attributes", "pose", "segmentation")
 SHARING = ("single", "multi", "split")
@@ -224,12 +227,19 @@ class MultiTaskModel(nn.Module):
         return self.heads["pose"](c5)
 
 
+def mean_with_mirror(embedding: T, mirrored: T) -> T:
+    """The flip test-time augmentation rule for ReID embeddings (tensors or arrays): the
+    plain mean of an image's embedding and its mirror image's (normalise afterwards if the
+    pipeline normalises). The one copy: :func:`flip_tta_embedding` and every inference
+    engine of the Predictor use it."""
+    return (embedding + mirrored) / 2
+
+
 def flip_tta_embedding(model: Callable[..., PersonOutputs], images: torch.Tensor,
                        embedding: torch.Tensor) -> torch.Tensor:
-    """Flip test-time augmentation of ReID embeddings: the plain mean of ``embedding`` (of
-    ``images``) and the embedding of the mirrored images (normalise afterwards if the
-    pipeline normalises). The one copy, used by evaluation and the Predictor."""
-    return (embedding + model(images.flip(-1), heads=("reid",)).embedding) / 2
+    """Flip TTA with a torch model (evaluation): :func:`mean_with_mirror` of ``embedding``
+    (of ``images``) and the embedding of the mirrored images."""
+    return mean_with_mirror(embedding, model(images.flip(-1), heads=("reid",)).embedding)
 
 
 def _check_args(heads: Sequence[str], sharing: str, num_ids: int,

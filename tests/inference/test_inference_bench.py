@@ -60,7 +60,8 @@ def test_bench_times_the_demo_model_and_its_pieces():
     cfg = model_config_of(DEMO, ["model.input_size=[64,32]"])
     assert cfg.pose_features == "fpn"
     model, variants = build_bench_models(cfg)
-    bench = Bench(model, variants, batch_sizes=(2,), warmup=0, repeats=1, skip=("onnx", "light"))
+    bench = Bench(model, variants, batch_sizes=(2,), warmup=0, repeats=1,
+                  skip=("onnx", "light", "openvino", "int8", "roofline"))
     report = bench.run()
     errors = [(r["model"], r["error"]) for r in report["rows"] if r["error"]]
     assert errors == []

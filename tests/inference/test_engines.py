@@ -1,0 +1,203 @@
+"""Engines behind one Predictor: ONNX Runtime and OpenVINO fp32 give torch's PersonResults,
+exports carry their metadata, bad inputs get clear errors; int8 quantization and its parity."""
+
+from __future__ import annotations
+
+import sys
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+from personkit.cli import main
+from personkit.inference import Predictor
+from personkit.inference.engines import MissingExtraError, OnnxRuntimeEngine, require
+from personkit.inference.export import check_parity, export_onnx, export_openvino
+
+BOXES = [[10, 5, 60, 110], [70, 20, 150, 118], [0, 0, 160, 120]]
+TASKS4 = ("reid", "attributes", "pose", "segmentation")
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / max(float(np.abs(a).max()), 1e-12))
+
+
+def assert_same_results(ref, got, tol=1e-4):
+    """Same PersonResults within ``tol`` relative (keypoints: relative to the crop size)."""
+    assert len(ref) == len(got)
+    for r, g in zip(ref, got, strict=True):
+        assert r.box == g.box and r.part_classes == g.part_classes
+        assert _rel(r.embedding, g.embedding) <= tol
+        for name, a in r.attributes.items():
+            assert g.attributes[name].label == a.label
+            assert abs(g.attributes[name].probability - a.probability) <= tol
+        box_size = max(r.box[2] - r.box[0], r.box[3] - r.box[1])
+        assert np.abs(r.keypoints - g.keypoints).max() <= tol * box_size
+        assert r.parts_box == g.parts_box
+        assert (r.parts == g.parts).mean() >= 0.999  # an arg-max tie may flip a pixel
+
+
+@pytest.fixture(scope="module")
+def onnx_file(tmp_path_factory, tiny_model):
+    return export_onnx(tiny_model, tmp_path_factory.mktemp("eng") / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def ov_dir(tmp_path_factory, tiny_model, onnx_file):
+    pytest.importorskip("openvino")
+    return export_openvino(tiny_model, tmp_path_factory.mktemp("ov") / "ov",
+                           onnx_path=onnx_file).parent
+
+
+def test_onnxruntime_predictor_matches_torch(tiny_model, onnx_file, scene):
+    ref = Predictor(tiny_model, flip_tta=True).predict(scene, BOXES)
+    got = Predictor.from_export(onnx_file, flip_tta=True).predict(scene, BOXES)
+    assert_same_results(ref, got)
+
+
+def test_openvino_predictor_matches_torch(tiny_model, onnx_file, ov_dir, scene):
+    ref = Predictor(tiny_model).predict(scene, BOXES)
+    assert_same_results(ref, Predictor.from_export(ov_dir).predict(scene, BOXES))
+    # OpenVINO also reads the .onnx (its metadata included) directly
+    assert_same_results(ref, Predictor.from_export(onnx_file, "openvino").predict(scene, BOXES))
+    report = check_parity(tiny_model, ov_dir, batch_sizes=(2, 3))
+    assert report.ok and report.worst_rel <= 1e-4, report.summary()
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_from_checkpoint_with_engine_and_heads(tiny_checkpoint, tiny_model, engine, scene):
+    pytest.importorskip(engine)
+    p = Predictor.from_checkpoint(tiny_checkpoint, engine=engine, heads=["pose", "reid"])
+    assert p.engine.name == engine and p.heads == ("reid", "pose")
+    r = p.predict(scene, BOXES[:1])[0]
+    ref = Predictor(tiny_model, heads=["reid", "pose"]).predict(scene, BOXES[:1])[0]
+    assert r.attributes is None and r.parts is None
+    assert _rel(ref.embedding, r.embedding) <= 1e-4
+    np.testing.assert_allclose(r.keypoints, ref.keypoints, atol=1e-4 * 105)
+
+
+def test_head_missing_from_export_is_an_error(tmp_path, tiny_model):
+    path = export_onnx(tiny_model, tmp_path / "reid.onnx", heads=["reid"])
+    with pytest.raises(ValueError, match=r"heads \['pose'\] are not available.*onnxruntime"):
+        Predictor.from_export(path, heads=["pose"])
+    assert Predictor.from_export(path).heads == ("reid",)
+
+
+def test_onnx_without_personkit_metadata_is_an_error(tmp_path, onnx_file):
+    proto = onnx.load(str(onnx_file))
+    del proto.metadata_props[:]
+    foreign = tmp_path / "other_tool.onnx"
+    onnx.save(proto, str(foreign))
+    with pytest.raises(ValueError, match="other_tool.onnx has no personkit metadata"):
+        OnnxRuntimeEngine(foreign)
+    assert main(["predict", str(foreign), str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_missing_extra_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import fails as if not installed
+    with pytest.raises(MissingExtraError, match=r"pip install 'personkit\[openvino\]'"):
+        require("openvino")
+
+
+def test_predict_cli_engines_agree(tiny_checkpoint, onnx_file, scene, tmp_path):
+    cv2.imwrite(str(tmp_path / "street.png"), scene[:, :, ::-1])
+    (tmp_path / "street.txt").write_text("10,5,60,110\n70,20,150,118\n")
+    rows = {}
+    for engine, ckpt in (("torch", tiny_checkpoint), ("onnxruntime", tiny_checkpoint),
+                         ("onnxruntime", onnx_file)):
+        out = tmp_path / f"out_{engine}_{ckpt.suffix}"
+        assert main(["predict", str(ckpt), str(tmp_path / "street.png"), "--out", str(out),
+                     "--engine", engine, "--no-vis", "--no-progress"]) == 0
+        rows[(engine, ckpt.suffix)] = np.load(out / "embeddings.npy")
+    ref = rows[("torch", tiny_checkpoint.suffix)]
+    for emb in rows.values():
+        assert _rel(ref, emb) <= 1e-4
+
+
+# ----------------------------------------------------------------------------- int8
+
+
+@pytest.fixture(scope="module")
+def calib_dir(tmp_path_factory):
+    """Smooth random colour images (photo-like) and one label map, which is left out."""
+    root = tmp_path_factory.mktemp("calib")
+    rng = np.random.default_rng(1)
+    for i in range(24):
+        small = rng.integers(0, 256, size=(6, 4, 3), dtype=np.uint8)
+        cv2.imwrite(str(root / f"{i:03d}.jpg"), cv2.resize(small, (40, 90)))
+    (root / "labels").mkdir()
+    cv2.imwrite(str(root / "labels" / "mask.png"), np.zeros((90, 40), np.uint8))
+    return root
+
+
+def test_calibration_folder_without_images_is_an_error(tmp_path, tiny_model):
+    from personkit.inference.quantize import calibration_batch
+
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(ValueError, match="no images .* under calibration folder"):
+        calibration_batch(tmp_path, tiny_model.meta)
+
+
+def test_calibration_batch_is_normalised_crops(calib_dir, tiny_model):
+    from personkit.inference.quantize import calibration_batch
+
+    lines: list[str] = []
+    calib = calibration_batch(calib_dir, tiny_model.meta, size=100, log=lines.append)
+    assert calib.shape == (24, 3, 64, 32) and calib.dtype == np.float32
+    assert "1 single-channel" in lines[0]
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_int8_export_parity(tmp_path, tiny_model, calib_dir, fmt):
+    from personkit.inference.quantize import (
+        INT8_TOL,
+        calibration_batch,
+        check_int8,
+        quantize_export,
+    )
+
+    if fmt == "openvino":
+        pytest.importorskip("nncf")
+        path = export_openvino(tiny_model, tmp_path / "ov").parent
+    else:
+        path = export_onnx(tiny_model, tmp_path / "model.onnx")
+    calib = calibration_batch(calib_dir, tiny_model.meta, size=24)
+    out = quantize_export(path, calib)
+    report = check_int8(tiny_model, out, calib)
+    assert report.ok and max(report.rel_rms.values()) <= INT8_TOL, report.summary()
+    assert report.parts_agreement >= 0.8
+    if fmt == "onnx":  # int8 weights in the graph; the fp32-kept nodes are not quantized
+        proto = onnx.load(str(out))
+        quantized = {n.input[0] for n in proto.graph.node if n.op_type == "DequantizeLinear"}
+        assert any(".weight" in q or "onnx::Conv" in q for q in quantized)
+        convs = {n.name: n for n in proto.graph.node if n.op_type == "Conv"}
+        kept = [convs["/model/pose/conv/Conv"], convs["/model/segmentation/predictor/Conv"]]
+        assert not any("DequantizeLinear" in n.input[1] for n in kept)  # fp32 weights
+        assert "DequantizeLinear" in convs["/model/layer1/layer1.0/conv1/Conv"].input[1]
+    p = Predictor.from_export(out)
+    assert p.predict_crops([np.zeros((64, 32, 3), np.uint8)])[0].embedding.shape == (512,)
+
+
+@pytest.mark.slow  # ~50 s: quantizes two models with two tools
+def test_bench_rows_for_every_engine_and_the_roofline(tiny):
+    pytest.importorskip("nncf")
+    from personkit.inference.bench import Bench, markdown
+
+    make_model, _ = tiny
+    model = make_model(heads=("reid", "attributes", "pose", "segmentation"))
+    bench = Bench(model, {"reid-only": make_model(heads=("reid",))}, batch_sizes=(2,),
+                  warmup=0, repeats=1, skip=("separate", "heads", "light"))
+    report = bench.run()
+    got = {(r["model"], r["engine"]) for r in report["rows"] if r["crops_per_s"]}
+    for engine in ("torch-eager", "onnxruntime", "openvino-fp32", "onnxruntime-int8",
+                   "openvino-int8"):
+        assert {("four-task", engine), ("reid-only", engine)} <= got, engine
+    assert report["gemm_ceiling"]["fp32_gflops"] > 0
+    flops = report["gflop_per_crop"]
+    assert set(flops) == {"trunk", "head:reid", "head:attributes", "head:pose",
+                          "head:segmentation"}
+    assert flops["trunk"] > flops["head:pose"] > 0
+    shares = {r["engine"]: r["share"] for r in report["roofline"]}
+    assert shares["torch-eager"] > 0 and "openvino-int8" in shares
+    assert "Machine ceiling" in markdown(report)

@@ -1,0 +1,31 @@
+"""Process-level runtime defaults: applied unless the user set them; off switch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from personkit.runtime import ENV_DEFAULTS, apply_defaults
+
+
+def test_defaults_fill_only_unset_variables():
+    env = {"OMP_WAIT_POLICY": "ACTIVE"}
+    applied = apply_defaults(env)
+    assert env["OMP_WAIT_POLICY"] == "ACTIVE" and "OMP_WAIT_POLICY" not in applied
+    assert env["KMP_BLOCKTIME"] == ENV_DEFAULTS["KMP_BLOCKTIME"] == applied["KMP_BLOCKTIME"]
+
+
+def test_off_switch_changes_nothing():
+    env = {"PERSONKIT_RUNTIME": "off"}
+    assert apply_defaults(env) == {} and env == {"PERSONKIT_RUNTIME": "off"}
+
+
+def test_cli_module_does_not_load_torch_before_the_defaults():
+    code = ("import os, sys; import personkit.cli; "
+            "from personkit.runtime import apply_defaults; a = apply_defaults(); "
+            "print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules, "
+            "any(k.startswith('mallopt') for k in a) or not sys.platform.startswith('linux'))")
+    env = {"PATH": "", "PYTHONPATH": ":".join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["PASSIVE", "False", "True"]
