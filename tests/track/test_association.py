@@ -1,0 +1,63 @@
+"""The embeddings given to :class:`personkit.track.Tracker` reach BoxMOT's association and
+change it: two overlapping people whose appearances swap half-way (docs/tracking.md).
+
+No network: a stand-in predictor returns fixed one-hot embeddings in detection order.
+"""
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from personkit.inference.predictor import PersonResult
+
+FRAMES, SWAP = 12, 6
+# Two boxes overlapping with IoU 0.6: above DeepOcSort's iou_threshold 0.3 for both tracks, so
+# the motion cost is ambiguous and the appearance term decides (BoxMOT's `associate`).
+BOXES = np.array([[40, 20, 80, 120], [50, 20, 90, 120]], np.float32)
+E = np.eye(8, dtype=np.float32)
+
+
+class _FixedEmbeddings:
+    """Stands in for a Predictor with a ReID head: frame ``t`` gets ``embeddings[t]``."""
+
+    heads = ("reid",)
+    meta = SimpleNamespace(embedding_dim=8)
+
+    def __init__(self, embeddings):
+        self.embeddings, self.calls = embeddings, 0
+
+    def predict(self, image, boxes):  # noqa: ARG002 - Predictor.predict's signature
+        e = self.embeddings[self.calls]
+        self.calls += 1
+        return [PersonResult(tuple(float(v) for v in b), e[k]) for k, b in enumerate(boxes)]
+
+
+def _ids_per_box(tracker_name, mode, **kwargs):
+    """Track id of box 0 and box 1 in every frame; appearances swap at frame ``SWAP``."""
+    from personkit.track import Tracker
+
+    embeddings = [E[[0, 1]] if t < SWAP else E[[1, 0]] for t in range(FRAMES)]
+    tracker = Tracker(_FixedEmbeddings(embeddings), tracker_name, mode, **kwargs)
+    image = np.zeros((160, 160, 3), np.uint8)
+    out = []
+    for _ in range(FRAMES):
+        ft = tracker.update(image, BOXES, np.array([0.9, 0.9], np.float32))
+        by_det = dict(zip(ft.detections.tolist(), ft.track_ids.tolist(), strict=True))
+        out.append((by_det[0], by_det[1]))
+    return out
+
+
+def test_deepocsort_ids_follow_appearance_with_embeddings(extra):
+    ids = _ids_per_box("deepocsort", "personkit")
+    before, after = ids[SWAP - 1], ids[-1]
+    assert before[0] != before[1]
+    assert all(i == before for i in ids[:SWAP])
+    # Box 0 now looks like the person who was box 1: the ids swap boxes and stay swapped.
+    assert all(i == (before[1], before[0]) for i in ids[SWAP:]), ids
+    assert after == (before[1], before[0])
+
+
+def test_deepocsort_ids_follow_motion_without_embeddings(extra):
+    ids = _ids_per_box("deepocsort", "none")
+    assert ids[0][0] != ids[0][1]
+    assert all(i == ids[0] for i in ids), ids
