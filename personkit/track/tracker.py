@@ -28,6 +28,31 @@ TRACKERS = ("deepocsort", "botsort", "bytetrack", "ocsort")
 APPEARANCE_TRACKERS = ("deepocsort", "botsort")
 EMBEDDINGS = ("personkit", "none", "random")
 
+#: Appearance-only BoxMOT arguments that personkit sets when a tracker is given embeddings
+#: (``personkit`` or ``random`` alike; motion-only runs are untouched). Chosen by
+#: ``benchmarks/bench_tracking.py`` on synthetic sequence seed 2, not the reported seeds; see
+#: docs/tracking.md ("Tracker parameters").
+APPEARANCE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "deepocsort": {},
+    "botsort": {},
+}
+
+
+def parse_tracker_arg(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> ``(key, value)``: an int, a float, true/false, or the string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise ValueError(f"tracker argument must be KEY=VALUE, got {text!r}")
+    value = value.strip()
+    if value.lower() in ("true", "false"):
+        return key.strip(), value.lower() == "true"
+    for kind in (int, float):
+        try:
+            return key.strip(), kind(value)
+        except ValueError:
+            pass
+    return key.strip(), value
+
 
 @dataclass
 class FrameTracks:
@@ -44,21 +69,28 @@ class FrameTracks:
 def make_boxmot_tracker(name: str, use_embeddings: bool, frame_rate: int = 30,
                         **kwargs: Any) -> Any:
     """A BoxMOT tracker on the Python backend, without camera-motion compensation (static
-    cameras) and never with a ReID model of its own."""
+    cameras) and never with a ReID model of its own; with embeddings, personkit's
+    :data:`APPEARANCE_DEFAULTS` under ``kwargs``. An unknown argument is a ValueError naming
+    it."""
     boxmot = require("boxmot")
-    if name == "deepocsort":
-        return boxmot.DeepOcSort(use_embeddings=use_embeddings, cmc_off=True, **kwargs)
-    if name == "botsort":
-        return boxmot.BotSort(use_embeddings=use_embeddings, use_cmc=False,
-                              frame_rate=frame_rate, **kwargs)
     if use_embeddings:
+        kwargs = {**APPEARANCE_DEFAULTS.get(name, {}), **kwargs}
+    if name not in TRACKERS:
+        raise ValueError(f"unknown tracker {name!r}; valid: {TRACKERS}")
+    if use_embeddings and name not in APPEARANCE_TRACKERS:
         raise ValueError(f"tracker {name!r} uses motion only; embeddings need one of "
                          f"{APPEARANCE_TRACKERS}")
-    if name == "bytetrack":
-        return boxmot.ByteTrack(frame_rate=frame_rate, **kwargs)
-    if name == "ocsort":
-        return boxmot.OcSort(**kwargs)
-    raise ValueError(f"unknown tracker {name!r}; valid: {TRACKERS}")
+    build = {"deepocsort": lambda: boxmot.DeepOcSort(use_embeddings=use_embeddings,
+                                                     cmc_off=True, **kwargs),
+             "botsort": lambda: boxmot.BotSort(use_embeddings=use_embeddings, use_cmc=False,
+                                               frame_rate=frame_rate, **kwargs),
+             "bytetrack": lambda: boxmot.ByteTrack(frame_rate=frame_rate, **kwargs),
+             "ocsort": lambda: boxmot.OcSort(**kwargs)}[name]
+    try:
+        return build()
+    except TypeError as e:
+        raise ValueError(f"bad argument for BoxMOT's {name} tracker ({e}); given "
+                         f"{sorted(kwargs)}") from None
 
 
 class Tracker:
@@ -70,7 +102,8 @@ class Tracker:
         embeddings: ``personkit``, ``none`` or ``random`` (see the module docstring).
         frame_rate: frames per second of the source (BotSort/ByteTrack scale buffers by it).
         seed: seed of the ``random`` embeddings.
-        tracker_kwargs: extra arguments of the BoxMOT tracker (e.g. ``max_age``).
+        tracker_kwargs: extra arguments of the BoxMOT tracker (e.g. ``max_age``,
+            ``appearance_thresh``); they override :data:`APPEARANCE_DEFAULTS`.
 
     Raises:
         ValueError: an unknown tracker or mode, or ``personkit`` embeddings from a predictor

@@ -7,6 +7,7 @@ No network: a stand-in predictor returns fixed one-hot embeddings in detection o
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from personkit.inference.predictor import PersonResult
 
@@ -61,3 +62,24 @@ def test_deepocsort_ids_follow_motion_without_embeddings(extra):
     ids = _ids_per_box("deepocsort", "none")
     assert ids[0][0] != ids[0][1]
     assert all(i == ids[0] for i in ids), ids
+
+
+def test_tracker_args_reach_boxmot_and_override_personkit_defaults(extra):
+    from personkit.track import Tracker
+    from personkit.track.tracker import APPEARANCE_DEFAULTS, parse_tracker_arg
+
+    assert parse_tracker_arg("appearance_thresh=0.4") == ("appearance_thresh", 0.4)
+    assert parse_tracker_arg("max_age=12") == ("max_age", 12)
+    assert parse_tracker_arg("aw_off=true") == ("aw_off", True)
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_tracker_arg("appearance_thresh")
+    inner = Tracker(_FixedEmbeddings([]), "botsort", "personkit",
+                    tracker_kwargs={"appearance_thresh": 0.4})._tracker
+    assert inner.appearance_thresh == 0.4 and inner.use_embeddings
+    for key, value in APPEARANCE_DEFAULTS["botsort"].items():
+        if key != "appearance_thresh":
+            assert getattr(inner, key) == value
+    motion = Tracker(None, "botsort", "none")._tracker
+    assert not motion.use_embeddings and motion.proximity_thresh == 0.5  # BoxMOT's default
+    with pytest.raises(ValueError, match="bogus"):
+        Tracker(None, "deepocsort", "none", tracker_kwargs={"bogus": 1})
