@@ -46,7 +46,11 @@ from personkit.track.evaluate import evaluate_mot
 from personkit.track.io import open_mot_sequence, read_detections, write_mot_results
 
 CONFIGS = tuple((t, m) for t in ("deepocsort", "botsort")
-                for m in ("none", "personkit", "random", "oracle")) + (("bytetrack", "none"),)
+                for m in ("none", "personkit", "random", "oracle")) + (
+    ("botsort", "personkit-boxmot"), ("bytetrack", "none"))
+#: BotSort with BoxMOT's own appearance gates (IoU >= 0.5, cosine distance <= 0.25) instead
+#: of personkit's defaults (``personkit.track.tracker.APPEARANCE_DEFAULTS``).
+BOXMOT_GATES = {"proximity_thresh": 0.5, "appearance_thresh": 0.25}
 
 
 class _Replay:
@@ -195,10 +199,12 @@ def main() -> int:
             for name, mode in CONFIGS:
                 secs = []
                 res_in = oracle if mode == "oracle" else results
-                mode_in = "personkit" if mode == "oracle" else mode
+                mode_in = "personkit" if mode in ("oracle", "personkit-boxmot") else mode
+                kwargs = {**(BOXMOT_GATES if mode == "personkit-boxmot" else {}),
+                          **targs.get(name, {})}
                 for _ in range(args.repeats):
                     rows, sec = run_config(predictor, res_in, frames, name, mode_in,
-                                           src.frame_rate, targs.get(name))
+                                           src.frame_rate, kwargs)
                     secs.append(sec)
                 trk_fps[f"{name}/{mode}"].append(len(frames) / statistics.median(secs))
                 res = write_mot_results(Path(tmp) / f"{seq.name}-{name}-{mode}.txt", rows)
