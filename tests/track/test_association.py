@@ -83,3 +83,30 @@ def test_tracker_args_reach_boxmot_and_override_personkit_defaults(extra):
     assert not motion.use_embeddings and motion.proximity_thresh == 0.5  # BoxMOT's default
     with pytest.raises(ValueError, match="bogus"):
         Tracker(None, "deepocsort", "none", tracker_kwargs={"bogus": 1})
+
+
+def test_appearance_gate_is_a_quantile_of_same_frame_distances():
+    from personkit.track.tracker import AppearanceGate
+
+    gate = AppearanceGate(0.5)
+    assert gate.update(E[:1]) == 0.0  # one detection: no pair, appearance stays off
+    a = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]], np.float32)  # distances 0.4, 1.0, 0.2
+    assert gate.update(a) == pytest.approx(0.4, abs=1e-6)
+    assert gate.update(np.array([[1.0, 0.0], [-1.0, 0.0]], np.float32)) == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="quantile"):
+        AppearanceGate(1.5)
+
+
+def test_botsort_threshold_follows_the_gate_and_a_fixed_one_wins(extra):
+    from personkit.track import Tracker
+
+    embeddings = [E[[0, 1]]] * 3
+    tracker = Tracker(_FixedEmbeddings(embeddings), "botsort", "personkit",
+                      appearance_quantile=0.5)
+    assert tracker._tracker.proximity_thresh == 1.0
+    tracker.update(np.zeros((160, 160, 3), np.uint8), BOXES, np.array([0.9, 0.9]))
+    assert tracker._tracker.appearance_thresh == pytest.approx(1.0)  # orthogonal: distance 1
+    fixed = Tracker(_FixedEmbeddings(embeddings), "botsort", "personkit",
+                    tracker_kwargs={"appearance_thresh": 0.3})
+    fixed.update(np.zeros((160, 160, 3), np.uint8), BOXES, np.array([0.9, 0.9]))
+    assert fixed._tracker.appearance_thresh == 0.3
