@@ -95,11 +95,13 @@ def match_gt(boxes: np.ndarray, gt_boxes: np.ndarray, gt_ids: np.ndarray) -> np.
     return out
 
 
-def oracle_results(results: list[list], ids: list[np.ndarray], seed: int) -> list[list]:
-    """The network's results with the embedding replaced by the gt identity (one-hot; a
-    random unit vector for unmatched detections)."""
+def oracle_results(results: list[list], ids: list[np.ndarray], seed: int,
+                   dim: int) -> list[list]:
+    """The network's results with the embedding replaced by the gt identity (one-hot of
+    width ``dim``; a random unit vector for unmatched detections)."""
     rng = np.random.default_rng(seed)
-    dim = 1 + max((int(i.max()) for i in ids if len(i)), default=0) + 32
+    if max((int(i.max()) for i in ids if len(i)), default=0) >= dim:
+        raise ValueError(f"more identities than embedding dimensions ({dim})")
     out = []
     for res, gid in zip(results, ids, strict=True):
         frame = []
@@ -191,7 +193,7 @@ def main() -> int:
             net_fps.append(len(frames) / statistics.median(times))
             gt = read_detections(seq / "gt" / "gt.txt", gt=True)
             ids = [match_gt(f[2], *_gt_frame(gt, f[0])) for f in frames]
-            oracle = oracle_results(results, ids, seed)
+            oracle = oracle_results(results, ids, seed, predictor.meta.embedding_dim)
             row = {"sequence": seq.name, "frames": len(frames),
                    "detections": int(sum(len(f[2]) for f in frames)),
                    "separation": {"personkit": separation(results, ids, src.frame_rate),

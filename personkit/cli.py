@@ -255,7 +255,7 @@ def _add_track_parsers(sub: Any) -> None:
     p.add_argument("--out", required=True, help="output folder (results.txt, tracks.json, ...)")
     p.add_argument("--detections", default=None, help="video input: MOT-format det.txt")
     p.add_argument("--mot-source", default="auto", choices=("auto", "det", "gt"))
-    p.add_argument("--tracker", default="deepocsort",
+    p.add_argument("--tracker", default="botsort",
                    choices=("deepocsort", "botsort", "bytetrack", "ocsort"))
     p.add_argument("--embeddings", default="personkit", choices=("personkit", "none", "random"),
                    help="appearance: the network's, none (motion only) or random (control)")

@@ -153,7 +153,7 @@ class Tracker:
             without the ReID head.
     """
 
-    def __init__(self, predictor: Predictor | None, tracker: str = "deepocsort",
+    def __init__(self, predictor: Predictor | None, tracker: str = "botsort",
                  embeddings: str = "personkit", *, frame_rate: int = 30, seed: int = 0,
                  tracker_kwargs: Mapping[str, Any] | None = None,
                  appearance_quantile: float | None = APPEARANCE_QUANTILE):
@@ -185,7 +185,9 @@ class Tracker:
         if self.mode == "none":
             return None
         if self.mode == "personkit":
-            return l2_normalise(np.stack([r.embedding for r in results]).reshape(n, -1))
+            emb = l2_normalise(np.stack([r.embedding for r in results]).reshape(n, -1))
+            self._dim = emb.shape[1]  # empty frames must keep the width BoxMOT has seen
+            return emb
         return l2_normalise(self._rng.standard_normal((n, self._dim)).astype(np.float32))
 
     def update(self, image: Any, boxes: Any, scores: Any = None,
