@@ -221,7 +221,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
     predictor = Predictor.from_checkpoint(args.run, args.device, batch_size=args.batch_size,
                                           merge_parts=args.merge_parts)
     tracker = Tracker(predictor, args.tracker, args.embeddings, frame_rate=source.frame_rate,
-                      seed=args.seed)
+                      seed=args.seed, tracker_kwargs=dict(args.tracker_arg))
     out = Path(args.out)
     summary = track_source(tracker, source, out, video_out=args.video_out,
                            png_frames=args.png_frames, save_parts=args.save_parts,
@@ -263,6 +263,15 @@ def _cmd_synth_mot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tracker_arg(text: str) -> tuple[str, Any]:
+    from personkit.track.tracker import parse_tracker_arg
+
+    try:
+        return parse_tracker_arg(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _add_track_parsers(sub: Any) -> None:
     from personkit.synth.mot import MOT_PRESETS
 
@@ -274,7 +283,7 @@ def _add_track_parsers(sub: Any) -> None:
     p.add_argument("--out", required=True, help="output folder (results.txt, tracks.json, ...)")
     p.add_argument("--detections", default=None, help="video input: MOT-format det.txt")
     p.add_argument("--mot-source", default="auto", choices=("auto", "det", "gt"))
-    p.add_argument("--tracker", default="deepocsort",
+    p.add_argument("--tracker", default="botsort",
                    choices=("deepocsort", "botsort", "bytetrack", "ocsort"))
     p.add_argument("--embeddings", default="personkit", choices=("personkit", "none", "random"),
                    help="appearance: the network's, none (motion only) or random (control)")
@@ -291,6 +300,9 @@ def _add_track_parsers(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--batch-size", type=int, default=32, help="crops per forward pass")
     p.add_argument("--seed", type=int, default=0, help="seed of --embeddings random")
+    p.add_argument("--tracker-arg", action="append", default=[], type=_tracker_arg,
+                   metavar="KEY=VALUE", help="BoxMOT tracker argument, e.g. "
+                   "appearance_thresh=0.3 (repeatable; overrides personkit's defaults)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_cmd_track)
 

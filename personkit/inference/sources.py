@@ -12,7 +12,11 @@ MOT Challenge sequences (Milan et al., arXiv:1603.00831): ``img1/000001.jpg, ...
 keeps every detection (optionally those with ``conf >= min_score``). ``gt`` keeps pedestrians
 only: the 7th column (the "consider" flag in MOT16/17/20, the confidence in MOT15) must be
 non-zero and, where an 8th column holds a class (not -1), it must be 1 (pedestrian). Boxes
-become 0-based ``x1 = bb_left - 1, y1 = bb_top - 1, x2 = x1 + w, y2 = y1 + h``.
+become 0-based ``x1 = bb_left - 1, y1 = bb_top - 1, x2 = x1 + w, y2 = y1 + h``. Every row
+needs at least 7 finite numbers and a whole frame number >= 1; the frames must be ``1..N``
+without gaps in the image folder (N: ``seqLength`` of ``seqinfo.ini`` when given), and a row
+for a frame beyond N is an error. One parser serves ``predict`` and ``track``
+(:func:`read_mot_rows`, :func:`mot_images`).
 """
 
 from __future__ import annotations
@@ -132,39 +136,110 @@ def is_mot_sequence(path: str | Path) -> bool:
         (path / f).is_file() for f in ("det/det.txt", "gt/gt.txt"))
 
 
+@dataclass
+class MotRows:
+    """The rows of a MOT ``det.txt``/``gt.txt`` (one parser for ``predict`` and ``track``).
+
+    ``table`` is ``N×C`` (C >= 7; shorter rows of a wider file padded with -1, "unknown"),
+    ``lines`` the 1-based line of each row in ``path`` (for errors naming the line).
+    """
+
+    path: Path
+    table: np.ndarray
+    lines: np.ndarray
+
+    def boxes(self) -> np.ndarray:
+        """``N×4`` 0-based ``x1, y1, x2, y2`` (``x1 = bb_left - 1``)."""
+        x1, y1 = self.table[:, 2] - 1, self.table[:, 3] - 1
+        return np.stack([x1, y1, x1 + self.table[:, 4], y1 + self.table[:, 5]], axis=1)
+
+    def select(self, keep: np.ndarray) -> MotRows:
+        return MotRows(self.path, self.table[keep], self.lines[keep])
+
+
+def read_mot_rows(path: str | Path, gt: bool = False,
+                  min_score: float | None = None) -> MotRows:
+    """Parse a MOT ``det.txt`` (or, with ``gt``, a ``gt.txt``: considered pedestrians only).
+
+    Every row needs at least 7 finite numbers ``frame,id,left,top,w,h,conf`` with a whole
+    frame number >= 1; anything else is a ValueError naming the file and line.
+    """
+    path = Path(path)
+    table, lines = _read_mot_table(path)
+    rows = MotRows(path, table, lines)
+    if gt:
+        keep = table[:, 6] != 0
+        if table.shape[1] >= 8:
+            keep &= (table[:, 7] == 1) | (table[:, 7] == -1)
+        return rows.select(keep)
+    return rows if min_score is None else rows.select(table[:, 6] >= min_score)
+
+
+def mot_images(seq_dir: str | Path) -> tuple[dict[str, str], Path, list[Path]]:
+    """``seqinfo.ini`` (lower-case keys), the image folder and its frames ``1..N`` in order.
+
+    N is ``seqLength`` when ``seqinfo.ini`` gives it, else the highest frame number; a frame
+    missing from the folder is a ValueError naming the folder and the missing numbers.
+    """
+    seq_dir = Path(seq_dir)
+    info = _seqinfo(seq_dir)
+    im_dir = seq_dir / info.get("imdir", "img1")
+    if not im_dir.is_dir():
+        raise FileNotFoundError(f"MOT sequence {seq_dir} has no image folder {im_dir.name}/")
+    images = {int(p.stem): p for p in list_images(im_dir) if p.stem.isdigit()}
+    if not images:
+        raise ValueError(f"no numbered frames (e.g. 000001.jpg) in {im_dir}")
+    try:
+        length = int(info.get("seqlength", max(images)))
+    except ValueError:
+        raise ValueError(f"{seq_dir / 'seqinfo.ini'}: seqLength must be a whole number, got "
+                         f"{info['seqlength']!r}") from None
+    missing = [t for t in range(1, length + 1) if t not in images]
+    if missing:
+        shown = ", ".join(str(t) for t in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise ValueError(f"{im_dir}: {len(missing)} of {length} frames missing "
+                         f"(frame numbers {shown})")
+    return info, im_dir, [images[t] for t in range(1, length + 1)]
+
+
+def check_rows_within(rows: MotRows, n_frames: int, where: Path | str) -> None:
+    """A ValueError naming the file and line of the first row beyond frame ``n_frames``."""
+    beyond = np.flatnonzero(rows.table[:, 0] > n_frames)
+    if beyond.size:
+        i = beyond[0]
+        raise ValueError(f"{rows.path}:{int(rows.lines[i])}: detections for frame "
+                         f"{int(rows.table[i, 0])}, beyond the {n_frames} frames of {where}")
+
+
 def read_mot(seq_dir: str | Path, source: Literal["auto", "det", "gt"] = "auto",
              min_score: float | None = None) -> list[Frame]:
     """Every frame of a MOT sequence with its boxes (see the module docstring for the rules).
 
     ``auto`` uses ``det/det.txt`` when present, else ``gt/gt.txt``. Frames without boxes are
-    kept (with zero boxes).
+    kept (with zero boxes); frames missing from the image folder and rows for frames beyond
+    the sequence are errors (:func:`mot_images`, :func:`check_rows_within`).
     """
     seq_dir = Path(seq_dir)
-    im_dir = seq_dir / _seqinfo(seq_dir).get("imdir", "img1")
+    _, im_dir, images = mot_images(seq_dir)
+    name = resolve_mot_source(seq_dir, source)
+    rows = read_mot_rows(seq_dir / name / f"{name}.txt", name == "gt", min_score)
+    check_rows_within(rows, len(images), im_dir)
+    boxes, table = rows.boxes(), rows.table
+    frames = []
+    for t, path in enumerate(images, start=1):
+        sel = table[:, 0] == t
+        frames.append(Frame(f"{t:06d}", path, boxes[sel], table[sel, 6],
+                            table[sel, 1].astype(np.int64), t))
+    return frames
+
+
+def resolve_mot_source(seq_dir: str | Path, source: str = "auto") -> str:
+    """``det`` or ``gt``; ``auto`` is ``det`` when ``det/det.txt`` exists, else ``gt``."""
     if source == "auto":
-        source = "det" if (seq_dir / "det" / "det.txt").is_file() else "gt"
+        return "det" if (Path(seq_dir) / "det" / "det.txt").is_file() else "gt"
     if source not in ("det", "gt"):
         raise ValueError(f"MOT source must be 'auto', 'det' or 'gt', got {source!r}")
-    table = _read_mot_table(seq_dir / source / f"{source}.txt")
-    if source == "gt":
-        keep = table[:, 6] != 0
-        if table.shape[1] >= 8:
-            keep &= (table[:, 7] == 1) | (table[:, 7] == -1)
-    else:
-        keep = np.ones(len(table), bool) if min_score is None else table[:, 6] >= min_score
-    table = table[keep]
-    frames = []
-    for path in list_images(im_dir):
-        if not path.stem.isdigit():
-            continue
-        rows = table[table[:, 0] == int(path.stem)]
-        x1, y1 = rows[:, 2] - 1, rows[:, 3] - 1
-        boxes = np.stack([x1, y1, x1 + rows[:, 4], y1 + rows[:, 5]], axis=1)
-        frames.append(Frame(f"{int(path.stem):06d}", path, boxes, rows[:, 6],
-                            rows[:, 1].astype(np.int64), int(path.stem)))
-    if not frames:
-        raise ValueError(f"no numbered frames (e.g. 000001.jpg) in {im_dir}")
-    return frames
+    return source
 
 
 def _seqinfo(seq_dir: Path) -> dict[str, str]:
@@ -183,32 +258,31 @@ def _seqinfo(seq_dir: Path) -> dict[str, str]:
     return info
 
 
-def _read_mot_table(path: Path) -> np.ndarray:
+def _read_mot_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"MOT annotation file not found: {path}")
-    rows = []
+    rows, lines = [], []
     for n, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            rows.append([float(v) for v in line.replace(" ", "").rstrip(",").split(",")])
+            row = [float(v) for v in line.replace(" ", "").rstrip(",").split(",")]
         except ValueError:
             raise ValueError(f"{path}:{n}: not a MOT line (frame,id,left,top,w,h,conf,...): "
                              f"{line!r}") from None
-        frame = rows[-1][0]
-        if not (math.isfinite(frame) and frame.is_integer() and frame >= 1):
+        if len(row) < 7 or not all(math.isfinite(v) for v in row[:7]):
+            raise ValueError(f"{path}:{n}: expected at least 7 finite numbers "
+                             f"(frame,id,left,top,w,h,conf), got {line!r}")
+        if not (row[0].is_integer() and row[0] >= 1):
             raise ValueError(f"{path}:{n}: the frame number must be a whole number >= 1 "
                              f"(MOT frames are 1-based), got {line.split(',')[0].strip()!r}")
+        rows.append(row)
+        lines.append(n)
     width = max((len(r) for r in rows), default=7)
     table = np.full((len(rows), width), -1.0)  # short rows are padded with -1 ("unknown")
     for i, r in enumerate(rows):
         table[i, :len(r)] = r
-    if table.size == 0:
-        return np.zeros((0, 7))
-    if table.shape[1] < 7:
-        raise ValueError(f"{path}: expected at least 7 columns "
-                         f"(frame,id,left,top,w,h,conf), got {table.shape[1]}")
-    return table
+    return table, np.array(lines, dtype=np.int64)
 
 
 @dataclass

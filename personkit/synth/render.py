@@ -77,7 +77,7 @@ class Rendered:
 
     image: np.ndarray  # H×W×3 uint8 RGB, before camera effects
     labels: np.ndarray  # H×W uint8 LIP classes
-    ids: np.ndarray  # H×W uint8 primitive ids (0 = background)
+    ids: np.ndarray  # H×W uint8 (uint16 past 254) primitive ids (0 = background)
     bag_mask: np.ndarray  # H×W bool: bag and foreground-object pixels (labelled Background)
     joints: list[np.ndarray] = field(default_factory=list)  # 16×2, 0-based pixels
     occluded: list[np.ndarray] = field(default_factory=list)  # 16 bool
@@ -373,12 +373,13 @@ def _fill(ids: np.ndarray, prim: Prim, value: int) -> None:
 
 def rasterise(prims: list[Prim], orders: list[float], h: int, w: int) -> tuple[np.ndarray,
                                                                                 list[Prim]]:
-    """Fill ``prims`` back to front into a uint8 id map; returns it and the prims by id - 1."""
+    """Fill ``prims`` back to front into an id map (uint8; uint16 for crowded scenes such as
+    the synthetic MOT sequences); returns it and the prims by id - 1."""
     key = lambda p: (orders[p.person], p.depth, p.layer)
     ordered = sorted(prims, key=key)
-    if len(ordered) > 254:
-        raise ValueError("too many primitives for a uint8 id map")
-    ids = np.zeros((h, w), np.uint8)
+    if len(ordered) > 65534:
+        raise ValueError("too many primitives for a uint16 id map")
+    ids = np.zeros((h, w), np.uint8 if len(ordered) <= 254 else np.uint16)
     for k, prim in enumerate(ordered):
         _fill(ids, prim, k + 1)
     return ids, ordered

@@ -18,7 +18,7 @@ __all__ = ["EMBEDDINGS", "TRACKERS", "FrameTracks", "TrackObservation", "TrackSu
 
 
 def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path, *,
-          detections: str | Path | None = None, tracker: str = "deepocsort",
+          detections: str | Path | None = None, tracker: str = "botsort",
           embeddings: str = "personkit", device: str = "cpu", progress: bool = False,
           **outputs: Any) -> dict[str, Any]:
     """Track a MOT sequence folder or a video (with ``detections``) into ``out_dir``.

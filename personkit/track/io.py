@@ -9,8 +9,10 @@ Inputs (each frame: number, RGB image, detections):
   numbers count decoded frames from 1.
 
 Detection rows are ``frame,id,left,top,width,height,score[,...]`` (1-based pixels, as
-MOT16). A row that is not numbers, has fewer than 7 columns, a frame below 1, a non-positive
-size or a non-finite value is an error naming the file and line.
+MOT16), parsed by the same reader as ``personkit predict``
+(:mod:`personkit.inference.sources`). A row that is not numbers, has fewer than 7 columns, a
+frame below 1 or a non-finite value is an error naming the file and line; so is a box
+without area (``predict`` skips those, a tracker cannot follow them).
 
 Outputs: MOT Challenge results (``frame,id,left,top,w,h,score,-1,-1,-1``) and an H.264 mp4
 (PyAV) or PNG frames.
@@ -18,14 +20,19 @@ Outputs: MOT Challenge results (``frame,id,left,top,w,h,score,-1,-1,-1``) and an
 
 from __future__ import annotations
 
-import configparser
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from personkit.inference.sources import IMAGE_EXTENSIONS, read_image
+from personkit.inference.sources import (
+    check_rows_within,
+    mot_images,
+    read_image,
+    read_mot_rows,
+    resolve_mot_source,
+)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
@@ -43,44 +50,33 @@ class Detections:
         return self.boxes.get(t, np.zeros((0, 4))), self.scores.get(t, np.zeros(0))
 
 
-def read_detections(path: str | Path, gt: bool = False) -> Detections:
-    """Parse a MOT ``det.txt`` (or, with ``gt``, a ``gt.txt``: pedestrians marked considered).
+def read_detections(path: str | Path, gt: bool = False, n_frames: int | None = None,
+                    where: str | Path = "the sequence") -> Detections:
+    """Parse a MOT ``det.txt`` (or, with ``gt``, a ``gt.txt``: pedestrians marked considered)
+    with :func:`~personkit.inference.sources.read_mot_rows`, the parser ``predict`` uses, and
+    require boxes with an area (a tracker's motion model cannot follow an empty box). With
+    ``n_frames``, a row for a later frame than that (of ``where``) is an error too.
 
     Raises:
         FileNotFoundError: the file is missing.
         ValueError: a bad row (see the module docstring), naming the file and line.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"detections file not found: {path}")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            v = [float(x) for x in line.replace(" ", "").rstrip(",").split(",")]
-        except ValueError:
-            raise ValueError(f"{path}:{n}: not a MOT row (frame,id,left,top,w,h,score,...): "
-                             f"{line!r}") from None
-        if len(v) < 7 or not np.isfinite(v[:7]).all():
-            raise ValueError(f"{path}:{n}: expected at least 7 finite numbers "
-                             f"(frame,id,left,top,w,h,score), got {line!r}")
-        if v[0] < 1 or v[0] != int(v[0]):
-            raise ValueError(f"{path}:{n}: frame must be an integer >= 1, got {v[0]:g}")
-        if v[4] <= 0 or v[5] <= 0:
-            raise ValueError(f"{path}:{n}: box width and height must be > 0, got {line!r}")
-        if gt and (v[6] == 0 or (len(v) >= 8 and v[7] not in (1, -1))):
-            continue  # gt rows not to be considered, or not pedestrians (MOT16 rules)
-        rows.append(v[:7])
-    table = np.array(rows, dtype=np.float64).reshape(-1, 7)
+    rows = read_mot_rows(path, gt=gt)
+    if n_frames is not None:
+        check_rows_within(rows, n_frames, where)
+    bad = np.flatnonzero((rows.table[:, 4] <= 0) | (rows.table[:, 5] <= 0))
+    if bad.size:
+        i = bad[0]
+        raise ValueError(f"{rows.path}:{int(rows.lines[i])}: box width and height must be > 0, "
+                         f"got {rows.table[i, 4]:g} x {rows.table[i, 5]:g}")
+    table, all_boxes = rows.table, rows.boxes()
     boxes, scores, ids = {}, {}, {}
     for t in np.unique(table[:, 0]).astype(int):
-        r = table[table[:, 0] == t]
-        x1, y1 = r[:, 2] - 1, r[:, 3] - 1
-        boxes[t] = np.stack([x1, y1, x1 + r[:, 4], y1 + r[:, 5]], axis=1)
-        scores[t] = np.clip(r[:, 6], 0, 1) if not gt else np.ones(len(r))
-        ids[t] = r[:, 1].astype(np.int64)
-    return Detections(path, boxes, scores, ids)
+        sel = table[:, 0] == t
+        boxes[t] = all_boxes[sel]
+        scores[t] = np.clip(table[sel, 6], 0, 1) if not gt else np.ones(int(sel.sum()))
+        ids[t] = table[sel, 1].astype(np.int64)
+    return Detections(rows.path, boxes, scores, ids)
 
 
 @dataclass
@@ -107,47 +103,15 @@ class TrackSource:
             yield t, image, boxes, scores
 
 
-def _seqinfo(seq_dir: Path) -> dict[str, str]:
-    ini = seq_dir / "seqinfo.ini"
-    if not ini.is_file():
-        return {}
-    parser = configparser.ConfigParser()
-    try:
-        parser.read(ini)
-    except configparser.Error as e:
-        raise ValueError(f"{ini}: not a valid seqinfo.ini ({e})") from None
-    return dict(parser["Sequence"]) if parser.has_section("Sequence") else {}
-
-
 def open_mot_sequence(seq_dir: str | Path, source: str = "auto") -> TrackSource:
-    """A MOT sequence folder; frames missing from ``img1/`` are an error naming them."""
+    """A MOT sequence folder; frames missing from ``img1/`` and detections beyond the last
+    frame are errors naming them (:func:`~personkit.inference.sources.mot_images`)."""
     seq_dir = Path(seq_dir)
-    info = _seqinfo(seq_dir)
-    im_dir = seq_dir / info.get("imdir", "img1")
-    if not im_dir.is_dir():
-        raise FileNotFoundError(f"MOT sequence {seq_dir} has no image folder {im_dir.name}/")
-    if source == "auto":
-        source = "det" if (seq_dir / "det" / "det.txt").is_file() else "gt"
-    if source not in ("det", "gt"):
-        raise ValueError(f"MOT source must be 'auto', 'det' or 'gt', got {source!r}")
-    images = {int(p.stem): p for p in im_dir.iterdir()
-              if p.suffix.lower() in IMAGE_EXTENSIONS and p.stem.isdigit()}
-    if not images:
-        raise ValueError(f"no numbered frames (e.g. 000001.jpg) in {im_dir}")
-    length = int(info.get("seqlength", max(images)))
-    missing = [t for t in range(1, length + 1) if t not in images]
-    if missing:
-        shown = ", ".join(str(t) for t in missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise ValueError(f"{im_dir}: {len(missing)} of {length} frames missing "
-                         f"(frame numbers {shown})")
-    dets = read_detections(seq_dir / source / f"{source}.txt", gt=source == "gt")
-    beyond = [t for t in dets.boxes if t > length]
-    if beyond:
-        raise ValueError(f"{dets.path}: detections for frame {beyond[0]}, beyond the "
-                         f"{length} frames of {im_dir}")
+    info, im_dir, images = mot_images(seq_dir)
+    name = resolve_mot_source(seq_dir, source)
+    dets = read_detections(seq_dir / name / f"{name}.txt", name == "gt", len(images), im_dir)
     return TrackSource(info.get("name", seq_dir.name), dets, int(info.get("framerate", 30)),
-                       length, seq_dir=seq_dir,
-                       image_paths=[images[t] for t in range(1, length + 1)])
+                       len(images), seq_dir=seq_dir, image_paths=images)
 
 
 def open_video(path: str | Path, detections: str | Path) -> TrackSource:

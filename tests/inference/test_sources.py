@@ -100,3 +100,22 @@ def test_open_input_detects_the_kind(tmp_path):
     assert source.kind == "image" and source.frames[0].boxes.tolist() == [[1, 2, 30, 35]]
     with pytest.raises(FileNotFoundError, match="nowhere"):
         open_input(tmp_path / "nowhere")
+
+
+def test_mot_gaps_and_rows_beyond_the_images_are_errors(tmp_path):
+    seq = _mot_sequence(tmp_path / "seq", det=["1,-1,1,1,10,20,1", "4,-1,1,1,10,20,1"])
+    with pytest.raises(ValueError, match=r"det.txt:2: detections for frame 4, beyond the 3"):
+        read_mot(seq)
+    (seq / "det" / "det.txt").write_text("1,-1,1,1,10,20,1\n")
+    (seq / "img1" / "000002.jpg").unlink()
+    with pytest.raises(ValueError, match=r"img1: 1 of 3 frames missing \(frame numbers 2\)"):
+        read_mot(seq)
+
+
+def test_mot_short_or_non_finite_rows_name_the_line(tmp_path):
+    seq = _mot_sequence(tmp_path / "seq", det=["1,-1,1,1,10,20,1", "2,-1,1,1,10,20"])
+    with pytest.raises(ValueError, match=r"det.txt:2: expected at least 7 finite numbers"):
+        read_mot(seq)
+    (seq / "det" / "det.txt").write_text("1,-1,1,1,nan,20,1\n")
+    with pytest.raises(ValueError, match=r"det.txt:1: expected at least 7 finite numbers"):
+        read_mot(seq)

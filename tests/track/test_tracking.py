@@ -192,3 +192,15 @@ def test_missing_extra_names_the_install_command(sequence, run_dir, tmp_path, mo
                  "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "'boxmot'" in err and "pip install --no-deps boxmot==25.0.0" in err
+
+
+def test_crowded_frames_rasterise_past_254_primitives():
+    # The crossing preset puts more than 254 primitives in some frames (seed 2 did).
+    from personkit.synth.render import object_prim, rasterise
+
+    prims = [object_prim(np.array([[k % 30, k // 30], [k % 30 + 1, k // 30],
+                                   [k % 30 + 1, k // 30 + 1], [k % 30, k // 30 + 1]]),
+                         (1, 2, 3), 0) for k in range(300)]
+    ids, ordered = rasterise(prims, [0.0], 12, 32)
+    assert ids.dtype == np.uint16 and len(ordered) == 300
+    assert ids.max() == 300 and len(np.unique(ids[ids > 0])) == 300
