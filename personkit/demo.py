@@ -24,6 +24,7 @@ import torch
 from personkit.build import build_trainer, resolve_device, run_evaluation
 from personkit.config import Config, load_config, save_config
 from personkit.data.datasets import read_dataset
+from personkit.engine.rundir import claim_run_dir, write_run_file
 from personkit.report import (
     all_tables,
     plot_learning_curves,
@@ -149,9 +150,11 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seed: int = 0
     cfg = load_config(config or DEFAULT_CONFIG, [f"data.root={data_dir}", *overrides])
     run_dir = out / "run"
     run_dir.mkdir(exist_ok=True)
+    claim_run_dir(run_dir, None, overwrite=True)  # an earlier demo's run is moved aside
     save_config(cfg, run_dir / "config.yaml")
     t = time.perf_counter()
     trainer = build_trainer(cfg, run_dir, progress=progress)
+    write_run_file(run_dir, trainer.run_id, resumed_from=None, start_step=0)
     trainer.train()
     timings["train"] = time.perf_counter() - t
     t = time.perf_counter()

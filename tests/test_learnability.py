@@ -16,6 +16,7 @@ from baselines import TrivialBaseline, majority_attributes, mean_pose
 from personkit.build import build_trainer, run_evaluation
 from personkit.cli import main
 from personkit.config import load_config
+from personkit.engine.checkpoint import checkpoint_run_id, list_checkpoints
 from personkit.synth import synthesize
 from personkit.synth.presets import get_preset
 
@@ -111,3 +112,12 @@ def test_demo_writes_report_metrics_and_figures(tmp_path):
     assert metrics["world"]["cached"] is False and metrics["headline"] == result["headline"]
     for name in ("curves.png", "predictions.png"):
         assert (out / name).stat().st_size > 1000
+
+    # A second demo in the same folder is a new run: the first one's checkpoints are moved
+    # aside (nothing deleted) and every checkpoint left belongs to the new run.
+    run = out / "run"
+    first = json.loads((run / "run.json").read_text())["run_id"]
+    run_demo(out, preset="tiny", progress=False, overrides=overrides)
+    second = json.loads((run / "run.json").read_text())["run_id"]
+    assert second != first and list_checkpoints(run / f"checkpoints.old-{first}")
+    assert {checkpoint_run_id(p) for p in list_checkpoints(run / "checkpoints")} == {second}
