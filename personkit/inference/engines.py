@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from personkit.models import ModelMeta
+from personkit.models import ModelMeta, PersonOutputs
 
 ENGINES: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
 TASKS: tuple[str, ...] = ("reid", "attributes", "pose", "segmentation")
@@ -343,10 +343,8 @@ class EngineModel:
         return self.engines[size]
 
     def __call__(self, images: torch.Tensor, heads: Collection[str] | None = None
-                 ) -> Any:
+                 ) -> PersonOutputs:
         """Run the engine on a normalised ``B×3×H×W`` batch; outputs on ``images.device``."""
-        from personkit.models import PersonOutputs
-
         heads = check_heads(heads, self.enabled, self.name)
         engine = self.engine(tuple(images.shape[-2:]))
         raw = engine.run(np.ascontiguousarray(images.detach().float().cpu().numpy()), heads)

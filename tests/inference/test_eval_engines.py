@@ -141,3 +141,27 @@ def test_eval_cli_rejects_bad_engine_flags(tmp_path, capsys, flags, message):
 
     assert main(["eval", str(tmp_path), *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_engine_model_outputs_match_the_model(evaluated):
+    """Through the torch engine (which gives only the part arg-max) every field matches."""
+    import torch
+
+    from personkit.inference.engines import TorchEngine
+
+    model, _, _ = evaluated
+    engine = EngineModel(lambda size: TorchEngine(model, torch.device("cpu")), model.meta,
+                         model.enabled, "torch")
+    x = torch.randn(2, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    heads = ["reid", "attributes", "pose", "segmentation"]
+    got = engine(x, heads=heads)
+    with torch.inference_mode():
+        ref = model(x, heads=heads)
+    torch.testing.assert_close(got.embedding, ref.embedding)
+    torch.testing.assert_close(got.keypoints, ref.keypoints)
+    torch.testing.assert_close(got.keypoint_scores, ref.keypoint_scores)
+    assert set(got.attributes) == set(ref.attributes)
+    for name, logits in ref.attributes.items():
+        torch.testing.assert_close(got.attributes[name], logits)
+    assert got.parts.shape == ref.parts.shape
+    assert torch.equal(got.parts.argmax(1), ref.parts.argmax(1))
