@@ -33,6 +33,8 @@ def main() -> None:
     p.add_argument("--calib-size", type=int, default=300)
     p.add_argument("--variants", default="torch fp32,ONNX Runtime fp32,ONNX Runtime int8,"
                    "OpenVINO int8", help=f"comma-separated, from {list(VARIANTS)}")
+    p.add_argument("--keep-fp32", default="", help="comma-separated node-name regexes kept in "
+                   "fp32 on top of the defaults, e.g. '.*/backbone/stem/.*'")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", default="runs/int8_accuracy.json")
     args = p.parse_args()
@@ -44,7 +46,7 @@ def main() -> None:
         start = time.perf_counter()
         runner = model if engine == "torch" else EngineModel.from_model(
             model, engine, int8=int8, calib_data=args.calib_data, calib_size=args.calib_size,
-            log=print)
+            keep_fp32=[k for k in args.keep_fp32.split(",") if k], log=print)
         results[name] = run_evaluation(runner, cfg, batch_size=args.batch_size, progress=False)
         seconds[name] = time.perf_counter() - start
         scores[name] = headline(results[name])

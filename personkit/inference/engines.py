@@ -387,12 +387,13 @@ class EngineModel:
     @classmethod
     def from_model(cls, model: nn.Module, engine: str, *, int8: bool = False,
                    calib_data: str | Path | None = None, calib_size: int = 300,
-                   threads: int | None = None,
+                   keep_fp32: Sequence[str] = (), threads: int | None = None,
                    log: Callable[[str], None] | None = None) -> EngineModel:
         """Evaluate ``model`` through ``engine`` (``onnxruntime`` or ``openvino``): for each
         input size, an fp32 export as ``personkit export`` writes it and, with ``int8``, its
         int8 copy calibrated on ``calib_size`` crops of ``calib_data`` at that size
-        (:mod:`personkit.inference.quantize`)."""
+        (:mod:`personkit.inference.quantize`; ``keep_fp32``: more node-name patterns kept in
+        fp32)."""
         if engine not in ENGINES[1:]:
             raise ValueError(f"engine must be one of {ENGINES[1:]}, got {engine!r}")
         if int8 and calib_data is None:
@@ -403,7 +404,7 @@ class EngineModel:
         heads = tuple(t for t in TASKS if t in model.enabled)
         name = f"{engine} {'int8' if int8 else 'fp32'}"
         result = cls(lambda size: _export_for(result, model, engine, size, int8, calib_data,
-                                              calib_size, threads, log),
+                                              calib_size, keep_fp32, threads, log),
                      model.meta, heads, name)
         result._tmp = tempfile.TemporaryDirectory(prefix="personkit-eval-")
         return result
@@ -411,7 +412,8 @@ class EngineModel:
 
 def _export_for(target: EngineModel, model: nn.Module, engine: str, size: tuple[int, int],
                 int8: bool, calib_data: str | Path | None, calib_size: int,
-                threads: int | None, log: Callable[[str], None] | None) -> Engine:
+                keep_fp32: Sequence[str], threads: int | None,
+                log: Callable[[str], None] | None) -> Engine:
     """Export ``model`` at ``size`` into ``target``'s folder (and quantize it) and open it."""
     from personkit.inference.export import export_onnx, export_openvino
     from personkit.inference.quantize import FP32_PARTS, calibration_batch, quantize_export
@@ -422,7 +424,9 @@ def _export_for(target: EngineModel, model: nn.Module, engine: str, size: tuple[
         path = export_openvino(model, folder / "openvino", onnx_path=path, input_size=size)
     if int8:
         meta = dataclasses.replace(model.meta, input_size=size)
-        path = quantize_export(path, calibration_batch(calib_data, meta, calib_size, log=log))
+        path = quantize_export(path, calibration_batch(calib_data, meta, calib_size, log=log),
+                               keep_fp32=keep_fp32)
         if log:
-            log(f"{target.name} at {size[0]}x{size[1]}: kept in fp32: {', '.join(FP32_PARTS)}")
+            kept = ", ".join([*FP32_PARTS, *keep_fp32])
+            log(f"{target.name} at {size[0]}x{size[1]}: kept in fp32: {kept}")
     return open_export(path, engine, threads=threads)

@@ -165,3 +165,25 @@ def test_engine_model_outputs_match_the_model(evaluated):
         torch.testing.assert_close(got.attributes[name], logits)
     assert got.parts.shape == ref.parts.shape
     assert torch.equal(got.parts.argmax(1), ref.parts.argmax(1))
+
+
+def test_keep_fp32_leaves_the_named_layers_unquantized(evaluated, tiny_world_dir, tmp_path):
+    import onnx
+
+    from personkit.inference.export import export_onnx
+    from personkit.inference.quantize import calibration_batch, quantize_export
+
+    model, _, _ = evaluated
+    path = export_onnx(model, tmp_path / "model.onnx")
+    calib = calibration_batch(tiny_world_dir, model.meta, size=4)
+    out = quantize_export(path, calib, keep_fp32=[r".*/model/stem/.*"])
+    graph = onnx.load(str(out)).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+
+    def quantized(prefix):  # convolutions under prefix whose weight is dequantized int8
+        convs = [n for n in graph.node if n.op_type == "Conv" and n.name.startswith(prefix)]
+        assert convs, prefix
+        return {n.input[1] in dequantized for n in convs}
+
+    assert quantized("/model/stem/") == {False}
+    assert quantized("/model/layer1/") == {True}
