@@ -74,9 +74,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from personkit.models.loading import load_model_and_config
     from personkit.report import all_tables, to_jsonable
 
+    _check_eval_engine_args(args)
     model, cfg = load_model_and_config(args.checkpoint, resolve_device(args.device))
+    model = _eval_engine(model, args)
     names = args.datasets.split(",") if args.datasets else None
-    results = run_evaluation(model, cfg, names, args.data_root, device=resolve_device(args.device),
+    device = resolve_device(args.device) if args.engine == "torch" and not args.model else "cpu"
+    results = run_evaluation(model, cfg, names, args.data_root, device=device,
                              batch_size=args.batch_size, flip_tta=not args.no_flip)
     print(all_tables(results))
     if args.out:
@@ -84,6 +87,29 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         Path(args.out).write_text(json.dumps(to_jsonable(results), indent=2))
         print(f"wrote {args.out}")
     return 0
+
+
+def _check_eval_engine_args(args: argparse.Namespace) -> None:
+    if args.int8 and (args.engine == "torch" or args.model):
+        raise ValueError("--int8 quantizes the checkpoint for --engine onnxruntime or openvino; "
+                         "to evaluate an int8 file already written, give it with --model")
+    if args.int8 and not args.calib_data:
+        raise ValueError("--int8 needs --calib-data ROOT (a folder of images to calibrate on)")
+
+
+def _eval_engine(model: Any, args: argparse.Namespace) -> Any:
+    """The model, or an :class:`EngineModel` running ``--model FILE`` / ``--engine`` (and
+    ``--int8``) that the evaluation code takes for the model."""
+    from personkit.inference.engines import EngineModel
+
+    if args.model:
+        return EngineModel.from_export(args.model, None if args.engine == "torch" else
+                                       args.engine, threads=args.threads or None)
+    if args.engine == "torch":
+        return model
+    return EngineModel.from_model(model, args.engine, int8=args.int8, calib_data=args.calib_data,
+                                  calib_size=args.calib_size, threads=args.threads or None,
+                                  log=print)
 
 
 def _cmd_annotate(args: argparse.Namespace) -> int:
@@ -402,6 +428,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--no-flip", action="store_true", help="no flip TTA for ReID embeddings")
+    p.add_argument("--engine", default="torch", choices=("torch", "onnxruntime", "openvino"),
+                   help="run the checkpoint on this engine (exported per evaluation input size)")
+    p.add_argument("--int8", action="store_true", help="evaluate the int8 export (ONNX Runtime "
+                   "or OpenVINO), calibrated on --calib-data")
+    p.add_argument("--calib-data", default=None, help="folder of images to calibrate int8 on")
+    p.add_argument("--calib-size", type=_positive_int, default=300,
+                   help="calibration crops for --int8")
+    p.add_argument("--model", default=None, help="evaluate this export (.onnx, OpenVINO folder "
+                   "or .xml, int8 or not) instead; CHECKPOINT still gives the data.eval sets")
+    p.add_argument("--threads", type=int, default=0, help="engine CPU threads (default: the "
+                   "engine's, one per core)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("annotate", help="write automatic pose and part annotations "

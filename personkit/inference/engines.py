@@ -14,9 +14,11 @@ graph), ``keypoint_scores`` and either ``parts`` (logits) or ``part_labels`` (th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
-from collections.abc import Collection, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from personkit.models import ModelMeta
+from personkit.models import ModelMeta, PersonOutputs
 
 ENGINES: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
 TASKS: tuple[str, ...] = ("reid", "attributes", "pose", "segmentation")
@@ -295,3 +297,136 @@ def is_export(path: str | Path) -> bool:
     """Whether ``path`` is an exported model rather than a checkpoint or run directory."""
     path = Path(path)
     return path.suffix in (".onnx", ".xml") or (path.is_dir() and (path / "model.xml").is_file())
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+class EngineModel:
+    """An engine that looks like a :class:`~personkit.models.MultiTaskModel` to personkit's
+    evaluation code (:func:`personkit.build.run_evaluation`), so the official protocols run
+    unchanged, without a second copy, on ONNX Runtime, OpenVINO and int8 exports.
+
+    ``model(images, heads=...)`` returns :class:`~personkit.models.PersonOutputs` with the
+    fields evaluation reads: ``embedding``, ``attributes`` (logits), ``keypoints``,
+    ``keypoint_scores`` and ``parts`` (logits at the input size; one-hot scores when an engine
+    gives only the arg-max, which evaluation takes again). :meth:`__call__` is the one place
+    where tensors become the engine's numpy input and its outputs become tensors again.
+
+    An export has a fixed input size while evaluation sets may use other sizes than the
+    model's (the demo: Market 128×64, MPII and LIP 96×96), so ``engine_for`` gives the engine
+    for an input size (H, W); each is made on first use and kept.
+
+    Args:
+        engine_for: input size -> engine for that size.
+        meta: the model's metadata (attribute and part class names).
+        heads: the tasks the engines can run (``model.enabled``).
+        name: shown in errors, e.g. ``onnxruntime int8``.
+    """
+
+    def __init__(self, engine_for: Callable[[tuple[int, int]], Engine], meta: ModelMeta,
+                 heads: Sequence[str], name: str):
+        self.engine_for, self.meta, self.name = engine_for, meta, name
+        self.enabled = tuple(t for t in TASKS if t in heads)
+        self.engines: dict[tuple[int, int], Engine] = {}
+        self._tmp: tempfile.TemporaryDirectory | None = None  # exports made for evaluation
+
+    def eval(self) -> EngineModel:
+        """No-op (evaluation code calls ``model.eval()``)."""
+        return self
+
+    def engine(self, size: tuple[int, int]) -> Engine:
+        """The engine for ``(H, W)`` inputs (made on first use)."""
+        size = (int(size[0]), int(size[1]))
+        if size not in self.engines:
+            self.engines[size] = self.engine_for(size)
+        return self.engines[size]
+
+    def __call__(self, images: torch.Tensor, heads: Collection[str] | None = None
+                 ) -> PersonOutputs:
+        """Run the engine on a normalised ``B×3×H×W`` batch; outputs on ``images.device``."""
+        heads = check_heads(heads, self.enabled, self.name)
+        engine = self.engine(tuple(images.shape[-2:]))
+        raw = engine.run(np.ascontiguousarray(images.detach().float().cpu().numpy()), heads)
+
+        def tensor(name: str) -> torch.Tensor | None:
+            return torch.from_numpy(raw[name]).to(images.device) if name in raw else None
+
+        out = PersonOutputs(embedding=tensor("embedding"), keypoints=tensor("keypoints"),
+                            keypoint_scores=tensor("keypoint_scores"), parts=tensor("parts"))
+        if "attributes" in heads:
+            out.attributes = {n: tensor(f"attr_{n}") for n in self.meta.attributes}
+        if out.parts is None and "part_labels" in raw:  # the arg-max only: one-hot scores
+            labels = tensor("part_labels").long()
+            out.parts = torch.nn.functional.one_hot(labels, len(self.meta.part_classes)
+                                                    ).permute(0, 3, 1, 2).float()
+        missing = [h for h, v in (("reid", out.embedding), ("pose", out.keypoints),
+                                  ("segmentation", out.parts)) if h in heads and v is None]
+        if missing:
+            raise ValueError(f"{self.name} returned no output for heads {missing}")
+        return out
+
+    @classmethod
+    def from_export(cls, path: str | Path, engine: str | None = None,
+                    threads: int | None = None) -> EngineModel:
+        """Evaluate an exported file (``.onnx``, int8 ``.onnx``, OpenVINO folder or ``.xml``);
+        it runs only the input size it was exported for."""
+        runner = open_export(path, engine, threads=threads)
+        own = tuple(runner.meta.input_size)
+
+        def engine_for(size: tuple[int, int]) -> Engine:
+            if size != own:
+                raise ValueError(
+                    f"{path} was exported for {own[0]}x{own[1]} inputs, but an evaluation set "
+                    f"is read at {size[0]}x{size[1]}: evaluate the checkpoint with --engine "
+                    f"(one export per input size) or pick sets of that size with --datasets")
+            return runner
+
+        return cls(engine_for, runner.meta, runner.heads, f"{runner.name} ({path})")
+
+    @classmethod
+    def from_model(cls, model: nn.Module, engine: str, *, int8: bool = False,
+                   calib_data: str | Path | None = None, calib_size: int = 300,
+                   keep_fp32: Sequence[str] = (), threads: int | None = None,
+                   log: Callable[[str], None] | None = None) -> EngineModel:
+        """Evaluate ``model`` through ``engine`` (``onnxruntime`` or ``openvino``): for each
+        input size, an fp32 export as ``personkit export`` writes it and, with ``int8``, its
+        int8 copy calibrated on ``calib_size`` crops of ``calib_data`` at that size
+        (:mod:`personkit.inference.quantize`; ``keep_fp32``: more node-name patterns kept in
+        fp32)."""
+        if engine not in ENGINES[1:]:
+            raise ValueError(f"engine must be one of {ENGINES[1:]}, got {engine!r}")
+        if int8 and calib_data is None:
+            raise ValueError("int8 needs calibration data (--calib-data ROOT, a folder of "
+                             "images)")
+        require(engine)
+        model = model.cpu().eval()
+        heads = tuple(t for t in TASKS if t in model.enabled)
+        name = f"{engine} {'int8' if int8 else 'fp32'}"
+        result = cls(lambda size: _export_for(result, model, engine, size, int8, calib_data,
+                                              calib_size, keep_fp32, threads, log),
+                     model.meta, heads, name)
+        result._tmp = tempfile.TemporaryDirectory(prefix="personkit-eval-")
+        return result
+
+
+def _export_for(target: EngineModel, model: nn.Module, engine: str, size: tuple[int, int],
+                int8: bool, calib_data: str | Path | None, calib_size: int,
+                keep_fp32: Sequence[str], threads: int | None,
+                log: Callable[[str], None] | None) -> Engine:
+    """Export ``model`` at ``size`` into ``target``'s folder (and quantize it) and open it."""
+    from personkit.inference.export import export_onnx, export_openvino
+    from personkit.inference.quantize import FP32_PARTS, calibration_batch, quantize_export
+
+    folder = Path(target._tmp.name) / f"{size[0]}x{size[1]}"
+    path = export_onnx(model, folder / "model.onnx", input_size=size)
+    if engine == "openvino":
+        path = export_openvino(model, folder / "openvino", onnx_path=path, input_size=size)
+    if int8:
+        meta = dataclasses.replace(model.meta, input_size=size)
+        path = quantize_export(path, calibration_batch(calib_data, meta, calib_size, log=log),
+                               keep_fp32=keep_fp32)
+        if log:
+            kept = ", ".join([*FP32_PARTS, *keep_fp32])
+            log(f"{target.name} at {size[0]}x{size[1]}: kept in fp32: {kept}")
+    return open_export(path, engine, threads=threads)

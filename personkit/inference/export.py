@@ -19,7 +19,7 @@ import json
 import tempfile
 import warnings
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -106,10 +106,13 @@ class ParityReport:
 
 
 def export_onnx(model: nn.Module, path: str | Path, heads: Collection[str] | None = None,
-                opset: int = DEFAULT_OPSET, config: dict[str, Any] | None = None) -> Path:
+                opset: int = DEFAULT_OPSET, config: dict[str, Any] | None = None,
+                input_size: tuple[int, int] | None = None) -> Path:
     """Write ``model`` as one ONNX graph with named outputs and a dynamic batch axis.
 
     The model's metadata (and ``config`` if given) is stored in the ONNX ``metadata_props``.
+    ``input_size`` (H, W) exports the fully convolutional model for another input size than
+    its own (e.g. an evaluation set's); the metadata then carries that size.
     """
     onnx = require("onnx")
     if opset < 17:
@@ -117,7 +120,9 @@ def export_onnx(model: nn.Module, path: str | Path, heads: Collection[str] | Non
     heads = resolve_heads(model, heads)
     wrapper = ExportWrapper(model, heads).eval()
     names = output_names(model, heads)
-    h, w = model.meta.input_size
+    meta = model.meta if input_size is None else replace(model.meta,
+                                                         input_size=tuple(input_size))
+    h, w = meta.input_size
     dummy = torch.zeros(2, 3, h, w, device=next(model.parameters()).device)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +134,7 @@ def export_onnx(model: nn.Module, path: str | Path, heads: Collection[str] | Non
             dynamic_axes={n: {0: "batch"} for n in ["images", *names]},
         )
     proto = onnx.load(str(path))
-    props = export_metadata(model.meta, heads)
+    props = export_metadata(meta, heads)
     if config is not None:
         props["personkit_config"] = json.dumps(config)
     onnx.helper.set_model_props(proto, props)
@@ -204,11 +209,13 @@ def check_parity(model: nn.Module, path: str | Path, heads: Collection[str] | No
 
 
 def export_openvino(model: nn.Module, out_dir: str | Path, heads: Collection[str] | None = None,
-                    onnx_path: str | Path | None = None, opset: int = DEFAULT_OPSET) -> Path:
+                    onnx_path: str | Path | None = None, opset: int = DEFAULT_OPSET,
+                    input_size: tuple[int, int] | None = None) -> Path:
     """Write an OpenVINO IR (``out_dir/model.xml`` + ``model.bin``, fp32 weights) converted
     from the ONNX export (``onnx_path`` if already written, else a temporary one).
 
     The personkit metadata is stored in the IR's ``rt_info`` under ``personkit``.
+    ``input_size`` as in :func:`export_onnx` (it must match ``onnx_path``'s).
     """
     ov = require("openvino")
     heads = resolve_heads(model, heads)
@@ -216,9 +223,12 @@ def export_openvino(model: nn.Module, out_dir: str | Path, heads: Collection[str
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         if onnx_path is None:
-            onnx_path = export_onnx(model, Path(tmp) / "model.onnx", heads, opset)
+            onnx_path = export_onnx(model, Path(tmp) / "model.onnx", heads, opset,
+                                    input_size=input_size)
         ov_model = ov.convert_model(str(onnx_path))
-        return save_openvino(ov_model, out_dir, export_metadata(model.meta, heads))
+        meta = model.meta if input_size is None else replace(model.meta,
+                                                             input_size=tuple(input_size))
+        return save_openvino(ov_model, out_dir, export_metadata(meta, heads))
 
 
 def save_openvino(ov_model: Any, out_dir: Path, props: dict[str, str]) -> Path:

@@ -11,7 +11,7 @@ the attribute classifiers (tiny linear layers on the embedding).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,23 +90,27 @@ def int8_path(path: str | Path) -> Path:
     return folder.with_name(folder.name + "-int8") / "model.xml"
 
 
-def quantize_export(path: str | Path, calib: np.ndarray, out: str | Path | None = None) -> Path:
-    """Quantize an fp32 export (``.onnx`` with ONNX Runtime, OpenVINO with NNCF) to int8."""
+def quantize_export(path: str | Path, calib: np.ndarray, out: str | Path | None = None,
+                    keep_fp32: Sequence[str] = ()) -> Path:
+    """Quantize an fp32 export (``.onnx`` with ONNX Runtime, OpenVINO with NNCF) to int8;
+    ``keep_fp32``: node-name patterns (regular expressions) kept in fp32 on top of
+    :data:`FP32_PATTERNS`, e.g. ``.*/backbone/stem/.*``."""
     path = Path(path)
     out = Path(out) if out is not None else int8_path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".onnx":
-        return quantize_onnx(path, out, calib)
-    return quantize_openvino(path, out, calib)
+        return quantize_onnx(path, out, calib, keep_fp32)
+    return quantize_openvino(path, out, calib, keep_fp32)
 
 
-def quantize_onnx(path: Path, out: Path, calib: np.ndarray) -> Path:
+def quantize_onnx(path: Path, out: Path, calib: np.ndarray, keep_fp32: Sequence[str] = ()
+                  ) -> Path:
     """ONNX Runtime static quantization (QDQ; per-channel symmetric int8 weights, uint8
     activations with min/max calibration); the :data:`FP32_PATTERNS` nodes are excluded."""
     onnx = require("onnx")
     q = require("onnxruntime.quantization")
     proto = onnx.load(str(path))
-    exclude = [n.name for n in proto.graph.node if _matches(n.name)]
+    exclude = [n.name for n in proto.graph.node if _matches(n.name, keep_fp32)]
 
     class Reader(q.CalibrationDataReader):
         def __init__(self) -> None:
@@ -126,7 +130,8 @@ def quantize_onnx(path: Path, out: Path, calib: np.ndarray) -> Path:
     return out
 
 
-def quantize_openvino(path: Path, out: Path, calib: np.ndarray) -> Path:
+def quantize_openvino(path: Path, out: Path, calib: np.ndarray, keep_fp32: Sequence[str] = ()
+                      ) -> Path:
     """NNCF post-training quantization of an OpenVINO IR (the :data:`FP32_PATTERNS` nodes and
     every non-``INT8_OPS`` op are ignored)."""
     ov = require("openvino")
@@ -138,16 +143,16 @@ def quantize_openvino(path: Path, out: Path, calib: np.ndarray) -> Path:
     model = ov.Core().read_model(str(xml))
     meta, heads = read_openvino_metadata(model, str(xml))
     dataset = nncf.Dataset([calib[i:i + 1] for i in range(len(calib))])
-    ignored = nncf.IgnoredScope(patterns=list(FP32_PATTERNS), validate=False)
+    ignored = nncf.IgnoredScope(patterns=[*FP32_PATTERNS, *keep_fp32], validate=False)
     quantized = nncf.quantize(model, dataset, subset_size=len(calib), ignored_scope=ignored,
                               preset=nncf.QuantizationPreset.MIXED)
     return save_openvino(quantized, out.parent, export_metadata(meta, heads))
 
 
-def _matches(name: str) -> bool:
+def _matches(name: str, extra: Sequence[str] = ()) -> bool:
     import re
 
-    return any(re.fullmatch(p, name) for p in FP32_PATTERNS)
+    return any(re.fullmatch(p, name) for p in (*FP32_PATTERNS, *extra))
 
 
 @dataclass
