@@ -36,16 +36,17 @@ MALLOPT: tuple[tuple[int, int, str], ...] = (
 def apply_defaults(environ: dict[str, str] | None = None) -> dict[str, str]:
     """Set the defaults that the user has not set; returns what was applied (for logs).
 
-    Must run before ``import torch`` to affect OpenMP; a warning is printed if torch is
-    already loaded with a different wait policy.
+    Runs before ``import torch`` (``personkit.cli`` does not import it at module level).
+    When torch is already loaded (``cli.main`` called from a Python program or a test), the
+    OpenMP runtime has read its environment and the caller owns the process: the environment
+    is left as it is, and only the allocator is tuned.
     """
     env = os.environ if environ is None else environ
     if env.get("PERSONKIT_RUNTIME", "").lower() in ("off", "0", "false"):
         return {}
     applied = {k: v for k, v in ENV_DEFAULTS.items() if k not in env}
-    if applied and "torch" in sys.modules and environ is None:
-        print("personkit: torch was imported before the runtime defaults; OMP_WAIT_POLICY "
-              "may not take effect", file=sys.stderr)
+    if environ is None and "torch" in sys.modules:
+        applied = {}
     env.update(applied)
     if environ is None:
         applied.update(_tune_malloc(env))

@@ -29,3 +29,14 @@ def test_cli_module_does_not_load_torch_before_the_defaults():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["PASSIVE", "False", "True"]
+
+
+def test_after_torch_the_environment_is_left_alone_and_nothing_is_printed():
+    """``cli.main`` called in-process (torch loaded): OpenMP has read its environment."""
+    code = ("import os, sys, torch; from personkit.runtime import apply_defaults; "
+            "a = apply_defaults(); print('OMP_WAIT_POLICY' in os.environ, "
+            "[k for k in a if not k.startswith('mallopt')])")
+    env = {"PATH": "", "PYTHONPATH": ":".join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, check=True)
+    assert proc.stdout.split() == ["False", "[]"] and proc.stderr == ""
