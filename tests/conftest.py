@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
@@ -23,3 +24,14 @@ def tiny_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tiny_world")
     synthesize(root, "tiny", seed=0, workers=1)
     return root
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test (restored afterwards): on a shared 2-core machine a
+    second OpenMP thread makes small steps many times slower. Folders opt in with an autouse
+    fixture that requests this one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

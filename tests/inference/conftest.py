@@ -61,8 +61,6 @@ def tiny():
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def one_thread(one_torch_thread):
+    """Every test of this folder on one torch thread (tests/conftest.py)."""
     yield
-    torch.set_num_threads(threads)
