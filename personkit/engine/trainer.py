@@ -62,7 +62,7 @@ class ResumeError(ValueError):
 RESUMABLE = ("train.lr", "train.iterations", "train.epochs", "train.log_every",
              "train.checkpoint_every", "train.keep_checkpoints", "train.eval_every",
              "train.max_nonfinite_steps", "train.grad_clip", "train.amp", "train.device",
-             "data.num_workers")
+             "data.num_workers", "train.channels_last")
 
 
 @dataclass

@@ -27,9 +27,12 @@ _STEM = "backbone.stem.0.weight"  # the first convolution
 
 
 def _flip_bit_in(path: Path, tensor: torch.Tensor) -> None:
-    """Flip one bit inside ``tensor``'s bytes as stored in ``path``."""
+    """Flip one bit inside ``tensor``'s bytes as stored in ``path`` (a checkpoint keeps the
+    storage in its memory order, channels_last included; safetensors in the logical order)."""
     data = bytearray(path.read_bytes())
-    at = data.find(tensor.detach().contiguous().numpy().tobytes())
+    t = tensor.detach()
+    storage = torch.empty(0, dtype=t.dtype).set_(t.untyped_storage())
+    at = max(data.find(t.contiguous().numpy().tobytes()), data.find(storage.numpy().tobytes()))
     assert at >= 0, "tensor bytes not found in the file"
     data[at + 5] ^= 0x10
     path.write_bytes(bytes(data))

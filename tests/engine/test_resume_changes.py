@@ -46,7 +46,8 @@ def test_nonfinite_optimizer_state_is_never_checkpointed(tmp_path):
     trainer.train()
     assert trainer.nonfinite_state() == []
     entry = next(iter(trainer.optimizer.state.values()))
-    entry["exp_avg_sq"].view(-1)[0] = float("nan")
+    exp_avg_sq = entry["exp_avg_sq"]  # channels_last for conv weights: no flat view
+    exp_avg_sq[(0,) * exp_avg_sq.dim()] = float("nan")
     with pytest.raises(TrainingError, match=r"optimizer\..*exp_avg_sq"):
         trainer.save()
     trainer.export_weights()  # the weights themselves are finite
