@@ -2,15 +2,21 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The demo needs the core package only; the tests add the dev, export, tracking and OpenVINO
+# extras (engine parity, NNCF int8, BoxMOT/TrackEval) on top of it.
+CORE_STAMP := $(VENV)/.installed-core-stamp
 STAMP := $(VENV)/.installed-stamp
-# The tests also need the OpenVINO extra (engine parity, NNCF int8); the demo does not.
 TEST_STAMP := $(VENV)/.installed-test-stamp
 
 .PHONY: demo test test-all lint clean
 
-$(STAMP): pyproject.toml
+$(CORE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(CORE_STAMP)
+
+$(STAMP): $(CORE_STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,export,track]'
 	$(BIN)/pip install --quiet --no-deps boxmot==25.0.0 trackeval==1.3.0  # see docs/tracking.md
 	touch $(STAMP)
@@ -19,7 +25,7 @@ $(TEST_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,export,track,openvino]'
 	touch $(TEST_STAMP)
 
-demo: $(STAMP)
+demo: $(CORE_STAMP)
 	$(BIN)/personkit demo --out runs/demo
 
 test: $(TEST_STAMP)
