@@ -3,7 +3,8 @@ protocols, recorded in ``results.jsonl`` and summarised like the paper's Tables 
 (Pfeiffer et al., GCPR 2019). See docs/study.md for the spec format.
 
 The whole spec is validated before anything runs: every row's config is loaded with its
-overrides (a bad override stops the study, naming the row). Rows run in order; a finished
+overrides (a bad override stops the study, naming the row). Rows run in order (``--jobs N``:
+up to N at a time in child processes, see study_jobs.py); a finished
 (row, seed, config hash) in ``results.jsonl`` is skipped, so a killed study resumes, and a run
 killed mid-training resumes from its newest checkpoint.
 """

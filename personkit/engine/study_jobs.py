@@ -51,14 +51,15 @@ class _Running:
 def slot_env(slot: int, jobs: int, environ: dict[str, str] | None = None,
              cpus: int | None = None, cuda_devices: int = 0) -> dict[str, str]:
     """The environment of a child in ``slot``: ``OMP_NUM_THREADS = max(1, cpus // jobs)`` and,
-    when CUDA devices are visible, ``CUDA_VISIBLE_DEVICES = slot % devices``; a variable the
-    user set is kept."""
+    when CUDA devices are visible, ``CUDA_VISIBLE_DEVICES = slot % devices``; progress bars
+    update every 10 s (``TQDM_MININTERVAL``, read by tqdm). A variable the user set is kept."""
     env = dict(os.environ if environ is None else environ)
     cpus = cpus or _cpu_count()
     if "OMP_NUM_THREADS" not in env:
         env["OMP_NUM_THREADS"] = str(max(1, cpus // jobs))
     if cuda_devices and jobs > 1 and "CUDA_VISIBLE_DEVICES" not in env:
         env["CUDA_VISIBLE_DEVICES"] = str(slot % cuda_devices)
+    env.setdefault("TQDM_MININTERVAL", "10")  # a progress line every 10 s in the log
     env["PYTHONUNBUFFERED"] = "1"  # the log follows the run
     return env
 
