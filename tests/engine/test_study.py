@@ -203,10 +203,12 @@ def config_hash_of(job):
 
 # ------------------------------------------------------------------------- --jobs N (parallel)
 
+TEN = "train.iterations=10"
 PARALLEL_ROWS = [
-    {"name": "reid", "config": str(SYNTH / "reid.yaml")},
-    {"name": "reid_lr", "config": str(SYNTH / "reid.yaml"), "overrides": ["train.lr=0.002"]},
-    {"name": "ft", "config": str(SYNTH / "reid.yaml"), "init_from": "{run:reid}"},
+    {"name": "reid", "config": str(SYNTH / "reid.yaml"), "overrides": [TEN]},
+    {"name": "reid_lr", "config": str(SYNTH / "reid.yaml"), "overrides": [TEN, "train.lr=0.002"]},
+    {"name": "ft", "config": str(SYNTH / "reid.yaml"), "overrides": [TEN],
+     "init_from": "{run:reid}"},
 ]
 RECORD_KEYS = {"row", "seed", "config_hash", "kind", "finished", "metrics", "run_dir", "seconds",
                "loadavg"}
