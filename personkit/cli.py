@@ -370,10 +370,23 @@ def _cmd_score_annotations(args: argparse.Namespace) -> int:
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
-    from personkit.engine.study import run_study
+    from personkit.engine.study import StudyRunError, run_study
 
-    summary = run_study(args.spec, args.out, nproc=args.nproc, report=args.report,
-                        progress=not args.no_progress, only=args.rows)
+    if args.job:  # one job of `--jobs N`, started by the parent study (an internal option)
+        from personkit.engine.study_jobs import run_one_job
+
+        run_one_job(args.spec, args.out, args.job, progress=not args.no_progress)
+        return 0
+    try:
+        summary = run_study(args.spec, args.out, nproc=args.nproc, report=args.report,
+                            progress=not args.no_progress, only=args.rows, jobs=args.jobs)
+    except StudyRunError as e:
+        print(f"personkit study: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("personkit study: interrupted; finished jobs are recorded, rerun to resume",
+              file=sys.stderr)
+        return 130
     print(f"{summary['ran']} runs trained, {summary['skipped']} already done; "
           f"{summary['study_md']}")
     return 0
@@ -400,6 +413,11 @@ def _add_study_commands(sub: Any) -> None:
     p.add_argument("--report", default=None, help="also write the results section of this "
                    "Markdown file (e.g. docs/study.md)")
     p.add_argument("--rows", default=None, help="comma-separated row names to run (default all)")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="run up to N independent "
+                   "(row, seed) jobs at a time, each in its own process with cores/N threads "
+                   "(and one CUDA device per slot when there are several); logs in each run "
+                   "dir's study.log (default 1: one after the other, in this process)")
+    p.add_argument("--job", default=None, help=argparse.SUPPRESS)  # ROW:SEED, for --jobs
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=_cmd_study)
 

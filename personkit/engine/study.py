@@ -3,7 +3,8 @@ protocols, recorded in ``results.jsonl`` and summarised like the paper's Tables 
 (Pfeiffer et al., GCPR 2019). See docs/study.md for the spec format.
 
 The whole spec is validated before anything runs: every row's config is loaded with its
-overrides (a bad override stops the study, naming the row). Rows run in order; a finished
+overrides (a bad override stops the study, naming the row). Rows run in order (``--jobs N``:
+up to N at a time in child processes, see study_jobs.py); a finished
 (row, seed, config hash) in ``results.jsonl`` is skipped, so a killed study resumes, and a run
 killed mid-training resumes from its newest checkpoint.
 """
@@ -40,6 +41,10 @@ class StudyError(ValueError):
     """A study spec that cannot run; the message names the spec and the row or key."""
 
 
+class StudyRunError(RuntimeError):
+    """Jobs of a parallel study (``--jobs N``) failed; the message names each and its log."""
+
+
 @dataclass
 class Job:
     """One (row, seed) of a study: a training run, or an ``annotate`` step."""
@@ -53,6 +58,7 @@ class Job:
     command: list[str] = field(default_factory=list)  # annotate: personkit arguments
     score_truth: str | None = None
     fig5: dict[str, Any] | None = None
+    refs: tuple[str, ...] = ()  # the rows that ``{run:ROW}`` in this row's spec names
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -137,6 +143,15 @@ def _resolve_runs(text: Any, out: Path, seed: int, seeds_of: dict[str, dict[int,
     return _RUN_REF.sub(sub, text) if isinstance(text, str) else text
 
 
+def _run_refs(obj: Any) -> set[str]:
+    """The row names of every ``{run:ROW}`` in a raw spec value (strings, lists, mappings)."""
+    if isinstance(obj, str):
+        return set(_RUN_REF.findall(obj))
+    if isinstance(obj, dict):
+        obj = list(obj.values())
+    return set().union(*map(_run_refs, obj)) if isinstance(obj, list) else set()
+
+
 def _ref_seed(seeds: dict[int, str], seed: int) -> int:
     return seed if seed in seeds else next(iter(seeds))
 
@@ -184,6 +199,9 @@ def load_study(spec_path: str | Path, out: str | Path) -> Study:
                 raise StudyError(f"{where}: row name {name!r} is used twice")
             row_jobs = _row_jobs(row, name, values, defaults, base, out, data_root, seeds_of,
                                  f"{spec_path}: row {name}")
+            refs = tuple(sorted(_run_refs([defaults.get("overrides", []), row])))
+            for job in row_jobs:
+                job.refs = refs
             jobs += row_jobs
             if row_jobs[0].kind == "train":
                 seeds_of[name] = {j.seed: j.config_hash for j in row_jobs}
@@ -333,19 +351,30 @@ def _append(path: Path, record: dict[str, Any]) -> None:
         f.flush()
 
 
+def _prepare_run_dir(job: Job, out: Path) -> Path:
+    """The job's run directory, emptied when it holds an earlier config of the row (or of a row
+    it builds on); a training row's config and hash are written into it."""
+    rdir = run_dir(out, job.row, job.seed)
+    key = rdir / "study_hash.txt"
+    if job.kind == "annotate":
+        rdir.mkdir(parents=True, exist_ok=True)  # for --jobs N: its log and record
+        return rdir
+    if rdir.exists() and not (key.is_file() and key.read_text().strip() == job.config_hash):
+        shutil.rmtree(rdir)  # an earlier config of this row (or of a row it builds on)
+    rdir.mkdir(parents=True, exist_ok=True)
+    save_config(job.config, rdir / "config.yaml")
+    key.write_text(job.config_hash + "\n")
+    return rdir
+
+
 def _train(job: Job, out: Path, nproc: int, progress: bool) -> dict[str, Any]:
     """Train one row (in-process or under torchrun) and evaluate its weights."""
     from personkit.build import build_trainer, resolve_device, run_evaluation
     from personkit.engine import distributed
     from personkit.models.loading import load_model_and_config
 
-    rdir = run_dir(out, job.row, job.seed)
-    saved, key = rdir / "config.yaml", rdir / "study_hash.txt"
-    if rdir.exists() and not (key.is_file() and key.read_text().strip() == job.config_hash):
-        shutil.rmtree(rdir)  # an earlier config of this row (or of a row it builds on)
-    rdir.mkdir(parents=True, exist_ok=True)
-    save_config(job.config, saved)
-    key.write_text(job.config_hash + "\n")
+    rdir = _prepare_run_dir(job, out)
+    saved = rdir / "config.yaml"
     t0 = time.perf_counter()
     if (rdir / "model.safetensors").is_file():
         pass  # trained, killed before its evaluation was recorded
@@ -368,6 +397,29 @@ def _train(job: Job, out: Path, nproc: int, progress: bool) -> dict[str, Any]:
             "seconds": {"train": t1 - t0, "eval": time.perf_counter() - t1}}
 
 
+def _run_job(job: Job, out: Path, nproc: int, progress: bool) -> dict[str, Any]:
+    """Run one job; its ``results.jsonl`` record (seconds, load average, metrics, run dir)."""
+    t0 = time.perf_counter()
+    rec = _train(job, out, nproc, progress) if job.kind == "train" else _annotate(job)
+    rec["seconds"]["total"] = time.perf_counter() - t0
+    rec["loadavg"] = list(os.getloadavg())
+    return {"row": job.row, "seed": job.seed, "config_hash": job.config_hash, "kind": job.kind,
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **rec}
+
+
+def job_dependencies(jobs: list[Job]) -> list[set[int]]:
+    """For each job, the indices of the earlier jobs it waits for when jobs run in parallel:
+    every earlier ``annotate`` job (it may write a folder that rows read without naming it, e.g.
+    ``{study}/auto_annotations``) and every job of each row its spec names with ``{run:ROW}``;
+    an ``annotate`` job waits for every earlier job. Conservative: the spec order is the order
+    a sequential study runs in."""
+    deps = []
+    for i, job in enumerate(jobs):
+        deps.append(set(range(i)) if job.kind == "annotate" else
+                    {j for j in range(i) if jobs[j].kind == "annotate" or jobs[j].row in job.refs})
+    return deps
+
+
 def _annotate(job: Job) -> dict[str, Any]:
     """Run ``personkit annotate`` in a subprocess, then score it against the hidden truth."""
     from personkit.metrics.annotations import score_annotations
@@ -388,11 +440,20 @@ def _annotate(job: Job) -> dict[str, Any]:
 
 
 def run_study(spec: str | Path, out: str | Path, nproc: int = 1, report: str | Path | None = None,
-              progress: bool = True, only: str | None = None) -> dict[str, Any]:
+              progress: bool = True, only: str | None = None, jobs: int = 1) -> dict[str, Any]:
     """Validate ``spec``, run every job not yet in ``OUT/results.jsonl``, then write
-    ``OUT/study.md`` and ``OUT/fig5.png`` (and the results section of ``report``)."""
+    ``OUT/study.md`` and ``OUT/fig5.png`` (and the results section of ``report``).
+
+    ``jobs`` > 1 runs up to that many jobs at a time, each in a child process, in the order
+    :func:`job_dependencies` allows (see personkit/engine/study_jobs.py); a failed job raises
+    :class:`StudyRunError` after the others finished."""
     from personkit.engine.study_report import write_outputs
 
+    if jobs < 1:
+        raise StudyError(f"--jobs must be >= 1, got {jobs}")
+    if jobs > 1 and nproc > 1:
+        raise StudyError(f"--jobs {jobs} with --nproc {nproc}: each job would start {nproc} "
+                         f"torchrun processes next to the others; use one of the two")
     study = load_study(spec, out)
     study.out.mkdir(parents=True, exist_ok=True)
     wanted = None if only is None else set(only.split(","))
@@ -409,22 +470,29 @@ def run_study(spec: str | Path, out: str | Path, nproc: int = 1, report: str | P
     _drop_torn_line(results_path)
     done = {(r["row"], r["seed"], r["config_hash"]) for r in read_results(results_path)}
     ran = skipped = 0
+    todo: list[int] = []  # --jobs N: the indices of the jobs to run, in spec order
     for n, job in enumerate(study.jobs, 1):
         head = f"[{n}/{len(study.jobs)}] {job.row} seed {job.seed}"
         if job.key in done or (wanted is not None and job.row not in wanted):
             skipped += job.key in done
             print(f"{head}: {'done, skipped' if job.key in done else 'not selected'}")
             continue
+        if jobs > 1:
+            todo.append(n - 1)
+            continue
         print(f"{head}: {job.kind} ...", flush=True)
-        t0 = time.perf_counter()
-        rec = _train(job, study.out, nproc, progress) if job.kind == "train" else _annotate(job)
-        rec["seconds"]["total"] = time.perf_counter() - t0
-        rec["loadavg"] = list(os.getloadavg())
-        _append(results_path, {"row": job.row, "seed": job.seed, "config_hash": job.config_hash,
-                               "kind": job.kind, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-                               **rec})
+        rec = _run_job(job, study.out, nproc, progress)
+        _append(results_path, rec)
         print(f"{head}: finished in {rec['seconds']['total']:.0f} s", flush=True)
         ran += 1
+    failed = []
+    if todo:
+        from personkit.engine.study_jobs import run_parallel
+
+        ran, failed = run_parallel(study, todo, jobs, results_path, progress)
     paths = write_outputs(study, read_results(results_path), report)
     print(f"wrote {paths['study_md']}" + (f" and {paths['fig5']}" if paths["fig5"] else ""))
+    if failed:
+        raise StudyRunError("; ".join(failed) + " (the records of every finished job are kept: "
+                            "fix the failure and rerun to resume)")
     return {"ran": ran, "skipped": skipped, **paths}

@@ -4,6 +4,7 @@ and reported; a rerun skips them; bad specs stop before any training, naming the
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,149 @@ def test_rows_built_on_a_run_change_with_it(tmp_path):
 
 def config_hash_of(job):
     return study_mod.config_hash(job.config)
+
+
+# ------------------------------------------------------------------------- --jobs N (parallel)
+
+TEN = "train.iterations=10"
+PARALLEL_ROWS = [
+    {"name": "reid", "config": str(SYNTH / "reid.yaml"), "overrides": [TEN]},
+    {"name": "reid_lr", "config": str(SYNTH / "reid.yaml"), "overrides": [TEN, "train.lr=0.002"]},
+    {"name": "ft", "config": str(SYNTH / "reid.yaml"), "overrides": [TEN],
+     "init_from": "{run:reid}"},
+]
+RECORD_KEYS = {"row", "seed", "config_hash", "kind", "finished", "metrics", "run_dir", "seconds",
+               "loadavg"}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_parallel_study_records_what_a_sequential_one_would(tmp_path, capsys):
+    """--jobs 2: two independent rows start together, the row built on `reid` starts only
+    after it finished; the records are those of --jobs 1; a rerun skips every job."""
+    spec, out = _spec(tmp_path, PARALLEL_ROWS), tmp_path / "study"
+    assert main(["study", str(spec), "--out", str(out), "--jobs", "2", "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+
+    def at(text):
+        return next(i for i, line in enumerate(lines) if text in line)
+
+    assert at("reid_lr seed 0: train ... (slot 1, log: ") < at("reid seed 0: finished")
+    assert at("reid seed 0: finished") < at("ft seed 0: train ... (slot ")
+    records = read_results(out / "results.jsonl")
+    jobs = load_study(spec, out).jobs
+    assert sorted((r["row"], r["seed"], r["config_hash"]) for r in records) == sorted(
+        j.key for j in jobs)
+    assert [r["row"] for r in records][-1] == "ft"
+    for r in records:
+        assert set(r) == RECORD_KEYS and r["kind"] == "train"
+        assert 0 <= r["metrics"]["market"]["reid"]["mAP"] <= 1
+        assert r["seconds"]["total"] >= r["seconds"]["train"] > 0 and len(r["loadavg"]) == 3
+        rdir = Path(r["run_dir"])
+        assert (rdir / "model.safetensors").is_file()
+        assert not (rdir / "study_record.json").exists()
+        log = (rdir / "study.log").read_text()
+        assert "OMP_NUM_THREADS=1" in log and "finished in" in log  # the user's setting wins
+    assert "init_from" in (out / "runs" / "ft" / "seed0" / "study.log").read_text()
+    assert "Runs recorded: 3 of 3" in (out / "study.md").read_text()
+
+    assert main(["study", str(spec), "--out", str(out), "--jobs", "2", "--no-progress"]) == 0
+    again = capsys.readouterr().out
+    assert again.count("done, skipped") == 3 and "train ..." not in again
+    assert len(read_results(out / "results.jsonl")) == 3
+
+
+def test_parallel_study_stops_at_a_failed_row(tmp_path, capsys):
+    """A failing job: nothing recorded for it, its dependents not started, exit 1 naming it
+    and its log."""
+    rows = [{"name": "broken", "config": str(SYNTH / "reid.yaml"),
+             "init_from": str(tmp_path / "no_such_run")},
+            {"name": "ft", "config": str(SYNTH / "reid.yaml"), "init_from": "{run:broken}"}]
+    spec, out = _spec(tmp_path, rows), tmp_path / "study"
+    assert main(["study", str(spec), "--out", str(out), "--jobs", "2", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    log = out / "runs" / "broken" / "seed0" / "study.log"
+    assert f"row broken seed 0 failed (exit 2); its log: {log}" in err
+    assert "row ft seed 0 not started" in err
+    assert "no_such_run" in log.read_text()
+    assert read_results(out / "results.jsonl") == []
+    assert not (out / "runs" / "ft").exists()
+
+
+def test_jobs_and_nproc_together_are_refused(tmp_path, capsys):
+    spec = _spec(tmp_path, PARALLEL_ROWS[:1])
+    assert main(["study", str(spec), "--out", str(tmp_path / "s"), "--jobs", "2",
+                 "--nproc", "2"]) == 2
+    assert "--jobs 2 with --nproc 2" in capsys.readouterr().err
+
+
+def test_dependencies_of_the_paper_study(tmp_path):
+    """configs/study/paper.yaml under --jobs N: the auto rows wait for auto_labels (which waits
+    for everything before it), finetune also for mpii_pretrain, the other rows only for the
+    annotate job before them."""
+    jobs = load_study(REPO / "configs" / "study" / "paper.yaml", tmp_path / "p").jobs
+    deps = study_mod.job_dependencies(jobs)
+    index = {}
+    for i, j in enumerate(jobs):
+        index.setdefault(j.row.split("[")[0], set()).add(i)
+    (labels,) = index["auto_labels"]
+    assert deps[min(index["annotator"])] == set() and deps[labels] == set(range(labels))
+    for name, rows in index.items():
+        for i in rows:
+            if name == "finetune":
+                assert deps[i] == {labels} | index["mpii_pretrain"]
+            elif name not in ("annotator", "auto_labels"):
+                assert deps[i] == {labels}, name
+    assert all(jobs[i].refs == ("mpii_pretrain",) for i in index["finetune"])
+
+
+def test_slot_environment():
+    from personkit.engine.study_jobs import slot_env
+
+    env = slot_env(3, 2, environ={}, cpus=2, cuda_devices=2)
+    assert env["OMP_NUM_THREADS"] == "1" and env["CUDA_VISIBLE_DEVICES"] == "1"
+    assert env["TQDM_MININTERVAL"] == "10"
+    assert slot_env(0, 3, environ={}, cpus=16)["OMP_NUM_THREADS"] == "5"
+    assert slot_env(0, 4, environ={}, cpus=2)["OMP_NUM_THREADS"] == "1"
+    assert "CUDA_VISIBLE_DEVICES" not in slot_env(0, 2, environ={}, cpus=2)
+    user = slot_env(1, 2, environ={"OMP_NUM_THREADS": "3", "CUDA_VISIBLE_DEVICES": "5"},
+                    cpus=8, cuda_devices=4)
+    assert user["OMP_NUM_THREADS"] == "3" and user["CUDA_VISIBLE_DEVICES"] == "5"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc")
+def test_an_interrupt_stops_every_child_and_its_children(tmp_path):
+    """stop_all (Ctrl-C / SIGTERM of the parent) ends each child's process group."""
+    import signal as sig
+    import subprocess
+    import sys
+    import time
+
+    from personkit.engine.study_jobs import _Running, _Scheduler
+
+    sched = _Scheduler.__new__(_Scheduler)
+    sched.study = load_study(_spec(tmp_path, PARALLEL_ROWS), tmp_path / "s")
+    pidfile = tmp_path / "grandchild.pid"
+    code = ("import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', "
+            "'import time; time.sleep(60)']); open(sys.argv[1], 'w').write(str(p.pid)); "
+            "time.sleep(60)")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(pidfile)],
+                              start_new_session=True)]
+    sched.running = [_Running(0, 0, procs[0], open(tmp_path / "log", "w"), time.perf_counter())]
+    deadline = time.monotonic() + 30
+    while not pidfile.is_file() or not pidfile.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    grandchild = int(pidfile.read_text())
+    sched.stop_all()
+    assert procs[0].returncode == -sig.SIGTERM and sched.running == []
+    stat = Path(f"/proc/{grandchild}/stat")
+    for _ in range(100):  # the grandchild was signalled too (gone, or a zombie until reaped)
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[0] in "ZX":
+                break
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(grandchild, sig.SIGKILL)
+        raise AssertionError("the child's own child survived")
