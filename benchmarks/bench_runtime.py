@@ -3,9 +3,12 @@ with the default OpenMP/malloc settings and with personkit's runtime defaults
 (personkit/runtime.py). Issue 15, item 5.
 
 Usage: python benchmarks/bench_runtime.py [--steps 6] [--pairs 2]
+           [--configs default,personkit,GOMP_SPINCOUNT=10000,...]
 
 Each configuration runs ``--pairs`` times alone, then as two processes started together; a
-process reports the median of its steps after one warm-up step.
+process reports the median of its steps after one warm-up step. A configuration is
+``default`` (no OpenMP/malloc settings), ``personkit`` (personkit/runtime.py's defaults) or
+``VAR=VALUE[+VAR=VALUE]``: exactly those environment variables, without personkit's defaults.
 """
 
 from __future__ import annotations
@@ -39,9 +42,12 @@ def worker(steps: int, personkit_defaults: bool) -> None:
     print(json.dumps(sorted(times[1:])[len(times[1:]) // 2]))
 
 
-def run(n: int, steps: int, personkit_defaults: bool) -> list[float]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OMP_WAIT_POLICY", "KMP_BLOCKTIME", "OMP_NUM_THREADS")}
+TUNABLES = ("OMP_WAIT_POLICY", "KMP_BLOCKTIME", "OMP_NUM_THREADS", "GOMP_SPINCOUNT",
+            "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
+
+
+def run(n: int, steps: int, personkit_defaults: bool, extra: dict[str, str]) -> list[float]:
+    env = {k: v for k, v in os.environ.items() if k not in TUNABLES} | extra
     cmd = [sys.executable, __file__, "--worker", "--steps", str(steps)]
     cmd += ["--personkit"] if personkit_defaults else []
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) for _ in range(n)]
@@ -54,15 +60,17 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--worker", action="store_true")
     parser.add_argument("--personkit", action="store_true")
+    parser.add_argument("--configs", default="default,personkit")
     args = parser.parse_args()
     if args.worker:
         return worker(args.steps, args.personkit)
     print(f"load average before: {os.getloadavg()}")
     rows = {}
-    for label, flag in (("default (OMP active spin, glibc malloc defaults)", False),
-                        ("personkit runtime defaults", True)):
-        alone = [t for _ in range(args.pairs) for t in run(1, args.steps, flag)]
-        pair = [t for _ in range(args.pairs) for t in run(2, args.steps, flag)]
+    for label in args.configs.split(","):
+        flag = label == "personkit"
+        extra = dict(kv.split("=", 1) for kv in label.split("+") if "=" in kv)
+        alone = [t for _ in range(args.pairs) for t in run(1, args.steps, flag, extra)]
+        pair = [t for _ in range(args.pairs) for t in run(2, args.steps, flag, extra)]
         rows[label] = {"alone": alone, "side_by_side": pair,
                        "slowdown": sorted(pair)[len(pair) // 2] / sorted(alone)[len(alone) // 2]}
         print(label, json.dumps(rows[label]), f"load {os.getloadavg()}", flush=True)

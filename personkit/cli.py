@@ -212,7 +212,7 @@ def _export_int8(model: Any, heads: list[str] | None, written: list[Path],
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    import torch  # OMP_WAIT_POLICY=PASSIVE is set by main() (personkit/runtime.py)
+    import torch  # OpenMP's wait settings are set by main() (personkit/runtime.py)
 
     from personkit.build import build_bench_models, model_config_of
     from personkit.inference.bench import Bench, write_report

@@ -6,12 +6,17 @@ ResNet-18 training step took 0.48 s alone and 2.4-5.5 s next to a second personk
 Defaults (an environment variable the user has set always wins; ``PERSONKIT_RUNTIME=off``
 leaves everything as it is):
 
-* ``OMP_WAIT_POLICY=PASSIVE``: idle OpenMP threads sleep instead of spinning (read when
-  torch loads its OpenMP runtime, hence before ``import torch``). ONNX Runtime and OpenVINO
-  follow it: their worker threads spin only with ``OMP_WAIT_POLICY=ACTIVE``.
-* ``KMP_BLOCKTIME=0``: the same for Intel's OpenMP, where a torch build uses it.
+* ``GOMP_SPINCOUNT=1000``: an idle thread of GNU OpenMP (the runtime of torch's Linux wheels)
+  spins 1,000 times, instead of 300,000, before it sleeps (read when torch loads its OpenMP
+  runtime, hence before ``import torch``). Measured on 2 cores (benchmarks/RESULTS.md): alone as
+  fast as the default, and two processes side by side 1.9x slower each instead of 15x;
+  ``OMP_WAIT_POLICY=PASSIVE`` (no spinning) was 1.5x side by side but 15 % slower alone. Not
+  set when the user chose ``OMP_WAIT_POLICY`` (which the spin count would override).
+  personkit's ONNX Runtime sessions spin only with ``OMP_WAIT_POLICY=ACTIVE``.
+* ``KMP_BLOCKTIME=0``: idle threads of Intel's OpenMP sleep at once, where a torch build uses
+  it (not measured here: torch's wheels use GNU OpenMP).
 * Thread counts are left at torch's default (one per core; ``OMP_NUM_THREADS`` overrides),
-  which is fastest alone; with passive waiting, two processes then share the cores.
+  which is fastest alone; with short spinning, two processes then share the cores.
 * glibc malloc keeps freed memory instead of returning it to the OS (``mallopt``: trim
   threshold 1 GiB, mmap threshold 32 MiB, glibc's maximum), so buffers of each step reuse
   already-faulted pages. ``MALLOC_TRIM_THRESHOLD_`` / ``MALLOC_MMAP_THRESHOLD_`` set by the user
@@ -25,7 +30,9 @@ import ctypes.util
 import os
 import sys
 
-ENV_DEFAULTS: dict[str, str] = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
+ENV_DEFAULTS: dict[str, str] = {"GOMP_SPINCOUNT": "1000", "KMP_BLOCKTIME": "0"}
+#: A user who set one of these chose how OpenMP threads wait: GOMP_SPINCOUNT is left alone.
+WAIT_CHOICES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 #: glibc mallopt parameters: (param id, value, the env var that overrides it).
 MALLOPT: tuple[tuple[int, int, str], ...] = (
     (-1, 1 << 30, "MALLOC_TRIM_THRESHOLD_"),   # M_TRIM_THRESHOLD
@@ -44,7 +51,8 @@ def apply_defaults(environ: dict[str, str] | None = None) -> dict[str, str]:
     env = os.environ if environ is None else environ
     if env.get("PERSONKIT_RUNTIME", "").lower() in ("off", "0", "false"):
         return {}
-    applied = {k: v for k, v in ENV_DEFAULTS.items() if k not in env}
+    applied = {k: v for k, v in ENV_DEFAULTS.items() if k not in env
+               and not (k == "GOMP_SPINCOUNT" and any(w in env for w in WAIT_CHOICES))}
     if environ is None and "torch" in sys.modules:
         applied = {}
     env.update(applied)

@@ -9,9 +9,17 @@ from personkit.runtime import ENV_DEFAULTS, apply_defaults
 
 
 def test_defaults_fill_only_unset_variables():
+    env: dict[str, str] = {}
+    assert apply_defaults(env) == ENV_DEFAULTS == env
+    env = {"KMP_BLOCKTIME": "200", "GOMP_SPINCOUNT": "5"}
+    assert apply_defaults(env) == {} and env == {"KMP_BLOCKTIME": "200", "GOMP_SPINCOUNT": "5"}
+
+
+def test_a_chosen_wait_policy_keeps_gnu_openmp_spinning_as_chosen():
+    """GOMP_SPINCOUNT overrides OMP_WAIT_POLICY in GNU OpenMP: never set it over a choice."""
     env = {"OMP_WAIT_POLICY": "ACTIVE"}
     applied = apply_defaults(env)
-    assert env["OMP_WAIT_POLICY"] == "ACTIVE" and "OMP_WAIT_POLICY" not in applied
+    assert "GOMP_SPINCOUNT" not in env and "GOMP_SPINCOUNT" not in applied
     assert env["KMP_BLOCKTIME"] == ENV_DEFAULTS["KMP_BLOCKTIME"] == applied["KMP_BLOCKTIME"]
 
 
@@ -23,18 +31,18 @@ def test_off_switch_changes_nothing():
 def test_cli_module_does_not_load_torch_before_the_defaults():
     code = ("import os, sys; import personkit.cli; "
             "from personkit.runtime import apply_defaults; a = apply_defaults(); "
-            "print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules, "
+            "print(os.environ['GOMP_SPINCOUNT'], 'torch' in sys.modules, "
             "any(k.startswith('mallopt') for k in a) or not sys.platform.startswith('linux'))")
     env = {"PATH": "", "PYTHONPATH": ":".join(sys.path)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.split()
-    assert out == ["PASSIVE", "False", "True"]
+    assert out == [ENV_DEFAULTS["GOMP_SPINCOUNT"], "False", "True"]
 
 
 def test_after_torch_the_environment_is_left_alone_and_nothing_is_printed():
     """``cli.main`` called in-process (torch loaded): OpenMP has read its environment."""
     code = ("import os, sys, torch; from personkit.runtime import apply_defaults; "
-            "a = apply_defaults(); print('OMP_WAIT_POLICY' in os.environ, "
+            "a = apply_defaults(); print('GOMP_SPINCOUNT' in os.environ, "
             "[k for k in a if not k.startswith('mallopt')])")
     env = {"PATH": "", "PYTHONPATH": ":".join(sys.path)}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,

@@ -397,6 +397,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
             "python": platform.python_version(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
+            "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", "(default)"),
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
     try:
         import onnxruntime
@@ -436,7 +437,8 @@ def markdown(report: dict[str, Any]) -> str:
     batches = report["settings"]["batch_sizes"]
     m, s = report["machine"], report["settings"]
     lines = [f"Machine: {m['cpu']}, {m['nproc']} cores ({s['torch_threads']} torch threads, "
-             f"OMP_WAIT_POLICY={m.get('omp_wait_policy')})"
+             f"OMP_WAIT_POLICY={m.get('omp_wait_policy')}, "
+             f"GOMP_SPINCOUNT={m.get('gomp_spincount', '(default)')})"
              + (f", GPU {m['gpu']}" if "gpu" in m else "")
              + f"; torch {m['torch']}, onnxruntime {m['onnxruntime']}; {m['date']}"
              + f"; load average {m.get('load_average_1m', '?')}",
