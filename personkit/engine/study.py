@@ -403,6 +403,11 @@ def _run_job(job: Job, out: Path, nproc: int, progress: bool) -> dict[str, Any]:
     rec = _train(job, out, nproc, progress) if job.kind == "train" else _annotate(job)
     rec["seconds"]["total"] = time.perf_counter() - t0
     rec["loadavg"] = list(os.getloadavg())
+    import torch
+
+    # how the machine was shared: jobs at a time (--jobs) and this process's torch threads
+    rec["sharing"] = {"jobs": int(os.environ.get("PERSONKIT_STUDY_JOBS", "1")),
+                      "threads": torch.get_num_threads()}
     return {"row": job.row, "seed": job.seed, "config_hash": job.config_hash, "kind": job.kind,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **rec}
 

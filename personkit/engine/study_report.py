@@ -183,6 +183,21 @@ def machine() -> str:
             f"average when the report was written {load}")
 
 
+def _sharing(records: list[dict]) -> str:
+    """How the runs shared the machine, from their records (``--jobs`` and torch threads)."""
+    kinds: dict[tuple[int, int], int] = {}
+    for r in records:
+        if "sharing" in r:
+            key = (r["sharing"]["jobs"], r["sharing"]["threads"])
+            kinds[key] = kinds.get(key, 0) + 1
+    if not kinds:
+        return ""
+    parts = [f"{n} run{'s' * (n > 1)} {jobs} at a time with {threads} torch thread"
+             f"{'s' * (threads > 1)} each" for (jobs, threads), n in sorted(kinds.items())]
+    unknown = len(records) - sum(kinds.values())
+    return "; " + ", ".join(parts) + (f", {unknown} not recorded" if unknown else "")
+
+
 def results_markdown(study: Any, records: list[dict], fig: str | None) -> str:
     """The results section: command, machine, time, tables, Fig. 5, annotations, claims."""
     total = sum(r.get("seconds", {}).get("total", 0.0) for r in records)
@@ -192,7 +207,7 @@ def results_markdown(study: Any, records: list[dict], fig: str | None) -> str:
              f"--out {study.out}`.", "",
              f"* Machine: {machine()}.",
              f"* Runs recorded: {len(records)} of {jobs}; total time {total / 60:.1f} min "
-             f"(sum over runs of training + evaluation).",
+             f"(sum over runs of training + evaluation){_sharing(records)}.",
              f"* World: {study.world or 'real data'}; data root {study.data_root}.", ""]
     labels = {j.row: j.label for j in study.jobs}
     parts += [table_markdown(t, records, labels) + "\n" for t in study.tables]

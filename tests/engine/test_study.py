@@ -56,6 +56,7 @@ def test_two_row_study_writes_results_and_resumes(tmp_path, monkeypatch, capsys)
     assert [(r["row"], r["seed"]) for r in records] == [("reid", 0), ("multi", 0)]
     for r in records:
         assert 0 <= r["metrics"]["market"]["reid"]["mAP"] <= 1 and r["seconds"]["total"] > 0
+        assert r["sharing"]["jobs"] == 1 and r["sharing"]["threads"] >= 1
         assert len(r["config_hash"]) == 12
         assert (Path(r["run_dir"]) / "model.safetensors").is_file()
     assert "pose" in records[1]["metrics"]["mpii"] and "parts" in records[1]["metrics"]["lip"]
@@ -211,7 +212,7 @@ PARALLEL_ROWS = [
      "init_from": "{run:reid}"},
 ]
 RECORD_KEYS = {"row", "seed", "config_hash", "kind", "finished", "metrics", "run_dir", "seconds",
-               "loadavg"}
+               "loadavg", "sharing"}
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -236,13 +237,15 @@ def test_parallel_study_records_what_a_sequential_one_would(tmp_path, capsys):
         assert set(r) == RECORD_KEYS and r["kind"] == "train"
         assert 0 <= r["metrics"]["market"]["reid"]["mAP"] <= 1
         assert r["seconds"]["total"] >= r["seconds"]["train"] > 0 and len(r["loadavg"]) == 3
+        assert r["sharing"] == {"jobs": 2, "threads": 1}
         rdir = Path(r["run_dir"])
         assert (rdir / "model.safetensors").is_file()
         assert not (rdir / "study_record.json").exists()
         log = (rdir / "study.log").read_text()
         assert "OMP_NUM_THREADS=1" in log and "finished in" in log  # the user's setting wins
     assert "init_from" in (out / "runs" / "ft" / "seed0" / "study.log").read_text()
-    assert "Runs recorded: 3 of 3" in (out / "study.md").read_text()
+    assert ("Runs recorded: 3 of 3" in (md := (out / "study.md").read_text())
+            and "3 runs 2 at a time with 1 torch thread each" in md)
 
     assert main(["study", str(spec), "--out", str(out), "--jobs", "2", "--no-progress"]) == 0
     again = capsys.readouterr().out
