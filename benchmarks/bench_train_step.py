@@ -4,11 +4,11 @@ Builds the demo's trainer (personkit/configs/demo.yaml) on a synthetic world and
 ``--steps`` interleaved steps per variant, split into data (next batch), forward, loss,
 backward and optimizer. Variants run one after another in one process, each on a freshly
 built trainer with the same seed, and are reported as the median seconds per step of each
-dataset with the ratio to the first variant ("eager") of the same run.
+dataset with the ratio to the first variant of the same run.
 
 Usage:
     personkit synth --preset small --out runs/demo/data     # or reuse the demo's world
-    python benchmarks/bench_train_step.py runs/demo/data [--steps 30] [--variants eager,cl]
+    python benchmarks/bench_train_step.py runs/demo/data [--steps 30] [--variants before,default]
 
 Variants (``VARIANTS``): ``before`` (NCHW, foreach Adam: the step before issue 15),
 ``default`` (personkit's defaults: channels_last, fused Adam), ``cl`` and ``fused`` (one of

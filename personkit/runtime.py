@@ -9,8 +9,8 @@ leaves everything as it is):
 * ``GOMP_SPINCOUNT=1000``: an idle thread of GNU OpenMP (the runtime of torch's Linux wheels)
   spins 1,000 times, instead of 300,000, before it sleeps (read when torch loads its OpenMP
   runtime, hence before ``import torch``). Measured on 2 cores (benchmarks/RESULTS.md): alone as
-  fast as the default, and two processes side by side 1.9x slower each instead of 15x;
-  ``OMP_WAIT_POLICY=PASSIVE`` (no spinning) was 1.5x side by side but 15 % slower alone. Not
+  fast as the default, and two processes side by side 1.9x the default's alone time each
+  instead of 15x; ``OMP_WAIT_POLICY=PASSIVE`` (no spinning) was 1.8x but 15 % slower alone. Not
   set when the user chose ``OMP_WAIT_POLICY`` (which the spin count would override).
   personkit's ONNX Runtime sessions spin only with ``OMP_WAIT_POLICY=ACTIVE``.
 * ``KMP_BLOCKTIME=0``: idle threads of Intel's OpenMP sleep at once, where a torch build uses

@@ -41,6 +41,10 @@ class StudyError(ValueError):
     """A study spec that cannot run; the message names the spec and the row or key."""
 
 
+#: Set by ``--jobs N`` in each child: how many jobs ran at a time (recorded with each run).
+JOBS_VAR = "PERSONKIT_STUDY_JOBS"
+
+
 class StudyRunError(RuntimeError):
     """Jobs of a parallel study (``--jobs N``) failed; the message names each and its log."""
 
@@ -398,15 +402,15 @@ def _train(job: Job, out: Path, nproc: int, progress: bool) -> dict[str, Any]:
 
 
 def _run_job(job: Job, out: Path, nproc: int, progress: bool) -> dict[str, Any]:
-    """Run one job; its ``results.jsonl`` record (seconds, load average, metrics, run dir)."""
+    """Run one job; its ``results.jsonl`` record (seconds, load average, how the machine was
+    shared, metrics, run dir)."""
+    import torch
+
     t0 = time.perf_counter()
     rec = _train(job, out, nproc, progress) if job.kind == "train" else _annotate(job)
     rec["seconds"]["total"] = time.perf_counter() - t0
     rec["loadavg"] = list(os.getloadavg())
-    import torch
-
-    # how the machine was shared: jobs at a time (--jobs) and this process's torch threads
-    rec["sharing"] = {"jobs": int(os.environ.get("PERSONKIT_STUDY_JOBS", "1")),
+    rec["sharing"] = {"jobs": int(os.environ.get(JOBS_VAR, "1")),
                       "threads": torch.get_num_threads()}
     return {"row": job.row, "seed": job.seed, "config_hash": job.config_hash, "kind": job.kind,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **rec}

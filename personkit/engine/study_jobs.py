@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from personkit.engine.study import (
+    JOBS_VAR,
     Job,
     Study,
     StudyError,
@@ -36,7 +37,6 @@ from personkit.engine.study import (
 )
 
 RECORD = "study_record.json"
-SLOTS_VAR = "PERSONKIT_STUDY_JOBS"  # in a child: how many jobs ran at a time
 LOG = "study.log"
 STOP_WAIT_S = 10.0  # after SIGTERM, how long a child may take before it is killed
 
@@ -62,7 +62,7 @@ def slot_env(slot: int, jobs: int, environ: dict[str, str] | None = None,
     if cuda_devices and jobs > 1 and "CUDA_VISIBLE_DEVICES" not in env:
         env["CUDA_VISIBLE_DEVICES"] = str(slot % cuda_devices)
     env.setdefault("TQDM_MININTERVAL", "10")  # a progress line every 10 s in the log
-    env[SLOTS_VAR] = str(jobs)  # recorded with each run (the report says how runs shared)
+    env[JOBS_VAR] = str(jobs)  # recorded with each run (the report says how runs shared)
     env["PYTHONUNBUFFERED"] = "1"  # the log follows the run
     return env
 
