@@ -506,6 +506,10 @@ def _check_semantics(cfg: Config, source: str) -> None:
                 f"{source}: 'data.train.{i}.tasks' ({d.name}) asks for {unknown}, "
                 f"but model.heads is {list(cfg.model.heads)}"
             )
+    m = cfg.model
+    if m.pose_features == "fpn" and m.sharing != "single":
+        raise ConfigError(f"{source}: 'model.pose_features' fpn needs 'model.sharing' single, "
+                          f"got {m.sharing!r} (split and multi branch their C5; use c5)")
     for key in cfg.loss.weights:
         if key not in ALL_HEADS:
             raise ConfigError(f"{source}: unknown task 'loss.weights.{key}' (valid: {ALL_HEADS})")

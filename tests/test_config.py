@@ -62,3 +62,13 @@ def test_dataset_task_without_head_is_rejected():
            "data": {"train": [{"name": "m", "type": "fake", "tasks": ["pose"]}]}}
     with pytest.raises(ConfigError, match="asks for \\['pose'\\]"):
         config_from_dict(raw)
+
+
+def test_fpn_pose_features_need_single_sharing():
+    """A model constraint is a config error at load time, not a crash when the run starts
+    (the study runner validates every row by loading its config)."""
+    assert config_from_dict({"model": {"pose_features": "fpn", "sharing": "single"}})
+    for sharing in ("split", "multi"):
+        with pytest.raises(ConfigError, match="'model.pose_features' fpn needs 'model.sharing' "
+                                              f"single, got '{sharing}'"):
+            config_from_dict({"model": {"pose_features": "fpn", "sharing": sharing}})
