@@ -75,3 +75,20 @@ def _tune_malloc(env: dict[str, str]) -> dict[str, str]:
         if var not in env and mallopt(ctypes.c_int(param), ctypes.c_int(value)) == 1:
             applied[f"mallopt({var[:-1]})"] = str(value)
     return applied
+
+
+def cpu_description() -> str:
+    """The CPU model and the vector ISA torch's kernels run with, e.g. ``AMD EPYC (AVX512)``:
+    machines that report the same model name differ in speed by ISA (benchmarks/RESULTS.md)."""
+    import platform
+
+    import torch
+
+    name = platform.processor() or platform.machine() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            name = next((ln.split(":", 1)[1].strip() for ln in f
+                         if ln.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"

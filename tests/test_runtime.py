@@ -48,3 +48,15 @@ def test_after_torch_the_environment_is_left_alone_and_nothing_is_printed():
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, check=True)
     assert proc.stdout.split() == ["False", "[]"] and proc.stderr == ""
+
+
+def test_cpu_description_names_the_vector_isa():
+    """Two machines that both call themselves "AMD EPYC" differ 2x in speed by ISA: reports
+    name the ISA torch's kernels run with."""
+    import torch
+
+    from personkit.runtime import cpu_description
+
+    text = cpu_description()
+    assert text.endswith(f"({torch.backends.cpu.get_cpu_capability()})")
+    assert len(text) > len(torch.backends.cpu.get_cpu_capability()) + 3  # a model name too

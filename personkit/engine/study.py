@@ -375,10 +375,14 @@ def _train(job: Job, out: Path, nproc: int, progress: bool) -> dict[str, Any]:
     """Train one row (in-process or under torchrun) and evaluate its weights."""
     from personkit.build import build_trainer, resolve_device, run_evaluation
     from personkit.engine import distributed
+    from personkit.engine.checkpoint import list_checkpoints
     from personkit.models.loading import load_model_and_config
 
     rdir = _prepare_run_dir(job, out)
     saved = rdir / "config.yaml"
+    # an interrupted run goes on: its time before the interruption is in no record
+    interrupted = (rdir / "model.safetensors").is_file() or bool(
+        list_checkpoints(rdir / "checkpoints"))
     t0 = time.perf_counter()
     if (rdir / "model.safetensors").is_file():
         pass  # trained, killed before its evaluation was recorded
@@ -397,7 +401,7 @@ def _train(job: Job, out: Path, nproc: int, progress: bool) -> dict[str, Any]:
     device = resolve_device(job.config.train.device)
     model, cfg = load_model_and_config(rdir, device)
     metrics = run_evaluation(model, cfg, device=device, progress=progress)
-    return {"metrics": metrics, "run_dir": str(rdir),
+    return {"metrics": metrics, "run_dir": str(rdir), "resumed": interrupted,
             "seconds": {"train": t1 - t0, "eval": time.perf_counter() - t1}}
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from personkit.runtime import cpu_description
+
 BEGIN = "<!-- personkit study: begin results (written by `personkit study --report`) -->"
 END = "<!-- personkit study: end results -->"
 
@@ -177,8 +179,7 @@ def machine() -> str:
 
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    cpu = " ".join(x for x in (platform.machine(), platform.processor()) if x)
-    return (f"{cpu}, {os.cpu_count()} CPU cores, "
+    return (f"{cpu_description()}, {os.cpu_count()} CPU cores, "
             f"{dev}; Python {platform.python_version()}, torch {torch.__version__}; load "
             f"average when the report was written {load}")
 
@@ -195,7 +196,15 @@ def _sharing(records: list[dict]) -> str:
     parts = [f"{n} run{'s' * (n > 1)} {jobs} at a time with {threads} torch thread"
              f"{'s' * (threads > 1)} each" for (jobs, threads), n in sorted(kinds.items())]
     unknown = len(records) - sum(kinds.values())
-    return "; " + ", ".join(parts) + (f", {unknown} not recorded" if unknown else "")
+    if unknown:
+        parts.append(f"{unknown} from before the runner recorded how runs shared the CPU")
+    return "; " + ", ".join(parts)
+
+
+def _resumed(records: list[dict]) -> str:
+    n = sum(bool(r.get("resumed")) for r in records)
+    return (f"; {n} run{'s' * (n > 1)} resumed after an interruption, whose time before it is "
+            "not counted" if n else "")
 
 
 def results_markdown(study: Any, records: list[dict], fig: str | None) -> str:
@@ -207,7 +216,7 @@ def results_markdown(study: Any, records: list[dict], fig: str | None) -> str:
              f"--out {study.out}`.", "",
              f"* Machine: {machine()}.",
              f"* Runs recorded: {len(records)} of {jobs}; total time {total / 60:.1f} min "
-             f"(sum over runs of training + evaluation){_sharing(records)}.",
+             f"(sum over runs of training + evaluation){_sharing(records)}{_resumed(records)}.",
              f"* World: {study.world or 'real data'}; data root {study.data_root}.", ""]
     labels = {j.row: j.label for j in study.jobs}
     parts += [table_markdown(t, records, labels) + "\n" for t in study.tables]

@@ -43,6 +43,7 @@ from torch import nn
 
 from personkit.inference.predictor import TASKS
 from personkit.models import MultiTaskModel
+from personkit.runtime import cpu_description
 
 PAPER_GPU = {"device": "GTX 1080 Ti", "batch_1": 50.0, "batch_10": 122.0}
 SECTIONS = ("onnx", "openvino", "int8", "roofline", "separate", "heads", "light", "cuda")
@@ -393,7 +394,7 @@ def head_costs(rows: Sequence[Row]) -> list[dict[str, Any]]:
 
 def machine_info(device: torch.device) -> dict[str, Any]:
     """CPU model, core count, library versions, date (and the GPU when on CUDA)."""
-    info = {"cpu": _cpu_model(), "nproc": os.cpu_count(), "platform": platform.platform(),
+    info = {"cpu": cpu_description(), "nproc": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
@@ -410,16 +411,6 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _model_summary(model: MultiTaskModel) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def test_two_row_study_writes_results_and_resumes(tmp_path, monkeypatch, capsys)
         assert 0 <= r["metrics"]["market"]["reid"]["mAP"] <= 1 and r["seconds"]["total"] > 0
         assert r["sharing"]["jobs"] == 1 and r["sharing"]["threads"] >= 1
         assert len(r["config_hash"]) == 12
-        assert (Path(r["run_dir"]) / "model.safetensors").is_file()
+        assert (Path(r["run_dir"]) / "model.safetensors").is_file() and r["resumed"] is False
     assert "pose" in records[1]["metrics"]["mpii"] and "parts" in records[1]["metrics"]["lip"]
     text = (out / "study.md").read_text()
     assert "Table 6 (upper block)" in text and "MTL helps ReID" in text
@@ -88,6 +88,8 @@ def test_two_row_study_writes_results_and_resumes(tmp_path, monkeypatch, capsys)
     assert "resumed from" in capsys.readouterr().out
     again = read_results(out / "results.jsonl")
     assert [r["row"] for r in again] == ["reid", "multi"]
+    assert again[1]["resumed"] is True  # its time before the kill is in no record: say so
+    assert "1 run resumed after an interruption" in (out / "study.md").read_text()
     assert again[1]["metrics"]["market"]["reid"]["mAP"] == records[1]["metrics"]["market"][
         "reid"]["mAP"]
 
@@ -107,6 +109,9 @@ def test_bad_specs_stop_before_training_naming_the_row(tmp_path):
            r"row multi: .*iterationz")
     _error(tmp_path, [good, {**TWO_ROWS[1], "overrides": ["train.lr=fast"]}],
            r"row multi: .*train\.lr")
+    _error(tmp_path, [good, {**TWO_ROWS[1], "overrides": ["model.pose_features=fpn",
+                                                         "model.sharing=split"]}],
+           r"row multi: .*'model\.pose_features' fpn needs 'model\.sharing' single")
     _error(tmp_path, [good, {**TWO_ROWS[1], "init_from": "{run:later}"}],
            r"row multi: \{run:later\} names no earlier training row")
     _error(tmp_path, [good, good], r"row name 'reid' is used twice")
@@ -212,7 +217,7 @@ PARALLEL_ROWS = [
      "init_from": "{run:reid}"},
 ]
 RECORD_KEYS = {"row", "seed", "config_hash", "kind", "finished", "metrics", "run_dir", "seconds",
-               "loadavg", "sharing"}
+               "loadavg", "sharing", "resumed"}
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
