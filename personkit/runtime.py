@@ -28,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import platform
 import sys
 
 ENV_DEFAULTS: dict[str, str] = {"GOMP_SPINCOUNT": "1000", "KMP_BLOCKTIME": "0"}
@@ -80,8 +81,6 @@ def _tune_malloc(env: dict[str, str]) -> dict[str, str]:
 def cpu_description() -> str:
     """The CPU model and the vector ISA torch's kernels run with, e.g. ``AMD EPYC (AVX512)``:
     machines that report the same model name differ in speed by ISA (benchmarks/RESULTS.md)."""
-    import platform
-
     import torch
 
     name = platform.processor() or platform.machine() or "unknown CPU"

@@ -380,11 +380,11 @@ def _train(job: Job, out: Path, nproc: int, progress: bool) -> dict[str, Any]:
 
     rdir = _prepare_run_dir(job, out)
     saved = rdir / "config.yaml"
+    trained = (rdir / "model.safetensors").is_file()
     # an interrupted run goes on: its time before the interruption is in no record
-    interrupted = (rdir / "model.safetensors").is_file() or bool(
-        list_checkpoints(rdir / "checkpoints"))
+    interrupted = trained or bool(list_checkpoints(rdir / "checkpoints"))
     t0 = time.perf_counter()
-    if (rdir / "model.safetensors").is_file():
+    if trained:
         pass  # trained, killed before its evaluation was recorded
     elif nproc > 1:
         code = distributed.launch(nproc, ["train", str(saved), "--out", str(rdir),
