@@ -403,6 +403,7 @@ def run_evaluation(model: MultiTaskModel, cfg: Config, names: Sequence[str] | No
         raise ValueError(f"no evaluation dataset named {unknown}; the config has "
                          f"{[d.name for d in cfg.data.eval]}")
     data_root = data_root or cfg.data.root or None
+    model = ev.in_evaluation_layout(model)
     loader = {"device": device, "batch_size": batch_size, "progress": progress,
               "num_workers": cfg.data.num_workers}
     results: dict[str, dict[str, Any]] = {}

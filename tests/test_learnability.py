@@ -88,7 +88,12 @@ def test_eval_cli_writes_every_protocol(trained, tmp_path, capsys):
     assert set(metrics) == {"market", "lip"}
     assert set(metrics["market"]) == {"reid", "attributes"}
     assert set(metrics["lip"]) == {"pose", "parts"}
-    assert metrics["market"]["reid"]["mAP"] == pytest.approx(results["market"]["reid"]["mAP"])
+    # Exact: `eval` reloads the saved weights and the in-process evaluation of the trained
+    # (channels_last) model runs on a contiguous copy, so both run the same kernels on the same
+    # bits in the same process (same threads, same batches). Any difference is a defect.
+    for key in ("mAP", "mAP_official", "mINP"):
+        assert metrics["market"]["reid"][key] == results["market"]["reid"][key], key
+    assert metrics["lip"]["parts"]["mIoU"] == results["lip"]["parts"]["mIoU"]
     assert len(metrics["lip"]["parts"]["IoU"]) == 20
 
 

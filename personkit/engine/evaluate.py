@@ -19,6 +19,7 @@ protocol's scores report ``num_bad_images``, also written to stderr.
 
 from __future__ import annotations
 
+import copy
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -76,6 +77,21 @@ def predict(model: MultiTaskModel, dataset: Dataset, heads: Sequence[str], *,
         if flip_tta and out.embedding is not None:
             out.embedding = flip_tta_embedding(model, images, out.embedding)
         yield batch, _to_cpu(out)
+
+
+def in_evaluation_layout(model: Any) -> Any:
+    """``model``, or a contiguous-format copy of it when its weights are channels_last.
+
+    Evaluation runs one memory format, whatever training used (``train.channels_last``): the
+    two formats pick different convolution kernels, whose float sums differ in the last bits,
+    and near-tied gallery items can then swap. So the scores of a model evaluated in the
+    training process equal those of ``personkit eval`` on its saved weights, on every CPU.
+    """
+    if not isinstance(model, torch.nn.Module):
+        return model
+    if not any(p.dim() == 4 and not p.is_contiguous() for p in model.parameters()):
+        return model
+    return copy.deepcopy(model).to(memory_format=torch.contiguous_format)
 
 
 def _count_dropped(dropped: list[int], what: str) -> int:
