@@ -146,14 +146,16 @@ def evaluate_reid_attributes(model: MultiTaskModel, query: Dataset, gallery: Dat
             attr_pred.append(np.stack([out.attributes[a].argmax(1).numpy()
                                        for a in attribute_names], axis=1))
     index = _nonempty(_gather_index(idx_g), "gallery")
+    order = np.argsort(index, kind="stable")  # record order, as in one process: see _embed
+    index = index[order]
     bad = {what: _count_dropped(d, what) for what, d in dropped.items()}
     if reid:
-        evaluator.process(gather_arrays(np.concatenate(emb_g)),
+        evaluator.process(gather_arrays(np.concatenate(emb_g))[order],
                           *_pids_cams(gallery_records, index), False)
         results["reid"] = {**evaluator.evaluate(), "num_bad_images": bad["query"] + bad["gallery"],
                            "num_bad_query": bad["query"], "num_bad_gallery": bad["gallery"]}
     if attribute_names:
-        pred = gather_arrays(np.concatenate(attr_pred))
+        pred = gather_arrays(np.concatenate(attr_pred))[order]
         gt = np.stack([gallery_records[i].attributes for i in index])
         pids = np.array([gallery_records[i].pid for i in index])
         scorer = AttributeEvaluator(tuple(attribute_names))
@@ -173,7 +175,10 @@ def _embed(model: MultiTaskModel, dataset: Dataset, heads: Sequence[str], flip_t
         emb.append(out.embedding.numpy())
         idx.append(batch["index"].numpy())
     index = _nonempty(_gather_index(idx), desc)
-    return gather_arrays(np.concatenate(emb)), index
+    # Back in record order: DDP ranks gather their shards rank by rank, and the ranking's
+    # stable tie-break (the official protocol's) must see the gallery in one process's order.
+    order = np.argsort(index, kind="stable")
+    return gather_arrays(np.concatenate(emb))[order], index[order]
 
 
 def _nonempty(index: np.ndarray, what: str) -> np.ndarray:

@@ -35,6 +35,7 @@ from personkit.inference.engines import (
     require,
 )
 from personkit.inference.engines import output_names as _output_names
+from personkit.models.numerics import fp32_tolerance, relative_difference
 
 DEFAULT_OPSET = 17
 
@@ -80,7 +81,8 @@ def output_names(model: nn.Module, heads: Sequence[str]) -> list[str]:
 @dataclass
 class ParityReport:
     """Max |ONNX - PyTorch| per output over the checked batch sizes, and the same relative
-    to the output's largest magnitude; ``ok`` when every relative difference is ``<= tol``."""
+    to the output's largest magnitude; ``ok`` when every relative difference is ``<= tol``
+    (by default the model's float32 rounding bound)."""
 
     max_abs: dict[str, float] = field(default_factory=dict)
     max_rel: dict[str, float] = field(default_factory=dict)
@@ -101,7 +103,7 @@ class ParityReport:
                   for n in self.max_abs]
         verdict = "PASS" if self.ok else "FAIL"
         lines.append(f"parity {verdict}: worst relative difference {self.worst_rel:.3e} "
-                     f"(tolerance {self.tol:.0e}), batch sizes {list(self.batch_sizes)}")
+                     f"(tolerance {self.tol:.1e}), batch sizes {list(self.batch_sizes)}")
         return "\n".join(lines)
 
 
@@ -164,14 +166,15 @@ def onnx_session(path: str | Path, device: str = "cpu", threads: int | None = No
 
 
 def check_parity(model: nn.Module, path: str | Path, heads: Collection[str] | None = None,
-                 batch_sizes: Sequence[int] = (2, 3), tol: float = 1e-4, seed: int = 0,
+                 batch_sizes: Sequence[int] = (2, 3), tol: float | None = None, seed: int = 0,
                  engine: str | None = None, inputs: np.ndarray | None = None) -> ParityReport:
     """Run PyTorch and an engine on the same random normalised batches and compare.
 
     ``path`` is an ``.onnx`` file (ONNX Runtime by default) or an OpenVINO export (OpenVINO);
     ``engine`` picks explicitly. A batch size other than the export's (2) checks the dynamic
     axis. ``inputs`` (normalised ``N×3×H×W``) replaces the random batches: they are split
-    into ``batch_sizes`` chunks. The model is moved to the CPU.
+    into ``batch_sizes`` chunks. The model is moved to the CPU. ``tol`` defaults to the
+    model's float32 rounding bound (:func:`~personkit.models.numerics.fp32_tolerance`).
     """
     from personkit.inference.engines import open_export
 
@@ -187,7 +190,8 @@ def check_parity(model: nn.Module, path: str | Path, heads: Collection[str] | No
     gen = torch.Generator().manual_seed(seed)
     mean = torch.tensor(meta.mean).view(1, 3, 1, 1)
     std = torch.tensor(meta.std).view(1, 3, 1, 1)
-    report = ParityReport(batch_sizes=tuple(batch_sizes), tol=tol)
+    report = ParityReport(batch_sizes=tuple(batch_sizes),
+                          tol=fp32_tolerance(model) if tol is None else tol)
     start = 0
     for b in batch_sizes:
         if inputs is not None:
@@ -202,9 +206,8 @@ def check_parity(model: nn.Module, path: str | Path, heads: Collection[str] | No
             if r.shape != o.shape:
                 raise ValueError(f"output {name}: engine shape {o.shape} != PyTorch {r.shape}")
             diff = float(np.abs(r - o).max()) if r.size else 0.0
-            rel = diff / max(float(np.abs(r).max()) if r.size else 0.0, 1e-12)
             report.max_abs[name] = max(report.max_abs.get(name, 0.0), diff)
-            report.max_rel[name] = max(report.max_rel.get(name, 0.0), rel)
+            report.max_rel[name] = max(report.max_rel.get(name, 0.0), relative_difference(r, o))
     return report
 
 

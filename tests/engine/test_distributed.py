@@ -56,8 +56,13 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     assert [r["step"] for r in two] == [1, 2, 3, 4]  # one writer: every step once
     assert [r["dataset"] for r in two] == [r["dataset"] for r in one]
     assert {r["dataset"] for r in two} == {"pk", "random"}
+    # Losses: at step 1 the weights are equal, so the two logged means differ only by the
+    # order of the float32 sums over the batch's pixels (8 images x 64x32 terms): at most
+    # n * eps/2 relative. Later steps add the weights' gap, bounded below by 1e-3 of their
+    # displacement; to first order it moves a loss by at most 1e-3 of the loss itself.
+    rel = 8 * 64 * 32 * float(torch.finfo(torch.float32).eps) / 2 + 1e-3
     for a, b in zip(one, two, strict=True):
-        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6), (a, b)
+        assert b["loss"] == pytest.approx(a["loss"], rel=rel), (a, b)
     w1, _ = read_weights(tmp_path / "one" / "model.safetensors")
     w2, _ = read_weights(tmp_path / "two" / "model.safetensors")
     assert w1.keys() == w2.keys() == w0.keys()

@@ -31,7 +31,7 @@ rank, store, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
 torch.set_num_threads(1)
 model, query, gallery, q_rec, g_rec = setup()
-res = evaluate_reid_attributes(model, query, gallery, q_rec, g_rec, batch_size=4,
+res = evaluate_reid_attributes(model, query, gallery, q_rec, g_rec, batch_size=1,
                                progress=False)["reid"]
 json.dump({k: res[k] for k in ("mAP", "rank1", "num_valid_queries")}, open(out, "w"))
 dist.destroy_process_group()
@@ -42,7 +42,10 @@ def test_two_rank_evaluation_equals_one_process(tmp_path):
     namespace: dict = {}
     exec(_SETUP, namespace)  # noqa: S102 - the same setup code as the workers
     model, query, gallery, q_rec, g_rec = namespace["setup"]()
-    single = evaluate_reid_attributes(model, query, gallery, q_rec, g_rec, batch_size=4,
+    # Batches of one image and one thread everywhere: each embedding comes from the same
+    # kernels on the same input in both set-ups (batch shapes pick kernels), and the gathered
+    # shards are put back in record order, so the scores must be equal, not merely close.
+    single = evaluate_reid_attributes(model, query, gallery, q_rec, g_rec, batch_size=1,
                                       progress=False)["reid"]
     script = tmp_path / "worker.py"
     script.write_text(_WORKER)
@@ -55,5 +58,4 @@ def test_two_rank_evaluation_equals_one_process(tmp_path):
     for r in (0, 1):
         res = json.loads((tmp_path / f"rank{r}.json").read_text())
         assert res["num_valid_queries"] == single["num_valid_queries"] == 6
-        assert abs(res["mAP"] - single["mAP"]) < 1e-6
-        assert res["rank1"] == single["rank1"]
+        assert (res["mAP"], res["rank1"]) == (single["mAP"], single["rank1"])

@@ -102,12 +102,15 @@ def test_sigkilled_run_resumes_to_the_same_weights(tmp_path, capsys):
     resumed, _ = read_weights(run / "model.safetensors")
     expected, _ = read_weights(tmp_path / "reference" / "model.safetensors")
     assert resumed.keys() == expected.keys()
+    # Bit for bit: both runs execute the same kernels on the same values (one thread in and
+    # out of the subprocess, deterministic algorithms, the same batches from the restored
+    # sampler and RNG states), so resuming is exact on every CPU, not merely close.
     for key in expected:
-        assert torch.allclose(resumed[key], expected[key], rtol=0, atol=1e-6), key
+        assert torch.equal(resumed[key], expected[key]), key
     log, ref_log = read_log(run), read_log(tmp_path / "reference")
     assert [r["step"] for r in log] == list(range(1, 13))  # steps 9, 10 logged once
     for a, b in zip(log, ref_log, strict=True):
-        assert (a["dataset"], a["loss"]) == pytest.approx((b["dataset"], b["loss"]), abs=1e-6)
+        assert (a["dataset"], a["loss"]) == (b["dataset"], b["loss"])
     assert {r["dataset"] for r in log} == {"reid", "body"}
 
 

@@ -14,28 +14,31 @@ from personkit.cli import main
 from personkit.inference import Predictor
 from personkit.inference.engines import MissingExtraError, OnnxRuntimeEngine, require
 from personkit.inference.export import check_parity, export_onnx, export_openvino
+from personkit.models.numerics import fp32_tolerance, relative_difference
 
 BOXES = [[10, 5, 60, 110], [70, 20, 150, 118], [0, 0, 160, 120]]
 TASKS4 = ("reid", "attributes", "pose", "segmentation")
 
 
-def _rel(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(a - b).max() / max(float(np.abs(a).max()), 1e-12))
-
-
-def assert_same_results(ref, got, tol=1e-4):
-    """Same PersonResults within ``tol`` relative (keypoints: relative to the crop size)."""
+def assert_same_results(ref, got, tol):
+    """Same PersonResults within ``tol``, the model's float32 rounding bound (engines sum in
+    another order): relative for embeddings, absolute for probabilities (in [0, 1]), relative
+    to the crop size for keypoints (normalised coordinates in [0, 1], scaled by the crop).
+    An attribute label or a part pixel is an arg-max: it flips only where its two best
+    scores are closer than ``tol``; for scores spread over O(1) that is a fraction of about
+    ``tol`` (1e-4) of the pixels, ten times under the 1e-3 allowed, and no attribute here."""
     assert len(ref) == len(got)
     for r, g in zip(ref, got, strict=True):
         assert r.box == g.box and r.part_classes == g.part_classes
-        assert _rel(r.embedding, g.embedding) <= tol
+        assert relative_difference(r.embedding, g.embedding) <= tol
         for name, a in r.attributes.items():
             assert g.attributes[name].label == a.label
             assert abs(g.attributes[name].probability - a.probability) <= tol
         box_size = max(r.box[2] - r.box[0], r.box[3] - r.box[1])
-        assert np.abs(r.keypoints - g.keypoints).max() <= tol * box_size
+        assert np.abs(r.keypoints[:, :2] - g.keypoints[:, :2]).max() <= tol * box_size
+        assert np.abs(r.keypoints[:, 2] - g.keypoints[:, 2]).max() <= tol  # confidences
         assert r.parts_box == g.parts_box
-        assert (r.parts == g.parts).mean() >= 0.999  # an arg-max tie may flip a pixel
+        assert (r.parts == g.parts).mean() >= 0.999
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +56,20 @@ def ov_dir(tmp_path_factory, tiny_model, onnx_file):
 def test_onnxruntime_predictor_matches_torch(tiny_model, onnx_file, scene):
     ref = Predictor(tiny_model, flip_tta=True).predict(scene, BOXES)
     got = Predictor.from_export(onnx_file, flip_tta=True).predict(scene, BOXES)
-    assert_same_results(ref, got)
+    assert_same_results(ref, got, fp32_tolerance(tiny_model))
 
 
 def test_openvino_predictor_matches_torch(tiny_model, onnx_file, ov_dir, scene):
+    # OpenVINO runs at f32 explicitly (OpenVINOEngine's INFERENCE_PRECISION_HINT): on AMX and
+    # AVX512-BF16 CPUs its default would be bf16, whose 2^-8 rounding no float32 bound covers.
+    tol = fp32_tolerance(tiny_model)
     ref = Predictor(tiny_model).predict(scene, BOXES)
-    assert_same_results(ref, Predictor.from_export(ov_dir).predict(scene, BOXES))
+    assert_same_results(ref, Predictor.from_export(ov_dir).predict(scene, BOXES), tol)
     # OpenVINO also reads the .onnx (its metadata included) directly
-    assert_same_results(ref, Predictor.from_export(onnx_file, "openvino").predict(scene, BOXES))
+    assert_same_results(ref, Predictor.from_export(onnx_file, "openvino").predict(scene, BOXES),
+                        tol)
     report = check_parity(tiny_model, ov_dir, batch_sizes=(2, 3))
-    assert report.ok and report.worst_rel <= 1e-4, report.summary()
+    assert report.ok and report.tol == tol, report.summary()
 
 
 @pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
@@ -73,8 +80,10 @@ def test_from_checkpoint_with_engine_and_heads(tiny_checkpoint, tiny_model, engi
     r = p.predict(scene, BOXES[:1])[0]
     ref = Predictor(tiny_model, heads=["reid", "pose"]).predict(scene, BOXES[:1])[0]
     assert r.attributes is None and r.parts is None
-    assert _rel(ref.embedding, r.embedding) <= 1e-4
-    np.testing.assert_allclose(r.keypoints, ref.keypoints, atol=1e-4 * 105)
+    tol = fp32_tolerance(tiny_model)  # keypoints: relative to the 105-pixel crop
+    assert relative_difference(ref.embedding, r.embedding) <= tol
+    np.testing.assert_allclose(r.keypoints[:, :2], ref.keypoints[:, :2], rtol=0, atol=tol * 105)
+    np.testing.assert_allclose(r.keypoints[:, 2], ref.keypoints[:, 2], rtol=0, atol=tol)
 
 
 def test_head_missing_from_export_is_an_error(tmp_path, tiny_model):
@@ -100,7 +109,7 @@ def test_missing_extra_names_the_install_command(monkeypatch):
         require("openvino")
 
 
-def test_predict_cli_engines_agree(tiny_checkpoint, onnx_file, scene, tmp_path):
+def test_predict_cli_engines_agree(tiny_checkpoint, tiny_model, onnx_file, scene, tmp_path):
     cv2.imwrite(str(tmp_path / "street.png"), scene[:, :, ::-1])
     (tmp_path / "street.txt").write_text("10,5,60,110\n70,20,150,118\n")
     rows = {}
@@ -112,7 +121,7 @@ def test_predict_cli_engines_agree(tiny_checkpoint, onnx_file, scene, tmp_path):
         rows[(engine, ckpt.suffix)] = np.load(out / "embeddings.npy")
     ref = rows[("torch", tiny_checkpoint.suffix)]
     for emb in rows.values():
-        assert _rel(ref, emb) <= 1e-4
+        assert relative_difference(ref, emb) <= fp32_tolerance(tiny_model)
 
 
 # ----------------------------------------------------------------------------- int8
@@ -165,6 +174,10 @@ def test_int8_export_parity(tmp_path, tiny_model, calib_dir, fmt):
     calib = calibration_batch(calib_dir, tiny_model.meta, size=24)
     out = quantize_export(path, calib)
     report = check_int8(tiny_model, out, calib)
+    # int8 vs fp32: INT8_TOL is derived from the quantization step (see check_int8); the
+    # integer sums are exact on VNNI and AMX alike, only requantization rounding differs. The
+    # part arg-max of an untrained net sits on small logit gaps, so 80 % agreement is a
+    # sanity bound that a wrong scale or zero point (agreement ~1/20) fails.
     assert report.ok and max(report.rel_rms.values()) <= INT8_TOL, report.summary()
     assert report.parts_agreement >= 0.8
     if fmt == "onnx":  # int8 weights in the graph; the fp32-kept nodes are not quantized

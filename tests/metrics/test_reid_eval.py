@@ -166,7 +166,16 @@ def test_distance_matrix_matches_direct_formula(metric):
     out_t = compute_distance_matrix(torch.from_numpy(q).float(), torch.from_numpy(g).float(),
                                     metric)
     assert isinstance(out_t, torch.Tensor) and out_t.dtype == torch.float32
-    np.testing.assert_allclose(out_t.numpy(), expected, atol=1e-5)
+    # float32: the inputs' rounding and the D-term sums of |q|^2 + |g|^2 - 2 q.g err by at most
+    # (D + 3) u (|q|^2 + |g|^2) (u = 2^-24; for cosine the vectors are unit); the square root
+    # divides that by 2d, where d is at least the distance's own rounding.
+    u, d = 2.0 ** -24, q.shape[1]
+    scale = {"cosine": np.full(expected.shape, 2.0)}.get(
+        metric, (q ** 2).sum(1)[:, None] + (g ** 2).sum(1)[None])
+    bound = (d + 3) * u * scale
+    if metric == "euclidean":
+        bound = bound / (2 * np.maximum(expected, np.sqrt(bound)))
+    assert (np.abs(out_t.numpy() - expected) <= bound).all()
 
 
 def test_distance_matrix_is_nonnegative_for_identical_vectors_and_rejects_bad_metric():

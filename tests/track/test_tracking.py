@@ -105,6 +105,8 @@ def test_merged_attributes_are_confidence_weighted():
     assert g["confidence"] == pytest.approx(round(1.6 / 1.9, 4))
     assert g["agreement"] == pytest.approx(round(2 / 3, 4))
     unit = [np.array([f, 1.0]) / np.hypot(f, 1.0) for f in (1, 2, 3)]
+    # a float32 mean of three float32 unit vectors (components >= 0.3): each rounding is
+    # 2^-24 relative, a few of them stay well under 1e-6
     np.testing.assert_allclose(t.embedding(), np.mean(unit, axis=0), rtol=1e-6)
 
 
