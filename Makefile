@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 CORE_STAMP := $(VENV)/.installed-core-stamp
 STAMP := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.installed-test-stamp
+# pytest workers (pytest-xdist, one torch thread each; whole modules per worker)
+TEST_WORKERS ?= 2
 
 .PHONY: demo test test-all lint clean
 
@@ -29,10 +31,10 @@ demo: $(CORE_STAMP)
 	$(BIN)/personkit demo --out runs/demo
 
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 test-all: $(TEST_STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

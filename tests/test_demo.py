@@ -5,24 +5,42 @@ import json
 
 import pytest
 
+import personkit.synth
 from personkit.demo import TARGETS, ensure_world, run_demo
 
 
-def test_world_cache_is_reused_only_for_the_same_world(tmp_path):
+def test_world_cache_is_reused_only_for_the_same_world(tmp_path, monkeypatch):
     first = ensure_world(tmp_path, "tiny", 0)
     assert first["cached"] is False and first["counts"]["lip_train_images"] == 40
     again = ensure_world(tmp_path, "tiny", 0)
     assert again["cached"] is True and again["counts"] == first["counts"]
+
+    class Rebuilt(Exception):
+        """ensure_world decided to synthesise (the world itself is not rendered again)."""
+
+    def rebuild(root, preset, seed):
+        raise Rebuilt(preset, seed)
+
+    monkeypatch.setattr(personkit.synth, "synthesize", rebuild)
     marker = tmp_path / "personkit_synth.json"
-    info = json.loads(marker.read_text())
-    info["params"]["market_train_ids"] += 1  # a world rendered by an older preset definition
-    marker.write_text(json.dumps(info))
-    assert ensure_world(tmp_path, "tiny", 0)["cached"] is False
-    info = json.loads(marker.read_text())
-    info["version"] -= 1  # ... or by an older generator
-    marker.write_text(json.dumps(info))
-    assert ensure_world(tmp_path, "tiny", 0)["cached"] is False
-    assert ensure_world(tmp_path, "tiny", 1)["cached"] is False  # another seed
+    original = marker.read_text()
+
+    def older_preset(info):  # a world rendered by an older preset definition
+        info["params"]["market_train_ids"] += 1
+
+    def older_generator(info):
+        info["version"] -= 1
+
+    for change in (older_preset, older_generator):
+        info = json.loads(original)
+        change(info)
+        marker.write_text(json.dumps(info))
+        with pytest.raises(Rebuilt):
+            ensure_world(tmp_path, "tiny", 0)
+    marker.write_text(original)
+    with pytest.raises(Rebuilt, match="1"):
+        ensure_world(tmp_path, "tiny", 1)  # another seed
+    assert ensure_world(tmp_path, "tiny", 0)["cached"] is True
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ mean training pose (PCKh) and an all-background prediction (mIoU). The same run 
 """
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,6 @@ from personkit.build import build_trainer, run_evaluation
 from personkit.cli import main
 from personkit.config import load_config
 from personkit.engine.checkpoint import checkpoint_run_id, list_checkpoints
-from personkit.synth import synthesize
 from personkit.synth.presets import get_preset
 
 CONFIG = Path(__file__).resolve().parent.parent / "personkit" / "configs" / "demo.yaml"
@@ -29,13 +29,6 @@ def tiny_overrides(data_root: Path, iterations: int) -> list[str]:
     return [f"data.root={data_root}", f"model.num_ids={get_preset('tiny').market_train_ids}",
             "data.num_workers=0", f"train.iterations={iterations}", "train.checkpoint_every=0",
             "loss.seg_warmup_steps=50"]
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("world")
-    synthesize(root, "tiny", seed=0)
-    return root
 
 
 def train(world: Path, run_dir: Path, iterations: int):
@@ -52,8 +45,8 @@ def train(world: Path, run_dir: Path, iterations: int):
 
 
 @pytest.fixture(scope="module")
-def trained(world, tmp_path_factory):
-    return train(world, tmp_path_factory.mktemp("run"), ITERATIONS)
+def trained(tiny_world_dir, tmp_path_factory):
+    return train(tiny_world_dir, tmp_path_factory.mktemp("run"), ITERATIONS)
 
 
 def test_reid_beats_random_embeddings(trained):
@@ -103,18 +96,20 @@ def test_eval_cli_rejects_unknown_dataset(trained, capsys):
     assert "coco" in capsys.readouterr().err
 
 
-def test_demo_writes_report_metrics_and_figures(tmp_path):
+def test_demo_writes_report_metrics_and_figures(tmp_path, tiny_world_dir):
     from personkit.demo import run_demo
 
     overrides = [o for o in tiny_overrides(tmp_path, 4) if not o.startswith("data.root")]
-    result = run_demo(tmp_path / "demo", preset="tiny", progress=False, overrides=overrides)
     out = tmp_path / "demo"
+    shutil.copytree(tiny_world_dir, out / "data")  # the demo's world, already rendered
+    result = run_demo(out, preset="tiny", progress=False, overrides=overrides)
     report = (out / "report.md").read_text()
     assert "| ReID mAP | rank-1 | Attr. acc |" in report
     assert set(result["headline"]) == {"ReID mAP", "Attribute mean accuracy",
                                        "MPII-like PCKh@0.5", "LIP-like PCKh@0.5", "mIoU5"}
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["world"]["cached"] is False and metrics["headline"] == result["headline"]
+    assert metrics["world"]["cached"] is True and metrics["world"]["preset"] == "tiny"
+    assert metrics["headline"] == result["headline"]
     for name in ("curves.png", "predictions.png"):
         assert (out / name).stat().st_size > 1000
 

@@ -28,7 +28,7 @@ def tiny_config(train: dict[str, Any] | None = None, datasets: Sequence[dict] | 
          "input_size": [64, 32], "options": {"num_ids": 6, "images_per_id": 2}},
     ]
     return {
-        "model": {"backbone": {"name": "resnet18", "norm": "group"}, "num_ids": 8,
+        "model": {"backbone": {"name": "resnet10t", "norm": "group"}, "num_ids": 8,
                   "seg_classes": 5, "fpn_channels": 16, "seg_channels": 8,
                   "input_size": [64, 32], **model},
         "data": {"num_workers": 0, "train": list(datasets)},

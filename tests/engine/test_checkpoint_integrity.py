@@ -23,7 +23,7 @@ from personkit.engine.checkpoint import (
 )
 from personkit.models.loading import load_model
 
-_STEM = "backbone.stem.0.weight"  # the first convolution
+_STEM = "backbone.stem.0.0.weight"  # the first convolution (resnet10t's deep stem)
 
 
 def _flip_bit_in(path: Path, tensor: torch.Tensor) -> None:

@@ -164,7 +164,7 @@ def test_checkpoint_writes_are_atomic_and_keep_the_newest(tmp_path, monkeypatch)
 
 
 def test_checkpoint_of_another_architecture_lists_the_mismatched_keys(tmp_path, capsys):
-    trainer = _trainer(tmp_path / "r18")
+    trainer = _trainer(tmp_path / "r10t")
     path = trainer.save()
     other = tiny_config({"iterations": 2}, backbone={"name": "resnet34", "norm": "group"})
     wider = build_trainer(config_from_dict(other), tmp_path / "r34", progress=False)
@@ -180,7 +180,7 @@ def test_checkpoint_of_another_architecture_lists_the_mismatched_keys(tmp_path, 
     code = cli_main(["train", str(config), "--out", str(tmp_path / "r34"), "--resume", str(path),
                      "--no-progress"])
     err = capsys.readouterr().err  # the config names the difference before the weights do
-    assert code == 2 and "model.backbone.name: 'resnet18' -> 'resnet34'" in err
+    assert code == 2 and "model.backbone.name: 'resnet10t' -> 'resnet34'" in err
 
 
 def test_resume_auto_on_a_new_run_starts_fresh_and_exports_safetensors(tmp_path, capsys):

@@ -17,14 +17,20 @@ from personkit.engine.study_report import BEGIN, END, verdict
 
 REPO = Path(__file__).resolve().parents[2]
 SYNTH = REPO / "configs" / "study" / "synthetic"
+# The runner is under test, not learning: short runs on half-size crops.
+HALF = "[64, 32]"
 SMALL = ["train.iterations=20", "train.log_every=5", "train.checkpoint_every=10",
          "data.train.0.pk_p=4", "model.fpn_channels=32",
-         "model.seg_channels=16", "train.device=cpu"]
+         "model.seg_channels=16", "train.device=cpu", f"model.input_size={HALF}",
+         f"data.train.0.input_size={HALF}", f"data.eval.0.input_size={HALF}"]
+SMALL_BODY = [f"data.{part}.{i}.input_size=[48, 48]" for part in ("train", "eval")
+              for i in (1, 2)]
 
 
-def _spec(tmp_path: Path, rows: list[dict], **extra) -> Path:
+def _spec(tmp_path: Path, rows: list[dict], world: Path | None = None, **extra) -> Path:
+    """A spec on the tiny world: ``world`` (the session's, read only) or one of its own."""
     spec = {"name": "two-rows", "world": {"preset": "tiny", "seed": 0,
-                                          "dir": str(tmp_path / "world")},
+                                          "dir": str(world or tmp_path / "world")},
             "defaults": {"seeds": [0], "overrides": SMALL}, "rows": rows, **extra}
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -35,7 +41,7 @@ TWO_ROWS = [
     {"name": "reid", "label": "ReID only", "config": str(SYNTH / "reid.yaml"),
      "fig5": {"curve": "ReID only", "fraction": 1.0}},
     {"name": "multi", "label": "MTL multi-dataset", "config": str(SYNTH / "multi.yaml"),
-     "overrides": ["data.train.1.batch_size=4", "data.train.2.batch_size=4"],
+     "overrides": ["data.train.1.batch_size=4", "data.train.2.batch_size=4", *SMALL_BODY],
      "fig5": {"curve": "MTL multi-dataset", "fraction": 1.0}},
 ]
 TABLES = [{"title": "Table 6 (upper block)", "metrics": {"mAP": "market.reid.mAP",
@@ -46,8 +52,8 @@ CLAIMS = [{"claim": "MTL helps ReID", "row": "multi", "baseline": "reid",
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_two_row_study_writes_results_and_resumes(tmp_path, monkeypatch, capsys):
-    spec = _spec(tmp_path, TWO_ROWS, tables=TABLES, claims=CLAIMS)
+def test_two_row_study_writes_results_and_resumes(tmp_path, tiny_world_dir, monkeypatch, capsys):
+    spec = _spec(tmp_path, TWO_ROWS, tiny_world_dir, tables=TABLES, claims=CLAIMS)
     out, report = tmp_path / "study", tmp_path / "doc.md"
     report.write_text(f"# Doc\n\nintro\n\n{BEGIN}\nold\n{END}\n\nafter\n")
     summary = run_study(spec, out, report=report, progress=False)
@@ -221,10 +227,10 @@ RECORD_KEYS = {"row", "seed", "config_hash", "kind", "finished", "metrics", "run
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_parallel_study_records_what_a_sequential_one_would(tmp_path, capsys):
+def test_parallel_study_records_what_a_sequential_one_would(tmp_path, tiny_world_dir, capsys):
     """--jobs 2: two independent rows start together, the row built on `reid` starts only
     after it finished; the records are those of --jobs 1; a rerun skips every job."""
-    spec, out = _spec(tmp_path, PARALLEL_ROWS), tmp_path / "study"
+    spec, out = _spec(tmp_path, PARALLEL_ROWS, tiny_world_dir), tmp_path / "study"
     assert main(["study", str(spec), "--out", str(out), "--jobs", "2", "--no-progress"]) == 0
     lines = capsys.readouterr().out.splitlines()
 
@@ -258,13 +264,13 @@ def test_parallel_study_records_what_a_sequential_one_would(tmp_path, capsys):
     assert len(read_results(out / "results.jsonl")) == 3
 
 
-def test_parallel_study_stops_at_a_failed_row(tmp_path, capsys):
+def test_parallel_study_stops_at_a_failed_row(tmp_path, tiny_world_dir, capsys):
     """A failing job: nothing recorded for it, its dependents not started, exit 1 naming it
     and its log."""
     rows = [{"name": "broken", "config": str(SYNTH / "reid.yaml"),
              "init_from": str(tmp_path / "no_such_run")},
             {"name": "ft", "config": str(SYNTH / "reid.yaml"), "init_from": "{run:broken}"}]
-    spec, out = _spec(tmp_path, rows), tmp_path / "study"
+    spec, out = _spec(tmp_path, rows, tiny_world_dir), tmp_path / "study"
     assert main(["study", str(spec), "--out", str(out), "--jobs", "2", "--no-progress"]) == 1
     err = capsys.readouterr().err
     log = out / "runs" / "broken" / "seed0" / "study.log"

@@ -85,7 +85,7 @@ def test_incompatible_architecture_names_the_keys(source_run, tmp_path):
     with pytest.raises(WeightsError, match=r"shape.*heads\.id\.fc\.weight"):
         _finetune(run, tmp_path, num_ids=12, keep_untrained_heads=True)
     with pytest.raises(WeightsError, match=r"backbone\.layer"):
-        _finetune(run, tmp_path / "b", backbone={"name": "resnet10t", "norm": "group"},
+        _finetune(run, tmp_path / "b", backbone={"name": "resnet18", "norm": "group"},
                   keep_untrained_heads=True)
     with pytest.raises(FileNotFoundError, match="model.init_from"):
         _finetune(tmp_path / "nothing", tmp_path / "c", keep_untrained_heads=True)
