@@ -44,18 +44,3 @@ def test_relative_difference_is_relative_to_the_reference_and_checks_shapes():
     with pytest.raises(ValueError, match="shapes differ"):
         relative_difference(np.zeros(3), np.zeros(4))
 
-
-def test_evaluation_runs_a_channels_last_model_on_a_contiguous_copy():
-    """Scores must not depend on train.channels_last (see engine.evaluate.in_evaluation_layout):
-    the copy computes exactly what the contiguous model does; the trained model is untouched."""
-    from personkit.engine.evaluate import in_evaluation_layout
-
-    plain = _model("resnet10t")
-    assert in_evaluation_layout(plain) is plain
-    trained = _model("resnet10t").to(memory_format=torch.channels_last)
-    copy = in_evaluation_layout(trained)
-    assert copy is not trained and all(p.is_contiguous() for p in copy.parameters())
-    assert not all(p.is_contiguous() for p in trained.parameters())
-    x = torch.randn(2, 3, 64, 32, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        assert torch.equal(copy(x).embedding, plain(x).embedding)
