@@ -21,8 +21,8 @@ VARIANTS = {"torch fp32": ("torch", False), "ONNX Runtime fp32": ("onnxruntime",
 
 
 def main() -> None:
-    from personkit.build import run_evaluation
     from personkit.demo import headline
+    from personkit.engine.evaluate import run_evaluation
     from personkit.inference.engines import EngineModel
     from personkit.models.loading import load_model_and_config
     from personkit.report import to_jsonable

@@ -34,9 +34,9 @@ apply_defaults()
 
 import torch  # noqa: E402
 
-from personkit.build import build_trainer  # noqa: E402
 from personkit.config import load_config  # noqa: E402
 from personkit.demo import DEFAULT_CONFIG  # noqa: E402
+from personkit.engine.build import build_trainer  # noqa: E402
 
 PHASES = ("data", "forward", "loss", "backward", "optimizer")
 

@@ -3,79 +3,36 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from personkit.config import ConfigError, load_config, save_config
+from personkit.config import ConfigError, load_config
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from personkit.build import build_trainer, resolve_device, validate_training
-    from personkit.engine import distributed
-    from personkit.engine.preflight import check_device
-    from personkit.engine.rundir import check_out_dir, claim_run_dir, write_run_file
+    from personkit.engine.launch import train_run
 
     cfg = load_config(args.config, args.overrides)
-    check_device(cfg.train.device)
-    launcher = args.nproc > 1 and not distributed.launched_by_torchrun()
-    rank0 = launcher or int(os.environ.get("RANK", "0")) == 0
-    if rank0:  # before anything is built or written: --out and its checkpoints
-        check_out_dir(args.out)
-        args.resume = claim_run_dir(args.out, args.resume, args.overwrite)
-    if launcher:
-        validate_training(cfg, args.nproc)  # config errors stop here, before any launch
-        argv = ["train", args.config, *args.overrides, "--out", args.out]
-        argv += (["--resume", args.resume] if args.resume else []) + (
-            ["--no-progress"] if args.no_progress else [])
-        return distributed.launch(args.nproc, argv)
-    distributed.init_from_env(resolve_device(cfg.train.device))  # under torchrun
-    rank = distributed.get_rank()
-    out = Path(args.out)
-    trainer = build_trainer(cfg, out, rank, distributed.get_world_size(),
-                            progress=not args.no_progress)
-    resumed = _resume(trainer, args.resume)
-    if rank == 0:  # the run is set up: record its config and identity
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-        write_run_file(out, trainer.run_id, resumed_from=resumed and str(resumed),
-                       start_step=trainer.step)
-    history = trainer.train()
-    distributed.destroy()  # only after success: a failed rank exits and torchrun stops the rest
-    losses = [r["loss"] for r in history if "loss" in r]
-    if losses and rank == 0:
-        print(f"trained {trainer.step} steps; last loss {losses[-1]:.4f}; run dir {out}")
-    return 0
-
-
-def _resume(trainer: Any, resume: str | None) -> Path | None:
-    """``--resume auto`` (newest valid checkpoint, if any) or ``--resume PATH``; returns the
-    checkpoint resumed from. ``claim_run_dir`` has already refused other runs' folders."""
-    from personkit.engine.checkpoint import load_checkpoint
-
-    if not resume:
-        return None
-    if resume == "auto":
-        path = trainer.resume_latest()
-    else:
-        trainer.load_state_dict(load_checkpoint(resume), source=resume)
-        path = Path(resume)
-    if path and trainer.is_main:
-        print(f"resumed from {path} at step {trainer.step}")
-    return path
+    run = train_run(cfg, args.out, resume=args.resume, overwrite=args.overwrite,
+                    nproc=args.nproc, progress=not args.no_progress)
+    losses = [r["loss"] for r in run.history if "loss" in r]
+    if losses and run.trainer is not None and run.trainer.is_main:
+        print(f"trained {run.trainer.step} steps; last loss {losses[-1]:.4f}; run dir {args.out}")
+    return run.exit_code
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from personkit.build import resolve_device, run_evaluation
+    from personkit.engine.evaluate import run_evaluation
     from personkit.models.loading import load_model_and_config
     from personkit.report import all_tables, to_jsonable
+    from personkit.runtime import resolve_device
 
     _check_eval_engine_args(args)
-    model, cfg = load_model_and_config(args.checkpoint, resolve_device(args.device))
+    model, cfg = load_model_and_config(args.checkpoint, resolve_device(args.device, "--device"))
     model = _eval_engine(model, args)
     names = args.datasets.split(",") if args.datasets else None
     device = resolve_device(args.device) if args.engine == "torch" and not args.model else "cpu"
@@ -214,8 +171,9 @@ def _export_int8(model: Any, heads: list[str] | None, written: list[Path],
 def _cmd_bench(args: argparse.Namespace) -> int:
     import torch  # OpenMP's wait settings are set by main() (personkit/runtime.py)
 
-    from personkit.build import build_bench_models, model_config_of
     from personkit.inference.bench import Bench, write_report
+    from personkit.models.build import build_bench_models
+    from personkit.models.loading import model_config_of
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -575,10 +533,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"personkit {args.command}: error: {e}", file=sys.stderr)
         return 2
     except ImportError as e:  # an optional extra that is not installed (with its command)
-        from personkit.inference.engines import MissingExtraError
-        from personkit.track.deps import TrackingExtraMissing
+        from personkit.extras import MissingExtraError
 
-        if not isinstance(e, (TrackingExtraMissing, MissingExtraError)):
+        if not isinstance(e, MissingExtraError):
             raise
         print(f"personkit {args.command}: error: {e}", file=sys.stderr)
         return 2

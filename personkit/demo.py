@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 import torch
 
-from personkit.build import build_trainer, resolve_device, run_evaluation
-from personkit.config import Config, load_config, save_config
+from personkit.config import Config, load_config
 from personkit.data.datasets import read_dataset
-from personkit.engine.rundir import claim_run_dir, write_run_file
+from personkit.engine.evaluate import run_evaluation
+from personkit.engine.launch import train_run
 from personkit.report import (
     all_tables,
     plot_learning_curves,
@@ -32,6 +32,7 @@ from personkit.report import (
     summary_table,
     to_jsonable,
 )
+from personkit.runtime import resolve_device
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"  # package data
 TARGETS = {"ReID mAP": 0.70, "Attribute mean accuracy": 0.80, "MPII-like PCKh@0.5": 0.60,
@@ -149,13 +150,9 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seed: int = 0
     timings["synth"] = time.perf_counter() - start
     cfg = load_config(config or DEFAULT_CONFIG, [f"data.root={data_dir}", *overrides])
     run_dir = out / "run"
-    run_dir.mkdir(exist_ok=True)
-    claim_run_dir(run_dir, None, overwrite=True)  # an earlier demo's run is moved aside
-    save_config(cfg, run_dir / "config.yaml")
     t = time.perf_counter()
-    trainer = build_trainer(cfg, run_dir, progress=progress)
-    write_run_file(run_dir, trainer.run_id, resumed_from=None, start_step=0)
-    trainer.train()
+    trainer = train_run(cfg, run_dir, overwrite=True,  # an earlier demo's run is moved aside
+                        progress=progress).trainer
     timings["train"] = time.perf_counter() - t
     t = time.perf_counter()
     device = resolve_device(cfg.train.device)

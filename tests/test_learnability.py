@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from baselines import TrivialBaseline, majority_attributes, mean_pose
 
-from personkit.build import build_trainer, run_evaluation
+from personkit.checkpoint import checkpoint_run_id, list_checkpoints
 from personkit.cli import main
 from personkit.config import load_config
-from personkit.engine.checkpoint import checkpoint_run_id, list_checkpoints
+from personkit.engine.build import build_trainer
+from personkit.engine.evaluate import run_evaluation
 from personkit.synth.presets import get_preset
 
 CONFIG = Path(__file__).resolve().parent.parent / "personkit" / "configs" / "demo.yaml"

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import yaml
 
-from personkit.build import build_model, build_sources, read_records
 from personkit.config import ConfigError, load_config, read_raw_config
 from personkit.data.datasets.market_auto import AutoAnnotation, write_market_auto
+from personkit.engine.datasets import build_sources, read_records
+from personkit.models.build import build_model
 
 PAPER = Path(__file__).resolve().parent.parent / "configs" / "paper"
 RECIPES = sorted(p.name for p in PAPER.glob("*.yaml") if p.name != "base.yaml")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -30,10 +31,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from personkit.config import Config, DatasetConfig
 from personkit.data.constants import LIP_TO_MERGED5
 from personkit.data.dataset import PersonDataset, check_mask, collate_dropping_bad
+from personkit.data.datasets import dataset_spec
 from personkit.data.io import read_mask
 from personkit.data.records import PersonRecord
+from personkit.engine.datasets import person_dataset, read_records
 from personkit.engine.distributed import gather_arrays, get_rank, get_world_size
 from personkit.metrics import (
     LIP_UBODY_JOINTS,
@@ -280,3 +284,75 @@ def check_seg_labels(records: Sequence[PersonRecord]) -> None:
     if missing:
         raise ValueError(f"{len(missing)} records have no part mask, e.g. {missing[0]}")
 
+
+def check_eval_settings(cfg: Config) -> None:
+    """``train.eval_every`` needs ``data.eval`` sets; ``train.best_metric`` must name one of
+    them and a protocol it runs for this model (``<dataset>.<protocol>.<score>``)."""
+    if not cfg.train.eval_every:
+        return
+    if not cfg.data.eval:
+        raise ValueError("train.eval_every is set but the config has no data.eval datasets")
+    metric = cfg.train.best_metric
+    if metric is None:
+        return
+    runs = {f"{d.name}.{p}" for d in cfg.data.eval for p in eval_protocols(d, cfg.model.heads)}
+    if metric.count(".") < 2 or metric.rsplit(".", 1)[0] not in runs:
+        raise ValueError(f"train.best_metric {metric!r} must be '<dataset>.<protocol>.<score>' "
+                         f"with a dataset and protocol the evaluation runs: {sorted(runs)} "
+                         f"(e.g. market.reid.mAP, lip.parts.mIoU, mpii.pose.Mean)")
+
+
+def eval_protocols(d: DatasetConfig, heads: Sequence[str]) -> tuple[str, ...]:
+    """The protocols :func:`run_evaluation` runs on ``d`` for a model with ``heads``."""
+    if d.type != "fake" and dataset_spec(d.type).protocol == "reid":
+        return tuple(p for p, on in (
+            ("reid", "reid" in heads and (not d.tasks or "reid" in d.tasks)),
+            ("attributes", "attributes" in heads and "attributes" in d.tasks)) if on)
+    return tuple(p for p, task in (("pose", "pose"), ("parts", "segmentation"))
+                 if task in heads and task in d.tasks)
+
+
+def run_evaluation(model: MultiTaskModel, cfg: Config, names: Sequence[str] | None = None,
+                   data_root: str | Path | None = None, device: str | torch.device = "cpu",
+                   batch_size: int = 64, flip_tta: bool = True,
+                   progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Evaluate ``model`` on the ``data.eval`` entries (all, or those named) with the official
+    protocols; returns ``{dataset name: {protocol: scores}}``."""
+    if not cfg.data.eval:
+        raise ValueError("the config has no evaluation datasets (data.eval is empty): add "
+                         "data.eval entries to the run's config.yaml")
+    entries = [d for d in cfg.data.eval if names is None or d.name in names]
+    unknown = sorted(set(names or ()) - {d.name for d in cfg.data.eval})
+    if unknown:
+        raise ValueError(f"no evaluation dataset named {unknown}; the config has "
+                         f"{[d.name for d in cfg.data.eval]}")
+    data_root = data_root or cfg.data.root or None
+    model = in_evaluation_layout(model)
+    loader = {"device": device, "batch_size": batch_size, "progress": progress,
+              "num_workers": cfg.data.num_workers}
+    results: dict[str, dict[str, Any]] = {}
+    for d in entries:
+        out: dict[str, Any] = {}
+        protocols = eval_protocols(d, model.enabled)  # each only where the model has its head
+        if dataset_spec(d.type).protocol == "reid":
+            reid = "reid" in protocols
+            attrs = tuple(model.meta.attributes) if "attributes" in protocols else None
+            if reid or attrs:
+                query, gallery = (read_records(d, s, data_root) for s in ("query", "gallery"))
+                out.update(evaluate_reid_attributes(
+                    model, person_dataset(d, query, cfg, False),
+                    person_dataset(d, gallery, cfg, False), query, gallery, reid=reid,
+                    attribute_names=attrs, flip_tta=flip_tta, **loader))
+        else:
+            records = read_records(d, None, data_root)
+            dataset = person_dataset(d, records, cfg, False)
+            if "pose" in protocols:
+                out["pose"] = evaluate_pose(model, dataset, records, d.input_size,
+                                               lip=dataset_spec(d.type).protocol == "lip",
+                                               **loader)
+            if "parts" in protocols:
+                check_seg_labels(records)
+                out["parts"] = evaluate_parts(model, dataset, records, cfg.model.seg_classes,
+                                                 model.meta.part_classes, **loader)
+        results[d.name] = out
+    return results

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
+
+from personkit.checkpoint import write_text_atomic
 
 
 class RunLogger:
@@ -64,6 +65,4 @@ def truncate_log(path: Path, last_step: int) -> None:
                 kept.append(line + "\n")
         except (ValueError, KeyError, TypeError):  # a line cut short by a kill
             continue
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(kept), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(kept))

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from personkit.engine.checkpoint import save_weights
+from personkit.checkpoint import save_weights, write_text_atomic
 
 Results = Mapping[str, Mapping[str, Mapping[str, Any]]]
 
@@ -112,6 +111,4 @@ class PeriodicEvaluation:
 
 
 def _write_json(path: Path, content: Any) -> None:
-    tmp = path.with_name(f".tmp_{path.name}")
-    tmp.write_text(json.dumps(content, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(content, indent=2))

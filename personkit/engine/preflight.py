@@ -12,7 +12,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 
-import torch
 from torch.utils.data import Dataset
 
 from personkit.data.records import TASK_LABELS
@@ -93,28 +92,3 @@ def check_training_data(heads: Sequence[str],
             check_id_classes(name, dataset, num_ids)
     check_heads_trained(heads, {name: tasks for name, (_, tasks) in datasets.items()},
                         keep_untrained)
-
-
-def check_device(name: str) -> torch.device:
-    """``train.device`` (auto, cpu, cuda, cuda:N, ...) names a device this machine has."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError) as e:
-        raise ValueError(f"train.device={name!r} is not a device name (valid: auto, cpu, cuda, "
-                         f"cuda:N): {e}") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"train.device={name!r} but CUDA is not available on this machine "
-                             f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); "
-                             f"set train.device=cpu or auto")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"train.device={name!r} but only {torch.cuda.device_count()} GPUs "
-                             f"are visible")
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"train.device={name!r} but MPS is not available; set train.device=cpu")
-    elif device.type not in ("cpu", "mps"):
-        raise ValueError(f"train.device={name!r}: unsupported device type (valid: auto, cpu, "
-                         f"cuda, cuda:N, mps)")
-    return device

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from personkit.engine.checkpoint import checkpoint_run_id, list_checkpoints
+from personkit.checkpoint import checkpoint_run_id, list_checkpoints, write_text_atomic
 
 RUN_FILE = "run.json"
 
@@ -63,9 +63,7 @@ def write_run_file(run_dir: str | Path, run_id: str, **info: Any) -> None:
     """``RUN_DIR/run.json``: the run id and how this invocation started (atomic write)."""
     path = Path(run_dir) / RUN_FILE
     record = {"run_id": run_id, **info, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
 
 
 def _owner(run_dir: Path, files: list[Path]) -> str:

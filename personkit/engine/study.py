@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from personkit.config import Config, ConfigError, config_to_dict, load_config, save_config
+from personkit.runtime import resolve_device
 
 SPEC_KEYS = {"name", "description", "world", "data_root", "defaults", "rows", "tables",
              "claims"}
@@ -120,13 +121,6 @@ def _fill(text: Any, values: dict[str, Any], where: str) -> Any:
     except KeyError as e:
         raise StudyError(f"{where}: unknown placeholder {{{e.args[0]}}} in {text!r}; known: "
                          f"{sorted(values)} and {{run:ROW}}") from None
-
-
-def _default_device() -> str:
-    """``{device}`` in a spec: cuda when a GPU is visible, else cpu."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def run_dir(out: Path, row: str, seed: int) -> Path:
@@ -229,7 +223,7 @@ def _row_jobs(row: dict, name: str, values: dict, defaults: dict, base: Path, ou
     jobs = []
     for seed in seeds:
         env = {**values, "seed": seed, "study": out, "data": data_root or "",
-               "device": _default_device()}
+               "device": resolve_device("auto").type}
 
         def fill(x: Any, env: dict = env, seed: int = seed) -> Any:
             return _resolve_runs(_fill(x, env, where), out, seed, seeds_of, where)
@@ -373,32 +367,23 @@ def _prepare_run_dir(job: Job, out: Path) -> Path:
 
 def _train(job: Job, out: Path, nproc: int, progress: bool) -> dict[str, Any]:
     """Train one row (in-process or under torchrun) and evaluate its weights."""
-    from personkit.build import build_trainer, resolve_device, run_evaluation
-    from personkit.engine import distributed
-    from personkit.engine.checkpoint import list_checkpoints
+    from personkit.checkpoint import list_checkpoints
+    from personkit.engine.evaluate import run_evaluation
+    from personkit.engine.launch import train_run
     from personkit.models.loading import load_model_and_config
 
     rdir = _prepare_run_dir(job, out)
-    saved = rdir / "config.yaml"
     trained = (rdir / "model.safetensors").is_file()
     # an interrupted run goes on: its time before the interruption is in no record
     interrupted = trained or bool(list_checkpoints(rdir / "checkpoints"))
     t0 = time.perf_counter()
-    if trained:
-        pass  # trained, killed before its evaluation was recorded
-    elif nproc > 1:
-        code = distributed.launch(nproc, ["train", str(saved), "--out", str(rdir),
-                                          "--resume", "auto", "--no-progress"])
-        if code:
-            raise RuntimeError(f"row {job.row} seed {job.seed}: training failed (exit {code})")
-    else:
-        trainer = build_trainer(job.config, rdir, progress=progress)
-        resumed = trainer.resume_latest()
-        if resumed:
-            print(f"    resumed from {resumed} at step {trainer.step}")
-        trainer.train()
+    if not trained:  # (trained: killed before its evaluation was recorded)
+        run = train_run(job.config, rdir, resume="auto", nproc=nproc, progress=progress)
+        if run.exit_code:
+            raise RuntimeError(f"row {job.row} seed {job.seed}: training failed (exit "
+                               f"{run.exit_code})")
     t1 = time.perf_counter()
-    device = resolve_device(job.config.train.device)
+    device = resolve_device(job.config.train.device, "train.device")
     model, cfg = load_model_and_config(rdir, device)
     metrics = run_evaluation(model, cfg, device=device, progress=progress)
     return {"metrics": metrics, "run_dir": str(rdir), "resumed": interrupted,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from personkit.checkpoint import write_text_atomic
 from personkit.engine.study import (
     JOBS_VAR,
     Job,
@@ -35,6 +36,7 @@ from personkit.engine.study import (
     load_study,
     run_dir,
 )
+from personkit.runtime import cpu_count, cuda_device_count
 
 RECORD = "study_record.json"
 LOG = "study.log"
@@ -56,7 +58,7 @@ def slot_env(slot: int, jobs: int, environ: dict[str, str] | None = None,
     when CUDA devices are visible, ``CUDA_VISIBLE_DEVICES = slot % devices``; progress bars
     update every 10 s (``TQDM_MININTERVAL``, read by tqdm). A variable the user set is kept."""
     env = dict(os.environ if environ is None else environ)
-    cpus = cpus or _cpu_count()
+    cpus = cpus or cpu_count()
     if "OMP_NUM_THREADS" not in env:
         env["OMP_NUM_THREADS"] = str(max(1, cpus // jobs))
     if cuda_devices and jobs > 1 and "CUDA_VISIBLE_DEVICES" not in env:
@@ -67,24 +69,11 @@ def slot_env(slot: int, jobs: int, environ: dict[str, str] | None = None,
     return env
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def _cuda_devices() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
 def run_parallel(study: Study, todo: list[int], jobs: int, results_path: Path,
                  progress: bool) -> tuple[int, list[str]]:
     """Run the jobs ``todo`` (indices into ``study.jobs``) over ``jobs`` slots; returns the
     number that finished and one message per failed or not started job."""
-    cuda = _cuda_devices()
+    cuda = cuda_device_count()
     env0 = slot_env(0, jobs, cuda_devices=cuda)
     print(f"running up to {jobs} jobs at a time; each with OMP_NUM_THREADS="
           f"{env0['OMP_NUM_THREADS']}" + (f", one of {cuda} CUDA devices per slot"
@@ -248,9 +237,7 @@ def run_one_job(spec: str | Path, out: str | Path, row_seed: str, progress: bool
           f"{os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}", flush=True)
     record = _run_job(job, study.out, 1, progress)
     path = run_dir(study.out, job.row, job.seed) / RECORD
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(to_jsonable(record)) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(to_jsonable(record)) + "\n")
     print(f"{job.row} seed {job.seed}: finished in {record['seconds']['total']:.0f} s; "
           f"record {path}", flush=True)
     return path

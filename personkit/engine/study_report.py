@@ -11,8 +11,6 @@ true with the opposite sign; otherwise, or with a single seed, it is **inconclus
 
 from __future__ import annotations
 
-import os
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from personkit.runtime import cpu_description
+from personkit.runtime import describe_machine, machine_info
 
 BEGIN = "<!-- personkit study: begin results (written by `personkit study --report`) -->"
 END = "<!-- personkit study: end results -->"
@@ -174,16 +172,6 @@ def plot_fig5(study: Any, records: list[dict], path: Path) -> Path | None:
     return path
 
 
-def machine() -> str:
-    import torch
-
-    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"{cpu_description()}, {os.cpu_count()} CPU cores, "
-            f"{dev}; Python {platform.python_version()}, torch {torch.__version__}; load "
-            f"average when the report was written {load}")
-
-
 def _sharing(records: list[dict]) -> str:
     """How the runs shared the machine, from their records (``--jobs`` and torch threads)."""
     kinds: dict[tuple[int, int], int] = {}
@@ -214,7 +202,7 @@ def results_markdown(study: Any, records: list[dict], fig: str | None) -> str:
     parts = [f"Study `{study.name}` ({study.spec_path}), written by the runner on "
              f"{time.strftime('%Y-%m-%d %H:%M')}. Command: `personkit study {study.spec_path} "
              f"--out {study.out}`.", "",
-             f"* Machine: {machine()}.",
+             f"* Machine: {describe_machine(machine_info())}.",
              f"* Runs recorded: {len(records)} of {jobs}; total time {total / 60:.1f} min "
              f"(sum over runs of training + evaluation){_sharing(records)}{_resumed(records)}.",
              f"* World: {study.world or 'real data'}; data root {study.data_root}.", ""]

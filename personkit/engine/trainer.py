@@ -32,9 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from personkit.data.samplers import DatasetSchedule, EpochBatchSampler, InfiniteBatchSampler
-from personkit.engine import distributed
-from personkit.engine.checkpoint import (
+from personkit.checkpoint import (
     CheckpointError,
     check_training_state,
     list_checkpoints,
@@ -43,6 +41,8 @@ from personkit.engine.checkpoint import (
     save_checkpoint,
     save_weights,
 )
+from personkit.data.samplers import DatasetSchedule, EpochBatchSampler, InfiniteBatchSampler
+from personkit.engine import distributed
 from personkit.engine.logger import RunLogger
 from personkit.models.weights import load_strict
 
@@ -147,7 +147,7 @@ class Trainer:
     def load_state_dict(self, state: Mapping[str, Any], source: str = "checkpoint") -> None:
         """Restore a :meth:`state_dict`; model keys must match exactly (else a
         :class:`~personkit.models.WeightsError` lists the mismatched keys); a state missing a
-        part is a :class:`~personkit.engine.checkpoint.CheckpointError` naming ``source``."""
+        part is a :class:`~personkit.checkpoint.CheckpointError` naming ``source``."""
         check_training_state(state, source)
         changes = self._config_changes(state.get("config"), source)
         load_strict(getattr(self.model, "module", self.model), state["model"], source=source)
@@ -206,7 +206,7 @@ class Trainer:
 
         Unusable files (truncated, corrupt, failing their hash, missing a part) are skipped
         with a warning; if there are checkpoints but none is usable, a
-        :class:`~personkit.engine.checkpoint.CheckpointError` says so. Under DDP rank 0 picks
+        :class:`~personkit.checkpoint.CheckpointError` says so. Under DDP rank 0 picks
         the file and every rank loads that one.
         """
         folder = self.run_dir / "checkpoints"

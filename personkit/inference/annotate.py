@@ -32,12 +32,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from personkit.checkpoint import sha256_file
 from personkit.data.constants import LIP_FLIP_PAIRS, MPII_FLIP_PAIRS
 from personkit.data.datasets.market1501 import REID_SPLITS, dataset_root, read_market1501
 from personkit.data.datasets.market_auto import AutoAnnotation, write_market_auto
 from personkit.data.io import read_image
 from personkit.models import MultiTaskModel
-from personkit.models.init_from import resolve_weights_file, sha256_file
+from personkit.models.loading import load_model, resolve_model_file
 
 FORMAT_VERSION = 1
 
@@ -136,9 +137,7 @@ class _ModelRunner:
 
 
 def _load(source: str | Path, head: str, role: str) -> tuple[MultiTaskModel, Path]:
-    from personkit.models.loading import load_model
-
-    path = resolve_weights_file(source)
+    path = resolve_model_file(source)
     model = load_model(path, "cpu")
     _check(model, source, head, role)
     return model, path
@@ -175,7 +174,7 @@ def annotate_market(pose: str | Path, parts: str | Path, root: str | Path,
     market = market_image_root(root, splits)
     out = Path(out) if out is not None else market / "auto_annotations"
     pose_model, pose_path = _load(pose, "pose", "pose")
-    same = Path(pose_path).resolve() == resolve_weights_file(parts).resolve()
+    same = Path(pose_path).resolve() == resolve_model_file(parts).resolve()
     parts_model, parts_path = (pose_model, pose_path) if same else _load(parts, "segmentation",
                                                                          "parts")
     _check(parts_model, parts, "segmentation", "parts")

@@ -18,18 +18,15 @@ input size; decoding and resizing are not included):
 Eager PyTorch and ONNX Runtime (four-task, reid-only, light); on CUDA also bf16/fp16 autocast,
 channels_last and ``torch.compile`` (``reduce-overhead``, i.e. CUDA graphs). Each number is
 the median of ``repeats`` timed runs after ``warmup`` runs. The caller builds the models
-(:func:`personkit.build.build_bench_models` initialises them randomly: speed does not depend
-on the weights); bench reads no config or checkpoint itself.
+(:func:`personkit.models.build.build_bench_models` initialises them randomly: speed does not
+depend on the weights); bench reads no config or checkpoint itself.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import datetime
 import json
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -43,7 +40,7 @@ from torch import nn
 
 from personkit.inference.predictor import TASKS
 from personkit.models import MultiTaskModel
-from personkit.runtime import cpu_description
+from personkit.runtime import machine_info
 
 PAPER_GPU = {"device": "GTX 1080 Ti", "batch_1": 50.0, "batch_10": 122.0}
 SECTIONS = ("onnx", "openvino", "int8", "roofline", "separate", "heads", "light", "cuda")
@@ -250,7 +247,8 @@ class Bench:
         calibrated on random normalised batches: speed does not depend on the ranges."""
         if self.device.type != "cpu":
             return {}
-        from personkit.inference.engines import MissingExtraError, open_export
+        from personkit.extras import MissingExtraError
+        from personkit.inference.engines import open_export
         from personkit.inference.export import export_onnx, export_openvino
         from personkit.inference.quantize import quantize_export
 
@@ -390,27 +388,6 @@ def head_costs(rows: Sequence[Row]) -> list[dict[str, Any]]:
             out.append({"part": r.model, "batch": r.batch, "latency_ms": r.latency_ms,
                         "share": r.latency_ms / four.latency_ms})
     return out
-
-
-def machine_info(device: torch.device) -> dict[str, Any]:
-    """CPU model, core count, library versions, date (and the GPU when on CUDA)."""
-    info = {"cpu": cpu_description(), "nproc": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
-            "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", "(default)"),
-            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
-    try:
-        import onnxruntime
-
-        info["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        info["onnxruntime"] = None
-    if hasattr(os, "getloadavg"):  # other processes on a shared machine skew absolute numbers
-        info["load_average_1m"] = round(os.getloadavg()[0], 2)
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def _model_summary(model: MultiTaskModel) -> dict[str, Any]:

@@ -26,33 +26,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from personkit.extras import MissingExtraError as MissingExtraError  # re-exported
+from personkit.extras import require
 from personkit.models import ModelMeta, PersonOutputs
 
 ENGINES: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
 TASKS: tuple[str, ...] = ("reid", "attributes", "pose", "segmentation")
 META_KEY, HEADS_KEY = "personkit_meta", "personkit_heads"
-INSTALL = {"onnxruntime": "pip install 'personkit[export]'  (onnx + onnxruntime)",
-           "onnx": "pip install 'personkit[export]'  (onnx + onnxruntime)",
-           "openvino": "pip install 'personkit[openvino]'  (openvino + nncf)",
-           "nncf": "pip install 'personkit[openvino]'  (openvino + nncf)"}
-
-
-class MissingExtraError(ImportError):
-    """An optional dependency is not installed; the message gives the pip command."""
-
-
-def require(module: str) -> Any:
-    """Import an optional dependency, or raise :class:`MissingExtraError` with the install
-    command."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise MissingExtraError(f"{module} is not installed; install it with: "
-                                f"{INSTALL.get(module, 'pip install ' + module)}") from e
-
-
 def output_names(meta: ModelMeta, heads: Sequence[str]) -> list[str]:
     """Output names for ``heads``, in graph order (the ONNX/OpenVINO export's)."""
     names = ["embedding"] if "reid" in heads else []

@@ -37,6 +37,7 @@ from personkit.data.constants import LIP_TO_MERGED5, MERGED5_CLASSES
 from personkit.inference.engines import TASKS as TASKS  # re-exported: the tasks a predictor runs
 from personkit.inference.engines import Engine, TorchEngine, check_heads
 from personkit.models.multitask import mean_with_mirror
+from personkit.runtime import resolve_device
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -207,7 +208,7 @@ class Predictor:
                  heads: Collection[str] | None = None, *, flip_tta: bool = False,
                  merge_parts: bool = False, batch_size: int = 32, precision: str = "fp32",
                  channels_last: bool = False):
-        self.device = _check_device(device)
+        self.device = resolve_device(device)
         if precision not in PRECISIONS or (precision != "fp32" and self.device.type != "cuda"):
             raise ValueError(f"precision must be one of {PRECISIONS} (bf16/fp16 on CUDA only), "
                              f"got {precision!r} on {self.device}")
@@ -254,7 +255,7 @@ class Predictor:
                                    device=str(device), heads=heads, threads=threads, **kwargs)
         model = load_model(path, "cpu")
         if engine == "torch":
-            return cls(model, _check_device(device), heads, **kwargs)
+            return cls(model, resolve_device(device), heads, **kwargs)
         from personkit.inference.export import engine_from_model
 
         return cls(engine_from_model(model, engine, heads, str(device), threads), device, heads,
@@ -376,8 +377,3 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def _check_device(device: str | torch.device) -> torch.device:
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available on this machine")
-    return device

@@ -3,6 +3,7 @@
 from personkit.models.backbone import ResNetBackbone
 from personkit.models.multitask import (
     HEADS,
+    TASKS,
     ModelMeta,
     MultiTaskModel,
     PersonOutputs,
@@ -12,6 +13,6 @@ from personkit.models.multitask import (
 from personkit.models.weights import WeightsError, load_state_dict_file, load_strict
 
 __all__ = [
-    "HEADS", "ModelMeta", "MultiTaskModel", "PersonOutputs", "ResNetBackbone", "WeightsError",
-    "Trunk", "flip_tta_embedding", "load_state_dict_file", "load_strict",
+    "HEADS", "TASKS", "ModelMeta", "MultiTaskModel", "PersonOutputs", "ResNetBackbone",
+    "WeightsError", "Trunk", "flip_tta_embedding", "load_state_dict_file", "load_strict",
 ]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,6 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from personkit.checkpoint import sha256_file
+from personkit.models.loading import resolve_model_file
 from personkit.models.weights import WeightsError, load_state_dict_file, map_keys
 
 
@@ -65,29 +66,13 @@ class InitReport:
 
 
 def resolve_weights_file(source: str | Path) -> Path:
-    """A run directory -> its ``model.safetensors``, else its newest checkpoint; a file as is."""
-    from personkit.engine.checkpoint import list_checkpoints
-
-    path = Path(source)
-    if path.is_dir():
-        if (path / "model.safetensors").is_file():
-            return path / "model.safetensors"
-        found = list_checkpoints(path / "checkpoints")
-        if not found:
-            raise FileNotFoundError(f"model.init_from: no model.safetensors or checkpoint in "
-                                    f"run dir {path}")
-        return found[-1]
-    if not path.is_file():
-        raise FileNotFoundError(f"model.init_from: no such run directory or file: {path}")
-    return path
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """The file ``model.init_from`` names: a run directory resolves as every loader resolves
+    it (:func:`~personkit.models.loading.resolve_model_file`: ``model.safetensors``, else the
+    newest *valid* checkpoint); a file is taken as is."""
+    try:
+        return resolve_model_file(source)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"model.init_from: {e}") from None
 
 
 def _selected(key: str, include: Sequence[str], exclude: Sequence[str]) -> bool:

@@ -10,17 +10,17 @@ that loads.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from personkit.engine.checkpoint import load_checkpoint, load_latest_valid, read_weights
+from personkit.checkpoint import load_checkpoint, load_latest_valid, read_weights
+from personkit.config import Config, ModelConfig, apply_overrides, config_from_dict, load_config
+from personkit.models.build import build_model
 from personkit.models.multitask import ModelMeta, MultiTaskModel
 from personkit.models.weights import load_strict
-
-if TYPE_CHECKING:
-    from personkit.config import Config
 
 
 @dataclasses.dataclass
@@ -101,9 +101,6 @@ def load_model_and_config(path: str | Path, device: str | torch.device = "cpu",
     """Rebuild a trained model from a run directory, checkpoint or export (weights loaded
     strictly, metadata checked against the file's), in eval mode on ``device``; also returns
     the run's config."""
-    from personkit.build import build_model
-    from personkit.config import config_from_dict
-
     stored = read_model_file(path)
     source = str(stored.path)
     cfg = config_from_dict(stored.config, source=source)
@@ -117,3 +114,15 @@ def load_model_and_config(path: str | Path, device: str | torch.device = "cpu",
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> MultiTaskModel:
     """Rebuild a trained model (see :func:`load_model_and_config`)."""
     return load_model_and_config(path, device)[0]
+
+
+def model_config_of(source: str | Path | None = None,
+                    overrides: Sequence[str] = ()) -> ModelConfig:
+    """The ``model`` section of a YAML config, a checkpoint, run dir or export (its stored
+    config), or of the defaults (the paper's ResNet-50 GN at 256×128), with ``overrides``."""
+    if source is None:
+        return config_from_dict(apply_overrides({}, overrides, "<defaults>"), "<defaults>").model
+    if str(source).endswith((".yaml", ".yml")):
+        return load_config(source, overrides).model
+    raw, where = stored_config(source)
+    return config_from_dict(apply_overrides(raw, overrides, where), where).model

@@ -34,6 +34,8 @@ from personkit.models.heads import AttributeHead, IdHead, PoseHead, ReidHead, Se
 T = TypeVar("T")
 
 HEADS = ("reid", "id", "attributes", "pose", "segmentation")
+#: The heads with an output at inference (the ``id`` classifier trains the embedding only).
+TASKS = tuple(h for h in HEADS if h != "id")
 SHARING = ("single", "multi", "split")
 BRANCH_OF = {"reid": "reid", "id": "reid", "attributes": "attributes", "pose": "pose",
              "segmentation": "segmentation"}

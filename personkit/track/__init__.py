@@ -1,7 +1,7 @@
 """``personkit track``: people followed through a video with BoxMOT and personkit's embeddings,
 with what the network knows about each of them merged per track (see docs/tracking.md).
 
-Needs the optional tracking extra (BoxMOT is AGPL-3.0); :mod:`personkit.track.deps` names the
+Needs the optional tracking extra (BoxMOT is AGPL-3.0); :mod:`personkit.extras` names the
 install command when it is missing.
 """
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from personkit.track.deps import require
+from personkit.extras import require
 
 #: Headline numbers, as in MOT Challenge tables (HOTA averaged over its IoU thresholds).
 HEADLINE = ("HOTA", "DetA", "AssA", "MOTA", "IDF1", "IDSW", "MT", "ML", "FP", "FN")

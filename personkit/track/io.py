@@ -120,7 +120,7 @@ def open_video(path: str | Path, detections: str | Path) -> TrackSource:
     Raises:
         ValueError: the file cannot be opened or decoded as a video (naming it).
     """
-    from personkit.track.deps import require
+    from personkit.extras import require
 
     av = require("av")
     path = Path(path)
@@ -181,7 +181,7 @@ class VideoWriter:
     """H.264 mp4 frames with PyAV (frame size padded to even numbers for yuv420p)."""
 
     def __init__(self, path: str | Path, frame_rate: int):
-        from personkit.track.deps import require
+        from personkit.extras import require
 
         self.av = require("av")
         self.path = Path(path)

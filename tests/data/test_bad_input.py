@@ -109,7 +109,7 @@ def _market_auto(tmp: Path, pose_csv: bytes) -> Path:
 
 
 def _read_records_lip(tmp: Path) -> Any:
-    from personkit.build import read_records
+    from personkit.engine.datasets import read_records
 
     paths = _lip(tmp)
     paths["ids"].write_bytes(b"100_a\n" + LATIN1 + b"\n")
@@ -266,7 +266,7 @@ TINY = ModelConfig(backbone=BackboneConfig(name="resnet18", norm="group"),
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from personkit.build import build_model
+    from personkit.models.build import build_model
 
     torch.manual_seed(0)
     return build_model(TINY).eval()
@@ -336,8 +336,8 @@ def test_eval_checks_part_labels_like_training(tmp_path, tiny_model, shape, valu
 
 
 def test_eval_without_eval_datasets_is_an_error(tiny_model):
-    from personkit.build import run_evaluation
     from personkit.config import Config
+    from personkit.engine.evaluate import run_evaluation
 
     with pytest.raises(ValueError, match=r"data\.eval is empty"):
         run_evaluation(tiny_model, Config(model=TINY), progress=False)
@@ -347,8 +347,8 @@ def test_eval_without_eval_datasets_is_an_error(tiny_model):
 
 
 def test_training_skips_are_counted_in_the_log(tmp_path):
-    from personkit.build import build_trainer
     from personkit.config import config_from_dict
+    from personkit.engine.build import build_trainer
 
     names = [f"{pid:04d}_c{cam}s1_000{cam}51_01.jpg" for pid in (2, 7) for cam in (1, 2)]
     root = write_reid_folders(tmp_path / "market", {"bounding_box_train": names})
@@ -373,9 +373,9 @@ def test_training_skips_are_counted_in_the_log(tmp_path):
 
 
 def test_predict_skips_counts_and_reports_degenerate_boxes(tmp_path, capsys):
-    from personkit.build import build_model
     from personkit.inference import Predictor
     from personkit.inference.run import predict_source
+    from personkit.models.build import build_model
 
     torch.manual_seed(0)
     model = build_model(dataclasses.replace(TINY, heads=("reid",))).eval()
@@ -396,9 +396,9 @@ def test_predict_skips_counts_and_reports_degenerate_boxes(tmp_path, capsys):
 
 
 def test_predict_error_leaves_no_partial_results(tmp_path):
-    from personkit.build import build_model
     from personkit.inference import Predictor
     from personkit.inference.run import predict_source
+    from personkit.models.build import build_model
 
     torch.manual_seed(0)
     model = build_model(dataclasses.replace(TINY, heads=("reid",))).eval()

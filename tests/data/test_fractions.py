@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from personkit.build import build_sources, build_trainer
 from personkit.config import ConfigError, config_from_dict
 from personkit.data.fractions import keep_count, subset_records
 from personkit.data.records import PersonRecord
+from personkit.engine.build import build_trainer
+from personkit.engine.datasets import build_sources
 
 
 def _cfg(world, fraction, **extra):

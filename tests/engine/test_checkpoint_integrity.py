@@ -11,16 +11,16 @@ import pytest
 import torch
 from engine_utils import tiny_config, write_config
 
-from personkit.build import build_trainer
-from personkit.cli import main as cli_main
-from personkit.config import config_from_dict
-from personkit.engine.checkpoint import (
+from personkit.checkpoint import (
     CheckpointError,
     content_hash,
     list_checkpoints,
     load_checkpoint,
     read_weights,
 )
+from personkit.cli import main as cli_main
+from personkit.config import config_from_dict
+from personkit.engine.build import build_trainer
 from personkit.models.loading import load_model
 
 _STEM = "backbone.stem.0.0.weight"  # the first convolution (resnet10t's deep stem)

@@ -12,11 +12,11 @@ import torch
 from engine_utils import SUBPROCESS_ENV, read_log, run_personkit, tiny_config, write_config
 from torch import nn
 
-from personkit.build import build_trainer
+from personkit.checkpoint import read_weights
 from personkit.cli import main as cli_main
 from personkit.config import config_from_dict
 from personkit.engine import distributed
-from personkit.engine.checkpoint import read_weights
+from personkit.engine.build import build_trainer
 
 
 def _segmentation_config() -> dict:

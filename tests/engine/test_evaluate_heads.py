@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from personkit.build import build_model, run_evaluation
 from personkit.config import config_from_dict
+from personkit.engine.evaluate import run_evaluation
+from personkit.models.build import build_model
 
 
 def _cfg(world, heads, eval_tasks):

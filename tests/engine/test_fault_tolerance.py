@@ -11,9 +11,9 @@ import pytest
 import torch
 from engine_utils import read_log, tiny_config, write_config
 
-from personkit.build import build_trainer
 from personkit.cli import main as cli_main
 from personkit.config import config_from_dict
+from personkit.engine.build import build_trainer
 from personkit.engine.preflight import check_heads_trained, check_labels
 from personkit.engine.trainer import Trainer, TrainingError
 

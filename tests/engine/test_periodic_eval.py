@@ -7,8 +7,8 @@ import json
 import pytest
 from engine_utils import read_log
 
-from personkit.build import build_trainer, validate_training
 from personkit.config import config_from_dict
+from personkit.engine.build import build_trainer, validate_training
 from personkit.engine.periodic_eval import flatten_scores
 from personkit.models.loading import load_model_and_config
 

@@ -18,16 +18,16 @@ from engine_utils import (
     write_config,
 )
 
-from personkit.build import build_trainer
-from personkit.cli import main as cli_main
-from personkit.config import config_from_dict
-from personkit.engine import checkpoint as ckpt
-from personkit.engine.checkpoint import (
+from personkit import checkpoint as ckpt
+from personkit.checkpoint import (
     CheckpointError,
     list_checkpoints,
     load_checkpoint,
     read_weights,
 )
+from personkit.cli import main as cli_main
+from personkit.config import config_from_dict
+from personkit.engine.build import build_trainer
 from personkit.models import WeightsError
 
 # Runs `personkit train ARGS` but stops before running step PAUSE + 1 and waits to be killed,

@@ -6,10 +6,10 @@ import pytest
 import torch
 from engine_utils import read_log, tiny_config, write_config
 
-from personkit.build import build_trainer
+from personkit.checkpoint import list_checkpoints
 from personkit.cli import main as cli_main
 from personkit.config import config_from_dict
-from personkit.engine.checkpoint import list_checkpoints
+from personkit.engine.build import build_trainer
 from personkit.engine.lr import lr_factor
 from personkit.engine.trainer import ResumeError, Trainer, TrainingError
 

@@ -8,8 +8,8 @@ import json
 import torch
 from engine_utils import read_log, tiny_config, write_config
 
+from personkit.checkpoint import checkpoint_run_id, list_checkpoints, save_checkpoint
 from personkit.cli import main as cli_main
-from personkit.engine.checkpoint import checkpoint_run_id, list_checkpoints, save_checkpoint
 
 
 def _names(folder):

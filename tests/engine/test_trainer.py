@@ -6,8 +6,8 @@ import pytest
 import torch
 from engine_utils import tiny_config
 
-from personkit.build import build_trainer
 from personkit.config import config_from_dict
+from personkit.engine.build import build_trainer
 from personkit.engine.lr import lr_factor
 from personkit.models.loading import load_model
 

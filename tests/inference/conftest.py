@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from personkit.build import build_model
+from personkit.checkpoint import save_weights
 from personkit.config import BackboneConfig, Config, ModelConfig, config_to_dict
-from personkit.engine.checkpoint import save_weights
+from personkit.models.build import build_model
 
 TINY = ModelConfig(
     backbone=BackboneConfig(name="resnet18", norm="group"),

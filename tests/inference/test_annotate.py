@@ -10,13 +10,14 @@ import cv2
 import numpy as np
 import pytest
 
-from personkit.build import build_model, build_trainer, run_evaluation
+from personkit.checkpoint import save_weights, sha256_file
 from personkit.cli import main
 from personkit.config import config_from_dict, config_to_dict
 from personkit.data.io import read_mask
-from personkit.engine.checkpoint import save_weights
+from personkit.engine.build import build_trainer
+from personkit.engine.evaluate import run_evaluation
 from personkit.inference.annotate import letterbox_affine
-from personkit.models.init_from import sha256_file
+from personkit.models.build import build_model
 
 MARKET = "Market-1501-v15.09.15"
 MODEL = {"backbone": {"name": "resnet10t", "norm": "group"}, "seg_classes": 20,

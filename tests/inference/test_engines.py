@@ -11,8 +11,9 @@ import onnx
 import pytest
 
 from personkit.cli import main
+from personkit.extras import MissingExtraError, require
 from personkit.inference import Predictor
-from personkit.inference.engines import MissingExtraError, OnnxRuntimeEngine, require
+from personkit.inference.engines import OnnxRuntimeEngine
 from personkit.inference.export import check_parity, export_onnx, export_openvino
 from personkit.models.numerics import fp32_tolerance, relative_difference
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import pytest
 
-from personkit.build import build_model, read_records, run_evaluation
 from personkit.config import config_from_dict
-from personkit.engine.evaluate import _image_shape
+from personkit.engine.datasets import read_records
+from personkit.engine.evaluate import _image_shape, run_evaluation
 from personkit.inference.engines import EngineModel
+from personkit.models.build import build_model
 
 pytest.importorskip("onnxruntime")
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from personkit.build import bench_variant_configs, build_bench_models, model_config_of
 from personkit.config import ModelConfig
 from personkit.inference.bench import Bench, Row, head_costs, markdown, ratios
+from personkit.models.build import bench_variant_configs, build_bench_models
+from personkit.models.loading import model_config_of
 
 DEMO = Path(__file__).resolve().parents[2] / "personkit" / "configs" / "demo.yaml"
 

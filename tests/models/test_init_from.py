@@ -13,8 +13,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 from engine_utils import tiny_config  # noqa: E402
 
-from personkit.build import build_trainer  # noqa: E402
 from personkit.config import config_from_dict  # noqa: E402
+from personkit.engine.build import build_trainer  # noqa: E402
 from personkit.models import WeightsError  # noqa: E402
 from personkit.models.init_from import init_from  # noqa: E402
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 import yaml
 
-from personkit.build import build_model
+from personkit.checkpoint import save_checkpoint, save_weights
 from personkit.config import BackboneConfig, Config, ModelConfig, config_to_dict
-from personkit.engine.checkpoint import save_checkpoint, save_weights
+from personkit.models.build import build_model
 from personkit.models.loading import load_model, load_model_and_config, stored_config
 
 TINY = ModelConfig(backbone=BackboneConfig(name="resnet18", norm="group"),

@@ -39,8 +39,8 @@ def run_dir(tmp_path_factory):
     """A run directory of a tiny four-task model trained for a few steps on fake data."""
     from engine_utils import tiny_config
 
-    from personkit.build import build_trainer
     from personkit.config import config_from_dict
+    from personkit.engine.build import build_trainer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -1,4 +1,6 @@
-"""Checkpoint files: one dict per file, written atomically, hashed, the newest N kept.
+"""personkit's file formats: checkpoints, weight files and the atomic writes they rest on.
+
+Checkpoint files: one dict per file, written atomically, hashed, the newest N kept.
 
 A checkpoint is written to a temp file in the same folder, fsynced and renamed over its final
 name, so a process killed at any moment leaves either the complete file or none. Temp files
@@ -55,6 +57,30 @@ def content_hash(state: Any) -> str:
 
     walk(state, "")
     return digest.hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temp file in the same folder and a rename, so a
+    reader (or a process killed meanwhile) sees the old file or the new one, never a part."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp_{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def save_checkpoint(state: dict[str, Any], directory: str | Path, step: int, keep: int = 3,

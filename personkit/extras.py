@@ -1,0 +1,41 @@
+"""Optional dependencies (the ``personkit[...]`` extras): one import helper, one error.
+
+:func:`require` imports a module of an extra or raises :class:`MissingExtraError` with the
+command that installs it; the CLI prints that message instead of a traceback. BoxMOT
+(AGPL-3.0) and TrackEval are installed without their declared dependencies, which pull in a
+second OpenCV and about 500 MB that the tracker code path never imports (docs/tracking.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from types import ModuleType
+
+_EXPORT = "pip install 'personkit[export]'  (onnx + onnxruntime)"
+_OPENVINO = "pip install 'personkit[openvino]'  (openvino + nncf)"
+_TRACK = "pip install 'personkit[track]' && pip install --no-deps boxmot==25.0.0 trackeval==1.3.0"
+#: The install command of each optional top-level module.
+INSTALL: dict[str, str] = {
+    "onnx": _EXPORT, "onnxruntime": _EXPORT, "openvino": _OPENVINO, "nncf": _OPENVINO,
+    "boxmot": _TRACK, "trackeval": _TRACK, "av": _TRACK, "lap": _TRACK,
+}
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message gives the install command."""
+
+
+def require(module: str) -> ModuleType:
+    """Import ``module`` (e.g. ``onnxruntime.quantization``), or raise
+    :class:`MissingExtraError` naming it and the command that installs its extra."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        top = module.split(".")[0]
+        raise MissingExtraError(f"{module} is not installed ({e}); install it with: "
+                                f"{INSTALL.get(top, 'pip install ' + top)}") from e
+    if module == "boxmot":  # its logging set-up (INFO) runs when boxmot.utils is imported
+        importlib.import_module("boxmot.utils")
+        logging.getLogger("boxmot").setLevel(logging.WARNING)
+    return mod
