@@ -108,7 +108,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from personkit.inference.run import predict_source
     from personkit.inference.sources import open_input
 
-    heads = args.heads.split(",") if args.heads else None
+    heads = _heads(args.heads)
     predictor = Predictor.from_checkpoint(args.checkpoint, args.device, heads,
                                           engine=args.engine, threads=args.threads or None,
                                           flip_tta=args.flip_tta, merge_parts=args.merge_parts,
@@ -122,50 +122,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from personkit.inference import export
-    from personkit.models.loading import load_model
+    from personkit.inference.export import export_model
 
-    if not (args.onnx or args.openvino):
-        raise ValueError("give --onnx FILE and/or --openvino DIR")
-    if args.int8 and not args.calib_data:
-        raise ValueError("--int8 needs --calib-data ROOT (a folder of images to calibrate on)")
-    model = load_model(args.checkpoint, "cpu")
-    heads = args.heads.split(",") if args.heads else None
-    written = []
-    if args.onnx:
-        written.append(export.export_onnx(model, args.onnx, heads, opset=args.opset))
-    if args.openvino:
-        written.append(export.export_openvino(model, args.openvino, heads,
-                                              onnx_path=args.onnx or None, opset=args.opset))
-    for path in written:
-        print(f"wrote {path}")
-    ok = True
-    if not args.no_check:
-        for path in written:
-            report = export.check_parity(model, path, heads, tol=args.tol)
-            print(f"{path}:\n{report.summary()}")
-            ok &= report.ok
-    if args.int8:
-        ok &= _export_int8(model, heads, written, args)
+    ok = export_model(args.checkpoint, args.onnx, args.openvino, _heads(args.heads),
+                      opset=args.opset, tol=args.tol, check=not args.no_check, int8=args.int8,
+                      calib_data=args.calib_data, calib_size=args.calib_size)
     return 0 if ok else 1
-
-
-def _export_int8(model: Any, heads: list[str] | None, written: list[Path],
-                 args: argparse.Namespace) -> bool:
-    """int8 copies of the fp32 exports, calibrated on ``--calib-data``, with their parity."""
-    from personkit.inference import quantize
-
-    calib = quantize.calibration_batch(args.calib_data, model.meta, args.calib_size,
-                                       log=print)
-    ok = True
-    for path in written:
-        out = quantize.quantize_export(path, calib)
-        print(f"wrote {out} (int8; kept in fp32: {', '.join(quantize.FP32_PARTS)})")
-        if not args.no_check:
-            report = quantize.check_int8(model, out, calib, heads)
-            print(report.summary())
-            ok &= report.ok
-    return ok
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -295,6 +257,11 @@ def _add_track_parsers(sub: Any) -> None:
     p.add_argument("--preset", default="tiny", choices=sorted(MOT_PRESETS))
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_synth_mot)
+def _heads(text: str | None) -> list[str] | None:
+    """``--heads reid,pose`` -> ``["reid", "pose"]`` (None: every head the model has)."""
+    return text.split(",") if text else None
+
+
 def _positive_int(text: str) -> int:
     """An argparse type: an integer >= 1."""
     try:

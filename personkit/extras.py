@@ -33,7 +33,8 @@ def require(module: str) -> ModuleType:
         mod = importlib.import_module(module)
     except ImportError as e:
         top = module.split(".")[0]
-        raise MissingExtraError(f"{module} is not installed ({e}); install it with: "
+        raise MissingExtraError(f"the optional package {module!r} is not installed ({e}); "
+                                f"install it with: "
                                 f"{INSTALL.get(top, 'pip install ' + top)}") from e
     if module == "boxmot":  # its logging set-up (INFO) runs when boxmot.utils is imported
         importlib.import_module("boxmot.utils")

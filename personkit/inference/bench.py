@@ -38,8 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from personkit.inference.predictor import TASKS
-from personkit.models import MultiTaskModel
+from personkit.models import TASKS, MultiTaskModel
 from personkit.runtime import machine_info
 
 PAPER_GPU = {"device": "GTX 1080 Ti", "batch_1": 50.0, "batch_10": 122.0}
@@ -248,7 +247,7 @@ class Bench:
         if self.device.type != "cpu":
             return {}
         from personkit.extras import MissingExtraError
-        from personkit.inference.engines import open_export
+        from personkit.inference.backends import open_export
         from personkit.inference.export import export_onnx, export_openvino
         from personkit.inference.quantize import quantize_export
 

@@ -1,16 +1,10 @@
-"""ONNX export of the multi-task model with a parity check against PyTorch (ONNX Runtime).
+"""Exports of the multi-task model: ONNX (:func:`export_onnx`) and OpenVINO IR
+(:func:`export_openvino`, converted from the ONNX graph), each checked against eager PyTorch
+(:func:`check_parity`), and :func:`export_model`, what ``personkit export`` does: a checkpoint to
+fp32 files, their parity and, with int8, their quantized copies and those copies' parity.
 
-The graph takes ``images``, a normalised ``B×3×H×W`` float32 batch at the model's input size
-(mean/std and the size are stored in the ONNX metadata, key ``personkit_meta``), and returns
-named outputs, each with a dynamic batch axis:
-
-* ``embedding``: ``B×D`` ReID embedding;
-* ``attr_<name>``: ``B×C`` logits, one per attribute (e.g. ``attr_gender``);
-* ``keypoints``: ``B×16×2`` normalised (x, y), ``u = (x + 0.5) / W`` in the crop;
-* ``keypoint_scores``: ``B×16`` confidences;
-* ``parts``: ``B×C×H×W`` part logits at the input size.
-
-Outputs of heads that are off (or absent from the checkpoint) are not in the graph.
+The graph's inputs, outputs and metadata follow :mod:`personkit.inference.contract`; outputs
+of heads that are off (or absent from the checkpoint) are not in the graph.
 """
 
 from __future__ import annotations
@@ -18,7 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,55 +21,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from personkit.inference.engines import (
-    TASKS,
+from personkit.extras import require
+from personkit.inference import quantize
+from personkit.inference.backends import (
     OnnxRuntimeEngine,
     OpenVINOEngine,
-    export_metadata,
-    require,
+    open_export,
+    save_openvino,
 )
-from personkit.inference.engines import output_names as _output_names
+from personkit.inference.contract import ExportWrapper, export_metadata, output_names, select_heads
+from personkit.models.loading import load_model
 from personkit.models.numerics import fp32_tolerance, relative_difference
 
 DEFAULT_OPSET = 17
-
-
-class ExportWrapper(nn.Module):
-    """``forward(images)`` -> the tuple of outputs named by :func:`output_names`."""
-
-    def __init__(self, model: nn.Module, heads: Sequence[str]):
-        super().__init__()
-        self.model = model
-        self.heads = tuple(heads)
-        self.attribute_names = tuple(model.meta.attributes) if "attributes" in heads else ()
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.model(images, heads=self.heads)
-        result: list[torch.Tensor] = []
-        if "reid" in self.heads:
-            result.append(out.embedding)
-        result += [out.attributes[name] for name in self.attribute_names]
-        if "pose" in self.heads:
-            result += [out.keypoints, out.keypoint_scores]
-        if "segmentation" in self.heads:
-            result.append(out.parts)
-        return tuple(result)
-
-
-def resolve_heads(model: nn.Module, heads: Collection[str] | None) -> tuple[str, ...]:
-    """The exported tasks: ``heads`` (checked) or every task the model has."""
-    available = tuple(t for t in TASKS if t in model.meta.heads)
-    if heads is None:
-        return available
-    missing = [h for h in heads if h not in available]
-    if missing or not heads:
-        raise ValueError(f"cannot export heads {sorted(heads)}; this model has {available}")
-    return tuple(t for t in TASKS if t in heads)
-
-
-def output_names(model: nn.Module, heads: Sequence[str]) -> list[str]:
-    """ONNX output names for ``heads``, in graph order."""
-    return _output_names(model.meta, heads)
 
 
 @dataclass
@@ -119,9 +77,9 @@ def export_onnx(model: nn.Module, path: str | Path, heads: Collection[str] | Non
     onnx = require("onnx")
     if opset < 17:
         raise ValueError(f"opset must be >= 17, got {opset}")
-    heads = resolve_heads(model, heads)
+    heads = select_heads(heads, model.meta.heads, "this model (to export)")
     wrapper = ExportWrapper(model, heads).eval()
-    names = output_names(model, heads)
+    names = output_names(model.meta, heads)
     meta = model.meta if input_size is None else replace(model.meta,
                                                          input_size=tuple(input_size))
     h, w = meta.input_size
@@ -176,11 +134,9 @@ def check_parity(model: nn.Module, path: str | Path, heads: Collection[str] | No
     into ``batch_sizes`` chunks. The model is moved to the CPU. ``tol`` defaults to the
     model's float32 rounding bound (:func:`~personkit.models.numerics.fp32_tolerance`).
     """
-    from personkit.inference.engines import open_export
-
-    heads = resolve_heads(model, heads)
+    heads = select_heads(heads, model.meta.heads, "this model (to export)")
     wrapper = ExportWrapper(model, heads).eval().cpu()
-    names = output_names(model, heads)
+    names = output_names(model.meta, heads)
     runner = open_export(path, engine)
     got_names = [n for n in runner.outputs if n in names]
     if got_names != names:
@@ -221,7 +177,7 @@ def export_openvino(model: nn.Module, out_dir: str | Path, heads: Collection[str
     ``input_size`` as in :func:`export_onnx` (it must match ``onnx_path``'s).
     """
     ov = require("openvino")
-    heads = resolve_heads(model, heads)
+    heads = select_heads(heads, model.meta.heads, "this model (to export)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -234,26 +190,56 @@ def export_openvino(model: nn.Module, out_dir: str | Path, heads: Collection[str
         return save_openvino(ov_model, out_dir, export_metadata(meta, heads))
 
 
-def save_openvino(ov_model: Any, out_dir: Path, props: dict[str, str]) -> Path:
-    """Save an OpenVINO model as ``out_dir/model.xml`` with ``props`` in its rt_info (weights
-    are kept as they are: no fp16 compression)."""
-    import openvino as ov
-
-    for key, value in props.items():
-        ov_model.set_rt_info(value, ["personkit", key])
-    path = out_dir / "model.xml"
-    ov.save_model(ov_model, str(path), compress_to_fp16=False)
-    return path
-
-
 def engine_from_model(model: nn.Module, engine: str, heads: Collection[str] | None = None,
                       device: str = "cpu", threads: int | None = None
                       ) -> OnnxRuntimeEngine | OpenVINOEngine:
     """An ONNX Runtime or OpenVINO engine for an in-memory model, through a temporary ONNX
     export that both engines read fully into memory."""
-    from personkit.inference.engines import open_export
-
     require("onnxruntime" if engine == "onnxruntime" else "openvino")
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(model, Path(tmp) / "model.onnx", heads)
         return open_export(path, engine, device, threads)
+
+
+def export_model(model: nn.Module | str | Path, onnx: str | Path | None = None,
+                 openvino: str | Path | None = None, heads: Collection[str] | None = None, *,
+                 opset: int = DEFAULT_OPSET, tol: float | None = None, check: bool = True,
+                 int8: bool = False, calib_data: str | Path | None = None,
+                 calib_size: int = 300, log: Callable[[str], None] = print) -> bool:
+    """``personkit export``: ``model`` (or the run dir, checkpoint or weights file it names,
+    read after the arguments are checked) written to ``onnx`` and/or the OpenVINO folder
+    ``openvino``, each checked
+    against PyTorch (``check``), and with ``int8`` their int8 copies calibrated on
+    ``calib_size`` crops of ``calib_data``, with the int8 parity; returns whether every check
+    passed. Progress and reports go to ``log``."""
+    if not (onnx or openvino):
+        raise ValueError("give an ONNX file (--onnx FILE) and/or an OpenVINO folder "
+                         "(--openvino DIR)")
+    if int8 and not calib_data:
+        raise ValueError("--int8 needs --calib-data ROOT (a folder of images to calibrate on)")
+    if not isinstance(model, nn.Module):
+        model = load_model(model, "cpu")
+    written = []
+    if onnx:
+        written.append(export_onnx(model, onnx, heads, opset=opset))
+    if openvino:
+        written.append(export_openvino(model, openvino, heads, onnx_path=onnx or None,
+                                       opset=opset))
+    for path in written:
+        log(f"wrote {path}")
+    ok = True
+    if check:
+        for path in written:
+            report = check_parity(model, path, heads, tol=tol)
+            log(f"{path}:\n{report.summary()}")
+            ok &= report.ok
+    if int8:
+        calib = quantize.calibration_batch(calib_data, model.meta, calib_size, log=log)
+        for path in written:
+            out = quantize.quantize_export(path, calib)
+            log(f"wrote {out} (int8; kept in fp32: {', '.join(quantize.FP32_PARTS)})")
+            if check:
+                report = quantize.check_int8(model, out, calib, heads)
+                log(report.summary())
+                ok &= report.ok
+    return ok

@@ -4,16 +4,8 @@ Implements the inference side of Pfeiffer et al. (GCPR 2019, Fig. 1): given pers
 shared network returns a ReID embedding, the attributes, the 16 MPII joints and a part label
 map for every box.
 
-Conventions (the same as the training readers, :mod:`personkit.data.transforms`):
+Images, boxes and crops follow :mod:`personkit.inference.preprocess`. Outputs:
 
-* Images are RGB. ``uint8`` is used as is; ``uint16`` is scaled to 8 bits; floating-point
-  images are taken to be in [0, 1] (values outside are clipped). Grayscale (H×W or H×W×1)
-  becomes 3 channels and an alpha channel (H×W×4) is dropped; other layouts are a ValueError.
-* Boxes are ``x1, y1, x2, y2`` in continuous image coordinates: pixel ``i`` covers ``[i, i+1)``.
-  A box is clipped to the image; a box with no area left is a ValueError naming its index.
-* A box is resized to the model's input size (``meta.input_size``, bilinear, aspect not kept)
-  and normalised with the model's ``mean``/``std``: all preprocessing comes from the
-  checkpoint's metadata.
 * Keypoints are returned in 0-based pixel-centre coordinates of the image (integer ``x`` is the
   centre of pixel column ``x``, as in :mod:`personkit.data.records`). The model predicts
   ``u = (x_c + 0.5) / W_in`` in the crop, so ``x = x1 + u * box_w - 0.5``.
@@ -28,14 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from personkit.data.constants import LIP_TO_MERGED5, MERGED5_CLASSES
-from personkit.inference.engines import TASKS as TASKS  # re-exported: the tasks a predictor runs
-from personkit.inference.engines import Engine, TorchEngine, check_heads
+from personkit.inference.backends import ENGINES, Engine, TorchEngine, is_export, open_export
+from personkit.inference.contract import TASKS as TASKS  # re-exported: the tasks a predictor runs
+from personkit.inference.contract import attribute_output, select_heads
+from personkit.inference.preprocess import clip_boxes, crop_box, normalise, to_rgb_uint8
+from personkit.models.loading import load_model
 from personkit.models.multitask import mean_with_mirror
 from personkit.runtime import resolve_device
 
@@ -87,70 +81,6 @@ class PersonResult:
             out["part_fractions"] = {name: round(float(f), 4) for name, f
                                      in zip(self.part_classes, fractions, strict=False) if f > 0}
         return out
-
-
-def to_rgb_uint8(image: Any) -> np.ndarray:
-    """An H×W×3 ``uint8`` RGB array from any supported image (see the module docstring)."""
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise ValueError(f"expected an H×W, H×W×1, H×W×3 or H×W×4 image, got shape "
-                         f"{image.shape}")
-    image = image[:, :, :3]
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"empty image of shape {image.shape}")
-    if image.dtype == np.uint8:
-        return np.ascontiguousarray(image)
-    if image.dtype == np.uint16:
-        return (image // 257).astype(np.uint8)
-    if np.issubdtype(image.dtype, np.floating):
-        return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    raise ValueError(f"unsupported image dtype {image.dtype}: use uint8, uint16 or float in [0, 1]")
-
-
-def clip_boxes(boxes: Any, width: int, height: int) -> np.ndarray:
-    """``N×4`` float64 boxes clipped to a ``width×height`` image.
-
-    Raises:
-        ValueError: a malformed box array, or a box without area after clipping (by index).
-    """
-    boxes = np.asarray(boxes, dtype=np.float64)
-    if boxes.size == 0:
-        return np.zeros((0, 4))
-    if boxes.ndim != 2 or boxes.shape[1] < 4:
-        raise ValueError(f"boxes must be N×4 (x1, y1, x2, y2), got shape {boxes.shape}")
-    boxes = boxes[:, :4].copy()
-    if not np.isfinite(boxes).all():
-        raise ValueError(f"box {int(np.argwhere(~np.isfinite(boxes))[0, 0])} is not finite")
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
-    empty = (boxes[:, 2] - boxes[:, 0] <= 0) | (boxes[:, 3] - boxes[:, 1] <= 0)
-    if empty.any():
-        i = int(np.argmax(empty))
-        raise ValueError(f"box {i} has no area inside the {width}×{height} image after clipping "
-                         f"(x1, y1, x2, y2 = {boxes[i].round(2).tolist()})")
-    return boxes
-
-
-def crop_matrix(box: Sequence[float], output_size: tuple[int, int]) -> np.ndarray:
-    """2×3 matrix from image pixel centres to crop pixel centres: the box fills the output.
-
-    ``x_c = (x + 0.5 - x1) * W / box_w - 0.5`` (and the same for y).
-    """
-    x1, y1, x2, y2 = (float(v) for v in box[:4])
-    h, w = output_size
-    sx, sy = w / (x2 - x1), h / (y2 - y1)
-    return np.array([[sx, 0.0, (0.5 - x1) * sx - 0.5], [0.0, sy, (0.5 - y1) * sy - 0.5]])
-
-
-def crop_box(image: np.ndarray, box: Sequence[float], output_size: tuple[int, int]) -> np.ndarray:
-    """The box resized to ``output_size`` (H, W), bilinear, as in the training readers."""
-    h, w = output_size
-    return cv2.warpAffine(image, crop_matrix(box, output_size), (w, h), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
 
 
 def keypoints_to_image(coords: np.ndarray, box: Sequence[float]) -> np.ndarray:
@@ -222,7 +152,7 @@ class Predictor:
         self.engine: Engine = model
         self.meta = model.meta
         source = "this model" if model.name == "torch" else f"this {model.name} export"
-        self.heads = check_heads(heads, model.heads, source)
+        self.heads = select_heads(heads, model.heads, source)
         self.flip_tta, self.batch_size, self.precision = flip_tta, batch_size, precision
         self.channels_last = channels_last
         self.part_classes = tuple(self.meta.part_classes)
@@ -242,9 +172,6 @@ class Predictor:
         Raises:
             FileNotFoundError: ``path`` does not exist.
         """
-        from personkit.inference.engines import ENGINES, is_export
-        from personkit.models.loading import load_model
-
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -268,8 +195,6 @@ class Predictor:
         """A predictor for a ``personkit export`` file: ``.onnx`` (ONNX Runtime, or OpenVINO
         with ``engine="openvino"``) or an OpenVINO ``model.xml`` or its folder. The file's
         metadata gives the input size, mean/std, names and heads."""
-        from personkit.inference.engines import open_export
-
         return cls(open_export(path, engine, device, threads), device, heads, **kwargs)
 
     @property
@@ -344,21 +269,14 @@ class Predictor:
         return r
 
 
-def normalise(crops: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """``B×H×W×3`` uint8 RGB crops -> normalised ``B×3×H×W`` float32 (``(x/255 - mean)/std``)."""
-    x = crops.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
-    mean_ = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
-    std_ = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
-    return np.ascontiguousarray((x - mean_) / std_)
-
-
 def decode_outputs(raw: dict[str, np.ndarray], meta: Any) -> dict[str, Any]:
     """Engine outputs (export names) -> :meth:`Predictor.forward`'s: attribute softmax
     probabilities and part labels (the arg-max of the logits unless the engine gave labels)."""
     result: dict[str, Any] = {}
     if "embedding" in raw:
         result["embedding"] = np.asarray(raw["embedding"], np.float32)
-    attributes = {name: raw[f"attr_{name}"] for name in meta.attributes if f"attr_{name}" in raw}
+    attributes = {name: raw[attribute_output(name)] for name in meta.attributes
+                  if attribute_output(name) in raw}
     if attributes:
         result["attributes"] = {k: _softmax(v) for k, v in attributes.items()}
     if "keypoints" in raw:

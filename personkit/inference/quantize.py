@@ -20,7 +20,20 @@ import cv2
 import numpy as np
 from torch import nn
 
-from personkit.inference.engines import require
+from personkit.extras import require
+from personkit.inference.backends import (
+    open_export,
+    openvino_xml,
+    read_openvino_metadata,
+    save_openvino,
+)
+from personkit.inference.contract import (
+    ExportWrapper,
+    export_metadata,
+    output_names,
+    select_heads,
+)
+from personkit.inference.preprocess import crop_box, normalise
 
 #: Human-readable list of the parts kept in fp32 (printed by ``personkit export --int8``).
 FP32_PARTS = ("pose 1x1 conv + soft-argmax", "segmentation logits conv + upsampling",
@@ -46,8 +59,6 @@ def calibration_batch(root: str | Path, meta: Any, size: int = 300, seed: int = 
         FileNotFoundError: ``root`` does not exist.
         ValueError: no colour images under ``root``, or ``size < 1``.
     """
-    from personkit.inference.predictor import crop_box, normalise
-
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"calibration folder not found: {root}")
@@ -136,9 +147,6 @@ def quantize_openvino(path: Path, out: Path, calib: np.ndarray, keep_fp32: Seque
     every non-``INT8_OPS`` op are ignored)."""
     ov = require("openvino")
     nncf = require("nncf")
-    from personkit.inference.engines import openvino_xml, read_openvino_metadata
-    from personkit.inference.export import export_metadata, save_openvino
-
     xml = openvino_xml(path)
     model = ov.Core().read_model(str(xml))
     meta, heads = read_openvino_metadata(model, str(xml))
@@ -195,17 +203,14 @@ def check_int8(model: nn.Module, path: str | Path, calib: np.ndarray,
     """
     import torch
 
-    from personkit.inference.engines import open_export
-    from personkit.inference.export import ExportWrapper, output_names, resolve_heads
-
-    heads = resolve_heads(model, heads)
+    heads = select_heads(heads, model.meta.heads, "this model (to compare)")
     x = np.ascontiguousarray(calib[:count])
     with torch.inference_mode():
         ref = [t.float().numpy() for t in ExportWrapper(model, heads).eval().cpu()(
             torch.from_numpy(x))]
     got = open_export(path).run(x, heads)
     report = Int8Report(tol=tol)
-    for name, r in zip(output_names(model, heads), ref, strict=True):
+    for name, r in zip(output_names(model.meta, heads), ref, strict=True):
         err = float(np.linalg.norm(got[name] - r) / max(float(np.linalg.norm(r)), 1e-12))
         report.rel_rms[name] = err
     if "parts" in got:

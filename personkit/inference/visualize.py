@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 
 from personkit.data.constants import MPII_SKELETON
-from personkit.inference.predictor import PersonResult, to_rgb_uint8
+from personkit.inference.predictor import PersonResult
+from personkit.inference.preprocess import to_rgb_uint8
 
 Colour = tuple[int, int, int]
 FEMALE: Colour = (255, 0, 255)  # magenta

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from personkit.extras import require
-from personkit.inference.predictor import PersonResult, Predictor, clip_boxes, to_rgb_uint8
+from personkit.inference.predictor import PersonResult, Predictor
+from personkit.inference.preprocess import clip_boxes, to_rgb_uint8
 from personkit.track.merge import TrackObservation, TrackSummary, l2_normalise
 
 #: BoxMOT trackers: appearance-capable ones take embeddings, ByteTrack/OcSort never do.

@@ -9,7 +9,8 @@ from torch import nn
 
 from personkit.data.constants import MERGED5_CLASSES
 from personkit.inference import AttributePrediction, PersonResult, Predictor
-from personkit.inference.predictor import crop_box, crop_matrix, keypoints_to_image
+from personkit.inference.predictor import keypoints_to_image
+from personkit.inference.preprocess import crop_box, crop_matrix
 from personkit.models import ModelMeta, PersonOutputs
 from personkit.models.numerics import fp32_tolerance, relative_difference
 

@@ -1,0 +1,238 @@
+"""The backends that run a model: eager PyTorch, ONNX Runtime and OpenVINO, behind one
+interface so that pre- and post-processing are shared (:class:`Engine`).
+
+A backend takes a normalised ``B×3×H×W`` float32 batch at the model's input size and returns
+the raw network outputs under the contract's names (:mod:`personkit.inference.contract`);
+the torch backend gives the part arg-max (``part_labels``, ``uint8``, taken on the device)
+instead of logits. Every backend knows the model's :class:`~personkit.models.ModelMeta` and
+the tasks it can run: an exported file carries both, so no config is needed. The OpenVINO IR's
+metadata is read and written here too (:func:`read_openvino_metadata`, :func:`save_openvino`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from personkit.extras import require
+from personkit.inference.contract import (
+    HEADS_KEY,
+    META_KEY,
+    TASKS,
+    named_outputs,
+    output_names,
+    parse_metadata,
+)
+from personkit.models import ModelMeta
+
+ENGINES: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
+
+
+def spin_default() -> bool:
+    """Busy-wait worker threads only when the user chose ``OMP_WAIT_POLICY=ACTIVE``: on a shared
+    CPU, spinning threads steal the other processes' time (see :mod:`personkit.runtime`)."""
+    return os.environ.get("OMP_WAIT_POLICY", "").upper() == "ACTIVE"
+
+
+class Engine(Protocol):
+    """What :class:`~personkit.inference.Predictor` needs from an engine."""
+
+    name: str
+    meta: ModelMeta
+    heads: tuple[str, ...]
+
+    def run(self, images: np.ndarray, heads: Sequence[str]) -> dict[str, np.ndarray]:
+        """Raw outputs for a normalised ``B×3×H×W`` float32 batch."""
+        ...
+
+
+# ----------------------------------------------------------------------------- torch
+
+
+class TorchEngine:
+    """Eager PyTorch: the model itself, on any device, fp32 or CUDA autocast."""
+
+    name = "torch"
+
+    def __init__(self, model: nn.Module, device: torch.device, precision: str = "fp32",
+                 channels_last: bool = False):
+        self.meta = model.meta
+        self.heads = tuple(t for t in TASKS if t in self.meta.heads)
+        self.device, self.precision, self.channels_last = device, precision, channels_last
+        self.model = model.to(device).eval()
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def run(self, images: np.ndarray, heads: Sequence[str]) -> dict[str, np.ndarray]:
+        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            out = self.model(x, heads=tuple(heads))
+        named = named_outputs(out, self.meta, heads)
+        parts = named.pop("parts", None)
+        result = {name: t.float().cpu().numpy() for name, t in named.items()}
+        if parts is not None:  # the arg-max on the device: labels, not logits, cross to numpy
+            result["part_labels"] = parts.argmax(dim=1).to(torch.uint8).cpu().numpy()
+        return result
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- ONNX Runtime
+
+
+class OnnxRuntimeEngine:
+    """ONNX Runtime on an exported ``.onnx`` file (CPU; CUDA provider first on ``cuda``).
+
+    Args:
+        path: the ``.onnx`` file written by ``personkit export``.
+        device: ``cpu`` or ``cuda``.
+        threads: intra-op threads (default: ONNX Runtime's, one per physical core).
+        spin: let idle worker threads busy-wait (default: only with ``OMP_WAIT_POLICY=ACTIVE``).
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None,
+                 spin: bool | None = None):
+        ort = require("onnxruntime")
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {self.path}")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        if not (spin_default() if spin is None else spin):
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = ["CPUExecutionProvider"]
+        if device == "cuda":
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.meta, self.heads = parse_metadata(props, str(self.path))
+        self.input_name = self.session.get_inputs()[0].name
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def run(self, images: np.ndarray, heads: Sequence[str]) -> dict[str, np.ndarray]:
+        names = [n for n in output_names(self.meta, heads) if n in self.outputs]
+        got = self.session.run(names, {self.input_name: np.ascontiguousarray(images)})
+        return dict(zip(names, got, strict=True))
+
+
+# ----------------------------------------------------------------------------- OpenVINO
+
+
+def openvino_xml(path: str | Path) -> Path:
+    """The ``.xml`` of an OpenVINO export: the file itself, or ``model.xml`` in a folder."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.xml"
+    if not path.is_file():
+        raise FileNotFoundError(f"OpenVINO model not found: {path} (expected the .xml written "
+                                f"by `personkit export --openvino DIR`, or that folder)")
+    return path
+
+
+def read_openvino_metadata(model: Any, source: str) -> tuple[ModelMeta, tuple[str, ...]]:
+    """Metadata from an OpenVINO model's ``rt_info`` (``personkit/<key>``) or, for a model read
+    from ONNX, from the ONNX ``metadata_props`` OpenVINO keeps under ``framework``."""
+    props: dict[str, str] = {}
+    for key in (META_KEY, HEADS_KEY):
+        for path in (["personkit", key], ["framework", key]):
+            if model.has_rt_info(path):
+                props[key] = model.get_rt_info(path).astype(str)
+                break
+    return parse_metadata(props, source)
+
+
+def save_openvino(ov_model: Any, out_dir: Path, props: dict[str, str]) -> Path:
+    """Save an OpenVINO model as ``out_dir/model.xml`` with ``props`` in its rt_info (weights
+    are kept as they are: no fp16 compression)."""
+    ov = require("openvino")
+
+    for key, value in props.items():
+        ov_model.set_rt_info(value, ["personkit", key])
+    path = out_dir / "model.xml"
+    ov.save_model(ov_model, str(path), compress_to_fp16=False)
+    return path
+
+
+
+class OpenVINOEngine:
+    """OpenVINO on the CPU, from an OpenVINO export (``.xml`` or its folder) or an ``.onnx``.
+
+    Args:
+        path: ``personkit export --openvino DIR`` output (the folder or ``model.xml``) or a
+            personkit ``.onnx`` file.
+        threads: inference threads (default: OpenVINO's, one per core).
+        precision: ``f32`` (default: exact, also on CPUs where OpenVINO would pick bf16) or
+            ``bf16``.
+    """
+
+    name = "openvino"
+
+    def __init__(self, path: str | Path, threads: int | None = None, precision: str = "f32"):
+        ov = require("openvino")
+        path = Path(path)
+        self.path = path if path.suffix == ".onnx" and path.is_file() else openvino_xml(path)
+        core = ov.Core()
+        model = core.read_model(str(self.path))
+        self.meta, self.heads = read_openvino_metadata(model, str(self.path))
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision,
+                                  "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.compiled = core.compile_model(model, "CPU", config)
+        # a tensor may have several names (the ONNX output's and its producer's): pick ours
+        known = output_names(self.meta, TASKS)
+        self.ports = {}
+        for port in self.compiled.outputs:
+            ours = [n for n in port.get_names() if n in known]
+            if ours:
+                self.ports[ours[0]] = port
+        self.outputs = [n for n in known if n in self.ports]
+        self.request = self.compiled.create_infer_request()
+
+    def run(self, images: np.ndarray, heads: Sequence[str]) -> dict[str, np.ndarray]:
+        names = [n for n in output_names(self.meta, heads) if n in self.outputs]
+        got = self.request.infer([np.ascontiguousarray(images)])
+        return {n: np.array(got[self.ports[n]]) for n in names}
+
+
+def open_export(path: str | Path, engine: str | None = None, device: str = "cpu",
+                threads: int | None = None) -> OnnxRuntimeEngine | OpenVINOEngine:
+    """An engine for an exported file: ``.onnx`` runs on ONNX Runtime (or OpenVINO if asked),
+    an OpenVINO ``.xml`` or export folder on OpenVINO."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"exported model not found: {path}")
+    if engine is None:
+        engine = "onnxruntime" if path.suffix == ".onnx" else "openvino"
+    if engine == "onnxruntime":
+        if path.suffix != ".onnx":
+            raise ValueError(f"engine 'onnxruntime' needs an .onnx file, got {path}")
+        return OnnxRuntimeEngine(path, device, threads)
+    if engine == "openvino":
+        if device != "cpu":
+            raise ValueError(f"engine 'openvino' runs on the CPU here, got device {device!r}")
+        return OpenVINOEngine(path, threads)
+    raise ValueError(f"engine must be one of {ENGINES[1:]} for an exported file, got {engine!r}")
+
+
+def is_export(path: str | Path) -> bool:
+    """Whether ``path`` is an exported model rather than a checkpoint or run directory."""
+    path = Path(path)
+    return path.suffix in (".onnx", ".xml") or (path.is_dir() and (path / "model.xml").is_file())
