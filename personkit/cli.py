@@ -1,265 +1,25 @@
-"""The ``personkit`` command line: thin subcommands that parse, build and call."""
+"""The ``personkit`` command line: each subcommand declares its options next to the function
+that runs it, and that function calls one function of the package (the pipelines live there,
+not here) and prints what it returns; errors become one line on stderr."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from personkit.config import ConfigError, load_config
 
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from personkit.engine.launch import train_run
-
-    cfg = load_config(args.config, args.overrides)
-    run = train_run(cfg, args.out, resume=args.resume, overwrite=args.overwrite,
-                    nproc=args.nproc, progress=not args.no_progress)
-    losses = [r["loss"] for r in run.history if "loss" in r]
-    if losses and run.trainer is not None and run.trainer.is_main:
-        print(f"trained {run.trainer.step} steps; last loss {losses[-1]:.4f}; run dir {args.out}")
-    return run.exit_code
-
-
-def _cmd_eval(args: argparse.Namespace) -> int:
-    import json
-
-    from personkit.engine.evaluate import run_evaluation
-    from personkit.models.loading import load_model_and_config
-    from personkit.report import all_tables, to_jsonable
-    from personkit.runtime import resolve_device
-
-    _check_eval_engine_args(args)
-    model, cfg = load_model_and_config(args.checkpoint, resolve_device(args.device, "--device"))
-    model = _eval_engine(model, args)
-    names = args.datasets.split(",") if args.datasets else None
-    device = resolve_device(args.device) if args.engine == "torch" and not args.model else "cpu"
-    results = run_evaluation(model, cfg, names, args.data_root, device=device,
-                             batch_size=args.batch_size, flip_tta=not args.no_flip)
-    print(all_tables(results))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(to_jsonable(results), indent=2))
-        print(f"wrote {args.out}")
-    return 0
-
-
-def _check_eval_engine_args(args: argparse.Namespace) -> None:
-    if args.int8 and (args.engine == "torch" or args.model):
-        raise ValueError("--int8 quantizes the checkpoint for --engine onnxruntime or openvino; "
-                         "to evaluate an int8 file already written, give it with --model")
-    if args.int8 and not args.calib_data:
-        raise ValueError("--int8 needs --calib-data ROOT (a folder of images to calibrate on)")
-
-
-def _eval_engine(model: Any, args: argparse.Namespace) -> Any:
-    """The model, or an :class:`EngineModel` running ``--model FILE`` / ``--engine`` (and
-    ``--int8``) that the evaluation code takes for the model."""
-    from personkit.inference.engines import EngineModel
-
-    if args.model:
-        return EngineModel.from_export(args.model, None if args.engine == "torch" else
-                                       args.engine, threads=args.threads or None)
-    if args.engine == "torch":
-        return model
-    return EngineModel.from_model(model, args.engine, int8=args.int8, calib_data=args.calib_data,
-                                  calib_size=args.calib_size, threads=args.threads or None,
-                                  log=print)
-
-
-def _cmd_annotate(args: argparse.Namespace) -> int:
-    from personkit.inference.annotate import annotate_market
-
-    summary = annotate_market(args.pose, args.parts, args.root, args.out,
-                              splits=args.splits.split(","), flip=args.flip, force=args.force,
-                              batch_size=args.batch_size, device=args.device,
-                              progress=not args.no_progress)
-    state = "unchanged (already up to date)" if summary.unchanged else "written"
-    print(f"{summary.images} crops annotated -> {summary.out} ({state})")
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from personkit.demo import TARGETS, run_demo
-
-    result = run_demo(args.out, args.preset, args.seed, args.config, args.overrides)
-    print(f"\nreport: {result['report']}")
-    for name, value in result["headline"].items():
-        shown = "n/a" if value is None else f"{value:.3f}"
-        print(f"  {name:<26} {shown}  (target >= {TARGETS[name]:.2f})")
-    print(f"  total time {result['timings']['total']:.0f} s")
-    return 0
-
-
-def _cmd_synth(args: argparse.Namespace) -> int:
-    from personkit.synth import synthesize
-
-    summary = synthesize(args.out, args.preset, args.seed)
-    for key, value in summary.counts.items():
-        print(f"  {key:<28} {value}")
-    print(f"wrote {args.out} ({summary.seconds:.1f} s)")
-    return 0
-
-
-def _cmd_predict(args: argparse.Namespace) -> int:
-    from personkit.inference import Predictor
-    from personkit.inference.run import predict_source
-    from personkit.inference.sources import open_input
-
-    heads = _heads(args.heads)
-    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, heads,
-                                          engine=args.engine, threads=args.threads or None,
-                                          flip_tta=args.flip_tta, merge_parts=args.merge_parts,
-                                          batch_size=args.batch_size)
-    source = open_input(args.input, args.boxes, args.mot_source, args.min_score)
-    summary = predict_source(predictor, source, args.out, vis=not args.no_vis,
-                             save_parts=args.save_parts, progress=not args.no_progress)
-    print(f"{summary['boxes']} boxes from {summary['images']} images ({source.kind} input) "
-          f"-> {args.out}")
-    return 0
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    from personkit.inference.export import export_model
-
-    ok = export_model(args.checkpoint, args.onnx, args.openvino, _heads(args.heads),
-                      opset=args.opset, tol=args.tol, check=not args.no_check, int8=args.int8,
-                      calib_data=args.calib_data, calib_size=args.calib_size)
-    return 0 if ok else 1
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    import torch  # OpenMP's wait settings are set by main() (personkit/runtime.py)
-
-    from personkit.inference.bench import Bench, write_report
-    from personkit.models.build import build_bench_models
-    from personkit.models.loading import model_config_of
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model, variants = build_bench_models(model_config_of(args.source, args.set or ()))
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    skip = args.skip.split(",") if args.skip else ()
-    bench = Bench(model, variants, args.device, batch_sizes, args.warmup, args.repeats, skip,
-                  log=lambda line: print(line, flush=True),
-                  command="personkit " + " ".join(sys.argv[1:]))
-    report = bench.run(args.out)
-    json_path, md_path = write_report(report, args.out)
-    print(md_path.read_text(encoding="utf-8"), end="")
-    print(f"wrote {json_path} and {md_path}")
-    return 0
-
-
-# ----------------------------------------------------------------- tracking (docs/tracking.md)
-
-
-def _cmd_track(args: argparse.Namespace) -> int:
-    import json
-
-    from personkit.inference import Predictor
-    from personkit.track import Tracker
-    from personkit.track.io import open_track_source
-    from personkit.track.run import track_source
-
-    source = open_track_source(args.source, args.detections, args.mot_source)
-    predictor = Predictor.from_checkpoint(args.run, args.device, batch_size=args.batch_size,
-                                          merge_parts=args.merge_parts)
-    tracker = Tracker(predictor, args.tracker, args.embeddings, frame_rate=source.frame_rate,
-                      seed=args.seed, tracker_kwargs=dict(args.tracker_arg))
-    out = Path(args.out)
-    summary = track_source(tracker, source, out, video_out=args.video_out,
-                           png_frames=args.png_frames, save_parts=args.save_parts,
-                           keypoints=args.keypoints, progress=not args.no_progress)
-    fps = summary["fps"]
-    print(f"{summary['tracks']} tracks over {summary['frames']} frames -> {out} "
-          f"({fps['total']:.1f} frames/s; network {fps['network']:.1f}, tracker "
-          f"{fps['tracker']:.1f})")
-    if args.eval:
-        from personkit.track.evaluate import evaluate_mot, format_metrics
-
-        gt = source.seq_dir / "gt" / "gt.txt" if source.seq_dir else None
-        if gt is None or not gt.is_file():
-            raise FileNotFoundError(f"--eval needs ground truth: {gt or 'a MOT sequence folder'}"
-                                    f" not found")
-        summary["metrics"] = evaluate_mot(gt, summary["results"], len(source), source.name)
-        (out / "metrics.json").write_text(json.dumps(summary["metrics"], indent=1))
-        print(format_metrics(summary["metrics"]))
-    if args.gallery:
-        from personkit.track.gallery import match_gallery
-
-        tracks = [(s.track_id, e) for s in tracker.summaries() if (e := s.embedding()) is not None]
-        matches = match_gallery(tracks, args.gallery, args.match_threshold)
-        (out / "gallery_matches.json").write_text(json.dumps(matches, indent=1))
-        for m in matches:
-            hit = m["match"]
-            print(f"  track {m['track_id']}: " + (f"matches {hit['name']} (distance "
-                  f"{hit['distance']:.3f})" if hit else "no match (nearest "
-                  f"{m['nearest'][0]['distance']:.3f})" if m["nearest"] else "no match"))
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    return 0
-
-
-def _cmd_synth_mot(args: argparse.Namespace) -> int:
-    from personkit.synth.mot import write_mot_sequence
-
-    seq = write_mot_sequence(args.out, args.preset, args.seed)
-    print(f"wrote MOT sequence {seq} (img1/, gt/gt.txt, det/det.txt, seqinfo.ini)")
-    return 0
-
-
-def _tracker_arg(text: str) -> tuple[str, Any]:
-    from personkit.track.tracker import parse_tracker_arg
-
-    try:
-        return parse_tracker_arg(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _add_track_parsers(sub: Any) -> None:
-    from personkit.synth.mot import MOT_PRESETS
-
-    p = sub.add_parser("track", help="follow people through a MOT sequence or a video; "
-                       "attributes, pose, parts and an embedding per track (needs [track])")
-    p.add_argument("run", help="run directory, .pt checkpoint or .safetensors export")
-    p.add_argument("source", help="MOT sequence folder (img1/ + det/det.txt or gt/gt.txt), or "
-                   "a video file with --detections")
-    p.add_argument("--out", required=True, help="output folder (results.txt, tracks.json, ...)")
-    p.add_argument("--detections", default=None, help="video input: MOT-format det.txt")
-    p.add_argument("--mot-source", default="auto", choices=("auto", "det", "gt"))
-    p.add_argument("--tracker", default="botsort",
-                   choices=("deepocsort", "botsort", "bytetrack", "ocsort"))
-    p.add_argument("--embeddings", default="personkit", choices=("personkit", "none", "random"),
-                   help="appearance: the network's, none (motion only) or random (control)")
-    p.add_argument("--gallery", default=None, help="bank of earlier tracks (gallery.json or "
-                   ".npy written by a previous run) to match this run's tracks against")
-    p.add_argument("--match-threshold", type=float, default=0.3, help="max cosine distance")
-    p.add_argument("--eval", action="store_true", help="HOTA/IDF1/MOTA with TrackEval "
-                   "against gt/gt.txt; prints and writes metrics.json")
-    p.add_argument("--video-out", action="store_true", help="write an annotated H.264 video.mp4")
-    p.add_argument("--png-frames", action="store_true", help="write annotated frames/*.png")
-    p.add_argument("--save-parts", action="store_true", help="part label PNGs per track frame")
-    p.add_argument("--keypoints", action="store_true", help="per-frame keypoints in tracks.json")
-    p.add_argument("--merge-parts", action="store_true", help="20 LIP part classes -> 5 merged")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--batch-size", type=int, default=32, help="crops per forward pass")
-    p.add_argument("--seed", type=int, default=0, help="seed of --embeddings random")
-    p.add_argument("--tracker-arg", action="append", default=[], type=_tracker_arg,
-                   metavar="KEY=VALUE", help="BoxMOT tracker argument, e.g. "
-                   "appearance_thresh=0.3 (repeatable; overrides personkit's defaults)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=_cmd_track)
-
-    p = sub.add_parser("synth-mot", help="write a synthetic MOT sequence (gt and noisy det)")
-    p.add_argument("--out", required=True, help="sequence folder")
-    p.add_argument("--preset", default="tiny", choices=sorted(MOT_PRESETS))
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_cmd_synth_mot)
-def _heads(text: str | None) -> list[str] | None:
-    """``--heads reid,pose`` -> ``["reid", "pose"]`` (None: every head the model has)."""
-    return text.split(",") if text else None
+Handler = Callable[[argparse.Namespace], int]
+#: subcommand -> (help, options as (flags, add_argument keywords), handler); in --help order
+COMMANDS: dict[str, tuple[str, list[tuple[tuple[str, ...], dict[str, Any]]], Handler]] = {}
+MODEL_FILE = "run directory, .pt checkpoint or .safetensors export"
+#: What an interrupted (Ctrl-C) command left, and how to go on.
+RESUME = {"study": "finished jobs are recorded, rerun to resume",
+          "train": "its checkpoints are kept: continue with --resume auto"}
 
 
 def _positive_int(text: str) -> int:
@@ -273,206 +33,321 @@ def _positive_int(text: str) -> int:
     return value
 
 
-# ---------------------------------------------------------------- study and annotation scores
+def opt(*flags: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """One option of a subcommand (``add_argument``'s arguments)."""
+    return flags, kwargs
 
 
-def _cmd_score_annotations(args: argparse.Namespace) -> int:
-    import json
+#: Options that several subcommands share: one spelling, one meaning. ``shared(name, ...)``
+#: adds one to a subcommand, optionally with another default or help text.
+SHARED: dict[str, dict[str, Any]] = {
+    "--no-progress": {"action": "store_true", "help": "hide the progress bar"},
+    "--device": {"default": "cpu", "help": "cpu or cuda"},
+    "--batch-size": {"type": _positive_int, "default": 32, "help": "crops per forward pass"},
+    "--threads": {"type": int, "default": 0,
+                  "help": "engine CPU threads (0: the engine's, one per core)"},
+    "--engine": {"default": "torch", "choices": ("torch", "onnxruntime", "openvino")},
+    "--heads": {"default": None, "help": "comma-separated subset of reid,attributes,pose,"
+                "segmentation (default: all the model has)"},
+    "--merge-parts": {"action": "store_true", "help": "20 LIP part classes -> 5 merged"},
+    "--mot-source": {"default": "auto", "choices": ("auto", "det", "gt")},
+    "--calib-data": {"default": None, "help": "folder of images (any personkit dataset, "
+                     "searched recursively) to calibrate --int8 on"},
+    "--calib-size": {"type": _positive_int, "default": 300, "help": "calibration crops"},
+    "--seed": {"type": int, "default": 0},
+}
 
-    from personkit.metrics.annotations import score_annotations
 
-    result = score_annotations(args.auto_dir, args.truth_dir, args.folders.split(","))
-    pose, parts = result["pose"], result["parts"]
-    print(f"pose : PCKh@0.5 {pose['Mean']:.4f}  UBody {pose['UBody']:.4f}  "
-          f"({pose['num_images']} crops, {pose['num_missing']} without a prediction)")
-    print(f"parts: mIoU {parts['mIoU']:.4f}  mIoU5 {parts['mIoU5']:.4f}  pixel acc "
-          f"{parts['pixel_acc']:.4f}  ({parts['num_images']} crops, {parts['num_missing']} "
-          f"without a mask)")
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}")
+def shared(flag: str, **changes: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    return (flag,), {**SHARED[flag], **changes}
+
+
+def command(name: str, help: str, *options: tuple[tuple[str, ...], dict[str, Any]]
+            ) -> Callable[[Handler], Handler]:
+    """Register the decorated function as subcommand ``name`` with ``options``."""
+    def register(func: Handler) -> Handler:
+        COMMANDS[name] = (help, list(options), func)
+        return func
+    return register
+
+
+def _list(text: str | None) -> list[str] | None:
+    """A comma-separated option (``--heads reid,pose``) as a list; None when not given."""
+    return text.split(",") if text else None
+
+
+def _write_json(path: str | None, content: Any) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(content, indent=2) + "\n")
+        print(f"wrote {path}")
+
+
+@command("train", "train a model from a YAML config",
+         opt("config", help="YAML config, e.g. configs/tiny.yaml"),
+         opt("overrides", nargs="*", help="section.key=value overrides"),
+         opt("--out", required=True, help="run directory (logs, checkpoints)"),
+         opt("--resume", default=None, help="'auto' (newest valid checkpoint) or a path"),
+         opt("--overwrite", action="store_true", help="start a new run in a folder holding "
+             "another run's checkpoints, moving them aside (never deleted)"),
+         opt("--nproc", type=_positive_int, default=1, help="data-parallel processes on this "
+             "machine (launches torchrun; batch sizes in the config are global)"),
+         shared("--no-progress"))
+def _cmd_train(args: argparse.Namespace) -> int:
+    from personkit.engine.launch import train_run
+
+    cfg = load_config(args.config, args.overrides)
+    run = train_run(cfg, args.out, resume=args.resume, overwrite=args.overwrite,
+                    nproc=args.nproc, progress=not args.no_progress)
+    losses = [r["loss"] for r in run.history if "loss" in r]
+    if losses and run.trainer is not None and run.trainer.is_main:
+        print(f"trained {run.trainer.step} steps; last loss {losses[-1]:.4f}; run dir {args.out}")
+    return run.exit_code
+
+
+@command("eval", "evaluate a run or checkpoint with the official protocols",
+         opt("checkpoint", help=MODEL_FILE),
+         opt("--datasets", default=None, help="comma-separated data.eval names (default all)"),
+         opt("--data-root", default=None, help="base directory for relative dataset roots"),
+         opt("--out", default=None, help="write every score to this JSON file"),
+         opt("--no-flip", action="store_true", help="no flip TTA for ReID embeddings"),
+         opt("--int8", action="store_true", help="evaluate --engine's int8 export (--calib-data)"),
+         opt("--model", default=None, help="evaluate this export (.onnx, OpenVINO folder or "
+             ".xml, int8 or not) instead; CHECKPOINT still gives the data.eval sets"),
+         shared("--device", default="auto", help="cpu, cuda or auto"),
+         shared("--batch-size", default=64),
+         shared("--engine", help="run the checkpoint on this engine (exported per evaluation "
+                "input size)"),
+         shared("--calib-data"), shared("--calib-size"), shared("--threads"))
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from personkit.inference.engines import evaluate_checkpoint
+    from personkit.report import all_tables, to_jsonable
+
+    results = evaluate_checkpoint(
+        args.checkpoint, _list(args.datasets), args.data_root, device=args.device,
+        batch_size=args.batch_size, flip_tta=not args.no_flip, engine=args.engine,
+        export=args.model, int8=args.int8, calib_data=args.calib_data,
+        calib_size=args.calib_size, threads=args.threads or None)
+    print(all_tables(results))
+    _write_json(args.out, to_jsonable(results))
     return 0
 
 
+@command("demo", "synthesise, train, evaluate and report, end to end",
+         opt("overrides", nargs="*", help="section.key=value overrides of the demo config"),
+         opt("--out", default="runs/demo", help="output directory"),
+         opt("--preset", default="small", help="synthetic world size: tiny, small, full"),
+         opt("--config", default=None, help="config instead of the built-in demo.yaml"),
+         shared("--seed"))
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from personkit.demo import format_result, run_demo
+
+    print("\n" + format_result(run_demo(args.out, args.preset, args.seed, args.config,
+                                         args.overrides)))
+    return 0
+
+
+@command("synth", "write the synthetic Market-, MPII- and LIP-like datasets",
+         opt("--out", required=True, help="output directory"),
+         opt("--preset", default="small", help="tiny, small or full"), shared("--seed"))
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from personkit.synth import synthesize
+
+    print(synthesize(args.out, args.preset, args.seed))
+    return 0
+
+
+@command("predict", "run a model on your boxes, crops or a MOT sequence",
+         opt("checkpoint", help=MODEL_FILE),
+         opt("input", help="an image (with --boxes or IMAGE.txt/.csv/.json next to it), a "
+             "folder of crops, or a MOT sequence folder (img1/ + det/ or gt/)"),
+         opt("--out", required=True, help="output folder (results.jsonl, embeddings.npy, vis/)"),
+         opt("--boxes", default=None, help="boxes file: x1,y1,x2,y2[,score] lines or JSON"),
+         opt("--flip-tta", action="store_true", help="average embeddings with the mirror"),
+         opt("--min-score", type=float, default=None, help="MOT det: minimum confidence"),
+         opt("--save-parts", action="store_true", help="also write part label PNGs"),
+         opt("--no-vis", action="store_true", help="do not draw overlays"),
+         shared("--device"), shared("--engine", help="inference engine (onnxruntime/openvino "
+                                    "export the checkpoint in memory first; an exported .onnx "
+                                    "or OpenVINO folder is used as is)"),
+         shared("--threads"), shared("--heads"), shared("--batch-size"), shared("--merge-parts"),
+         shared("--mot-source"), shared("--no-progress"))
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from personkit.inference.run import predict
+
+    summary = predict(args.checkpoint, args.input, args.out, boxes=args.boxes,
+                      mot_source=args.mot_source, min_score=args.min_score, vis=not args.no_vis,
+                      save_parts=args.save_parts, progress=not args.no_progress,
+                      device=args.device, heads=_list(args.heads), engine=args.engine,
+                      threads=args.threads or None, flip_tta=args.flip_tta,
+                      merge_parts=args.merge_parts, batch_size=args.batch_size)
+    print(f"{summary['boxes']} boxes from {summary['images']} images ({summary['input']} "
+          f"input) -> {args.out}")
+    return 0
+
+
+@command("export", "export to ONNX / OpenVINO (fp32, int8) and check parity",
+         opt("checkpoint", help=MODEL_FILE),
+         opt("--onnx", default=None, help="output .onnx file"),
+         opt("--openvino", default=None, help="output folder for the OpenVINO IR (model.xml + "
+             "model.bin, converted from the ONNX export)"),
+         opt("--int8", action="store_true", help="also write int8 copies (post-training "
+             "quantization: ONNX Runtime static QDQ for --onnx, NNCF for --openvino)"),
+         opt("--opset", type=int, default=17),
+         opt("--tol", type=float, default=None, help="relative parity tolerance (default: the "
+             "model's float32 rounding bound, about 1e-4 for a ResNet-18)"),
+         opt("--no-check", action="store_true", help="skip the parity checks"),
+         shared("--calib-data"), shared("--calib-size"), shared("--heads"))
+def _cmd_export(args: argparse.Namespace) -> int:
+    from personkit.inference.export import export_model
+
+    ok = export_model(args.checkpoint, args.onnx, args.openvino, _list(args.heads),
+                      opset=args.opset, tol=args.tol, check=not args.no_check, int8=args.int8,
+                      calib_data=args.calib_data, calib_size=args.calib_size)
+    return 0 if ok else 1
+
+
+@command("bench", "measure crops/s: four-task vs single-task models",
+         opt("source", nargs="?", default=None, help="YAML config or checkpoint (default: "
+             "ResNet-50 GN at 256x128, random weights)"),
+         opt("--set", action="append", metavar="KEY=VALUE", help="config override (repeatable)"),
+         opt("--batch-sizes", default="1,10,32"), opt("--warmup", type=int, default=1),
+         opt("--repeats", type=_positive_int, default=5),
+         opt("--skip", default="", help="onnx,openvino,int8,roofline,separate,heads,light,cuda"),
+         opt("--out", default="runs/bench", help="folder for bench.json and bench.md"),
+         shared("--device"), shared("--threads", help="torch/ONNX Runtime CPU threads (0: "
+                                    "torch's, one per core)"))
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from personkit.inference.bench import run_bench
+
+    print(run_bench(args.source, args.set or (), args.device, args.batch_sizes.split(","),
+                    args.warmup, args.repeats, _list(args.skip) or (),
+                    args.threads, args.out, command="personkit " + " ".join(sys.argv[1:])))
+    return 0
+
+
+@command("annotate", "write automatic pose and part annotations (market_auto format) for a "
+         "Market-style set",
+         opt("--pose", required=True, help="pose model: run directory or weight file"),
+         opt("--parts", required=True, help="20-class parts model (may be the same run)"),
+         opt("--root", required=True, help="Market-1501 root (holds bounding_box_train)"),
+         opt("--out", default=None, help="output folder (default ROOT/auto_annotations)"),
+         opt("--splits", default="train", help="comma-separated: train,query,gallery"),
+         opt("--flip", action="store_true", help="average with the mirrored crop"),
+         opt("--force", action="store_true", help="replace different annotations"),
+         shared("--batch-size"), shared("--device"), shared("--no-progress"))
+def _cmd_annotate(args: argparse.Namespace) -> int:
+    from personkit.inference.annotate import annotate_market
+
+    summary = annotate_market(args.pose, args.parts, args.root, args.out,
+                              splits=args.splits.split(","), flip=args.flip, force=args.force,
+                              batch_size=args.batch_size, device=args.device,
+                              progress=not args.no_progress)
+    state = "unchanged (already up to date)" if summary.unchanged else "written"
+    print(f"{summary.images} crops annotated -> {summary.out} ({state})")
+    return 0
+
+
+@command("track", "follow people through a MOT sequence or a video; attributes, pose, parts "
+         "and an embedding per track (needs [track])",
+         opt("run", help=MODEL_FILE),
+         opt("source", help="MOT sequence folder (img1/ + det/det.txt or gt/gt.txt), or a "
+             "video file with --detections"),
+         opt("--out", required=True, help="output folder (results.txt, tracks.json, ...)"),
+         opt("--detections", default=None, help="video input: MOT-format det.txt"),
+         opt("--tracker", default="botsort",
+             choices=("deepocsort", "botsort", "bytetrack", "ocsort")),
+         opt("--embeddings", default="personkit", choices=("personkit", "none", "random"),
+             help="appearance: the network's, none (motion only) or random (control)"),
+         opt("--gallery", default=None, help="bank of earlier tracks (gallery.json or .npy "
+             "written by a previous run) to match this run's tracks against"),
+         opt("--match-threshold", type=float, default=0.3, help="max cosine distance"),
+         opt("--eval", action="store_true", help="HOTA/IDF1/MOTA against gt/gt.txt (TrackEval)"),
+         opt("--video-out", action="store_true", help="write an annotated H.264 video.mp4"),
+         opt("--png-frames", action="store_true", help="write annotated frames/*.png"),
+         opt("--save-parts", action="store_true", help="part label PNGs per track frame"),
+         opt("--keypoints", action="store_true", help="per-frame keypoints in tracks.json"),
+         opt("--tracker-arg", action="append", default=[],
+             metavar="KEY=VALUE", help="BoxMOT tracker argument, e.g. appearance_thresh=0.3 "
+             "(repeatable; overrides personkit's defaults)"),
+         shared("--mot-source"), shared("--merge-parts"), shared("--device"),
+         shared("--batch-size"), shared("--seed", help="seed of --embeddings random"),
+         shared("--no-progress"))
+def _cmd_track(args: argparse.Namespace) -> int:
+    from personkit.track.run import format_summary, track
+    from personkit.track.tracker import parse_tracker_arg
+
+    summary = track(
+        args.run, args.source, args.out, detections=args.detections, mot_source=args.mot_source,
+        tracker=args.tracker, embeddings=args.embeddings, device=args.device,
+        batch_size=args.batch_size, merge_parts=args.merge_parts, seed=args.seed,
+        tracker_kwargs=dict(map(parse_tracker_arg, args.tracker_arg)), evaluate=args.eval,
+        gallery=args.gallery, match_threshold=args.match_threshold,
+        progress=not args.no_progress, video_out=args.video_out, png_frames=args.png_frames,
+        save_parts=args.save_parts, keypoints=args.keypoints)
+    print(format_summary(summary, args.out))
+    return 0
+
+
+@command("synth-mot", "write a synthetic MOT sequence (gt and noisy det)",
+         opt("--out", required=True, help="sequence folder"),
+         opt("--preset", default="tiny", help="tiny or crossing"), shared("--seed"))
+def _cmd_synth_mot(args: argparse.Namespace) -> int:
+    from personkit.synth.mot import write_mot_sequence
+
+    seq = write_mot_sequence(args.out, args.preset, args.seed)
+    print(f"wrote MOT sequence {seq} (img1/, gt/gt.txt, det/det.txt, seqinfo.ini)")
+    return 0
+
+
+@command("score-annotations", "score automatic annotations (market_auto) against a ground "
+         "truth in the same format, e.g. the synthetic world's Market-1501-v15.09.15/hidden_truth",
+         opt("auto_dir", help="automatic annotations folder (pose.csv, parts/)"),
+         opt("truth_dir", help="ground-truth folder in the same format"),
+         opt("--folders", default="bounding_box_train", help="comma-separated Market folders"),
+         opt("--out", default=None, help="write every score to this JSON file"))
+def _cmd_score_annotations(args: argparse.Namespace) -> int:
+    from personkit.metrics.annotations import format_scores, score_annotations
+
+    result = score_annotations(args.auto_dir, args.truth_dir, args.folders.split(","))
+    print(format_scores(result))
+    _write_json(args.out, result)
+    return 0
+
+
+@command("study", "run a grid of trainings (a study spec), evaluate each with the official "
+         "protocols and write tables and Fig. 5",
+         opt("spec", help="study spec YAML, e.g. configs/study/quick.yaml"),
+         opt("--out", required=True, help="study folder: results.jsonl, study.md, runs/, ..."),
+         opt("--nproc", type=int, default=1, help="data-parallel processes per run (torchrun)"),
+         opt("--report", default=None, help="also write the results into this Markdown file"),
+         opt("--rows", default=None, help="comma-separated row names to run (default all)"),
+         opt("--jobs", type=_positive_int, default=1, help="run up to N independent (row, "
+             "seed) jobs at a time, each in a process with cores/N threads (docs/study.md)"),
+         opt("--job", default=None, help=argparse.SUPPRESS),  # ROW:SEED, for --jobs
+         shared("--no-progress", help="hide the progress bars"))
 def _cmd_study(args: argparse.Namespace) -> int:
-    from personkit.engine.study import StudyRunError, run_study
+    from personkit.study import run_study
+    from personkit.study.parallel import run_one_job
 
     if args.job:  # one job of `--jobs N`, started by the parent study (an internal option)
-        from personkit.engine.study_jobs import run_one_job
-
         run_one_job(args.spec, args.out, args.job, progress=not args.no_progress)
         return 0
-    try:
-        summary = run_study(args.spec, args.out, nproc=args.nproc, report=args.report,
-                            progress=not args.no_progress, only=args.rows, jobs=args.jobs)
-    except StudyRunError as e:
-        print(f"personkit study: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("personkit study: interrupted; finished jobs are recorded, rerun to resume",
-              file=sys.stderr)
-        return 130
+    summary = run_study(args.spec, args.out, nproc=args.nproc, report=args.report,
+                        progress=not args.no_progress, only=args.rows, jobs=args.jobs)
     print(f"{summary['ran']} runs trained, {summary['skipped']} already done; "
           f"{summary['study_md']}")
     return 0
 
 
-def _add_study_commands(sub: Any) -> None:
-    p = sub.add_parser("score-annotations", help="score automatic annotations (market_auto) "
-                       "against a ground truth in the same format, e.g. the synthetic world's "
-                       "Market-1501-v15.09.15/hidden_truth")
-    p.add_argument("auto_dir", help="automatic annotations folder (pose.csv, parts/)")
-    p.add_argument("truth_dir", help="ground-truth folder in the same format")
-    p.add_argument("--folders", default="bounding_box_train",
-                   help="comma-separated Market folders to score")
-    p.add_argument("--out", default=None, help="write every score to this JSON file")
-    p.set_defaults(func=_cmd_score_annotations)
-
-    p = sub.add_parser("study", help="run a grid of trainings (a study spec), evaluate each "
-                       "with the official protocols and write tables and Fig. 5")
-    p.add_argument("spec", help="study spec YAML, e.g. configs/study/quick.yaml")
-    p.add_argument("--out", required=True, help="study folder (results.jsonl, study.md, "
-                   "fig5.png, runs/)")
-    p.add_argument("--nproc", type=int, default=1, help="data-parallel processes per run "
-                   "(torchrun)")
-    p.add_argument("--report", default=None, help="also write the results section of this "
-                   "Markdown file (e.g. docs/study.md)")
-    p.add_argument("--rows", default=None, help="comma-separated row names to run (default all)")
-    p.add_argument("--jobs", type=_positive_int, default=1, help="run up to N independent "
-                   "(row, seed) jobs at a time, each in its own process with cores/N threads "
-                   "(and one CUDA device per slot when there are several); logs in each run "
-                   "dir's study.log (default 1: one after the other, in this process)")
-    p.add_argument("--job", default=None, help=argparse.SUPPRESS)  # ROW:SEED, for --jobs
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    p.set_defaults(func=_cmd_study)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="personkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("train", help="train a model from a YAML config")
-    p.add_argument("config", help="YAML config, e.g. configs/tiny.yaml")
-    p.add_argument("overrides", nargs="*", help="section.key=value overrides")
-    p.add_argument("--out", required=True, help="run directory (logs, checkpoints)")
-    p.add_argument("--resume", default=None, help="'auto' (newest valid checkpoint) or a path")
-    p.add_argument("--overwrite", action="store_true", help="start a new run in a folder "
-                   "holding another run's checkpoints, moving them aside (never deleted)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--nproc", type=_positive_int, default=1, help="data-parallel processes on this "
-                   "machine (launches torchrun; batch sizes in the config are global)")
-    p.set_defaults(func=_cmd_train)
-
-    p = sub.add_parser("eval", help="evaluate a run or checkpoint with the official protocols")
-    p.add_argument("checkpoint", help="run directory, .pt checkpoint or .safetensors export")
-    p.add_argument("--datasets", default=None, help="comma-separated data.eval names (default all)")
-    p.add_argument("--data-root", default=None, help="base directory for relative dataset roots")
-    p.add_argument("--out", default=None, help="write every score to this JSON file")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--no-flip", action="store_true", help="no flip TTA for ReID embeddings")
-    p.add_argument("--engine", default="torch", choices=("torch", "onnxruntime", "openvino"),
-                   help="run the checkpoint on this engine (exported per evaluation input size)")
-    p.add_argument("--int8", action="store_true", help="evaluate the int8 export (ONNX Runtime "
-                   "or OpenVINO), calibrated on --calib-data")
-    p.add_argument("--calib-data", default=None, help="folder of images to calibrate int8 on")
-    p.add_argument("--calib-size", type=_positive_int, default=300,
-                   help="calibration crops for --int8")
-    p.add_argument("--model", default=None, help="evaluate this export (.onnx, OpenVINO folder "
-                   "or .xml, int8 or not) instead; CHECKPOINT still gives the data.eval sets")
-    p.add_argument("--threads", type=int, default=0, help="engine CPU threads (default: the "
-                   "engine's, one per core)")
-    p.set_defaults(func=_cmd_eval)
-
-    p = sub.add_parser("annotate", help="write automatic pose and part annotations "
-                       "(market_auto format) for a Market-style set")
-    p.add_argument("--pose", required=True, help="pose model: run directory or weight file")
-    p.add_argument("--parts", required=True, help="20-class parts model (may be the same run)")
-    p.add_argument("--root", required=True, help="Market-1501 root (holds bounding_box_train)")
-    p.add_argument("--out", default=None, help="output folder (default ROOT/auto_annotations)")
-    p.add_argument("--splits", default="train", help="comma-separated: train,query,gallery")
-    p.add_argument("--flip", action="store_true", help="average with the mirrored crop")
-    p.add_argument("--force", action="store_true", help="replace different annotations")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=_cmd_annotate)
-
-    p = sub.add_parser("demo", help="synthesise, train, evaluate and report, end to end")
-    p.add_argument("overrides", nargs="*", help="section.key=value overrides of the demo config")
-    p.add_argument("--out", default="runs/demo", help="output directory")
-    p.add_argument("--preset", default="small", help="synthetic world size: tiny, small, full")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--config", default=None, help="config instead of the built-in "
-                   "personkit/configs/demo.yaml")
-    p.set_defaults(func=_cmd_demo)
-
-    p = sub.add_parser("synth", help="write the synthetic Market-, MPII- and LIP-like datasets")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--preset", default="small", help="tiny, small or full")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_cmd_synth)
-
-    p = sub.add_parser("predict", help="run a model on your boxes, crops or a MOT sequence")
-    p.add_argument("checkpoint", help="run directory, .pt checkpoint or .safetensors export")
-    p.add_argument("input", help="an image (with --boxes or IMAGE.txt/.csv/.json next to it), "
-                   "a folder of crops, or a MOT sequence folder (img1/ + det/ or gt/)")
-    p.add_argument("--out", required=True, help="output folder (results.jsonl, embeddings.npy, "
-                   "vis/)")
-    p.add_argument("--boxes", default=None, help="boxes file: x1,y1,x2,y2[,score] lines or JSON")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--engine", default="torch", choices=("torch", "onnxruntime", "openvino"),
-                   help="inference engine (onnxruntime/openvino export the checkpoint in "
-                   "memory first; an exported .onnx or OpenVINO folder is used as is)")
-    p.add_argument("--threads", type=int, default=0, help="engine CPU threads (default: "
-                   "personkit's runtime default, see docs/inference.md)")
-    p.add_argument("--heads", default=None, help="comma-separated subset of reid,attributes,pose,"
-                   "segmentation (default: all the model has)")
-    p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--flip-tta", action="store_true", help="average embeddings with the mirror")
-    p.add_argument("--merge-parts", action="store_true", help="20 LIP classes -> 5 merged")
-    p.add_argument("--mot-source", default="auto", choices=("auto", "det", "gt"))
-    p.add_argument("--min-score", type=float, default=None, help="MOT det: minimum confidence")
-    p.add_argument("--save-parts", action="store_true", help="also write part label PNGs")
-    p.add_argument("--no-vis", action="store_true", help="do not draw overlays")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=_cmd_predict)
-
-    p = sub.add_parser("export", help="export to ONNX / OpenVINO (fp32, int8) and check parity")
-    p.add_argument("checkpoint", help="run directory, .pt checkpoint or .safetensors export")
-    p.add_argument("--onnx", default=None, help="output .onnx file")
-    p.add_argument("--openvino", default=None, help="output folder for the OpenVINO IR "
-                   "(model.xml + model.bin, converted from the ONNX export)")
-    p.add_argument("--int8", action="store_true", help="also write int8 copies (post-training "
-                   "quantization: ONNX Runtime static QDQ for --onnx, NNCF for --openvino)")
-    p.add_argument("--calib-data", default=None, help="folder of images (any personkit dataset, "
-                   "searched recursively) to calibrate --int8 on")
-    p.add_argument("--calib-size", type=int, default=300, help="calibration crops (default 300)")
-    p.add_argument("--heads", default=None, help="comma-separated subset of reid,attributes,pose,"
-                   "segmentation (default: all the model has)")
-    p.add_argument("--opset", type=int, default=17)
-    p.add_argument("--tol", type=float, default=None, help="relative parity tolerance (default: "
-                   "the model's float32 rounding bound, about 1e-4 for a ResNet-18)")
-    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
-    p.set_defaults(func=_cmd_export)
-
-    p = sub.add_parser("bench", help="measure crops/s: four-task vs single-task models")
-    p.add_argument("source", nargs="?", default=None, help="YAML config or checkpoint (default: "
-                   "ResNet-50 GN at 256x128, random weights)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="config override, e.g. model.backbone.name=resnet18 (repeatable)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--batch-sizes", default="1,10,32")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=_positive_int, default=5)
-    p.add_argument("--skip", default="", help="comma-separated: onnx,openvino,int8,roofline,"
-                   "separate,heads,light,cuda")
-    p.add_argument("--threads", type=int, default=0, help="torch/ONNX Runtime CPU threads "
-                   "(default: torch's, one per core)")
-    p.add_argument("--out", default="runs/bench", help="folder for bench.json and bench.md")
-    p.set_defaults(func=_cmd_bench)
-    _add_track_parsers(sub)
-    _add_study_commands(sub)
+    for name, (text, options, func) in COMMANDS.items():
+        p = sub.add_parser(name, help=text)
+        for flags, kwargs in options:
+            p.add_argument(*flags, **kwargs)
+        p.set_defaults(func=func)
     return parser
 
 
@@ -489,6 +364,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _exit_codes() -> list[tuple[type[BaseException], int]]:
+    """The errors the CLI reports in one line, and their exit codes (1: a run that had to stop,
+    weights that do not fit, failed study jobs; 2: bad input, settings or a missing extra)."""
+    from personkit.engine.trainer import TrainingError
+    from personkit.extras import MissingExtraError
+    from personkit.models import WeightsError
+    from personkit.study import StudyRunError
+
+    return [(TrainingError, 1), (WeightsError, 1), (StudyRunError, 1), (ConfigError, 2),
+            (FileNotFoundError, 2), (ValueError, 2), (MissingExtraError, 2)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from personkit.runtime import apply_defaults
 
@@ -496,24 +383,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"personkit {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except ImportError as e:  # an optional extra that is not installed (with its command)
-        from personkit.extras import MissingExtraError
-
-        if not isinstance(e, MissingExtraError):
+    except KeyboardInterrupt:
+        print(f"personkit {args.command}: interrupted; {RESUME.get(args.command, 'stopped')}",
+              file=sys.stderr)
+        return 130
+    except Exception as e:
+        code = next((c for kind, c in _exit_codes() if isinstance(e, kind)), None)
+        if code is None:
             raise
         print(f"personkit {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:  # a run that had to stop or weights that do not fit
-        from personkit.engine.trainer import TrainingError
-        from personkit.models import WeightsError
-
-        if not isinstance(e, (TrainingError, WeightsError)):
-            raise
-        print(f"personkit {args.command}: error: {e}", file=sys.stderr)
-        return 1
+        return code
 
 
 if __name__ == "__main__":

@@ -33,27 +33,11 @@ from personkit.report import (
     to_jsonable,
 )
 from personkit.runtime import resolve_device
+from personkit.synth import ensure_world
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"  # package data
 TARGETS = {"ReID mAP": 0.70, "Attribute mean accuracy": 0.80, "MPII-like PCKh@0.5": 0.60,
            "LIP-like PCKh@0.5": 0.60, "mIoU5": 0.60}
-
-
-def ensure_world(data_dir: Path, preset: str, seed: int) -> dict[str, Any]:
-    """Synthesise the world into ``data_dir`` unless the same world is there: same preset
-    name, sizes, seed and generator version."""
-    from personkit.synth import get_preset, synthesize, world_key
-
-    marker = data_dir / "personkit_synth.json"
-    if marker.is_file():
-        info = json.loads(marker.read_text())
-        same = {"preset": preset, "seed": seed, **world_key(get_preset(preset))}
-        if all(info.get(k) == v for k, v in same.items()):
-            return {"cached": True, **info}
-    start = time.perf_counter()
-    summary = synthesize(data_dir, preset, seed)
-    return {"cached": False, "seconds": time.perf_counter() - start,
-            "counts": summary.counts}
 
 
 def headline(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
@@ -135,6 +119,15 @@ Files: `metrics.json` (every score), `curves.png` (learning curves), `prediction
     path = out / "report.md"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """:func:`run_demo`'s report path, headline scores against their targets and time."""
+    lines = [f"report: {result['report']}"]
+    for name, value in result["headline"].items():
+        shown = "n/a" if value is None else f"{value:.3f}"
+        lines.append(f"  {name:<26} {shown}  (target >= {TARGETS[name]:.2f})")
+    return "\n".join([*lines, f"  total time {result['timings']['total']:.0f} s"])
 
 
 def run_demo(out: str | Path = "runs/demo", preset: str = "small", seed: int = 0,

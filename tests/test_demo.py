@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-import personkit.synth
-from personkit.demo import TARGETS, ensure_world, run_demo
+import personkit.synth.world
+from personkit.demo import TARGETS, run_demo
+from personkit.synth import ensure_world
 
 
 def test_world_cache_is_reused_only_for_the_same_world(tmp_path, monkeypatch):
@@ -21,7 +22,7 @@ def test_world_cache_is_reused_only_for_the_same_world(tmp_path, monkeypatch):
     def rebuild(root, preset, seed):
         raise Rebuilt(preset, seed)
 
-    monkeypatch.setattr(personkit.synth, "synthesize", rebuild)
+    monkeypatch.setattr(personkit.synth.world, "synthesize", rebuild)
     marker = tmp_path / "personkit_synth.json"
     original = marker.read_text()
 

@@ -471,3 +471,22 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pat
     json_path.write_text(json.dumps(report, indent=2), encoding="utf-8")
     md_path.write_text(markdown(report), encoding="utf-8")
     return json_path, md_path
+
+
+def run_bench(source: str | Path | None = None, overrides: Sequence[str] = (),
+              device: str = "cpu", batch_sizes: Sequence[int | str] = (1, 10, 32),
+              warmup: int = 1, repeats: int = 5, skip: Sequence[str] = (), threads: int = 0,
+              out: str | Path = "runs/bench", command: str = "") -> str:
+    """``personkit bench``: the models of ``source`` (a config, checkpoint or run dir; None:
+    the paper's ResNet-50 GN at 256×128) with ``overrides``, randomly initialised, timed on
+    ``threads`` torch threads (0: torch's default); writes ``bench.json`` and ``bench.md`` to
+    ``out`` and returns the Markdown report with where it was written."""
+    from personkit.models.build import build_bench_models
+    from personkit.models.loading import model_config_of
+
+    torch.set_num_threads(threads or torch.get_num_threads())
+    model, variants = build_bench_models(model_config_of(source, overrides))
+    bench = Bench(model, variants, device, [int(b) for b in batch_sizes], warmup, repeats,
+                  skip, log=lambda line: print(line, flush=True), command=command)
+    json_path, md_path = write_report(bench.run(out), out)
+    return md_path.read_text(encoding="utf-8") + f"wrote {json_path} and {md_path}"

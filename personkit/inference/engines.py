@@ -10,11 +10,13 @@ import dataclasses
 import tempfile
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from personkit.engine.evaluate import run_evaluation
 from personkit.extras import MissingExtraError, require
 from personkit.inference.backends import (
     ENGINES,
@@ -29,6 +31,8 @@ from personkit.inference.contract import TASKS, person_outputs, select_heads
 from personkit.inference.export import export_onnx, export_openvino
 from personkit.inference.quantize import FP32_PARTS, calibration_batch, quantize_export
 from personkit.models import ModelMeta, PersonOutputs
+from personkit.models.loading import load_model_and_config
+from personkit.runtime import resolve_device
 
 __all__ = ["ENGINES", "Engine", "EngineModel", "MissingExtraError", "OnnxRuntimeEngine",
            "OpenVINOEngine", "TorchEngine", "is_export", "open_export", "require"]
@@ -130,6 +134,54 @@ class EngineModel:
                      model.meta, heads, name)
         result._tmp = tempfile.TemporaryDirectory(prefix="personkit-eval-")
         return result
+
+
+def evaluate_checkpoint(checkpoint: str | Path, datasets: Sequence[str] | None = None,
+                        data_root: str | Path | None = None, *, device: str = "auto",
+                        batch_size: int = 64, flip_tta: bool = True, engine: str = "torch",
+                        export: str | Path | None = None, int8: bool = False,
+                        calib_data: str | Path | None = None, calib_size: int = 300,
+                        threads: int | None = None) -> dict[str, dict[str, Any]]:
+    """``personkit eval``: the run's ``data.eval`` sets (or those named) scored with the
+    official protocols on the checkpoint, through ``engine`` or on the exported ``export``
+    (see :func:`evaluation_model`); the options are checked before the model is read."""
+    check_evaluation_options(engine, export, int8, calib_data)
+    where = resolve_device(device, "--device")
+    model, cfg = load_model_and_config(checkpoint, where)
+    model = evaluation_model(model, engine, export=export, int8=int8, calib_data=calib_data,
+                             calib_size=calib_size, threads=threads)
+    on_torch = engine == "torch" and not export
+    return run_evaluation(model, cfg, datasets, data_root, device=where if on_torch else "cpu",
+                          batch_size=batch_size, flip_tta=flip_tta)
+
+
+def check_evaluation_options(engine: str = "torch", export: str | Path | None = None,
+                             int8: bool = False, calib_data: str | Path | None = None) -> None:
+    """:func:`evaluation_model`'s options make sense together (a ``ValueError`` otherwise)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if int8 and (engine == "torch" or export):
+        raise ValueError("--int8 quantizes the checkpoint for --engine onnxruntime or openvino; "
+                         "to evaluate an int8 file already written, give it with --model")
+    if int8 and not calib_data:
+        raise ValueError("--int8 needs --calib-data ROOT (a folder of images to calibrate on)")
+
+
+def evaluation_model(model: nn.Module, engine: str = "torch", *, export: str | Path | None = None,
+                     int8: bool = False, calib_data: str | Path | None = None,
+                     calib_size: int = 300, threads: int | None = None,
+                     log: Callable[[str], None] | None = print) -> nn.Module | EngineModel:
+    """What ``personkit eval`` evaluates: ``model`` itself (``engine="torch"``), the exported
+    file ``export`` (on ``engine`` when not torch), or ``model`` exported (and with ``int8``
+    quantized) for ``engine``; the evaluation code takes any of them for the model."""
+    check_evaluation_options(engine, export, int8, calib_data)
+    if export:
+        return EngineModel.from_export(export, None if engine == "torch" else engine,
+                                       threads=threads)
+    if engine == "torch":
+        return model
+    return EngineModel.from_model(model, engine, int8=int8, calib_data=calib_data,
+                                  calib_size=calib_size, threads=threads, log=log)
 
 
 def _export_for(target: EngineModel, model: nn.Module, engine: str, size: tuple[int, int],

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from personkit.inference.predictor import PersonResult, Predictor
-from personkit.inference.sources import Frame, InputSource
+from personkit.inference.sources import Frame, InputSource, open_input
 from personkit.inference.visualize import draw_results, save_image
 
 
@@ -81,7 +81,7 @@ def predict_source(predictor: Predictor, source: InputSource, out_dir: str | Pat
         bar.close()
         tmp_results.unlink(missing_ok=True)
         tmp_emb.unlink(missing_ok=True)
-    summary: dict[str, Any] = {"images": len(source), "boxes": n_boxes,
+    summary: dict[str, Any] = {"input": source.kind, "images": len(source), "boxes": n_boxes,
                                "skipped_boxes": len(skipped), "results": str(results_path)}
     if skipped:
         print(f"predict: skipped {len(skipped)} degenerate box(es) (not finite, or no area "
@@ -93,6 +93,20 @@ def predict_source(predictor: Predictor, source: InputSource, out_dir: str | Pat
         summary["vis"] = str(out_dir / "vis")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+def predict(checkpoint: str | Path, input_path: str | Path, out_dir: str | Path, *,
+            boxes: str | Path | None = None, mot_source: str = "auto",
+            min_score: float | None = None, vis: bool = True, save_parts: bool = False,
+            progress: bool = True, **predictor: Any) -> dict[str, Any]:
+    """``personkit predict``: a :class:`Predictor` for ``checkpoint`` (``predictor``: the
+    keywords of :meth:`Predictor.from_checkpoint`) over the input at ``input_path`` (an image
+    with ``boxes``, a folder of crops or a MOT sequence, :func:`open_input`), into
+    ``out_dir``; returns :func:`predict_source`'s summary."""
+    model = Predictor.from_checkpoint(checkpoint, **predictor)
+    source = open_input(input_path, boxes, mot_source, min_score)
+    return predict_source(model, source, out_dir, vis=vis, save_parts=save_parts,
+                          progress=progress)
 
 
 def usable_boxes(boxes: np.ndarray | None, width: int, height: int) -> np.ndarray:

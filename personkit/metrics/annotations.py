@@ -103,3 +103,13 @@ def _score_parts(auto_parts: Path, truth_parts: Path, folders: Sequence[str]
     return {"mIoU": scores["mIoU"], "mIoU5": merged["mIoU"], "pixel_acc": scores["pixel_acc"],
             **{k: v for k, v in scores.items() if k.startswith("IoU/")},
             "num_images": count, "num_missing": missing}
+
+
+def format_scores(result: dict[str, Any]) -> str:
+    """:func:`score_annotations`'s headline numbers in two lines (pose, parts)."""
+    pose, parts = result["pose"], result["parts"]
+    return (f"pose : PCKh@0.5 {pose['Mean']:.4f}  UBody {pose['UBody']:.4f}  "
+            f"({pose['num_images']} crops, {pose['num_missing']} without a prediction)\n"
+            f"parts: mIoU {parts['mIoU']:.4f}  mIoU5 {parts['mIoU5']:.4f}  pixel acc "
+            f"{parts['pixel_acc']:.4f}  ({parts['num_images']} crops, {parts['num_missing']} "
+            f"without a mask)")

@@ -7,7 +7,7 @@ ordinary dataset readers read. See ``docs/synth.md`` for the formats and design 
 
 from personkit.synth.presets import PRESETS, Preset, get_preset
 from personkit.synth.preview import contact_sheet
-from personkit.synth.world import SynthSummary, synthesize, world_key
+from personkit.synth.world import SynthSummary, ensure_world, synthesize, world_key
 
-__all__ = ["PRESETS", "Preset", "SynthSummary", "contact_sheet", "get_preset", "synthesize",
-           "world_key"]
+__all__ = ["PRESETS", "Preset", "SynthSummary", "contact_sheet", "ensure_world", "get_preset",
+           "synthesize", "world_key"]

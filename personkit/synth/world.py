@@ -60,6 +60,10 @@ class SynthSummary:
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
+    def __str__(self) -> str:
+        lines = [f"  {key:<28} {value}" for key, value in self.counts.items()]
+        return "\n".join([*lines, f"wrote {self.out_dir} ({self.seconds:.1f} s)"])
+
 
 # ----------------------------------------------------------------------------------- Market
 
@@ -348,3 +352,18 @@ def _market_counts(items: Iterable[MarketItem], train: list[int], test: list[int
             "market_gallery_images": by("bounding_box_test"),
             "market_gallery_junk": by("bounding_box_test", "junk"),
             "market_gallery_distractors": by("bounding_box_test", "distractor")}
+
+
+def ensure_world(data_dir: Path, preset: str, seed: int) -> dict[str, Any]:
+    """Synthesise the world into ``data_dir`` unless the same world is there: same preset
+    name, sizes, seed and generator version."""
+    marker = data_dir / "personkit_synth.json"
+    if marker.is_file():
+        info = json.loads(marker.read_text())
+        same = {"preset": preset, "seed": seed, **world_key(get_preset(preset))}
+        if all(info.get(k) == v for k, v in same.items()):
+            return {"cached": True, **info}
+    start = time.perf_counter()
+    summary = synthesize(data_dir, preset, seed)
+    return {"cached": False, "seconds": time.perf_counter() - start,
+            "counts": summary.counts}

@@ -69,3 +69,12 @@ def match_gallery(tracks: list[tuple[int, np.ndarray]], bank_path: str | Path,
         out.append({"track_id": int(tid), "match": nearest[0] if nearest and
                     nearest[0]["distance"] <= threshold else None, "nearest": nearest})
     return out
+
+
+def describe_match(m: dict[str, Any]) -> str:
+    """One line per new track: its match and distance, or the nearest entry it missed."""
+    hit = m["match"]
+    if hit:
+        return f"track {m['track_id']}: matches {hit['name']} (distance {hit['distance']:.3f})"
+    nearest = (f" (nearest {m['nearest'][0]['distance']:.3f})" if m["nearest"] else "")
+    return f"track {m['track_id']}: no match{nearest}"

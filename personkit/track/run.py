@@ -106,3 +106,65 @@ def track_source(tracker: Tracker, source: TrackSource, out_dir: str | Path, *,
                     "tracker": n_frames / max(secs["tracker"], 1e-9)},
             "results": str(out_dir / "results.txt"), "tracks_json": str(out_dir / "tracks.json"),
             **({"video": str(out_dir / "video.mp4")} if video_out else {})}
+
+
+def format_summary(summary: dict[str, Any], out_dir: str | Path) -> str:
+    """:func:`track`'s summary in a few lines: counts and speed, metrics, gallery matches."""
+    from personkit.track.evaluate import format_metrics
+    from personkit.track.gallery import describe_match
+
+    fps = summary["fps"]
+    lines = [f"{summary['tracks']} tracks over {summary['frames']} frames -> {out_dir} "
+             f"({fps['total']:.1f} frames/s; network {fps['network']:.1f}, tracker "
+             f"{fps['tracker']:.1f})"]
+    if "metrics" in summary:
+        lines.append(format_metrics(summary["metrics"]))
+    lines += [f"  {describe_match(m)}" for m in summary.get("gallery_matches", ())]
+    return "\n".join(lines)
+
+
+def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path, *,
+          detections: str | Path | None = None, mot_source: str = "auto",
+          tracker: str = "botsort", embeddings: str = "personkit", device: str = "cpu",
+          batch_size: int = 32, merge_parts: bool = False, seed: int = 0,
+          tracker_kwargs: dict[str, Any] | None = None, evaluate: bool = False,
+          gallery: str | Path | None = None, match_threshold: float = 0.3,
+          progress: bool = False, **outputs: Any) -> dict[str, Any]:
+    """``personkit track``: a MOT sequence folder, or a video with ``detections``, tracked
+    into ``out_dir`` (see the module docstring); returns the summary written to
+    ``summary.json``.
+
+    ``checkpoint`` None tracks by motion alone. ``evaluate`` scores the results against the
+    sequence's ``gt/gt.txt`` with TrackEval (``metrics.json``); ``gallery`` matches this run's
+    tracks against a bank of earlier tracks (``gallery_matches.json``). ``outputs`` are
+    :func:`track_source`'s options (``video_out``, ``png_frames``, ``save_parts``,
+    ``keypoints``).
+    """
+    from personkit.inference import Predictor
+    from personkit.track.io import open_track_source
+
+    src = open_track_source(source, detections, mot_source)
+    predictor = None if checkpoint is None else Predictor.from_checkpoint(
+        checkpoint, device, batch_size=batch_size, merge_parts=merge_parts)
+    trk = Tracker(predictor, tracker, embeddings, frame_rate=src.frame_rate, seed=seed,
+                  tracker_kwargs=tracker_kwargs or {})
+    out_dir = Path(out_dir)
+    summary = track_source(trk, src, out_dir, progress=progress, **outputs)
+    if evaluate:
+        from personkit.track.evaluate import evaluate_mot
+
+        gt = src.seq_dir / "gt" / "gt.txt" if src.seq_dir else None
+        if gt is None or not gt.is_file():
+            raise FileNotFoundError(f"--eval needs ground truth: {gt or 'a MOT sequence folder'}"
+                                    f" not found")
+        summary["metrics"] = evaluate_mot(gt, summary["results"], len(src), src.name)
+        (out_dir / "metrics.json").write_text(json.dumps(summary["metrics"], indent=1))
+    if gallery:
+        from personkit.track.gallery import match_gallery
+
+        tracks = [(s.track_id, e) for s in trk.summaries() if (e := s.embedding()) is not None]
+        summary["gallery_matches"] = match_gallery(tracks, gallery, match_threshold)
+        (out_dir / "gallery_matches.json").write_text(
+            json.dumps(summary["gallery_matches"], indent=1))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary

@@ -115,3 +115,26 @@ def test_bad_inputs_leave_no_annotation_folder(body_run, tiny_world_dir, tmp_pat
     assert _annotate(body_run, tmp_path / "empty", out) == 2
     assert "bounding_box_train" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".tmp_*"))
+
+
+def test_a_corrupt_newest_checkpoint_is_skipped_like_eval_does(tiny_world_dir, tmp_path):
+    """A run dir without model.safetensors resolves to its newest *valid* checkpoint, for
+    annotate as for eval and predict (one resolver: models/loading.resolve_model_file)."""
+    run = tmp_path / "body"
+    lip = {"name": "lip", "type": "lip", "root": "LIP", "tasks": ["pose", "segmentation"],
+           "batch_size": 4, "input_size": [64, 64], "augment": False}
+    cfg = config_from_dict({**config_to_dict(_config(tiny_world_dir, ["pose", "segmentation"],
+                                                     [lip])),
+                            "train": {"iterations": 2, "lr": 1e-3, "device": "cpu",
+                                      "checkpoint_every": 1}})
+    build_trainer(cfg, run, progress=False).train()
+    (run / "model.safetensors").unlink()
+    newest = run / "checkpoints" / "step_00000002.pt"
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a flipped bit: the content hash no longer matches
+    newest.write_bytes(bytes(data))
+    out = tmp_path / "auto"
+    with pytest.warns(UserWarning, match="skipping unusable checkpoint"):
+        assert _annotate(run, tiny_world_dir, out) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["pose"]["weights"].endswith("step_00000001.pt")

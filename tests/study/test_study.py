@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from personkit.cli import main
-from personkit.engine import study as study_mod
-from personkit.engine.study import StudyError, load_study, read_results, run_study
-from personkit.engine.study_report import BEGIN, END, verdict
+from personkit.study import StudyError, load_study, read_results, run_study
+from personkit.study import jobs as jobs_mod
+from personkit.study import spec as spec_mod
+from personkit.study.report import BEGIN, END, verdict
 
 REPO = Path(__file__).resolve().parents[2]
 SYNTH = REPO / "configs" / "study" / "synthetic"
@@ -65,6 +66,9 @@ def test_two_row_study_writes_results_and_resumes(tmp_path, tiny_world_dir, monk
         assert r["sharing"]["jobs"] == 1 and r["sharing"]["threads"] >= 1
         assert len(r["config_hash"]) == 12
         assert (Path(r["run_dir"]) / "model.safetensors").is_file() and r["resumed"] is False
+        # trained in this process, like `personkit train`: the run has its identity file
+        run_file = json.loads((Path(r["run_dir"]) / "run.json").read_text())
+        assert run_file["start_step"] == 0 and run_file["resumed_from"] is None
     assert "pose" in records[1]["metrics"]["mpii"] and "parts" in records[1]["metrics"]["lip"]
     text = (out / "study.md").read_text()
     assert "Table 6 (upper block)" in text and "MTL helps ReID" in text
@@ -78,7 +82,7 @@ def test_two_row_study_writes_results_and_resumes(tmp_path, tiny_world_dir, monk
     def no_training(*args, **kwargs):
         raise AssertionError("a finished row was trained again")
 
-    monkeypatch.setattr(study_mod, "_train", no_training)
+    monkeypatch.setattr(jobs_mod, "_train", no_training)
     again = run_study(spec, out, progress=False)
     assert again["ran"] == 0 and again["skipped"] == 2
     assert len(read_results(out / "results.jsonl")) == 2
@@ -145,7 +149,7 @@ def test_grid_placeholders_and_run_references(tmp_path):
     assert study.jobs[1].config_hash != study.jobs[2].config_hash
     assert study.jobs[3].fig5 == {"curve": "x", "fraction": 0.002}
     assert study.jobs[0].config.data.root == str(tmp_path / "world")
-    ref = study_mod._resolve_runs("{run:reid}", study.out, 1, {"reid": [0]}, "w")
+    ref = spec_mod._resolve_runs("{run:reid}", study.out, 1, {"reid": [0]}, "w")
     assert ref == str(study.out / "runs" / "reid" / "seed0")
 
 
@@ -210,7 +214,7 @@ def test_rows_built_on_a_run_change_with_it(tmp_path):
 
 
 def config_hash_of(job):
-    return study_mod.config_hash(job.config)
+    return spec_mod.config_hash(job.config)
 
 
 # ------------------------------------------------------------------------- --jobs N (parallel)
@@ -293,7 +297,7 @@ def test_dependencies_of_the_paper_study(tmp_path):
     for everything before it), finetune also for mpii_pretrain, the other rows only for the
     annotate job before them."""
     jobs = load_study(REPO / "configs" / "study" / "paper.yaml", tmp_path / "p").jobs
-    deps = study_mod.job_dependencies(jobs)
+    deps = spec_mod.job_dependencies(jobs)
     index = {}
     for i, j in enumerate(jobs):
         index.setdefault(j.row.split("[")[0], set()).add(i)
@@ -309,7 +313,7 @@ def test_dependencies_of_the_paper_study(tmp_path):
 
 
 def test_slot_environment():
-    from personkit.engine.study_jobs import slot_env
+    from personkit.study.parallel import slot_env
 
     env = slot_env(3, 2, environ={}, cpus=2, cuda_devices=2)
     assert env["OMP_NUM_THREADS"] == "1" and env["CUDA_VISIBLE_DEVICES"] == "1"
@@ -330,7 +334,7 @@ def test_an_interrupt_stops_every_child_and_its_children(tmp_path):
     import sys
     import time
 
-    from personkit.engine.study_jobs import _Running, _Scheduler
+    from personkit.study.parallel import _Running, _Scheduler
 
     sched = _Scheduler.__new__(_Scheduler)
     sched.study = load_study(_spec(tmp_path, PARALLEL_ROWS), tmp_path / "s")

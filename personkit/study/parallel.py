@@ -1,6 +1,6 @@
 """``personkit study --jobs N``: independent jobs of a study in parallel child processes.
 
-The parent schedules the jobs over N slots in the order :func:`study.job_dependencies`
+The parent schedules the jobs over N slots in the order :func:`spec.job_dependencies`
 allows, starts each as ``python -m personkit study SPEC --out DIR --job ROW:SEED`` (a hidden
 option that runs exactly that job and writes its record to ``study_record.json`` in the job's
 run directory) and alone appends the records to ``results.jsonl``. Each child gets
@@ -24,19 +24,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from personkit.checkpoint import write_text_atomic
-from personkit.engine.study import (
-    JOBS_VAR,
-    Job,
-    Study,
-    StudyError,
-    _append,
-    _prepare_run_dir,
-    _run_job,
-    job_dependencies,
-    load_study,
-    run_dir,
-)
+from personkit.report import to_jsonable
 from personkit.runtime import cpu_count, cuda_device_count
+from personkit.study.jobs import JOBS_VAR, _append, _prepare_run_dir, _run_job
+from personkit.study.spec import Job, Study, StudyError, job_dependencies, load_study, run_dir
 
 RECORD = "study_record.json"
 LOG = "study.log"
@@ -222,8 +213,6 @@ def _read_record(path: Path, job: Job) -> dict[str, Any] | None:
 def run_one_job(spec: str | Path, out: str | Path, row_seed: str, progress: bool) -> Path:
     """The child side of ``--jobs N`` (``personkit study SPEC --out DIR --job ROW:SEED``): run
     that job in this process and write its record to ``study_record.json`` in its run dir."""
-    from personkit.report import to_jsonable
-
     row, _, seed = row_seed.rpartition(":")
     study = load_study(spec, out)
     job = next((j for j in study.jobs if (j.row, str(j.seed)) == (row, seed)), None)

@@ -1,12 +1,9 @@
-"""``personkit study``: a grid of trainings from one spec, each evaluated with the official
-protocols, recorded in ``results.jsonl`` and summarised like the paper's Tables 5-7 and Fig. 5
-(Pfeiffer et al., GCPR 2019). See docs/study.md for the spec format.
+"""A study spec (docs/study.md): rows of trainings and ``annotate`` steps, each with its seeds,
+expanded into jobs in run order and validated before anything runs: every row's config is
+loaded with its overrides, so a bad override stops the study, naming the spec and the row.
 
-The whole spec is validated before anything runs: every row's config is loaded with its
-overrides (a bad override stops the study, naming the row). Rows run in order (``--jobs N``:
-up to N at a time in child processes, see study_jobs.py); a finished
-(row, seed, config hash) in ``results.jsonl`` is skipped, so a killed study resumes, and a run
-killed mid-training resumes from its newest checkpoint.
+A job's key is (row, seed, config hash); the hash covers the resolved config and, through
+``{run:ROW}``, the hashes of the runs a row builds on (:func:`config_hash`, ``_chain_hash``).
 """
 
 from __future__ import annotations
@@ -14,19 +11,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from personkit.config import Config, ConfigError, config_to_dict, load_config, save_config
+from personkit.config import Config, ConfigError, config_to_dict, load_config
 from personkit.runtime import resolve_device
 
 SPEC_KEYS = {"name", "description", "world", "data_root", "defaults", "rows", "tables",
@@ -40,14 +32,6 @@ _RUN_REF = re.compile(r"\{run:([^}]+)\}")
 
 class StudyError(ValueError):
     """A study spec that cannot run; the message names the spec and the row or key."""
-
-
-#: Set by ``--jobs N`` in each child: how many jobs ran at a time (recorded with each run).
-JOBS_VAR = "PERSONKIT_STUDY_JOBS"
-
-
-class StudyRunError(RuntimeError):
-    """Jobs of a parallel study (``--jobs N``) failed; the message names each and its log."""
 
 
 @dataclass
@@ -82,9 +66,6 @@ class Study:
     world: dict[str, Any] | None
     data_root: Path | None
     name: str = "study"
-
-
-# ------------------------------------------------------------------------------ the spec
 
 
 def _check_keys(obj: Any, allowed: set[str], where: str) -> dict:
@@ -259,16 +240,10 @@ def _row_jobs(row: dict, name: str, values: dict, defaults: dict, base: Path, ou
 
 
 def _annotate_job(row: dict, name: str, label: str, seed: int, fill: Any, where: str) -> Job:
-    from personkit.cli import build_parser
-
     args = row["annotate"]
     if not isinstance(args, list) or not args:
         raise StudyError(f"{where}: 'annotate' must be the list of `personkit annotate` "
                          f"arguments")
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    if "annotate" not in sub.choices:
-        raise StudyError(f"{where}: needs the `personkit annotate` command, which this "
-                         f"personkit does not have")
     command = ["annotate", *[str(fill(a)) for a in args]]
     truth = row.get("score_truth")
     digest = hashlib.sha256(json.dumps(command).encode()).hexdigest()[:12]
@@ -313,98 +288,6 @@ def config_hash(cfg: Config) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-# ------------------------------------------------------------------------------ running
-
-
-def read_results(path: Path) -> list[dict[str, Any]]:
-    """The records of ``results.jsonl`` (a torn last line of a killed study is ignored)."""
-    if not path.is_file():
-        return []
-    out = []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            if i < len(lines) - 1:
-                raise StudyError(f"{path}:{i + 1}: not JSON ({e})") from e
-    return out
-
-
-def _drop_torn_line(path: Path) -> None:
-    """Cut a last line that a killed study left half-written, so appends start clean."""
-    if path.is_file():
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            path.write_bytes(data[:data.rfind(b"\n") + 1])
-
-
-def _append(path: Path, record: dict[str, Any]) -> None:
-    from personkit.report import to_jsonable
-
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(to_jsonable(record)) + "\n")
-        f.flush()
-
-
-def _prepare_run_dir(job: Job, out: Path) -> Path:
-    """The job's run directory, emptied when it holds an earlier config of the row (or of a row
-    it builds on); a training row's config and hash are written into it."""
-    rdir = run_dir(out, job.row, job.seed)
-    key = rdir / "study_hash.txt"
-    if job.kind == "annotate":
-        rdir.mkdir(parents=True, exist_ok=True)  # for --jobs N: its log and record
-        return rdir
-    if rdir.exists() and not (key.is_file() and key.read_text().strip() == job.config_hash):
-        shutil.rmtree(rdir)  # an earlier config of this row (or of a row it builds on)
-    rdir.mkdir(parents=True, exist_ok=True)
-    save_config(job.config, rdir / "config.yaml")
-    key.write_text(job.config_hash + "\n")
-    return rdir
-
-
-def _train(job: Job, out: Path, nproc: int, progress: bool) -> dict[str, Any]:
-    """Train one row (in-process or under torchrun) and evaluate its weights."""
-    from personkit.checkpoint import list_checkpoints
-    from personkit.engine.evaluate import run_evaluation
-    from personkit.engine.launch import train_run
-    from personkit.models.loading import load_model_and_config
-
-    rdir = _prepare_run_dir(job, out)
-    trained = (rdir / "model.safetensors").is_file()
-    # an interrupted run goes on: its time before the interruption is in no record
-    interrupted = trained or bool(list_checkpoints(rdir / "checkpoints"))
-    t0 = time.perf_counter()
-    if not trained:  # (trained: killed before its evaluation was recorded)
-        run = train_run(job.config, rdir, resume="auto", nproc=nproc, progress=progress)
-        if run.exit_code:
-            raise RuntimeError(f"row {job.row} seed {job.seed}: training failed (exit "
-                               f"{run.exit_code})")
-    t1 = time.perf_counter()
-    device = resolve_device(job.config.train.device, "train.device")
-    model, cfg = load_model_and_config(rdir, device)
-    metrics = run_evaluation(model, cfg, device=device, progress=progress)
-    return {"metrics": metrics, "run_dir": str(rdir), "resumed": interrupted,
-            "seconds": {"train": t1 - t0, "eval": time.perf_counter() - t1}}
-
-
-def _run_job(job: Job, out: Path, nproc: int, progress: bool) -> dict[str, Any]:
-    """Run one job; its ``results.jsonl`` record (seconds, load average, how the machine was
-    shared, metrics, run dir)."""
-    import torch
-
-    t0 = time.perf_counter()
-    rec = _train(job, out, nproc, progress) if job.kind == "train" else _annotate(job)
-    rec["seconds"]["total"] = time.perf_counter() - t0
-    rec["loadavg"] = list(os.getloadavg())
-    rec["sharing"] = {"jobs": int(os.environ.get(JOBS_VAR, "1")),
-                      "threads": torch.get_num_threads()}
-    return {"row": job.row, "seed": job.seed, "config_hash": job.config_hash, "kind": job.kind,
-            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **rec}
-
-
 def job_dependencies(jobs: list[Job]) -> list[set[int]]:
     """For each job, the indices of the earlier jobs it waits for when jobs run in parallel:
     every earlier ``annotate`` job (it may write a folder that rows read without naming it, e.g.
@@ -416,81 +299,3 @@ def job_dependencies(jobs: list[Job]) -> list[set[int]]:
         deps.append(set(range(i)) if job.kind == "annotate" else
                     {j for j in range(i) if jobs[j].kind == "annotate" or jobs[j].row in job.refs})
     return deps
-
-
-def _annotate(job: Job) -> dict[str, Any]:
-    """Run ``personkit annotate`` in a subprocess, then score it against the hidden truth."""
-    from personkit.metrics.annotations import score_annotations
-
-    t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "personkit", *job.command], check=False)
-    if done.returncode:
-        raise RuntimeError(f"row {job.row}: `personkit {' '.join(job.command)}` failed "
-                           f"(exit {done.returncode})")
-    record: dict[str, Any] = {"command": "personkit " + " ".join(job.command),
-                              "seconds": {"annotate": time.perf_counter() - t0}}
-    if job.score_truth:
-        auto = job.command[job.command.index("--out") + 1] if "--out" in job.command else None
-        if auto is None:
-            raise StudyError(f"row {job.row}: score_truth needs an --out folder in annotate")
-        record["metrics"] = {"annotations": score_annotations(auto, job.score_truth)}
-    return record
-
-
-def run_study(spec: str | Path, out: str | Path, nproc: int = 1, report: str | Path | None = None,
-              progress: bool = True, only: str | None = None, jobs: int = 1) -> dict[str, Any]:
-    """Validate ``spec``, run every job not yet in ``OUT/results.jsonl``, then write
-    ``OUT/study.md`` and ``OUT/fig5.png`` (and the results section of ``report``).
-
-    ``jobs`` > 1 runs up to that many jobs at a time, each in a child process, in the order
-    :func:`job_dependencies` allows (see personkit/engine/study_jobs.py); a failed job raises
-    :class:`StudyRunError` after the others finished."""
-    from personkit.engine.study_report import write_outputs
-
-    if jobs < 1:
-        raise StudyError(f"--jobs must be >= 1, got {jobs}")
-    if jobs > 1 and nproc > 1:
-        raise StudyError(f"--jobs {jobs} with --nproc {nproc}: each job would start {nproc} "
-                         f"torchrun processes next to the others; use one of the two")
-    study = load_study(spec, out)
-    study.out.mkdir(parents=True, exist_ok=True)
-    wanted = None if only is None else set(only.split(","))
-    if wanted is not None and wanted - {j.row for j in study.jobs}:
-        raise StudyError(f"--rows: no rows named {sorted(wanted - {j.row for j in study.jobs})}")
-    if study.world is not None:
-        from personkit.demo import ensure_world
-
-        info = ensure_world(study.data_root, study.world["preset"], study.world["seed"])
-        made = "cached" if info["cached"] else f"made in {info['seconds']:.0f} s"
-        print(f"world: {study.world['preset']} seed {study.world['seed']} in {study.data_root}"
-              f" ({made})")
-    results_path = study.out / "results.jsonl"
-    _drop_torn_line(results_path)
-    done = {(r["row"], r["seed"], r["config_hash"]) for r in read_results(results_path)}
-    ran = skipped = 0
-    todo: list[int] = []  # --jobs N: the indices of the jobs to run, in spec order
-    for n, job in enumerate(study.jobs, 1):
-        head = f"[{n}/{len(study.jobs)}] {job.row} seed {job.seed}"
-        if job.key in done or (wanted is not None and job.row not in wanted):
-            skipped += job.key in done
-            print(f"{head}: {'done, skipped' if job.key in done else 'not selected'}")
-            continue
-        if jobs > 1:
-            todo.append(n - 1)
-            continue
-        print(f"{head}: {job.kind} ...", flush=True)
-        rec = _run_job(job, study.out, nproc, progress)
-        _append(results_path, rec)
-        print(f"{head}: finished in {rec['seconds']['total']:.0f} s", flush=True)
-        ran += 1
-    failed = []
-    if todo:
-        from personkit.engine.study_jobs import run_parallel
-
-        ran, failed = run_parallel(study, todo, jobs, results_path, progress)
-    paths = write_outputs(study, read_results(results_path), report)
-    print(f"wrote {paths['study_md']}" + (f" and {paths['fig5']}" if paths["fig5"] else ""))
-    if failed:
-        raise StudyRunError("; ".join(failed) + " (the records of every finished job are kept: "
-                            "fix the failure and rerun to resume)")
-    return {"ran": ran, "skipped": skipped, **paths}

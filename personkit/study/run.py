@@ -1,0 +1,74 @@
+"""``personkit study``: a grid of trainings from one spec, each evaluated with the official
+protocols, recorded in ``results.jsonl`` and summarised like the paper's Tables 5-7 and Fig. 5
+(Pfeiffer et al., GCPR 2019). See docs/study.md for the spec format.
+
+The whole spec is validated before anything runs: every row's config is loaded with its
+overrides (a bad override stops the study, naming the row). Rows run in order (``--jobs N``:
+up to N at a time in child processes, see study_jobs.py); a finished
+(row, seed, config hash) in ``results.jsonl`` is skipped, so a killed study resumes, and a run
+killed mid-training resumes from its newest checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from personkit.study.jobs import StudyRunError, _append, _drop_torn_line, _run_job, read_results
+from personkit.study.parallel import run_parallel
+from personkit.study.report import write_outputs
+from personkit.study.spec import StudyError, load_study
+from personkit.synth import ensure_world
+
+
+def run_study(spec: str | Path, out: str | Path, nproc: int = 1, report: str | Path | None = None,
+              progress: bool = True, only: str | None = None, jobs: int = 1) -> dict[str, Any]:
+    """Validate ``spec``, run every job not yet in ``OUT/results.jsonl``, then write
+    ``OUT/study.md`` and ``OUT/fig5.png`` (and the results section of ``report``).
+
+    ``jobs`` > 1 runs up to that many jobs at a time, each in a child process, in the order
+    :func:`job_dependencies` allows (see personkit/engine/study_jobs.py); a failed job raises
+    :class:`StudyRunError` after the others finished."""
+    if jobs < 1:
+        raise StudyError(f"--jobs must be >= 1, got {jobs}")
+    if jobs > 1 and nproc > 1:
+        raise StudyError(f"--jobs {jobs} with --nproc {nproc}: each job would start {nproc} "
+                         f"torchrun processes next to the others; use one of the two")
+    study = load_study(spec, out)
+    study.out.mkdir(parents=True, exist_ok=True)
+    wanted = None if only is None else set(only.split(","))
+    if wanted is not None and wanted - {j.row for j in study.jobs}:
+        raise StudyError(f"--rows: no rows named {sorted(wanted - {j.row for j in study.jobs})}")
+    if study.world is not None:
+        info = ensure_world(study.data_root, study.world["preset"], study.world["seed"])
+        made = "cached" if info["cached"] else f"made in {info['seconds']:.0f} s"
+        print(f"world: {study.world['preset']} seed {study.world['seed']} in {study.data_root}"
+              f" ({made})")
+    results_path = study.out / "results.jsonl"
+    _drop_torn_line(results_path)
+    done = {(r["row"], r["seed"], r["config_hash"]) for r in read_results(results_path)}
+    ran = skipped = 0
+    todo: list[int] = []  # --jobs N: the indices of the jobs to run, in spec order
+    for n, job in enumerate(study.jobs, 1):
+        head = f"[{n}/{len(study.jobs)}] {job.row} seed {job.seed}"
+        if job.key in done or (wanted is not None and job.row not in wanted):
+            skipped += job.key in done
+            print(f"{head}: {'done, skipped' if job.key in done else 'not selected'}")
+            continue
+        if jobs > 1:
+            todo.append(n - 1)
+            continue
+        print(f"{head}: {job.kind} ...", flush=True)
+        rec = _run_job(job, study.out, nproc, progress)
+        _append(results_path, rec)
+        print(f"{head}: finished in {rec['seconds']['total']:.0f} s", flush=True)
+        ran += 1
+    failed = []
+    if todo:
+        ran, failed = run_parallel(study, todo, jobs, results_path, progress)
+    paths = write_outputs(study, read_results(results_path), report)
+    print(f"wrote {paths['study_md']}" + (f" and {paths['fig5']}" if paths["fig5"] else ""))
+    if failed:
+        raise StudyRunError("; ".join(failed) + " (the records of every finished job are kept: "
+                            "fix the failure and rerun to resume)")
+    return {"ran": ran, "skipped": skipped, **paths}
