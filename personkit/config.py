@@ -27,7 +27,8 @@ import yaml
 from personkit.data.constants import IMAGENET_MEAN, IMAGENET_STD, MARKET_ATTRIBUTES
 
 TaskName = Literal["reid", "id", "attributes", "pose", "segmentation"]
-ALL_HEADS: tuple[str, ...] = ("reid", "id", "attributes", "pose", "segmentation")
+#: Every head a model can have, in output order: the one list of tasks.
+ALL_HEADS: tuple[str, ...] = typing.get_args(TaskName)
 
 
 class ConfigError(ValueError):
@@ -69,11 +70,6 @@ def num(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSIN
     """A numeric dataclass field with its allowed :class:`Range` (checked on load)."""
     return field(default=default, default_factory=factory,
                  metadata={"range": Range(ge=ge, gt=gt, le=le, lt=lt)})
-
-
-def field_range(cls: Any, name: str) -> Range | None:
-    """The :class:`Range` of field ``name`` of config dataclass ``cls`` (None if unranged)."""
-    return next(f.metadata.get("range") for f in dataclasses.fields(cls) if f.name == name)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Markdown tables of evaluation results, shaped like the tables of Pfeiffer et al. (GCPR 2019).
+"""Presenting evaluation results: Markdown tables shaped like the tables of Pfeiffer et al.
+(GCPR 2019), JSON-ready values (:func:`to_jsonable`) and learning-curve plots of a run's log.
 
 Scores are stored as fractions in [0, 1] and shown as percentages, as in the paper.
 """

@@ -1,4 +1,9 @@
-"""The import graph keeps each concept in one place (issue #12)."""
+"""The package's plan, checked from the code's own imports (issues #12 and #21).
+
+Layers, lowest first: each module imports only from its own layer or below, so the folder tree
+reads as the pipeline and no import cycle can form. The static import graph includes imports
+inside functions: a lazy import that dodges a cycle at run time is still a cycle in the design.
+"""
 
 from __future__ import annotations
 
@@ -7,37 +12,151 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "personkit"
 
-
-def _imports(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-        elif isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-    return names
-
-
-def test_inference_does_not_import_build():
-    """Models come from ``personkit.models.loading``; config -> objects stays in build.py,
-    whose callers are the CLI, the demo and the trainer."""
-    offenders = {p.name: sorted(i for i in _imports(p) if i.startswith("personkit.build"))
-                 for p in (PACKAGE / "inference").glob("*.py")}
-    assert {k: v for k, v in offenders.items() if v} == {}
+#: (layer, the modules in it): a module's layer is that of its longest listed prefix.
+LAYERS: list[tuple[int, tuple[str, ...]]] = [
+    (0, ("personkit.checkpoint", "personkit.runtime", "personkit.extras", "personkit.data")),
+    (1, ("personkit.config",)),
+    (2, ("personkit.models", "personkit.losses", "personkit.metrics", "personkit.synth",
+         "personkit.report")),
+    (3, ("personkit.engine", "personkit.inference")),
+    (4, ("personkit.track", "personkit.study", "personkit.demo", "personkit.build")),
+    (5, ("personkit.cli", "personkit.__main__")),
+]
 
 
-def test_one_image_reader_and_one_model_loader():
-    defs = {}
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _resolve(name: str) -> str | None:
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _imports(module: str) -> set[str]:
+    """The personkit modules ``module`` imports (at any depth), parents excluded."""
+    found = set()
+    for node in ast.walk(ast.parse(MODULES[module].read_text(encoding="utf-8"))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            target = _resolve(name)
+            if target and target != "personkit" and not module.startswith(target + "."):
+                found.add(target)
+    return found - {module}
+
+
+GRAPH = {m: _imports(m) for m in MODULES}
+
+
+def _layer(module: str) -> int | None:
+    best = max(((len(p), layer) for layer, prefixes in LAYERS for p in prefixes
+                if module == p or module.startswith(p + ".")), default=None)
+    return None if best is None else best[1]
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in MODULES if m != "personkit" and _layer(m) is None] == []
+
+
+def test_no_module_imports_from_a_higher_layer():
+    upward = sorted(f"{m} -> {t}" for m, targets in GRAPH.items() if m != "personkit"
+                    for t in targets if _layer(t) > _layer(m))
+    assert upward == []
+
+
+def test_no_import_cycle():
+    """Tarjan's strongly connected components of the import graph: none has two modules."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in GRAPH[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in GRAPH:
+        if v not in index:
+            visit(v)
+    assert cycles == []
+
+
+def test_the_network_and_the_readers_do_not_import_upward():
+    """``models/`` never imports the trainer's package; ``data/`` only ``data/`` (and the
+    root file formats); nothing but the top imports ``study`` or the command line."""
+    assert {m: sorted(t for t in ts if t.startswith("personkit.engine"))
+            for m, ts in GRAPH.items() if m.startswith("personkit.models")} == {
+        m: [] for m in GRAPH if m.startswith("personkit.models")}
+    for m, targets in GRAPH.items():
+        if m.startswith("personkit.data"):
+            assert all(t.startswith("personkit.data") or _layer(t) == 0 for t in targets), m
+        if not m.startswith(("personkit.study", "personkit.cli", "personkit.__main__")):
+            assert not any(t.startswith(("personkit.study", "personkit.cli")) for t in targets), m
+
+
+def _definitions(names: set[str]) -> dict[str, list[str]]:
+    defs: dict[str, list[str]] = {}
     for path in PACKAGE.rglob("*.py"):
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
-            if isinstance(node, ast.FunctionDef) and node.name in (
-                    "read_image", "load_model", "load_model_and_config", "flip_tta_embedding",
-                    "mean_with_mirror"):
-                defs.setdefault(node.name, []).append(str(path.relative_to(PACKAGE)))
-    assert defs == {"read_image": ["data/io.py"], "load_model": ["models/loading.py"],
-                    "load_model_and_config": ["models/loading.py"],
-                    "flip_tta_embedding": ["models/multitask.py"],
-                    "mean_with_mirror": ["models/multitask.py"]}
+            targets = ([node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else
+                       [t.id for t in node.targets if isinstance(t, ast.Name)]
+                       if isinstance(node, ast.Assign) else
+                       [node.target.id] if isinstance(node, ast.AnnAssign)
+                       and isinstance(node.target, ast.Name) else [])
+            for name in set(targets) & names:
+                defs.setdefault(name, []).append(str(path.relative_to(PACKAGE)))
+    return defs
+
+
+def test_each_contract_is_defined_once():
+    assert _definitions({
+        "read_image", "load_model", "load_model_and_config", "flip_tta_embedding",
+        "mean_with_mirror", "TASKS", "HEADS", "ALL_HEADS", "resolve_model_file",
+        "resolve_device", "require", "MissingExtraError", "output_names", "select_heads",
+        "write_text_atomic", "sha256_file", "machine_info", "train_run", "ensure_world",
+    }) == {
+        "read_image": ["data/io.py"], "load_model": ["models/loading.py"],
+        "load_model_and_config": ["models/loading.py"],
+        "flip_tta_embedding": ["models/multitask.py"], "mean_with_mirror": ["models/multitask.py"],
+        "TASKS": ["models/multitask.py"], "HEADS": ["models/multitask.py"],
+        "ALL_HEADS": ["config.py"], "resolve_model_file": ["models/loading.py"],
+        "resolve_device": ["runtime.py"], "require": ["extras.py"],
+        "MissingExtraError": ["extras.py"], "output_names": ["inference/contract.py"],
+        "select_heads": ["inference/contract.py"], "write_text_atomic": ["checkpoint.py"],
+        "sha256_file": ["checkpoint.py"], "machine_info": ["runtime.py"],
+        "train_run": ["engine/launch.py"], "ensure_world": ["synth/world.py"],
+    }
+
+
+def test_the_label_table_covers_exactly_the_tasks():
+    from personkit.config import ALL_HEADS
+    from personkit.data.records import TASK_LABELS
+
+    assert tuple(TASK_LABELS) == ALL_HEADS
 
 
 def test_flip_averaging_is_written_once():
@@ -47,3 +166,9 @@ def test_flip_averaging_is_written_once():
         text = path.read_text(encoding="utf-8")
         if path.name != "multitask.py":
             assert "mirror" not in text or "/ 2" not in text.split("mirror", 1)[1][:200], path
+
+
+def test_every_module_says_what_it_holds():
+    missing = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+               if p.stat().st_size and not ast.get_docstring(ast.parse(p.read_text()))]
+    assert missing == []

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-#: Which sample keys each task needs as labels.
+#: Which sample keys each task needs as labels (its keys are config.ALL_HEADS: a test checks).
 TASK_LABELS: dict[str, tuple[str, ...]] = {
     "reid": ("pid",),
     "id": ("pid",),
@@ -40,7 +40,6 @@ TASK_LABELS: dict[str, tuple[str, ...]] = {
     "pose": ("joints", "joints_valid"),
     "segmentation": ("parts",),
 }
-TASKS: tuple[str, ...] = tuple(TASK_LABELS)
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,4 +1,6 @@
-"""Run a model over evaluation sets and score them with the official protocols.
+"""Run a model over evaluation sets and score them with the official protocols
+(:func:`run_evaluation`: a config's ``data.eval`` sets, each with the protocols its model's
+heads allow).
 
 * ReID (Market-1501/Duke single query): embeddings of query and gallery, optionally averaged
   with their mirror images (flip TTA), scored by :class:`~personkit.metrics.ReidEvaluator`.

@@ -14,7 +14,6 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,6 @@ RUN_FILE = "run.json"
 
 class RunDirError(ValueError):
     """A run directory that cannot be used as asked; the message says what to pass instead."""
-
-
-def new_run_id() -> str:
-    return uuid.uuid4().hex
 
 
 def check_out_dir(out: str | Path) -> Path:

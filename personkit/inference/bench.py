@@ -17,9 +17,11 @@ input size; decoding and resizing are not included):
 
 Eager PyTorch and ONNX Runtime (four-task, reid-only, light); on CUDA also bf16/fp16 autocast,
 channels_last and ``torch.compile`` (``reduce-overhead``, i.e. CUDA graphs). Each number is
-the median of ``repeats`` timed runs after ``warmup`` runs. The caller builds the models
-(:func:`personkit.models.build.build_bench_models` initialises them randomly: speed does not
-depend on the weights); bench reads no config or checkpoint itself.
+the median of ``repeats`` timed runs after ``warmup`` runs, next to the machine's own GEMM
+ceiling (:mod:`personkit.inference.roofline`). :class:`Bench` times the models it is given
+and reads no config or checkpoint; :func:`run_bench` (``personkit bench``) builds them from a
+config or checkpoint with :func:`personkit.models.build.build_bench_models`, randomly
+initialised (speed does not depend on the weights), and writes the report.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from personkit.models import MultiTaskModel
+from personkit.models import TASKS, MultiTaskModel
 
 
 def cpu_flags() -> set[str]:
@@ -57,8 +57,7 @@ def count_flops(model: MultiTaskModel, heads: Sequence[str] | None = None) -> di
     """GFLOP per crop of the trunk and of each head alone on cached trunk features."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    heads = [h for h in ("reid", "attributes", "pose", "segmentation")
-             if h in model.enabled and (heads is None or h in heads)]
+    heads = [h for h in TASKS if h in model.enabled and (heads is None or h in heads)]
     h, w = model.meta.input_size
     x = torch.randn(1, 3, h, w, device=next(model.parameters()).device)
     out = {}

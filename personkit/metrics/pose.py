@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from personkit.data.constants import MPII_JOINTS, NUM_JOINTS, PCKH_GROUPS, PCKH_MEAN_JOINTS
+from personkit.data.datasets.lip import lip_head_size as lip_head_size  # re-exported
+from personkit.data.datasets.mpii import mpii_head_size as mpii_head_size  # re-exported
 
 ArrayLike = Any
 #: MPII toolkit ``genTablePCK`` UBody: wrists, elbows, shoulders.
@@ -31,31 +33,6 @@ MPII_UBODY_JOINTS: tuple[int, ...] = tuple(range(10, 16))
 LIP_UBODY_JOINTS: tuple[int, ...] = tuple(range(8, 16))
 #: The threshold of the secondary ``Mean@0.1`` score.
 LOW_THRESHOLD = 0.1
-MPII_SC_BIAS = 0.6
-
-
-def mpii_head_size(head_box: ArrayLike) -> np.ndarray:
-    """MPII head size: 0.6 x the diagonal of the head box ``(x1, y1, x2, y2)`` (``..., 4``)."""
-    box = np.asarray(head_box, dtype=np.float64)
-    return MPII_SC_BIAS * np.linalg.norm(box[..., 2:4] - box[..., 0:2], axis=-1)
-
-
-def lip_head_size(joints: ArrayLike, annotated: ArrayLike | None = None) -> np.ndarray:
-    """LIP head size: ``||head top (9) - upper neck (8)||`` with no factor (gccpm).
-
-    Args:
-        joints: ``(..., 16, 2)`` ground-truth joints; missing joints may be NaN.
-        annotated: ``(..., 16)`` bool; defaults to "coordinates are finite".
-
-    Returns:
-        ``(...)`` head sizes, NaN where either joint is missing (the person is skipped).
-    """
-    j = np.asarray(joints, dtype=np.float64)
-    ok = np.isfinite(j).all(-1)
-    if annotated is not None:
-        ok &= np.asarray(annotated, dtype=bool)
-    size = np.linalg.norm(j[..., 9, :] - j[..., 8, :], axis=-1)
-    return np.where(ok[..., 8] & ok[..., 9], size, np.nan)
 
 
 def pckh(pred: ArrayLike, gt: ArrayLike, annotated: ArrayLike, head_sizes: ArrayLike,

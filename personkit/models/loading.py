@@ -1,10 +1,12 @@
-"""Trained models from files: a run directory, a ``.pt`` checkpoint or a ``.safetensors`` export.
+"""Trained models from files: a run directory, a ``.pt`` checkpoint or a ``.safetensors`` export
+(and the ``model`` section of a YAML config or such a file, :func:`model_config_of`).
 
 The file is the one source of truth: its stored config rebuilds the model, its weights load
 strictly, and its stored :class:`ModelMeta` (preprocessing, label names, heads) must equal the
 metadata of the rebuilt model; a mismatch is an error naming the file and the differing keys.
 A run directory resolves to its ``model.safetensors`` if present, else to its newest checkpoint
-that loads.
+that loads: :func:`resolve_model_file`, the one resolver (``model.init_from`` and ``annotate``
+use it too).
 """
 
 from __future__ import annotations

@@ -27,13 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from personkit.config import ALL_HEADS
 from personkit.models.backbone import ResNetBackbone
 from personkit.models.fpn import FPN
 from personkit.models.heads import AttributeHead, IdHead, PoseHead, ReidHead, SemanticFPNHead
 
 T = TypeVar("T")
 
-HEADS = ("reid", "id", "attributes", "pose", "segmentation")
+HEADS = ALL_HEADS
 #: The heads with an output at inference (the ``id`` classifier trains the embedding only).
 TASKS = tuple(h for h in HEADS if h != "id")
 SHARING = ("single", "multi", "split")

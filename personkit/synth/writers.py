@@ -21,7 +21,6 @@ from personkit.synth.items import PersonAnno
 
 MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: personkit.synth"
 
-_BINARY = ("hat", "backpack", "bag", "handbag")
 #: Field orders of the two attribute structs (they differ, as in the real file).
 TRAIN_FIELDS: tuple[str, ...] = (
     "age", "backpack", "bag", "handbag", *("down" + c for c in sorted(DOWN_COLOURS)),

@@ -34,8 +34,6 @@ from personkit.inference.sources import (
     resolve_mot_source,
 )
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-
 
 @dataclass
 class Detections:

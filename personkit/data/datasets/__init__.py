@@ -28,7 +28,6 @@ from personkit.data.transforms import AffineAugment, lip_transform, mpii_transfo
 
 Reader = Callable[..., list[PersonRecord]]
 Transform = Callable[[bool, tuple[int, int]], AffineAugment]
-PROTOCOLS = ("reid", "mpii", "lip")
 
 
 @dataclass(frozen=True)

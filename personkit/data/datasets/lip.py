@@ -26,14 +26,32 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from personkit.data.constants import NUM_JOINTS
 from personkit.data.io import DatasetError, first_existing, read_text
 from personkit.data.records import PersonRecord
-from personkit.metrics.pose import lip_head_size
 
 LIP_SPLITS = ("train", "val")
 _Pose = tuple[np.ndarray, np.ndarray, np.ndarray]  # joints, annotated, occluded
+
+
+def lip_head_size(joints: ArrayLike, annotated: ArrayLike | None = None) -> np.ndarray:
+    """LIP head size: ``||head top (9) - upper neck (8)||`` with no factor (gccpm).
+
+    Args:
+        joints: ``(..., 16, 2)`` ground-truth joints; missing joints may be NaN.
+        annotated: ``(..., 16)`` bool; defaults to "coordinates are finite".
+
+    Returns:
+        ``(...)`` head sizes, NaN where either joint is missing (the person is skipped).
+    """
+    j = np.asarray(joints, dtype=np.float64)
+    ok = np.isfinite(j).all(-1)
+    if annotated is not None:
+        ok &= np.asarray(annotated, dtype=bool)
+    size = np.linalg.norm(j[..., 9, :] - j[..., 8, :], axis=-1)
+    return np.where(ok[..., 8] & ok[..., 9], size, np.nan)
 
 
 def read_lip(root: str | Path, split: str, parsing: bool = True,

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from personkit.data.constants import NUM_JOINTS
 from personkit.data.io import (
@@ -42,10 +43,19 @@ from personkit.data.io import (
     require_file,
 )
 from personkit.data.records import PersonRecord
-from personkit.metrics.pose import mpii_head_size
 
 MPII_MAT = "mpii_human_pose_v1_u12_1.mat"
 _JSON_NAMES = {"train": ("train.json", "mpii_train.json"), "val": ("valid.json", "mpii_val.json")}
+
+
+#: MPII's ``SC_BIAS``: the head size is this factor times the head box's diagonal.
+MPII_SC_BIAS = 0.6
+
+
+def mpii_head_size(head_box: ArrayLike) -> np.ndarray:
+    """MPII head size: 0.6 x the diagonal of the head box ``(x1, y1, x2, y2)`` (``..., 4``)."""
+    box = np.asarray(head_box, dtype=np.float64)
+    return MPII_SC_BIAS * np.linalg.norm(box[..., 2:4] - box[..., 0:2], axis=-1)
 
 
 def read_mpii(root: str | Path, split: str, annotation_file: str | Path | None = None,
