@@ -170,7 +170,7 @@ def _check_person(center: tuple[float, float], scale: float, where: str) -> None
 
 
 def _head_size(box: tuple[float, ...] | None) -> float | None:
-    """PCKh normaliser (:func:`personkit.metrics.pose.mpii_head_size`)."""
+    """PCKh normaliser (:func:`mpii_head_size`)."""
     return None if box is None else float(mpii_head_size(box))
 
 
