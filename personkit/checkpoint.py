@@ -13,6 +13,7 @@ load, with a warning. Pruning only deletes files of the run that writes (its ``r
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -72,6 +73,8 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temp file in the same folder and a rename, so a
     reader (or a process killed meanwhile) sees the old file or the new one, never a part."""
     path = Path(path)
+    if path.is_dir():  # checked first: the rename would name the temp file instead
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp_{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -81,6 +84,15 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json(path: str | Path, content: Any) -> Path:
+    """``content`` as indented JSON in ``path`` (atomically; its folder is created)."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_text_atomic(path, json.dumps(content, indent=2) + "\n")
 
 
 def save_checkpoint(state: dict[str, Any], directory: str | Path, step: int, keep: int = 3,

@@ -5,10 +5,8 @@ not here) and prints what it returns; errors become one line on stderr."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from personkit.config import ConfigError, load_config
@@ -77,10 +75,10 @@ def _list(text: str | None) -> list[str] | None:
 
 
 def _write_json(path: str | None, content: Any) -> None:
+    from personkit.checkpoint import write_json
+
     if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(content, indent=2) + "\n")
-        print(f"wrote {path}")
+        print(f"wrote {write_json(path, content)}")
 
 
 @command("train", "train a model from a YAML config",
@@ -366,14 +364,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _exit_codes() -> list[tuple[type[BaseException], int]]:
     """The errors the CLI reports in one line, and their exit codes (1: a run that had to stop,
-    weights that do not fit, failed study jobs; 2: bad input, settings or a missing extra)."""
+    weights that do not fit, failed study jobs; 2: bad input, settings, a missing extra, or a
+    path that cannot be read or written)."""
     from personkit.engine.trainer import TrainingError
     from personkit.extras import MissingExtraError
     from personkit.models import WeightsError
     from personkit.study import StudyRunError
 
     return [(TrainingError, 1), (WeightsError, 1), (StudyRunError, 1), (ConfigError, 2),
-            (FileNotFoundError, 2), (ValueError, 2), (MissingExtraError, 2)]
+            (ValueError, 2), (MissingExtraError, 2), (OSError, 2)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -391,8 +390,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = next((c for kind, c in _exit_codes() if isinstance(e, kind)), None)
         if code is None:
             raise
-        print(f"personkit {args.command}: error: {e}", file=sys.stderr)
+        print(f"personkit {args.command}: error: {_describe(e)}", file=sys.stderr)
         return code
+
+
+def _describe(e: Exception) -> str:
+    """An OS error as ``PATH: what went wrong`` (no errno noise); any other as its message."""
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror or e}"
+    return str(e)
 
 
 if __name__ == "__main__":

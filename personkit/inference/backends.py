@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -120,7 +120,8 @@ class OnnxRuntimeEngine:
         providers = ["CPUExecutionProvider"]
         if device == "cuda":
             providers.insert(0, "CUDAExecutionProvider")
-        self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        with unreadable_export(self.path, "ONNX Runtime"):
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         props = self.session.get_modelmeta().custom_metadata_map
         self.meta, self.heads = parse_metadata(props, str(self.path))
         self.input_name = self.session.get_inputs()[0].name
@@ -135,6 +136,19 @@ class OnnxRuntimeEngine:
 # ----------------------------------------------------------------------------- OpenVINO
 
 
+@contextlib.contextmanager
+def unreadable_export(path: Path, runtime: str) -> Iterator[None]:
+    """Turn a runtime's failure to read an exported file (truncated, corrupt, its weights
+    missing) into a ``ValueError`` naming the file and the runtime's first line."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - onnxruntime's errors derive from Exception only
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+        raise ValueError(f"{runtime} cannot read the exported model {path} (truncated or "
+                         f"corrupt? re-export it with `personkit export`): {first[:300]}"
+                         ) from None
+
+
 def openvino_xml(path: str | Path) -> Path:
     """The ``.xml`` of an OpenVINO export: the file itself, or ``model.xml`` in a folder."""
     path = Path(path)
@@ -143,6 +157,9 @@ def openvino_xml(path: str | Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"OpenVINO model not found: {path} (expected the .xml written "
                                 f"by `personkit export --openvino DIR`, or that folder)")
+    if not path.with_suffix(".bin").is_file():
+        raise FileNotFoundError(f"OpenVINO weights not found: {path.with_suffix('.bin')} (an "
+                                f"IR is {path.name} with the .bin written next to it)")
     return path
 
 
@@ -189,13 +206,15 @@ class OpenVINOEngine:
         path = Path(path)
         self.path = path if path.suffix == ".onnx" and path.is_file() else openvino_xml(path)
         core = ov.Core()
-        model = core.read_model(str(self.path))
+        with unreadable_export(self.path, "OpenVINO"):
+            model = core.read_model(str(self.path))
         self.meta, self.heads = read_openvino_metadata(model, str(self.path))
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision,
                                   "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        self.compiled = core.compile_model(model, "CPU", config)
+        with unreadable_export(self.path, "OpenVINO"):
+            self.compiled = core.compile_model(model, "CPU", config)
         # a tensor may have several names (the ONNX output's and its producer's): pick ours
         known = output_names(self.meta, TASKS)
         self.ports = {}
