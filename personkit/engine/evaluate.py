@@ -319,7 +319,11 @@ def run_evaluation(model: MultiTaskModel, cfg: Config, names: Sequence[str] | No
                    batch_size: int = 64, flip_tta: bool = True,
                    progress: bool = True) -> dict[str, dict[str, Any]]:
     """Evaluate ``model`` on the ``data.eval`` entries (all, or those named) with the official
-    protocols; returns ``{dataset name: {protocol: scores}}``."""
+    protocols; returns ``{dataset name: {protocol: scores}}``.
+
+    A set none of whose protocols the model can run (a ReID-only export and a pose set) is an
+    error when named, and otherwise left out of the results with a note on stderr; a model that
+    can run nothing on any set is an error."""
     if not cfg.data.eval:
         raise ValueError("the config has no evaluation datasets (data.eval is empty): add "
                          "data.eval entries to the run's config.yaml")
@@ -328,6 +332,7 @@ def run_evaluation(model: MultiTaskModel, cfg: Config, names: Sequence[str] | No
     if unknown:
         raise ValueError(f"no evaluation dataset named {unknown}; the config has "
                          f"{[d.name for d in cfg.data.eval]}")
+    entries = _runnable(entries, model.enabled, explicit=names is not None)
     data_root = data_root or cfg.data.root or None
     model = in_evaluation_layout(model)
     loader = {"device": device, "batch_size": batch_size, "progress": progress,
@@ -358,3 +363,18 @@ def run_evaluation(model: MultiTaskModel, cfg: Config, names: Sequence[str] | No
                                                  model.meta.part_classes, **loader)
         results[d.name] = out
     return results
+
+
+def _runnable(entries: list[DatasetConfig], heads: Sequence[str],
+              explicit: bool) -> list[DatasetConfig]:
+    """The entries with at least one protocol ``heads`` can run (see :func:`run_evaluation`)."""
+    idle = [d for d in entries if not eval_protocols(d, heads)]
+    if idle and (explicit or len(idle) == len(entries)):
+        raise ValueError("; ".join(
+            f"dataset {d.name!r} (tasks {list(d.tasks)}) has no protocol this model can run: "
+            f"its heads are {list(heads)}" for d in idle))
+    for d in idle:
+        if get_rank() == 0:
+            print(f"eval: {d.name} left out: none of its tasks {list(d.tasks)} has a head in "
+                  f"this model ({list(heads)})", file=sys.stderr)
+    return [d for d in entries if d not in idle]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from personkit.config import config_from_dict
+from personkit.config import config_from_dict, config_to_dict
 from personkit.engine.evaluate import run_evaluation
 from personkit.models.build import build_model
 
@@ -24,7 +24,6 @@ def _cfg(world, heads, eval_tasks):
 @pytest.mark.parametrize(("heads", "expected"), [
     (["attributes"], {"attributes"}),
     (["reid", "id"], {"reid"}),
-    (["pose"], set()),
 ])
 def test_head_subsets_evaluate_only_their_protocols(tiny_world_dir, heads, expected):
     cfg = _cfg(tiny_world_dir, heads, ["reid", "attributes"])
@@ -36,3 +35,23 @@ def test_head_subsets_evaluate_only_their_protocols(tiny_world_dir, heads, expec
         assert 0.0 <= scores["mean"] <= 1.0 and "acc/gender" in scores
     if "reid" in expected:
         assert 0.0 <= results["market"]["reid"]["mAP"] <= 1.0
+
+
+def test_a_set_the_model_cannot_run_is_an_error_when_named_and_left_out_otherwise(
+        tiny_world_dir, capsys):
+    """A ReID model and a pose set: no silent ``{"mpii": {}}`` (issue #22, item 9)."""
+    cfg = _cfg(tiny_world_dir, ["reid", "id"], ["reid"])
+    raw = config_to_dict(cfg)
+    raw["data"]["eval"].append({"name": "mpii", "type": "mpii", "root": "mpii",
+                                "split": "val", "tasks": ["pose"], "input_size": [48, 48]})
+    cfg = config_from_dict(raw)
+    model = build_model(cfg.model).eval()
+    with pytest.raises(ValueError, match=r"dataset 'mpii' \(tasks \['pose'\]\) has no protocol"):
+        run_evaluation(model, cfg, ["mpii"], progress=False)
+    results = run_evaluation(model, cfg, progress=False)
+    assert set(results) == {"market"}
+    assert "mpii left out" in capsys.readouterr().err
+    pose_only = build_model(_cfg(tiny_world_dir, ["pose"], ["reid", "attributes"]).model).eval()
+    with pytest.raises(ValueError, match="its heads are"):
+        run_evaluation(pose_only, _cfg(tiny_world_dir, ["pose"], ["reid", "attributes"]),
+                       progress=False)
