@@ -21,11 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from personkit.checkpoint import content_hash
 from personkit.extras import require
 from personkit.inference.contract import (
     HEADS_KEY,
     META_KEY,
     TASKS,
+    WEIGHTS_KEY,
     named_outputs,
     output_names,
     parse_metadata,
@@ -47,6 +49,7 @@ class Engine(Protocol):
     name: str
     meta: ModelMeta
     heads: tuple[str, ...]
+    weights_hash: str | None  # the content hash of the weights it runs (None: unknown)
 
     def run(self, images: np.ndarray, heads: Sequence[str]) -> dict[str, np.ndarray]:
         """Raw outputs for a normalised ``B×3×H×W`` float32 batch."""
@@ -69,6 +72,14 @@ class TorchEngine:
         self.model = model.to(device).eval()
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self._weights_hash: str | None = None
+
+    @property
+    def weights_hash(self) -> str:
+        """The content hash of the model's weights (as stored with its weight files)."""
+        if self._weights_hash is None:
+            self._weights_hash = content_hash(self.model.state_dict())
+        return self._weights_hash
 
     @torch.inference_mode()
     def run(self, images: np.ndarray, heads: Sequence[str]) -> dict[str, np.ndarray]:
@@ -124,6 +135,7 @@ class OnnxRuntimeEngine:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         props = self.session.get_modelmeta().custom_metadata_map
         self.meta, self.heads = parse_metadata(props, str(self.path))
+        self.weights_hash = props.get(WEIGHTS_KEY)
         self.input_name = self.session.get_inputs()[0].name
         self.outputs = [o.name for o in self.session.get_outputs()]
 
@@ -163,16 +175,16 @@ def openvino_xml(path: str | Path) -> Path:
     return path
 
 
-def read_openvino_metadata(model: Any, source: str) -> tuple[ModelMeta, tuple[str, ...]]:
-    """Metadata from an OpenVINO model's ``rt_info`` (``personkit/<key>``) or, for a model read
-    from ONNX, from the ONNX ``metadata_props`` OpenVINO keeps under ``framework``."""
+def read_openvino_metadata(model: Any) -> dict[str, str]:
+    """personkit's metadata from an OpenVINO model's ``rt_info`` (``personkit/<key>``) or, for a
+    model read from ONNX, from the ONNX ``metadata_props`` OpenVINO keeps under ``framework``."""
     props: dict[str, str] = {}
-    for key in (META_KEY, HEADS_KEY):
+    for key in (META_KEY, HEADS_KEY, WEIGHTS_KEY):
         for path in (["personkit", key], ["framework", key]):
             if model.has_rt_info(path):
                 props[key] = model.get_rt_info(path).astype(str)
                 break
-    return parse_metadata(props, source)
+    return props
 
 
 def save_openvino(ov_model: Any, out_dir: Path, props: dict[str, str]) -> Path:
@@ -208,7 +220,9 @@ class OpenVINOEngine:
         core = ov.Core()
         with unreadable_export(self.path, "OpenVINO"):
             model = core.read_model(str(self.path))
-        self.meta, self.heads = read_openvino_metadata(model, str(self.path))
+        props = read_openvino_metadata(model)
+        self.meta, self.heads = parse_metadata(props, str(self.path))
+        self.weights_hash = props.get(WEIGHTS_KEY)
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision,
                                   "PERFORMANCE_HINT": "LATENCY"}
         if threads:

@@ -18,6 +18,7 @@ strings under ``personkit_meta`` and ``personkit_heads`` (ONNX ``metadata_props`
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Collection, Mapping, Sequence
 
@@ -28,6 +29,8 @@ from personkit.models import TASKS as TASKS  # re-exported: the tasks an engine 
 from personkit.models import ModelMeta, PersonOutputs
 
 META_KEY, HEADS_KEY = "personkit_meta", "personkit_heads"
+#: The content hash of the weights an export was written from (the model's identity).
+WEIGHTS_KEY = "personkit_weights"
 
 
 def attribute_output(name: str) -> str:
@@ -106,9 +109,24 @@ class ExportWrapper(nn.Module):
         return tuple(named_outputs(out, self.model.meta, self.heads).values())
 
 
-def export_metadata(meta: ModelMeta, heads: Sequence[str]) -> dict[str, str]:
-    """The string metadata an exported file carries (``personkit_meta``, ``personkit_heads``)."""
-    return {META_KEY: json.dumps(meta.to_dict()), HEADS_KEY: json.dumps(list(heads))}
+def export_metadata(meta: ModelMeta, heads: Sequence[str],
+                    weights: str | None = None) -> dict[str, str]:
+    """The string metadata an exported file carries: ``personkit_meta``, ``personkit_heads``
+    and, when known, ``personkit_weights`` (the content hash of the weights it came from)."""
+    props = {META_KEY: json.dumps(meta.to_dict()), HEADS_KEY: json.dumps(list(heads))}
+    return {**props, WEIGHTS_KEY: weights} if weights else props
+
+
+def model_identity(meta: ModelMeta, weights: str | None, flip_tta: bool) -> str | None:
+    """Which embedding space a model's embeddings live in: 16 hex digits of the SHA-256 of its
+    metadata, its weights' content hash and how embeddings are made (flip averaging). Banks
+    and indexes store it; embeddings of another identity are not comparable. None when the
+    weights are unknown (an export written before exports carried their weights' hash)."""
+    if not weights:
+        return None
+    spec = json.dumps({"meta": meta.to_dict(), "weights": weights, "flip_tta": bool(flip_tta)},
+                      sort_keys=True)
+    return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
 
 def parse_metadata(props: Mapping[str, str], source: str) -> tuple[ModelMeta, tuple[str, ...]]:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from personkit.checkpoint import content_hash
 from personkit.extras import require
 from personkit.inference import quantize
 from personkit.inference.backends import (
@@ -94,7 +95,7 @@ def export_onnx(model: nn.Module, path: str | Path, heads: Collection[str] | Non
             dynamic_axes={n: {0: "batch"} for n in ["images", *names]},
         )
     proto = onnx.load(str(path))
-    props = export_metadata(meta, heads)
+    props = export_metadata(meta, heads, content_hash(model.state_dict()))
     if config is not None:
         props["personkit_config"] = json.dumps(config)
     onnx.helper.set_model_props(proto, props)
@@ -187,7 +188,8 @@ def export_openvino(model: nn.Module, out_dir: str | Path, heads: Collection[str
         ov_model = ov.convert_model(str(onnx_path))
         meta = model.meta if input_size is None else replace(model.meta,
                                                              input_size=tuple(input_size))
-        return save_openvino(ov_model, out_dir, export_metadata(meta, heads))
+        return save_openvino(ov_model, out_dir, export_metadata(
+            meta, heads, content_hash(model.state_dict())))
 
 
 def engine_from_model(model: nn.Module, engine: str, heads: Collection[str] | None = None,

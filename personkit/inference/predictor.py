@@ -27,7 +27,7 @@ from torch import nn
 from personkit.data.constants import LIP_TO_MERGED5, MERGED5_CLASSES
 from personkit.inference.backends import ENGINES, Engine, TorchEngine, is_export, open_export
 from personkit.inference.contract import TASKS as TASKS  # re-exported: the tasks a predictor runs
-from personkit.inference.contract import attribute_output, select_heads
+from personkit.inference.contract import attribute_output, model_identity, select_heads
 from personkit.inference.preprocess import clip_boxes, crop_box, normalise, to_rgb_uint8
 from personkit.models.loading import load_model
 from personkit.models.multitask import mean_with_mirror
@@ -196,6 +196,12 @@ class Predictor:
         with ``engine="openvino"``) or an OpenVINO ``model.xml`` or its folder. The file's
         metadata gives the input size, mean/std, names and heads."""
         return cls(open_export(path, engine, device, threads), device, heads, **kwargs)
+
+    @property
+    def model_id(self) -> str | None:
+        """The identity of the embedding space of this predictor's embeddings
+        (:func:`~personkit.inference.contract.model_identity`; None if unknown)."""
+        return model_identity(self.meta, self.engine.weights_hash, self.flip_tta)
 
     @property
     def input_size(self) -> tuple[int, int]:

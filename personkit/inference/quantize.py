@@ -29,7 +29,6 @@ from personkit.inference.backends import (
 )
 from personkit.inference.contract import (
     ExportWrapper,
-    export_metadata,
     output_names,
     select_heads,
 )
@@ -149,12 +148,12 @@ def quantize_openvino(path: Path, out: Path, calib: np.ndarray, keep_fp32: Seque
     nncf = require("nncf")
     xml = openvino_xml(path)
     model = ov.Core().read_model(str(xml))
-    meta, heads = read_openvino_metadata(model, str(xml))
+    props = read_openvino_metadata(model)  # kept as they are: same heads, same source weights
     dataset = nncf.Dataset([calib[i:i + 1] for i in range(len(calib))])
     ignored = nncf.IgnoredScope(patterns=[*FP32_PATTERNS, *keep_fp32], validate=False)
     quantized = nncf.quantize(model, dataset, subset_size=len(calib), ignored_scope=ignored,
                               preset=nncf.QuantizationPreset.MIXED)
-    return save_openvino(quantized, out.parent, export_metadata(meta, heads))
+    return save_openvino(quantized, out.parent, props)
 
 
 def _matches(name: str, extra: Sequence[str] = ()) -> bool:

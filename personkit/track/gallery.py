@@ -1,10 +1,13 @@
 """Re-identification across sequences: new tracks matched against a bank of earlier tracks.
 
-A bank is what ``personkit track`` writes: ``gallery.json`` (``{"dim", "entries": [{"name",
-"sequence", "track_id", "embedding"}]}``), or a ``.npy`` ``K×D`` array (entries named by row).
-Distances are cosine distances ``1 - cos`` between L2-normalised track embeddings (the mean of
-each track's normalised frame embeddings); a new track matches its nearest bank entry when the
-distance is at most ``threshold``.
+A bank is what ``personkit track`` writes: ``gallery.json`` (``{"dim", "model", "entries":
+[{"name", "sequence", "track_id", "embedding"}]}``). ``model`` is the identity of the embedding
+space (:func:`~personkit.inference.contract.model_identity`: the model's metadata, its weights'
+content hash and flip averaging); a bank is matched only by a model of the same identity, since
+distances between two embedding spaces mean nothing. Distances are cosine distances
+``1 - cos`` between L2-normalised track embeddings (the mean of each track's normalised frame
+embeddings); a new track matches its nearest bank entry when the distance is at most
+``threshold``.
 """
 
 from __future__ import annotations
@@ -18,21 +21,20 @@ import numpy as np
 from personkit.track.merge import l2_normalise
 
 
-def load_bank(path: str | Path) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """Entries (metadata) and the ``K×D`` normalised embeddings of a bank file.
+def load_bank(path: str | Path, model_id: str | None) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Entries (metadata) and the ``K×D`` normalised embeddings of a bank file written by a
+    model of identity ``model_id``.
 
     Raises:
         FileNotFoundError: the file is missing.
-        ValueError: not a bank (naming the file and what is wrong).
+        ValueError: not a bank, or a bank of another model (naming the file and both models).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"gallery bank not found: {path}")
     if path.suffix == ".npy":
-        emb = np.load(path, allow_pickle=False)
-        if emb.ndim != 2 or not np.isfinite(emb).all():
-            raise ValueError(f"{path}: a bank .npy must be a finite K×D array, got {emb.shape}")
-        return [{"name": f"{path.stem}:{i}"} for i in range(len(emb))], l2_normalise(emb)
+        raise ValueError(f"{path}: a .npy holds embeddings but not the model they come from; "
+                         f"give the gallery.json written next to it")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         entries = data["entries"]
@@ -42,28 +44,33 @@ def load_bank(path: str | Path) -> tuple[list[dict[str, Any]], np.ndarray]:
                          f"'embedding'}}]}}): {e}") from None
     if emb.ndim != 2 or not len(emb):
         raise ValueError(f"{path}: the bank holds no embeddings")
+    if model_id is None or data.get("model") != model_id:
+        raise ValueError(f"{path} was written by model {data.get('model') or 'unknown'}, these "
+                         f"tracks come from model {model_id or 'unknown'}: their embedding spaces "
+                         f"differ (other weights, metadata or flip averaging), so distances "
+                         f"between them mean nothing; rebuild the bank with this model")
     meta = [{k: v for k, v in e.items() if k != "embedding"} for e in entries]
     return meta, l2_normalise(emb)
 
 
-def bank_entries(sequence: str, tracks: list[tuple[int, np.ndarray]]) -> dict[str, Any]:
+def bank_entries(sequence: str, tracks: list[tuple[int, np.ndarray]],
+                 model_id: str | None) -> dict[str, Any]:
     """A bank of this run's tracks (``(track id, embedding)``) for later runs to match."""
     dim = int(tracks[0][1].shape[0]) if tracks else 0
-    return {"dim": dim, "entries": [
+    return {"dim": dim, "model": model_id, "entries": [
         {"name": f"{sequence}:{tid}", "sequence": sequence, "track_id": int(tid),
          "embedding": [round(float(v), 6) for v in l2_normalise(e)]} for tid, e in tracks]}
 
 
-def match_gallery(tracks: list[tuple[int, np.ndarray]], bank_path: str | Path,
-                  threshold: float = 0.3, top_k: int = 3) -> list[dict[str, Any]]:
-    """For each new track: its nearest bank entries and whether the nearest is a match."""
-    meta, bank = load_bank(bank_path)
-    if tracks and bank.shape[1] != tracks[0][1].shape[0]:
-        raise ValueError(f"{bank_path}: bank embeddings have {bank.shape[1]} dimensions, this "
-                         f"model's have {tracks[0][1].shape[0]}")
+def match_gallery(tracks: list[tuple[int, np.ndarray]],
+                  bank: tuple[list[dict[str, Any]], np.ndarray], threshold: float = 0.3,
+                  top_k: int = 3) -> list[dict[str, Any]]:
+    """For each new track: its nearest entries of ``bank`` (:func:`load_bank`) and whether the
+    nearest is a match."""
+    meta, emb = bank
     out = []
-    for tid, emb in tracks:
-        dist = 1.0 - bank @ l2_normalise(emb)
+    for tid, e in tracks:
+        dist = 1.0 - emb @ l2_normalise(e)
         order = np.argsort(dist)[:top_k]
         nearest = [{**meta[i], "distance": round(float(dist[i]), 4)} for i in order]
         out.append({"track_id": int(tid), "match": nearest[0] if nearest and

@@ -28,6 +28,28 @@ from personkit.inference.visualize import draw_results, save_image
 from personkit.track.io import TrackSource, VideoWriter, write_mot_results
 from personkit.track.tracker import FrameTracks, Tracker
 
+#: What a track run writes into its folder (a rerun removes an earlier run's copies first,
+#: so no file describes another run): files, then folders.
+OUTPUT_FILES = ("results.txt", "tracks.json", "track_embeddings.npy", "gallery.json",
+                "video.mp4", "metrics.json", "gallery_matches.json", "summary.json")
+OUTPUT_FOLDERS = ("frames", "parts")
+
+
+def _remove_earlier_outputs(out_dir: Path) -> None:
+    """Remove what an earlier ``personkit track`` run wrote into ``out_dir`` (only those
+    names: nothing else in the folder is touched), saying so."""
+    import shutil
+
+    found = [out_dir / n for n in OUTPUT_FILES if (out_dir / n).is_file()]
+    folders = [out_dir / n for n in OUTPUT_FOLDERS if (out_dir / n).is_dir()]
+    for path in found:
+        path.unlink()
+    for path in folders:
+        shutil.rmtree(path)
+    if found or folders:
+        names = ", ".join(p.name for p in [*found, *folders])
+        print(f"track: replaced an earlier run's outputs in {out_dir} ({names})", flush=True)
+
 
 def draw_tracks(image: np.ndarray, ft: FrameTracks) -> np.ndarray:
     """Parts, skeletons and gender-coloured boxes (paper Fig. 7) with each track's id."""
@@ -94,8 +116,9 @@ def track_source(tracker: Tracker, source: TrackSource, out_dir: str | Path, *,
         from personkit.track.gallery import bank_entries
 
         np.save(out_dir / "track_embeddings.npy", np.stack([e for _, e in embedded]))
-        (out_dir / "gallery.json").write_text(json.dumps(bank_entries(source.name, embedded)),
-                                              encoding="utf-8")
+        model_id = tracker.predictor.model_id if tracker.predictor else None
+        (out_dir / "gallery.json").write_text(
+            json.dumps(bank_entries(source.name, embedded, model_id)), encoding="utf-8")
     secs = tracker.seconds
     return {"sequence": source.name, "frames": n_frames, "detections": n_dets,
             "tracks": len(summaries), "tracker": tracker.name, "embeddings": tracker.mode,
@@ -141,29 +164,30 @@ def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path
     ``keypoints``).
     """
     from personkit.inference import Predictor
+    from personkit.track.gallery import load_bank, match_gallery
     from personkit.track.io import open_track_source
 
     src = open_track_source(source, detections, mot_source)
+    gt = src.seq_dir / "gt" / "gt.txt" if src.seq_dir else None
+    if evaluate and (gt is None or not gt.is_file()):
+        raise FileNotFoundError(f"--eval needs ground truth: {gt or 'a MOT sequence folder'}"
+                                f" not found")
     predictor = None if checkpoint is None else Predictor.from_checkpoint(
         checkpoint, device, batch_size=batch_size, merge_parts=merge_parts)
+    bank = load_bank(gallery, predictor.model_id if predictor else None) if gallery else None
     trk = Tracker(predictor, tracker, embeddings, frame_rate=src.frame_rate, seed=seed,
                   tracker_kwargs=tracker_kwargs or {})
     out_dir = Path(out_dir)
+    _remove_earlier_outputs(out_dir)
     summary = track_source(trk, src, out_dir, progress=progress, **outputs)
     if evaluate:
         from personkit.track.evaluate import evaluate_mot
 
-        gt = src.seq_dir / "gt" / "gt.txt" if src.seq_dir else None
-        if gt is None or not gt.is_file():
-            raise FileNotFoundError(f"--eval needs ground truth: {gt or 'a MOT sequence folder'}"
-                                    f" not found")
         summary["metrics"] = evaluate_mot(gt, summary["results"], len(src), src.name)
         (out_dir / "metrics.json").write_text(json.dumps(summary["metrics"], indent=1))
-    if gallery:
-        from personkit.track.gallery import match_gallery
-
+    if bank is not None:
         tracks = [(s.track_id, e) for s in trk.summaries() if (e := s.embedding()) is not None]
-        summary["gallery_matches"] = match_gallery(tracks, gallery, match_threshold)
+        summary["gallery_matches"] = match_gallery(tracks, bank, match_threshold)
         (out_dir / "gallery_matches.json").write_text(
             json.dumps(summary["gallery_matches"], indent=1))
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))

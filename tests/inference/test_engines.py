@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from personkit.cli import main
 from personkit.extras import MissingExtraError, require
@@ -215,3 +216,17 @@ def test_bench_rows_for_every_engine_and_the_roofline(tiny):
     shares = {r["engine"]: r["share"] for r in report["roofline"]}
     assert shares["torch-eager"] > 0 and "openvino-int8" in shares
     assert "Machine ceiling" in markdown(report)
+
+
+def test_an_export_keeps_the_identity_of_its_model(tiny, tiny_model, onnx_file):
+    """Embeddings are comparable exactly when their identities are equal: an export carries the
+    content hash of the weights it was written from; other weights or flip averaging differ."""
+    make_model, _ = tiny
+    torch_id = Predictor(tiny_model).model_id
+    assert torch_id == Predictor.from_export(onnx_file).model_id and len(torch_id) == 16
+    assert Predictor(tiny_model, flip_tta=True).model_id != torch_id
+    other = make_model()
+    assert Predictor(other).model_id == torch_id  # the same seed builds the same weights
+    with torch.no_grad():
+        other.backbone.stem[0].weight.add_(1e-3)  # another training run: other weights
+    assert Predictor(other).model_id != torch_id

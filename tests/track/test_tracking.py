@@ -206,3 +206,36 @@ def test_crowded_frames_rasterise_past_254_primitives():
     ids, ordered = rasterise(prims, [0.0], 12, 32)
     assert ids.dtype == np.uint16 and len(ordered) == 300
     assert ids.max() == 300 and len(np.unique(ids[ids > 0])) == 300
+
+
+def test_a_bank_of_another_model_is_refused_before_tracking(tracked, sequence, run_dir,
+                                                            tmp_path, capsys):
+    """Banks carry the identity of their embedding space (issue #22, items 4 and 13)."""
+    bank = json.loads((tracked / "gallery.json").read_text())
+    assert len(bank["model"]) == 16
+    other = {**bank, "model": "0123456789abcdef"}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    out = tmp_path / "out"
+    for path, text in ((tmp_path / "other.json", "0123456789abcdef"),
+                       (tracked / "track_embeddings.npy", "give the gallery.json"),
+                       (tmp_path / "missing.json", "missing.json")):
+        assert main(["track", str(run_dir), str(sequence), "--out", str(out), "--no-progress",
+                     "--gallery", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert text in err and "Traceback" not in err, err
+        assert not (out / "results.txt").exists()  # refused before any frame was tracked
+
+
+def test_a_rerun_replaces_the_earlier_runs_outputs(extra, sequence, run_dir, tmp_path, capsys):
+    """No metrics.json of an earlier run beside new results (issue #22, item 10)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's file")
+    assert main(["track", str(run_dir), str(sequence), "--out", str(out), "--eval",
+                 "--embeddings", "none", "--no-progress"]) == 0
+    assert (out / "metrics.json").is_file()
+    assert main(["track", str(run_dir), str(sequence), "--out", str(out), "--embeddings",
+                 "none", "--no-progress"]) == 0
+    assert not (out / "metrics.json").exists() and (out / "results.txt").is_file()
+    assert (out / "notes.txt").read_text() == "the user's file"
+    assert "replaced an earlier run's outputs" in capsys.readouterr().out
