@@ -26,8 +26,8 @@ from typing import IO, Any
 from personkit.checkpoint import write_text_atomic
 from personkit.report import to_jsonable
 from personkit.runtime import cpu_count, cuda_device_count
-from personkit.study.jobs import JOBS_VAR, _append, _prepare_run_dir, _run_job
-from personkit.study.spec import Job, Study, StudyError, job_dependencies, load_study, run_dir
+from personkit.study.jobs import JOBS_VAR, _append, _prepare_run_dir, _run_job, job_dir
+from personkit.study.spec import Job, Study, StudyError, job_dependencies, load_study
 
 RECORD = "study_record.json"
 LOG = "study.log"
@@ -157,7 +157,7 @@ class _Scheduler:
 
     def finish(self, r: _Running) -> None:
         job = self.study.jobs[r.index]
-        rdir = run_dir(self.study.out, job.row, job.seed)
+        rdir = job_dir(job, self.study.out)
         seconds = time.perf_counter() - r.t0
         record = _read_record(rdir / RECORD, job) if r.proc.returncode == 0 else None
         if record is None:
@@ -224,8 +224,8 @@ def run_one_job(spec: str | Path, out: str | Path, row_seed: str, progress: bool
           f"{os.environ.get('OMP_NUM_THREADS', '(unset)')}, torch threads "
           f"{torch.get_num_threads()}, CUDA_VISIBLE_DEVICES="
           f"{os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}", flush=True)
-    record = _run_job(job, study.out, 1, progress)
-    path = run_dir(study.out, job.row, job.seed) / RECORD
+    record = _run_job(job, study.out, 1, progress, study.world_id)
+    path = job_dir(job, study.out) / RECORD
     write_text_atomic(path, json.dumps(to_jsonable(record)) + "\n")
     print(f"{job.row} seed {job.seed}: finished in {record['seconds']['total']:.0f} s; "
           f"record {path}", flush=True)

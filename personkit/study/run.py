@@ -14,11 +14,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from personkit.study.jobs import StudyRunError, _append, _drop_torn_line, _run_job, read_results
+from personkit.study.jobs import (
+    StudyRunError,
+    _append,
+    _run_job,
+    is_current,
+    read_results,
+    repair_results,
+)
 from personkit.study.parallel import run_parallel
 from personkit.study.report import write_outputs
-from personkit.study.spec import StudyError, load_study
+from personkit.study.spec import Study, StudyError, load_study
 from personkit.synth import ensure_world
+
+
+def current_records(study: Study, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest record of each of ``study``'s jobs that still describes its run
+    (:func:`is_current`): records of earlier configs, worlds or deleted runs are history, not
+    results, and never reach the report."""
+    newest: dict[tuple[str, int, str], dict[str, Any]] = {}
+    jobs = {j.key: j for j in study.jobs}
+    for r in records:
+        job = jobs.get((r["row"], r["seed"], r["config_hash"]))
+        if job is not None and is_current(r, job, study.out):
+            newest[job.key] = r
+    return [newest[j.key] for j in study.jobs if j.key in newest]
 
 
 def run_study(spec: str | Path, out: str | Path, nproc: int = 1, report: str | Path | None = None,
@@ -45,8 +65,9 @@ def run_study(spec: str | Path, out: str | Path, nproc: int = 1, report: str | P
         print(f"world: {study.world['preset']} seed {study.world['seed']} in {study.data_root}"
               f" ({made})")
     results_path = study.out / "results.jsonl"
-    _drop_torn_line(results_path)
-    done = {(r["row"], r["seed"], r["config_hash"]) for r in read_results(results_path)}
+    repair_results(results_path)
+    records = read_results(results_path)
+    done = {j.key for j in study.jobs if any(is_current(r, j, study.out) for r in records)}
     ran = skipped = 0
     todo: list[int] = []  # --jobs N: the indices of the jobs to run, in spec order
     for n, job in enumerate(study.jobs, 1):
@@ -59,14 +80,14 @@ def run_study(spec: str | Path, out: str | Path, nproc: int = 1, report: str | P
             todo.append(n - 1)
             continue
         print(f"{head}: {job.kind} ...", flush=True)
-        rec = _run_job(job, study.out, nproc, progress)
+        rec = _run_job(job, study.out, nproc, progress, study.world_id)
         _append(results_path, rec)
         print(f"{head}: finished in {rec['seconds']['total']:.0f} s", flush=True)
         ran += 1
     failed = []
     if todo:
         ran, failed = run_parallel(study, todo, jobs, results_path, progress)
-    paths = write_outputs(study, read_results(results_path), report)
+    paths = write_outputs(study, current_records(study, read_results(results_path)), report)
     print(f"wrote {paths['study_md']}" + (f" and {paths['fig5']}" if paths["fig5"] else ""))
     if failed:
         raise StudyRunError("; ".join(failed) + " (the records of every finished job are kept: "

@@ -66,6 +66,7 @@ class Study:
     world: dict[str, Any] | None
     data_root: Path | None
     name: str = "study"
+    world_id: dict[str, Any] = field(default_factory=dict)  # what every job's hash binds
 
 
 def _check_keys(obj: Any, allowed: set[str], where: str) -> dict:
@@ -104,10 +105,12 @@ def _fill(text: Any, values: dict[str, Any], where: str) -> Any:
                          f"{sorted(values)} and {{run:ROW}}") from None
 
 
-def run_dir(out: Path, row: str, seed: int) -> Path:
-    """The run directory of a training row (``personkit eval`` reads it)."""
+def run_dir(out: Path, row: str, seed: int, config_hash: str) -> Path:
+    """The run directory of one job (``personkit eval`` reads a training row's): one per
+    config hash, so a record always describes the run in its folder and a changed row never
+    overwrites an earlier one."""
     safe = re.sub(r"[^\w.=,-]+", "_", row)
-    return out / "runs" / safe / f"seed{seed}"
+    return out / "runs" / safe / f"seed{seed}-{config_hash}"
 
 
 def _resolve_runs(text: Any, out: Path, seed: int, seeds_of: dict[str, dict[int, str]],
@@ -118,7 +121,8 @@ def _resolve_runs(text: Any, out: Path, seed: int, seeds_of: dict[str, dict[int,
         name = m.group(1)
         if name not in seeds_of:
             raise StudyError(f"{where}: {{run:{name}}} names no earlier training row")
-        return str(run_dir(out, name, _ref_seed(seeds_of[name], seed)))
+        ref = _ref_seed(seeds_of[name], seed)
+        return str(run_dir(out, name, ref, seeds_of[name][ref]))
     return _RUN_REF.sub(sub, text) if isinstance(text, str) else text
 
 
@@ -146,6 +150,23 @@ def _chain_hash(own: str, texts: list[Any], seeds_of: dict[str, dict[int, str]],
     return hashlib.sha256(json.dumps([own, *ups]).encode()).hexdigest()[:12]
 
 
+def world_identity(world: dict[str, Any] | None, data_root: Path | None) -> dict[str, Any]:
+    """What the data of a study is: the synthetic world's preset, seed and generator version
+    (and preset sizes), or the data root's resolved path. Part of every job's hash, so another
+    world reruns every row instead of reusing records trained on the old one."""
+    if world is not None:
+        from personkit.synth import get_preset, world_key
+
+        return {"preset": world["preset"], "seed": world["seed"],
+                **world_key(get_preset(world["preset"]))}
+    return {"data_root": str(data_root.resolve()) if data_root else None}
+
+
+def _bound(own: str, world_id: dict[str, Any]) -> str:
+    """A job's own hash bound to the data it runs on (:func:`world_identity`)."""
+    return hashlib.sha256(json.dumps([own, world_id], sort_keys=True).encode()).hexdigest()[:12]
+
+
 def load_study(spec_path: str | Path, out: str | Path) -> Study:
     """Read and validate a spec: every row's config is loaded with its overrides."""
     spec_path, out = Path(spec_path), Path(out).resolve()
@@ -163,7 +184,12 @@ def load_study(spec_path: str | Path, out: str | Path) -> Study:
         world = {"preset": "tiny", "seed": 0, **world}
     data_root = (base / world["dir"] if world and world.get("dir") else out / "data") \
         if world else (base / spec["data_root"] if spec.get("data_root") else None)
+    try:
+        world_id = world_identity(world, data_root)
+    except ValueError as e:  # an unknown preset
+        raise StudyError(f"{spec_path}: world: {e}") from None
     defaults = _check_keys(spec.get("defaults") or {}, DEFAULT_KEYS, f"{spec_path}: defaults")
+    _strings(defaults, "overrides", f"{spec_path}: defaults")
     rows = spec.get("rows")
     if not isinstance(rows, list) or not rows:
         raise StudyError(f"{spec_path}: 'rows' must be a non-empty list")
@@ -177,7 +203,7 @@ def load_study(spec_path: str | Path, out: str | Path) -> Study:
             if name in seeds_of or any(j.row == name for j in jobs):
                 raise StudyError(f"{where}: row name {name!r} is used twice")
             row_jobs = _row_jobs(row, name, values, defaults, base, out, data_root, seeds_of,
-                                 f"{spec_path}: row {name}")
+                                 f"{spec_path}: row {name}", world_id)
             refs = tuple(sorted(_run_refs([defaults.get("overrides", []), row])))
             for job in row_jobs:
                 job.refs = refs
@@ -188,12 +214,12 @@ def load_study(spec_path: str | Path, out: str | Path) -> Study:
     tables = _check_tables(spec.get("tables") or [], names, spec_path)
     claims = _check_claims(spec.get("claims") or [], names, spec_path)
     return Study(spec_path, out, jobs, tables, claims, world, data_root,
-                 spec.get("name", spec_path.stem))
+                 spec.get("name", spec_path.stem), world_id)
 
 
 def _row_jobs(row: dict, name: str, values: dict, defaults: dict, base: Path, out: Path,
-              data_root: Path | None, seeds_of: dict[str, dict[int, str]], where: str
-              ) -> list[Job]:
+              data_root: Path | None, seeds_of: dict[str, dict[int, str]], where: str,
+              world_id: dict[str, Any]) -> list[Job]:
     seeds = row.get("seeds", defaults.get("seeds", [0]))
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise StudyError(f"{where}: 'seeds' must be a non-empty list of integers")
@@ -211,7 +237,8 @@ def _row_jobs(row: dict, name: str, values: dict, defaults: dict, base: Path, ou
 
         if "annotate" in row:
             job = _annotate_job(row, name, label, seed, fill, where)
-            job.config_hash = _chain_hash(job.config_hash, list(row["annotate"]), seeds_of, seed)
+            job.config_hash = _chain_hash(_bound(job.config_hash, world_id),
+                                          list(row["annotate"]), seeds_of, seed)
             jobs.append(job)
             continue
         config = row.get("config", defaults.get("config"))
@@ -220,8 +247,8 @@ def _row_jobs(row: dict, name: str, values: dict, defaults: dict, base: Path, ou
         path = base / fill(config)
         if not path.is_file():
             raise StudyError(f"{where}: base config not found: {path}")
-        overrides = [fill(o) for o in [*defaults.get("overrides", []),
-                                       *row.get("overrides", [])]]
+        overrides = [fill(o) for o in [*_strings(defaults, "overrides", where),
+                                       *_strings(row, "overrides", where)]]
         if row.get("init_from"):
             overrides.append(f"model.init_from={fill(row['init_from'])}")
         overrides.append(f"train.seed={seed}")
@@ -232,11 +259,28 @@ def _row_jobs(row: dict, name: str, values: dict, defaults: dict, base: Path, ou
         except ConfigError as e:
             raise StudyError(f"{where}: {e}") from e
         f5 = None if fig5 is None else {"curve": str(fig5["curve"]),
-                                         "fraction": float(fill(fig5["fraction"]))}
-        chained = _chain_hash(config_hash(cfg), [*row.get("overrides", []), row.get("init_from")],
-                              seeds_of, seed)
+                                         "fraction": _number(fill(fig5["fraction"]),
+                                                             f"{where}: fig5.fraction")}
+        chained = _chain_hash(_bound(config_hash(cfg), world_id),
+                              [*row.get("overrides", []), row.get("init_from")], seeds_of, seed)
         jobs.append(Job(name, seed, "train", label, cfg, chained, fig5=f5))
     return jobs
+
+
+def _strings(obj: dict, key: str, where: str) -> list[str]:
+    """``obj[key]``, which must be a list of strings (e.g. ``overrides``)."""
+    value = obj.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise StudyError(f"{where}: {key!r} must be a list of strings such as "
+                         f"['train.lr=1e-3'], got {value!r}")
+    return value
+
+
+def _number(value: Any, where: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise StudyError(f"{where} must be a number, got {value!r}") from None
 
 
 def _annotate_job(row: dict, name: str, label: str, seed: int, fill: Any, where: str) -> Job:

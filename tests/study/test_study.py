@@ -149,8 +149,9 @@ def test_grid_placeholders_and_run_references(tmp_path):
     assert study.jobs[1].config_hash != study.jobs[2].config_hash
     assert study.jobs[3].fig5 == {"curve": "x", "fraction": 0.002}
     assert study.jobs[0].config.data.root == str(tmp_path / "world")
-    ref = spec_mod._resolve_runs("{run:reid}", study.out, 1, {"reid": [0]}, "w")
-    assert ref == str(study.out / "runs" / "reid" / "seed0")
+    ref = spec_mod._resolve_runs("{run:reid}", study.out, 1,
+                                 {"reid": {0: study.jobs[0].config_hash}}, "w")
+    assert ref == str(study.out / "runs" / "reid" / f"seed0-{study.jobs[0].config_hash}")
 
 
 def test_verdicts_follow_the_seed_spread():
@@ -209,12 +210,10 @@ def test_rows_built_on_a_run_change_with_it(tmp_path):
     rows[0] = {**TWO_ROWS[0], "overrides": ["train.lr=0.01"]}
     b = load_study(_spec(tmp_path, rows), tmp_path / "s").jobs
     assert a[0].config_hash != b[0].config_hash
-    assert config_hash_of(a[1]) == config_hash_of(b[1])  # same config ...
-    assert a[1].config_hash != b[1].config_hash  # ... but built on a different run
-
-
-def config_hash_of(job):
-    return spec_mod.config_hash(job.config)
+    # the reference names the upstream run's own folder (one per config hash) ...
+    assert a[0].config_hash in a[1].config.data.train[0].options["note"]
+    assert b[0].config_hash in b[1].config.data.train[0].options["note"]
+    assert a[1].config_hash != b[1].config_hash  # ... so a row built on it changes with it
 
 
 # ------------------------------------------------------------------------- --jobs N (parallel)
@@ -227,7 +226,7 @@ PARALLEL_ROWS = [
      "init_from": "{run:reid}"},
 ]
 RECORD_KEYS = {"row", "seed", "config_hash", "kind", "finished", "metrics", "run_dir", "seconds",
-               "loadavg", "sharing", "resumed"}
+               "loadavg", "sharing", "resumed", "world"}
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -258,7 +257,8 @@ def test_parallel_study_records_what_a_sequential_one_would(tmp_path, tiny_world
         assert not (rdir / "study_record.json").exists()
         log = (rdir / "study.log").read_text()
         assert "OMP_NUM_THREADS=1" in log and "finished in" in log  # the user's setting wins
-    assert "init_from" in (out / "runs" / "ft" / "seed0" / "study.log").read_text()
+    (ft_dir,) = (out / "runs" / "ft").glob("seed0-*")
+    assert "init_from" in (ft_dir / "study.log").read_text()
     assert ("Runs recorded: 3 of 3" in (md := (out / "study.md").read_text())
             and "3 runs 2 at a time with 1 torch thread each" in md)
 
@@ -277,7 +277,8 @@ def test_parallel_study_stops_at_a_failed_row(tmp_path, tiny_world_dir, capsys):
     spec, out = _spec(tmp_path, rows, tiny_world_dir), tmp_path / "study"
     assert main(["study", str(spec), "--out", str(out), "--jobs", "2", "--no-progress"]) == 1
     err = capsys.readouterr().err
-    log = out / "runs" / "broken" / "seed0" / "study.log"
+    (broken,) = (out / "runs" / "broken").glob("seed0-*")
+    log = broken / "study.log"
     assert f"row broken seed 0 failed (exit 2); its log: {log}" in err
     assert "row ft seed 0 not started" in err
     assert "no_such_run" in log.read_text()
