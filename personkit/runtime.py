@@ -28,12 +28,16 @@ leaves everything as it is):
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import datetime
 import os
 import platform
+import signal
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -177,3 +181,72 @@ def describe_machine(info: dict[str, Any]) -> str:
     return (f"{info['cpu']}, {info['nproc']} CPU cores, {info.get('gpu', 'no GPU')}; Python "
             f"{info['python']}, torch {info['torch']}; load average "
             f"{info.get('load_average_1m', 'unknown')} when written")
+
+
+class LockedError(ValueError):
+    """Another live personkit process holds the lock; the message names it."""
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created) for the block: one writer for
+    ``what`` (a study folder, a run directory).
+
+    The lock is the kernel's (``flock``) and belongs to this process: it is released when the
+    process ends, however it ends, so a lock left by a killed process is free; its PID, still
+    in the file, is reported when the lock is taken over. Where ``flock`` does not exist (not
+    POSIX) there is no lock.
+
+    Raises:
+        LockedError: a live process holds it (naming ``what`` and its PID).
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockedError(f"{what} is in use by another personkit process (PID "
+                              f"{_lock_pid(fd) or 'unknown'}, lock {path}); wait for it to "
+                              f"finish or stop it") from None
+        previous = _lock_pid(fd)
+        if previous and previous != os.getpid():
+            print(f"{what}: took over the lock of PID {previous}, which is no longer running",
+                  file=sys.stderr)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # a clean exit leaves no PID to report
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _lock_pid(fd: int) -> int | None:
+    text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    return int(text) if text.isdigit() else None
+
+
+def die_with_parent(parent: int | None = None) -> None:
+    """Have the kernel stop this process (SIGTERM) when its parent dies, however the parent
+    dies (Linux ``PR_SET_PDEATHSIG``); a no-op elsewhere. ``parent`` is the PID the parent
+    gave this process: if it has died already (before this call), this process stops now.
+    Used by ``study --jobs`` children, which run in their own session and would otherwise
+    train on as orphans."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = parent or os.getppid()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)

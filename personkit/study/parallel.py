@@ -25,11 +25,12 @@ from typing import IO, Any
 
 from personkit.checkpoint import write_text_atomic
 from personkit.report import to_jsonable
-from personkit.runtime import cpu_count, cuda_device_count
+from personkit.runtime import cpu_count, cuda_device_count, die_with_parent
 from personkit.study.jobs import JOBS_VAR, _append, _prepare_run_dir, _run_job, job_dir
 from personkit.study.spec import Job, Study, StudyError, job_dependencies, load_study
 
 RECORD = "study_record.json"
+PARENT_VAR = "PERSONKIT_STUDY_PARENT"
 LOG = "study.log"
 STOP_WAIT_S = 10.0  # after SIGTERM, how long a child may take before it is killed
 
@@ -56,6 +57,7 @@ def slot_env(slot: int, jobs: int, environ: dict[str, str] | None = None,
         env["CUDA_VISIBLE_DEVICES"] = str(slot % cuda_devices)
     env.setdefault("TQDM_MININTERVAL", "10")  # a progress line every 10 s in the log
     env[JOBS_VAR] = str(jobs)  # recorded with each run (the report says how runs shared)
+    env[PARENT_VAR] = str(os.getpid())  # the child dies with this process
     env["PYTHONUNBUFFERED"] = "1"  # the log follows the run
     return env
 
@@ -213,6 +215,8 @@ def _read_record(path: Path, job: Job) -> dict[str, Any] | None:
 def run_one_job(spec: str | Path, out: str | Path, row_seed: str, progress: bool) -> Path:
     """The child side of ``--jobs N`` (``personkit study SPEC --out DIR --job ROW:SEED``): run
     that job in this process and write its record to ``study_record.json`` in its run dir."""
+    # an orphan would train on, and a rerun would start a second trainer in its run dir
+    die_with_parent(int(os.environ.get(PARENT_VAR, "0")) or None)
     row, _, seed = row_seed.rpartition(":")
     study = load_study(spec, out)
     job = next((j for j in study.jobs if (j.row, str(j.seed)) == (row, seed)), None)

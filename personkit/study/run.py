@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from personkit.runtime import exclusive
 from personkit.study.jobs import (
     StudyRunError,
     _append,
@@ -47,8 +48,9 @@ def run_study(spec: str | Path, out: str | Path, nproc: int = 1, report: str | P
     ``OUT/study.md`` and ``OUT/fig5.png`` (and the results section of ``report``).
 
     ``jobs`` > 1 runs up to that many jobs at a time, each in a child process, in the order
-    :func:`job_dependencies` allows (see personkit/engine/study_jobs.py); a failed job raises
-    :class:`StudyRunError` after the others finished."""
+    :func:`job_dependencies` allows (see personkit/study/parallel.py); a failed job raises
+    :class:`StudyRunError` after the others finished. One study at a time per ``out``: this
+    process holds ``OUT/.study.lock`` until it returns."""
     if jobs < 1:
         raise StudyError(f"--jobs must be >= 1, got {jobs}")
     if jobs > 1 and nproc > 1:
@@ -56,6 +58,12 @@ def run_study(spec: str | Path, out: str | Path, nproc: int = 1, report: str | P
                          f"torchrun processes next to the others; use one of the two")
     study = load_study(spec, out)
     study.out.mkdir(parents=True, exist_ok=True)
+    with exclusive(study.out / ".study.lock", f"study folder {study.out}"):
+        return _run(study, nproc, report, progress, only, jobs)
+
+
+def _run(study: Study, nproc: int, report: str | Path | None, progress: bool,
+         only: str | None, jobs: int) -> dict[str, Any]:
     wanted = None if only is None else set(only.split(","))
     if wanted is not None and wanted - {j.row for j in study.jobs}:
         raise StudyError(f"--rows: no rows named {sorted(wanted - {j.row for j in study.jobs})}")
