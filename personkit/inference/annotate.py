@@ -14,7 +14,8 @@ Output: the ``market_auto`` format (:mod:`personkit.data.datasets.market_auto`) 
 under a temporary name next to ``out`` and renamed into place at the end, so an error or a
 kill leaves no partial annotation folder. The output is a pure function of the weights, the
 images and the options (no timestamps); an existing folder with different content is
-replaced only with ``force``.
+replaced only with ``force``, and only when it is personkit's own (its ``manifest.json`` says
+``market_auto``): never the Market root, a folder holding it, or anything else.
 """
 
 from __future__ import annotations
@@ -173,6 +174,7 @@ def annotate_market(pose: str | Path, parts: str | Path, root: str | Path,
     ``out`` (default ``<Market root>/auto_annotations``); see the module docstring."""
     market = market_image_root(root, splits)
     out = Path(out) if out is not None else market / "auto_annotations"
+    check_out(out, market)
     pose_model, pose_path = _load(pose, "pose", "pose")
     same = Path(pose_path).resolve() == resolve_model_file(parts).resolve()
     parts_model, parts_path = (pose_model, pose_path) if same else _load(parts, "segmentation",
@@ -224,6 +226,30 @@ def _annotations(records: Sequence[tuple[str, Any]], runners: Sequence[_ModelRun
         bar.update(len(chunk))
 
 
+def _is_annotation_folder(path: Path) -> bool:
+    """Whether ``path`` holds personkit's annotations (its manifest says so)."""
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == "market_auto"
+
+
+def check_out(out: Path, market: Path) -> None:
+    """Before any work: ``out`` may be new, an empty folder or personkit's annotations; never
+    the Market root, a folder holding it, or a folder of anything else (``force`` replaces
+    personkit's annotations only)."""
+    target = out.resolve()
+    if target == market.resolve() or target in market.resolve().parents:
+        raise AnnotateError(f"--out {out} is (or holds) the Market root {market}: annotations "
+                            f"go into a folder of their own, e.g. {market / 'auto_annotations'}")
+    if out.exists() and not (out.is_dir() and (_is_annotation_folder(out)
+                                               or not any(out.iterdir()))):
+        raise AnnotateError(f"--out {out} exists and is not a personkit annotation folder (no "
+                            f"manifest.json of format market_auto): personkit replaces only its "
+                            f"own annotations, --force included; choose another --out")
+
+
 def _same_tree(a: Path, b: Path) -> bool:
     files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
@@ -232,13 +258,17 @@ def _same_tree(a: Path, b: Path) -> bool:
 
 def _install(staging: Path, out: Path, force: bool) -> bool:
     """Rename ``staging`` to ``out``; True if ``out`` already held the same files."""
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()  # an empty folder made for them
     if out.exists():
         if out.is_dir() and _same_tree(staging, out):
             return True
         if not force:
-            raise AnnotateError(f"{out} already holds different annotations (other models, "
-                                  f"options or images; see its manifest.json); pass --force "
-                                  f"to replace them")
+            raise AnnotateError(f"{out} already holds different personkit annotations (other "
+                                f"models, options or images; see its manifest.json); pass "
+                                f"--force to replace them")
+        print(f"annotate: replaced the annotations in {out} (their manifest.json said what "
+              f"wrote them)", flush=True)
         old = out.with_name(f".old_{out.name}")
         shutil.rmtree(old, ignore_errors=True)
         out.rename(old)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -138,3 +139,23 @@ def test_a_corrupt_newest_checkpoint_is_skipped_like_eval_does(tiny_world_dir, t
         assert _annotate(run, tiny_world_dir, out) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["pose"]["weights"].endswith("step_00000001.pt")
+
+
+def test_force_replaces_only_personkits_own_annotations(body_run, tiny_world_dir, tmp_path,
+                                                        capsys):
+    """--force never deletes a folder of the user's files or the dataset (issue #22, item 3)."""
+    root = tmp_path / "world"
+    shutil.copytree(tiny_world_dir / MARKET, root / MARKET)  # a dataset this test may lose
+    mine = tmp_path / "my_files"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("months of work")
+    market = root / MARKET
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    for out in (mine, market, root):
+        assert _annotate(body_run, root, out, "--force") == 2
+        err = capsys.readouterr().err
+        assert ("not a personkit annotation folder" in err or "Market root" in err), err
+    assert (mine / "thesis.tex").read_text() == "months of work"
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+    (tmp_path / "empty").mkdir()  # an empty folder is fine
+    assert _annotate(body_run, root, tmp_path / "empty") == 0

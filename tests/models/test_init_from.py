@@ -89,3 +89,25 @@ def test_incompatible_architecture_names_the_keys(source_run, tmp_path):
                   keep_untrained_heads=True)
     with pytest.raises(FileNotFoundError, match="model.init_from"):
         _finetune(tmp_path / "nothing", tmp_path / "c", keep_untrained_heads=True)
+
+
+def test_a_corrupt_newest_checkpoint_is_skipped(source_run, tmp_path):
+    """A run dir without model.safetensors: the newest *valid* checkpoint, as every loader
+    resolves it (issue #22, item 11)."""
+    run, _ = source_run
+    trainer = build_trainer(config_from_dict(tiny_config()), tmp_path / "ckpts", progress=False)
+    trainer.save()  # step 0
+    older = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.step = 1
+    with torch.no_grad():
+        trainer.model.heads["pose"].conv.weight.add_(1.0)
+    newest = trainer.save()
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    model = _finetune(tmp_path / "ckpts", tmp_path / "ft", keep_untrained_heads=True).model
+    with pytest.warns(UserWarning, match="skipping unusable checkpoint"):
+        report = init_from(model, tmp_path / "ckpts", include=["heads.pose.*"])
+    assert report.source.endswith("step_00000000.pt")
+    assert torch.equal(model.state_dict()["heads.pose.conv.weight"],
+                       older["heads.pose.conv.weight"])
