@@ -10,6 +10,7 @@ annotation is a :class:`DatasetError`, and an image or label PNG that cannot be 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -99,14 +100,69 @@ def read_image(path: str | Path) -> np.ndarray:
 
     Raises:
         MissingImageError: the file does not exist (a ``FileNotFoundError`` too).
-        BadImageError: the file is empty or not a decodable image (a ``ValueError``).
+        BadImageError: the file is empty or not a decodable image (a ``ValueError``), or it
+            has more pixels than :func:`max_pixels` allows.
     """
     path = Path(path)
     buf = _read_bytes(path)
+    check_pixels(buf, path)
     image = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
     if image is None:
         raise BadImageError(f"cannot decode image file {path}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+#: The most pixels an image may have (``PERSONKIT_MAX_IMAGE_PIXELS`` overrides): 64 MP is an
+#: 8000×8000 photo, 8× a 4K frame; a 20000×20000 PNG would take 1.2 GB decoded (4.5 GB
+#: resident while OpenCV converts it).
+MAX_PIXELS_VAR, DEFAULT_MAX_PIXELS = "PERSONKIT_MAX_IMAGE_PIXELS", 64_000_000
+
+
+def max_pixels() -> int:
+    value = os.environ.get(MAX_PIXELS_VAR, "")
+    if not value:
+        return DEFAULT_MAX_PIXELS
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{MAX_PIXELS_VAR}={value!r}: expected a whole number of pixels >= 1")
+    return int(value)
+
+
+def check_pixels(buf: np.ndarray, path: Path) -> None:
+    """Refuse, before decoding, an image whose header announces more than :func:`max_pixels`
+    pixels (PNG, JPEG and BMP headers are read; other formats rely on OpenCV's own limit)."""
+    size = image_size(buf)
+    if size is not None and size[0] * size[1] > max_pixels():
+        raise BadImageError(f"image file {path} is {size[0]}×{size[1]} = {size[0] * size[1]:,} "
+                            f"pixels, more than the limit of {max_pixels():,} (set "
+                            f"{MAX_PIXELS_VAR} to allow more)")
+
+
+def image_size(buf: np.ndarray) -> tuple[int, int] | None:
+    """``(width, height)`` from a PNG, JPEG or BMP header (None for other or broken files)."""
+    head = bytes(buf[:64])
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head[:2] == b"BM" and len(head) >= 26:
+        return (int.from_bytes(head[18:22], "little", signed=True),
+                abs(int.from_bytes(head[22:26], "little", signed=True)))
+    if head[:2] == b"\xff\xd8":
+        return _jpeg_size(buf)
+    return None
+
+
+def _jpeg_size(buf: np.ndarray) -> tuple[int, int] | None:
+    """The frame size of a JPEG's first SOF marker (segments walked from the start)."""
+    data, i = buf, 2
+    while i + 9 < data.size:
+        if data[i] != 0xFF:
+            return None
+        marker = int(data[i + 1])
+        length = int(data[i + 2]) << 8 | int(data[i + 3])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return (int(data[i + 7]) << 8 | int(data[i + 8]),
+                    int(data[i + 5]) << 8 | int(data[i + 6]))
+        i += 2 + length
+    return None
 
 
 def _png_colour_type(buf: np.ndarray) -> int | None:
@@ -136,6 +192,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     buf = _read_bytes(path)
+    check_pixels(buf, path)
     if _png_colour_type(buf) == 3:
         try:
             return _decode_palette_png(path)

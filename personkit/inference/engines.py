@@ -29,7 +29,12 @@ from personkit.inference.backends import (
 )
 from personkit.inference.contract import TASKS, person_outputs, select_heads
 from personkit.inference.export import export_onnx, export_openvino
-from personkit.inference.quantize import FP32_PARTS, calibration_batch, quantize_export
+from personkit.inference.quantize import (
+    FP32_PARTS,
+    calibration_batch,
+    calibration_files,
+    quantize_export,
+)
 from personkit.models import ModelMeta, PersonOutputs
 from personkit.models.loading import load_model_and_config
 from personkit.runtime import resolve_device
@@ -165,6 +170,8 @@ def check_evaluation_options(engine: str = "torch", export: str | Path | None = 
                          "to evaluate an int8 file already written, give it with --model")
     if int8 and not calib_data:
         raise ValueError("--int8 needs --calib-data ROOT (a folder of images to calibrate on)")
+    if int8:
+        calibration_files(calib_data)
 
 
 def evaluation_model(model: nn.Module, engine: str = "torch", *, export: str | Path | None = None,

@@ -58,15 +58,9 @@ def calibration_batch(root: str | Path, meta: Any, size: int = 300, seed: int = 
         FileNotFoundError: ``root`` does not exist.
         ValueError: no colour images under ``root``, or ``size < 1``.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"calibration folder not found: {root}")
+    files = calibration_files(root)
     if size < 1:
         raise ValueError(f"calibration size must be >= 1, got {size}")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under calibration folder "
-                         f"{root}")
     order = np.random.default_rng(seed).permutation(len(files))
     crops, gray = [], 0
     h, w = meta.input_size
@@ -88,6 +82,23 @@ def calibration_batch(root: str | Path, meta: Any, size: int = 300, seed: int = 
         log(f"calibrating on {len(crops)} crops from {root} ({len(files)} image files; "
             f"{gray} single-channel label maps left out)")
     return normalise(np.stack(crops), meta.mean, meta.std)
+
+
+def calibration_files(root: str | Path) -> list[Path]:
+    """The image files under the calibration folder ``root`` (searched recursively).
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist.
+        ValueError: no images under it.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"calibration folder not found: {root}")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under calibration folder "
+                         f"{root}")
+    return files
 
 
 def int8_path(path: str | Path) -> Path:

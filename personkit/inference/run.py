@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from personkit.data.io import BadImageError
 from personkit.inference.predictor import PersonResult, Predictor
 from personkit.inference.sources import Frame, InputSource, open_input
 from personkit.inference.visualize import draw_results, save_image
@@ -49,14 +50,15 @@ def predict_source(predictor: Predictor, source: InputSource, out_dir: str | Pat
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     embeddings: list[np.ndarray] = []
-    n_boxes, skipped = 0, []
+    n_boxes, skipped, bad_images = 0, [], []
     bar = tqdm(total=len(source), unit="crop" if source.kind == "crops" else "frame",
                disable=not progress, desc="predict")
     results_path, emb_path = out_dir / "results.jsonl", out_dir / "embeddings.npy"
     tmp_results, tmp_emb = out_dir / ".results.jsonl.tmp", out_dir / ".embeddings.npy.tmp"
     try:
         with open(tmp_results, "w", encoding="utf-8") as jsonl:
-            for frame, image, kept, results in _iter_results(predictor, source, skipped):
+            for frame, image, kept, results in _iter_results(predictor, source, skipped,
+                                                             bad_images):
                 for i, r in zip(kept, results, strict=True):
                     row = len(embeddings) if r.embedding is not None else None
                     jsonl.write(json.dumps(_record(frame, i, r, row)) + "\n")
@@ -87,6 +89,10 @@ def predict_source(predictor: Predictor, source: InputSource, out_dir: str | Pat
         print(f"predict: skipped {len(skipped)} degenerate box(es) (not finite, or no area "
               f"inside the image), e.g. {skipped[0]}", file=sys.stderr)
         summary["skipped_examples"] = skipped[:10]
+    if bad_images:
+        print(f"predict: skipped {len(bad_images)} undecodable image(s): "
+              f"{'; '.join(bad_images[:3])}", file=sys.stderr)
+        summary["skipped_images"] = bad_images
     if embeddings:
         summary["embeddings"] = str(emb_path)
     if vis:
@@ -121,21 +127,35 @@ def usable_boxes(boxes: np.ndarray | None, width: int, height: int) -> np.ndarra
         return np.isfinite(b).all(1) & (x2 - x1 > 0) & (y2 - y1 > 0)
 
 
-def _iter_results(predictor: Predictor, source: InputSource, skipped: list[str]
-                  ) -> Iterator[tuple[Frame, np.ndarray, list[int], list[PersonResult]]]:
+def _iter_results(predictor: Predictor, source: InputSource, skipped: list[str],
+                  bad_images: list[str]) -> Iterator[tuple[Frame, np.ndarray, list[int],
+                                                           list[PersonResult]]]:
     """(frame, RGB image, input box indices, results) per frame; crops are batched
-    ``batch_size`` at a time. Degenerate boxes are left out and described in ``skipped``."""
+    ``batch_size`` at a time. Degenerate boxes are left out and described in ``skipped``; in a
+    folder of crops or a MOT sequence an undecodable image is left out and named in
+    ``bad_images`` (one bad file does not stop the folder; a single image is an error)."""
+    def load(frame: Frame) -> np.ndarray | None:
+        try:
+            return frame.load()
+        except BadImageError as e:
+            if source.kind == "image":
+                raise
+            bad_images.append(str(e))
+            return None
+
     if source.kind == "crops":
         frames = source.frames
         for start in range(0, len(frames), predictor.batch_size):
-            chunk = frames[start:start + predictor.batch_size]
-            images = [f.load() for f in chunk]
-            for frame, image, r in zip(chunk, images, predictor.predict_crops(images),
-                                       strict=True):
+            loaded = [(f, im) for f in frames[start:start + predictor.batch_size]
+                      if (im := load(f)) is not None]
+            results = predictor.predict_crops([im for _, im in loaded])
+            for (frame, image), r in zip(loaded, results, strict=True):
                 yield frame, image, [0], [r]
         return
     for frame in source:
-        image = frame.load()
+        image = load(frame)
+        if image is None:
+            continue
         if source.kind != "mot":  # a user's own boxes file: a bad box is an error
             yield frame, image, list(range(len(frame.boxes))), predictor.predict(image,
                                                                                  frame.boxes)

@@ -21,7 +21,7 @@ Outputs: MOT Challenge results (``frame,id,left,top,w,h,score,-1,-1,-1``) and an
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ class Detections:
     boxes: dict[int, np.ndarray]  # frame -> N×4 xyxy (0-based pixels)
     scores: dict[int, np.ndarray]
     gt_ids: dict[int, np.ndarray]
+    lines: dict[int, np.ndarray] = field(default_factory=dict)  # frame -> the rows' lines
 
     def frame(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         return self.boxes.get(t, np.zeros((0, 4))), self.scores.get(t, np.zeros(0))
@@ -68,13 +69,14 @@ def read_detections(path: str | Path, gt: bool = False, n_frames: int | None = N
         raise ValueError(f"{rows.path}:{int(rows.lines[i])}: box width and height must be > 0, "
                          f"got {rows.table[i, 4]:g} x {rows.table[i, 5]:g}")
     table, all_boxes = rows.table, rows.boxes()
-    boxes, scores, ids = {}, {}, {}
+    boxes, scores, ids, lines = {}, {}, {}, {}
     for t in np.unique(table[:, 0]).astype(int):
         sel = table[:, 0] == t
         boxes[t] = all_boxes[sel]
         scores[t] = np.clip(table[sel, 6], 0, 1) if not gt else np.ones(int(sel.sum()))
         ids[t] = table[sel, 1].astype(np.int64)
-    return Detections(rows.path, boxes, scores, ids)
+        lines[t] = np.asarray(rows.lines)[sel]
+    return Detections(rows.path, boxes, scores, ids, lines)
 
 
 @dataclass
@@ -93,12 +95,23 @@ class TrackSource:
         return self.length or 0
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-        """``(frame number, RGB image, N×4 boxes, N scores)`` per frame."""
+        """``(frame number, RGB image, N×4 boxes, N scores)`` per frame. A box with no area
+        inside its frame (real ``det.txt`` files hold some) is left out and described, with
+        its file and line, in :attr:`skipped`."""
+        from personkit.inference.run import usable_boxes
+
+        self.skipped: list[str] = []
         frames = _video_frames(self.video) if self.video else (
             (i + 1, read_image(p)) for i, p in enumerate(self.image_paths or []))
         for t, image in frames:
             boxes, scores = self.detections.frame(t)
-            yield t, image, boxes, scores
+            ok = usable_boxes(boxes, image.shape[1], image.shape[0])
+            lines = self.detections.lines.get(t, np.zeros(len(boxes), np.int64))
+            self.skipped += [f"{self.detections.path}:{int(lines[i])}: box "
+                             f"{np.round(boxes[i], 1).tolist()} has no area inside the "
+                             f"{image.shape[1]}×{image.shape[0]} frame {t}"
+                             for i in np.flatnonzero(~ok)]
+            yield t, image, boxes[ok], scores[ok]
 
 
 def open_mot_sequence(seq_dir: str | Path, source: str = "auto") -> TrackSource:

@@ -16,6 +16,7 @@ Output folder:
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,12 @@ def track_source(tracker: Tracker, source: TrackSource, out_dir: str | Path, *,
         (out_dir / "gallery.json").write_text(
             json.dumps(bank_entries(source.name, embedded, model_id)), encoding="utf-8")
     secs = tracker.seconds
+    skipped = getattr(source, "skipped", [])
+    if skipped:
+        print(f"track: skipped {len(skipped)} box(es) with no area inside the frame, e.g. "
+              f"{skipped[0]}", file=sys.stderr)
     return {"sequence": source.name, "frames": n_frames, "detections": n_dets,
+            "skipped_boxes": len(skipped), "skipped_examples": skipped[:10],
             "tracks": len(summaries), "tracker": tracker.name, "embeddings": tracker.mode,
             "seconds": {"total": round(wall, 3), "network": round(secs["network"], 3),
                         "tracker": round(secs["tracker"], 3)},

@@ -73,3 +73,30 @@ def test_mat_accessors():
     assert mat_items(3.0) == [3.0] and mat_items(np.array([1, 2])) == [1, 2]
     assert mat_scalar(np.array([])) is None and mat_scalar("1") == 1.0
     assert mat_scalar(np.uint8(2)) == 2.0 and mat_scalar(np.array([[4.5]])) == 4.5
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path, monkeypatch):
+    """A 20000×20000 PNG would take gigabytes decoded: its header is read first, and a file
+    over the limit (``PERSONKIT_MAX_IMAGE_PIXELS``, settable) is an error naming it and the
+    sizes (issue #22, item 15). PNG, JPEG and BMP headers agree with the decoded sizes."""
+    import cv2
+
+    from personkit.data.io import BadImageError, image_size, read_image, read_mask
+
+    big = tmp_path / "big.png"  # a real 20000×20000 header; the pixel data need not follow
+    header = cv2.imencode(".png", np.zeros((1, 1), np.uint8))[1].tobytes()
+    big.write_bytes(header[:16] + (20000).to_bytes(4, "big") * 2 + header[24:])
+    with pytest.raises(BadImageError, match=r"big\.png is 20000×20000 = 400,000,000 pixels"):
+        read_image(big)
+    with pytest.raises(BadImageError, match="PERSONKIT_MAX_IMAGE_PIXELS"):
+        read_mask(big)
+    image = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    for ext in (".png", ".jpg", ".bmp"):
+        path = tmp_path / f"a{ext}"
+        cv2.imwrite(str(path), image)
+        assert image_size(np.fromfile(path, np.uint8)) == (53, 37), ext
+        monkeypatch.setenv("PERSONKIT_MAX_IMAGE_PIXELS", str(53 * 37))
+        assert read_image(path).shape == (37, 53, 3)  # exactly at the limit
+        monkeypatch.setenv("PERSONKIT_MAX_IMAGE_PIXELS", str(53 * 37 - 1))
+        with pytest.raises(BadImageError, match=f"a{ext}"):
+            read_image(path)

@@ -82,3 +82,38 @@ def test_corrupt_exports_are_named(tiny_model, tmp_path, capsys):
     assert main(["predict", str(xml.parent), str(crops), "--out", str(tmp_path / "o3"),
                  "--no-progress"]) == 2
     _one_line_error(capsys, str(bin_path))
+
+
+def test_an_undecodable_crop_is_skipped_and_named_not_fatal(tiny_checkpoint, tmp_path, capsys):
+    """One bad file in a folder of crops costs that file, not the folder (issue #22, 14)."""
+    import json
+
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    for name in ("a.jpg", "c.jpg"):
+        cv2.imwrite(str(crops / name), np.full((64, 32, 3), 90, np.uint8))
+    (crops / "b.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    assert main(["predict", str(tiny_checkpoint), str(crops), "--out", str(out),
+                 "--no-progress", "--no-vis"]) == 0
+    assert "skipped 1 undecodable image(s): cannot decode image file" in capsys.readouterr().err
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert [json.loads(line)["image"] for line in lines] == ["a", "c"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["skipped_images"]) == 1 and "b.jpg" in summary["skipped_images"][0]
+
+
+def test_int8_calibration_data_is_checked_before_the_model_is_read(tmp_path, capsys,
+                                                                   monkeypatch):
+    """``eval --int8 --calib-data EMPTY`` fails at once, not after evaluation started."""
+    import personkit.inference.engines as engines
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was read before the options were checked")
+
+    monkeypatch.setattr(engines, "load_model_and_config", never)
+    (tmp_path / "empty").mkdir()
+    for calib, text in ((tmp_path / "empty", "no images"), (tmp_path / "nope", "nope")):
+        assert main(["eval", str(tmp_path), "--engine", "onnxruntime", "--int8",
+                     "--calib-data", str(calib)]) == 2
+        _one_line_error(capsys, text)

@@ -239,3 +239,22 @@ def test_a_rerun_replaces_the_earlier_runs_outputs(extra, sequence, run_dir, tmp
     assert not (out / "metrics.json").exists() and (out / "results.txt").is_file()
     assert (out / "notes.txt").read_text() == "the user's file"
     assert "replaced an earlier run's outputs" in capsys.readouterr().out
+
+
+def test_a_box_outside_the_frame_is_skipped_naming_its_line(extra, sequence, run_dir, tmp_path,
+                                                            capsys):
+    """Real det.txt files hold boxes outside the image: each is left out, named by file and
+    line, instead of stopping the run (issue #22, item 14)."""
+    import shutil
+
+    seq = tmp_path / "seq"
+    shutil.copytree(sequence, seq)
+    det = seq / "det" / "det.txt"
+    lines = det.read_text().splitlines()
+    det.write_text("\n".join([*lines, "2,-1,5000,5000,40,80,0.9,-1,-1,-1"]) + "\n")
+    assert main(["track", str(run_dir), str(seq), "--out", str(tmp_path / "out"),
+                 "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped 1 box(es) with no area inside the frame, e.g. {det}:{len(lines) + 1}" in err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["skipped_boxes"] == 1
