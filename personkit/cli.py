@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from personkit.config import ConfigError, load_config
+from personkit.config import load_config
 
 Handler = Callable[[argparse.Namespace], int]
 #: subcommand -> (help, options as (flags, add_argument keywords), handler); in --help order
@@ -371,8 +371,8 @@ def _exit_codes() -> list[tuple[type[BaseException], int]]:
     from personkit.models import WeightsError
     from personkit.study import StudyRunError
 
-    return [(TrainingError, 1), (WeightsError, 1), (StudyRunError, 1), (ConfigError, 2),
-            (ValueError, 2), (MissingExtraError, 2), (OSError, 2)]
+    return [(TrainingError, 1), (WeightsError, 1), (StudyRunError, 1), (ValueError, 2),
+            (MissingExtraError, 2), (OSError, 2)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -390,15 +390,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = next((c for kind, c in _exit_codes() if isinstance(e, kind)), None)
         if code is None:
             raise
-        print(f"personkit {args.command}: error: {_describe(e)}", file=sys.stderr)
+        message = (f"{e.filename}: {e.strerror or e}" if isinstance(e, OSError)  # PATH: why
+                   and e.filename is not None else str(e))
+        print(f"personkit {args.command}: error: {message}", file=sys.stderr)
         return code
-
-
-def _describe(e: Exception) -> str:
-    """An OS error as ``PATH: what went wrong`` (no errno noise); any other as its message."""
-    if isinstance(e, OSError) and e.filename is not None:
-        return f"{e.filename}: {e.strerror or e}"
-    return str(e)
 
 
 if __name__ == "__main__":

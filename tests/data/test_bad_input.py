@@ -404,8 +404,17 @@ def test_predict_error_leaves_no_partial_results(tmp_path):
     model = build_model(dataclasses.replace(TINY, heads=("reid",))).eval()
     seq = _mot(tmp_path, "1,-1,5,5,10,20,0.9\n2,-1,5,5,10,20,0.9\n")
     source = open_input(seq)
-    (seq / "img1" / "000002.jpg").write_bytes(b"broken")  # fails after frame 1 was written
+    predictor = Predictor(model)
+    calls = []
+
+    def predict(image, boxes):  # fails on frame 2, after frame 1 was written
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("frame 2 failed")
+        return Predictor.predict(predictor, image, boxes)
+
+    predictor.predict = predict
     out = tmp_path / "out"
-    with pytest.raises(ValueError, match="000002.jpg"):
-        predict_source(Predictor(model), source, out, vis=False, progress=False)
+    with pytest.raises(ValueError, match="frame 2 failed"):
+        predict_source(predictor, source, out, vis=False, progress=False)
     assert sorted(p.name for p in out.iterdir()) == []

@@ -258,3 +258,13 @@ def test_a_box_outside_the_frame_is_skipped_naming_its_line(extra, sequence, run
     assert f"skipped 1 box(es) with no area inside the frame, e.g. {det}:{len(lines) + 1}" in err
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["skipped_boxes"] == 1
+
+
+def test_an_out_that_is_a_file_is_named(extra, sequence, run_dir, tmp_path, capsys):
+    taken = tmp_path / "taken.txt"
+    taken.write_text("the user's file")
+    assert main(["track", str(run_dir), str(sequence), "--out", str(taken),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(taken) in err and len(err.splitlines()) == 1
+    assert taken.read_text() == "the user's file"
