@@ -7,61 +7,22 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+from personkit.cli_options import Option, deprecated, opt, positive_int, shared
 from personkit.config import load_config
 
 Handler = Callable[[argparse.Namespace], int]
-#: subcommand -> (help, options as (flags, add_argument keywords), handler); in --help order
-COMMANDS: dict[str, tuple[str, list[tuple[tuple[str, ...], dict[str, Any]]], Handler]] = {}
+#: subcommand -> (help, options, handler); in --help order
+COMMANDS: dict[str, tuple[str, list[Option], Handler]] = {}
 MODEL_FILE = "run directory, .pt checkpoint or .safetensors export"
 #: What an interrupted (Ctrl-C) command left, and how to go on.
 RESUME = {"study": "finished jobs are recorded, rerun to resume",
           "train": "its checkpoints are kept: continue with --resume auto"}
 
 
-def _positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
-
-
-def opt(*flags: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
-    """One option of a subcommand (``add_argument``'s arguments)."""
-    return flags, kwargs
-
-
-#: Options that several subcommands share: one spelling, one meaning. ``shared(name, ...)``
-#: adds one to a subcommand, optionally with another default or help text.
-SHARED: dict[str, dict[str, Any]] = {
-    "--no-progress": {"action": "store_true", "help": "hide the progress bar"},
-    "--device": {"default": "cpu", "help": "cpu or cuda"},
-    "--batch-size": {"type": _positive_int, "default": 32, "help": "crops per forward pass"},
-    "--threads": {"type": int, "default": 0,
-                  "help": "engine CPU threads (0: the engine's, one per core)"},
-    "--engine": {"default": "torch", "choices": ("torch", "onnxruntime", "openvino")},
-    "--heads": {"default": None, "help": "comma-separated subset of reid,attributes,pose,"
-                "segmentation (default: all the model has)"},
-    "--merge-parts": {"action": "store_true", "help": "20 LIP part classes -> 5 merged"},
-    "--mot-source": {"default": "auto", "choices": ("auto", "det", "gt")},
-    "--calib-data": {"default": None, "help": "folder of images (any personkit dataset, "
-                     "searched recursively) to calibrate --int8 on"},
-    "--calib-size": {"type": _positive_int, "default": 300, "help": "calibration crops"},
-    "--seed": {"type": int, "default": 0},
-}
-
-
-def shared(flag: str, **changes: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
-    return (flag,), {**SHARED[flag], **changes}
-
-
-def command(name: str, help: str, *options: tuple[tuple[str, ...], dict[str, Any]]
-            ) -> Callable[[Handler], Handler]:
+def command(name: str, help: str, *options: Option) -> Callable[[Handler], Handler]:
     """Register the decorated function as subcommand ``name`` with ``options``."""
     def register(func: Handler) -> Handler:
         COMMANDS[name] = (help, list(options), func)
@@ -74,7 +35,17 @@ def _list(text: str | None) -> list[str] | None:
     return text.split(",") if text else None
 
 
-def _write_json(path: str | None, content: Any) -> None:
+def _out_file(out: str | None, name: str) -> Path | None:
+    """``--out FOLDER`` -> ``FOLDER/name``; the old ``--out FILE.json`` still works, with a
+    deprecation message."""
+    if out and out.endswith(".json") and not Path(out).is_dir():
+        print(f"personkit: --out {out} (a file) is deprecated; --out takes a folder and writes "
+              f"{name} into it", file=sys.stderr)
+        return Path(out)
+    return Path(out) / name if out else None
+
+
+def _write_json(path: Path | None, content: Any) -> None:
     from personkit.checkpoint import write_json
 
     if path:
@@ -82,13 +53,12 @@ def _write_json(path: str | None, content: Any) -> None:
 
 
 @command("train", "train a model from a YAML config",
-         opt("config", help="YAML config, e.g. configs/tiny.yaml"),
-         opt("overrides", nargs="*", help="section.key=value overrides"),
+         opt("config", help="YAML config, e.g. configs/tiny.yaml"), shared("overrides"),
          opt("--out", required=True, help="run directory (logs, checkpoints)"),
          opt("--resume", default=None, help="'auto' (newest valid checkpoint) or a path"),
          opt("--overwrite", action="store_true", help="start a new run in a folder holding "
              "another run's checkpoints, moving them aside (never deleted)"),
-         opt("--nproc", type=_positive_int, default=1, help="data-parallel processes on this "
+         opt("--nproc", type=positive_int, default=1, help="data-parallel processes on this "
              "machine (launches torchrun; batch sizes in the config are global)"),
          shared("--no-progress"))
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -107,13 +77,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
          opt("checkpoint", help=MODEL_FILE),
          opt("--datasets", default=None, help="comma-separated data.eval names (default all)"),
          opt("--data-root", default=None, help="base directory for relative dataset roots"),
-         opt("--out", default=None, help="write every score to this JSON file"),
-         opt("--no-flip", action="store_true", help="no flip TTA for ReID embeddings"),
+         opt("--out", default=None, help="folder for metrics.json (every score)"),
+         shared("--flip"),
          opt("--int8", action="store_true", help="evaluate --engine's int8 export (--calib-data)"),
          opt("--model", default=None, help="evaluate this export (.onnx, OpenVINO folder or "
              ".xml, int8 or not) instead; CHECKPOINT still gives the data.eval sets"),
-         shared("--device", default="auto", help="cpu, cuda or auto"),
-         shared("--batch-size", default=64),
+         shared("--device"), shared("--batch-size"),
          shared("--engine", help="run the checkpoint on this engine (exported per evaluation "
                 "input size)"),
          shared("--calib-data"), shared("--calib-size"), shared("--threads"))
@@ -123,16 +92,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     results = evaluate_checkpoint(
         args.checkpoint, _list(args.datasets), args.data_root, device=args.device,
-        batch_size=args.batch_size, flip_tta=not args.no_flip, engine=args.engine,
+        batch_size=args.batch_size, flip_tta=args.flip, engine=args.engine,
         export=args.model, int8=args.int8, calib_data=args.calib_data,
         calib_size=args.calib_size, threads=args.threads or None)
     print(all_tables(results))
-    _write_json(args.out, to_jsonable(results))
+    _write_json(_out_file(args.out, "metrics.json"), to_jsonable(results))
     return 0
 
 
 @command("demo", "synthesise, train, evaluate and report, end to end",
-         opt("overrides", nargs="*", help="section.key=value overrides of the demo config"),
+         shared("overrides", help="overrides of the demo config, section.key=value"),
          opt("--out", default="runs/demo", help="output directory"),
          opt("--preset", default="small", help="synthetic world size: tiny, small, full"),
          opt("--config", default=None, help="config instead of the built-in demo.yaml"),
@@ -161,15 +130,15 @@ def _cmd_synth(args: argparse.Namespace) -> int:
              "folder of crops, or a MOT sequence folder (img1/ + det/ or gt/)"),
          opt("--out", required=True, help="output folder (results.jsonl, embeddings.npy, vis/)"),
          opt("--boxes", default=None, help="boxes file: x1,y1,x2,y2[,score] lines or JSON"),
-         opt("--flip-tta", action="store_true", help="average embeddings with the mirror"),
+         shared("--flip"),
+         deprecated("--flip-tta", "--flip (the default)",
+                    apply=lambda ns, _: setattr(ns, "flip", True)),
          opt("--min-score", type=float, default=None, help="MOT det: minimum confidence"),
          opt("--save-parts", action="store_true", help="also write part label PNGs"),
          opt("--no-vis", action="store_true", help="do not draw overlays"),
-         shared("--device"), shared("--engine", help="inference engine (onnxruntime/openvino "
-                                    "export the checkpoint in memory first; an exported .onnx "
-                                    "or OpenVINO folder is used as is)"),
-         shared("--threads"), shared("--heads"), shared("--batch-size"), shared("--merge-parts"),
-         shared("--mot-source"), shared("--no-progress"))
+         shared("--device"), shared("--engine"), shared("--threads"), shared("--heads"),
+         shared("--batch-size"), shared("--merge-parts"), shared("--mot-source"),
+         shared("--no-progress"))
 def _cmd_predict(args: argparse.Namespace) -> int:
     from personkit.inference.run import predict
 
@@ -177,7 +146,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                       mot_source=args.mot_source, min_score=args.min_score, vis=not args.no_vis,
                       save_parts=args.save_parts, progress=not args.no_progress,
                       device=args.device, heads=_list(args.heads), engine=args.engine,
-                      threads=args.threads or None, flip_tta=args.flip_tta,
+                      threads=args.threads or None, flip_tta=args.flip,
                       merge_parts=args.merge_parts, batch_size=args.batch_size)
     print(f"{summary['boxes']} boxes from {summary['images']} images ({summary['input']} "
           f"input) -> {args.out}")
@@ -191,7 +160,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
              "model.bin, converted from the ONNX export)"),
          opt("--int8", action="store_true", help="also write int8 copies (post-training "
              "quantization: ONNX Runtime static QDQ for --onnx, NNCF for --openvino)"),
-         opt("--opset", type=int, default=17),
+         opt("--opset", type=int, default=17, help="ONNX opset (>= 17)"),
          opt("--tol", type=float, default=None, help="relative parity tolerance (default: the "
              "model's float32 rounding bound, about 1e-4 for a ResNet-18)"),
          opt("--no-check", action="store_true", help="skip the parity checks"),
@@ -208,9 +177,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 @command("bench", "measure crops/s: four-task vs single-task models",
          opt("source", nargs="?", default=None, help="YAML config or checkpoint (default: "
              "ResNet-50 GN at 256x128, random weights)"),
-         opt("--set", action="append", metavar="KEY=VALUE", help="config override (repeatable)"),
-         opt("--batch-sizes", default="1,10,32"), opt("--warmup", type=int, default=1),
-         opt("--repeats", type=_positive_int, default=5),
+         shared("overrides"),
+         deprecated("--set", "KEY=VALUE after the options", takes_value=True,
+                    apply=lambda ns, v: setattr(ns, "set", [*(ns.set or []), v])),
+         opt("--batch-sizes", default="1,10,32", help="comma-separated batch sizes"),
+         opt("--warmup", type=int, default=1, help="untimed runs before each measurement"),
+         opt("--repeats", type=positive_int, default=5, help="timed runs (the median counts)"),
          opt("--skip", default="", help="onnx,openvino,int8,roofline,separate,heads,light,cuda"),
          opt("--out", default="runs/bench", help="folder for bench.json and bench.md"),
          shared("--device"), shared("--threads", help="torch/ONNX Runtime CPU threads (0: "
@@ -218,9 +190,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from personkit.inference.bench import run_bench
 
-    print(run_bench(args.source, args.set or (), args.device, args.batch_sizes.split(","),
-                    args.warmup, args.repeats, _list(args.skip) or (),
-                    args.threads, args.out, command="personkit " + " ".join(sys.argv[1:])))
+    print(run_bench(args.source, [*(args.set or []), *args.overrides], args.device,
+                    args.batch_sizes.split(","), args.warmup, args.repeats,
+                    _list(args.skip) or (), args.threads, args.out,
+                    command="personkit " + " ".join(sys.argv[1:])))
     return 0
 
 
@@ -231,7 +204,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
          opt("--root", required=True, help="Market-1501 root (holds bounding_box_train)"),
          opt("--out", default=None, help="output folder (default ROOT/auto_annotations)"),
          opt("--splits", default="train", help="comma-separated: train,query,gallery"),
-         opt("--flip", action="store_true", help="average with the mirrored crop"),
+         shared("--flip", help="average pose and parts with the mirrored crop's, left and right "
+                "swapped back (--no-flip: one pass)"),
          opt("--force", action="store_true", help="replace different annotations"),
          shared("--batch-size"), shared("--device"), shared("--no-progress"))
 def _cmd_annotate(args: argparse.Namespace) -> int:
@@ -253,8 +227,8 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
              "video file with --detections"),
          opt("--out", required=True, help="output folder (results.txt, tracks.json, ...)"),
          opt("--detections", default=None, help="video input: MOT-format det.txt"),
-         opt("--tracker", default="botsort",
-             choices=("deepocsort", "botsort", "bytetrack", "ocsort")),
+         opt("--tracker", default="botsort", help="BoxMOT tracker",
+             choices=("botsort", "deepocsort", "bytetrack", "ocsort")),
          opt("--embeddings", default="personkit", choices=("personkit", "none", "random"),
              help="appearance: the network's, none (motion only) or random (control)"),
          opt("--gallery", default=None, help="bank of earlier tracks (gallery.json or .npy "
@@ -268,9 +242,9 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
          opt("--tracker-arg", action="append", default=[],
              metavar="KEY=VALUE", help="BoxMOT tracker argument, e.g. appearance_thresh=0.3 "
              "(repeatable; overrides personkit's defaults)"),
-         shared("--mot-source"), shared("--merge-parts"), shared("--device"),
-         shared("--batch-size"), shared("--seed", help="seed of --embeddings random"),
-         shared("--no-progress"))
+         shared("--mot-source"), shared("--merge-parts"), shared("--device"), shared("--engine"),
+         shared("--threads"), shared("--heads"), shared("--flip"), shared("--batch-size"),
+         shared("--seed", help="seed of --embeddings random"), shared("--no-progress"))
 def _cmd_track(args: argparse.Namespace) -> int:
     from personkit.track.run import format_summary, track
     from personkit.track.tracker import parse_tracker_arg
@@ -278,7 +252,9 @@ def _cmd_track(args: argparse.Namespace) -> int:
     summary = track(
         args.run, args.source, args.out, detections=args.detections, mot_source=args.mot_source,
         tracker=args.tracker, embeddings=args.embeddings, device=args.device,
-        batch_size=args.batch_size, merge_parts=args.merge_parts, seed=args.seed,
+        engine=args.engine, threads=args.threads or None, heads=_list(args.heads),
+        flip_tta=args.flip, batch_size=args.batch_size, merge_parts=args.merge_parts,
+        seed=args.seed,
         tracker_kwargs=dict(map(parse_tracker_arg, args.tracker_arg)), evaluate=args.eval,
         gallery=args.gallery, match_threshold=args.match_threshold,
         progress=not args.no_progress, video_out=args.video_out, png_frames=args.png_frames,
@@ -303,24 +279,25 @@ def _cmd_synth_mot(args: argparse.Namespace) -> int:
          opt("auto_dir", help="automatic annotations folder (pose.csv, parts/)"),
          opt("truth_dir", help="ground-truth folder in the same format"),
          opt("--folders", default="bounding_box_train", help="comma-separated Market folders"),
-         opt("--out", default=None, help="write every score to this JSON file"))
+         opt("--out", default=None, help="folder for scores.json (every score)"))
 def _cmd_score_annotations(args: argparse.Namespace) -> int:
     from personkit.metrics.annotations import format_scores, score_annotations
 
     result = score_annotations(args.auto_dir, args.truth_dir, args.folders.split(","))
     print(format_scores(result))
-    _write_json(args.out, result)
+    _write_json(_out_file(args.out, "scores.json"), result)
     return 0
 
 
 @command("study", "run a grid of trainings (a study spec), evaluate each with the official "
          "protocols and write tables and Fig. 5",
          opt("spec", help="study spec YAML, e.g. configs/study/quick.yaml"),
+         shared("overrides", help="overrides for every row, after its own (section.key=value)"),
          opt("--out", required=True, help="study folder: results.jsonl, study.md, runs/, ..."),
          opt("--nproc", type=int, default=1, help="data-parallel processes per run (torchrun)"),
          opt("--report", default=None, help="also write the results into this Markdown file"),
          opt("--rows", default=None, help="comma-separated row names to run (default all)"),
-         opt("--jobs", type=_positive_int, default=1, help="run up to N independent (row, "
+         opt("--jobs", type=positive_int, default=1, help="run up to N independent (row, "
              "seed) jobs at a time, each in a process with cores/N threads (docs/study.md)"),
          opt("--job", default=None, help=argparse.SUPPRESS),  # ROW:SEED, for --jobs
          shared("--no-progress", help="hide the progress bars"))
@@ -332,7 +309,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
         run_one_job(args.spec, args.out, args.job, progress=not args.no_progress)
         return 0
     summary = run_study(args.spec, args.out, nproc=args.nproc, report=args.report,
-                        progress=not args.no_progress, only=args.rows, jobs=args.jobs)
+                        progress=not args.no_progress, only=args.rows, jobs=args.jobs,
+                        overrides=args.overrides)
     print(f"{summary['ran']} runs trained, {summary['skipped']} already done; "
           f"{summary['study_md']}")
     return 0
@@ -340,13 +318,24 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="personkit", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"personkit {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (text, options, func) in COMMANDS.items():
-        p = sub.add_parser(name, help=text)
+        p = sub.add_parser(name, help=text, description=text,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         for flags, kwargs in options:
             p.add_argument(*flags, **kwargs)
         p.set_defaults(func=func)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("personkit")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "(not installed)"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -359,6 +348,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         if not hasattr(args, "overrides") or not overrides:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
+    source = getattr(args, "source", None)  # bench: an optional source, then overrides
+    if args.command == "bench" and source and "=" in source and not Path(source).exists():
+        args.source, args.overrides = None, [source, *args.overrides]
     return args
 
 

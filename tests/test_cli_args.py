@@ -72,3 +72,58 @@ def test_other_extra_arguments_are_still_errors(argv, capsys):
     with pytest.raises(SystemExit) as e:
         parse_args(argv)
     assert e.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------- one vocabulary (#23)
+
+
+def _options(command: str) -> dict[str, object]:
+    """Option string -> its argparse action, for one subcommand."""
+    from personkit.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return {flag: action for action in sub.choices[command]._actions
+            for flag in action.option_strings}
+
+
+def test_a_shared_option_means_the_same_in_every_subcommand():
+    """The same option has the same default, type and choices wherever it appears (the
+    device is auto everywhere, flip averaging on wherever embeddings are made)."""
+    from personkit.cli import COMMANDS
+    from personkit.cli_options import SHARED
+
+    seen: dict[str, set] = {}
+    for command in COMMANDS:
+        for flag, action in _options(command).items():
+            if flag in SHARED or flag.removeprefix("--no-") in {f[2:] for f in SHARED}:
+                seen.setdefault(flag, set()).add(
+                    (repr(action.default), getattr(action.type, "__name__", None),
+                     tuple(action.choices or ())))
+    assert {flag: len(kinds) for flag, kinds in seen.items() if len(kinds) > 1} == {}
+    assert parse_args(["predict", "r", "in", "--out", "o"]).flip is True
+    assert parse_args(["track", "r", "seq", "--out", "o"]).flip is True
+    assert parse_args(["eval", "r"]).flip is True
+    for command in ("predict", "track", "eval", "annotate", "bench"):
+        assert _options(command)["--device"].default == "auto", command
+    assert "--engine" in _options("track") and "--heads" in _options("track")
+
+
+def test_old_spellings_work_and_say_what_to_write(capsys):
+    args = parse_args(["predict", "r", "in", "--out", "o", "--flip-tta"])
+    assert args.flip is True and "--flip-tta is deprecated" in capsys.readouterr().err
+    assert parse_args(["eval", "r", "--no-flip"]).flip is False
+    bench = parse_args(["bench", "--set", "model.input_size=[64,32]", "train.lr=1"])
+    assert bench.set == ["model.input_size=[64,32]"] and bench.overrides == ["train.lr=1"]
+    assert "--set is deprecated" in capsys.readouterr().err
+    study = parse_args(["study", "s.yaml", "--out", "o", "train.iterations=5"])
+    assert study.overrides == ["train.iterations=5"]  # every command with a config
+
+
+def test_version_and_defaults_in_help(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--version"])
+    assert capsys.readouterr().out.startswith("personkit ")
+    with pytest.raises(SystemExit):
+        parse_args(["track", "--help"])
+    text = capsys.readouterr().out
+    assert "(default: botsort)" in text and "{botsort," in text and "(default: auto)" in text

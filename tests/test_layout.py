@@ -20,7 +20,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
          "personkit.report")),
     (3, ("personkit.engine", "personkit.inference")),
     (4, ("personkit.track", "personkit.study", "personkit.demo", "personkit.build")),
-    (5, ("personkit.cli", "personkit.__main__")),
+    (5, ("personkit.cli", "personkit.cli_options", "personkit.__main__")),
 ]
 
 

@@ -74,11 +74,11 @@ def test_parts_beat_all_background(trained):
 
 def test_eval_cli_writes_every_protocol(trained, tmp_path, capsys):
     run_dir, results, _ = trained
-    out = tmp_path / "metrics.json"
+    out = tmp_path / "eval"
     assert main(["eval", str(run_dir), "--datasets", "market,lip", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| Dataset | mAP |" in printed and "| Dataset | Head |" in printed
-    metrics = json.loads(out.read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"market", "lip"}
     assert set(metrics["market"]) == {"reid", "attributes"}
     assert set(metrics["lip"]) == {"pose", "parts"}

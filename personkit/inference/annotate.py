@@ -40,6 +40,7 @@ from personkit.data.datasets.market_auto import AutoAnnotation, write_market_aut
 from personkit.data.io import read_image
 from personkit.models import MultiTaskModel
 from personkit.models.loading import load_model, resolve_model_file
+from personkit.runtime import resolve_device
 
 FORMAT_VERSION = 1
 
@@ -169,7 +170,7 @@ def market_image_root(root: str | Path, splits: Sequence[str]) -> Path:
 def annotate_market(pose: str | Path, parts: str | Path, root: str | Path,
                     out: str | Path | None = None, *, splits: Sequence[str] = ("train",),
                     flip: bool = False, force: bool = False, batch_size: int = 32,
-                    device: str | torch.device = "cpu", progress: bool = True) -> AnnotateSummary:
+                    device: str | torch.device = "auto", progress: bool = True) -> AnnotateSummary:
     """Write the ``market_auto`` annotations of ``splits`` of the Market set at ``root`` to
     ``out`` (default ``<Market root>/auto_annotations``); see the module docstring."""
     market = market_image_root(root, splits)
@@ -180,7 +181,7 @@ def annotate_market(pose: str | Path, parts: str | Path, root: str | Path,
     parts_model, parts_path = (pose_model, pose_path) if same else _load(parts, "segmentation",
                                                                          "parts")
     _check(parts_model, parts, "segmentation", "parts")
-    device = torch.device(device)
+    device = resolve_device(device)
     runners = ([_ModelRunner(pose_model.to(device), ["pose", "segmentation"], device, flip)]
                if same else [_ModelRunner(pose_model.to(device), ["pose"], device, flip),
                              _ModelRunner(parts_model.to(device), ["segmentation"], device,

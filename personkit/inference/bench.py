@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from personkit.models import TASKS, MultiTaskModel
-from personkit.runtime import machine_info
+from personkit.runtime import machine_info, resolve_device
 
 PAPER_GPU = {"device": "GTX 1080 Ti", "batch_1": 50.0, "batch_10": 122.0}
 SECTIONS = ("onnx", "openvino", "int8", "roofline", "separate", "heads", "light", "cuda")
@@ -82,7 +82,7 @@ class Bench:
     """
 
     def __init__(self, model: MultiTaskModel, variants: Mapping[str, nn.Module] | None = None,
-                 device: str = "cpu", batch_sizes: Sequence[int] = (1, 10, 32), warmup: int = 1,
+                 device: str = "auto", batch_sizes: Sequence[int] = (1, 10, 32), warmup: int = 1,
                  repeats: int = 5, skip: Sequence[str] = (),
                  log: Callable[[str], None] | None = None, command: str = ""):
         unknown = [s for s in skip if s not in SECTIONS]
@@ -97,7 +97,7 @@ class Bench:
         if extra:
             raise ValueError(f"unknown bench variants {extra}; valid: {list(names)}")
         self.skip = set(skip)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         variants = dict(variants or {})
         if "light" in self.skip:
             variants.pop("four-task-light", None)
@@ -476,7 +476,7 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pat
 
 
 def run_bench(source: str | Path | None = None, overrides: Sequence[str] = (),
-              device: str = "cpu", batch_sizes: Sequence[int | str] = (1, 10, 32),
+              device: str = "auto", batch_sizes: Sequence[int | str] = (1, 10, 32),
               warmup: int = 1, repeats: int = 5, skip: Sequence[str] = (), threads: int = 0,
               out: str | Path = "runs/bench", command: str = "") -> str:
     """``personkit bench``: the models of ``source`` (a config, checkpoint or run dir; None:

@@ -134,8 +134,8 @@ class Predictor:
         channels_last: use the channels-last memory format (torch engine; faster on GPUs).
     """
 
-    def __init__(self, model: nn.Module | Engine, device: str | torch.device = "cpu",
-                 heads: Collection[str] | None = None, *, flip_tta: bool = False,
+    def __init__(self, model: nn.Module | Engine, device: str | torch.device = "auto",
+                 heads: Collection[str] | None = None, *, flip_tta: bool = True,
                  merge_parts: bool = False, batch_size: int = 32, precision: str = "fp32",
                  channels_last: bool = False):
         self.device = resolve_device(device)
@@ -161,7 +161,7 @@ class Predictor:
             self.part_classes = MERGED5_CLASSES
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto",
                         heads: Collection[str] | None = None, *, engine: str = "torch",
                         threads: int | None = None, **kwargs: Any) -> Predictor:
         """A predictor for a run directory, ``.pt`` checkpoint or ``.safetensors`` export, on
@@ -179,23 +179,25 @@ class Predictor:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         if is_export(path):
             return cls.from_export(path, engine=None if engine == "torch" else engine,
-                                   device=str(device), heads=heads, threads=threads, **kwargs)
+                                   device=device, heads=heads, threads=threads, **kwargs)
         model = load_model(path, "cpu")
         if engine == "torch":
             return cls(model, resolve_device(device), heads, **kwargs)
         from personkit.inference.export import engine_from_model
 
-        return cls(engine_from_model(model, engine, heads, str(device), threads), device, heads,
+        device = _engine_device(device, engine)
+        return cls(engine_from_model(model, engine, heads, device, threads), device, heads,
                    **kwargs)
 
     @classmethod
-    def from_export(cls, path: str | Path, engine: str | None = None, device: str = "cpu",
-                    heads: Collection[str] | None = None, threads: int | None = None,
-                    **kwargs: Any) -> Predictor:
+    def from_export(cls, path: str | Path, engine: str | None = None,
+                    device: str | torch.device = "auto", heads: Collection[str] | None = None,
+                    threads: int | None = None, **kwargs: Any) -> Predictor:
         """A predictor for a ``personkit export`` file: ``.onnx`` (ONNX Runtime, or OpenVINO
         with ``engine="openvino"``) or an OpenVINO ``model.xml`` or its folder. The file's
         metadata gives the input size, mean/std, names and heads."""
-        return cls(open_export(path, engine, device, threads), device, heads, **kwargs)
+        runner = open_export(path, engine, _engine_device(device, engine or ""), threads)
+        return cls(runner, _engine_device(device, runner.name), heads, **kwargs)
 
     @property
     def model_id(self) -> str | None:
@@ -273,6 +275,14 @@ class Predictor:
             r.parts, r.parts_box = parts_to_box(labels, box)
             r.part_classes = self.part_classes
         return r
+
+
+def _engine_device(device: str | torch.device, engine: str) -> str:
+    """``cpu`` or ``cuda`` for an export engine; ``auto`` is the CPU for OpenVINO (which runs
+    on the CPU here) and CUDA elsewhere when a GPU is visible."""
+    if str(device) == "auto" and engine == "openvino":
+        return "cpu"
+    return resolve_device(device).type
 
 
 def decode_outputs(raw: dict[str, np.ndarray], meta: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ killed mid-training resumes from its newest checkpoint.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,20 +44,22 @@ def current_records(study: Study, records: list[dict[str, Any]]) -> list[dict[st
 
 
 def run_study(spec: str | Path, out: str | Path, nproc: int = 1, report: str | Path | None = None,
-              progress: bool = True, only: str | None = None, jobs: int = 1) -> dict[str, Any]:
+              progress: bool = True, only: str | None = None, jobs: int = 1,
+              overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Validate ``spec``, run every job not yet in ``OUT/results.jsonl``, then write
     ``OUT/study.md`` and ``OUT/fig5.png`` (and the results section of ``report``).
 
     ``jobs`` > 1 runs up to that many jobs at a time, each in a child process, in the order
     :func:`job_dependencies` allows (see personkit/study/parallel.py); a failed job raises
     :class:`StudyRunError` after the others finished. One study at a time per ``out``: this
-    process holds ``OUT/.study.lock`` until it returns."""
+    process holds ``OUT/.study.lock`` until it returns. ``overrides`` apply to every training
+    row, after its own."""
     if jobs < 1:
         raise StudyError(f"--jobs must be >= 1, got {jobs}")
     if jobs > 1 and nproc > 1:
         raise StudyError(f"--jobs {jobs} with --nproc {nproc}: each job would start {nproc} "
                          f"torchrun processes next to the others; use one of the two")
-    study = load_study(spec, out)
+    study = load_study(spec, out, overrides)
     study.out.mkdir(parents=True, exist_ok=True)
     with exclusive(study.out / ".study.lock", f"study folder {study.out}"):
         return _run(study, nproc, report, progress, only, jobs)

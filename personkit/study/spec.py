@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,8 +168,9 @@ def _bound(own: str, world_id: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps([own, world_id], sort_keys=True).encode()).hexdigest()[:12]
 
 
-def load_study(spec_path: str | Path, out: str | Path) -> Study:
-    """Read and validate a spec: every row's config is loaded with its overrides."""
+def load_study(spec_path: str | Path, out: str | Path, overrides: Sequence[str] = ()) -> Study:
+    """Read and validate a spec: every row's config is loaded with its overrides (and then
+    ``overrides``, the command line's, which apply to every training row)."""
     spec_path, out = Path(spec_path), Path(out).resolve()
     if not spec_path.is_file():
         raise StudyError(f"study spec not found: {spec_path}")
@@ -190,6 +192,7 @@ def load_study(spec_path: str | Path, out: str | Path) -> Study:
         raise StudyError(f"{spec_path}: world: {e}") from None
     defaults = _check_keys(spec.get("defaults") or {}, DEFAULT_KEYS, f"{spec_path}: defaults")
     _strings(defaults, "overrides", f"{spec_path}: defaults")
+    defaults = {**defaults, "extra": list(overrides)}
     rows = spec.get("rows")
     if not isinstance(rows, list) or not rows:
         raise StudyError(f"{spec_path}: 'rows' must be a non-empty list")
@@ -248,7 +251,7 @@ def _row_jobs(row: dict, name: str, values: dict, defaults: dict, base: Path, ou
         if not path.is_file():
             raise StudyError(f"{where}: base config not found: {path}")
         overrides = [fill(o) for o in [*_strings(defaults, "overrides", where),
-                                       *_strings(row, "overrides", where)]]
+                                       *_strings(row, "overrides", where), *defaults["extra"]]]
         if row.get("init_from"):
             overrides.append(f"model.init_from={fill(row['init_from'])}")
         overrides.append(f"train.seed={seed}")

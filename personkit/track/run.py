@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +155,9 @@ def format_summary(summary: dict[str, Any], out_dir: str | Path) -> str:
 
 def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path, *,
           detections: str | Path | None = None, mot_source: str = "auto",
-          tracker: str = "botsort", embeddings: str = "personkit", device: str = "cpu",
-          batch_size: int = 32, merge_parts: bool = False, seed: int = 0,
+          tracker: str = "botsort", embeddings: str = "personkit", device: str = "auto",
+          engine: str = "torch", threads: int | None = None, heads: Sequence[str] | None = None,
+          flip_tta: bool = True, batch_size: int = 32, merge_parts: bool = False, seed: int = 0,
           tracker_kwargs: dict[str, Any] | None = None, evaluate: bool = False,
           gallery: str | Path | None = None, match_threshold: float = 0.3,
           progress: bool = False, **outputs: Any) -> dict[str, Any]:
@@ -179,7 +181,8 @@ def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path
         raise FileNotFoundError(f"--eval needs ground truth: {gt or 'a MOT sequence folder'}"
                                 f" not found")
     predictor = None if checkpoint is None else Predictor.from_checkpoint(
-        checkpoint, device, batch_size=batch_size, merge_parts=merge_parts)
+        checkpoint, device, heads, engine=engine, threads=threads, flip_tta=flip_tta,
+        batch_size=batch_size, merge_parts=merge_parts)
     bank = load_bank(gallery, predictor.model_id if predictor else None) if gallery else None
     trk = Tracker(predictor, tracker, embeddings, frame_rate=src.frame_rate, seed=seed,
                   tracker_kwargs=tracker_kwargs or {})

@@ -72,18 +72,18 @@ def test_annotate_train_evaluate_round_trip(body_run, tiny_world_dir, tmp_path, 
     manifest = json.loads((out / "manifest.json").read_text())
     weights = body_run / "model.safetensors"
     assert manifest["pose"]["sha256"] == sha256_file(weights) == manifest["parts"]["sha256"]
-    assert manifest["images"] == len(crops) and manifest["flip"] is False
+    assert manifest["images"] == len(crops) and manifest["flip"] is True  # the default
 
     # Deterministic: the same command finds the same annotations.
     before = (out / "pose.csv").read_bytes()
     assert _annotate(body_run, tiny_world_dir, out) == 0
     assert "unchanged" in capsys.readouterr().out and (out / "pose.csv").read_bytes() == before
     # Different options do not overwrite without --force.
-    assert _annotate(body_run, tiny_world_dir, out, "--flip") == 2
+    assert _annotate(body_run, tiny_world_dir, out, "--no-flip") == 2
     assert "--force" in capsys.readouterr().err
-    assert not json.loads((out / "manifest.json").read_text())["flip"]
-    assert _annotate(body_run, tiny_world_dir, out, "--flip", "--force") == 0
-    assert json.loads((out / "manifest.json").read_text())["flip"] is True
+    assert json.loads((out / "manifest.json").read_text())["flip"]
+    assert _annotate(body_run, tiny_world_dir, out, "--no-flip", "--force") == 0
+    assert json.loads((out / "manifest.json").read_text())["flip"] is False
     assert sorted(p.name for p in tmp_path.iterdir()) == ["auto"]  # no temp folders left
 
     # Train on the annotations with no hand edits, then evaluate.

@@ -44,17 +44,18 @@ def test_output_paths_of_the_wrong_kind_are_named(tiny_checkpoint, street, tmp_p
     assert a_file.read_text() == "the user's file"  # nothing replaced
 
 
-def test_score_annotations_out_is_a_folder(tmp_path, capsys):
+def test_score_annotations_out_that_is_a_file_is_named(tmp_path, capsys):
     from personkit.data.datasets.market_auto import AutoAnnotation, write_market_auto
 
     truth = tmp_path / "truth"
     joints = np.tile([[10.0, 20.0]], (16, 1))
     write_market_auto(truth, [AutoAnnotation("bounding_box_train/0001_c1s1_000001_00.jpg",
                                              joints, None, np.zeros((8, 4), np.uint8))])
-    out = tmp_path / "scores"
-    out.mkdir()
+    out = tmp_path / "scores.txt"  # --out takes a folder: a file there is an error
+    out.write_text("the user's file")
     assert main(["score-annotations", str(truth), str(truth), "--out", str(out)]) == 2
     _one_line_error(capsys, str(out))
+    assert out.read_text() == "the user's file"
 
 
 def test_corrupt_exports_are_named(tiny_model, tmp_path, capsys):

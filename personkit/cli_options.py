@@ -1,0 +1,82 @@
+"""The command line's vocabulary: the options several subcommands share (one spelling, one
+meaning, one default everywhere), argument types, and the old spellings that still work for a
+release with a deprecation message. ``tests/test_cli_args.py`` checks that every subcommand
+using a shared option gives it the same default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+Option = tuple[tuple[str, ...], dict[str, Any]]
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def opt(*flags: str, **kwargs: Any) -> Option:
+    """One option of a subcommand (``add_argument``'s arguments)."""
+    return flags, kwargs
+
+
+#: The shared options. ``--flip`` is on wherever embeddings are made, as ``eval`` scores them.
+SHARED: dict[str, dict[str, Any]] = {
+    "--no-progress": {"action": "store_true", "help": "hide the progress bar"},
+    "--device": {"default": "auto", "help": "auto (CUDA when a GPU is visible), cpu, cuda, "
+                 "cuda:N"},
+    "--batch-size": {"type": positive_int, "default": 32, "help": "crops per forward pass"},
+    "--threads": {"type": int, "default": 0,
+                  "help": "engine CPU threads (0: the engine's, one per core)"},
+    "--engine": {"default": "torch", "choices": ("torch", "onnxruntime", "openvino"),
+                 "help": "inference engine (onnxruntime/openvino export the checkpoint in "
+                 "memory first; an exported .onnx or OpenVINO folder is used as is)"},
+    "--heads": {"default": None, "help": "comma-separated subset of reid,attributes,pose,"
+                "segmentation (default: all the model has)"},
+    "--flip": {"action": argparse.BooleanOptionalAction, "default": True,
+               "help": "average each ReID embedding with its mirror image's, as the "
+               "evaluation protocol does (--no-flip: one pass, faster)"},
+    "--merge-parts": {"action": "store_true", "help": "20 LIP part classes -> 5 merged"},
+    "--mot-source": {"default": "auto", "choices": ("auto", "det", "gt"),
+                     "help": "MOT boxes: det/det.txt, gt/gt.txt, or det when it exists"},
+    "--calib-data": {"default": None, "help": "folder of images (any personkit dataset, "
+                     "searched recursively) to calibrate --int8 on"},
+    "--calib-size": {"type": positive_int, "default": 300, "help": "calibration crops"},
+    "--seed": {"type": int, "default": 0, "help": "random seed"},
+    "overrides": {"nargs": "*", "metavar": "KEY=VALUE",
+                  "help": "config overrides, section.key=value (also after the options)"},
+}
+
+
+def shared(flag: str, **changes: Any) -> Option:
+    """The shared option ``flag`` (``changes``: another help text, never another meaning)."""
+    return (flag,), {**SHARED[flag], **changes}
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling: does what ``apply`` says and prints what to write instead."""
+
+    def __init__(self, *args: Any, instead: str, apply: Any, **kwargs: Any) -> None:
+        self.instead, self.apply = instead, apply
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option: str | None = None) -> None:
+        print(f"personkit: {option} is deprecated and will be removed in the next release; "
+              f"use {self.instead}", file=sys.stderr)
+        self.apply(namespace, values)
+
+
+def deprecated(flag: str, instead: str, apply: Any, takes_value: bool = False) -> Option:
+    """An old spelling of ``instead`` (kept for a release): ``apply(namespace, value)``."""
+    return (flag,), {"action": _Deprecated, "instead": instead, "apply": apply,
+                     "nargs": None if takes_value else 0, "help": argparse.SUPPRESS}
