@@ -136,6 +136,10 @@ def _cmd_synth(args: argparse.Namespace) -> int:
          opt("--min-score", type=float, default=None, help="MOT det: minimum confidence"),
          opt("--save-parts", action="store_true", help="also write part label PNGs"),
          opt("--no-vis", action="store_true", help="do not draw overlays"),
+         opt("--crops", action="store_true", help="INPUT is a folder of person crops, even "
+             "if some are wider than tall"),
+         opt("--overwrite", action="store_true", help="replace an earlier run's results in "
+             "--out (only those)"),
          shared("--device"), shared("--engine"), shared("--threads"), shared("--heads"),
          shared("--batch-size"), shared("--merge-parts"), shared("--mot-source"),
          shared("--no-progress"))
@@ -143,8 +147,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from personkit.inference.run import predict
 
     summary = predict(args.checkpoint, args.input, args.out, boxes=args.boxes,
-                      mot_source=args.mot_source, min_score=args.min_score, vis=not args.no_vis,
-                      save_parts=args.save_parts, progress=not args.no_progress,
+                      mot_source=args.mot_source, min_score=args.min_score, crops=args.crops,
+                      vis=not args.no_vis, save_parts=args.save_parts,
+                      progress=not args.no_progress, overwrite=args.overwrite,
                       device=args.device, heads=_list(args.heads), engine=args.engine,
                       threads=args.threads or None, flip_tta=args.flip,
                       merge_parts=args.merge_parts, batch_size=args.batch_size)

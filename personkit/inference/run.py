@@ -37,17 +37,40 @@ from personkit.inference.predictor import PersonResult, Predictor
 from personkit.inference.sources import Frame, InputSource, open_input
 from personkit.inference.visualize import draw_results, save_image
 
+#: What ``predict`` writes into its folder: files, then folders.
+OUTPUT_FILES, OUTPUT_FOLDERS = ("results.jsonl", "embeddings.npy", "summary.json"), ("vis", "parts")
+
+
+def claim_output(out_dir: Path, overwrite: bool) -> None:
+    """``out_dir`` must not hold an earlier ``predict``'s results unless ``overwrite``, which
+    removes them (only them: other files are never touched) and says so: old overlays and
+    rows never mix with new ones."""
+    import shutil
+
+    found = [out_dir / n for n in OUTPUT_FILES if (out_dir / n).exists()]
+    found += [out_dir / n for n in OUTPUT_FOLDERS if (out_dir / n).is_dir()]
+    if not found:
+        return
+    if not overwrite:
+        raise ValueError(f"{out_dir} holds the results of an earlier run ({found[0].name}, ...): "
+                         f"pass --overwrite to replace them, or another --out")
+    for path in found:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    print(f"predict: replaced an earlier run's results in {out_dir}", file=sys.stderr)
+
 
 def predict_source(predictor: Predictor, source: InputSource, out_dir: str | Path, *,
                    vis: bool = True, save_parts: bool = False, progress: bool = True,
-                   text: Sequence[str] = ("gender",)) -> dict[str, Any]:
-    """Run ``predictor`` on every frame of ``source`` and write ``out_dir``.
+                   text: Sequence[str] = ("gender",), overwrite: bool = False) -> dict[str, Any]:
+    """Run ``predictor`` on every frame of ``source`` and write ``out_dir`` (an earlier run's
+    results there are refused, or with ``overwrite`` replaced: :func:`claim_output`).
 
     Returns a summary: number of images and boxes and the paths written.
     """
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
+    claim_output(out_dir, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     embeddings: list[np.ndarray] = []
     n_boxes, skipped, bad_images = 0, [], []
@@ -103,16 +126,18 @@ def predict_source(predictor: Predictor, source: InputSource, out_dir: str | Pat
 
 def predict(checkpoint: str | Path, input_path: str | Path, out_dir: str | Path, *,
             boxes: str | Path | None = None, mot_source: str = "auto",
-            min_score: float | None = None, vis: bool = True, save_parts: bool = False,
-            progress: bool = True, **predictor: Any) -> dict[str, Any]:
+            min_score: float | None = None, crops: bool = False, vis: bool = True,
+            save_parts: bool = False, progress: bool = True, overwrite: bool = False,
+            **predictor: Any) -> dict[str, Any]:
     """``personkit predict``: a :class:`Predictor` for ``checkpoint`` (``predictor``: the
     keywords of :meth:`Predictor.from_checkpoint`) over the input at ``input_path`` (an image
     with ``boxes``, a folder of crops or a MOT sequence, :func:`open_input`), into
     ``out_dir``; returns :func:`predict_source`'s summary."""
+    source = open_input(input_path, boxes, mot_source, min_score, crops)
+    claim_output(Path(out_dir), overwrite)  # both checked before the model is read
     model = Predictor.from_checkpoint(checkpoint, **predictor)
-    source = open_input(input_path, boxes, mot_source, min_score)
     return predict_source(model, source, out_dir, vis=vis, save_parts=save_parts,
-                          progress=progress)
+                          progress=progress, overwrite=overwrite)
 
 
 def usable_boxes(boxes: np.ndarray | None, width: int, height: int) -> np.ndarray:

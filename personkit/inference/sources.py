@@ -32,7 +32,7 @@ from typing import Literal
 
 import numpy as np
 
-from personkit.data.io import read_image
+from personkit.data.io import image_size, read_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 BOX_EXTENSIONS = (".txt", ".csv", ".json")
@@ -299,13 +299,23 @@ class InputSource:
         return len(self.frames)
 
 
+def _wider_than_tall(path: Path) -> str | None:
+    """``NAME is W×H`` when the image's header says it is wider than tall, else None."""
+    size = image_size(np.fromfile(path, np.uint8, count=1 << 18))
+    if size is not None and size[0] > size[1]:
+        return f"{path.name} is {size[0]}×{size[1]}, wider than tall"
+    return None
+
+
 def open_input(path: str | Path, boxes: str | Path | None = None,
                mot_source: Literal["auto", "det", "gt"] = "auto",
-               min_score: float | None = None) -> InputSource:
+               min_score: float | None = None, crops: bool = False) -> InputSource:
     """Detect the kind of ``path`` and list its frames.
 
     * a MOT sequence folder (``img1/`` plus ``det/det.txt`` or ``gt/gt.txt``);
-    * any other folder: person crops (every image in it);
+    * any other folder: person crops (every image in it). A person crop is taller than wide:
+      a folder holding an image wider than tall looks like full frames and is refused (a full
+      frame predicted as one person gives nonsense), unless ``crops`` says they are crops;
     * an image file: needs ``boxes``, or a boxes file next to it with the same stem
       (``.txt``, ``.csv`` or ``.json``).
     """
@@ -315,10 +325,16 @@ def open_input(path: str | Path, boxes: str | Path | None = None,
     if path.is_dir():
         if is_mot_sequence(path):
             return InputSource("mot", read_mot(path, mot_source, min_score))
-        crops = list_images(path)
-        if not crops:
+        images = list_images(path)
+        if not images:
             raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
-        return InputSource("crops", [Frame(p.stem, p) for p in crops])
+        wide = None if crops else next((w for p in images if (w := _wider_than_tall(p))), None)
+        if wide:
+            raise ValueError(f"{path} looks like full frames, not person crops ({wide}): give "
+                             f"person boxes (a boxes file per image, IMAGE.txt next to it or "
+                             f"--boxes), a MOT sequence folder (img1/ + det/det.txt), or crops; "
+                             f"if these are crops, pass --crops")
+        return InputSource("crops", [Frame(p.stem, p) for p in images])
     if boxes is None:
         found = [path.with_suffix(ext) for ext in BOX_EXTENSIONS if path.with_suffix(ext).is_file()]
         if not found:

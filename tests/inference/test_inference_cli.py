@@ -51,10 +51,27 @@ def test_predict_crops_and_mot(tiny_checkpoint, tmp_path):
     records = _lines(out / "results.jsonl")
     assert [r["frame"] for r in records] == [1, 2] and "attributes" not in records[0]
     assert sorted(p.name for p in (out / "vis").iterdir()) == ["000001.png", "000002.png"]
-    crops = seq / "img1"
+    crops = seq / "img1"  # full frames: refused as crops unless --crops says they are
     assert main(["predict", str(tiny_checkpoint), str(crops), "--out", str(tmp_path / "c"),
-                 "--no-progress", "--no-vis"]) == 0
+                 "--no-progress", "--no-vis"]) == 2
+    assert main(["predict", str(tiny_checkpoint), str(crops), "--out", str(tmp_path / "c"),
+                 "--no-progress", "--no-vis", "--crops"]) == 0
     assert len(_lines(tmp_path / "c" / "results.jsonl")) == 2
+
+
+def test_a_rerun_into_an_earlier_runs_folder_is_refused_or_replaces_it(tiny_checkpoint, street,
+                                                                      tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's file")
+    argv = ["predict", str(tiny_checkpoint), str(street), "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    (out / "vis" / "stale.png").write_bytes(b"an overlay of another run")
+    assert main(argv) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0
+    assert not (out / "vis" / "stale.png").exists() and (out / "results.jsonl").is_file()
+    assert (out / "notes.txt").read_text() == "the user's file"
 
 
 def test_predict_reports_bad_inputs(tiny_checkpoint, street, tmp_path, capsys):

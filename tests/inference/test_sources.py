@@ -88,10 +88,17 @@ def test_open_input_detects_the_kind(tmp_path):
     seq = _mot_sequence(tmp_path / "seq", det=["1,-1,1,1,10,20,1"])
     assert open_input(seq).kind == "mot"
     crops = tmp_path / "crops"
-    _write_image(crops / "b.png"), _write_image(crops / "a.jpg")
+    _write_image(crops / "b.png", h=60, w=40), _write_image(crops / "a.jpg", h=60, w=40)
     (crops / "notes.txt").write_text("not an image")
     source = open_input(crops)
     assert source.kind == "crops" and [f.name for f in source] == ["a", "b"]
+    # full frames (wider than tall) are not person crops: refused, unless said to be crops
+    frames = tmp_path / "frames"
+    _write_image(frames / "000001.jpg"), _write_image(frames / "000002.jpg")
+    with pytest.raises(ValueError, match=r"looks like full frames.*000001\.jpg is 60×40.*"
+                                         r"boxes file.*MOT sequence.*--crops"):
+        open_input(frames)
+    assert open_input(frames, crops=True).kind == "crops"
     image = _write_image(tmp_path / "street.jpg")
     with pytest.raises(ValueError, match="needs a boxes file"):
         open_input(image)
