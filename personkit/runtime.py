@@ -53,7 +53,32 @@ MALLOPT: tuple[tuple[int, int, str], ...] = (
 )
 
 
-def apply_defaults(environ: dict[str, str] | None = None) -> dict[str, str]:
+class RuntimeDefaultsWarning(UserWarning):
+    """personkit's process defaults could not be applied (torch was imported first)."""
+
+
+def apply_library_defaults() -> dict[str, str]:
+    """What ``import personkit`` does: the environment defaults of :func:`apply_defaults`
+    while torch is not loaded yet (the allocator is the host program's business and is left
+    alone); when torch was imported first and the user set no wait policy, one warning says
+    what is lost and how to get it."""
+    if os.environ.get("PERSONKIT_RUNTIME", "").lower() in ("off", "0", "false"):
+        return {}
+    if "torch" not in sys.modules:
+        return apply_defaults(malloc=False)
+    if not any(w in os.environ for w in WAIT_CHOICES):
+        import warnings
+
+        warnings.warn("torch was imported before personkit, so its OpenMP runtime started "
+                      "without personkit's GOMP_SPINCOUNT=1000: on a CPU shared with other "
+                      "processes each step can be several times slower. Import personkit "
+                      "before torch, or set GOMP_SPINCOUNT=1000 (or OMP_WAIT_POLICY) in the "
+                      "environment (docs/inference.md, 'Runtime defaults')",
+                      RuntimeDefaultsWarning, stacklevel=3)
+    return {}
+
+
+def apply_defaults(environ: dict[str, str] | None = None, malloc: bool = True) -> dict[str, str]:
     """Set the defaults that the user has not set; returns what was applied (for logs).
 
     Runs before ``import torch`` (``personkit.cli`` does not import it at module level).
@@ -69,7 +94,7 @@ def apply_defaults(environ: dict[str, str] | None = None) -> dict[str, str]:
     if environ is None and "torch" in sys.modules:
         applied = {}
     env.update(applied)
-    if environ is None:
+    if environ is None and malloc:
         applied.update(_tune_malloc(env))
     return applied
 

@@ -39,15 +39,30 @@ def test_cli_module_does_not_load_torch_before_the_defaults():
     assert out == [ENV_DEFAULTS["GOMP_SPINCOUNT"], "False", "True"]
 
 
-def test_after_torch_the_environment_is_left_alone_and_nothing_is_printed():
-    """``cli.main`` called in-process (torch loaded): OpenMP has read its environment."""
-    code = ("import os, sys, torch; from personkit.runtime import apply_defaults; "
-            "a = apply_defaults(); print('GOMP_SPINCOUNT' in os.environ, "
-            "[k for k in a if not k.startswith('mallopt')])")
+def test_after_torch_the_environment_is_left_alone_and_the_library_says_so_once():
+    """torch loaded first (a Python program, or ``cli.main`` in-process): OpenMP has read its
+    environment, so nothing is set, and ``import personkit`` warns once what is lost."""
+    code = ("import os, sys, torch, personkit; from personkit.runtime import apply_defaults; "
+            "import personkit.inference; a = apply_defaults(); "
+            "print('GOMP_SPINCOUNT' in os.environ, [k for k in a if not k.startswith('mallopt')])")
     env = {"PATH": "", "PYTHONPATH": ":".join(sys.path)}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, check=True)
-    assert proc.stdout.split() == ["False", "[]"] and proc.stderr == ""
+    assert proc.stdout.split() == ["False", "[]"]
+    assert proc.stderr.count("RuntimeDefaultsWarning") == 1
+    assert "Import personkit before torch, or set GOMP_SPINCOUNT=1000" in proc.stderr
+
+
+def test_a_python_program_that_imports_personkit_first_gets_the_defaults():
+    """The library applies the CLI's environment defaults when it safely can: before torch
+    (issue #23, item 4); the allocator stays the host program's."""
+    code = ("import os, sys, personkit, torch; "
+            "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('KMP_BLOCKTIME'))")
+    env = {"PATH": "", "PYTHONPATH": ":".join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, check=True)
+    assert proc.stdout.split() == [ENV_DEFAULTS["GOMP_SPINCOUNT"], ENV_DEFAULTS["KMP_BLOCKTIME"]]
+    assert proc.stderr == ""
 
 
 def test_cpu_description_names_the_vector_isa():
