@@ -5,6 +5,7 @@ not here) and prints what it returns; errors become one line on stderr."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -85,7 +86,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
          shared("--device"), shared("--batch-size"),
          shared("--engine", help="run the checkpoint on this engine (exported per evaluation "
                 "input size)"),
-         shared("--calib-data"), shared("--calib-size"), shared("--threads"))
+         shared("--calib-data"), shared("--calib-size"), shared("--threads"), shared("--verbose"))
 def _cmd_eval(args: argparse.Namespace) -> int:
     from personkit.inference.engines import evaluate_checkpoint
     from personkit.report import all_tables, to_jsonable
@@ -116,11 +117,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 @command("synth", "write the synthetic Market-, MPII- and LIP-like datasets",
          opt("--out", required=True, help="output directory"),
-         opt("--preset", default="small", help="tiny, small or full"), shared("--seed"))
+         opt("--preset", default="small", help="tiny, small or full"), shared("--seed"),
+         shared("--no-progress"))
 def _cmd_synth(args: argparse.Namespace) -> int:
     from personkit.synth import synthesize
 
-    print(synthesize(args.out, args.preset, args.seed))
+    print(synthesize(args.out, args.preset, args.seed, progress=not args.no_progress))
     return 0
 
 
@@ -169,7 +171,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
          opt("--tol", type=float, default=None, help="relative parity tolerance (default: the "
              "model's float32 rounding bound, about 1e-4 for a ResNet-18)"),
          opt("--no-check", action="store_true", help="skip the parity checks"),
-         shared("--calib-data"), shared("--calib-size"), shared("--heads"))
+         shared("--calib-data"), shared("--calib-size"), shared("--heads"), shared("--verbose"))
 def _cmd_export(args: argparse.Namespace) -> int:
     from personkit.inference.export import export_model
 
@@ -190,8 +192,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
          opt("--repeats", type=positive_int, default=5, help="timed runs (the median counts)"),
          opt("--skip", default="", help="onnx,openvino,int8,roofline,separate,heads,light,cuda"),
          opt("--out", default="runs/bench", help="folder for bench.json and bench.md"),
-         shared("--device"), shared("--threads", help="torch/ONNX Runtime CPU threads (0: "
-                                    "torch's, one per core)"))
+         shared("--device"), shared("--verbose"),
+         shared("--threads", help="torch/ONNX Runtime CPU threads (0: torch's, one per core)"))
 def _cmd_bench(args: argparse.Namespace) -> int:
     from personkit.inference.bench import run_bench
 
@@ -377,6 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     apply_defaults()  # before any command imports torch (see personkit/runtime.py)
     args = parse_args(argv)
+    if getattr(args, "verbose", False):
+        os.environ["PERSONKIT_VERBOSE"] = "1"  # read by personkit.extras.quiet
     try:
         return args.func(args)
     except KeyboardInterrupt:

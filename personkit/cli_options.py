@@ -52,6 +52,8 @@ SHARED: dict[str, dict[str, Any]] = {
                      "searched recursively) to calibrate --int8 on"},
     "--calib-size": {"type": positive_int, "default": 300, "help": "calibration crops"},
     "--seed": {"type": int, "default": 0, "help": "random seed"},
+    "--verbose": {"action": "store_true", "help": "show the logs, warnings and progress bars "
+                  "of NNCF, ONNX Runtime and OpenVINO (hidden by default)"},
     "overrides": {"nargs": "*", "metavar": "KEY=VALUE",
                   "help": "config overrides, section.key=value (also after the options)"},
 }

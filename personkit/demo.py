@@ -139,7 +139,7 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seed: int = 0
     timings: dict[str, float] = {}
     start = time.perf_counter()
     data_dir = (out / "data").resolve()
-    world = ensure_world(data_dir, preset, seed)
+    world = ensure_world(data_dir, preset, seed, progress=progress)
     timings["synth"] = time.perf_counter() - start
     cfg = load_config(config or DEFAULT_CONFIG, [f"data.root={data_dir}", *overrides])
     run_dir = out / "run"

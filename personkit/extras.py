@@ -8,8 +8,13 @@ second OpenCV and about 500 MB that the tracker code path never imports (docs/tr
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import logging
+import os
+import warnings
+from collections.abc import Iterator
 from types import ModuleType
 
 _EXPORT = "pip install 'personkit[export]'  (onnx + onnxruntime)"
@@ -40,3 +45,30 @@ def require(module: str) -> ModuleType:
         importlib.import_module("boxmot.utils")
         logging.getLogger("boxmot").setLevel(logging.WARNING)
     return mod
+
+
+def verbose() -> bool:
+    """Whether third-party logs are wanted (``--verbose``, or ``PERSONKIT_VERBOSE=1``)."""
+    return os.environ.get("PERSONKIT_VERBOSE", "").lower() in ("1", "true", "yes")
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Keep the optional libraries' INFO logs, warnings and progress bars (NNCF, ONNX Runtime's
+    quantizer, OpenVINO) out of personkit's output unless :func:`verbose`; their errors still
+    show (as exceptions)."""
+    if verbose():
+        yield
+        return
+    loggers = [logging.getLogger(n) for n in ("nncf", "onnxruntime", "openvino", "",
+                                              "torch.utils.cpp_extension")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")  # and progress bars printed to stdout (NNCF's)
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)

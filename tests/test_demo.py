@@ -19,7 +19,7 @@ def test_world_cache_is_reused_only_for_the_same_world(tmp_path, monkeypatch):
     class Rebuilt(Exception):
         """ensure_world decided to synthesise (the world itself is not rendered again)."""
 
-    def rebuild(root, preset, seed):
+    def rebuild(root, preset, seed, **options):
         raise Rebuilt(preset, seed)
 
     monkeypatch.setattr(personkit.synth.world, "synthesize", rebuild)

@@ -47,6 +47,25 @@ from personkit.engine.logger import RunLogger
 from personkit.models.weights import load_strict
 
 
+class _Status:
+    """Without a progress bar, a plain line every ``every_s`` seconds (step, loss, speed and
+    time left), so a log or a silent terminal still shows a run is alive."""
+
+    def __init__(self, start: int, total: int, enabled: bool, every_s: float = 30.0):
+        self.start, self.total, self.enabled, self.every_s = start, total, enabled, every_s
+        self.t0 = self.last = time.monotonic()
+
+    def update(self, step: int, record: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.last < self.every_s:
+            return
+        self.last = now
+        per_step = (now - self.t0) / max(step - self.start, 1)
+        print(f"train: step {step}/{self.total} ({100 * step / self.total:.0f} %), loss "
+              f"{record.get('loss', math.nan):.3f}, {per_step:.2f} s/step, about "
+              f"{per_step * (self.total - step) / 60:.1f} min left", flush=True)
+
+
 class TrainingError(RuntimeError):
     """A run that cannot go on (repeated non-finite losses, non-finite weights, out of memory);
     says what to change."""
@@ -355,11 +374,13 @@ class Trainer:
         history: list[dict[str, Any]] = []
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step",
                    disable=not (self.progress and self.is_main), dynamic_ncols=True)
+        status = _Status(self.step, self.total_steps, enabled=self.is_main and not self.progress)
         try:
             while self.step < self.total_steps:
                 record = self._train_one(logger)
                 history.append(record)
                 bar.update(1)
+                status.update(self.step, record)
                 if self.step % self.log_every == 0:
                     bar.set_postfix(loss=f"{record.get('loss', math.nan):.3f}",
                                     data=record["dataset"])

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from personkit.checkpoint import content_hash
-from personkit.extras import require
+from personkit.extras import require, verbose
 from personkit.inference.contract import (
     HEADS_KEY,
     META_KEY,
@@ -124,6 +124,7 @@ class OnnxRuntimeEngine:
         if not self.path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {self.path}")
         options = ort.SessionOptions()
+        options.log_severity_level = 0 if verbose() else 3  # errors only, unless --verbose
         if threads:
             options.intra_op_num_threads = threads
         if not (spin_default() if spin is None else spin):

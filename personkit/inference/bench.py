@@ -119,7 +119,8 @@ class Bench:
 
             self.flops = count_flops(self.model)
             self.ceiling = gemm_ceiling()
-            self.log(f"GEMM ceiling {self.ceiling}; GFLOP per crop {self.flops}")
+            self.log(f"machine ceiling: {_ceiling_text(self.ceiling)}; GFLOP per crop: "
+                     + ", ".join(f"{k} {v:.3f}" for k, v in self.flops.items()))
         try:
             self._run(out_dir)
         finally:
@@ -128,12 +129,17 @@ class Bench:
                 for key in ("fp32_gflops", "int8_gops"):
                     if again.get(key) and again[key] > (self.ceiling.get(key) or 0):
                         self.ceiling[key] = again[key]
-                self.log(f"GEMM ceiling (best of start and end) {self.ceiling}")
+                self.log(f"machine ceiling (best of start and end): "
+                         f"{_ceiling_text(self.ceiling)}")
         if out_dir is not None:
             write_report(self.report(), out_dir)
         return self.report()
 
     def _run(self, out_dir: str | Path | None) -> None:
+        self.log(f"timing {len(self.models)} models on every engine at batch sizes "
+                 f"{list(self.batch_sizes)}, {self.warmup} warm-up + {self.repeats} timed runs "
+                 f"each; the time left is printed after each batch size")
+        start, done = time.perf_counter(), 0
         models = self.models
         with tempfile.TemporaryDirectory(prefix="personkit_bench_") as tmp:
             sessions = {} if "onnx" in self.skip else self._onnx_sessions(models, Path(tmp))
@@ -154,6 +160,10 @@ class Bench:
                 self._run_jobs(jobs, b)
                 if out_dir is not None:
                     write_report(self.report(), out_dir)
+                done += b
+                left = sum(self.batch_sizes) - done  # time grows about with the batch
+                per_crop = (time.perf_counter() - start) / done
+                self.log(f"batch {b} done; about {per_crop * left / 60:.1f} min left")
 
     def _run_jobs(self, jobs: list[Job], batch: int) -> None:
         """Warm every job up, then time them round-robin (so that load from other processes
@@ -389,6 +399,13 @@ def head_costs(rows: Sequence[Row]) -> list[dict[str, Any]]:
             out.append({"part": r.model, "batch": r.batch, "latency_ms": r.latency_ms,
                         "share": r.latency_ms / four.latency_ms})
     return out
+
+
+def _ceiling_text(ceiling: dict[str, Any]) -> str:
+    text = f"fp32 {ceiling['fp32_gflops']:.0f} GFLOP/s"
+    if ceiling.get("int8_gops"):
+        text += f", int8 {ceiling['int8_gops']:.0f} GOP/s ({', '.join(ceiling['int8_features'])})"
+    return text + f" ({ceiling['threads']} threads, {ceiling['n']}³ products)"
 
 
 def _model_summary(model: MultiTaskModel) -> dict[str, Any]:

@@ -11,6 +11,7 @@ the attribute classifiers (tiny linear layers on the embedding).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import cv2
 import numpy as np
 from torch import nn
 
-from personkit.extras import require
+from personkit.extras import quiet, require, verbose
 from personkit.inference.backends import (
     open_export,
     openvino_xml,
@@ -141,10 +142,11 @@ def quantize_onnx(path: Path, out: Path, calib: np.ndarray, keep_fp32: Sequence[
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.items, None)
 
-    q.quantize_static(str(path), str(out), Reader(), quant_format=q.QuantFormat.QDQ,
-                      activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
-                      per_channel=True, op_types_to_quantize=list(INT8_OPS),
-                      nodes_to_exclude=exclude)
+    with quiet():
+        q.quantize_static(str(path), str(out), Reader(), quant_format=q.QuantFormat.QDQ,
+                          activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+                          per_channel=True, op_types_to_quantize=list(INT8_OPS),
+                          nodes_to_exclude=exclude)
     quantized = onnx.load(str(out))  # keep the personkit metadata
     onnx.helper.set_model_props(quantized, {p.key: p.value for p in proto.metadata_props})
     onnx.save(quantized, str(out))
@@ -156,14 +158,17 @@ def quantize_openvino(path: Path, out: Path, calib: np.ndarray, keep_fp32: Seque
     """NNCF post-training quantization of an OpenVINO IR (the :data:`FP32_PATTERNS` nodes and
     every non-``INT8_OPS`` op are ignored)."""
     ov = require("openvino")
-    nncf = require("nncf")
+    with quiet():  # its import logs torch extension notices
+        nncf = require("nncf")
     xml = openvino_xml(path)
     model = ov.Core().read_model(str(xml))
     props = read_openvino_metadata(model)  # kept as they are: same heads, same source weights
     dataset = nncf.Dataset([calib[i:i + 1] for i in range(len(calib))])
     ignored = nncf.IgnoredScope(patterns=[*FP32_PATTERNS, *keep_fp32], validate=False)
-    quantized = nncf.quantize(model, dataset, subset_size=len(calib), ignored_scope=ignored,
-                              preset=nncf.QuantizationPreset.MIXED)
+    with quiet():
+        nncf.set_log_level(logging.ERROR if not verbose() else logging.INFO)
+        quantized = nncf.quantize(model, dataset, subset_size=len(calib),
+                                  ignored_scope=ignored, preset=nncf.QuantizationPreset.MIXED)
     return save_openvino(quantized, out.parent, props)
 
 

@@ -71,7 +71,8 @@ def _run(study: Study, nproc: int, report: str | Path | None, progress: bool,
     if wanted is not None and wanted - {j.row for j in study.jobs}:
         raise StudyError(f"--rows: no rows named {sorted(wanted - {j.row for j in study.jobs})}")
     if study.world is not None:
-        info = ensure_world(study.data_root, study.world["preset"], study.world["seed"])
+        info = ensure_world(study.data_root, study.world["preset"], study.world["seed"],
+                            progress=progress)
         made = "cached" if info["cached"] else f"made in {info['seconds']:.0f} s"
         print(f"world: {study.world['preset']} seed {study.world['seed']} in {study.data_root}"
               f" ({made})")

@@ -6,7 +6,7 @@ import json
 import multiprocessing as mp
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,16 +205,31 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def _run(jobs: list[tuple], workers: int) -> list:
-    """Run ``jobs`` in order (results in job order) with ``workers`` processes."""
+def _run(jobs: list[tuple], workers: int, progress: bool = False) -> list:
+    """Run ``jobs`` in order (results in job order) with ``workers`` processes; ``progress``
+    shows a bar (one tick per rendered image)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc="synth", unit="image", disable=not progress,
+               dynamic_ncols=True)
+    results = []
+    with bar:
+        for r in _map(jobs, workers):
+            results.append(r)
+            bar.update(1)
+    return results
+
+
+def _map(jobs: list[tuple], workers: int) -> Iterator[object]:
     if workers <= 1:
-        return [_job(j) for j in jobs]
+        yield from map(_job, jobs)
+        return
     # spawn, not fork: a forked child inherits whatever locks the parent's threads (torch's
     # OpenMP pool, TensorBoard writers, DataLoader workers) held, and can deadlock. Scripts
     # that call synthesize(workers > 1) need the usual `if __name__ == "__main__":` guard.
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers, initializer=_init_worker) as pool:
-        return list(pool.imap(_job, jobs, chunksize=16))
+        yield from pool.imap(_job, jobs, chunksize=16)
 
 
 def _prepare(out: Path) -> None:
@@ -294,14 +309,14 @@ def _write_lip(root: Path, items: list[SceneItem], annos: list) -> dict[str, int
 
 
 def synthesize(out_dir: str | Path, preset: str | Preset = "small", seed: int = 0,
-               workers: int | None = None) -> SynthSummary:
+               workers: int | None = None, progress: bool = False) -> SynthSummary:
     """Render the Market-1501-, MPII- and LIP-like datasets into ``out_dir``.
 
     Writes ``Market-1501-v15.09.15/``, ``mpii/`` and ``LIP/`` in their native layouts (see
     ``docs/synth.md``) plus a small marker file; a previous synthetic world in ``out_dir`` is
     replaced, other existing dataset folders make it raise :class:`FileExistsError`. The same
     ``seed`` gives byte-identical files whatever ``workers`` is (default: the preset's).
-    ``preset`` is a name of :data:`PRESETS` or a :class:`Preset`.
+    ``preset`` is a name of :data:`PRESETS` or a :class:`Preset`; ``progress`` shows a bar.
     """
     start = time.perf_counter()
     cfg = preset if isinstance(preset, Preset) else get_preset(preset)
@@ -321,7 +336,7 @@ def synthesize(out_dir: str | Path, preset: str | Preset = "small", seed: int = 
     jobs = [("market", it, seed, str(roots[0])) for it in m_items]
     jobs += [("mpii", it, seed, str(roots[1])) for it in p_items]
     jobs += [("lip", it, seed, str(roots[2])) for it in l_items]
-    results = _run(jobs, workers)
+    results = _run(jobs, workers, progress)
     _write_market(roots[0], seed, train, test)
     counts = _market_counts(m_items, train, test)
     counts["market_truth_poses"] = _write_market_truth(roots[0], m_items,
@@ -354,7 +369,8 @@ def _market_counts(items: Iterable[MarketItem], train: list[int], test: list[int
             "market_gallery_distractors": by("bounding_box_test", "distractor")}
 
 
-def ensure_world(data_dir: Path, preset: str, seed: int) -> dict[str, Any]:
+def ensure_world(data_dir: Path, preset: str, seed: int,
+                 progress: bool = False) -> dict[str, Any]:
     """Synthesise the world into ``data_dir`` unless the same world is there: same preset
     name, sizes, seed and generator version."""
     marker = data_dir / "personkit_synth.json"
@@ -364,6 +380,6 @@ def ensure_world(data_dir: Path, preset: str, seed: int) -> dict[str, Any]:
         if all(info.get(k) == v for k, v in same.items()):
             return {"cached": True, **info}
     start = time.perf_counter()
-    summary = synthesize(data_dir, preset, seed)
+    summary = synthesize(data_dir, preset, seed, progress=progress)
     return {"cached": False, "seconds": time.perf_counter() - start,
             "counts": summary.counts}

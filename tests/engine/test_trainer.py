@@ -47,3 +47,16 @@ def test_lr_schedules():
     assert lr_factor(0.6, "multistep", milestones=(0.5, 0.8), gamma=0.1) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="unknown LR schedule"):
         lr_factor(0.1, "cosine")
+
+
+def test_without_a_progress_bar_a_status_line_says_the_run_is_alive(capsys):
+    """``--no-progress`` (a study, a log file) still shows step, loss, speed and time left
+    (issue #23, item 9)."""
+    from personkit.engine.trainer import _Status
+
+    status = _Status(0, 10, enabled=True, every_s=0.0)
+    status.update(4, {"loss": 1.25})
+    line = capsys.readouterr().out
+    assert line.startswith("train: step 4/10 (40 %), loss 1.250,") and "min left" in line
+    _Status(0, 10, enabled=False, every_s=0.0).update(4, {"loss": 1.0})
+    assert capsys.readouterr().out == ""

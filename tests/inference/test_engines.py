@@ -160,7 +160,7 @@ def test_calibration_batch_is_normalised_crops(calib_dir, tiny_model):
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
-def test_int8_export_parity(tmp_path, tiny_model, calib_dir, fmt):
+def test_int8_export_parity(tmp_path, tiny_model, calib_dir, fmt, capsys):
     from personkit.inference.quantize import (
         INT8_TOL,
         calibration_batch,
@@ -174,7 +174,10 @@ def test_int8_export_parity(tmp_path, tiny_model, calib_dir, fmt):
     else:
         path = export_onnx(tiny_model, tmp_path / "model.onnx")
     calib = calibration_batch(calib_dir, tiny_model.meta, size=24)
+    capsys.readouterr()
     out = quantize_export(path, calib)
+    noise = capsys.readouterr()  # NNCF's progress bars and INFO lines stay out (issue #23)
+    assert "Statistics collection" not in noise.out + noise.err and "INFO" not in noise.err
     report = check_int8(tiny_model, out, calib)
     # int8 vs fp32: INT8_TOL is derived from the quantization step (see check_int8); the
     # integer sums are exact on VNNI and AMX alike, only requantization rounding differs. The

@@ -172,3 +172,12 @@ def test_contact_sheet(tiny_world, tmp_path):
     path = contact_sheet(tiny_world.out_dir, tmp_path / "sheet.png")
     sheet = cv2.imread(str(path))
     assert sheet.shape[1] == 1400 and sheet.shape[0] > 800
+
+
+def test_synth_shows_its_progress(tmp_path, capsys):
+    """Rendering takes a while: a bar counts the images (issue #23, item 9)."""
+    from personkit.cli import main
+
+    assert main(["synth", "--preset", "tiny", "--out", str(tmp_path / "w")]) == 0
+    captured = capsys.readouterr()
+    assert "synth: 100%" in captured.err and "wrote" in captured.out
