@@ -11,13 +11,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from personkit.cli_options import Option, deprecated, opt, positive_int, shared
+from personkit.cli_options import MODEL_FILE, Option, deprecated, opt, positive_int, shared
 from personkit.config import load_config
 
 Handler = Callable[[argparse.Namespace], int]
 #: subcommand -> (help, options, handler); in --help order
 COMMANDS: dict[str, tuple[str, list[Option], Handler]] = {}
-MODEL_FILE = "run directory, .pt checkpoint or .safetensors export"
 #: What an interrupted (Ctrl-C) command left, and how to go on.
 RESUME = {"study": "finished jobs are recorded, rerun to resume",
           "train": "its checkpoints are kept: continue with --resume auto"}

@@ -11,6 +11,8 @@ import sys
 from typing import Any
 
 Option = tuple[tuple[str, ...], dict[str, Any]]
+#: How every subcommand that reads a model describes the argument.
+MODEL_FILE = "run directory, .pt checkpoint or .safetensors export"
 
 
 def positive_int(text: str) -> int:
