@@ -24,6 +24,7 @@ from personkit.config import (
     Range,
     apply_overrides,
     config_from_dict,
+    read_raw_config,
 )
 
 #: Where each config dataclass sits in the base config below (lists by their first item).
@@ -124,7 +125,7 @@ def test_every_numeric_field_declares_a_range():
 def test_defaults_and_shipped_configs_pass_their_ranges():
     config_from_dict(_BASE)
     for path in Path(__file__).parents[1].joinpath("configs").glob("*.yaml"):
-        config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
+        config_from_dict(read_raw_config(path), str(path))  # with its `base:` files merged
 
 
 @pytest.mark.parametrize(("key", "value", "named", "allowed"), _generated_rows())
