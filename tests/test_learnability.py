@@ -131,6 +131,7 @@ def test_the_first_training_example_trains_on_data_and_evaluates(tiny_world_dir,
     run = tmp_path / "run"
     assert main(["train", str(config), "--out", str(run), f"data.root={tiny_world_dir}",
                  "train.iterations=2", "train.checkpoint_every=0", "--no-progress"]) == 0
+    assert (run / "curves.png").stat().st_size > 1000  # every training draws its curves
     assert main(["eval", str(run), "--out", str(tmp_path / "eval"), "--no-flip"]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert set(metrics) == {"market", "mpii", "lip"}

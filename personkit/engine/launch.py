@@ -7,7 +7,8 @@ trainer, resumes (``resume="auto"``: the newest valid checkpoint; or a checkpoin
 ``config.yaml`` and ``run.json`` (the run's identity) and trains. With ``nproc > 1`` it
 validates the config for that many processes, writes ``config.yaml`` and relaunches
 ``personkit train`` on it under ``torchrun`` (``python -m torch.distributed.run``). The process
-that writes the run directory holds its lock (``out/.lock``) throughout.
+that writes the run directory holds its lock (``out/.lock``) throughout, and draws the
+learning curves into ``curves.png`` at the end.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from personkit.engine import distributed
 from personkit.engine.build import build_trainer, validate_training
 from personkit.engine.rundir import check_out_dir, claim_run_dir, write_run_file
 from personkit.engine.trainer import Trainer
+from personkit.report import plot_learning_curves
 from personkit.runtime import exclusive, resolve_device
 
 #: Set by an ``nproc`` launcher for its ranks: the run directory whose lock it holds.
@@ -71,6 +73,8 @@ def train_run(cfg: Config, out: str | Path, *, resume: str | None = None,
                            start_step=trainer.step)
         history = trainer.train()
         distributed.destroy()  # only after success: a failed rank exits, torchrun stops the rest
+        if rank == 0:
+            plot_learning_curves(out / "log.jsonl", out / "curves.png")
         return RunResult(trainer, history, resumed)
 
 

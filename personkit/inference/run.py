@@ -10,7 +10,8 @@ Output folder:
 * ``embeddings.npy``: ``N×D`` float32, one row per box in ``results.jsonl`` order.
 * ``summary.json``: what :func:`predict_source` returns (counts, ``skipped_boxes``, paths).
 * ``vis/<image>.png``: the overlays (unless ``vis=False``).
-* ``parts/<image>_<index>.png``: the part label maps as 8-bit PNGs (if ``save_parts``).
+* ``parts/<image>_<index>.png``: the part label maps as 8-bit class ids, and
+  ``parts/<image>_<index>_color.png`` the same in colour (if ``save_parts``).
 
 ``index`` is the box's number in the input (its row among the frame's boxes), so results map
 back to the detection file. Degenerate boxes of a MOT sequence (not finite, or no area inside
@@ -35,8 +36,10 @@ import numpy as np
 from personkit.data.io import BadImageError
 from personkit.inference.predictor import PersonResult, Predictor
 from personkit.inference.sources import Frame, InputSource, open_input
-from personkit.inference.visualize import draw_results, save_image
+from personkit.inference.visualize import draw_results, save_image, save_part_maps
 
+#: Overlays of person crops (128×64 in Market) are enlarged to at least this height.
+CROP_VIS_HEIGHT = 256
 #: What ``predict`` writes into its folder: files, then folders.
 OUTPUT_FILES, OUTPUT_FOLDERS = ("results.jsonl", "embeddings.npy", "summary.json"), ("vis", "parts")
 
@@ -88,11 +91,12 @@ def predict_source(predictor: Predictor, source: InputSource, out_dir: str | Pat
                     if r.embedding is not None:
                         embeddings.append(r.embedding)
                     if save_parts and r.parts is not None:
-                        save_image(out_dir / "parts" / f"{frame.name}_{i}.png",
-                                   np.repeat(r.parts[:, :, None], 3, axis=2))
+                        save_part_maps(out_dir / "parts" / f"{frame.name}_{i}.png", r.parts,
+                                   len(r.part_classes))
                 if vis:
-                    save_image(out_dir / "vis" / f"{frame.name}.png",
-                               draw_results(image, results, text=text))
+                    save_image(out_dir / "vis" / f"{frame.name}.png", draw_results(
+                        image, results, text=text, min_height=CROP_VIS_HEIGHT
+                        if source.kind == "crops" else 0))
                 n_boxes += len(results)
                 bar.update(1)
         if embeddings:

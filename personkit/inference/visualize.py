@@ -9,6 +9,7 @@ arrays; :func:`save_image` writes PNG/JPEG files.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -100,11 +101,14 @@ def attribute_text(result: PersonResult, names: Sequence[str]) -> str:
 
 def draw_results(image: np.ndarray, results: Sequence[PersonResult], *, parts: bool = True,
                  skeleton: bool = True, boxes: bool = True, text: Sequence[str] = ("gender",),
-                 alpha: float = 0.5, min_keypoint_score: float = 0.1) -> np.ndarray:
+                 alpha: float = 0.5, min_keypoint_score: float = 0.1,
+                 min_height: int = 0) -> np.ndarray:
     """A copy of the RGB ``image`` with every person drawn (parts, then skeleton, then box).
 
     The image is converted as in :func:`~personkit.inference.predictor.to_rgb_uint8`
-    (grayscale becomes 3 channels).
+    (grayscale becomes 3 channels). An image lower than ``min_height`` (``predict`` asks 256
+    for a folder of 128×64 person crops) is enlarged first, by a whole factor, with the
+    results scaled to it, so that the overlay can be read.
 
     Args:
         text: attribute names written above each box (empty: no text).
@@ -112,6 +116,10 @@ def draw_results(image: np.ndarray, results: Sequence[PersonResult], *, parts: b
         min_keypoint_score: joints below this confidence are not drawn.
     """
     canvas = to_rgb_uint8(image).copy()
+    factor = -(-min_height // canvas.shape[0]) if canvas.shape[0] < min_height else 1
+    if factor > 1:
+        canvas = cv2.resize(canvas, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+        results = [scale_result(r, factor) for r in results]
     for r in results if parts else ():
         draw_parts(canvas, r, alpha)
     for r in results:
@@ -128,6 +136,34 @@ def draw_results(image: np.ndarray, results: Sequence[PersonResult], *, parts: b
             if label:
                 _put_text(canvas, label, p1, colour, (y2 - y1) / 400)
     return canvas
+
+
+def scale_result(result: PersonResult, factor: int) -> PersonResult:
+    """``result`` for the image enlarged ``factor`` times: box, keypoints (pixel centres:
+    ``x' = (x + 0.5)·f − 0.5``) and the part map (each label repeated ``factor`` times)."""
+    out = dataclasses.replace(result, box=tuple(v * factor for v in result.box))
+    if result.keypoints is not None:
+        out.keypoints = result.keypoints.copy()
+        out.keypoints[:, :2] = (result.keypoints[:, :2] + 0.5) * factor - 0.5
+    if result.parts is not None and result.parts_box is not None:
+        out.parts = np.repeat(np.repeat(result.parts, factor, axis=0), factor, axis=1)
+        out.parts_box = tuple(v * factor for v in result.parts_box)
+    return out
+
+
+def save_part_maps(path: str | Path, labels: np.ndarray, num_classes: int) -> Path:
+    """A part label map as two PNGs: ``path`` holds the class ids (8-bit, one channel: for
+    programs), ``<stem>_color.png`` the same in the overlay palette (for people: ids 0–4 or
+    0–19 look black)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(".png", labels.astype(np.uint8))
+    if not ok:
+        raise OSError(f"cannot encode part labels {path}")
+    buf.tofile(path)
+    colours = part_palette(max(num_classes, int(labels.max()) + 1))
+    save_image(path.with_name(f"{path.stem}_color.png"), colours[labels])
+    return path
 
 
 def _put_text(canvas: np.ndarray, text: str, corner: tuple[int, int], colour: Colour,

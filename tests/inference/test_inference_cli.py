@@ -35,6 +35,10 @@ def test_predict_image_with_boxes(tiny_checkpoint, street, tmp_path):
     assert embeddings.shape == (2, 512) and embeddings.dtype == np.float32
     assert [r["embedding_row"] for r in records] == [0, 1]
     assert cv2.imread(str(out / "vis" / "street.png")).shape == (120, 160, 3)
+    labels = cv2.imread(str(out / "parts" / "street_0.png"), cv2.IMREAD_UNCHANGED)
+    colour = cv2.imread(str(out / "parts" / "street_0_color.png"))
+    assert labels.ndim == 2 and labels.max() < 20 and colour.shape == (*labels.shape, 3)
+    assert colour.max() > labels.max()  # a palette, not raw ids that look black
     assert cv2.imread(str(out / "parts" / "street_1.png")).shape == (90, 40, 3)
 
 

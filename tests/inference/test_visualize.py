@@ -58,3 +58,24 @@ def test_palettes_are_fixed():
     lip = voc_palette(20)
     assert lip.shape == (20, 3) and lip[0].tolist() == [0, 0, 0] and lip[1].tolist() == [128, 0, 0]
     assert len({tuple(c) for c in lip}) == 20
+
+
+def test_a_small_crop_is_enlarged_with_its_overlay():
+    """A 128×64 person crop overlay is drawn 2× larger (issue #23, item 8), the results
+    scaled with it: pixel centres map as x' = (x + 0.5)·2 − 0.5."""
+    from personkit.inference.visualize import scale_result
+
+    crop = np.full((128, 64, 3), 60, np.uint8)
+    kp = np.tile([[10.0, 20.0, 1.0]], (16, 1))
+    parts = np.zeros((128, 64), np.uint8)
+    parts[40:80, 20:40] = 3
+    r = PersonResult(box=(0.0, 0.0, 64.0, 128.0), keypoints=kp, parts=parts,
+                     parts_box=(0, 0, 64, 128), part_classes=tuple(str(i) for i in range(20)))
+    out = draw_results(crop, [r], min_height=256)
+    assert out.shape == (256, 128, 3) and draw_results(crop, [r]).shape == crop.shape
+    big = scale_result(r, 2)
+    assert big.box == (0.0, 0.0, 128.0, 256.0) and big.parts.shape == (256, 128)
+    np.testing.assert_allclose(big.keypoints[0, :2], [20.5, 40.5])
+    assert (big.parts[80:160, 40:80] == 3).all() and big.keypoints[0, 2] == 1.0
+    assert draw_results(np.zeros((300, 200, 3), np.uint8), [r],
+                        min_height=256).shape == (300, 200, 3)
