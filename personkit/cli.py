@@ -7,27 +7,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from personkit.cli_options import MODEL_FILE, Option, deprecated, opt, positive_int, shared
+from personkit.cli_options import MODEL_FILE, command, deprecated, opt, positive_int, shared
+from personkit.cli_options import build_parser as _build_parser
 from personkit.config import load_config
 
-Handler = Callable[[argparse.Namespace], int]
-#: subcommand -> (help, options, handler); in --help order
-COMMANDS: dict[str, tuple[str, list[Option], Handler]] = {}
 #: What an interrupted (Ctrl-C) command left, and how to go on.
 RESUME = {"study": "finished jobs are recorded, rerun to resume",
           "train": "its checkpoints are kept: continue with --resume auto"}
-
-
-def command(name: str, help: str, *options: Option) -> Callable[[Handler], Handler]:
-    """Register the decorated function as subcommand ``name`` with ``options``."""
-    def register(func: Handler) -> Handler:
-        COMMANDS[name] = (help, list(options), func)
-        return func
-    return register
 
 
 def _list(text: str | None) -> list[str] | None:
@@ -239,7 +229,7 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
              help="appearance: the network's, none (motion only) or random (control)"),
          opt("--gallery", default=None, help="bank of earlier tracks (gallery.json or .npy "
              "written by a previous run) to match this run's tracks against"),
-         opt("--match-threshold", type=float, default=0.3, help="max cosine distance"),
+         opt("--match-threshold", type=float, help="max cosine distance (default: calibrated)"),
          opt("--eval", action="store_true", help="HOTA/IDF1/MOTA against gt/gt.txt (TrackEval)"),
          opt("--video-out", action="store_true", help="write an annotated H.264 video.mp4"),
          opt("--png-frames", action="store_true", help="write annotated frames/*.png"),
@@ -323,16 +313,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="personkit", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"personkit {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, (text, options, func) in COMMANDS.items():
-        p = sub.add_parser(name, help=text, description=text,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        for flags, kwargs in options:
-            p.add_argument(*flags, **kwargs)
-        p.set_defaults(func=func)
-    return parser
+    return _build_parser(__doc__, f"personkit {_version()}")
 
 
 def _version() -> str:

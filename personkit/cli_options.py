@@ -1,6 +1,7 @@
-"""The command line's vocabulary: the options several subcommands share (one spelling, one
-meaning, one default everywhere), argument types, and the old spellings that still work for a
-release with a deprecation message. ``tests/test_cli_args.py`` checks that every subcommand
+"""The command line's vocabulary: the registry of subcommands and their parser (defaults shown
+in ``--help``), the options several subcommands share (one spelling, one meaning, one default
+everywhere), argument types, and the old spellings that still work for a release with a
+deprecation message. ``tests/test_cli_args.py`` checks that every subcommand
 using a shared option gives it the same default.
 """
 
@@ -8,11 +9,45 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 Option = tuple[tuple[str, ...], dict[str, Any]]
+Handler = Callable[[argparse.Namespace], int]
+#: subcommand -> (help, options, handler); in --help order
+COMMANDS: dict[str, tuple[str, list[Option], Handler]] = {}
 #: How every subcommand that reads a model describes the argument.
 MODEL_FILE = "run directory, .pt checkpoint or .safetensors export"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in ``--help``, except where its help says it (or it is None)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or "default:" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
+def command(name: str, help: str, *options: Option) -> Callable[[Handler], Handler]:
+    """Register the decorated function as subcommand ``name`` with ``options``."""
+    def register(func: Handler) -> Handler:
+        COMMANDS[name] = (help, list(options), func)
+        return func
+    return register
+
+
+def build_parser(description: str, version: str) -> argparse.ArgumentParser:
+    """The ``personkit`` parser: ``--version`` and every registered subcommand."""
+    parser = argparse.ArgumentParser(prog="personkit", description=description)
+    parser.add_argument("--version", action="version", version=version)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (text, options, func) in COMMANDS.items():
+        p = sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)
+        for flags, kwargs in options:
+            p.add_argument(*flags, **kwargs)
+        p.set_defaults(func=func)
+    return parser
 
 
 def positive_int(text: str) -> int:

@@ -23,7 +23,7 @@ import torch
 
 from personkit.config import Config, load_config
 from personkit.data.datasets import read_dataset
-from personkit.engine.evaluate import run_evaluation
+from personkit.engine.evaluate import run_evaluation, save_match_calibration
 from personkit.engine.launch import train_run
 from personkit.report import (
     all_tables,
@@ -150,6 +150,7 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seed: int = 0
     t = time.perf_counter()
     device = resolve_device(cfg.train.device)
     results = run_evaluation(trainer.model, cfg, device=device, progress=progress)
+    save_match_calibration(results, trainer.model, run_dir)
     timings["eval"] = time.perf_counter() - t
     (out / "metrics.json").write_text(json.dumps(to_jsonable(
         {"headline": headline(results), "results": results, "world": world,

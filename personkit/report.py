@@ -70,12 +70,22 @@ def parts_table(results: Mapping[str, Mapping[str, Any]]) -> str:
                           rows)
 
 
+def match_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """The calibrated same-person threshold (``track --gallery``'s default) per ReID set."""
+    rows = [[name, f"{r['match']['threshold']:.4f}", _pct(r["match"]["precision"]),
+             _pct(r["match"]["recall"]), _pct(r["match"]["stranger_accept"]),
+             r["match"]["num_queries"]] for name, r in results.items() if "match" in r]
+    return markdown_table(["Dataset", "Threshold (cosine)", "Precision", "Recall",
+                           "Strangers accepted", "Queries"], rows)
+
+
 def all_tables(results: Mapping[str, Mapping[str, Any]]) -> str:
     """Every table that has data, with titles."""
     sections = [("Person re-identification", "reid", reid_table),
                 ("Attributes", "attributes", attribute_table),
                 ("Pose (PCKh@0.5)", "pose", pose_table),
-                ("Body-part segmentation", "parts", parts_table)]
+                ("Body-part segmentation", "parts", parts_table),
+                ("Same-person threshold (gallery matching)", "match", match_table)]
     out = []
     for title, protocol, fn in sections:
         if any(protocol in r for r in results.values()):

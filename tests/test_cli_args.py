@@ -89,8 +89,8 @@ def _options(command: str) -> dict[str, object]:
 def test_a_shared_option_means_the_same_in_every_subcommand():
     """The same option has the same default, type and choices wherever it appears (the
     device is auto everywhere, flip averaging on wherever embeddings are made)."""
-    from personkit.cli import COMMANDS
-    from personkit.cli_options import SHARED
+    import personkit.cli  # noqa: F401 - registers the subcommands
+    from personkit.cli_options import COMMANDS, SHARED
 
     seen: dict[str, set] = {}
     for command in COMMANDS:

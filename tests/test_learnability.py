@@ -80,7 +80,7 @@ def test_eval_cli_writes_every_protocol(trained, tmp_path, capsys):
     assert "| Dataset | mAP |" in printed and "| Dataset | Head |" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"market", "lip"}
-    assert set(metrics["market"]) == {"reid", "attributes"}
+    assert set(metrics["market"]) == {"reid", "attributes", "match"}
     assert set(metrics["lip"]) == {"pose", "parts"}
     # Exact: `eval` reloads the saved weights and the in-process evaluation of the trained
     # (channels_last) model runs on a contiguous copy, so both run the same kernels on the same
@@ -89,6 +89,41 @@ def test_eval_cli_writes_every_protocol(trained, tmp_path, capsys):
         assert metrics["market"]["reid"][key] == results["market"]["reid"][key], key
     assert metrics["lip"]["parts"]["mIoU"] == results["lip"]["parts"]["mIoU"]
     assert len(metrics["lip"]["parts"]["IoU"]) == 20
+
+
+def test_gallery_matching_rejects_new_people_at_the_calibrated_default(trained, tmp_path,
+                                                                      capsys):
+    """Issue #23 item 1: `eval` calibrates the same-person threshold on the ReID set and
+    `track --gallery` uses it: three new people match nobody (the old default, 0.3, matched
+    them all), the same three people match themselves."""
+    for module in ("boxmot", "trackeval", "av"):
+        pytest.importorskip(module, reason="the tracking extra is not installed")
+    from personkit.synth.mot import write_mot_sequence
+
+    run_dir = trained[0]
+    assert main(["eval", str(run_dir), "--datasets", "market", "--out",
+                 str(tmp_path / "eval")]) == 0
+    match = json.loads((tmp_path / "eval" / "metrics.json").read_text())["market"]["match"]
+    assert 0.0 < match["threshold"] < 0.3 and match["stranger_accept"] <= 0.01
+    assert match["precision"] > 0.9 and match["recall"] > 0.0
+    assert "| Dataset | Threshold (cosine) | Precision | Recall |" in capsys.readouterr().out
+    known = write_mot_sequence(tmp_path / "known", "tiny", seed=0)
+    new = write_mot_sequence(tmp_path / "new", "tiny", seed=1)  # other identities
+    bank = tmp_path / "a" / "gallery.json"
+    assert main(["track", str(run_dir), str(known), "--out", str(bank.parent),
+                 "--no-progress"]) == 0
+
+    def matches(seq: Path, out: str, *extra: str) -> list:
+        assert main(["track", str(run_dir), str(seq), "--out", str(tmp_path / out),
+                     "--gallery", str(bank), "--no-progress", *extra]) == 0
+        summary = json.loads((tmp_path / out / "summary.json").read_text())
+        assert summary["match_threshold"]["threshold"] == (
+            match["threshold"] if not extra else float(extra[-1]))
+        return [m["match"] for m in summary["gallery_matches"]]
+
+    assert matches(new, "b") == [None] * 3
+    assert all(m is not None for m in matches(new, "b-old", "--match-threshold", "0.3"))
+    assert [m and m["track_id"] for m in matches(known, "c")] == [1, 2, 3]
 
 
 def test_eval_cli_rejects_unknown_dataset(trained, capsys):
@@ -113,6 +148,7 @@ def test_demo_writes_report_metrics_and_figures(tmp_path, tiny_world_dir):
     assert metrics["headline"] == result["headline"]
     for name in ("curves.png", "predictions.png"):
         assert (out / name).stat().st_size > 1000
+    assert len(json.loads((out / "run" / "calibration.json").read_text())) == 1
 
     # A second demo in the same folder is a new run: the first one's checkpoints are moved
     # aside (nothing deleted) and every checkpoint left belongs to the new run.

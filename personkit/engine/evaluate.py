@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from personkit.checkpoint import content_hash
 from personkit.config import Config, DatasetConfig
 from personkit.data.constants import LIP_TO_MERGED5
 from personkit.data.dataset import PersonDataset, check_mask, collate_dropping_bad
@@ -50,6 +51,7 @@ from personkit.metrics import (
     SegmentationEvaluator,
 )
 from personkit.models import MultiTaskModel, PersonOutputs, flip_tta_embedding
+from personkit.models.identity import model_identity, write_calibration
 
 
 @torch.no_grad()
@@ -126,7 +128,8 @@ def evaluate_reid_attributes(model: MultiTaskModel, query: Dataset, gallery: Dat
                              attribute_names: Sequence[str] | None = None,
                              flip_tta: bool = True, rerank: bool = False,
                              **loader: Any) -> dict[str, Any]:
-    """Market-1501 single-query ReID (when ``reid``) and, when given ``attribute_names``,
+    """Market-1501 single-query ReID (when ``reid``, with the calibrated same-person threshold
+    under ``match``: :mod:`personkit.metrics.matching`) and, when given ``attribute_names``,
     attribute accuracy; either may be off, so a model without a ReID head (the Table 2
     attribute-only baseline) is scored on attributes alone.
 
@@ -160,6 +163,11 @@ def evaluate_reid_attributes(model: MultiTaskModel, query: Dataset, gallery: Dat
                           *_pids_cams(gallery_records, index), False)
         results["reid"] = {**evaluator.evaluate(), "num_bad_images": bad["query"] + bad["gallery"],
                            "num_bad_query": bad["query"], "num_bad_gallery": bad["gallery"]}
+        try:
+            results["match"] = evaluator.match_calibration()
+        except ValueError as e:  # too few identities or cameras: the ReID scores still stand
+            if get_rank() == 0:
+                print(f"eval: no same-person threshold: {e}", file=sys.stderr)
     if attribute_names:
         pred = gather_arrays(np.concatenate(attr_pred))[order]
         gt = np.stack([gallery_records[i].attributes for i in index])
@@ -378,3 +386,18 @@ def _runnable(entries: list[DatasetConfig], heads: Sequence[str],
             print(f"eval: {d.name} left out: none of its tasks {list(d.tasks)} has a head in "
                   f"this model ({list(heads)})", file=sys.stderr)
     return [d for d in entries if d not in idle]
+
+
+def save_match_calibration(results: dict[str, dict[str, Any]], model: MultiTaskModel,
+                           model_path: str | Path, flip_tta: bool = True) -> Path | None:
+    """Store the same-person threshold of the first ReID set in ``results`` (its ``match``)
+    for ``model``'s embedding space in ``model_path``'s ``calibration.json``
+    (:mod:`personkit.models.identity`), where ``track --gallery`` finds it; None when no set
+    gave one. Call it on the process that owns the run directory, for the model in torch."""
+    name = next((n for n, r in results.items() if "match" in r), None)
+    if name is None:
+        return None
+    weights = content_hash(model.state_dict())
+    record = {**results[name]["match"], "dataset": name, "weights": weights,
+              "flip_tta": bool(flip_tta)}
+    return write_calibration(model_path, model_identity(model.meta, weights, flip_tta), record)

@@ -12,6 +12,7 @@ metadata is read and written here too (:func:`read_openvino_metadata`, :func:`sa
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from torch import nn
 from personkit.checkpoint import content_hash
 from personkit.extras import require, verbose
 from personkit.inference.contract import (
+    CALIBRATION_KEY,
     HEADS_KEY,
     META_KEY,
     TASKS,
@@ -50,10 +52,23 @@ class Engine(Protocol):
     meta: ModelMeta
     heads: tuple[str, ...]
     weights_hash: str | None  # the content hash of the weights it runs (None: unknown)
+    calibrations: dict[str, dict[str, Any]]  # what an export carries (models.identity)
 
     def run(self, images: np.ndarray, heads: Sequence[str]) -> dict[str, np.ndarray]:
         """Raw outputs for a normalised ``B×3×H×W`` float32 batch."""
         ...
+
+
+def parse_calibrations(props: dict[str, str], source: Path) -> dict[str, dict[str, Any]]:
+    """The calibration records an export carries (``{model identity: record}``)."""
+    if CALIBRATION_KEY not in props:
+        return {}
+    try:
+        records = json.loads(props[CALIBRATION_KEY])
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{source}: its {CALIBRATION_KEY!r} metadata is not JSON ({e}); "
+                         f"re-export it with `personkit export`") from None
+    return records if isinstance(records, dict) else {}
 
 
 # ----------------------------------------------------------------------------- torch
@@ -73,6 +88,7 @@ class TorchEngine:
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._weights_hash: str | None = None
+        self.calibrations: dict[str, dict[str, Any]] = {}  # read beside the file, not here
 
     @property
     def weights_hash(self) -> str:
@@ -137,6 +153,7 @@ class OnnxRuntimeEngine:
         props = self.session.get_modelmeta().custom_metadata_map
         self.meta, self.heads = parse_metadata(props, str(self.path))
         self.weights_hash = props.get(WEIGHTS_KEY)
+        self.calibrations = parse_calibrations(props, self.path)
         self.input_name = self.session.get_inputs()[0].name
         self.outputs = [o.name for o in self.session.get_outputs()]
 
@@ -180,7 +197,7 @@ def read_openvino_metadata(model: Any) -> dict[str, str]:
     """personkit's metadata from an OpenVINO model's ``rt_info`` (``personkit/<key>``) or, for a
     model read from ONNX, from the ONNX ``metadata_props`` OpenVINO keeps under ``framework``."""
     props: dict[str, str] = {}
-    for key in (META_KEY, HEADS_KEY, WEIGHTS_KEY):
+    for key in (META_KEY, HEADS_KEY, WEIGHTS_KEY, CALIBRATION_KEY):
         for path in (["personkit", key], ["framework", key]):
             if model.has_rt_info(path):
                 props[key] = model.get_rt_info(path).astype(str)
@@ -224,6 +241,7 @@ class OpenVINOEngine:
         props = read_openvino_metadata(model)
         self.meta, self.heads = parse_metadata(props, str(self.path))
         self.weights_hash = props.get(WEIGHTS_KEY)
+        self.calibrations = parse_calibrations(props, self.path)
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision,
                                   "PERFORMANCE_HINT": "LATENCY"}
         if threads:

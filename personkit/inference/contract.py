@@ -18,7 +18,6 @@ strings under ``personkit_meta`` and ``personkit_heads`` (ONNX ``metadata_props`
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Collection, Mapping, Sequence
 
@@ -27,10 +26,13 @@ from torch import nn
 
 from personkit.models import TASKS as TASKS  # re-exported: the tasks an engine runs
 from personkit.models import ModelMeta, PersonOutputs
+from personkit.models.identity import model_identity as model_identity  # re-exported
 
 META_KEY, HEADS_KEY = "personkit_meta", "personkit_heads"
 #: The content hash of the weights an export was written from (the model's identity).
 WEIGHTS_KEY = "personkit_weights"
+#: The calibration records of those weights (:mod:`personkit.models.identity`).
+CALIBRATION_KEY = "personkit_calibration"
 
 
 def attribute_output(name: str) -> str:
@@ -109,24 +111,19 @@ class ExportWrapper(nn.Module):
         return tuple(named_outputs(out, self.model.meta, self.heads).values())
 
 
-def export_metadata(meta: ModelMeta, heads: Sequence[str],
-                    weights: str | None = None) -> dict[str, str]:
+def export_metadata(meta: ModelMeta, heads: Sequence[str], weights: str | None = None,
+                    calibrations: Mapping[str, dict] | None = None) -> dict[str, str]:
     """The string metadata an exported file carries: ``personkit_meta``, ``personkit_heads``
-    and, when known, ``personkit_weights`` (the content hash of the weights it came from)."""
+    and, when known, ``personkit_weights`` (the content hash of the weights it came from) and
+    ``personkit_calibration`` (the records of ``calibrations`` made with those weights)."""
     props = {META_KEY: json.dumps(meta.to_dict()), HEADS_KEY: json.dumps(list(heads))}
-    return {**props, WEIGHTS_KEY: weights} if weights else props
-
-
-def model_identity(meta: ModelMeta, weights: str | None, flip_tta: bool) -> str | None:
-    """Which embedding space a model's embeddings live in: 16 hex digits of the SHA-256 of its
-    metadata, its weights' content hash and how embeddings are made (flip averaging). Banks
-    and indexes store it; embeddings of another identity are not comparable. None when the
-    weights are unknown (an export written before exports carried their weights' hash)."""
     if not weights:
-        return None
-    spec = json.dumps({"meta": meta.to_dict(), "weights": weights, "flip_tta": bool(flip_tta)},
-                      sort_keys=True)
-    return hashlib.sha256(spec.encode()).hexdigest()[:16]
+        return props
+    props[WEIGHTS_KEY] = weights
+    ours = {k: r for k, r in (calibrations or {}).items() if r.get("weights") == weights}
+    if ours:
+        props[CALIBRATION_KEY] = json.dumps(ours)
+    return props
 
 
 def parse_metadata(props: Mapping[str, str], source: str) -> tuple[ModelMeta, tuple[str, ...]]:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from personkit.engine.evaluate import run_evaluation
+from personkit.engine.evaluate import run_evaluation, save_match_calibration
 from personkit.extras import MissingExtraError, require
 from personkit.inference.backends import (
     ENGINES,
@@ -156,8 +156,11 @@ def evaluate_checkpoint(checkpoint: str | Path, datasets: Sequence[str] | None =
     model = evaluation_model(model, engine, export=export, int8=int8, calib_data=calib_data,
                              calib_size=calib_size, threads=threads)
     on_torch = engine == "torch" and not export
-    return run_evaluation(model, cfg, datasets, data_root, device=where if on_torch else "cpu",
-                          batch_size=batch_size, flip_tta=flip_tta)
+    results = run_evaluation(model, cfg, datasets, data_root, device=where if on_torch else "cpu",
+                             batch_size=batch_size, flip_tta=flip_tta)
+    if on_torch:  # the fp32 model's own space: what track --gallery will use
+        save_match_calibration(results, model, checkpoint, flip_tta)
+    return results
 
 
 def check_evaluation_options(engine: str = "torch", export: str | Path | None = None,

@@ -31,6 +31,7 @@ from personkit.inference.backends import (
     save_openvino,
 )
 from personkit.inference.contract import ExportWrapper, export_metadata, output_names, select_heads
+from personkit.models.identity import read_calibrations
 from personkit.models.loading import load_model
 from personkit.models.numerics import fp32_tolerance, relative_difference
 
@@ -68,10 +69,13 @@ class ParityReport:
 
 def export_onnx(model: nn.Module, path: str | Path, heads: Collection[str] | None = None,
                 opset: int = DEFAULT_OPSET, config: dict[str, Any] | None = None,
-                input_size: tuple[int, int] | None = None) -> Path:
+                input_size: tuple[int, int] | None = None,
+                calibrations: dict[str, dict[str, Any]] | None = None) -> Path:
     """Write ``model`` as one ONNX graph with named outputs and a dynamic batch axis.
 
-    The model's metadata (and ``config`` if given) is stored in the ONNX ``metadata_props``.
+    The model's metadata (and ``config`` if given, and the ``calibrations`` of its weights:
+    :func:`~personkit.inference.contract.export_metadata`) is stored in the ONNX
+    ``metadata_props``.
     ``input_size`` (H, W) exports the fully convolutional model for another input size than
     its own (e.g. an evaluation set's); the metadata then carries that size.
     """
@@ -95,7 +99,7 @@ def export_onnx(model: nn.Module, path: str | Path, heads: Collection[str] | Non
             dynamic_axes={n: {0: "batch"} for n in ["images", *names]},
         )
     proto = onnx.load(str(path))
-    props = export_metadata(meta, heads, content_hash(model.state_dict()))
+    props = export_metadata(meta, heads, content_hash(model.state_dict()), calibrations)
     if config is not None:
         props["personkit_config"] = json.dumps(config)
     onnx.helper.set_model_props(proto, props)
@@ -170,11 +174,13 @@ def check_parity(model: nn.Module, path: str | Path, heads: Collection[str] | No
 
 def export_openvino(model: nn.Module, out_dir: str | Path, heads: Collection[str] | None = None,
                     onnx_path: str | Path | None = None, opset: int = DEFAULT_OPSET,
-                    input_size: tuple[int, int] | None = None) -> Path:
+                    input_size: tuple[int, int] | None = None,
+                    calibrations: dict[str, dict[str, Any]] | None = None) -> Path:
     """Write an OpenVINO IR (``out_dir/model.xml`` + ``model.bin``, fp32 weights) converted
     from the ONNX export (``onnx_path`` if already written, else a temporary one).
 
-    The personkit metadata is stored in the IR's ``rt_info`` under ``personkit``.
+    The personkit metadata (as :func:`export_onnx`'s) is stored in the IR's ``rt_info`` under
+    ``personkit``.
     ``input_size`` as in :func:`export_onnx` (it must match ``onnx_path``'s).
     """
     ov = require("openvino")
@@ -189,7 +195,7 @@ def export_openvino(model: nn.Module, out_dir: str | Path, heads: Collection[str
         meta = model.meta if input_size is None else replace(model.meta,
                                                              input_size=tuple(input_size))
         return save_openvino(ov_model, out_dir, export_metadata(
-            meta, heads, content_hash(model.state_dict())))
+            meta, heads, content_hash(model.state_dict()), calibrations))
 
 
 def engine_from_model(model: nn.Module, engine: str, heads: Collection[str] | None = None,
@@ -219,14 +225,16 @@ def export_model(model: nn.Module | str | Path, onnx: str | Path | None = None,
                          "(--openvino DIR)")
     if int8 and not calib_data:
         raise ValueError("--int8 needs --calib-data ROOT (a folder of images to calibrate on)")
+    calibrations = None
     if not isinstance(model, nn.Module):
+        calibrations = read_calibrations(model)  # the same-person thresholds travel along
         model = load_model(model, "cpu")
     written = []
     if onnx:
-        written.append(export_onnx(model, onnx, heads, opset=opset))
+        written.append(export_onnx(model, onnx, heads, opset=opset, calibrations=calibrations))
     if openvino:
         written.append(export_openvino(model, openvino, heads, onnx_path=onnx or None,
-                                       opset=opset))
+                                       opset=opset, calibrations=calibrations))
     for path in written:
         log(f"wrote {path}")
     ok = True

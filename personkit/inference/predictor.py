@@ -15,7 +15,7 @@ Images, boxes and crops follow :mod:`personkit.inference.preprocess`. Outputs:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,6 +29,7 @@ from personkit.inference.backends import ENGINES, Engine, TorchEngine, is_export
 from personkit.inference.contract import TASKS as TASKS  # re-exported: the tasks a predictor runs
 from personkit.inference.contract import attribute_output, model_identity, select_heads
 from personkit.inference.preprocess import clip_boxes, crop_box, normalise, to_rgb_uint8
+from personkit.models.identity import read_calibrations
 from personkit.models.loading import load_model
 from personkit.models.multitask import mean_with_mirror
 from personkit.runtime import resolve_device
@@ -132,12 +133,16 @@ class Predictor:
         batch_size: crops per forward pass.
         precision: ``fp32``, or ``bf16``/``fp16`` autocast (torch engine, CUDA only).
         channels_last: use the channels-last memory format (torch engine; faster on GPUs).
+        calibrations: calibrated same-person thresholds by model identity
+            (:mod:`personkit.models.identity`), added to those an export carries;
+            :attr:`calibration` picks this predictor's.
     """
 
     def __init__(self, model: nn.Module | Engine, device: str | torch.device = "auto",
                  heads: Collection[str] | None = None, *, flip_tta: bool = True,
                  merge_parts: bool = False, batch_size: int = 32, precision: str = "fp32",
-                 channels_last: bool = False):
+                 channels_last: bool = False,
+                 calibrations: Mapping[str, dict[str, Any]] | None = None):
         self.device = resolve_device(device)
         if precision not in PRECISIONS or (precision != "fp32" and self.device.type != "cuda"):
             raise ValueError(f"precision must be one of {PRECISIONS} (bf16/fp16 on CUDA only), "
@@ -150,6 +155,7 @@ class Predictor:
             raise ValueError(f"precision and channels_last apply to the torch engine only, "
                              f"not {model.name}")
         self.engine: Engine = model
+        self.calibrations = {**getattr(model, "calibrations", {}), **(calibrations or {})}
         self.meta = model.meta
         source = "this model" if model.name == "torch" else f"this {model.name} export"
         self.heads = select_heads(heads, model.heads, source)
@@ -181,6 +187,7 @@ class Predictor:
             return cls.from_export(path, engine=None if engine == "torch" else engine,
                                    device=device, heads=heads, threads=threads, **kwargs)
         model = load_model(path, "cpu")
+        kwargs.setdefault("calibrations", read_calibrations(path))
         if engine == "torch":
             return cls(model, resolve_device(device), heads, **kwargs)
         from personkit.inference.export import engine_from_model
@@ -204,6 +211,14 @@ class Predictor:
         """The identity of the embedding space of this predictor's embeddings
         (:func:`~personkit.inference.contract.model_identity`; None if unknown)."""
         return model_identity(self.meta, self.engine.weights_hash, self.flip_tta)
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """This predictor's calibrated same-person threshold (``threshold``, ``precision``,
+        ``recall``, ``dataset``, ...: :mod:`personkit.metrics.matching`), written by
+        ``personkit eval`` for these weights and flip setting; None when none was."""
+        model_id = self.model_id
+        return self.calibrations.get(model_id) if model_id else None
 
     @property
     def input_size(self) -> tuple[int, int]:

@@ -17,6 +17,7 @@ import torch
 
 from personkit.data.constants import MARKET_ATTRIBUTES, SEG_IGNORE
 from personkit.metrics.attributes import AttributeNames, attribute_counts, attribute_scores
+from personkit.metrics.matching import STRANGER_ACCEPT, calibrate_match_threshold
 from personkit.metrics.pose import LOW_THRESHOLD, MPII_UBODY_JOINTS, pckh_counts, pckh_scores
 from personkit.metrics.reid import compute_distance_matrix, evaluate_reid, re_rank_features
 from personkit.metrics.segmentation import (
@@ -64,10 +65,7 @@ class ReidEvaluator:
 
     def evaluate(self) -> dict[str, Any]:
         """``mAP``, ``mAP_official``, ``mINP``, ``rank1/5/10``, ``cmc`` and query counts."""
-        if not self._parts:
-            raise ValueError("ReidEvaluator.evaluate() before any process()")
-        emb, pids, cams, query = (np.concatenate(a) for a in zip(*self._parts, strict=True))
-        gallery = ~query & (pids != -1)
+        emb, pids, cams, query, gallery = self._arrays("evaluate")
         if self.rerank:
             dist = re_rank_features(emb[query], emb[gallery], self.metric)
         else:
@@ -77,6 +75,21 @@ class ReidEvaluator:
         cmc = out["cmc"]
         out.update({f"rank{k}": float(cmc[k - 1]) for k in (1, 5, 10) if k <= len(cmc)})
         return out
+
+    def match_calibration(self, stranger_accept: float = STRANGER_ACCEPT) -> dict[str, Any]:
+        """The calibrated "same person" cosine-distance threshold of the accumulated
+        embeddings, with its precision and recall (:func:`calibrate_match_threshold`)."""
+        emb, pids, cams, query, gallery = self._arrays("match_calibration")
+        dist = compute_distance_matrix(emb[query], emb[gallery], "cosine")
+        return calibrate_match_threshold(dist, pids[query], pids[gallery], cams[query],
+                                         cams[gallery], stranger_accept)
+
+    def _arrays(self, caller: str) -> tuple[np.ndarray, ...]:
+        """Embeddings, pids, cameras, the query mask and the gallery mask (junk dropped)."""
+        if not self._parts:
+            raise ValueError(f"ReidEvaluator.{caller}() before any process()")
+        emb, pids, cams, query = (np.concatenate(a) for a in zip(*self._parts, strict=True))
+        return emb, pids, cams, query, ~query & (pids != -1)
 
 
 class AttributeEvaluator:

@@ -7,7 +7,9 @@ content hash and flip averaging); a bank is matched only by a model of the same 
 distances between two embedding spaces mean nothing. Distances are cosine distances
 ``1 - cos`` between L2-normalised track embeddings (the mean of each track's normalised frame
 embeddings); a new track matches its nearest bank entry when the distance is at most
-``threshold``.
+``threshold``. By default that is the model's calibrated same-person threshold
+(:mod:`personkit.metrics.matching`, written by ``personkit eval``), which accepts about 1% of
+strangers on the evaluation data; a threshold the user gives wins.
 """
 
 from __future__ import annotations
@@ -62,8 +64,40 @@ def bank_entries(sequence: str, tracks: list[tuple[int, np.ndarray]],
          "embedding": [round(float(v), 6) for v in l2_normalise(e)]} for tid, e in tracks]}
 
 
+def gallery_threshold(calibration: dict[str, Any] | None, given: float | None,
+                    model: str) -> dict[str, Any]:
+    """The threshold gallery matching uses: ``given`` if not None, else the ``calibration``
+    of the model (named ``model`` in the error when it has none), with where it comes from.
+
+    Raises:
+        ValueError: neither is known, or ``given`` is not in [0, 2].
+    """
+    if given is not None:
+        if not 0.0 <= given <= 2.0:
+            raise ValueError(f"--match-threshold is a cosine distance in [0, 2], got {given}")
+        return {"threshold": float(given), "source": "--match-threshold"}
+    if calibration is None:
+        raise ValueError(f"{model} has no calibrated same-person threshold for these weights "
+                         f"and flip setting: run `personkit eval {model}` once (it measures "
+                         f"one on the ReID evaluation set and stores it in the run's "
+                         f"calibration.json), or give --match-threshold")
+    return {"threshold": float(calibration["threshold"]), "source": "calibrated",
+            **{k: calibration[k] for k in ("dataset", "precision", "recall",
+                                           "stranger_accept") if k in calibration}}
+
+
+def describe_threshold(used: dict[str, Any]) -> str:
+    """One line: the threshold and, when calibrated, on what and how good it is."""
+    if used["source"] != "calibrated":
+        return f"gallery threshold {used['threshold']:.4f} (--match-threshold)"
+    return (f"gallery threshold {used['threshold']:.4f}, calibrated on "
+            f"{used.get('dataset', '?')}: precision {used.get('precision', float('nan')):.3f}, "
+            f"recall {used.get('recall', float('nan')):.3f}, strangers accepted "
+            f"{100 * used.get('stranger_accept', float('nan')):.1f}%")
+
+
 def match_gallery(tracks: list[tuple[int, np.ndarray]],
-                  bank: tuple[list[dict[str, Any]], np.ndarray], threshold: float = 0.3,
+                  bank: tuple[list[dict[str, Any]], np.ndarray], threshold: float,
                   top_k: int = 3) -> list[dict[str, Any]]:
     """For each new track: its nearest entries of ``bank`` (:func:`load_bank`) and whether the
     nearest is a match."""

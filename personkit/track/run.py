@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from personkit.inference.predictor import PersonResult
-from personkit.inference.visualize import draw_results, save_image
+from personkit.inference.visualize import draw_results, save_image, save_part_maps
 from personkit.track.io import TrackSource, VideoWriter, write_mot_results
 from personkit.track.tracker import FrameTracks, Tracker
 
@@ -72,7 +72,7 @@ def _save_parts(out_dir: Path, ft: FrameTracks, tracker: Tracker) -> None:
         if r is None or r.parts is None:
             continue
         rel = f"parts/{int(tid):04d}_{ft.frame:06d}.png"
-        save_image(out_dir / rel, np.repeat(r.parts[:, :, None], 3, axis=2))
+        save_part_maps(out_dir / rel, r.parts, len(r.part_classes))
         tracker.tracks[int(tid)].observations[-1].parts_path = rel
 
 
@@ -141,7 +141,7 @@ def track_source(tracker: Tracker, source: TrackSource, out_dir: str | Path, *,
 def format_summary(summary: dict[str, Any], out_dir: str | Path) -> str:
     """:func:`track`'s summary in a few lines: counts and speed, metrics, gallery matches."""
     from personkit.track.evaluate import format_metrics
-    from personkit.track.gallery import describe_match
+    from personkit.track.gallery import describe_match, describe_threshold
 
     fps = summary["fps"]
     lines = [f"{summary['tracks']} tracks over {summary['frames']} frames -> {out_dir} "
@@ -149,6 +149,8 @@ def format_summary(summary: dict[str, Any], out_dir: str | Path) -> str:
              f"{fps['tracker']:.1f})"]
     if "metrics" in summary:
         lines.append(format_metrics(summary["metrics"]))
+    if "match_threshold" in summary:
+        lines.append(describe_threshold(summary["match_threshold"]))
     lines += [f"  {describe_match(m)}" for m in summary.get("gallery_matches", ())]
     return "\n".join(lines)
 
@@ -159,7 +161,7 @@ def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path
           engine: str = "torch", threads: int | None = None, heads: Sequence[str] | None = None,
           flip_tta: bool = True, batch_size: int = 32, merge_parts: bool = False, seed: int = 0,
           tracker_kwargs: dict[str, Any] | None = None, evaluate: bool = False,
-          gallery: str | Path | None = None, match_threshold: float = 0.3,
+          gallery: str | Path | None = None, match_threshold: float | None = None,
           progress: bool = False, **outputs: Any) -> dict[str, Any]:
     """``personkit track``: a MOT sequence folder, or a video with ``detections``, tracked
     into ``out_dir`` (see the module docstring); returns the summary written to
@@ -167,12 +169,14 @@ def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path
 
     ``checkpoint`` None tracks by motion alone. ``evaluate`` scores the results against the
     sequence's ``gt/gt.txt`` with TrackEval (``metrics.json``); ``gallery`` matches this run's
-    tracks against a bank of earlier tracks (``gallery_matches.json``). ``outputs`` are
+    tracks against a bank of earlier tracks (``gallery_matches.json``) within
+    ``match_threshold`` (default: the model's calibrated one, :mod:`personkit.track.gallery`).
+    ``outputs`` are
     :func:`track_source`'s options (``video_out``, ``png_frames``, ``save_parts``,
     ``keypoints``).
     """
     from personkit.inference import Predictor
-    from personkit.track.gallery import load_bank, match_gallery
+    from personkit.track.gallery import gallery_threshold, load_bank, match_gallery
     from personkit.track.io import open_track_source
 
     src = open_track_source(source, detections, mot_source)
@@ -184,6 +188,8 @@ def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path
         checkpoint, device, heads, engine=engine, threads=threads, flip_tta=flip_tta,
         batch_size=batch_size, merge_parts=merge_parts)
     bank = load_bank(gallery, predictor.model_id if predictor else None) if gallery else None
+    used = (gallery_threshold(predictor.calibration, match_threshold, str(checkpoint))
+            if bank is not None else None)
     trk = Tracker(predictor, tracker, embeddings, frame_rate=src.frame_rate, seed=seed,
                   tracker_kwargs=tracker_kwargs or {})
     out_dir = Path(out_dir)
@@ -196,7 +202,8 @@ def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path
         (out_dir / "metrics.json").write_text(json.dumps(summary["metrics"], indent=1))
     if bank is not None:
         tracks = [(s.track_id, e) for s in trk.summaries() if (e := s.embedding()) is not None]
-        summary["gallery_matches"] = match_gallery(tracks, bank, match_threshold)
+        summary["match_threshold"] = used
+        summary["gallery_matches"] = match_gallery(tracks, bank, used["threshold"])
         (out_dir / "gallery_matches.json").write_text(
             json.dumps(summary["gallery_matches"], indent=1))
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))

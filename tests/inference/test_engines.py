@@ -233,3 +233,37 @@ def test_an_export_keeps_the_identity_of_its_model(tiny, tiny_model, onnx_file):
     with torch.no_grad():
         other.backbone.stem[0].weight.add_(1e-3)  # another training run: other weights
     assert Predictor(other).model_id != torch_id
+
+
+
+def test_an_export_carries_the_calibrated_threshold_of_its_weights(tiny_checkpoint, tmp_path):
+    """`personkit export` copies the run's same-person thresholds of its weights (both flip
+    settings) into the file; Predictor.calibration picks the one of its own flip setting, and
+    a record of other weights stays behind (issue #23 item 1)."""
+    import shutil
+
+    from personkit.inference.export import export_model
+    from personkit.models.identity import write_calibration
+
+    model = tmp_path / "run" / "model.safetensors"
+    model.parent.mkdir()
+    shutil.copy(tiny_checkpoint, model)
+    torch_pred = Predictor.from_checkpoint(model, "cpu")
+    assert torch_pred.calibration is None  # nothing measured yet
+    weights = torch_pred.engine.weights_hash
+    records = {flip: {"threshold": 0.01 + flip, "weights": weights, "flip_tta": flip}
+               for flip in (True, False)}
+    for flip, record in records.items():
+        write_calibration(model, Predictor.from_checkpoint(model, "cpu", flip_tta=flip).model_id,
+                          record)
+    write_calibration(model, "0123456789abcdef", {"threshold": 0.5, "weights": "other"})
+    assert Predictor.from_checkpoint(model, "cpu").calibration == records[True]
+    pytest.importorskip("openvino")
+    assert export_model(model, onnx=tmp_path / "m.onnx", openvino=tmp_path / "ov",
+                        log=lambda _: None)
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert "other" not in props["personkit_calibration"]
+    for flip, record in records.items():
+        assert Predictor.from_export(tmp_path / "m.onnx", flip_tta=flip).calibration == record
+        assert Predictor.from_export(tmp_path / "ov", "openvino",
+                                     flip_tta=flip).calibration == record

@@ -60,8 +60,8 @@ def test_onnxruntime_fp32_gives_the_torch_scores(evaluated):
     engine = EngineModel.from_model(model, "onnxruntime")
     got = run_evaluation(engine, cfg, batch_size=32, progress=False)
     assert _protocols(got) == _protocols(ref) == {
-        ("market", "reid"), ("market", "attributes"), ("mpii", "pose"), ("lip", "pose"),
-        ("lip", "parts")}
+        ("market", "reid"), ("market", "match"), ("market", "attributes"), ("mpii", "pose"),
+        ("lip", "pose"), ("lip", "parts")}
     assert set(engine.engines) == {(64, 32), (48, 48)}  # one export per input size
     records = {d.name: read_records(d, "gallery" if d.name == "market" else None,
                                     cfg.data.root)
@@ -106,7 +106,7 @@ def test_int8_evaluates_every_protocol(evaluated, tiny_world_dir):
     for name, out in got.items():
         for protocol, scores in out.items():
             headline = {"reid": "mAP", "attributes": "mean", "pose": "Mean",
-                        "parts": "mIoU5"}[protocol]
+                        "parts": "mIoU5", "match": "precision"}[protocol]
             assert 0.0 <= scores[headline] <= 1.0, (name, protocol, scores[headline])
 
 

@@ -2,6 +2,7 @@
 gallery bank, the synthetic MOT writer and the errors on bad input (docs/tracking.md)."""
 
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -66,14 +67,46 @@ def test_video_is_written_and_reads_back(tracked):
 
 def test_gallery_matches_tracks_of_an_earlier_run(tracked, sequence, run_dir, tmp_path, capsys):
     rc = main(["track", str(run_dir), str(sequence), "--out", str(tmp_path), "--no-progress",
-               "--gallery", str(tracked / "gallery.json")])
+               "--gallery", str(tracked / "gallery.json"), "--match-threshold", "0.001"])
     assert rc == 0
     matches = json.loads((tmp_path / "gallery_matches.json").read_text())
     assert matches and all(m["match"] is not None for m in matches)
     # the same frames give the same tracks: each matches its own earlier self at distance ~0
     assert all(m["match"]["track_id"] == m["track_id"] for m in matches)
     assert all(m["match"]["distance"] < 1e-4 for m in matches)
-    assert "matches tiny-0:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "matches tiny-0:" in out and "threshold 0.0010 (--match-threshold)" in out
+
+
+def test_gallery_threshold_defaults_to_the_models_calibrated_one(tracked, sequence, run_dir,
+                                                                 tmp_path, capsys):
+    """Issue #23 item 1: no guessed default. Without a calibration for these weights, the
+    command says how to get one, before tracking; with one, it is used and reported."""
+    from personkit.inference import Predictor
+    from personkit.models.identity import write_calibration
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    args = ["track", str(run), str(sequence), "--out", str(tmp_path / "out"), "--no-progress",
+            "--gallery", str(tracked / "gallery.json")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no calibrated same-person threshold" in err and "personkit eval" in err
+    assert not (tmp_path / "out" / "results.txt").exists()
+    identity = Predictor.from_checkpoint(run, "cpu").model_id
+    write_calibration(run, "0123456789abcdef", {"threshold": 1.5})  # other weights: ignored
+    write_calibration(run, identity, {"threshold": 1e-9, "precision": 0.99, "recall": 0.5,
+                                      "stranger_accept": 0.01, "dataset": "market"})
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["match_threshold"] == {"threshold": 1e-9, "source": "calibrated",
+                                          "dataset": "market", "precision": 0.99,
+                                          "recall": 0.5, "stranger_accept": 0.01}
+    # the same frames again, but at distance ~1e-7, above the calibrated 1e-9: no match
+    assert all(m["match"] is None or m["match"]["distance"] <= 1e-9
+               for m in summary["gallery_matches"])
+    assert "calibrated on market: precision 0.990, recall 0.500" in capsys.readouterr().out
+    assert main([*args, "--match-threshold", "3"]) == 2  # a cosine distance lies in [0, 2]
 
 
 def test_video_source_with_detections(extra, sequence, run_dir, tmp_path):
