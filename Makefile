@@ -10,7 +10,7 @@ TEST_STAMP := $(VENV)/.installed-test-stamp
 # pytest workers (pytest-xdist, one torch thread each; whole modules per worker)
 TEST_WORKERS ?= 2
 
-.PHONY: demo test test-all lint clean
+.PHONY: install demo test test-all lint clean
 
 $(CORE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,8 @@ $(STAMP): $(CORE_STAMP)
 $(TEST_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,export,track,openvino]'
 	touch $(TEST_STAMP)
+
+install: $(STAMP)  # personkit with the tracking and export extras, no demo
 
 demo: $(CORE_STAMP)
 	$(BIN)/personkit demo --out runs/demo
