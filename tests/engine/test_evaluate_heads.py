@@ -23,7 +23,7 @@ def _cfg(world, heads, eval_tasks):
 
 @pytest.mark.parametrize(("heads", "expected"), [
     (["attributes"], {"attributes"}),
-    (["reid", "id"], {"reid"}),
+    (["reid", "id"], {"reid", "match"}),  # match: the calibrated same-person threshold
 ])
 def test_head_subsets_evaluate_only_their_protocols(tiny_world_dir, heads, expected):
     cfg = _cfg(tiny_world_dir, heads, ["reid", "attributes"])
