@@ -1,0 +1,303 @@
+"""Person detectors: frames in, person boxes out, for ``predict`` and ``track`` without a
+boxes file (``--detector``).
+
+A detector takes RGB ``uint8`` frames and returns, per frame, an ``N×5`` float32 array
+``x1, y1, x2, y2, score`` in the frame's 0-based pixels, persons only, best first. Every
+back-end shares the clean-up (:func:`clean_detections`): boxes are clipped to the frame, boxes
+with a non-finite value are dropped and counted (:attr:`DetectorBase.dropped`), boxes without
+area after clipping are dropped, and a score threshold applies.
+
+Back-ends (:func:`open_detector` picks one from a name or a path):
+
+* :class:`TorchvisionDetector`: torchvision's COCO detectors by name
+  (``fasterrcnn_mobilenet_v3_large_320_fpn``, ``fcos_resnet50_fpn``, ...; COCO label 1 is
+  ``person``) with their published weights through torchvision's weights API, cached where
+  torch caches them (``$TORCH_HOME/hub/checkpoints``). personkit never downloads in tests or
+  the demo; with no network and no cached file the error names the file, the folder and the
+  URL to fetch it from. ``weights=None`` builds random weights (tests).
+* :class:`OnnxDetector`: ONNX files in the layouts users bring (see :data:`ONNX_LAYOUTS`):
+  ultralytics YOLOv8/YOLO11 ``[1, 4+C, N]`` and YOLOX ``[1, N, 5+C]`` (letterboxed input,
+  decoded here with NMS; COCO class 0 is ``person``), and torchvision detectors exported to
+  ONNX (``boxes``, ``labels``, ``scores`` outputs from one ``[3, H, W]`` image).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+#: COCO's person label: 1 in torchvision's 91-entry list (0 is background), 0 in the
+#: contiguous 80-class list of YOLO-family exports.
+TORCHVISION_PERSON, YOLO_PERSON = 1, 0
+#: The ONNX layouts :class:`OnnxDetector` reads.
+ONNX_LAYOUTS = ("yolov8", "yolox", "torchvision")
+DEFAULT_SCORE = 0.5
+
+
+def clean_detections(raw: np.ndarray, width: int, height: int,
+                     min_score: float = 0.0) -> tuple[np.ndarray, int]:
+    """``raw`` (``N×5``) clipped to a ``width×height`` frame, without non-finite rows, boxes
+    of no area and scores below ``min_score``, best score first; and the number of
+    non-finite rows dropped."""
+    raw = np.asarray(raw, dtype=np.float32).reshape(-1, 5)
+    finite = np.isfinite(raw).all(1)
+    out = raw[finite].copy()
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
+    keep = (out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1]) & (out[:, 4] >= min_score)
+    out = out[keep]
+    return out[np.argsort(-out[:, 4], kind="stable")], int((~finite).sum())
+
+
+class DetectorBase:
+    """What every back-end shares: the name, the score threshold and the dropped count."""
+
+    name: str = "detector"
+
+    def __init__(self, min_score: float = DEFAULT_SCORE):
+        if not 0.0 <= min_score <= 1.0:
+            raise ValueError(f"detector score threshold must be in [0, 1], got {min_score}")
+        self.min_score, self.dropped = float(min_score), 0
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Person boxes ``N×5`` (``x1, y1, x2, y2, score``) for each RGB ``uint8`` image."""
+        out = []
+        for image, raw in zip(images, self._raw(images), strict=True):
+            boxes, bad = clean_detections(raw, image.shape[1], image.shape[0], self.min_score)
+            self.dropped += bad
+            out.append(boxes)
+        return out
+
+    def _raw(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------- torchvision
+
+
+def torchvision_detectors() -> list[str]:
+    """The names of torchvision's detection builders."""
+    from torchvision.models import detection, list_models
+
+    return list_models(module=detection)
+
+
+class TorchvisionDetector(DetectorBase):
+    """A torchvision detector, persons only.
+
+    Args:
+        name: a builder of :func:`torchvision_detectors`.
+        weights: ``"DEFAULT"`` (the published COCO weights, from torch's cache or downloaded
+            by torchvision), None (random weights, offline), or a module already built
+            (``model``; e.g. a detector trained by personkit).
+        person_label: the label of persons in the model's output.
+    """
+
+    def __init__(self, name: str, weights: str | None = "DEFAULT", device: str = "cpu",
+                 min_score: float = DEFAULT_SCORE, model: torch.nn.Module | None = None,
+                 person_label: int = TORCHVISION_PERSON, **builder: Any):
+        super().__init__(min_score)
+        self.name, self.device, self.person_label = name, torch.device(device), person_label
+        self.model = (model if model is not None else build_torchvision(name, weights, **builder))
+        self.model = self.model.to(self.device).eval()
+
+    @torch.inference_mode()
+    def _raw(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        batch = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float()
+                 .div_(255).to(self.device) for im in images]
+        out = []
+        for det in self.model(batch):
+            person = det["labels"] == self.person_label
+            out.append(torch.cat([det["boxes"][person], det["scores"][person, None]], 1)
+                       .float().cpu().numpy())
+        return out
+
+
+def build_torchvision(name: str, weights: str | None = "DEFAULT", **builder: Any
+                      ) -> torch.nn.Module:
+    """torchvision's ``name`` with COCO ``weights`` (``"DEFAULT"``) or random ones (None),
+    never downloading backbone weights for a random model.
+
+    Raises:
+        ValueError: an unknown name (listing the valid ones).
+        FileNotFoundError: the weights are neither cached nor downloadable (naming the file,
+            the cache folder and the URL).
+    """
+    from torchvision.models import get_model, get_model_weights
+
+    valid = torchvision_detectors()
+    if name not in valid:
+        raise ValueError(f"unknown torchvision detector {name!r}; valid: {', '.join(valid)}")
+    if weights is None:
+        return get_model(name, weights=None, weights_backbone=None, **builder)
+    enum = get_model_weights(name)[weights] if weights != "DEFAULT" else (
+        get_model_weights(name).DEFAULT)
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    file = cache / Path(enum.url).name
+    try:
+        return get_model(name, weights=enum, **builder)
+    except (OSError, RuntimeError) as e:  # URLError is an OSError; a bad hash a RuntimeError
+        if file.is_file() and "hash" not in str(e).lower():
+            raise
+        raise FileNotFoundError(
+            f"the {name} weights are not cached and could not be downloaded ({e}): copy "
+            f"{file.name} from {enum.url} into {cache} (TORCH_HOME sets the folder), or use "
+            f"a detector file (--detector FILE.onnx or a personkit detector run)") from None
+
+
+# ----------------------------------------------------------------------------- ONNX
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int], centre: bool = True,
+              pad: int = 114) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """``image`` scaled by ``gain = min(H/h, W/w)`` into a ``size = (H, W)`` canvas filled
+    with ``pad``, centred (ultralytics) or at the top left (YOLOX); returns the canvas, the
+    gain and the ``(x, y)`` offset, so that ``x_frame = (x_input - dx) / gain``."""
+    h, w = image.shape[:2]
+    gain = min(size[0] / h, size[1] / w)
+    nh, nw = max(1, round(h * gain)), max(1, round(w * gain))
+    dy, dx = ((size[0] - nh) / 2, (size[1] - nw) / 2) if centre else (0.0, 0.0)
+    canvas = np.full((size[0], size[1], 3), pad, np.uint8)
+    top, left = int(round(dy - 0.1)), int(round(dx - 0.1))
+    canvas[top:top + nh, left:left + nw] = cv2.resize(image, (nw, nh),
+                                                      interpolation=cv2.INTER_LINEAR)
+    return canvas, gain, (float(left), float(top))
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Indices kept by non-maximum suppression (torchvision's), best first."""
+    from torchvision.ops import nms as tv_nms
+
+    if not len(boxes):
+        return np.zeros(0, np.int64)
+    return tv_nms(torch.from_numpy(boxes).float(), torch.from_numpy(scores).float(),
+                  iou).numpy()
+
+
+def onnx_layout(path: Path, inputs: list[Any], outputs: list[Any]) -> str:
+    """Which of :data:`ONNX_LAYOUTS` an ONNX detector has, from its input and output shapes;
+    another layout is a ValueError naming the shapes found."""
+    names = {o.name for o in outputs}
+    shape = [inputs[0].shape, [o.shape for o in outputs]]
+    if {"boxes", "labels", "scores"} <= names and len(inputs[0].shape) == 3:
+        return "torchvision"
+    if len(outputs) == 1 and len(inputs[0].shape) == 4 and len(outputs[0].shape) == 3:
+        a, b = outputs[0].shape[1:]
+        if isinstance(a, int) and isinstance(b, int):
+            if a < b and a > 4:
+                return "yolov8"  # [1, 4+C, N]: C classes, N anchors
+            if b > 5 and a > b:
+                return "yolox"  # [1, N, 5+C]
+    raise ValueError(f"{path}: not a detector layout personkit reads (input {shape[0]}, "
+                     f"outputs {shape[1]}); supported: ultralytics YOLOv8/11 [1, 4+C, N], "
+                     f"YOLOX [1, N, 5+C] (decoded), torchvision exports (boxes, labels, "
+                     f"scores from one [3, H, W] image)")
+
+
+class OnnxDetector(DetectorBase):
+    """An ONNX detector file (:data:`ONNX_LAYOUTS`), on ONNX Runtime's CPU provider.
+
+    Args:
+        path: the ``.onnx`` file.
+        iou: NMS IoU for the YOLO layouts (torchvision exports run their own NMS).
+        person_class: the person's class index (YOLO: 0, torchvision: 1).
+    """
+
+    def __init__(self, path: str | Path, min_score: float = DEFAULT_SCORE, iou: float = 0.5,
+                 person_class: int | None = None, threads: int | None = None):
+        from personkit.extras import require
+        from personkit.inference.backends import unreadable_export
+
+        super().__init__(min_score)
+        ort = require("onnxruntime")
+        self.path, self.iou = Path(path), iou
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX detector not found: {self.path}")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        with unreadable_export(self.path, "ONNX Runtime"):
+            self.session = ort.InferenceSession(str(self.path), options,
+                                                providers=["CPUExecutionProvider"])
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        self.layout = onnx_layout(self.path, inputs, outputs)
+        self.name = f"{self.layout}:{self.path.name}"
+        self.input = inputs[0]
+        if "float" not in self.input.type:
+            raise ValueError(f"{self.path}: input {self.input.name!r} is {self.input.type}, "
+                             f"not a float image tensor")
+        self.person = person_class if person_class is not None else (
+            TORCHVISION_PERSON if self.layout == "torchvision" else YOLO_PERSON)
+        h, w = self.input.shape[-2:]
+        self.size = (h if isinstance(h, int) else 640, w if isinstance(w, int) else 640)
+
+    def _raw(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [self._one(image) for image in images]
+
+    def _one(self, image: np.ndarray) -> np.ndarray:
+        if self.layout == "torchvision":
+            x = np.ascontiguousarray(image.transpose(2, 0, 1), np.float32) / 255.0
+            boxes, labels, scores = self.session.run(["boxes", "labels", "scores"],
+                                                     {self.input.name: x})
+            person = labels == self.person
+            return np.concatenate([boxes[person], scores[person, None]], 1)
+        yolox = self.layout == "yolox"
+        canvas, gain, (dx, dy) = letterbox(image, self.size, centre=not yolox)
+        if yolox:  # BGR, 0-255 (YOLOX's preproc since its 2021-08 weights)
+            x = canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
+        else:  # RGB, 0-1
+            x = canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        (out,) = self.session.run(None, {self.input.name: np.ascontiguousarray(x)})
+        rows = out[0] if yolox else out[0].T  # N × (4 [+ obj] + C)
+        cls = rows[:, 5:] * rows[:, 4:5] if yolox else rows[:, 4:]
+        if self.person >= cls.shape[1]:
+            raise ValueError(f"{self.path}: person class {self.person} but the model has "
+                             f"{cls.shape[1]} classes")
+        best = cls.argmax(1)
+        score = cls[np.arange(len(rows)), best]
+        keep = (best == self.person) & (score >= self.min_score)
+        cx, cy, bw, bh = (rows[keep, i] for i in range(4))
+        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
+        boxes = (boxes - [dx, dy, dx, dy]) / gain
+        kept = nms(boxes, score[keep], self.iou)
+        return np.concatenate([boxes[kept], score[keep][kept, None]], 1)
+
+
+# ----------------------------------------------------------------------------- choosing
+
+
+def open_detector(spec: str | Path, device: str = "cpu", min_score: float = DEFAULT_SCORE,
+                  threads: int | None = None) -> DetectorBase:
+    """A detector from ``--detector``: a ``.onnx`` file (:class:`OnnxDetector`) or a
+    torchvision builder name with its COCO weights (:class:`TorchvisionDetector`);
+    ``NAME:random`` builds that detector with random weights (offline; finds nobody useful).
+
+    Raises:
+        FileNotFoundError: a path that does not exist.
+        ValueError: neither a file nor a known name (listing the names).
+    """
+    text = str(spec)
+    if text.endswith(".onnx") or Path(text).suffix == ".onnx":
+        return OnnxDetector(text, min_score, threads=threads)
+    name, _, variant = text.partition(":")
+    if variant not in ("", "random"):
+        raise ValueError(f"--detector {text}: the only variant is NAME:random")
+    if name in torchvision_detectors():
+        return TorchvisionDetector(name, None if variant else "DEFAULT", device, min_score)
+    if Path(text).exists():
+        raise ValueError(f"--detector {text}: not an .onnx file")
+    raise ValueError(f"--detector {text}: no such file, and not a torchvision detector "
+                     f"(valid: {', '.join(torchvision_detectors())})")
+
+
+def frame_detections_summary(detector: DetectorBase) -> dict[str, Any]:
+    """What a run reports about its detector."""
+    return {"detector": detector.name, "min_score": detector.min_score,
+            "dropped_non_finite": detector.dropped}
+
