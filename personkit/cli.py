@@ -115,10 +115,11 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("predict", "run a model on your boxes, crops or a MOT sequence",
-         opt("checkpoint", help=MODEL_FILE),
+@command("predict", "run a model on your boxes, crops, a MOT sequence or, with --detector, "
+         "frames", opt("checkpoint", help=MODEL_FILE),
          opt("input", help="an image (with --boxes or IMAGE.txt/.csv/.json next to it), a "
-             "folder of crops, or a MOT sequence folder (img1/ + det/ or gt/)"),
+             "folder of crops, a MOT sequence folder (img1/ + det/ or gt/); with --detector "
+             "an image, a folder of frames or a MOT sequence's img1/"),
          opt("--out", required=True, help="output folder (results.jsonl, embeddings.npy, vis/)"),
          opt("--boxes", default=None, help="boxes file: x1,y1,x2,y2[,score] lines or JSON"),
          shared("--flip"),
@@ -133,7 +134,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
              "--out (only those)"),
          shared("--device"), shared("--engine"), shared("--threads"), shared("--heads"),
          shared("--batch-size"), shared("--merge-parts"), shared("--mot-source"),
-         shared("--no-progress"))
+         shared("--detector"), shared("--detector-score"), shared("--no-progress"))
 def _cmd_predict(args: argparse.Namespace) -> int:
     from personkit.inference.run import predict
 
@@ -143,7 +144,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                       progress=not args.no_progress, overwrite=args.overwrite,
                       device=args.device, heads=_list(args.heads), engine=args.engine,
                       threads=args.threads or None, flip_tta=args.flip,
-                      merge_parts=args.merge_parts, batch_size=args.batch_size)
+                      merge_parts=args.merge_parts, batch_size=args.batch_size,
+                      detector=args.detector, detector_score=args.detector_score)
     print(f"{summary['boxes']} boxes from {summary['images']} images ({summary['input']} "
           f"input) -> {args.out}")
     return 0
@@ -220,7 +222,7 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
          "and an embedding per track (needs [track])",
          opt("run", help=MODEL_FILE),
          opt("source", help="MOT sequence folder (img1/ + det/det.txt or gt/gt.txt), or a "
-             "video file with --detections"),
+             "video file with --detections; with --detector also a folder of frames"),
          opt("--out", required=True, help="output folder (results.txt, tracks.json, ...)"),
          opt("--detections", default=None, help="video input: MOT-format det.txt"),
          opt("--tracker", default="botsort", help="BoxMOT tracker",
@@ -238,6 +240,7 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
          opt("--tracker-arg", action="append", default=[],
              metavar="KEY=VALUE", help="BoxMOT tracker argument, e.g. appearance_thresh=0.3 "
              "(repeatable; overrides personkit's defaults)"),
+         shared("--detector"), shared("--detector-score"),
          shared("--mot-source"), shared("--merge-parts"), shared("--device"), shared("--engine"),
          shared("--threads"), shared("--heads"), shared("--flip"), shared("--batch-size"),
          shared("--seed", help="seed of --embeddings random"), shared("--no-progress"))
@@ -252,7 +255,8 @@ def _cmd_track(args: argparse.Namespace) -> int:
         flip_tta=args.flip, batch_size=args.batch_size, merge_parts=args.merge_parts,
         seed=args.seed,
         tracker_kwargs=dict(map(parse_tracker_arg, args.tracker_arg)), evaluate=args.eval,
-        gallery=args.gallery, match_threshold=args.match_threshold,
+        gallery=args.gallery, match_threshold=args.match_threshold, detector=args.detector,
+        detector_score=args.detector_score,
         progress=not args.no_progress, video_out=args.video_out, png_frames=args.png_frames,
         save_parts=args.save_parts, keypoints=args.keypoints)
     print(format_summary(summary, args.out))

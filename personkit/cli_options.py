@@ -82,6 +82,11 @@ SHARED: dict[str, dict[str, Any]] = {
     "--flip": {"action": argparse.BooleanOptionalAction, "default": True,
                "help": "average each ReID embedding with its mirror image's, as the "
                "evaluation protocol does (--no-flip: one pass, faster)"},
+    "--detector": {"default": None, "help": "find the people: a torchvision detector name "
+                   "(COCO weights from torch's cache; NAME:random for random weights) or an "
+                   "ONNX detector file (YOLOv8/11, YOLOX, torchvision export)"},
+    "--detector-score": {"type": float, "default": 0.5,
+                         "help": "minimum detector score of a person"},
     "--merge-parts": {"action": "store_true", "help": "20 LIP part classes -> 5 merged"},
     "--mot-source": {"default": "auto", "choices": ("auto", "det", "gt"),
                      "help": "MOT boxes: det/det.txt, gt/gt.txt, or det when it exists"},

@@ -296,7 +296,7 @@ def open_detector(spec: str | Path, device: str = "cpu", min_score: float = DEFA
                      f"(valid: {', '.join(torchvision_detectors())})")
 
 
-def frame_detections_summary(detector: DetectorBase) -> dict[str, Any]:
+def detector_summary(detector: DetectorBase) -> dict[str, Any]:
     """What a run reports about its detector."""
     return {"detector": detector.name, "min_score": detector.min_score,
             "dropped_non_finite": detector.dropped}

@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 
 from personkit.data.io import BadImageError
+from personkit.inference.detectors import DEFAULT_SCORE, detector_summary, open_detector
 from personkit.inference.predictor import PersonResult, Predictor
-from personkit.inference.sources import Frame, InputSource, open_input
+from personkit.inference.sources import Frame, InputSource, open_frames, open_input
 from personkit.inference.visualize import draw_results, save_image, save_part_maps
 
 #: Overlays of person crops (128×64 in Market) are enlarged to at least this height.
@@ -64,9 +65,12 @@ def claim_output(out_dir: Path, overwrite: bool) -> None:
 
 def predict_source(predictor: Predictor, source: InputSource, out_dir: str | Path, *,
                    vis: bool = True, save_parts: bool = False, progress: bool = True,
-                   text: Sequence[str] = ("gender",), overwrite: bool = False) -> dict[str, Any]:
+                   text: Sequence[str] = ("gender",), overwrite: bool = False,
+                   detector: Any = None) -> dict[str, Any]:
     """Run ``predictor`` on every frame of ``source`` and write ``out_dir`` (an earlier run's
-    results there are refused, or with ``overwrite`` replaced: :func:`claim_output`).
+    results there are refused, or with ``overwrite`` replaced: :func:`claim_output`); the
+    people of a ``frames`` source are found by ``detector``
+    (:mod:`personkit.inference.detectors`).
 
     Returns a summary: number of images and boxes and the paths written.
     """
@@ -84,7 +88,7 @@ def predict_source(predictor: Predictor, source: InputSource, out_dir: str | Pat
     try:
         with open(tmp_results, "w", encoding="utf-8") as jsonl:
             for frame, image, kept, results in _iter_results(predictor, source, skipped,
-                                                             bad_images):
+                                                             bad_images, detector):
                 for i, r in zip(kept, results, strict=True):
                     row = len(embeddings) if r.embedding is not None else None
                     jsonl.write(json.dumps(_record(frame, i, r, row)) + "\n")
@@ -120,6 +124,11 @@ def predict_source(predictor: Predictor, source: InputSource, out_dir: str | Pat
         print(f"predict: skipped {len(bad_images)} undecodable image(s): "
               f"{'; '.join(bad_images[:3])}", file=sys.stderr)
         summary["skipped_images"] = bad_images
+    if detector is not None:
+        summary["detector"] = detector_summary(detector)
+        if detector.dropped:
+            print(f"predict: the detector gave {detector.dropped} box(es) with a non-finite "
+                  f"value; dropped", file=sys.stderr)
     if embeddings:
         summary["embeddings"] = str(emb_path)
     if vis:
@@ -132,16 +141,23 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_dir: str | Path,
             boxes: str | Path | None = None, mot_source: str = "auto",
             min_score: float | None = None, crops: bool = False, vis: bool = True,
             save_parts: bool = False, progress: bool = True, overwrite: bool = False,
+            detector: str | Path | None = None, detector_score: float = DEFAULT_SCORE,
             **predictor: Any) -> dict[str, Any]:
     """``personkit predict``: a :class:`Predictor` for ``checkpoint`` (``predictor``: the
     keywords of :meth:`Predictor.from_checkpoint`) over the input at ``input_path`` (an image
-    with ``boxes``, a folder of crops or a MOT sequence, :func:`open_input`), into
-    ``out_dir``; returns :func:`predict_source`'s summary."""
-    source = open_input(input_path, boxes, mot_source, min_score, crops)
+    with ``boxes``, a folder of crops or a MOT sequence, :func:`open_input`; with
+    ``detector``, an image, a folder of frames or a MOT sequence's images,
+    :func:`open_frames`), into ``out_dir``; returns :func:`predict_source`'s summary."""
+    if detector is not None and (boxes is not None or crops):
+        raise ValueError("--detector finds the people itself: drop --boxes / --crops")
+    source = (open_frames(input_path) if detector is not None else
+              open_input(input_path, boxes, mot_source, min_score, crops))
     claim_output(Path(out_dir), overwrite)  # both checked before the model is read
     model = Predictor.from_checkpoint(checkpoint, **predictor)
+    finder = None if detector is None else open_detector(
+        detector, model.device.type, detector_score, predictor.get("threads"))
     return predict_source(model, source, out_dir, vis=vis, save_parts=save_parts,
-                          progress=progress, overwrite=overwrite)
+                          progress=progress, overwrite=overwrite, detector=finder)
 
 
 def usable_boxes(boxes: np.ndarray | None, width: int, height: int) -> np.ndarray:
@@ -157,17 +173,18 @@ def usable_boxes(boxes: np.ndarray | None, width: int, height: int) -> np.ndarra
 
 
 def _iter_results(predictor: Predictor, source: InputSource, skipped: list[str],
-                  bad_images: list[str]) -> Iterator[tuple[Frame, np.ndarray, list[int],
-                                                           list[PersonResult]]]:
+                  bad_images: list[str], detector: Any = None
+                  ) -> Iterator[tuple[Frame, np.ndarray, list[int], list[PersonResult]]]:
     """(frame, RGB image, input box indices, results) per frame; crops are batched
-    ``batch_size`` at a time. Degenerate boxes are left out and described in ``skipped``; in a
-    folder of crops or a MOT sequence an undecodable image is left out and named in
-    ``bad_images`` (one bad file does not stop the folder; a single image is an error)."""
+    ``batch_size`` at a time; ``frames`` get their boxes from ``detector``. Degenerate boxes
+    are left out and described in ``skipped``; in a folder of crops or frames or a MOT
+    sequence an undecodable image is left out and named in ``bad_images`` (one bad file does
+    not stop the folder; a single image is an error)."""
     def load(frame: Frame) -> np.ndarray | None:
         try:
             return frame.load()
         except BadImageError as e:
-            if source.kind == "image":
+            if source.kind == "image" or (source.kind == "frames" and len(source) == 1):
                 raise
             bad_images.append(str(e))
             return None
@@ -185,7 +202,10 @@ def _iter_results(predictor: Predictor, source: InputSource, skipped: list[str],
         image = load(frame)
         if image is None:
             continue
-        if source.kind != "mot":  # a user's own boxes file: a bad box is an error
+        if source.kind == "frames":  # boxes from the detector, already clipped and finite
+            found = detector.detect([image])[0]
+            frame.boxes, frame.scores = found[:, :4], found[:, 4]
+        if source.kind not in ("mot", "frames"):  # a user's own boxes file: a bad box is an error
             yield frame, image, list(range(len(frame.boxes))), predictor.predict(image,
                                                                                  frame.boxes)
             continue

@@ -36,7 +36,7 @@ from personkit.data.io import image_size, read_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 BOX_EXTENSIONS = (".txt", ".csv", ".json")
-InputKind = Literal["image", "crops", "mot"]
+InputKind = Literal["image", "crops", "mot", "frames"]
 
 
 @dataclass
@@ -343,3 +343,21 @@ def open_input(path: str | Path, boxes: str | Path | None = None,
         boxes = found[0]
     table = read_boxes(boxes)
     return InputSource("image", [Frame(path.stem, path, table[:, :4], table[:, 4])])
+
+
+def open_frames(path: str | Path) -> InputSource:
+    """Frames for a detector to find people in (``--detector``): an image, a folder of
+    images, or a MOT sequence's images (its ``det.txt`` is not read); sorted by name."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"input not found: {path}")
+    if path.is_file():
+        return InputSource("frames", [Frame(path.stem, path)])
+    if is_mot_sequence(path):
+        _, _, images = mot_images(path)
+        return InputSource("frames", [Frame(p.stem, p, frame=i + 1)
+                                      for i, p in enumerate(images)])
+    images = list_images(path)
+    if not images:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
+    return InputSource("frames", [Frame(p.stem, p) for p in images])

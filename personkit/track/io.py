@@ -6,7 +6,10 @@ Inputs (each frame: number, RGB image, detections):
   ``det/det.txt`` (else ``gt/gt.txt``). Frames must be numbered 1..N without gaps (N is
   ``seqLength`` when ``seqinfo.ini`` gives it);
 * a video file (decoded with PyAV) and a detections file in the same MOT format, whose frame
-  numbers count decoded frames from 1.
+  numbers count decoded frames from 1;
+* with a detector (``--detector``, :mod:`personkit.inference.detectors`): a video, a MOT
+  sequence's images (its ``det.txt`` unread) or a folder of frames (sorted by name), the
+  people found in each frame as it is read.
 
 Detection rows are ``frame,id,left,top,width,height,score[,...]`` (1-based pixels, as
 MOT16), parsed by the same reader as ``personkit predict``
@@ -23,16 +26,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from personkit.inference.sources import (
+    IMAGE_EXTENSIONS,
     check_rows_within,
+    is_mot_sequence,
+    list_images,
     mot_images,
     read_image,
     read_mot_rows,
     resolve_mot_source,
 )
+
+#: The frame rate of a folder of frames (a tracker's motion model needs one).
+FRAME_RATE = 30
 
 
 @dataclass
@@ -84,12 +94,13 @@ class TrackSource:
     """Frames of a MOT sequence or a video, with their detections."""
 
     name: str
-    detections: Detections
+    detections: Detections | None  # None: the detector finds the people
     frame_rate: int
     length: int | None
     seq_dir: Path | None = None
     video: Path | None = None
     image_paths: list[Path] | None = None
+    detector: Any = None
 
     def __len__(self) -> int:
         return self.length or 0
@@ -104,6 +115,10 @@ class TrackSource:
         frames = _video_frames(self.video) if self.video else (
             (i + 1, read_image(p)) for i, p in enumerate(self.image_paths or []))
         for t, image in frames:
+            if self.detections is None:  # clipped, finite, above the detector's threshold
+                found = self.detector.detect([image])[0]
+                yield t, image, found[:, :4].astype(np.float64), found[:, 4].astype(np.float64)
+                continue
             boxes, scores = self.detections.frame(t)
             ok = usable_boxes(boxes, image.shape[1], image.shape[0])
             lines = self.detections.lines.get(t, np.zeros(len(boxes), np.int64))
@@ -114,19 +129,25 @@ class TrackSource:
             yield t, image, boxes[ok], scores[ok]
 
 
-def open_mot_sequence(seq_dir: str | Path, source: str = "auto") -> TrackSource:
+def open_mot_sequence(seq_dir: str | Path, source: str = "auto",
+                      detector: Any = None) -> TrackSource:
     """A MOT sequence folder; frames missing from ``img1/`` and detections beyond the last
-    frame are errors naming them (:func:`~personkit.inference.sources.mot_images`)."""
+    frame are errors naming them (:func:`~personkit.inference.sources.mot_images`). With a
+    ``detector``, its detections replace ``det.txt``."""
     seq_dir = Path(seq_dir)
     info, im_dir, images = mot_images(seq_dir)
+    if detector is not None:
+        return TrackSource(info.get("name", seq_dir.name), None, int(info.get("framerate", 30)),
+                           len(images), seq_dir=seq_dir, image_paths=images, detector=detector)
     name = resolve_mot_source(seq_dir, source)
     dets = read_detections(seq_dir / name / f"{name}.txt", name == "gt", len(images), im_dir)
     return TrackSource(info.get("name", seq_dir.name), dets, int(info.get("framerate", 30)),
                        len(images), seq_dir=seq_dir, image_paths=images)
 
 
-def open_video(path: str | Path, detections: str | Path) -> TrackSource:
-    """A video file (PyAV) with a MOT-format detections file.
+def open_video(path: str | Path, detections: str | Path | None,
+               detector: Any = None) -> TrackSource:
+    """A video file (PyAV) with a MOT-format detections file, or a ``detector``.
 
     Raises:
         ValueError: the file cannot be opened or decoded as a video (naming it).
@@ -147,7 +168,8 @@ def open_video(path: str | Path, detections: str | Path) -> TrackSource:
             next(container.decode(video=0))  # fails now, not halfway through a run
     except (av.error.FFmpegError, StopIteration, UnicodeDecodeError) as e:
         raise ValueError(f"cannot decode video {path}: {e or 'no frames'}") from None
-    return TrackSource(path.stem, read_detections(detections), rate, length, video=path)
+    dets = None if detector is not None else read_detections(detections)
+    return TrackSource(path.stem, dets, rate, length, video=path, detector=detector)
 
 
 def _video_frames(path: Path) -> Iterator[tuple[int, np.ndarray]]:
@@ -162,17 +184,26 @@ def _video_frames(path: Path) -> Iterator[tuple[int, np.ndarray]]:
 
 
 def open_track_source(path: str | Path, detections: str | Path | None = None,
-                      mot_source: str = "auto") -> TrackSource:
-    """A MOT sequence folder, or a video file with ``detections``."""
+                      mot_source: str = "auto", detector: Any = None) -> TrackSource:
+    """A MOT sequence folder, or a video file with ``detections``; with a ``detector``, also
+    a folder of frames (:data:`FRAME_RATE` frames/s)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"input not found: {path}")
+    if detector is not None and detections is not None:
+        raise ValueError("give --detections or --detector, not both")
     if path.is_dir():
-        return open_mot_sequence(path, mot_source)
-    if detections is None:
-        raise ValueError(f"video input {path} needs a detections file (--detections, MOT "
-                         f"det.txt format)")
-    return open_video(path, detections)
+        if detector is not None and not is_mot_sequence(path):
+            images = list_images(path)
+            if not images:
+                raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
+            return TrackSource(path.name, None, FRAME_RATE, len(images), image_paths=images,
+                               detector=detector)
+        return open_mot_sequence(path, mot_source, detector)
+    if detections is None and detector is None:
+        raise ValueError(f"video input {path} needs people: a detections file (--detections, "
+                         f"MOT det.txt format) or a detector (--detector)")
+    return open_video(path, detections, detector)
 
 
 def write_mot_results(path: str | Path, rows: list[tuple[int, int, np.ndarray, float]]) -> Path:

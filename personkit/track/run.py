@@ -147,6 +147,11 @@ def format_summary(summary: dict[str, Any], out_dir: str | Path) -> str:
     lines = [f"{summary['tracks']} tracks over {summary['frames']} frames -> {out_dir} "
              f"({fps['total']:.1f} frames/s; network {fps['network']:.1f}, tracker "
              f"{fps['tracker']:.1f})"]
+    if "detector" in summary:
+        d = summary["detector"]
+        lines.append(f"people found by {d['detector']} (score >= {d['min_score']})" + (
+            f"; {d['dropped_non_finite']} non-finite box(es) dropped"
+            if d["dropped_non_finite"] else ""))
     if "metrics" in summary:
         lines.append(format_metrics(summary["metrics"]))
     if "match_threshold" in summary:
@@ -162,12 +167,15 @@ def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path
           flip_tta: bool = True, batch_size: int = 32, merge_parts: bool = False, seed: int = 0,
           tracker_kwargs: dict[str, Any] | None = None, evaluate: bool = False,
           gallery: str | Path | None = None, match_threshold: float | None = None,
+          detector: str | Path | None = None, detector_score: float = 0.5,
           progress: bool = False, **outputs: Any) -> dict[str, Any]:
     """``personkit track``: a MOT sequence folder, or a video with ``detections``, tracked
     into ``out_dir`` (see the module docstring); returns the summary written to
     ``summary.json``.
 
-    ``checkpoint`` None tracks by motion alone. ``evaluate`` scores the results against the
+    ``checkpoint`` None tracks by motion alone. ``detector`` (a torchvision name or an ONNX
+    file, :func:`~personkit.inference.detectors.open_detector`) finds the people instead of
+    ``det.txt``/``detections``. ``evaluate`` scores the results against the
     sequence's ``gt/gt.txt`` with TrackEval (``metrics.json``); ``gallery`` matches this run's
     tracks against a bank of earlier tracks (``gallery_matches.json``) within
     ``match_threshold`` (default: the model's calibrated one, :mod:`personkit.track.gallery`).
@@ -176,10 +184,13 @@ def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path
     ``keypoints``).
     """
     from personkit.inference import Predictor
+    from personkit.inference.detectors import detector_summary, open_detector
     from personkit.track.gallery import gallery_threshold, load_bank, match_gallery
     from personkit.track.io import open_track_source
 
-    src = open_track_source(source, detections, mot_source)
+    finder = None if detector is None else open_detector(
+        detector, "cuda" if str(device).startswith("cuda") else "cpu", detector_score, threads)
+    src = open_track_source(source, detections, mot_source, finder)
     gt = src.seq_dir / "gt" / "gt.txt" if src.seq_dir else None
     if evaluate and (gt is None or not gt.is_file()):
         raise FileNotFoundError(f"--eval needs ground truth: {gt or 'a MOT sequence folder'}"
@@ -195,6 +206,8 @@ def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path
     out_dir = Path(out_dir)
     _remove_earlier_outputs(out_dir)
     summary = track_source(trk, src, out_dir, progress=progress, **outputs)
+    if finder is not None:
+        summary["detector"] = detector_summary(finder)
     if evaluate:
         from personkit.track.evaluate import evaluate_mot
 

@@ -5,11 +5,11 @@ layouts with known boxes), torchvision detectors with random weights, and the er
 from __future__ import annotations
 
 import urllib.error
-import warnings
 
 import numpy as np
 import pytest
 import torch
+from fake_detectors import Constant, export
 
 from personkit.inference.detectors import (
     OnnxDetector,
@@ -25,27 +25,6 @@ pytest.importorskip("onnxruntime")
 # YOLOX puts it at the top left.
 FRAME = np.zeros((32, 64, 3), np.uint8)
 PERSON = [10.0, 5.0, 30.0, 25.0]  # x1, y1, x2, y2 in the frame
-
-
-class Constant(torch.nn.Module):
-    """An "ONNX detector" whose outputs are fixed tensors (they depend on the input only
-    through a zero, so that the exporter keeps the input)."""
-
-    def __init__(self, *outputs: torch.Tensor):
-        super().__init__()
-        self.outputs = outputs
-
-    def forward(self, images: torch.Tensor):
-        zero = images.mean() * 0
-        return tuple(o + zero.to(o.dtype) for o in self.outputs)
-
-
-def export(module, path, example, output_names=None):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
-        torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=17,
-                          input_names=["images"], output_names=output_names)
-    return path
 
 
 def cxcywh(box, dy=0.0):

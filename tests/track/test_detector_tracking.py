@@ -1,0 +1,84 @@
+"""`track` and `predict` with `--detector` (issue #24): the people come from a detector run on
+each frame, with no det.txt anywhere: an ONNX detector file and a torchvision detector with
+random weights, on a video, a MOT sequence's images and a folder of frames."""
+
+import json
+
+import numpy as np
+from fake_detectors import torchvision_layout
+
+from personkit.cli import main
+
+
+def _first_frame_people(sequence):
+    gt = np.loadtxt(sequence / "gt" / "gt.txt", delimiter=",", ndmin=2)
+    rows = gt[gt[:, 0] == 1]
+    boxes = np.c_[rows[:, 2:4] - 1, rows[:, 2:4] - 1 + rows[:, 4:6]]
+    return boxes.round(1).tolist()
+
+
+def _video(sequence, path):
+    from personkit.inference.sources import read_image
+    from personkit.track.io import VideoWriter
+
+    writer = VideoWriter(path, 10)
+    for image in sorted((sequence / "img1").iterdir()):
+        writer.write(read_image(image))
+    writer.close()
+    return path
+
+
+def test_track_a_video_with_an_onnx_detector(extra, sequence, run_dir, tmp_path, capsys):
+    people = _first_frame_people(sequence)
+    detector = torchvision_layout(tmp_path / "det.onnx", people, [0.9] * len(people))
+    video = _video(sequence, tmp_path / "in.mp4")
+    out = tmp_path / "out"
+    assert main(["track", str(run_dir), str(video), "--detector", str(detector), "--out",
+                 str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["detector"] == {"detector": "torchvision:det.onnx", "min_score": 0.5,
+                                   "dropped_non_finite": 0}
+    assert summary["detections"] == len(people) * summary["frames"]
+    rows = np.loadtxt(out / "results.txt", delimiter=",", ndmin=2)
+    assert len(np.unique(rows[:, 1])) == len(people)  # the same boxes: the same tracks
+    assert "people found by torchvision:det.onnx" in capsys.readouterr().out
+    assert main(["track", str(run_dir), str(video), "--detector", str(detector),
+                 "--detections", str(sequence / "det" / "det.txt"), "--out", str(out)]) == 2
+
+
+def test_track_a_sequence_with_a_random_torchvision_detector_and_score_it(
+        extra, sequence, run_dir, tmp_path):
+    out = tmp_path / "out"
+    assert main(["track", str(run_dir), str(sequence), "--detector",
+                 "fasterrcnn_mobilenet_v3_large_320_fpn:random", "--detector-score", "0.05",
+                 "--heads", "reid", "--eval", "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["detector"]["detector"] == "fasterrcnn_mobilenet_v3_large_320_fpn"
+    metrics = json.loads((out / "metrics.json").read_text())  # random weights: any score
+    assert 0.0 <= metrics["HOTA"] <= 1.0 and metrics["IDSW"] >= 0
+
+
+def test_predict_and_track_a_folder_of_frames_with_a_detector(extra, sequence, run_dir,
+                                                               tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for image in sorted((sequence / "img1").iterdir())[:4]:
+        (frames / image.name).write_bytes(image.read_bytes())
+    people = _first_frame_people(sequence)
+    detector = str(torchvision_layout(tmp_path / "det.onnx", people + [[1, 1, 1, 5]],
+                                      [0.9] * len(people) + [0.9]))  # one box with no area
+    out = tmp_path / "predict"
+    assert main(["predict", str(run_dir), str(frames), "--detector", detector, "--out",
+                 str(out), "--no-progress"]) == 0
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 4 * len(people)
+    assert [r["box"] for r in records[:len(people)]] == [
+        [round(v, 1) for v in box] for box in people]
+    assert json.loads((out / "summary.json").read_text())["input"] == "frames"
+    assert main(["track", str(run_dir), str(frames), "--detector", detector, "--out",
+                 str(tmp_path / "track"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "track" / "summary.json").read_text())["frames"] == 4
+    capsys.readouterr()
+    assert main(["predict", str(run_dir), str(frames), "--detector", detector, "--crops",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "--detector finds the people itself" in capsys.readouterr().err
