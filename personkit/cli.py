@@ -222,7 +222,8 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
          "and an embedding per track (needs [track])",
          opt("run", help=MODEL_FILE),
          opt("source", help="MOT sequence folder (img1/ + det/det.txt or gt/gt.txt), or a "
-             "video file with --detections; with --detector also a folder of frames"),
+             "video file with --detections; with --detector also a folder of frames, a "
+             "camera (/dev/video0) or a stream (rtsp://, http://), in real time"),
          opt("--out", required=True, help="output folder (results.txt, tracks.json, ...)"),
          opt("--detections", default=None, help="video input: MOT-format det.txt"),
          opt("--tracker", default="botsort", help="BoxMOT tracker",
@@ -237,6 +238,8 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
          opt("--png-frames", action="store_true", help="write annotated frames/*.png"),
          opt("--save-parts", action="store_true", help="part label PNGs per track frame"),
          opt("--keypoints", action="store_true", help="per-frame keypoints in tracks.json"),
+         opt("--jsonl", default=None, help="stream each frame's people as JSON lines to this "
+             "file as they are tracked (- : stdout; the summary then goes to stderr)"),
          opt("--tracker-arg", action="append", default=[],
              metavar="KEY=VALUE", help="BoxMOT tracker argument, e.g. appearance_thresh=0.3 "
              "(repeatable; overrides personkit's defaults)"),
@@ -258,8 +261,8 @@ def _cmd_track(args: argparse.Namespace) -> int:
         gallery=args.gallery, match_threshold=args.match_threshold, detector=args.detector,
         detector_score=args.detector_score,
         progress=not args.no_progress, video_out=args.video_out, png_frames=args.png_frames,
-        save_parts=args.save_parts, keypoints=args.keypoints)
-    print(format_summary(summary, args.out))
+        save_parts=args.save_parts, keypoints=args.keypoints, jsonl=args.jsonl)
+    print(format_summary(summary, args.out), file=sys.stderr if args.jsonl == "-" else None)
     return 0
 
 

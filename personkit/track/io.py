@@ -23,6 +23,7 @@ Outputs: MOT Challenge results (``frame,id,left,top,w,h,score,-1,-1,-1``) and an
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from personkit.inference.sources import (
     read_mot_rows,
     resolve_mot_source,
 )
+from personkit.track.live import LiveFrames, is_live
 
 #: The frame rate of a folder of frames (a tracker's motion model needs one).
 FRAME_RATE = 30
@@ -101,6 +103,7 @@ class TrackSource:
     video: Path | None = None
     image_paths: list[Path] | None = None
     detector: Any = None
+    live: Any = None  # a LiveFrames (personkit.track.live): a camera or a stream
 
     def __len__(self) -> int:
         return self.length or 0
@@ -112,8 +115,8 @@ class TrackSource:
         from personkit.inference.run import usable_boxes
 
         self.skipped: list[str] = []
-        frames = _video_frames(self.video) if self.video else (
-            (i + 1, read_image(p)) for i, p in enumerate(self.image_paths or []))
+        frames = self.live if self.live is not None else _video_frames(self.video) if (
+            self.video) else ((i + 1, read_image(p)) for i, p in enumerate(self.image_paths or []))
         for t, image in frames:
             if self.detections is None:  # clipped, finite, above the detector's threshold
                 found = self.detector.detect([image])[0]
@@ -186,12 +189,20 @@ def _video_frames(path: Path) -> Iterator[tuple[int, np.ndarray]]:
 def open_track_source(path: str | Path, detections: str | Path | None = None,
                       mot_source: str = "auto", detector: Any = None) -> TrackSource:
     """A MOT sequence folder, or a video file with ``detections``; with a ``detector``, also
-    a folder of frames (:data:`FRAME_RATE` frames/s)."""
+    a folder of frames (:data:`FRAME_RATE` frames/s), a camera or a stream (in real time:
+    :mod:`personkit.track.live`)."""
+    if detector is not None and detections is not None:
+        raise ValueError("give --detections or --detector, not both")
+    if is_live(path):
+        if detector is None:
+            raise ValueError(f"live source {path} needs a detector (--detector)")
+        live = LiveFrames(str(path))
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(path).split("://")[-1]).strip("_")
+        return TrackSource(name or "live", None, live.frame_rate, None, detector=detector,
+                           live=live)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"input not found: {path}")
-    if detector is not None and detections is not None:
-        raise ValueError("give --detections or --detector, not both")
     if path.is_dir():
         if detector is not None and not is_mot_sequence(path):
             images = list_images(path)

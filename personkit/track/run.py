@@ -76,21 +76,41 @@ def _save_parts(out_dir: Path, ft: FrameTracks, tracker: Tracker) -> None:
         tracker.tracks[int(tid)].observations[-1].parts_path = rel
 
 
+def frame_record(ft: FrameTracks) -> dict[str, Any]:
+    """One line of ``--jsonl``: the frame and its people (track id, box, score and what the
+    network said about them)."""
+    people = []
+    for tid, box, score, r in zip(ft.track_ids, ft.boxes, ft.scores, ft.results, strict=True):
+        person = {"track_id": int(tid), **(r.to_dict() if r is not None else {}),
+                  "box": [round(float(v), 2) for v in box], "score": round(float(score), 4)}
+        person.pop("parts_box", None)
+        people.append(person)
+    return {"frame": int(ft.frame), "time": round(time.time(), 3), "people": people}
+
+
 def track_source(tracker: Tracker, source: TrackSource, out_dir: str | Path, *,
                  video_out: bool = False, png_frames: bool = False, save_parts: bool = False,
-                 keypoints: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run ``tracker`` over ``source`` and write ``out_dir`` (see the module docstring)."""
+                 keypoints: bool = False, progress: bool = True,
+                 jsonl: str | Path | None = None) -> dict[str, Any]:
+    """Run ``tracker`` over ``source`` and write ``out_dir`` (see the module docstring);
+    ``jsonl`` (a path, or ``-`` for stdout) streams :func:`frame_record` lines as frames are
+    tracked. Ctrl-C on a live source ends the run and keeps what was tracked."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[tuple[int, int, np.ndarray, float]] = []
     writer = VideoWriter(out_dir / "video.mp4", source.frame_rate) if video_out else None
+    stream = None if jsonl is None else sys.stdout if str(jsonl) == "-" else open(  # noqa: SIM115
+        jsonl, "w", encoding="utf-8")
     start, n_frames, n_dets = time.perf_counter(), 0, 0
     bar = tqdm(total=len(source) or None, unit="frame", disable=not progress, desc="track")
     try:
         for t, image, boxes, scores in source:
             ft = tracker.update(image, boxes, scores, frame=t)
+            if stream is not None:
+                stream.write(json.dumps(frame_record(ft)) + "\n")
+                stream.flush()
             rows += [(t, int(i), b, float(s)) for i, b, s
                      in zip(ft.track_ids, ft.boxes, ft.scores, strict=True)]
             if save_parts:
@@ -103,10 +123,17 @@ def track_source(tracker: Tracker, source: TrackSource, out_dir: str | Path, *,
                     save_image(out_dir / "frames" / f"{t:06d}.png", canvas)
             n_frames, n_dets = n_frames + 1, n_dets + len(boxes)
             bar.update(1)
+    except KeyboardInterrupt:  # a live source has no end of its own: keep what was tracked
+        if source.live is None:
+            raise
+        source.live.end = "interrupted (Ctrl-C)"
+        source.live.close()
     finally:
         bar.close()
         if writer:
             writer.close()
+        if stream is not None and stream is not sys.stdout:
+            stream.close()
     wall = time.perf_counter() - start
     write_mot_results(out_dir / "results.txt", rows)
     summaries = tracker.summaries()
@@ -126,7 +153,12 @@ def track_source(tracker: Tracker, source: TrackSource, out_dir: str | Path, *,
     if skipped:
         print(f"track: skipped {len(skipped)} box(es) with no area inside the frame, e.g. "
               f"{skipped[0]}", file=sys.stderr)
-    return {"sequence": source.name, "frames": n_frames, "detections": n_dets,
+    live = {} if source.live is None else {"live": source.live.summary()}
+    if live:
+        print(f"track: {source.name}: {live['live']['end']}; {n_frames} frames tracked, "
+              f"{source.live.dropped} of {source.live.decoded} dropped to keep up",
+              file=sys.stderr)
+    return {"sequence": source.name, "frames": n_frames, "detections": n_dets, **live,
             "skipped_boxes": len(skipped), "skipped_examples": skipped[:10],
             "tracks": len(summaries), "tracker": tracker.name, "embeddings": tracker.mode,
             "seconds": {"total": round(wall, 3), "network": round(secs["network"], 3),

@@ -1,0 +1,135 @@
+"""Live sources for ``personkit track``: cameras (``/dev/videoN``, FFmpeg's v4l2 input) and
+network streams (``rtsp://``, ``http(s)://``, ``udp://``, ``tcp://``, ``rtmp://``, ``srt://``),
+decoded with PyAV.
+
+A live source runs in real time: a reader thread decodes frames into a bounded queue and, when
+the consumer (detector, network, tracker) is slower than the stream, the oldest waiting frame
+is dropped so that the newest wins; dropped frames are counted (:attr:`LiveFrames.dropped`)
+and frame numbers count every decoded frame, so the results' frame numbers show the gaps. A
+stream that ends, fails or stalls (no frame for ``timeout`` seconds) ends the run cleanly: what
+was tracked so far is written, and :attr:`LiveFrames.end` says why. Files run every frame
+(:mod:`personkit.track.io`).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from personkit.extras import require
+
+STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://",
+                   "srt://")
+#: Seconds to open a source, and without a new frame before a stream counts as stalled.
+TIMEOUT = 10.0
+
+
+def is_live(source: str | Path) -> bool:
+    """A camera device or a network stream (not a file)."""
+    text = str(source)
+    return text.startswith(STREAM_PREFIXES) or text.startswith("/dev/video")
+
+
+@dataclass
+class _End:
+    """The reader's last item: why the source ended."""
+
+    reason: str
+
+
+class LiveFrames:
+    """``(frame number, RGB image)`` of a live source, newest first when the consumer lags.
+
+    Args:
+        url: a stream URL or a camera device (``/dev/video0``).
+        timeout: seconds to open, and without a frame before the stream counts as stalled.
+        queue_size: frames that may wait for the consumer (1: always the newest).
+
+    Raises:
+        FileNotFoundError: a camera device that does not exist.
+        ValueError: a source that cannot be opened or holds no video (naming it).
+    """
+
+    def __init__(self, url: str, timeout: float = TIMEOUT, queue_size: int = 1):
+        self.av = require("av")
+        self.url, self.timeout = str(url), float(timeout)
+        if self.url.startswith("/dev/") and not Path(self.url).exists():
+            raise FileNotFoundError(f"camera not found: {self.url}")
+        self.container = self._open()
+        stream = self.container.streams.video[0]
+        self.frame_rate = int(round(float(stream.average_rate or 25)))
+        self.dropped = self.decoded = 0
+        self.end = ""
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="personkit-live", daemon=True)
+        self._thread.start()
+
+    def _open(self) -> Any:
+        options = {"rtsp_transport": "tcp"} if self.url.startswith("rtsp") else {}
+        fmt = "v4l2" if self.url.startswith("/dev/video") else None
+        try:
+            container = self.av.open(self.url, format=fmt, options=options,
+                                     timeout=(self.timeout, self.timeout))
+        except (self.av.error.FFmpegError, OSError) as e:
+            raise ValueError(f"cannot open live source {self.url}: {e}") from None
+        if not container.streams.video:
+            container.close()
+            raise ValueError(f"{self.url}: no video stream")
+        return container
+
+    def _read(self) -> None:
+        reason = "the stream ended"
+        try:
+            for frame in self.container.decode(video=0):
+                if self._stop.is_set():
+                    reason = "stopped"
+                    break
+                self.decoded += 1
+                self._offer((self.decoded, frame.to_ndarray(format="rgb24")))
+        except (self.av.error.FFmpegError, OSError) as e:
+            reason = f"the stream failed: {e}"
+        finally:
+            self.container.close()
+            self._queue.put(_End(reason))  # waits for the consumer: no frame is lost for it
+
+    def _offer(self, item: tuple[int, np.ndarray]) -> None:
+        """Put a frame; when the queue is full, the oldest waiting frame makes room (counted)."""
+        while True:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        while True:
+            try:
+                item = self._queue.get(timeout=self.timeout)
+            except queue.Empty:
+                self.end = f"no frame for {self.timeout:g} s (stalled)"
+                self.close()
+                return
+            if isinstance(item, _End):
+                self.end = item.reason
+                return
+            yield item
+
+    def close(self) -> None:
+        """Stop reading (the reader thread ends at its next frame or timeout)."""
+        self._stop.set()
+
+    def summary(self) -> dict[str, Any]:
+        """Decoded and dropped frames and why the source ended."""
+        return {"live": True, "decoded_frames": self.decoded, "dropped_frames": self.dropped,
+                "drop_rate": self.dropped / max(1, self.decoded), "end": self.end}
