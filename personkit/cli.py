@@ -45,12 +45,9 @@ def _write_json(path: Path | None, content: Any) -> None:
 @command("train", "train a model from a YAML config",
          opt("config", help="YAML config, e.g. configs/tiny.yaml"), shared("overrides"),
          opt("--out", required=True, help="run directory (logs, checkpoints)"),
-         opt("--resume", default=None, help="'auto' (newest valid checkpoint) or a path"),
-         opt("--overwrite", action="store_true", help="start a new run in a folder holding "
-             "another run's checkpoints, moving them aside (never deleted)"),
+         shared("--resume"), shared("--overwrite"), shared("--no-progress"),
          opt("--nproc", type=positive_int, default=1, help="data-parallel processes on this "
-             "machine (launches torchrun; batch sizes in the config are global)"),
-         shared("--no-progress"))
+             "machine (launches torchrun; batch sizes in the config are global)"))
 def _cmd_train(args: argparse.Namespace) -> int:
     from personkit.engine.launch import train_run
 
@@ -61,6 +58,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if losses and run.trainer is not None and run.trainer.is_main:
         print(f"trained {run.trainer.step} steps; last loss {losses[-1]:.4f}; run dir {args.out}")
     return run.exit_code
+
+
+@command("train-detector", "train a person detector on synthetic MOT frames, evaluate its AP",
+         opt("config", help="YAML config, e.g. configs/detector_synth.yaml"), shared("overrides"),
+         opt("--out", required=True, help="run directory (model.safetensors, metrics.json)"),
+         shared("--resume"), shared("--overwrite"), shared("--no-progress"))
+def _cmd_train_detector(args: argparse.Namespace) -> int:
+    from personkit.config import load_detector_config
+    from personkit.engine.detector import train_detector
+
+    scores = train_detector(load_detector_config(args.config, args.overrides), args.out,
+                            resume=args.resume, overwrite=args.overwrite,
+                            progress=not args.no_progress)
+    print(f"detector {scores['model']}: AP {scores['AP']:.3f}, AP50 {scores['AP50']:.3f} on "
+          f"{', '.join(scores['eval_sequences'])} ({scores['images']} frames)")
+    return 0
 
 
 @command("eval", "evaluate a run or checkpoint with the official protocols",
@@ -130,8 +143,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
          opt("--no-vis", action="store_true", help="do not draw overlays"),
          opt("--crops", action="store_true", help="INPUT is a folder of person crops, even "
              "if some are wider than tall"),
-         opt("--overwrite", action="store_true", help="replace an earlier run's results in "
-             "--out (only those)"),
+         shared("--overwrite", help="replace an earlier run's results in --out (only those)"),
          shared("--device"), shared("--engine"), shared("--threads"), shared("--heads"),
          shared("--batch-size"), shared("--merge-parts"), shared("--mot-source"),
          shared("--detector"), shared("--detector-score"), shared("--no-progress"))

@@ -93,6 +93,9 @@ SHARED: dict[str, dict[str, Any]] = {
     "--calib-data": {"default": None, "help": "folder of images (any personkit dataset, "
                      "searched recursively) to calibrate --int8 on"},
     "--calib-size": {"type": positive_int, "default": 300, "help": "calibration crops"},
+    "--resume": {"default": None, "help": "'auto' (newest valid checkpoint) or a path"},
+    "--overwrite": {"action": "store_true", "help": "start a new run in a folder holding "
+                    "another run's checkpoints, moving them aside (never deleted)"},
     "--seed": {"type": int, "default": 0, "help": "random seed"},
     "--verbose": {"action": "store_true", "help": "show the logs, warnings and progress bars "
                   "of NNCF, ONNX Runtime and OpenVINO (hidden by default)"},

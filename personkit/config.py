@@ -206,6 +206,88 @@ class Config:
     train: TrainConfig = TrainConfig()
 
 
+# --------------------------------------------------------------------------- detector
+
+
+@dataclass(frozen=True)
+class DetectorModelConfig:
+    """A person detector (``personkit train-detector``): torchvision's FCOS on a timm
+    backbone's strides 8/16/32 with a small FPN; frames are resized inside the model."""
+
+    backbone: str = "resnet10t"  # any timm model with features_only (3 levels used)
+    # a multiple of 32 (the FCOS head's GroupNorm groups), >= 64: P7 may be 1x1 on small frames
+    fpn_channels: int = num(64, ge=64)
+    min_size: int = num(135, ge=16)  # the short side frames are resized to
+    max_size: int = num(240, ge=16)  # ... and the long side at most
+    score_threshold: float = num(0.2, ge=0, le=1)  # kept by the model (CLI filters further)
+
+
+@dataclass(frozen=True)
+class SequenceSetConfig:
+    """Synthetic MOT sequences (``personkit synth-mot``), rendered when missing."""
+
+    preset: str = "crossing"
+    seeds: tuple[int, ...] = num((100, 101, 102, 103), ge=0)
+    frame_step: int = num(1, ge=1)  # every n-th frame
+
+
+@dataclass(frozen=True)
+class DetectorDataConfig:
+    root: str = "data/mot"  # sequences live in ROOT/PRESET-SEED
+    train: SequenceSetConfig = SequenceSetConfig()
+    # held out: seeds disjoint from the training ones (checked)
+    eval: SequenceSetConfig = SequenceSetConfig(seeds=(0, 1), frame_step=5)
+    min_visibility: float = num(0.3, ge=0, le=1)  # less visible people: ignored, not targets
+    flip: bool = True  # random horizontal flips in training
+
+
+@dataclass(frozen=True)
+class DetectorTrainConfig:
+    iterations: int = num(600, ge=1)
+    batch_size: int = num(8, ge=1)  # frames per step
+    lr: float = num(0.01, gt=0)  # SGD with momentum; linear warm-up, then cosine to 0
+    momentum: float = num(0.9, ge=0, lt=1)
+    weight_decay: float = num(1e-4, ge=0)
+    warmup_steps: int = num(50, ge=0)
+    grad_clip: float | None = num(10.0, gt=0)
+    seed: int = num(0, ge=0)
+    device: str = "auto"
+    log_every: int = num(10, ge=1)
+    checkpoint_every: int = num(200, ge=0)  # 0: only at the end
+    keep_checkpoints: int = num(3, ge=0)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    model: DetectorModelConfig = DetectorModelConfig()
+    data: DetectorDataConfig = DetectorDataConfig()
+    train: DetectorTrainConfig = DetectorTrainConfig()
+
+
+def load_detector_config(path: str | Path, overrides: typing.Sequence[str] = ()
+                         ) -> DetectorConfig:
+    """A ``personkit train-detector`` config (YAML, ``base:`` chains and overrides as
+    :func:`load_config`)."""
+    raw = read_raw_config(path)
+    source = str(path) + (" (with overrides)" if overrides else "")
+    return detector_config_from_dict(apply_overrides(raw, overrides, source), source)
+
+
+def detector_config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> DetectorConfig:
+    """Validate a plain dict into a :class:`DetectorConfig` (training and evaluation seeds
+    must not overlap)."""
+    cfg = _convert(DetectorConfig, raw, "", source)
+    _check_ranges(cfg, "", source)
+    if cfg.model.fpn_channels % 32:
+        raise ConfigError(f"{source}: 'model.fpn_channels' must be a multiple of 32 (the FCOS "
+                          f"head's 32 GroupNorm groups), got {cfg.model.fpn_channels}")
+    both = sorted(set(cfg.data.train.seeds) & set(cfg.data.eval.seeds))
+    if both and cfg.data.train.preset == cfg.data.eval.preset:
+        raise ConfigError(f"{source}: 'data.eval.seeds' {both} are also training seeds; "
+                          f"evaluation sequences must be held out")
+    return cfg
+
+
 # --------------------------------------------------------------------------- loading
 
 

@@ -23,7 +23,7 @@ _TRACK = "pip install 'personkit[track]' && pip install --no-deps boxmot==25.0.0
 #: The install command of each optional top-level module.
 INSTALL: dict[str, str] = {
     "onnx": _EXPORT, "onnxruntime": _EXPORT, "openvino": _OPENVINO, "nncf": _OPENVINO,
-    "boxmot": _TRACK, "trackeval": _TRACK, "av": _TRACK, "lap": _TRACK,
+    "boxmot": _TRACK, "trackeval": _TRACK, "av": _TRACK, "lap": _TRACK, "pycocotools": _TRACK,
 }
 
 

@@ -274,8 +274,9 @@ class OnnxDetector(DetectorBase):
 
 def open_detector(spec: str | Path, device: str = "cpu", min_score: float = DEFAULT_SCORE,
                   threads: int | None = None) -> DetectorBase:
-    """A detector from ``--detector``: a ``.onnx`` file (:class:`OnnxDetector`) or a
-    torchvision builder name with its COCO weights (:class:`TorchvisionDetector`);
+    """A detector from ``--detector``: a ``.onnx`` file (:class:`OnnxDetector`), a
+    ``personkit train-detector`` run directory or its ``model.safetensors``, or a torchvision
+    builder name with its COCO weights (:class:`TorchvisionDetector`);
     ``NAME:random`` builds that detector with random weights (offline; finds nobody useful).
 
     Raises:
@@ -285,13 +286,20 @@ def open_detector(spec: str | Path, device: str = "cpu", min_score: float = DEFA
     text = str(spec)
     if text.endswith(".onnx") or Path(text).suffix == ".onnx":
         return OnnxDetector(text, min_score, threads=threads)
+    from personkit.models.detector import is_detector_file, load_person_detector
+
+    if Path(text).exists() and is_detector_file(text):
+        model, _ = load_person_detector(text)
+        return TorchvisionDetector(f"personkit:{Path(text).name}", device=device,
+                                   min_score=min_score, model=model)
     name, _, variant = text.partition(":")
     if variant not in ("", "random"):
         raise ValueError(f"--detector {text}: the only variant is NAME:random")
     if name in torchvision_detectors():
         return TorchvisionDetector(name, None if variant else "DEFAULT", device, min_score)
     if Path(text).exists():
-        raise ValueError(f"--detector {text}: not an .onnx file")
+        raise ValueError(f"--detector {text}: neither an .onnx file nor a personkit detector "
+                         f"(a train-detector run directory or its model.safetensors)")
     raise ValueError(f"--detector {text}: no such file, and not a torchvision detector "
                      f"(valid: {', '.join(torchvision_detectors())})")
 

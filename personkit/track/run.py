@@ -223,7 +223,9 @@ def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path
     finder = None if detector is None else open_detector(
         detector, "cuda" if str(device).startswith("cuda") else "cpu", detector_score, threads)
     src = open_track_source(source, detections, mot_source, finder)
-    gt = src.seq_dir / "gt" / "gt.txt" if src.seq_dir else None
+    # ground truth: the sequence's, or gt/gt.txt beside a video (a MOT-like folder)
+    gt = (src.seq_dir or (src.video.parent if src.video else None))
+    gt = gt / "gt" / "gt.txt" if gt else None
     if evaluate and (gt is None or not gt.is_file()):
         raise FileNotFoundError(f"--eval needs ground truth: {gt or 'a MOT sequence folder'}"
                                 f" not found")
@@ -243,7 +245,8 @@ def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path
     if evaluate:
         from personkit.track.evaluate import evaluate_mot
 
-        summary["metrics"] = evaluate_mot(gt, summary["results"], len(src), src.name)
+        summary["metrics"] = evaluate_mot(gt, summary["results"], len(src) or summary["frames"],
+                                          src.name)
         (out_dir / "metrics.json").write_text(json.dumps(summary["metrics"], indent=1))
     if bank is not None:
         tracks = [(s.track_id, e) for s in trk.summaries() if (e := s.embedding()) is not None]

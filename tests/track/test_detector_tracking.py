@@ -82,3 +82,31 @@ def test_predict_and_track_a_folder_of_frames_with_a_detector(extra, sequence, r
     assert main(["predict", str(run_dir), str(frames), "--detector", detector, "--crops",
                  "--out", str(tmp_path / "x")]) == 2
     assert "--detector finds the people itself" in capsys.readouterr().err
+
+
+def test_track_a_video_with_a_trained_detector_and_score_it(extra, run_dir, tmp_path):
+    """A synthetic video, no det.txt anywhere, a `train-detector` run as the detector, and
+    --eval against the ground truth beside the video (gt/gt.txt in its folder)."""
+    import shutil
+
+    from personkit.config import detector_config_from_dict
+    from personkit.engine.detector import train_detector
+    from personkit.synth.mot import write_mot_sequence
+
+    cfg = detector_config_from_dict({
+        "model": {"fpn_channels": 64, "min_size": 96, "max_size": 128},
+        "data": {"root": str(tmp_path / "data"), "train": {"preset": "tiny", "seeds": [5]},
+                 "eval": {"preset": "tiny", "seeds": [6], "frame_step": 6}},
+        "train": {"iterations": 2, "batch_size": 2, "warmup_steps": 1}})
+    train_detector(cfg, tmp_path / "detector", progress=False)
+    seq = write_mot_sequence(tmp_path / "seq", "tiny", seed=7)
+    (tmp_path / "clip" / "gt").mkdir(parents=True)
+    shutil.copy(seq / "gt" / "gt.txt", tmp_path / "clip" / "gt" / "gt.txt")
+    video = _video(seq, tmp_path / "clip" / "clip.mp4")
+    out = tmp_path / "out"
+    assert main(["track", str(run_dir), str(video), "--detector", str(tmp_path / "detector"),
+                 "--detector-score", "0.0", "--eval", "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["detector"]["detector"] == "personkit:detector" and summary["frames"] == 12
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["HOTA"] <= 1.0  # two training steps: any score, but scored
