@@ -31,6 +31,7 @@ from personkit.inference.backends import (
     save_openvino,
 )
 from personkit.inference.contract import ExportWrapper, export_metadata, output_names, select_heads
+from personkit.models.detector import is_detector_file
 from personkit.models.identity import read_calibrations
 from personkit.models.loading import load_model
 from personkit.models.numerics import fp32_tolerance, relative_difference
@@ -226,6 +227,10 @@ def export_model(model: nn.Module | str | Path, onnx: str | Path | None = None,
     if int8 and not calib_data:
         raise ValueError("--int8 needs --calib-data ROOT (a folder of images to calibrate on)")
     calibrations = None
+    if not isinstance(model, nn.Module) and is_detector_file(model):
+        if openvino or int8:
+            raise ValueError(f"{model} is a person detector: it exports to ONNX only (--onnx)")
+        return export_detector(model, onnx, check, tol, log=log)
     if not isinstance(model, nn.Module):
         calibrations = read_calibrations(model)  # the same-person thresholds travel along
         model = load_model(model, "cpu")
@@ -252,4 +257,70 @@ def export_model(model: nn.Module | str | Path, onnx: str | Path | None = None,
                 report = quantize.check_int8(model, out, calib, heads)
                 log(report.summary())
                 ok &= report.ok
+    return ok
+
+
+def export_detector(path: str | Path, onnx_path: str | Path, check: bool = True,
+                    tol: float | None = None, frames: Sequence[np.ndarray] | None = None,
+                    log: Callable[[str], None] = print) -> bool:
+    """Write a ``personkit train-detector`` model as ONNX in the torchvision layout
+    :class:`~personkit.inference.detectors.OnnxDetector` reads (one ``[3, H, W]`` RGB frame in
+    [0, 1] with dynamic H and W; ``boxes``, ``labels``, ``scores`` out, resizing and NMS inside)
+    and, with ``check``, compare ONNX Runtime with PyTorch on ``frames`` (default: synthetic
+    ``tiny`` frames): returns whether every box and score agrees within ``tol`` (default:
+    the model's float32 rounding bound; boxes relative to the frame size)."""
+    from personkit.models.detector import load_person_detector
+
+    onnx = require("onnx")
+    model, config = load_person_detector(path)
+    onnx_path = Path(onnx_path)
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.rand(3, 270, 480)
+    with torch.inference_mode():  # the traced outputs come in the order of the model's dict
+        names = list(model([example])[0])  # FCOS: boxes, scores, labels
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings on the transform's shape arithmetic
+        torch.onnx.export(model, ([example],), str(onnx_path), dynamo=False,
+                          opset_version=DEFAULT_OPSET, input_names=["images"],
+                          output_names=names,
+                          dynamic_axes={"images": {1: "height", 2: "width"},
+                                        **{n: {0: "detections"} for n in names}})
+    proto = onnx.load(str(onnx_path))
+    onnx.helper.set_model_props(proto, {"personkit_detector": json.dumps(config)})
+    onnx.save(proto, str(onnx_path))
+    log(f"wrote {onnx_path}")
+    if not check:
+        return True
+    return _detector_parity(model, onnx_path, frames, tol, log)
+
+
+def _detector_parity(model: nn.Module, onnx_path: Path, frames: Sequence[np.ndarray] | None,
+                     tol: float | None, log: Callable[[str], None]) -> bool:
+    from personkit.inference.detectors import OnnxDetector, TorchvisionDetector
+
+    if frames is None:  # three frames of a synthetic street, with people
+        from personkit.data.io import read_image
+        from personkit.synth.mot import write_mot_sequence
+
+        with tempfile.TemporaryDirectory() as tmp:
+            seq = write_mot_sequence(Path(tmp) / "parity", "tiny", seed=0)
+            frames = [read_image(p) for p in sorted((seq / "img1").iterdir())[::4]]
+    tol = fp32_tolerance(model) if tol is None else tol
+    ref = TorchvisionDetector("torch", model=model, min_score=0.0).detect(frames)
+    got = OnnxDetector(onnx_path, min_score=0.0).detect(frames)
+    worst, ok = 0.0, True
+    for frame, a, b in zip(frames, ref, got, strict=True):
+        scale = float(max(frame.shape[:2]))
+        # a box whose score lies within tol of the model's threshold may pass on one side only
+        a, b = (x[x[:, 4] > model.score_thresh + tol] for x in (a, b))
+        if len(a) != len(b):
+            log(f"detector parity FAIL: {len(a)} boxes in PyTorch, {len(b)} in ONNX Runtime")
+            return False
+        if len(a):
+            diff = np.abs(a - b) / np.array([scale] * 4 + [1.0])
+            worst = max(worst, float(diff.max()))
+            ok &= bool(diff.max() <= tol)
+    log(f"detector parity {'PASS' if ok else 'FAIL'}: worst difference {worst:.2e} (boxes "
+        f"relative to the frame size, scores absolute; tolerance {tol:.1e}) on {len(frames)} "
+        f"frames, {sum(len(r) for r in ref)} boxes")
     return ok

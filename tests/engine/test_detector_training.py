@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -109,3 +110,22 @@ def test_the_cli_trains_from_a_config_with_overrides(tmp_path, capsys):
                  f"data.root={tmp_path / 'data'}", "train.iterations=1", "train.batch_size=1",
                  "--no-progress"]) == 0
     assert "AP50" in capsys.readouterr().out and (tmp_path / "data" / "tiny-5").is_dir()
+
+
+def test_the_detector_exports_to_onnx_with_a_parity_check(trained, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from personkit.cli import main
+    from personkit.inference.detectors import open_detector
+
+    root, _, _ = trained
+    path = tmp_path / "det.onnx"
+    assert main(["export", str(root / "run"), "--onnx", str(path)]) == 0
+    assert "detector parity PASS" in capsys.readouterr().out
+    onnx_det, torch_det = (open_detector(p, min_score=0.0) for p in (path, root / "run"))
+    assert onnx_det.layout == "torchvision"
+    frame = np.random.default_rng(0).integers(0, 255, (120, 200, 3), dtype=np.uint8)
+    a, b = torch_det.detect([frame])[0], onnx_det.detect([frame])[0]
+    assert a.shape == b.shape and np.abs(a - b).max() <= 1e-3 * 200
+    assert main(["export", str(root / "run"), "--onnx", str(path), "--openvino",
+                 str(tmp_path / "ov")]) == 2
+    assert "exports to ONNX only" in capsys.readouterr().err
