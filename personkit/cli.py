@@ -280,7 +280,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
 
 @command("synth-mot", "write a synthetic MOT sequence (gt and noisy det)",
          opt("--out", required=True, help="sequence folder"),
-         opt("--preset", default="tiny", help="tiny or crossing"), shared("--seed"))
+         opt("--preset", default="tiny", help="tiny, crossing or street640"), shared("--seed"))
 def _cmd_synth_mot(args: argparse.Namespace) -> int:
     from personkit.synth.mot import write_mot_sequence
 

@@ -62,6 +62,9 @@ MOT_PRESETS: dict[str, MotPreset] = {
                       0.03, 0.2),
     "crossing": MotPreset(480, 270, 150, 14, 8, (0.4, 0.9), (0.78, 0.86), 0.15, 0.12, 2, 0.08,
                           0.3, 0.04, 0.4),
+    # a VGA camera at 25 frames/s with up to 8 people (the pipeline benchmark's input)
+    "street640": MotPreset(640, 480, 150, 8, 25, (0.4, 0.9), (0.7, 0.9), 0.1, 0.1, 2, 0.05,
+                           0.3, 0.03, 0.3),
 }
 
 
