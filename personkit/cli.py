@@ -108,12 +108,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
          opt("--out", default="runs/demo", help="output directory"),
          opt("--preset", default="small", help="synthetic world size: tiny, small, full"),
          opt("--config", default=None, help="config instead of the built-in demo.yaml"),
+         opt("--video", action="store_true", help="frames in, people out: train the person "
+             "detector, then track a held-out video with it (overrides: the detector's)"),
          shared("--seed"))
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from personkit.demo import format_result, run_demo
+    from personkit.demo import format_result, format_video_result, run_demo, run_video_demo
 
-    print("\n" + format_result(run_demo(args.out, args.preset, args.seed, args.config,
-                                         args.overrides)))
+    print("\n" + (format_video_result(run_video_demo(args.out, args.overrides)) if args.video
+                  else format_result(run_demo(args.out, args.preset, args.seed, args.config,
+                                              args.overrides))))
     return 0
 
 
@@ -332,16 +335,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return _build_parser(__doc__, f"personkit {_version()}")
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("personkit")
-    except PackageNotFoundError:  # run from a source tree that is not installed
-        return "(not installed)"
+    return _build_parser(__doc__)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

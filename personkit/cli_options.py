@@ -37,10 +37,20 @@ def command(name: str, help: str, *options: Option) -> Callable[[Handler], Handl
     return register
 
 
-def build_parser(description: str, version: str) -> argparse.ArgumentParser:
+def package_version() -> str:
+    """personkit's installed version (``(not installed)`` in a bare source tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("personkit")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
     """The ``personkit`` parser: ``--version`` and every registered subcommand."""
     parser = argparse.ArgumentParser(prog="personkit", description=description)
-    parser.add_argument("--version", action="version", version=version)
+    parser.add_argument("--version", action="version", version=f"personkit {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (text, options, func) in COMMANDS.items():
         p = sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)

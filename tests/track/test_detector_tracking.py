@@ -110,3 +110,25 @@ def test_track_a_video_with_a_trained_detector_and_score_it(extra, run_dir, tmp_
     assert summary["detector"]["detector"] == "personkit:detector" and summary["frames"] == 12
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["HOTA"] <= 1.0  # two training steps: any score, but scored
+
+
+def test_demo_video_trains_the_detector_and_tracks_a_held_out_video(extra, run_dir, tmp_path,
+                                                                    capsys):
+    """`personkit demo --video` on tiny sequences and a 2-step detector: with the demo's
+    four-task model in OUT/run the people are understood; the detector run is kept."""
+    import shutil
+
+    out = tmp_path / "demo"
+    shutil.copytree(run_dir, out / "run")
+    tiny = ["model.min_size=96", "model.max_size=128", "data.train.preset=tiny",
+            "data.train.seeds=[5]", "data.eval.preset=tiny", "data.eval.seeds=[6]",
+            "data.eval.frame_step=6", "train.iterations=2", "train.batch_size=2",
+            "train.warmup_steps=1"]
+    assert main(["demo", "--video", "--out", str(out), *tiny]) == 0
+    printed = capsys.readouterr().out
+    assert "tracking tiny-6 (12 frames): HOTA" in printed
+    assert f"understood by {out / 'run'}" in printed
+    result = json.loads((out / "video_demo.json").read_text())
+    assert result["frames"] == 12 and 0.0 <= result["detector"]["AP50"] <= 1.0
+    assert (out / "video" / "video.mp4").stat().st_size > 1000
+    assert json.loads((out / "video" / "summary.json").read_text())["embeddings"] == "personkit"
