@@ -10,7 +10,8 @@ runs, ``log.jsonl``, TensorBoard events in ``tb/``, ``curves.png``, the final
 
 Targets: the ground-truth pedestrians of each frame, clipped to it; people less visible than
 ``data.min_visibility`` are ignore regions in the evaluation (COCO crowds) and left out of
-the targets.
+the targets. Visibility counts occlusion and the image border, as in MOT16/17: the synthetic
+gt's occlusion visibility times the share of the person's box inside the frame.
 """
 
 from __future__ import annotations
@@ -70,15 +71,23 @@ def sequence_frames(root: str | Path, sets: SequenceSetConfig, min_visibility: f
         rows = read_mot_rows(seq / "gt" / "gt.txt", gt=True)
         visible = rows.table[:, 8] if rows.table.shape[1] > 8 else np.ones(len(rows.table))
         h, w = read_image(images[0]).shape[:2]
-        boxes = rows.boxes()
+        amodal = rows.boxes()
+        boxes = amodal.copy()
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
         area = (boxes[:, 2] - boxes[:, 0] > 1) & (boxes[:, 3] - boxes[:, 1] > 1)
+        # the synthetic gt's visibility counts occlusion within the frame only; as in MOT16/17
+        # ("occlusion and image borders"), the part of the person outside the frame counts too
+        visible = visible * _box_area(boxes) / np.maximum(_box_area(amodal), 1e-9)
         for t in range(0, len(images), sets.frame_step):
             here = (rows.table[:, 0] == t + 1) & area
             frames.append(DetectionFrame(images[t], boxes[here & (visible >= min_visibility)],
                                          boxes[here & (visible < min_visibility)]))
     return frames
+
+
+def _box_area(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
 
 
 def batch_indices(seed: int, step: int, batch_size: int, n: int) -> list[int]:
