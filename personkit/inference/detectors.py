@@ -17,7 +17,8 @@ Back-ends (:func:`open_detector` picks one from a name or a path):
   URL to fetch it from. ``weights=None`` builds random weights (tests).
 * :class:`OnnxDetector`: ONNX files in the layouts users bring (see :data:`ONNX_LAYOUTS`):
   ultralytics YOLOv8/YOLO11 ``[1, 4+C, N]`` and YOLOX ``[1, N, 5+C]`` (letterboxed input,
-  decoded here with NMS; COCO class 0 is ``person``), and torchvision detectors exported to
+  decoded here with NMS, YOLOX's grid offsets too when its export left them undecoded; COCO
+  class 0 is ``person``), and torchvision detectors exported to
   ONNX (``boxes``, ``labels``, ``scores`` outputs from one ``[3, H, W]`` image).
 """
 
@@ -179,6 +180,33 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
                   iou).numpy()
 
 
+#: YOLOX's strides; its default export leaves the box outputs relative to these grids.
+YOLOX_STRIDES = (8, 16, 32)
+
+
+def yolox_raw(rows: np.ndarray, size: tuple[int, int]) -> bool:
+    """Whether YOLOX outputs are undecoded (YOLOX's default export, without
+    ``--decode_in_inference``): one row per grid cell of strides 8/16/32, and widths that
+    are log-scale (nearly all below the smallest stride) rather than pixels."""
+    cells = sum((size[0] // s) * (size[1] // s) for s in YOLOX_STRIDES)
+    return len(rows) == cells and float(np.percentile(rows[:, 2], 99)) < YOLOX_STRIDES[0]
+
+
+def yolox_decode(rows: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Grid offsets to input pixels, as YOLOX's ``demo_postprocess``: ``xy = (xy + cell) *
+    stride``, ``wh = exp(wh) * stride`` (scores are already sigmoid)."""
+    grids, strides = [], []
+    for s in YOLOX_STRIDES:
+        ys, xs = np.meshgrid(np.arange(size[0] // s), np.arange(size[1] // s), indexing="ij")
+        grids.append(np.stack([xs, ys], -1).reshape(-1, 2))
+        strides.append(np.full((grids[-1].shape[0], 1), s))
+    grid, stride = np.concatenate(grids), np.concatenate(strides)
+    out = rows.astype(np.float32).copy()
+    out[:, :2] = (rows[:, :2] + grid) * stride
+    out[:, 2:4] = np.exp(rows[:, 2:4]) * stride
+    return out
+
+
 def onnx_layout(path: Path, inputs: list[Any], outputs: list[Any]) -> str:
     """Which of :data:`ONNX_LAYOUTS` an ONNX detector has, from its input and output shapes;
     another layout is a ValueError naming the shapes found."""
@@ -195,7 +223,7 @@ def onnx_layout(path: Path, inputs: list[Any], outputs: list[Any]) -> str:
                 return "yolox"  # [1, N, 5+C]
     raise ValueError(f"{path}: not a detector layout personkit reads (input {shape[0]}, "
                      f"outputs {shape[1]}); supported: ultralytics YOLOv8/11 [1, 4+C, N], "
-                     f"YOLOX [1, N, 5+C] (decoded), torchvision exports (boxes, labels, "
+                     f"YOLOX [1, N, 5+C], torchvision exports (boxes, labels, "
                      f"scores from one [3, H, W] image)")
 
 
@@ -255,6 +283,8 @@ class OnnxDetector(DetectorBase):
             x = canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
         (out,) = self.session.run(None, {self.input.name: np.ascontiguousarray(x)})
         rows = out[0] if yolox else out[0].T  # N × (4 [+ obj] + C)
+        if yolox and yolox_raw(rows, self.size):
+            rows = yolox_decode(rows, self.size)
         cls = rows[:, 5:] * rows[:, 4:5] if yolox else rows[:, 4:]
         if self.person >= cls.shape[1]:
             raise ValueError(f"{self.path}: person class {self.person} but the model has "

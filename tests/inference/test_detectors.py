@@ -125,3 +125,14 @@ def test_bad_detectors_are_named(tmp_path):
         open_detector(odd)
     with pytest.raises(ValueError, match="score threshold"):
         open_detector("fasterrcnn_mobilenet_v3_large_320_fpn:random", min_score=2.0)
+
+
+def test_yolox_default_export_is_decoded_from_its_grids(tmp_path):
+    """YOLOX's default export leaves boxes as grid offsets and log sizes: 8×8 + 4×4 + 2×2 = 84
+    cells at 64×64. A person in cell (2, 3) of stride 8, offsets 0.5, 20 px wide and high."""
+    rows = np.zeros((84, 7), np.float32)
+    rows[3 * 8 + 2] = [0.5, 0.5, np.log(20 / 8), np.log(20 / 8), 0.9, 0.8, 0.1]
+    path = export(Constant(torch.tensor(rows)[None]), tmp_path / "raw.onnx",
+                  torch.zeros(1, 3, 64, 64))
+    (boxes,) = OnnxDetector(path, min_score=0.5).detect([np.zeros((64, 64, 3), np.uint8)])
+    np.testing.assert_allclose(boxes, [[10, 18, 30, 38, 0.72]], atol=1e-4)
