@@ -227,7 +227,7 @@ class SequenceSetConfig:
     """Synthetic MOT sequences (``personkit synth-mot``), rendered when missing."""
 
     preset: str = "crossing"
-    seeds: tuple[int, ...] = num((100, 101, 102, 103), ge=0)
+    seeds: tuple[int, ...] = num(tuple(range(100, 112)), ge=0)
     frame_step: int = num(1, ge=1)  # every n-th frame
 
 

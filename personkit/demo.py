@@ -168,7 +168,7 @@ DETECTOR_CONFIG = DEFAULT_CONFIG.with_name("detector.yaml")  # package data
 def run_video_demo(out: str | Path = "runs/demo", overrides: Sequence[str] = (),
                    progress: bool = True) -> dict[str, Any]:
     """``personkit demo --video``: frames in, people out, offline. Renders synthetic
-    ``crossing`` sequences, trains the person detector on four of them (``OUT/detector``,
+    ``crossing`` sequences, trains the person detector on twelve of them (``OUT/detector``,
     resumed if an earlier run stopped, kept if complete), then tracks the held-out seed-0
     sequence with it into ``OUT/video`` (annotated ``video.mp4``, tracks, HOTA/IDF1/MOTA).
     The four-task model is ``OUT/run`` when ``personkit demo`` trained it there; without it
