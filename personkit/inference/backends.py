@@ -121,6 +121,28 @@ class TorchEngine:
 # ----------------------------------------------------------------------------- ONNX Runtime
 
 
+def ort_session(path: Path, device: str = "cpu", threads: int | None = None,
+                spin: bool | None = None, what: str = "ONNX model") -> Any:
+    """An ONNX Runtime session on ``path`` (CUDA provider first when ``device`` is ``cuda``):
+    errors-only logging unless ``--verbose``, ``threads`` intra-op threads (default: one per
+    core), idle threads busy-waiting only with ``spin`` (default :func:`spin_default`); a
+    missing or unreadable file is an error naming it (``what``)."""
+    ort = require("onnxruntime")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    options = ort.SessionOptions()
+    options.log_severity_level = 0 if verbose() else 3  # errors only, unless --verbose
+    if threads:
+        options.intra_op_num_threads = threads
+    if not (spin_default() if spin is None else spin):
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers = ["CPUExecutionProvider"]
+    if device == "cuda":
+        providers.insert(0, "CUDAExecutionProvider")
+    with unreadable_export(path, "ONNX Runtime"):
+        return ort.InferenceSession(str(path), options, providers=providers)
+
+
 class OnnxRuntimeEngine:
     """ONNX Runtime on an exported ``.onnx`` file (CPU; CUDA provider first on ``cuda``).
 
@@ -135,21 +157,8 @@ class OnnxRuntimeEngine:
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None,
                  spin: bool | None = None):
-        ort = require("onnxruntime")
         self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {self.path}")
-        options = ort.SessionOptions()
-        options.log_severity_level = 0 if verbose() else 3  # errors only, unless --verbose
-        if threads:
-            options.intra_op_num_threads = threads
-        if not (spin_default() if spin is None else spin):
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CPUExecutionProvider"]
-        if device == "cuda":
-            providers.insert(0, "CUDAExecutionProvider")
-        with unreadable_export(self.path, "ONNX Runtime"):
-            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        self.session = ort_session(self.path, device, threads, spin, what="ONNX model")
         props = self.session.get_modelmeta().custom_metadata_map
         self.meta, self.heads = parse_metadata(props, str(self.path))
         self.weights_hash = props.get(WEIGHTS_KEY)

@@ -238,21 +238,11 @@ class OnnxDetector(DetectorBase):
 
     def __init__(self, path: str | Path, min_score: float = DEFAULT_SCORE, iou: float = 0.5,
                  person_class: int | None = None, threads: int | None = None):
-        from personkit.extras import require
-        from personkit.inference.backends import unreadable_export
+        from personkit.inference.backends import ort_session
 
         super().__init__(min_score)
-        ort = require("onnxruntime")
         self.path, self.iou = Path(path), iou
-        if not self.path.is_file():
-            raise FileNotFoundError(f"ONNX detector not found: {self.path}")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-        with unreadable_export(self.path, "ONNX Runtime"):
-            self.session = ort.InferenceSession(str(self.path), options,
-                                                providers=["CPUExecutionProvider"])
+        self.session = ort_session(self.path, threads=threads, what="ONNX detector")
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         self.layout = onnx_layout(self.path, inputs, outputs)
         self.name = f"{self.layout}:{self.path.name}"

@@ -28,6 +28,7 @@ from personkit.inference.backends import (
     OnnxRuntimeEngine,
     OpenVINOEngine,
     open_export,
+    ort_session,
     save_openvino,
 )
 from personkit.inference.contract import ExportWrapper, export_metadata, output_names, select_heads
@@ -111,22 +112,12 @@ def export_onnx(model: nn.Module, path: str | Path, heads: Collection[str] | Non
 
 def onnx_session(path: str | Path, device: str = "cpu", threads: int | None = None,
                  spin: bool = True) -> Any:
-    """An ONNX Runtime session (CUDA provider first when ``device`` is ``cuda``).
+    """An ONNX Runtime session (:func:`~personkit.inference.backends.ort_session`).
 
     ``spin=False`` stops idle worker threads from busy-waiting, which would otherwise steal
     CPU time from whatever runs next (used by the benchmark).
     """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    if not spin:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    providers = ["CPUExecutionProvider"]
-    if device == "cuda":
-        providers.insert(0, "CUDAExecutionProvider")
-    return ort.InferenceSession(str(path), options, providers=providers)
+    return ort_session(Path(path), device, threads, spin)
 
 
 def check_parity(model: nn.Module, path: str | Path, heads: Collection[str] | None = None,
