@@ -93,10 +93,13 @@ def _box_area(boxes: np.ndarray) -> np.ndarray:
 def batch_indices(seed: int, step: int, batch_size: int, n: int) -> list[int]:
     """The frames of ``step``: consecutive slices of a seeded permutation per epoch (a pure
     function of its arguments, so a resumed run draws what the uninterrupted one drew)."""
+    orders: dict[int, np.ndarray] = {}  # a batch spans at most a few epochs
     out = []
     for k in range(step * batch_size, (step + 1) * batch_size):
         epoch, pos = divmod(k, n)
-        out.append(int(np.random.default_rng([seed, epoch]).permutation(n)[pos]))
+        if epoch not in orders:
+            orders[epoch] = np.random.default_rng([seed, epoch]).permutation(n)
+        out.append(int(orders[epoch][pos]))
     return out
 
 
@@ -127,19 +130,17 @@ def learning_rate(cfg: DetectorConfig, step: int) -> float:
     return t.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
 
 
-@torch.inference_mode()
 def evaluate_detector(model: torch.nn.Module, frames: list[DetectionFrame],
                       device: torch.device | str = "cpu", batch_size: int = 8) -> dict[str, Any]:
-    """COCO AP, AP50, AP75 of ``model`` (any torchvision-style detector) on ``frames``."""
-    model.eval()
+    """COCO AP, AP50, AP75 of ``model`` (any torchvision-style detector) on ``frames``, every
+    box it keeps scored (its own score threshold)."""
+    from personkit.inference.detectors import TorchvisionDetector
+
+    detector = TorchvisionDetector("evaluation", device=str(device), min_score=0.0, model=model)
     detections = []
     for start in range(0, len(frames), batch_size):
-        images = [torch.from_numpy(read_image(f.path)).permute(2, 0, 1).float().div(255)
-                  .to(device) for f in frames[start:start + batch_size]]
-        for out in model(images):
-            person = out["labels"] == 1
-            detections.append(torch.cat([out["boxes"][person], out["scores"][person, None]], 1)
-                              .cpu().numpy())
+        detections += detector.detect([read_image(f.path) for f in
+                                       frames[start:start + batch_size]])
     return coco_person_ap([f.boxes for f in frames], [f.ignore for f in frames], detections)
 
 

@@ -81,10 +81,11 @@ def load_person_detector(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
     path = Path(path)
     file = path / "model.safetensors" if path.is_dir() else path
-    if not is_detector_file(file):
+    state, header = read_weights(file) if (
+        file.suffix == ".safetensors" and file.is_file()) else ({}, {})
+    if (header.get("meta") or {}).get("kind") != DETECTOR_KIND:
         raise ValueError(f"{file} is not a personkit person detector (no model.safetensors "
                          f"written by `personkit train-detector`)")
-    state, header = read_weights(file)
     model = detector_from_config(header["config"]["model"])
     load_strict(model, state, source=str(file))
     return model.eval(), header["config"]
