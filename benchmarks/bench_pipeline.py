@@ -8,9 +8,9 @@ milliseconds per frame over ``--repeats`` passes, and end to end the frames/s an
 against the baseline measured in the same run: the same pipeline fed the sequence's
 ground-truth-derived ``det.txt`` (no detector).
 
-Real-time mode: the newest-frame-wins queue of live sources (``personkit.track.live``) fed
-at ``--live-fps`` (25) by a paced producer thread; the drop rate is what the consumer (detect,
-network, tracker) could not keep up with.
+Real-time mode: the newest-frame-wins queue of live sources
+(``personkit.track.live.RealtimeFrames``) fed frames at ``--live-fps`` (25); the drop rate is
+what the consumer (detect, network, tracker) could not keep up with.
 
 Usage::
 
@@ -25,8 +25,8 @@ import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,7 @@ from personkit.runtime import describe_machine, machine_info
 from personkit.synth.mot import write_mot_sequence
 from personkit.track import Tracker
 from personkit.track.io import VideoWriter, read_detections
-from personkit.track.live import LiveFrames
+from personkit.track.live import RealtimeFrames
 from personkit.track.run import draw_tracks
 
 STAGES = ("decode", "detect", "network", "tracker", "write")
@@ -75,29 +75,20 @@ def run_once(predictor: Predictor, detector, images: list[Path], dets, out: Path
     return seconds
 
 
+def paced(frames: list[np.ndarray], fps: float) -> Iterator[np.ndarray]:
+    """``frames`` at ``fps``, as a camera or stream delivers them."""
+    start = time.perf_counter()
+    for i, frame in enumerate(frames):
+        time.sleep(max(0.0, start + i / fps - time.perf_counter()))
+        yield frame
+
+
 def live_drop_rate(predictor: Predictor, detector, images: list[Path], fps: float) -> dict:
-    """Feed decoded frames at ``fps`` into the live queue; the consumer detects, runs the
-    network and tracks; returns the decoded, dropped and processed counts."""
-    frames = [read_image(p) for p in images]
-    live = LiveFrames.__new__(LiveFrames)  # the queue logic alone, without a container
-    import queue
-
-    live._queue, live.dropped, live.decoded, live.end = queue.Queue(maxsize=1), 0, 0, ""
-    live.timeout, live._stop = 5.0, threading.Event()
-
-    def produce() -> None:
-        start = time.perf_counter()
-        for i, frame in enumerate(frames):
-            time.sleep(max(0.0, start + i / fps - time.perf_counter()))
-            live.decoded += 1
-            live._offer((i + 1, frame))
-        from personkit.track.live import _End
-
-        live._queue.put(_End("the stream ended"))
-
+    """Decoded frames fed at ``fps`` through the live sources' real-time queue
+    (:class:`~personkit.track.live.RealtimeFrames`); the consumer detects, runs the network
+    and tracks; returns the decoded, dropped and processed counts."""
+    live = RealtimeFrames(paced([read_image(p) for p in images], fps), int(fps))
     tracker = Tracker(predictor, "botsort", "personkit", frame_rate=int(fps))
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
     processed = 0
     for t, image in live:
         found = detector.detect([image])[0]

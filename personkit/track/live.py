@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,60 +43,43 @@ class _End:
     reason: str
 
 
-class LiveFrames:
-    """``(frame number, RGB image)`` of a live source, newest first when the consumer lags.
+class RealtimeFrames:
+    """``(frame number, RGB image)`` of ``frames``, read by a thread in real time: newest first
+    when the consumer lags, drops counted (module docstring).
 
     Args:
-        url: a stream URL or a camera device (``/dev/video0``).
-        timeout: seconds to open, and without a frame before the stream counts as stalled.
+        frames: the images, as the source gives them (an error it raises as ``OSError`` ends
+            the source, naming it).
+        frame_rate: the source's frames per second.
+        timeout: seconds without a frame before the source counts as stalled.
         queue_size: frames that may wait for the consumer (1: always the newest).
-
-    Raises:
-        FileNotFoundError: a camera device that does not exist.
-        ValueError: a source that cannot be opened or holds no video (naming it).
     """
 
-    def __init__(self, url: str, timeout: float = TIMEOUT, queue_size: int = 1):
-        self.av = require("av")
-        self.url, self.timeout = str(url), float(timeout)
-        if self.url.startswith("/dev/") and not Path(self.url).exists():
-            raise FileNotFoundError(f"camera not found: {self.url}")
-        self.container = self._open()
-        stream = self.container.streams.video[0]
-        self.frame_rate = int(round(float(stream.average_rate or 25)))
+    def __init__(self, frames: Iterable[np.ndarray], frame_rate: int, timeout: float = TIMEOUT,
+                 queue_size: int = 1):
+        self.frame_rate, self.timeout = int(frame_rate), float(timeout)
         self.dropped = self.decoded = 0
         self.end = ""
+        self._frames = frames
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, name="personkit-live", daemon=True)
         self._thread.start()
 
-    def _open(self) -> Any:
-        options = {"rtsp_transport": "tcp"} if self.url.startswith("rtsp") else {}
-        fmt = "v4l2" if self.url.startswith("/dev/video") else None
-        try:
-            container = self.av.open(self.url, format=fmt, options=options,
-                                     timeout=(self.timeout, self.timeout))
-        except (self.av.error.FFmpegError, OSError) as e:
-            raise ValueError(f"cannot open live source {self.url}: {e}") from None
-        if not container.streams.video:
-            container.close()
-            raise ValueError(f"{self.url}: no video stream")
-        return container
-
     def _read(self) -> None:
         reason = "the stream ended"
         try:
-            for frame in self.container.decode(video=0):
+            for image in self._frames:
                 if self._stop.is_set():
                     reason = "stopped"
                     break
                 self.decoded += 1
-                self._offer((self.decoded, frame.to_ndarray(format="rgb24")))
-        except (self.av.error.FFmpegError, OSError) as e:
+                self._offer((self.decoded, image))
+        except OSError as e:
             reason = f"the stream failed: {e}"
         finally:
-            self.container.close()
+            if hasattr(self._frames, "close"):  # a generator: release its source now
+                self._frames.close()
             self._queue.put(_End(reason))  # waits for the consumer: no frame is lost for it
 
     def _offer(self, item: tuple[int, np.ndarray]) -> None:
@@ -133,3 +116,48 @@ class LiveFrames:
         """Decoded and dropped frames and why the source ended."""
         return {"live": True, "decoded_frames": self.decoded, "dropped_frames": self.dropped,
                 "drop_rate": self.dropped / max(1, self.decoded), "end": self.end}
+
+
+class LiveFrames(RealtimeFrames):
+    """A camera or a network stream (PyAV) as :class:`RealtimeFrames`.
+
+    Args:
+        url: a stream URL or a camera device (``/dev/video0``).
+        timeout: seconds to open, and without a frame before the stream counts as stalled.
+        queue_size: frames that may wait for the consumer (1: always the newest).
+
+    Raises:
+        FileNotFoundError: a camera device that does not exist.
+        ValueError: a source that cannot be opened or holds no video (naming it).
+    """
+
+    def __init__(self, url: str, timeout: float = TIMEOUT, queue_size: int = 1):
+        self.av = require("av")
+        self.url = str(url)
+        if self.url.startswith("/dev/") and not Path(self.url).exists():
+            raise FileNotFoundError(f"camera not found: {self.url}")
+        container = self._open(timeout)
+        rate = int(round(float(container.streams.video[0].average_rate or 25)))
+        super().__init__(self._decode(container), rate, timeout, queue_size)
+
+    def _open(self, timeout: float) -> Any:
+        options = {"rtsp_transport": "tcp"} if self.url.startswith("rtsp") else {}
+        fmt = "v4l2" if self.url.startswith("/dev/video") else None
+        try:
+            container = self.av.open(self.url, format=fmt, options=options,
+                                     timeout=(timeout, timeout))
+        except (self.av.error.FFmpegError, OSError) as e:
+            raise ValueError(f"cannot open live source {self.url}: {e}") from None
+        if not container.streams.video:
+            container.close()
+            raise ValueError(f"{self.url}: no video stream")
+        return container
+
+    def _decode(self, container: Any) -> Iterator[np.ndarray]:
+        try:
+            for frame in container.decode(video=0):
+                yield frame.to_ndarray(format="rgb24")
+        except self.av.error.FFmpegError as e:
+            raise OSError(str(e)) from None
+        finally:
+            container.close()
