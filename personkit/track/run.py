@@ -217,11 +217,12 @@ def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path
     """
     from personkit.inference import Predictor
     from personkit.inference.detectors import detector_summary, open_detector
+    from personkit.runtime import resolve_device
     from personkit.track.gallery import gallery_threshold, load_bank, match_gallery
     from personkit.track.io import open_track_source
 
     finder = None if detector is None else open_detector(
-        detector, "cuda" if str(device).startswith("cuda") else "cpu", detector_score, threads)
+        detector, resolve_device(device).type, detector_score, threads)
     src = open_track_source(source, detections, mot_source, finder)
     # ground truth: the sequence's, or gt/gt.txt beside a video (a MOT-like folder)
     gt = (src.seq_dir or (src.video.parent if src.video else None))
