@@ -32,11 +32,10 @@ from typing import Any
 import numpy as np
 
 from personkit.inference.sources import (
-    IMAGE_EXTENSIONS,
     check_rows_within,
     is_mot_sequence,
-    list_images,
     mot_images,
+    open_frames,
     read_image,
     read_mot_rows,
     resolve_mot_source,
@@ -205,9 +204,7 @@ def open_track_source(path: str | Path, detections: str | Path | None = None,
         raise FileNotFoundError(f"input not found: {path}")
     if path.is_dir():
         if detector is not None and not is_mot_sequence(path):
-            images = list_images(path)
-            if not images:
-                raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
+            images = [f.path for f in open_frames(path)]  # the folder's images, or an error
             return TrackSource(path.name, None, FRAME_RATE, len(images), image_paths=images,
                                detector=detector)
         return open_mot_sequence(path, mot_source, detector)
