@@ -19,12 +19,12 @@ $(CORE_STAMP): pyproject.toml
 	touch $(CORE_STAMP)
 
 $(STAMP): $(CORE_STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,export,track]'
+	$(BIN)/pip install --quiet -e '.[dev,export,track,serve]'
 	$(BIN)/pip install --quiet --no-deps boxmot==25.0.0 trackeval==1.3.0  # see docs/tracking.md
 	touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,export,track,openvino]'
+	$(BIN)/pip install --quiet -e '.[dev,export,track,serve,openvino]'
 	touch $(TEST_STAMP)
 
 install: $(STAMP)  # personkit with the tracking and export extras, no demo

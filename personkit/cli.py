@@ -283,7 +283,8 @@ def _cmd_track(args: argparse.Namespace) -> int:
 
 @command("synth-mot", "write a synthetic MOT sequence (gt and noisy det)",
          opt("--out", required=True, help="sequence folder"),
-         opt("--preset", default="tiny", help="tiny, crossing or street640"), shared("--seed"))
+         opt("--preset", default="tiny", help="tiny, tiny-b, crossing or street640"),
+         shared("--seed"))
 def _cmd_synth_mot(args: argparse.Namespace) -> int:
     from personkit.synth.mot import write_mot_sequence
 
@@ -332,6 +333,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
     print(f"{summary['ran']} runs trained, {summary['skipped']} already done; "
           f"{summary['study_md']}")
     return 0
+
+
+from personkit import cli_people  # noqa: E402, F401  (index, search, serve; after the others)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -213,14 +213,15 @@ class LockedError(ValueError):
 
 
 @contextlib.contextmanager
-def exclusive(path: str | Path, what: str) -> Iterator[None]:
+def exclusive(path: str | Path, what: str, wait: bool = False) -> Iterator[None]:
     """Hold an exclusive lock on the file ``path`` (created) for the block: one writer for
     ``what`` (a study folder, a run directory).
 
     The lock is the kernel's (``flock``) and belongs to this process: it is released when the
     process ends, however it ends, so a lock left by a killed process is free; its PID, still
-    in the file, is reported when the lock is taken over. Where ``flock`` does not exist (not
-    POSIX) there is no lock.
+    in the file, is reported when the lock is taken over. ``wait``: wait for a lock another
+    process holds instead of raising. Where ``flock`` does not exist (not POSIX) there is no
+    lock.
 
     Raises:
         LockedError: a live process holds it (naming ``what`` and its PID).
@@ -235,13 +236,13 @@ def exclusive(path: str | Path, what: str) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             raise LockedError(f"{what} is in use by another personkit process (PID "
                               f"{_lock_pid(fd) or 'unknown'}, lock {path}); wait for it to "
                               f"finish or stop it") from None
         previous = _lock_pid(fd)
-        if previous and previous != os.getpid():
+        if previous and previous != os.getpid() and not wait:
             print(f"{what}: took over the lock of PID {previous}, which is no longer running",
                   file=sys.stderr)
         os.ftruncate(fd, 0)

@@ -19,8 +19,9 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
     (2, ("personkit.models", "personkit.losses", "personkit.metrics", "personkit.synth",
          "personkit.report")),
     (3, ("personkit.engine", "personkit.inference")),
-    (4, ("personkit.track", "personkit.study", "personkit.demo", "personkit.build")),
-    (5, ("personkit.cli", "personkit.cli_options", "personkit.__main__")),
+    (4, ("personkit.track", "personkit.study", "personkit.demo", "personkit.build",
+         "personkit.index", "personkit.serve")),
+    (5, ("personkit.cli", "personkit.cli_options", "personkit.cli_people", "personkit.__main__")),
 ]
 
 

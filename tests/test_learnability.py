@@ -126,6 +126,35 @@ def test_gallery_matching_rejects_new_people_at_the_calibrated_default(trained, 
     assert [m and m["track_id"] for m in matches(known, "c")] == [1, 2, 3]
 
 
+def test_index_finds_the_same_people_in_another_camera(trained, tmp_path, capsys):
+    """Issue #25: the people of `tiny` and of `tiny-b` (the same three people seen by another
+    camera, another size) go into one index; searching by each person of one camera among
+    the other camera's people finds the same person first (synthetic ground truth)."""
+    for module in ("boxmot", "trackeval", "av", "lancedb"):
+        pytest.importorskip(module, reason="the tracking or index extra is not installed")
+    from personkit.index import PeopleIndex
+    from personkit.synth.mot import write_mot_sequence
+
+    cams = [write_mot_sequence(tmp_path / f"{p}-0", p, seed=0) for p in ("tiny", "tiny-b")]
+    index = tmp_path / "people"
+    assert main(["index", str(index), *map(str, cams), "--model", str(trained[0]),
+                 "--no-progress"]) == 0
+    idx = PeopleIndex.open(index)
+    meta, _ = idx.store.vectors()
+    queries = [m for m in meta if m["source"] == "tiny-0" and m["identity"]]
+    assert len(queries) == 3
+    for q in queries:
+        out = tmp_path / q["id"].replace(":", "_")
+        assert main(["search", str(index), "--example", q["id"], "--where", "source=tiny-b-0",
+                     "--out", str(out)]) == 0
+        hits = json.loads((out / "results.json").read_text())["hits"]
+        assert hits[0]["identity"] == q["identity"], (q, hits)
+    capsys.readouterr()
+    assert main(["search", str(index), "--evaluate"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["queries"] == 6 and scores["rank1"] == 1.0 and scores["mAP"] == 1.0
+
+
 def test_eval_cli_rejects_unknown_dataset(trained, capsys):
     run_dir, _, _ = trained
     assert main(["eval", str(run_dir), "--datasets", "coco"]) == 2

@@ -100,15 +100,32 @@ def read_image(path: str | Path) -> np.ndarray:
 
     Raises:
         MissingImageError: the file does not exist (a ``FileNotFoundError`` too).
-        BadImageError: the file is empty or not a decodable image (a ``ValueError``), or it
-            has more pixels than :func:`max_pixels` allows.
+        BadImageError: the file is empty, truncated or not a decodable image (a
+            ``ValueError``), or it has more pixels than :func:`max_pixels` allows.
     """
     path = Path(path)
-    buf = _read_bytes(path)
-    check_pixels(buf, path)
-    image = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    return decode_image(_read_bytes(path), f"image file {path}")
+
+
+def decode_image(buf: np.ndarray | bytes, what: str) -> np.ndarray:
+    """Decode image bytes (``what`` names them in errors) as RGB ``uint8`` H×W×3. A JPEG
+    without its end marker or a PNG without its end chunk is refused as truncated: OpenCV
+    would decode the part that arrived and fill the rest with grey.
+
+    Raises:
+        BadImageError: empty, truncated, not an image, or more pixels than :func:`max_pixels`.
+    """
+    buf = np.frombuffer(buf, np.uint8) if isinstance(buf, bytes | bytearray) else buf
+    if not buf.size:
+        raise BadImageError(f"{what} is empty")
+    check_pixels(buf, what)
+    tail = bytes(buf[-64:]).rstrip(b"\x00")
+    if (bytes(buf[:2]) == b"\xff\xd8" and b"\xff\xd9" not in tail) or (
+            bytes(buf[:8]) == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail):
+        raise BadImageError(f"{what} is truncated (its end marker is missing)")
+    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if image is None:
-        raise BadImageError(f"cannot decode image file {path}")
+        raise BadImageError(f"cannot decode {what} (not a JPEG, PNG, BMP, ... image)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -116,6 +133,15 @@ def read_image(path: str | Path) -> np.ndarray:
 #: 8000×8000 photo, 8× a 4K frame; a 20000×20000 PNG would take 1.2 GB decoded (4.5 GB
 #: resident while OpenCV converts it).
 MAX_PIXELS_VAR, DEFAULT_MAX_PIXELS = "PERSONKIT_MAX_IMAGE_PIXELS", 64_000_000
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    """JPEG bytes of an RGB ``uint8`` image."""
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]),
+                           [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise OSError(f"cannot encode a {rgb.shape} image as JPEG")
+    return buf.tobytes()
 
 
 def max_pixels() -> int:
@@ -127,12 +153,12 @@ def max_pixels() -> int:
     return int(value)
 
 
-def check_pixels(buf: np.ndarray, path: Path) -> None:
+def check_pixels(buf: np.ndarray, path: Path | str) -> None:
     """Refuse, before decoding, an image whose header announces more than :func:`max_pixels`
     pixels (PNG, JPEG and BMP headers are read; other formats rely on OpenCV's own limit)."""
     size = image_size(buf)
     if size is not None and size[0] * size[1] > max_pixels():
-        raise BadImageError(f"image file {path} is {size[0]}×{size[1]} = {size[0] * size[1]:,} "
+        raise BadImageError(f"{path} is {size[0]}×{size[1]} = {size[0] * size[1]:,} "
                             f"pixels, more than the limit of {max_pixels():,} (set "
                             f"{MAX_PIXELS_VAR} to allow more)")
 

@@ -245,6 +245,22 @@ class Predictor:
         crops = [crop_box(image, box, self.input_size) for box in boxes]
         return self._run(crops, boxes)
 
+    def predict_many(self, items: Sequence[tuple[Any, Any]]) -> list[list[PersonResult]]:
+        """The people of several images in shared forward passes (``batch_size`` crops each):
+        ``items`` are ``(image, boxes)`` pairs as for :meth:`predict`, ``boxes`` None for an
+        image that is one person crop (as :meth:`predict_crops`). Results are per item."""
+        crops, boxes, counts = [], [], []
+        for image, item_boxes in items:
+            image = to_rgb_uint8(image)
+            if item_boxes is None:
+                item_boxes = [(0.0, 0.0, float(image.shape[1]), float(image.shape[0]))]
+            item_boxes = clip_boxes(item_boxes, image.shape[1], image.shape[0])
+            crops += [crop_box(image, box, self.input_size) for box in item_boxes]
+            boxes.append(item_boxes.reshape(-1, 4))
+            counts.append(len(item_boxes))
+        flat = self._run(crops, np.concatenate(boxes) if boxes else np.zeros((0, 4)))
+        return [flat[s - n:s] for s, n in zip(np.cumsum(counts), counts, strict=True)]
+
     def _run(self, crops: list[np.ndarray], boxes: np.ndarray) -> list[PersonResult]:
         results: list[PersonResult] = []
         for start in range(0, len(crops), self.batch_size):

@@ -182,7 +182,7 @@ def mot_images(seq_dir: str | Path) -> tuple[dict[str, str], Path, list[Path]]:
     missing from the folder is a ValueError naming the folder and the missing numbers.
     """
     seq_dir = Path(seq_dir)
-    info = _seqinfo(seq_dir)
+    info = read_seqinfo(seq_dir)
     im_dir = seq_dir / info.get("imdir", "img1")
     if not im_dir.is_dir():
         raise FileNotFoundError(f"MOT sequence {seq_dir} has no image folder {im_dir.name}/")
@@ -242,7 +242,12 @@ def resolve_mot_source(seq_dir: str | Path, source: str = "auto") -> str:
     return source
 
 
-def _seqinfo(seq_dir: Path) -> dict[str, str]:
+def read_seqinfo(seq_dir: Path) -> dict[str, str]:
+    """The ``[Sequence]`` keys of a MOT ``seqinfo.ini`` (lower-case; empty without one).
+
+    Raises:
+        ValueError: a malformed file, or an ``imDir`` outside the sequence.
+    """
     ini = seq_dir / "seqinfo.ini"
     if not ini.is_file():
         return {}

@@ -186,3 +186,39 @@ def save_image(path: str | Path, image: np.ndarray) -> Path:
         raise OSError(f"cannot encode image {path}")
     buf.tofile(path)
     return path
+
+
+def shift_result(result: PersonResult, dx: float, dy: float) -> PersonResult:
+    """``result`` in the coordinates of an image whose origin is at ``(dx, dy)`` of the
+    original (a crop): box, keypoints and part box move; labels are unchanged."""
+    out = dataclasses.replace(result, box=(result.box[0] - dx, result.box[1] - dy,
+                                           result.box[2] - dx, result.box[3] - dy))
+    if result.keypoints is not None:
+        out.keypoints = result.keypoints.copy()
+        out.keypoints[:, 0] -= dx
+        out.keypoints[:, 1] -= dy
+    if result.parts_box is not None:
+        x1, y1, x2, y2 = result.parts_box
+        out.parts_box = (int(x1 - dx), int(y1 - dy), int(x2 - dx), int(y2 - dy))
+    return out
+
+
+def thumbnail(image: np.ndarray, result: PersonResult, height: int = 128,
+              margin: float = 0.1) -> np.ndarray:
+    """One person's picture for an index: the box (with ``margin`` of its size around it,
+    inside the image) with parts, skeleton and box drawn, scaled to ``height`` pixels."""
+    image = to_rgb_uint8(image)
+    x1, y1, x2, y2 = result.box
+    mx, my = margin * (x2 - x1), margin * (y2 - y1)
+    cx1, cy1 = int(max(0, np.floor(x1 - mx))), int(max(0, np.floor(y1 - my)))
+    cx2 = int(min(image.shape[1], np.ceil(x2 + mx)))
+    cy2 = int(min(image.shape[0], np.ceil(y2 + my)))
+    if cx2 <= cx1 or cy2 <= cy1:
+        raise ValueError(f"box {tuple(round(v, 1) for v in result.box)} has no area inside "
+                         f"the {image.shape[1]}x{image.shape[0]} image")
+    crop = draw_results(image[cy1:cy2, cx1:cx2], [shift_result(result, cx1, cy1)], text=())
+    scale = height / crop.shape[0]
+    width = max(1, int(round(crop.shape[1] * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    return cv2.resize(crop, (width, height), interpolation=interp)
+

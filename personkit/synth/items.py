@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from personkit.data.io import encode_jpeg
 from personkit.synth import body as B
 from personkit.synth.appearance import get_identity, sample_identity
 from personkit.synth.body import View, sample_pose, skeleton, walking_pose
@@ -62,13 +63,6 @@ class SceneItem:
 
 
 # -------------------------------------------------------------------------- encoding helpers
-
-
-def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    """JPEG bytes of an RGB image at a fixed quality."""
-    ok, buf = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    assert ok
-    return buf.tobytes()
 
 
 def encode_png(labels: np.ndarray) -> bytes:

@@ -8,7 +8,8 @@ and leave at a border. Everything is a pure function of ``(preset, seed)``.
 
 Written in the MOT16 layout (Milan et al., arXiv:1603.00831)::
 
-    SEQ/seqinfo.ini            name, imDir, frameRate, seqLength, imWidth, imHeight, imExt
+    SEQ/seqinfo.ini            name, imDir, frameRate, seqLength, imWidth, imHeight, imExt,
+                               identities (``synth:SEED``: the people of that seed)
     SEQ/img1/000001.jpg ...
     SEQ/gt/gt.txt              frame,id,left,top,w,h,1,1,visibility  (1-based pixels, amodal)
     SEQ/det/det.txt            frame,-1,left,top,w,h,score,-1,-1,-1
@@ -27,9 +28,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from personkit.data.io import encode_jpeg
 from personkit.synth.appearance import get_identity
 from personkit.synth.body import View, skeleton, walking_pose
-from personkit.synth.items import encode_jpeg
 from personkit.synth.render import Person, object_prim, render
 from personkit.synth.scenes import background
 
@@ -62,6 +63,9 @@ MOT_PRESETS: dict[str, MotPreset] = {
                       0.03, 0.2),
     "crossing": MotPreset(480, 270, 150, 14, 8, (0.4, 0.9), (0.78, 0.86), 0.15, 0.12, 2, 0.08,
                           0.3, 0.04, 0.4),
+    # the tiny scene's people seen by a second camera: another size, farther away
+    "tiny-b": MotPreset(320, 240, 12, 3, 10, (0.5, 0.8), (0.62, 0.72), 0.0, 0.0, 0, 0.05, 0.2,
+                        0.03, 0.2),
     # a VGA camera at 25 frames/s with up to 8 people (the pipeline benchmark's input)
     "street640": MotPreset(640, 480, 150, 8, 25, (0.4, 0.9), (0.7, 0.9), 0.1, 0.1, 2, 0.05,
                            0.3, 0.03, 0.3),
@@ -215,7 +219,9 @@ def write_mot_sequence(out_dir: str | Path, preset: str | MotPreset = "tiny", se
     """Render one synthetic MOT sequence into ``out_dir`` and return its folder.
 
     Ground-truth ids are ``1..people`` (the identity's index + 1), in MOT's ``gt.txt`` with a
-    visibility column; ``det/det.txt`` holds the noisy detections (see the module docstring).
+    visibility column; every sequence of one seed shows the same people (id ``k`` is the same
+    person in each), which ``seqinfo.ini`` states as ``identities=synth:SEED``;
+    ``det/det.txt`` holds the noisy detections (see the module docstring).
     """
     p = get_mot_preset(preset) if isinstance(preset, str) else preset
     seq = Path(out_dir)
@@ -238,6 +244,7 @@ def write_mot_sequence(out_dir: str | Path, preset: str | MotPreset = "tiny", se
     (seq / "det" / "det.txt").write_text("\n".join(det_rows) + "\n", encoding="utf-8")
     (seq / "seqinfo.ini").write_text(
         f"[Sequence]\nname={name or seq.name}\nimDir=img1\nframeRate={p.fps}\n"
-        f"seqLength={p.frames}\nimWidth={p.width}\nimHeight={p.height}\nimExt=.jpg\n",
+        f"seqLength={p.frames}\nimWidth={p.width}\nimHeight={p.height}\nimExt=.jpg\n"
+        f"identities=synth:{seed}\n",
         encoding="utf-8")
     return seq

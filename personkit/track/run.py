@@ -7,6 +7,8 @@ Output folder:
   agreement), embedding consistency and per-frame boxes (with ``--keypoints``: keypoints;
   with ``--save-parts``: the path of each frame's part label PNG under ``parts/``);
 * ``track_embeddings.npy`` + ``gallery.json``: the track embeddings, a bank for later runs;
+* ``thumbs/ID.jpg``: each track's best view (its highest-scoring box, the larger on a tie)
+  with parts, skeleton and box drawn, for ``personkit index``;
 * ``video.mp4`` (``--video-out``, H.264) or ``frames/*.png`` (``--png-frames``);
 * ``metrics.json`` (``--eval``, needs ``gt/gt.txt``) and ``gallery_matches.json``
   (``--gallery BANK``);
@@ -26,7 +28,7 @@ import cv2
 import numpy as np
 
 from personkit.inference.predictor import PersonResult
-from personkit.inference.visualize import draw_results, save_image, save_part_maps
+from personkit.inference.visualize import draw_results, save_image, save_part_maps, thumbnail
 from personkit.track.io import TrackSource, VideoWriter, write_mot_results
 from personkit.track.tracker import FrameTracks, Tracker
 
@@ -34,7 +36,7 @@ from personkit.track.tracker import FrameTracks, Tracker
 #: so no file describes another run): files, then folders.
 OUTPUT_FILES = ("results.txt", "tracks.json", "track_embeddings.npy", "gallery.json",
                 "video.mp4", "metrics.json", "gallery_matches.json", "summary.json")
-OUTPUT_FOLDERS = ("frames", "parts")
+OUTPUT_FOLDERS = ("frames", "parts", "thumbs")
 
 
 def _remove_earlier_outputs(out_dir: Path) -> None:
@@ -76,6 +78,35 @@ def _save_parts(out_dir: Path, ft: FrameTracks, tracker: Tracker) -> None:
         tracker.tracks[int(tid)].observations[-1].parts_path = rel
 
 
+class BestViews:
+    """Each track's best view so far (highest detection score, then the larger box), kept as
+    its thumbnail (:func:`~personkit.inference.visualize.thumbnail`)."""
+
+    def __init__(self) -> None:
+        self.keys: dict[int, tuple[float, float]] = {}
+        self.images: dict[int, np.ndarray] = {}
+
+    def update(self, image: np.ndarray, ft: FrameTracks) -> None:
+        for tid, box, score, r in zip(ft.track_ids, ft.boxes, ft.scores, ft.results,
+                                      strict=True):
+            key = (round(float(score), 2), float((box[2] - box[0]) * (box[3] - box[1])))
+            if key > self.keys.get(int(tid), (-1.0, 0.0)):
+                try:
+                    self.images[int(tid)] = thumbnail(image, r if r is not None else
+                                                      PersonResult(box=tuple(box)))
+                except ValueError:  # a box entirely outside the frame: no view from it
+                    continue
+                self.keys[int(tid)] = key
+
+    def write(self, out_dir: Path) -> dict[int, str]:
+        """``thumbs/ID.jpg`` for every track; returns the relative paths by track id."""
+        paths = {}
+        for tid, image in self.images.items():
+            paths[tid] = f"thumbs/{tid:04d}.jpg"
+            save_image(out_dir / paths[tid], image)
+        return paths
+
+
 def frame_record(ft: FrameTracks) -> dict[str, Any]:
     """One line of ``--jsonl``: the frame and its people (track id, box, score and what the
     network said about them)."""
@@ -104,6 +135,7 @@ def track_source(tracker: Tracker, source: TrackSource, out_dir: str | Path, *,
     stream = None if jsonl is None else sys.stdout if str(jsonl) == "-" else open(  # noqa: SIM115
         jsonl, "w", encoding="utf-8")
     start, n_frames, n_dets = time.perf_counter(), 0, 0
+    views = BestViews()
     bar = tqdm(total=len(source) or None, unit="frame", disable=not progress, desc="track")
     try:
         for t, image, boxes, scores in source:
@@ -113,6 +145,7 @@ def track_source(tracker: Tracker, source: TrackSource, out_dir: str | Path, *,
                 stream.flush()
             rows += [(t, int(i), b, float(s)) for i, b, s
                      in zip(ft.track_ids, ft.boxes, ft.scores, strict=True)]
+            views.update(image, ft)
             if save_parts:
                 _save_parts(out_dir, ft, tracker)
             if writer or png_frames:
@@ -137,9 +170,14 @@ def track_source(tracker: Tracker, source: TrackSource, out_dir: str | Path, *,
     wall = time.perf_counter() - start
     write_mot_results(out_dir / "results.txt", rows)
     summaries = tracker.summaries()
+    thumbs = views.write(out_dir)
     (out_dir / "tracks.json").write_text(json.dumps(
         {"sequence": source.name, "tracker": tracker.name, "embeddings": tracker.mode,
-         "tracks": [s.to_dict(keypoints) for s in summaries]}, indent=1), encoding="utf-8")
+         "frame_rate": source.frame_rate,
+         "source_path": str(Path(src).resolve()) if (src := source.seq_dir or source.video)
+         else "",
+         "tracks": [{**s.to_dict(keypoints), "thumbnail": thumbs.get(s.track_id)}
+                    for s in summaries]}, indent=1), encoding="utf-8")
     embedded = [(s.track_id, e) for s in summaries if (e := s.embedding()) is not None]
     if embedded:
         from personkit.track.gallery import bank_entries

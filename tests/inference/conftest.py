@@ -6,32 +6,10 @@ makes small forward passes many times slower.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
-
-from personkit.checkpoint import save_weights
-from personkit.config import BackboneConfig, Config, ModelConfig, config_to_dict
-from personkit.models.build import build_model
-
-TINY = ModelConfig(
-    backbone=BackboneConfig(name="resnet18", norm="group"),
-    heads=("reid", "id", "attributes", "pose", "segmentation"),
-    num_ids=4, attributes={"gender": 2, "backpack": 2, "upcolor": 8}, seg_classes=20,
-    fpn_channels=32, seg_channels=16, input_size=(64, 32),
-)
-
-
-def make_model(**changes) -> torch.nn.Module:
-    torch.manual_seed(0)
-    return build_model(dataclasses.replace(TINY, **changes)).eval()
-
-
-def save_model(model: torch.nn.Module, path, **changes):
-    cfg = Config(model=dataclasses.replace(TINY, **changes))
-    return save_weights(model, path, config_to_dict(cfg), model.meta.to_dict())
+from tiny_models import TINY, make_model, save_model  # noqa: F401  (tests/tiny_models.py)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,104 @@
+"""The ``personkit`` subcommands that find people: ``index``, ``search`` and ``serve``
+(registered when :mod:`personkit.cli` imports this module)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from personkit.cli_options import MODEL_FILE, command, opt, positive_int, shared
+
+
+@command("index", "put people into a persistent index: from personkit track output, MOT "
+         "sequences, videos or streams (tracked first) or folders of crops",
+         opt("index", help="index folder (created when missing)"),
+         opt("sources", nargs="+", help="personkit track output folders, MOT sequences, "
+             "videos, streams or (with --crops) folders of person crops; a source indexed "
+             "again replaces its earlier entries"),
+         opt("--model", required=True, help=MODEL_FILE + " (with ReID and attribute heads)"),
+         opt("--crops", action="store_true", help="the folders hold person crops, one person "
+             "each"),
+         opt("--name", default=None, help="camera name of a single source (default: the "
+             "sequence's or file's name)"),
+         opt("--store", default="lancedb", choices=("lancedb", "qdrant"),
+             help="vector store of a new index (docs/search.md)"),
+         opt("--qdrant-url", default=None, help="a Qdrant server for --store qdrant (default: "
+             "qdrant-client's local mode in the index folder)"),
+         opt("--detections", default=None, help="video input: MOT-format det.txt"),
+         shared("--detector"), shared("--detector-score"), shared("--mot-source"),
+         shared("--device"), shared("--flip"), shared("--batch-size"), shared("--no-progress"))
+def _cmd_index(args: argparse.Namespace) -> int:
+    from personkit.index.build import index_sources
+
+    out = index_sources(args.index, args.sources, args.model, crops=args.crops, name=args.name,
+                        backend=args.store, qdrant_url=args.qdrant_url, device=args.device,
+                        flip_tta=args.flip, batch_size=args.batch_size,
+                        progress=not args.no_progress, detector=args.detector,
+                        detector_score=args.detector_score, detections=args.detections,
+                        mot_source=args.mot_source)
+    summary = out["index"]
+    added = ", ".join(f"{s}: {n}" for s, n in out["added"].items())
+    print(f"indexed {added} -> {args.index} ({summary['entries']} people from "
+          f"{len(summary['sources'])} source(s), {summary['store']})")
+    return 0
+
+
+@command("search", "find people in an index by example, by attributes, or both",
+         opt("index", help="index folder (personkit index)"),
+         opt("--example", default=None, help="an entry id (SOURCE:TRACK), a person crop, or "
+             "an image with --box"),
+         opt("--box", default=None, help="x1,y1,x2,y2: the person in --example's image"),
+         opt("--where", default=None, help="attribute filters, e.g. \"gender=female "
+             "backpack=yes upcolor=red\" (source=NAME: one camera)"),
+         opt("-k", "--top", type=positive_int, default=10, help="results"),
+         opt("--model", default=None, help="the index's model, for an image example (default: "
+             "the path the index was built from)"),
+         opt("--out", default=None, help="folder for results.json and sheet.html (a contact "
+             "sheet of thumbnails)"),
+         opt("--evaluate", action="store_true", help="cross-camera rank-1 and mAP of the whole "
+             "index against the sources' ground truth (synthetic sequences)"),
+         shared("--device"), shared("--flip"))
+def _cmd_search(args: argparse.Namespace) -> int:
+    from personkit.index.people import PeopleIndex
+    from personkit.index.search import search, write_results
+
+    index = PeopleIndex.open(args.index)
+    if args.evaluate:
+        print(json.dumps(index.evaluate(), indent=1))
+        return 0
+    result = search(index, args.example, args.box, args.where, args.top, args.model,
+                    args.device, args.flip)
+    for h in result["hits"]:
+        dist = "" if h["distance"] is None else f" distance {h['distance']:.4f}"
+        same = " (same person)" if h["same_person"] else ""
+        attrs = " ".join(f"{a}={v['label']}" for a, v in h["attributes"].items())
+        print(f"{h['id']}: frames {h['first_frame']}-{h['last_frame']}{dist}{same}  {attrs}")
+    if not result["hits"]:
+        print("no person matches", file=sys.stderr)
+    if args.out:
+        print(f"wrote {write_results(result, index, args.out)}")
+    return 0
+
+
+@command("serve", "an HTTP service and web page: predict on uploaded images, search an index "
+         "(needs [serve])",
+         opt("run", help=MODEL_FILE),
+         opt("--index", default=None, help="people index to search (personkit index)"),
+         opt("--host", default="127.0.0.1", help="address to listen on"),
+         opt("--port", type=int, default=8000, help="port (0: any free one)"),
+         opt("--max-batch", type=positive_int, default=8, help="concurrent /predict requests "
+             "run as one batch, up to this many (1: no batching)"),
+         opt("--max-wait-ms", type=float, default=5.0, help="how long a request waits for "
+             "others to batch with"),
+         opt("--max-upload-mb", type=float, default=10.0, help="largest upload accepted"),
+         shared("--detector"), shared("--detector-score"), shared("--device"), shared("--flip"),
+         shared("--threads"))
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from personkit.serve.app import serve
+
+    serve(args.run, args.index, host=args.host, port=args.port, max_batch=args.max_batch,
+          max_wait_ms=args.max_wait_ms, max_upload_mb=args.max_upload_mb, device=args.device,
+          flip_tta=args.flip, threads=args.threads or None, detector=args.detector,
+          detector_score=args.detector_score)
+    return 0

@@ -1,0 +1,154 @@
+"""What a people index holds: one :class:`Entry` per person (a track, or a crop), the
+:class:`IndexInfo` that says which model's embedding space and attribute vocabulary it is in,
+and attribute filters (:func:`parse_where`).
+
+An entry is what the paper's multi-task network says about one person, merged over a track
+(Pfeiffer et al., GCPR 2019, Sec. 1: ReID "enables tracking and merging person information
+across longer timespans"): the L2-normalised mean embedding, each attribute's merged label with
+its confidence, where and when it was seen, and a thumbnail with the pose and parts drawn.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Other spellings of the Market-1501 attribute names accepted in filters.
+ALIASES = {"upper_color": "upcolor", "lower_color": "downcolor", "upper_colour": "upcolor",
+           "lower_colour": "downcolor", "sleeve": "up", "lower_length": "down"}
+#: Filter keys that are not attributes.
+FIELDS = ("source",)
+
+
+@dataclass
+class Entry:
+    """One person in the index.
+
+    Attributes:
+        source: the camera or sequence it was seen in.
+        track_id: its track id there (a crop's number for a folder of crops).
+        first_frame, last_frame: the track's frame span (1-based; 0 for a crop).
+        first_time, last_time: the same in seconds from the source's start.
+        embedding: ``D`` float32, L2-normalised.
+        attributes: name -> (label, confidence).
+        thumbnail: JPEG bytes of its best view with pose and parts drawn.
+        identity: the person's ground-truth identity when the source has one ("" otherwise):
+            ``synth:SEED:ID`` for a synthetic sequence (the same person in every sequence of
+            that seed), ``SEQUENCE:ID`` for other MOT ground truth (never equal across
+            sources); used by :meth:`~personkit.index.people.PeopleIndex.evaluate` only.
+    """
+
+    source: str
+    track_id: int
+    embedding: np.ndarray
+    attributes: dict[str, tuple[str, float]]
+    thumbnail: bytes
+    first_frame: int = 0
+    last_frame: int = 0
+    first_time: float = 0.0
+    last_time: float = 0.0
+    identity: str = ""
+
+    @property
+    def id(self) -> str:
+        return entry_id(self.source, self.track_id)
+
+
+def entry_id(source: str, track_id: int) -> str:
+    """The id of an entry: ``SOURCE:TRACK``."""
+    return f"{source}:{int(track_id)}"
+
+
+def split_entry_id(text: str) -> tuple[str, int]:
+    """``SOURCE:TRACK`` -> (source, track id); ValueError naming ``text`` otherwise."""
+    source, _, track = text.rpartition(":")
+    if not source or not track.lstrip("-").isdigit():
+        raise ValueError(f"{text!r} is not an entry id (SOURCE:TRACK, e.g. cam1:3)")
+    return source, int(track)
+
+
+@dataclass
+class IndexInfo:
+    """The embedding space and attribute vocabulary of an index (``index.json``).
+
+    Attributes:
+        model: the model identity (:func:`~personkit.inference.contract.model_identity`).
+        dim: embedding width.
+        attributes: attribute name -> its labels, in the model's order.
+        calibration: the model's calibrated same-person threshold
+            (:mod:`personkit.metrics.matching`), or None when the model has none.
+        model_path: where the model was loaded from when the index was made (a hint for
+            search by image).
+    """
+
+    model: str
+    dim: int
+    attributes: dict[str, list[str]]
+    calibration: dict[str, Any] | None = None
+    model_path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "dim": self.dim, "attributes": self.attributes,
+                "calibration": self.calibration, "model_path": self.model_path, **self.extra}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> IndexInfo:
+        known = ("model", "dim", "attributes", "calibration", "model_path")
+        return cls(str(data["model"]), int(data["dim"]),
+                   {k: list(v) for k, v in data["attributes"].items()},
+                   data.get("calibration"), data.get("model_path"),
+                   {k: v for k, v in data.items() if k not in known})
+
+    def check_same_space(self, other: IndexInfo, where: str) -> None:
+        """Raise ValueError (naming both models) unless ``other`` is the same embedding space
+        and vocabulary."""
+        if (self.model, self.dim, self.attributes) != (other.model, other.dim, other.attributes):
+            raise ValueError(
+                f"{where} holds people of model {self.model} (embedding width {self.dim}, "
+                f"attributes {sorted(self.attributes)}), these come from model {other.model} "
+                f"(width {other.dim}, attributes {sorted(other.attributes)}): distances "
+                f"between two embedding spaces mean nothing; use a new index for this model")
+
+
+def parse_where(text: str | Mapping[str, str] | None,
+                attributes: Mapping[str, list[str]]) -> dict[str, str]:
+    """``"gender=female backpack=yes upcolor=red"`` (or a mapping) -> ``{name: label}``,
+    checked against the index's vocabulary (``source=NAME`` filters by camera).
+
+    Raises:
+        ValueError: a malformed term, or an unknown name or label (listing the valid ones).
+    """
+    if not text:
+        return {}
+    pairs = text.items() if isinstance(text, Mapping) else _terms(str(text))
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        key = ALIASES.get(name.strip().lower(), name.strip().lower())
+        value = str(value).strip()
+        if key in FIELDS:
+            out[key] = value
+            continue
+        if key not in attributes:
+            raise ValueError(f"unknown attribute {name!r} in the filter; valid: "
+                             f"{', '.join([*attributes, *FIELDS])}")
+        if value.lower() not in attributes[key]:
+            raise ValueError(f"unknown value {value!r} for attribute {key!r}; valid: "
+                             f"{', '.join(attributes[key])}")
+        out[key] = value.lower()
+    return out
+
+
+def _terms(text: str) -> list[tuple[str, str]]:
+    terms = []
+    for term in re.split(r"[\s,]+", text.strip()):
+        name, eq, value = term.partition("=")
+        if not eq or not name or not value:
+            raise ValueError(f"filter term {term!r} is not NAME=VALUE (e.g. "
+                             f"\"gender=female backpack=yes\")")
+        terms.append((name, value))
+    return terms

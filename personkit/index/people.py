@@ -1,0 +1,185 @@
+"""A persistent people index: a folder holding ``index.json`` (the embedding space and
+attribute vocabulary, :class:`~personkit.index.entries.IndexInfo`) and a vector store
+(:mod:`personkit.index.store`).
+
+Writes take the folder's lock (``index.lock``; other writers wait), so concurrent appends from
+threads or processes lose nothing; each source is replaced in one store commit, so re-indexing a
+source leaves no duplicates and a process killed while indexing leaves an index that opens
+(rerunning completes it). Searches never wait for writers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from personkit.index.entries import Entry, IndexInfo, parse_where
+from personkit.index.store import Store, sort_hits
+from personkit.runtime import exclusive
+
+INDEX_FILE = "index.json"
+BACKENDS = ("lancedb", "qdrant")
+
+
+class PeopleIndex:
+    """People from many sources in one store; see the module docstring.
+
+    Use :meth:`open` for an existing index and :meth:`create_or_open` to add to one that
+    may not exist yet.
+    """
+
+    def __init__(self, path: Path, info: IndexInfo, store: Store):
+        self.path, self.info, self.store = path, info, store
+
+    @staticmethod
+    def _store(path: Path, info: IndexInfo) -> Store:
+        backend = info.extra.get("backend", "lancedb")
+        if backend == "qdrant":
+            from personkit.index.qdrant import QdrantStore
+
+            url = info.extra.get("qdrant_url")
+            return QdrantStore(info.dim, list(info.attributes), url=url,
+                               path=None if url else path / "qdrant")
+        from personkit.index.store import LanceStore
+
+        return LanceStore(path / "lance", info.dim, list(info.attributes))
+
+    @classmethod
+    def open(cls, path: str | Path) -> PeopleIndex:
+        """An existing index.
+
+        Raises:
+            FileNotFoundError: no index at ``path``.
+            ValueError: ``index.json`` is unreadable.
+        """
+        path = Path(path)
+        info = read_info(path)
+        if info is None:
+            raise FileNotFoundError(f"no people index at {path} (no {INDEX_FILE}); make one "
+                                    f"with `personkit index {path} SOURCE --model RUN`")
+        return cls(path, info, cls._store(path, info))
+
+    @classmethod
+    def create_or_open(cls, path: str | Path, info: IndexInfo) -> PeopleIndex:
+        """The index at ``path``, created for ``info`` if missing.
+
+        Raises:
+            ValueError: it exists for another model (naming both), or ``path`` is not a
+                writable folder.
+        """
+        path = Path(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with exclusive(path / "index.lock", f"index {path}", wait=True):
+                found = read_info(path)
+                if found is None:
+                    _write_json(path / INDEX_FILE, info.to_dict())
+                    found = info
+        except OSError as e:
+            raise ValueError(f"cannot write a people index at {path}: {e.strerror or e}") from e
+        found.check_same_space(info, f"index {path}")
+        return cls(path, found, cls._store(path, found))
+
+    def add(self, source: str, entries: Sequence[Entry]) -> None:
+        """Make ``entries`` the whole content of ``source`` (its earlier entries go).
+
+        Raises:
+            ValueError: an entry of another source, width or attribute set.
+        """
+        for e in entries:
+            if e.source != source:
+                raise ValueError(f"entry {e.id} is not of source {source!r}")
+            if e.embedding.shape != (self.info.dim,):
+                raise ValueError(f"entry {e.id}: embedding of shape {e.embedding.shape}, the "
+                                 f"index holds width {self.info.dim}")
+            if set(e.attributes) != set(self.info.attributes):
+                raise ValueError(f"entry {e.id}: attributes {sorted(e.attributes)}, the index "
+                                 f"holds {sorted(self.info.attributes)}")
+        with exclusive(self.path / "index.lock", f"index {self.path}", wait=True):
+            self.store.replace_source(source, entries)
+
+    def search(self, example: np.ndarray | None = None,
+               where: str | Mapping[str, str] | None = None, k: int = 10,
+               exclude: str | None = None) -> dict[str, Any]:
+        """The ``k`` nearest people to ``example`` (an embedding) among those passing
+        ``where`` (:func:`~personkit.index.entries.parse_where`), or without an example the
+        first ``k`` passing it. Each hit has ``same_person``: its distance is within the
+        model's calibrated threshold (None when the model has none). ``exclude``: an entry id
+        left out (the example itself, when it is an entry).
+
+        Raises:
+            ValueError: an empty index, a bad filter, an example of another width.
+        """
+        if self.store.count() == 0:
+            raise ValueError(f"the people index {self.path} is empty: add people with "
+                             f"`personkit index {self.path} SOURCE --model RUN`")
+        flt = parse_where(where, self.info.attributes)
+        vector = None
+        if example is not None:
+            vector = np.asarray(example, np.float32).reshape(-1)
+            if vector.shape != (self.info.dim,):
+                raise ValueError(f"the example's embedding has width {vector.size}, the index "
+                                 f"{self.path} holds width {self.info.dim}")
+            vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+        hits = self.store.search(vector, flt, k + (exclude is not None))
+        hits = [h for h in (sort_hits(hits) if vector is not None else hits)
+                if h["id"] != exclude][:k]
+        threshold = (self.info.calibration or {}).get("threshold")
+        for h in hits:
+            h["same_person"] = (None if threshold is None or h["distance"] is None
+                                else bool(h["distance"] <= threshold))
+        return {"where": flt, "k": k, "threshold": threshold, "hits": hits}
+
+    def get(self, entry_id: str) -> Entry:
+        """One entry; KeyError naming it when the index has none of that id."""
+        entry = self.store.get(entry_id)
+        if entry is None:
+            raise KeyError(f"no entry {entry_id!r} in the people index {self.path}")
+        return entry
+
+    def summary(self) -> dict[str, Any]:
+        """Entries, sources and the model of the index."""
+        return {"path": str(self.path), "store": self.store.name, "entries": self.store.count(),
+                "sources": self.store.sources(), **self.info.to_dict()}
+
+    def evaluate(self) -> dict[str, Any]:
+        """Cross-camera ReID on the index itself: every entry with a ground-truth identity
+        queries the others under the Market-1501 rule (same identity in the same source does
+        not count), cosine distances: rank-1, rank-5 and mAP (torchreid's convention)."""
+        from personkit.metrics.reid import evaluate_reid
+
+        meta, emb = self.store.vectors()
+        keep = [i for i, m in enumerate(meta) if m["identity"]]
+        if not keep:
+            raise ValueError(f"no entry of {self.path} has a ground-truth identity")
+        ids = sorted({meta[i]["identity"] for i in keep})
+        cams = sorted({meta[i]["source"] for i in keep})
+        pids = np.array([ids.index(meta[i]["identity"]) for i in keep])
+        camids = np.array([cams.index(meta[i]["source"]) for i in keep])
+        x = emb[keep]
+        dist = 1.0 - x @ x.T
+        r = evaluate_reid(dist, pids, pids, camids, camids, max_rank=max(5, len(keep)))
+        return {"queries": int(r["num_valid_queries"]), "entries": len(keep),
+                "rank1": float(r["cmc"][0]), "rank5": float(r["cmc"][4]), "mAP": float(r["mAP"])}
+
+
+def read_info(path: Path) -> IndexInfo | None:
+    """The ``index.json`` of ``path`` (None when there is none)."""
+    f = Path(path) / INDEX_FILE
+    if not f.is_file():
+        return None
+    try:
+        return IndexInfo.from_dict(json.loads(f.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{f}: not a personkit index file ({e})") from None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,225 @@
+"""Vector stores behind one small interface (:class:`Store`): the embedded default
+(:class:`LanceStore`, LanceDB) and a scale-out one (:class:`~personkit.index.qdrant.QdrantStore`).
+
+Both keep one row per :class:`~personkit.index.entries.Entry` (cosine distance ``1 - cos`` on
+L2-normalised embeddings, the distance the calibrated same-person threshold is measured in) and
+filter on attributes *while* they search (pre-filtering: the top ``k`` are the ``k`` nearest of
+the rows that pass, never fewer because the nearest failed the filter). Why LanceDB by default,
+and the measurements behind ``ANN_MIN_ROWS``: docs/search.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from personkit.extras import require
+from personkit.index.entries import Entry
+
+#: Below this many rows the embedded store searches exactly (a flat scan, about 2.5 ms per
+#: 1,000 rows of width 512 on 2 cores); at and above it builds an approximate index
+#: (IVF-HNSW with scalar quantisation). Measured in benchmarks/bench_search.py (docs/search.md).
+ANN_MIN_ROWS = 20_000
+#: A filtered search whose filter passes at most this many rows is exact (the bitmap indices
+#: give the rows, their distances are computed: ~15 ms for 1 % of 1,000,000); above it the
+#: ANN index searches with the filter applied inside it.
+EXACT_FILTERED_MAX = 20_000
+#: Columns of a search result besides the attributes (thumbnails are fetched by id).
+META = ("id", "source", "track_id", "first_frame", "last_frame", "first_time", "last_time",
+        "identity")
+
+
+class Store(Protocol):
+    """What :class:`~personkit.index.people.PeopleIndex` needs from a vector store."""
+
+    name: str
+
+    def replace_source(self, source: str, entries: Sequence[Entry]) -> None:
+        """Make ``entries`` the source's whole content (earlier entries of it go)."""
+
+    def search(self, vector: np.ndarray | None, where: Mapping[str, str],
+               k: int) -> list[dict[str, Any]]:
+        """The ``k`` nearest rows passing ``where`` (``distance`` set), or without a vector
+        the first ``k`` rows passing it (by source and frame; ``distance`` None)."""
+
+    def get(self, entry_id: str) -> Entry | None:
+        """One entry, thumbnail included."""
+
+    def count(self) -> int:
+        """Number of entries."""
+
+    def sources(self) -> dict[str, int]:
+        """Entries per source."""
+
+    def vectors(self) -> tuple[list[dict[str, Any]], np.ndarray]:
+        """Every entry's metadata and its embedding (``N×D``), for evaluation."""
+
+
+def _quote(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_filter(where: Mapping[str, str]) -> str | None:
+    """A checked filter (:func:`~personkit.index.entries.parse_where`) as a SQL predicate."""
+    terms = [f"source = {_quote(v)}" if k == "source" else f"attr_{k} = {_quote(v)}"
+             for k, v in where.items()]
+    return " AND ".join(terms) or None
+
+
+def hit_from_row(row: Mapping[str, Any], attributes: Sequence[str]) -> dict[str, Any]:
+    """A search result: the entry's metadata, ``attributes`` (name -> label, confidence) and
+    ``distance`` (None without a query vector)."""
+    out = {k: row[k] for k in META}
+    out["attributes"] = {a: {"label": row[f"attr_{a}"], "confidence": round(
+        float(row[f"prob_{a}"]), 4)} for a in attributes}
+    d = row.get("_distance")
+    out["distance"] = None if d is None else round(float(d), 6)
+    return out
+
+
+def entry_from_row(row: Mapping[str, Any], attributes: Sequence[str]) -> Entry:
+    return Entry(row["source"], int(row["track_id"]), np.asarray(row["vector"], np.float32),
+                 {a: (row[f"attr_{a}"], float(row[f"prob_{a}"])) for a in attributes},
+                 bytes(row["thumbnail"]), int(row["first_frame"]), int(row["last_frame"]),
+                 float(row["first_time"]), float(row["last_time"]), str(row["identity"]))
+
+
+def entry_row(e: Entry, attributes: Sequence[str]) -> dict[str, Any]:
+    """An entry as a flat row (``attr_NAME`` label and ``prob_NAME`` confidence columns)."""
+    row: dict[str, Any] = {"id": e.id, "source": e.source, "track_id": int(e.track_id),
+                           "first_frame": int(e.first_frame), "last_frame": int(e.last_frame),
+                           "first_time": float(e.first_time), "last_time": float(e.last_time),
+                           "identity": str(e.identity),
+                           "vector": np.asarray(e.embedding, np.float32), "thumbnail": e.thumbnail}
+    for a in attributes:
+        label, prob = e.attributes[a]
+        row[f"attr_{a}"], row[f"prob_{a}"] = str(label), float(prob)
+    return row
+
+
+def _partitions(rows: int) -> int:
+    """IVF partitions of the ANN index: ``sqrt(rows) / 4`` (250 for a million rows)."""
+    return max(1, int(np.sqrt(rows) / 4))
+
+
+class LanceStore:
+    """The embedded default: a LanceDB table in a folder, no server.
+
+    Writes are single atomic commits (a source is replaced by one ``merge_insert``: a process
+    killed while writing leaves the previous version, which opens). Reads see every commit
+    (``read_consistency_interval`` 0), so other processes' appends are visible at once.
+    """
+
+    name = "lancedb"
+
+    def __init__(self, path: str | Path, dim: int, attributes: Sequence[str],
+                 ann_min_rows: int = ANN_MIN_ROWS):
+        lancedb = require("lancedb")
+        pa = require("pyarrow")
+        self.attributes, self.dim, self.ann_min_rows = list(attributes), dim, ann_min_rows
+        fields = [("id", pa.string()), ("source", pa.string()), ("track_id", pa.int64()),
+                  ("first_frame", pa.int64()), ("last_frame", pa.int64()),
+                  ("first_time", pa.float64()), ("last_time", pa.float64()),
+                  ("identity", pa.string()), ("vector", pa.list_(pa.float32(), dim))]
+        for a in self.attributes:
+            fields += [(f"attr_{a}", pa.string()), (f"prob_{a}", pa.float32())]
+        self.schema = pa.schema([*fields, ("thumbnail", pa.binary())])
+        self.db = lancedb.connect(str(path), read_consistency_interval=timedelta(0))
+        self.table = self.db.create_table("people", schema=self.schema, exist_ok=True)
+
+    def _arrow(self, entries: Sequence[Entry]) -> Any:
+        import pyarrow as pa
+
+        rows = [entry_row(e, self.attributes) for e in entries]
+        return pa.Table.from_pylist(rows, schema=self.schema)
+
+    def replace_source(self, source: str, entries: Sequence[Entry]) -> None:
+        data = self._arrow(entries)
+        gone = f"source = {_quote(source)}"
+        if not entries:
+            self.table.delete(gone)
+            return
+        (self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
+         .when_not_matched_by_source_delete(gone).execute(data))
+        self._maybe_build_index()
+
+    def _maybe_build_index(self) -> None:
+        """An ANN index once the table reaches ``ann_min_rows`` (and bitmap indices on the
+        attributes for filtering); rows added later are searched exactly until
+        :meth:`optimize` folds them in (LanceDB searches unindexed rows too)."""
+        n = self.table.count_rows()
+        if n < self.ann_min_rows:
+            return
+        if "vector" in {i.columns[0] for i in self.table.list_indices()}:
+            return
+        from lancedb.index import Bitmap, IvfHnswSq
+
+        self.table.create_index("vector", config=IvfHnswSq(
+            distance_type="cosine", num_partitions=_partitions(n)))
+        for column in ("source", *(f"attr_{a}" for a in self.attributes)):
+            self.table.create_index(column, config=Bitmap(), replace=True)
+
+    def optimize(self) -> None:
+        """Fold new rows into the indices and compact the files."""
+        self.table.optimize()
+
+    def _columns(self) -> list[str]:
+        return [*META, *(f"{p}_{a}" for a in self.attributes for p in ("attr", "prob"))]
+
+    def search(self, vector: np.ndarray | None, where: Mapping[str, str],
+               k: int) -> list[dict[str, Any]]:
+        predicate = sql_filter(where)
+        if vector is None:
+            q = self.table.search().select(self._columns())
+            q = q.where(predicate) if predicate else q
+            rows = q.limit(k).to_list()
+            rows.sort(key=lambda r: (r["source"], r["first_frame"], r["track_id"]))
+            return [hit_from_row(r, self.attributes) for r in rows[:k]]
+        n = self.table.count_rows()
+        q = (self.table.search(np.asarray(vector, np.float32), vector_column_name="vector")
+             .distance_type("cosine").select([*self._columns(), "_distance"]).limit(k))
+        if predicate:
+            q = q.where(predicate, prefilter=True)
+        if n >= self.ann_min_rows:
+            if predicate and self.table.count_rows(predicate) <= EXACT_FILTERED_MAX:
+                q = q.bypass_vector_index()
+            else:  # a third of the partitions: recall@10 >= 0.95 (docs/search.md)
+                q = q.nprobes(-(-_partitions(n) // 3)).refine_factor(2)
+        return [hit_from_row(r, self.attributes) for r in q.to_list()]
+
+    def get(self, entry_id: str) -> Entry | None:
+        rows = self.table.search().where(f"id = {_quote(entry_id)}").limit(1).to_list()
+        return entry_from_row(rows[0], self.attributes) if rows else None
+
+    def count(self) -> int:
+        return int(self.table.count_rows())
+
+    def sources(self) -> dict[str, int]:
+        n = self.count()
+        if not n:
+            return {}
+        names = self.table.search().select(["source"]).limit(n).to_arrow()["source"]
+        values, counts = np.unique(np.asarray(names.to_pylist(), dtype=object),
+                                   return_counts=True)
+        return {str(v): int(c) for v, c in zip(values, counts, strict=True)}
+
+    def vectors(self) -> tuple[list[dict[str, Any]], np.ndarray]:
+        n = self.count()
+        if not n:
+            return [], np.zeros((0, self.dim), np.float32)
+        cols = ["id", "source", "track_id", "identity", "vector"]
+        rows = self.table.search().select(cols).limit(n).to_list()
+        rows.sort(key=lambda r: r["id"])
+        meta = [{k: r[k] for k in cols if k != "vector"} for r in rows]
+        return meta, np.asarray([r["vector"] for r in rows], np.float32).reshape(-1, self.dim)
+
+
+def sort_hits(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Nearest first, ties by id (stores differ in how they order equal distances)."""
+    return sorted(hits, key=lambda h: (h["distance"] if h["distance"] is not None else 0.0,
+                                       h["id"]))
+

@@ -1,0 +1,136 @@
+"""`personkit index` and `personkit search` end to end on two synthetic cameras (issue #25):
+people of `tiny` and `tiny-b` (the same three people, another camera) tracked with the tiny
+untrained model, indexed, searched by attributes, by an entry and by an image."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from personkit.cli import main
+
+
+@pytest.fixture(scope="module")
+def cameras(tmp_path_factory):
+    for module in ("boxmot", "trackeval", "av"):
+        pytest.importorskip(module, reason="the tracking extra is not installed")
+    from personkit.synth.mot import write_mot_sequence
+
+    root = tmp_path_factory.mktemp("cams")
+    return [write_mot_sequence(root / f"{p}-0", p, seed=0) for p in ("tiny", "tiny-b")]
+
+
+@pytest.fixture(scope="module")
+def index(cameras, tiny_checkpoint, tmp_path_factory):
+    path = tmp_path_factory.mktemp("idx") / "people"
+    assert main(["index", str(path), *map(str, cameras), "--model", str(tiny_checkpoint),
+                 "--no-progress"]) == 0
+    return path
+
+
+def search_json(index: Path, out: Path, *args: str) -> dict:
+    assert main(["search", str(index), "--out", str(out), *args]) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def test_index_holds_both_cameras_with_thumbnails_and_ground_truth(index):
+    from personkit.index import PeopleIndex
+
+    idx = PeopleIndex.open(index)
+    summary = idx.summary()
+    assert summary["store"] == "lancedb" and set(summary["sources"]) == {"tiny-0", "tiny-b-0"}
+    meta, emb = idx.store.vectors()
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    # every sequence of seed 0 shows the same people: identities are comparable across cameras
+    ids = {m["source"]: set() for m in meta}
+    for m in meta:
+        ids[m["source"]].add(m["identity"])
+    assert ids["tiny-0"] & ids["tiny-b-0"] and all(i.startswith("synth:0:") for s in ids.values()
+                                                   for i in s if i)
+    entry = idx.get(meta[0]["id"])
+    thumb = cv2.imdecode(np.frombuffer(entry.thumbnail, np.uint8), cv2.IMREAD_COLOR)
+    assert thumb.shape[0] == 128 and entry.last_frame >= entry.first_frame >= 1
+    assert entry.last_time == pytest.approx((entry.last_frame - 1) / 10)  # tiny: 10 frames/s
+
+
+def test_search_by_attributes_and_by_an_entry_of_another_camera(index, tmp_path, capsys):
+    res = search_json(index, tmp_path / "a", "--where", "gender=male", "-k", "50")
+    from personkit.index import PeopleIndex
+
+    males = [m for m in PeopleIndex.open(index).search(where="gender=male", k=50)["hits"]]
+    assert [h["id"] for h in res["hits"]] == [h["id"] for h in males] and res["hits"]
+    assert all(h["attributes"]["gender"]["label"] == "male" for h in res["hits"])
+    sheet = (tmp_path / "a" / "sheet.html").read_text()
+    assert sheet.count('<img src="data:image/jpeg;base64,/9j/') == len(res["hits"])
+    first = res["hits"][0]["id"]
+    other = "tiny-b-0" if first.startswith("tiny-0") else "tiny-0"
+    res = search_json(index, tmp_path / "b", "--example", first, "--where", f"source={other}")
+    assert res["hits"] and all(h["source"] == other for h in res["hits"])
+    dist = [h["distance"] for h in res["hits"]]
+    assert dist == sorted(dist) and res["query"]["example"] == first
+    assert res["threshold"] is None  # an untrained model has no calibrated threshold
+    assert "distance" in capsys.readouterr().out
+
+
+def test_search_by_an_image_and_a_box(index, cameras, tiny_checkpoint, tmp_path):
+    frame = cameras[0] / "img1" / "000005.jpg"
+    gt = np.loadtxt(cameras[0] / "gt" / "gt.txt", delimiter=",")
+    row = gt[gt[:, 0] == 5][0]
+    box = f"{row[2] - 1},{row[3] - 1},{row[2] - 1 + row[4]},{row[3] - 1 + row[5]}"
+    res = search_json(index, tmp_path / "c", "--example", str(frame), "--box", box, "-k", "3")
+    assert len(res["hits"]) == 3 and res["query"]["box"][2] > res["query"]["box"][0]
+    assert set(res["query"]["attributes"]) == {"gender", "backpack", "upcolor"}
+
+
+def test_reindexing_replaces_and_a_track_folder_indexes_under_its_camera_name(
+        index, tiny_checkpoint, tmp_path):
+    from personkit.index import PeopleIndex
+
+    before = PeopleIndex.open(index).store.sources()
+    tracked = index / "tracks" / "tiny-0"
+    assert main(["index", str(index), str(tracked), "--model", str(tiny_checkpoint),
+                 "--no-progress"]) == 0
+    assert main(["index", str(index), str(tracked), "--name", "door", "--model",
+                 str(tiny_checkpoint), "--no-progress"]) == 0
+    after = PeopleIndex.open(index).store.sources()
+    assert after == {**before, "door": before["tiny-0"]}
+
+
+def test_a_folder_of_crops(tiny_checkpoint, tmp_path):
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(crops / f"{i:04d}.jpg"), rng.integers(0, 255, (96, 48, 3), np.uint8))
+    assert main(["index", str(tmp_path / "idx"), str(crops), "--crops", "--model",
+                 str(tiny_checkpoint), "--no-progress"]) == 0
+    res = search_json(tmp_path / "idx", tmp_path / "out", "--example", "crops:2")
+    assert {h["id"] for h in res["hits"]} == {"crops:1", "crops:3"}
+
+
+def test_bad_searches_and_another_models_index(index, tiny_checkpoint, tmp_path, capsys):
+    assert main(["search", str(index), "--where", "colour=red"]) == 2
+    assert "unknown attribute 'colour' in the filter; valid: gender, backpack, upcolor" in \
+        capsys.readouterr().err
+    assert main(["search", str(index), "--example", "tiny-0:999"]) == 2
+    assert "no such image file, and no entry of that id" in capsys.readouterr().err
+    from tiny_models import make_model, save_model
+
+    torch_model = make_model()
+    for p in torch_model.parameters():  # other weights: another embedding space
+        p.data.mul_(1.01)
+    other = save_model(torch_model, tmp_path / "other.safetensors")
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    cv2.imwrite(str(crops / "a.jpg"), np.zeros((64, 32, 3), np.uint8))
+    assert main(["index", str(index), str(crops), "--crops", "--model", str(other),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "holds people of model" in err and "these come from model" in err
+    assert main(["search", str(index), "--example", str(crops / "a.jpg"), "--model",
+                 str(other)]) == 2
+    assert "give the model it was built with" in capsys.readouterr().err
