@@ -27,7 +27,7 @@ $(TEST_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,export,track,serve,openvino]'
 	touch $(TEST_STAMP)
 
-install: $(STAMP)  # personkit with the tracking and export extras, no demo
+install: $(STAMP)  # personkit with the tracking, export and serving extras, no demo
 
 demo: $(CORE_STAMP)
 	$(BIN)/personkit demo --out runs/demo

@@ -69,8 +69,9 @@ def make_rows(start: int, n: int, centres: np.ndarray, seed: int) -> tuple[dict,
     return cols, vec
 
 
-def build(store: LanceStore, n: int, seed: int, chunk: int = 100_000) -> np.ndarray:
-    """Write ``n`` rows in chunks; returns every vector (for exact search)."""
+def build(store: LanceStore | None, n: int, seed: int, chunk: int = 100_000) -> np.ndarray:
+    """Write ``n`` rows in chunks (``store`` None: only make them); returns every vector (for
+    exact search)."""
     import pyarrow as pa
 
     rng = np.random.default_rng(seed)
@@ -79,7 +80,8 @@ def build(store: LanceStore, n: int, seed: int, chunk: int = 100_000) -> np.ndar
     vectors = np.empty((n, DIM), np.float32)
     for start in range(0, n, chunk):
         cols, vec = make_rows(start, min(chunk, n - start), centres, seed)
-        store.table.add(pa.Table.from_pydict(cols, schema=store.schema))
+        if store is not None:
+            store.table.add(pa.Table.from_pydict(cols, schema=store.schema))
         vectors[start:start + len(vec)] = vec
     return vectors
 
@@ -138,17 +140,33 @@ def flat_latency(workdir: Path, sizes: list[int], seed: int, n_q: int) -> dict:
     return out
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--n", type=int, default=1_000_000)
-    p.add_argument("--queries", type=int, default=200)
-    p.add_argument("--flat-queries", type=int, default=20)
-    p.add_argument("--flat-sizes", default="10000,20000,100000")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workdir", default=None)
-    p.add_argument("--out", default="benchmarks/results/search.json")
-    args = p.parse_args()
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_search_"))
+def qdrant_latency(workdir: Path, n: int, seed: int, n_q: int) -> dict:
+    """The Qdrant adapter in qdrant-client's local mode (exact search in NumPy, in-process):
+    write time and query latency at ``n`` rows, for the store choice (docs/search.md)."""
+    from personkit.index.entries import Entry
+    from personkit.index.qdrant import QdrantStore
+
+    store = QdrantStore(DIM, list(MARKET_ATTRIBUTES), path=workdir / "qdrant")
+    rng = np.random.default_rng(seed)
+    centres = _unit(rng.normal(size=(n // VIEWS + 1, DIM)))
+    cols, vec = make_rows(0, n, centres, seed)
+    t = time.perf_counter()
+    for start in range(0, n, 5000):
+        store.replace_source(f"cam{start}", [Entry(
+            f"cam{start}", i, vec[i], {a: (cols[f"attr_{a}"][i], float(cols[f"prob_{a}"][i]))
+                                       for a in MARKET_ATTRIBUTES}, b"")
+            for i in range(start, min(n, start + 5000))])
+    write_s = time.perf_counter() - t
+    q = queries(vec, n_q, seed)
+    plain, _ = timed_search(store, q, {})
+    filtered, _ = timed_search(store, q, FILTER)
+    store.close()
+    return {"n": n, "write_seconds": round(write_s, 1), "search": summary(plain),
+            "search_filtered": summary(filtered)}
+
+
+def build_and_scan(workdir: Path, args: argparse.Namespace) -> tuple:
+    """Write the table, time exact search on it (LanceDB and NumPy), build the ANN index."""
     shutil.rmtree(workdir / "main", ignore_errors=True)
     store = LanceStore(workdir / "main", DIM, list(MARKET_ATTRIBUTES), ann_min_rows=10**12)
     t = time.perf_counter()
@@ -156,8 +174,6 @@ def main() -> None:
     write_s = time.perf_counter() - t
     q = queries(vectors, args.queries, args.seed)
     mask = filter_mask(store, args.n)
-    truth = exact_top10(vectors, q, None)
-    truth_f = exact_top10(vectors, q, mask)
     nq = args.flat_queries
     flat, _ = timed_search(store, q[:nq], {})  # exact LanceDB scan: the baseline
     flat_f, _ = timed_search(store, q[:nq], FILTER)
@@ -169,20 +185,52 @@ def main() -> None:
     t = time.perf_counter()
     store._maybe_build_index()
     index_s = time.perf_counter() - t
+    disk = sum(f.stat().st_size for f in (workdir / "main").rglob("*") if f.is_file())
+    result = {"n": args.n, "dim": DIM, "filter": FILTER, "write_seconds": round(write_s, 1),
+              "index_seconds": round(index_s, 1), "disk_mb": round(disk / 2**20, 1),
+              "flat": summary(flat), "flat_filtered": summary(flat_f),
+              "numpy_exact_ms": round(numpy_ms, 1),
+              "flat_by_size": flat_latency(workdir, [int(x) for x in
+                                                     args.flat_sizes.split(",") if x],
+                                           args.seed, nq)}
+    return result, store, vectors, q, mask
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--flat-queries", type=int, default=20)
+    p.add_argument("--flat-sizes", default="10000,20000,100000")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--qdrant-n", type=int, default=20_000,
+                   help="rows for the Qdrant local-mode comparison (0: skip)")
+    p.add_argument("--workdir", default=None)
+    p.add_argument("--out", default="benchmarks/results/search.json")
+    p.add_argument("--reuse", action="store_true", help="search the table an earlier run left "
+                   "in --workdir (same --n and --seed) instead of writing it again")
+    args = p.parse_args()
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_search_"))
+    if args.reuse:  # the earlier run's build and flat numbers, the ANN measured again
+        result = json.loads(Path(args.out).read_text())
+        store = LanceStore(workdir / "main", DIM, list(MARKET_ATTRIBUTES), ann_min_rows=1)
+        assert store.count() == args.n == result["n"], "--reuse needs the same --n"
+        vectors = build(None, args.n, args.seed)
+        q = queries(vectors, args.queries, args.seed)
+        mask = filter_mask(store, args.n)
+    else:
+        result, store, vectors, q, mask = build_and_scan(workdir, args)
+    truth = exact_top10(vectors, q, None)
+    truth_f = exact_top10(vectors, q, mask)
     ann, hits = timed_search(store, q, {})
     ann_f, hits_f = timed_search(store, q, FILTER)
-    disk = sum(f.stat().st_size for f in (workdir / "main").rglob("*") if f.is_file())
-    result = {
-        "machine": describe_machine(machine_info()), "n": args.n, "dim": DIM,
-        "filter": FILTER, "filter_share": round(float(mask.mean()), 5),
-        "write_seconds": round(write_s, 1), "index_seconds": round(index_s, 1),
-        "disk_mb": round(disk / 2**20, 1),
-        "flat": summary(flat), "flat_filtered": summary(flat_f),
-        "numpy_exact_ms": round(numpy_ms, 1),
-        "ann": summary(ann, hits, truth), "ann_filtered": summary(ann_f, hits_f, truth_f),
-        "flat_by_size": flat_latency(workdir, [int(s) for s in args.flat_sizes.split(",") if s],
-                                     args.seed, nq),
-    }
+    result.update({"machine": describe_machine(machine_info()),
+                   "filter_share": round(float(mask.mean()), 5),
+                   "ann": summary(ann, hits, truth),
+                   "ann_filtered": summary(ann_f, hits_f, truth_f)})
+    if args.qdrant_n:
+        result["qdrant_local"] = qdrant_latency(workdir, args.qdrant_n, args.seed,
+                                                args.flat_queries)
     result["speedup_p50"] = round(result["flat"]["p50_ms"] / result["ann"]["p50_ms"], 1)
     result["speedup_p50_filtered"] = round(
         result["flat_filtered"]["p50_ms"] / result["ann_filtered"]["p50_ms"], 1)

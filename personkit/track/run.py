@@ -7,8 +7,8 @@ Output folder:
   agreement), embedding consistency and per-frame boxes (with ``--keypoints``: keypoints;
   with ``--save-parts``: the path of each frame's part label PNG under ``parts/``);
 * ``track_embeddings.npy`` + ``gallery.json``: the track embeddings, a bank for later runs;
-* ``thumbs/ID.jpg``: each track's best view (its highest-scoring box, the larger on a tie)
-  with parts, skeleton and box drawn, for ``personkit index``;
+* ``thumbs/ID.jpg``: each track's best view (its box most inside the frame, then the
+  highest-scoring, then the larger) with parts, skeleton and box drawn, for ``personkit index``;
 * ``video.mp4`` (``--video-out``, H.264) or ``frames/*.png`` (``--png-frames``);
 * ``metrics.json`` (``--eval``, needs ``gt/gt.txt``) and ``gallery_matches.json``
   (``--gallery BANK``);
@@ -79,18 +79,23 @@ def _save_parts(out_dir: Path, ft: FrameTracks, tracker: Tracker) -> None:
 
 
 class BestViews:
-    """Each track's best view so far (highest detection score, then the larger box), kept as
-    its thumbnail (:func:`~personkit.inference.visualize.thumbnail`)."""
+    """Each track's best view so far (the box most inside the frame, then the highest
+    detection score, then the larger box), kept as its thumbnail
+    (:func:`~personkit.inference.visualize.thumbnail`)."""
 
     def __init__(self) -> None:
-        self.keys: dict[int, tuple[float, float]] = {}
+        self.keys: dict[int, tuple[float, float, float]] = {}
         self.images: dict[int, np.ndarray] = {}
 
     def update(self, image: np.ndarray, ft: FrameTracks) -> None:
         for tid, box, score, r in zip(ft.track_ids, ft.boxes, ft.scores, ft.results,
                                       strict=True):
-            key = (round(float(score), 2), float((box[2] - box[0]) * (box[3] - box[1])))
-            if key > self.keys.get(int(tid), (-1.0, 0.0)):
+            area = float((box[2] - box[0]) * (box[3] - box[1]))
+            h, w = image.shape[:2]
+            inside = float(max(0.0, min(box[2], w) - max(box[0], 0)) * max(
+                0.0, min(box[3], h) - max(box[1], 0))) / max(area, 1e-9)
+            key = (round(inside, 1), round(float(score), 2), area)
+            if key > self.keys.get(int(tid), (-1.0, -1.0, 0.0)):
                 try:
                     self.images[int(tid)] = thumbnail(image, r if r is not None else
                                                       PersonResult(box=tuple(box)))
