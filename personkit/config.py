@@ -217,8 +217,8 @@ class DetectorModelConfig:
     backbone: str = "resnet10t"  # any timm model with features_only (3 levels used)
     # a multiple of 32 (the FCOS head's GroupNorm groups), >= 64: P7 may be 1x1 on small frames
     fpn_channels: int = num(64, ge=64)
-    min_size: int = num(135, ge=16)  # the short side frames are resized to
-    max_size: int = num(240, ge=16)  # ... and the long side at most
+    min_size: int = num(180, ge=16)  # the short side frames are resized to
+    max_size: int = num(320, ge=16)  # ... and the long side at most
     score_threshold: float = num(0.2, ge=0, le=1)  # kept by the model (CLI filters further)
 
 

@@ -39,7 +39,7 @@ class TimmFPN(nn.Module):
 
 
 def build_person_detector(backbone: str = "resnet10t", fpn_channels: int = 64,
-                          min_size: int = 135, max_size: int = 240,
+                          min_size: int = 180, max_size: int = 320,
                           score_threshold: float = 0.2) -> nn.Module:
     """An FCOS person detector with random weights (two classes: background, person)."""
     from torchvision.models.detection import FCOS
