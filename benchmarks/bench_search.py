@@ -60,12 +60,15 @@ def make_rows(start: int, n: int, centres: np.ndarray, seed: int) -> tuple[dict,
                   "first_frame": np.ones(n, np.int64), "last_frame": np.full(n, 50, np.int64),
                   "first_time": np.zeros(n), "last_time": np.full(n, 2.0),
                   "identity": [""] * n, "vector": list(vec), "thumbnail": [b""] * n}
+    probs = {}
     for name, labels in MARKET_ATTRIBUTES.items():
         if name == "hat":
             lab = np.where(rng.random(n) < HAT_YES, "yes", "no")
         else:
             lab = np.asarray(labels)[rng.integers(len(labels), size=n)]
-        cols[f"attr_{name}"], cols[f"prob_{name}"] = list(lab), rng.uniform(0.5, 1, n)
+        cols[f"attr_{name}"], probs[name] = list(lab), rng.uniform(0.5, 1, n).round(4)
+    cols["attributes"] = [json.dumps({a: [cols[f"attr_{a}"][i], float(probs[a][i])]
+                                      for a in MARKET_ATTRIBUTES}) for i in range(n)]
     return cols, vec
 
 
@@ -153,8 +156,8 @@ def qdrant_latency(workdir: Path, n: int, seed: int, n_q: int) -> dict:
     t = time.perf_counter()
     for start in range(0, n, 5000):
         store.replace_source(f"cam{start}", [Entry(
-            f"cam{start}", i, vec[i], {a: (cols[f"attr_{a}"][i], float(cols[f"prob_{a}"][i]))
-                                       for a in MARKET_ATTRIBUTES}, b"")
+            f"cam{start}", i, vec[i], {a: tuple(v) for a, v in
+                                       json.loads(cols["attributes"][i]).items()}, b"")
             for i in range(start, min(n, start + 5000))])
     write_s = time.perf_counter() - t
     q = queries(vec, n_q, seed)

@@ -73,7 +73,7 @@ class QdrantStore:
         self.client.batch_update_points(COLLECTION, ops, wait=True)
 
     def _payload_fields(self) -> list[str]:
-        return [*META, *(f"{p}_{a}" for a in self.attributes for p in ("attr", "prob"))]
+        return [*META, "attributes"]
 
     def search(self, vector: np.ndarray | None, where: Mapping[str, str],
                k: int) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ and the measurements behind ``ANN_MIN_ROWS``: docs/search.md.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -79,30 +80,35 @@ def hit_from_row(row: Mapping[str, Any], attributes: Sequence[str]) -> dict[str,
     """A search result: the entry's metadata, ``attributes`` (name -> label, confidence) and
     ``distance`` (None without a query vector)."""
     out = {k: row[k] for k in META}
-    out["attributes"] = {a: {"label": row[f"attr_{a}"], "confidence": round(
-        float(row[f"prob_{a}"]), 4)} for a in attributes}
+    merged = json.loads(row["attributes"])
+    out["attributes"] = {a: {"label": merged[a][0], "confidence": round(float(merged[a][1]), 4)}
+                         for a in attributes}
     d = row.get("_distance")
     out["distance"] = None if d is None else round(float(d), 6)
     return out
 
 
 def entry_from_row(row: Mapping[str, Any], attributes: Sequence[str]) -> Entry:
+    merged = json.loads(row["attributes"])
     return Entry(row["source"], int(row["track_id"]), np.asarray(row["vector"], np.float32),
-                 {a: (row[f"attr_{a}"], float(row[f"prob_{a}"])) for a in attributes},
+                 {a: (str(merged[a][0]), float(merged[a][1])) for a in attributes},
                  bytes(row["thumbnail"]), int(row["first_frame"]), int(row["last_frame"]),
                  float(row["first_time"]), float(row["last_time"]), str(row["identity"]))
 
 
 def entry_row(e: Entry, attributes: Sequence[str]) -> dict[str, Any]:
-    """An entry as a flat row (``attr_NAME`` label and ``prob_NAME`` confidence columns)."""
+    """An entry as a flat row: an ``attr_NAME`` column of labels per attribute (what filters
+    read and the bitmap indices cover) and ``attributes``, the labels and confidences as JSON
+    (what results show: one column to read for a hit instead of two per attribute)."""
     row: dict[str, Any] = {"id": e.id, "source": e.source, "track_id": int(e.track_id),
                            "first_frame": int(e.first_frame), "last_frame": int(e.last_frame),
                            "first_time": float(e.first_time), "last_time": float(e.last_time),
                            "identity": str(e.identity),
                            "vector": np.asarray(e.embedding, np.float32), "thumbnail": e.thumbnail}
     for a in attributes:
-        label, prob = e.attributes[a]
-        row[f"attr_{a}"], row[f"prob_{a}"] = str(label), float(prob)
+        row[f"attr_{a}"] = str(e.attributes[a][0])
+    row["attributes"] = json.dumps({a: [str(e.attributes[a][0]), float(e.attributes[a][1])]
+                                    for a in attributes})
     return row
 
 
@@ -132,9 +138,10 @@ class LanceStore:
                   ("first_frame", pa.int64()), ("last_frame", pa.int64()),
                   ("first_time", pa.float64()), ("last_time", pa.float64()),
                   ("identity", pa.string()), ("vector", pa.list_(pa.float32(), dim))]
-        for a in self.attributes:
-            fields += [(f"attr_{a}", pa.string()), (f"prob_{a}", pa.float32())]
-        self.schema = pa.schema([*fields, ("thumbnail", pa.binary())])
+        fields += [(f"attr_{a}", pa.string()) for a in self.attributes]
+        self.schema = pa.schema([*fields, ("attributes", pa.string()),
+                                 ("thumbnail", pa.binary())])
+        self._passing: dict[tuple[str, int], int] = {}  # (filter, table version) -> rows
         self.db = lancedb.connect(str(path), read_consistency_interval=timedelta(0))
         self.table = self.db.create_table("people", schema=self.schema, exist_ok=True)
 
@@ -175,7 +182,16 @@ class LanceStore:
         self.table.optimize()
 
     def _columns(self) -> list[str]:
-        return [*META, *(f"{p}_{a}" for a in self.attributes for p in ("attr", "prob"))]
+        return [*META, "attributes"]
+
+    def _count(self, predicate: str) -> int:
+        """Rows passing ``predicate``, remembered per table version."""
+        key = (predicate, int(self.table.version))
+        if key not in self._passing:
+            if len(self._passing) >= 64:  # the oldest goes
+                self._passing.pop(next(iter(self._passing)))
+            self._passing[key] = int(self.table.count_rows(predicate))
+        return self._passing[key]
 
     def search(self, vector: np.ndarray | None, where: Mapping[str, str],
                k: int) -> list[dict[str, Any]]:
@@ -192,7 +208,7 @@ class LanceStore:
         if predicate:
             q = q.where(predicate, prefilter=True)
         if n >= self.ann_min_rows:
-            passing = self.table.count_rows(predicate) if predicate else n
+            passing = self._count(predicate) if predicate else n
             if passing <= EXACT_FILTERED_MAX:
                 q = q.bypass_vector_index()
             else:  # every partition: recall@10 >= 0.95 (docs/search.md)
