@@ -134,3 +134,32 @@ def test_bad_searches_and_another_models_index(index, tiny_checkpoint, tmp_path,
     assert main(["search", str(index), "--example", str(crops / "a.jpg"), "--model",
                  str(other)]) == 2
     assert "give the model it was built with" in capsys.readouterr().err
+
+
+def test_a_video_with_a_detector_is_tracked_into_the_index(cameras, tiny_checkpoint, tmp_path):
+    """A camera's video with no boxes anywhere: `personkit index` tracks it with the detector
+    (issue #24's `--detector`) into INDEX/tracks/NAME, then indexes its people."""
+    from fake_detectors import torchvision_layout
+
+    from personkit.data.io import read_image
+    from personkit.index import PeopleIndex
+    from personkit.track.io import VideoWriter
+
+    seq = cameras[0]
+    gt = np.loadtxt(seq / "gt" / "gt.txt", delimiter=",")
+    rows = gt[(gt[:, 0] == 1) & (gt[:, 2] > 0) & (gt[:, 2] + gt[:, 4] < 256)]  # inside frame 1
+    people = np.c_[rows[:, 2:4] - 1, rows[:, 2:4] - 1 + rows[:, 4:6]].round(1).tolist()
+    detector = torchvision_layout(tmp_path / "det.onnx", people, [0.9] * len(people))
+    video = tmp_path / "door.mp4"
+    writer = VideoWriter(video, 10)
+    for image in sorted((seq / "img1").iterdir()):
+        writer.write(read_image(image))
+    writer.close()
+    index = tmp_path / "idx"
+    assert main(["index", str(index), str(video), "--detector", str(detector), "--model",
+                 str(tiny_checkpoint), "--no-progress"]) == 0
+    assert (index / "tracks" / "door" / "tracks.json").is_file()
+    idx = PeopleIndex.open(index)
+    assert idx.store.sources() == {"door": len(people)}  # the same boxes every frame
+    entry = idx.get("door:1")
+    assert (entry.first_frame, entry.last_frame) == (1, 12) and entry.identity == ""
