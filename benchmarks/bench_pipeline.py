@@ -14,7 +14,8 @@ what the consumer (detect, network, tracker) could not keep up with.
 
 Usage::
 
-    python benchmarks/bench_pipeline.py RUN --detector DETRUN [--detector X.onnx ...]
+    python benchmarks/bench_pipeline.py RUN --detector DETRUN [--detector DETRUN@torch]
+        [--detector X.onnx ...]
         [--frames 100] [--repeats 3] [--out benchmarks/results/pipeline.json]
 """
 
@@ -119,7 +120,9 @@ def main() -> None:
         dets = read_detections(seq / "det" / "det.txt")
         rows = {}
         for name in ["det.txt", *args.detector]:
-            detector = None if name == "det.txt" else open_detector(name, "cpu", args.score)
+            spec, _, engine = name.partition("@")  # RUN@torch: a trained detector in PyTorch
+            detector = None if name == "det.txt" else open_detector(spec, "cpu", args.score,
+                                                                     engine=engine or "auto")
             runs = [run_once(predictor, detector, images, dets, Path(tmp) / "out.mp4")
                     for _ in range(args.repeats)]
             stage = {s: 1000 * statistics.median(r[s] for r in runs) / len(images)

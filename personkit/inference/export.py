@@ -260,25 +260,10 @@ def export_detector(path: str | Path, onnx_path: str | Path, check: bool = True,
     and, with ``check``, compare ONNX Runtime with PyTorch on ``frames`` (default: synthetic
     ``tiny`` frames): returns whether every box and score agrees within ``tol`` (default:
     the model's float32 rounding bound; boxes relative to the frame size)."""
-    from personkit.models.detector import load_person_detector
+    from personkit.models.detector import load_person_detector, write_detector_onnx
 
-    onnx = require("onnx")
     model, config = load_person_detector(path)
-    onnx_path = Path(onnx_path)
-    onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.rand(3, 270, 480)
-    with torch.inference_mode():  # the traced outputs come in the order of the model's dict
-        names = list(model([example])[0])  # FCOS: boxes, scores, labels
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings on the transform's shape arithmetic
-        torch.onnx.export(model, ([example],), str(onnx_path), dynamo=False,
-                          opset_version=DEFAULT_OPSET, input_names=["images"],
-                          output_names=names,
-                          dynamic_axes={"images": {1: "height", 2: "width"},
-                                        **{n: {0: "detections"} for n in names}})
-    proto = onnx.load(str(onnx_path))
-    onnx.helper.set_model_props(proto, {"personkit_detector": json.dumps(config)})
-    onnx.save(proto, str(onnx_path))
+    onnx_path = write_detector_onnx(model, config, onnx_path, DEFAULT_OPSET)
     log(f"wrote {onnx_path}")
     if not check:
         return True

@@ -89,3 +89,32 @@ def load_person_detector(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     model = detector_from_config(header["config"]["model"])
     load_strict(model, state, source=str(file))
     return model.eval(), header["config"]
+
+
+def write_detector_onnx(model: nn.Module, config: dict[str, Any], path: str | Path,
+                        opset: int = 17) -> Path:
+    """Write a person detector as ONNX in the torchvision layout (one ``[3, H, W]`` RGB frame
+    in [0, 1] with dynamic H and W; ``boxes``, ``scores``, ``labels`` out, resizing and NMS
+    inside) with its config in the metadata (``personkit_detector``)."""
+    import json
+    import warnings
+
+    from personkit.extras import require
+
+    onnx = require("onnx")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.rand(3, 270, 480)
+    with torch.inference_mode():  # the traced outputs come in the order of the model's dict
+        names = list(model([example])[0])  # FCOS: boxes, scores, labels
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings on the transform's shape arithmetic
+        torch.onnx.export(model, ([example],), str(path), dynamo=False, opset_version=opset,
+                          input_names=["images"], output_names=names,
+                          dynamic_axes={"images": {1: "height", 2: "width"},
+                                        **{n: {0: "detections"} for n in names}})
+    proto = onnx.load(str(path))
+    onnx.helper.set_model_props(proto, {"personkit_detector": json.dumps(config)})
+    onnx.save(proto, str(path))
+    return path
+

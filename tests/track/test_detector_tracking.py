@@ -107,9 +107,33 @@ def test_track_a_video_with_a_trained_detector_and_score_it(extra, run_dir, tmp_
     assert main(["track", str(run_dir), str(video), "--detector", str(tmp_path / "detector"),
                  "--detector-score", "0.0", "--eval", "--out", str(out), "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["detector"]["detector"] == "personkit:detector" and summary["frames"] == 12
+    # on the CPU a trained detector runs on ONNX Runtime, exported in memory
+    assert summary["detector"]["detector"] == "personkit:detector (onnxruntime)"
+    assert summary["frames"] == 12
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["HOTA"] <= 1.0  # two training steps: any score, but scored
+    _same_detections_on_both_engines(tmp_path / "detector", seq)
+
+
+def _same_detections_on_both_engines(run, seq):
+    """ONNX Runtime (the CPU default) and PyTorch (engine="torch") find the same boxes, within
+    the model's float32 rounding bound (boxes relative to the frame size), apart from boxes
+    whose score is within that bound of the threshold."""
+    from personkit.inference.detectors import open_detector
+    from personkit.inference.sources import read_image
+    from personkit.models.detector import load_person_detector
+    from personkit.models.numerics import fp32_tolerance
+
+    frames = [read_image(p) for p in sorted((seq / "img1").iterdir())[::3]]
+    fast = open_detector(run, "cpu", 0.05)
+    slow = open_detector(run, "cpu", 0.05, engine="torch")
+    assert fast.name.endswith("(onnxruntime)") and not slow.name.endswith("(onnxruntime)")
+    tol = fp32_tolerance(load_person_detector(run)[0])
+    for frame, a, b in zip(frames, fast.detect(frames), slow.detect(frames), strict=True):
+        a, b = (x[x[:, 4] > 0.05 + tol] for x in (a, b))
+        assert len(a) == len(b)
+        scale = np.array([max(frame.shape[:2])] * 4 + [1.0])
+        assert np.all(np.abs(a - b) / scale <= tol)
 
 
 def test_demo_video_trains_the_detector_and_tracks_a_held_out_video(extra, run_dir, tmp_path,
