@@ -149,13 +149,14 @@ def _cmd_synth(args: argparse.Namespace) -> int:
          shared("--overwrite", help="replace an earlier run's results in --out (only those)"),
          shared("--device"), shared("--engine"), shared("--threads"), shared("--heads"),
          shared("--batch-size"), shared("--merge-parts"), shared("--mot-source"),
-         shared("--detector"), shared("--detector-score"), shared("--no-progress"))
+         shared("--detector"), shared("--detector-score"), shared("--precision"),
+         shared("--no-progress"))
 def _cmd_predict(args: argparse.Namespace) -> int:
     from personkit.inference.run import predict
 
     summary = predict(args.checkpoint, args.input, args.out, boxes=args.boxes,
                       mot_source=args.mot_source, min_score=args.min_score, crops=args.crops,
-                      vis=not args.no_vis, save_parts=args.save_parts,
+                      vis=not args.no_vis, save_parts=args.save_parts, precision=args.precision,
                       progress=not args.no_progress, overwrite=args.overwrite,
                       device=args.device, heads=_list(args.heads), engine=args.engine,
                       threads=args.threads or None, flip_tta=args.flip,
@@ -261,7 +262,8 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
          shared("--detector"), shared("--detector-score"),
          shared("--mot-source"), shared("--merge-parts"), shared("--device"), shared("--engine"),
          shared("--threads"), shared("--heads"), shared("--flip"), shared("--batch-size"),
-         shared("--seed", help="seed of --embeddings random"), shared("--no-progress"))
+         shared("--precision"), shared("--seed", help="seed of --embeddings random"),
+         shared("--no-progress"))
 def _cmd_track(args: argparse.Namespace) -> int:
     from personkit.track.run import format_summary, track
     from personkit.track.tracker import parse_tracker_arg
@@ -274,7 +276,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
         seed=args.seed,
         tracker_kwargs=dict(map(parse_tracker_arg, args.tracker_arg)), evaluate=args.eval,
         gallery=args.gallery, match_threshold=args.match_threshold, detector=args.detector,
-        detector_score=args.detector_score,
+        detector_score=args.detector_score, precision=args.precision,
         progress=not args.no_progress, video_out=args.video_out, png_frames=args.png_frames,
         save_parts=args.save_parts, keypoints=args.keypoints, jsonl=args.jsonl)
     print(format_summary(summary, args.out), file=sys.stderr if args.jsonl == "-" else None)

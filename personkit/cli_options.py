@@ -97,6 +97,9 @@ SHARED: dict[str, dict[str, Any]] = {
                    "ONNX detector file (YOLOv8/11, YOLOX, torchvision export)"},
     "--detector-score": {"type": float, "default": 0.5,
                          "help": "minimum detector score of a person"},
+    "--precision": {"default": "fp32", "choices": ("fp32", "bf16"),
+                    "help": "the network's arithmetic: bf16 on the torch engine (autocast) or "
+                    "OpenVINO (fastest where the CPU has AMX/AVX512-BF16; ONNX Runtime: fp32)"},
     "--merge-parts": {"action": "store_true", "help": "20 LIP part classes -> 5 merged"},
     "--mot-source": {"default": "auto", "choices": ("auto", "det", "gt"),
                      "help": "MOT boxes: det/det.txt, gt/gt.txt, or det when it exists"},

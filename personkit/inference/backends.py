@@ -75,7 +75,8 @@ def parse_calibrations(props: dict[str, str], source: Path) -> dict[str, dict[st
 
 
 class TorchEngine:
-    """Eager PyTorch: the model itself, on any device, fp32 or CUDA autocast."""
+    """Eager PyTorch: the model itself, on any device, fp32, bf16 autocast (CPU or CUDA) or
+    fp16 autocast (CUDA)."""
 
     name = "torch"
 
@@ -257,6 +258,9 @@ class OpenVINOEngine:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         with unreadable_export(self.path, "OpenVINO"):
             self.compiled = core.compile_model(model, "CPU", config)
+        #: what OpenVINO compiled for: ``bf16`` only where the CPU has bf16 instructions
+        self.precision = ("bf16" if "bf16" in str(self.compiled.get_property(
+            "INFERENCE_PRECISION_HINT")).replace("bfloat16", "bf16") else "fp32")
         # a tensor may have several names (the ONNX output's and its producer's): pick ours
         known = output_names(self.meta, TASKS)
         self.ports = {}
@@ -274,9 +278,15 @@ class OpenVINOEngine:
 
 
 def open_export(path: str | Path, engine: str | None = None, device: str = "cpu",
-                threads: int | None = None) -> OnnxRuntimeEngine | OpenVINOEngine:
+                threads: int | None = None,
+                precision: str = "fp32") -> OnnxRuntimeEngine | OpenVINOEngine:
     """An engine for an exported file: ``.onnx`` runs on ONNX Runtime (or OpenVINO if asked),
-    an OpenVINO ``.xml`` or export folder on OpenVINO."""
+    an OpenVINO ``.xml`` or export folder on OpenVINO. ``precision`` ``bf16`` is OpenVINO's
+    (``INFERENCE_PRECISION_HINT``); ONNX Runtime runs fp32 only.
+
+    Raises:
+        ValueError: a precision the engine does not run.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"exported model not found: {path}")
@@ -285,11 +295,16 @@ def open_export(path: str | Path, engine: str | None = None, device: str = "cpu"
     if engine == "onnxruntime":
         if path.suffix != ".onnx":
             raise ValueError(f"engine 'onnxruntime' needs an .onnx file, got {path}")
+        if precision != "fp32":
+            raise ValueError(f"engine 'onnxruntime' runs fp32 only, got precision {precision!r}"
+                             f" (bf16: --engine openvino or torch)")
         return OnnxRuntimeEngine(path, device, threads)
     if engine == "openvino":
         if device != "cpu":
             raise ValueError(f"engine 'openvino' runs on the CPU here, got device {device!r}")
-        return OpenVINOEngine(path, threads)
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"engine 'openvino' runs fp32 or bf16, got {precision!r}")
+        return OpenVINOEngine(path, threads, "f32" if precision == "fp32" else "bf16")
     raise ValueError(f"engine must be one of {ENGINES[1:]} for an exported file, got {engine!r}")
 
 

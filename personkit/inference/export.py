@@ -191,14 +191,14 @@ def export_openvino(model: nn.Module, out_dir: str | Path, heads: Collection[str
 
 
 def engine_from_model(model: nn.Module, engine: str, heads: Collection[str] | None = None,
-                      device: str = "cpu", threads: int | None = None
+                      device: str = "cpu", threads: int | None = None, precision: str = "fp32"
                       ) -> OnnxRuntimeEngine | OpenVINOEngine:
     """An ONNX Runtime or OpenVINO engine for an in-memory model, through a temporary ONNX
     export that both engines read fully into memory."""
     require("onnxruntime" if engine == "onnxruntime" else "openvino")
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(model, Path(tmp) / "model.onnx", heads)
-        return open_export(path, engine, device, threads)
+        return open_export(path, engine, device, threads, precision)
 
 
 def export_model(model: nn.Module | str | Path, onnx: str | Path | None = None,

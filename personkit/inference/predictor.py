@@ -15,6 +15,7 @@ Images, boxes and crops follow :mod:`personkit.inference.preprocess`. Outputs:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +132,10 @@ class Predictor:
             embeddings are averaged, no normalisation; costs one more backbone pass, ReID only).
         merge_parts: map 20 LIP part classes to the paper's 5 merged classes.
         batch_size: crops per forward pass.
-        precision: ``fp32``, or ``bf16``/``fp16`` autocast (torch engine, CUDA only).
+        precision: ``fp32``; ``bf16`` (torch autocast on the CPU or CUDA; for an OpenVINO
+            engine give it when the engine is made: :meth:`from_checkpoint`,
+            :meth:`from_export`); ``fp16`` (torch autocast, CUDA only). Embeddings stay in the
+            model's embedding space (the same identity; bf16 moves them by about 0.2-0.3 %).
         channels_last: use the channels-last memory format (torch engine; faster on GPUs).
         calibrations: calibrated same-person thresholds by model identity
             (:mod:`personkit.models.identity`), added to those an export carries;
@@ -144,16 +148,23 @@ class Predictor:
                  channels_last: bool = False,
                  calibrations: Mapping[str, dict[str, Any]] | None = None):
         self.device = resolve_device(device)
-        if precision not in PRECISIONS or (precision != "fp32" and self.device.type != "cuda"):
-            raise ValueError(f"precision must be one of {PRECISIONS} (bf16/fp16 on CUDA only), "
+        if precision not in PRECISIONS or (precision == "fp16" and self.device.type != "cuda"):
+            raise ValueError(f"precision must be one of {PRECISIONS} (fp16 on CUDA only), "
                              f"got {precision!r} on {self.device}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if isinstance(model, nn.Module):
             model = TorchEngine(model, self.device, precision, channels_last)
-        elif precision != "fp32" or channels_last:
-            raise ValueError(f"precision and channels_last apply to the torch engine only, "
-                             f"not {model.name}")
+        elif channels_last:
+            raise ValueError(f"channels_last applies to the torch engine only, not {model.name}")
+        elif model.name == "openvino" and precision == "bf16" and model.precision != "bf16":
+            warnings.warn("OpenVINO compiled the model for fp32: this CPU has no bf16 "
+                          "instructions (avx512_bf16 / amx_bf16)", stacklevel=2)
+            precision = "fp32"
+        elif precision != getattr(model, "precision", "fp32"):
+            raise ValueError(f"this {model.name} engine runs {getattr(model, 'precision', 'fp32')}"
+                             f", not {precision!r}: give the precision when it is made "
+                             f"(Predictor.from_checkpoint / from_export)")
         self.engine: Engine = model
         self.calibrations = {**getattr(model, "calibrations", {}), **(calibrations or {})}
         self.meta = model.meta
@@ -193,8 +204,9 @@ class Predictor:
         from personkit.inference.export import engine_from_model
 
         device = _engine_device(device, engine)
-        return cls(engine_from_model(model, engine, heads, device, threads), device, heads,
-                   **kwargs)
+        runner = engine_from_model(model, engine, heads, device, threads,
+                                   kwargs.get("precision", "fp32"))
+        return cls(runner, device, heads, **kwargs)
 
     @classmethod
     def from_export(cls, path: str | Path, engine: str | None = None,
@@ -203,7 +215,8 @@ class Predictor:
         """A predictor for a ``personkit export`` file: ``.onnx`` (ONNX Runtime, or OpenVINO
         with ``engine="openvino"``) or an OpenVINO ``model.xml`` or its folder. The file's
         metadata gives the input size, mean/std, names and heads."""
-        runner = open_export(path, engine, _engine_device(device, engine or ""), threads)
+        runner = open_export(path, engine, _engine_device(device, engine or ""), threads,
+                             kwargs.get("precision", "fp32"))
         return cls(runner, _engine_device(device, runner.name), heads, **kwargs)
 
     @property

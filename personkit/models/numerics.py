@@ -21,6 +21,7 @@ from numpy.typing import ArrayLike
 from torch import nn
 
 FP32_UNIT_ROUNDOFF = 2.0 ** -24
+BF16_UNIT_ROUNDOFF = 2.0 ** -8
 LAMBDA = 2.0
 
 
@@ -29,6 +30,16 @@ def fp32_tolerance(model: nn.Module) -> float:
     lengths = [m.weight[0].numel() for m in model.modules()
                if isinstance(m, (nn.Conv2d, nn.Linear))]
     return LAMBDA * FP32_UNIT_ROUNDOFF * sum(math.sqrt(k) for k in lengths)
+
+
+def bf16_tolerance(model: nn.Module) -> float:
+    """The relative difference (norm-wise, :func:`relative_difference`) between ``model`` in
+    float32 and in bf16 arithmetic (torch autocast, OpenVINO bf16): each convolution and linear
+    layer rounds its inputs and weights to bf16 once (relative error at most ``u`` = 2⁻⁸ each,
+    ``√2·u`` for the two, norm-wise), accumulating in float32 (its own rounding is negligible
+    beside it); the ``L`` layers' errors add as independent terms, ``√L``; λ = 2."""
+    layers = sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())
+    return LAMBDA * math.sqrt(2.0) * BF16_UNIT_ROUNDOFF * math.sqrt(layers)
 
 
 def relative_difference(reference: ArrayLike, other: ArrayLike) -> float:

@@ -243,7 +243,7 @@ def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path
           tracker_kwargs: dict[str, Any] | None = None, evaluate: bool = False,
           gallery: str | Path | None = None, match_threshold: float | None = None,
           detector: str | Path | None = None, detector_score: float = 0.5,
-          progress: bool = False, **outputs: Any) -> dict[str, Any]:
+          precision: str = "fp32", progress: bool = False, **outputs: Any) -> dict[str, Any]:
     """``personkit track``: a MOT sequence folder, or a video with ``detections``, tracked
     into ``out_dir`` (see the module docstring); returns the summary written to
     ``summary.json``.
@@ -254,7 +254,7 @@ def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path
     sequence's ``gt/gt.txt`` with TrackEval (``metrics.json``); ``gallery`` matches this run's
     tracks against a bank of earlier tracks (``gallery_matches.json``) within
     ``match_threshold`` (default: the model's calibrated one, :mod:`personkit.track.gallery`).
-    ``outputs`` are
+    ``precision``: ``fp32`` or ``bf16`` (torch and OpenVINO engines). ``outputs`` are
     :func:`track_source`'s options (``video_out``, ``png_frames``, ``save_parts``,
     ``keypoints``).
     """
@@ -275,7 +275,7 @@ def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path
                                 f" not found")
     predictor = None if checkpoint is None else Predictor.from_checkpoint(
         checkpoint, device, heads, engine=engine, threads=threads, flip_tta=flip_tta,
-        batch_size=batch_size, merge_parts=merge_parts)
+        batch_size=batch_size, merge_parts=merge_parts, precision=precision)
     bank = load_bank(gallery, predictor.model_id if predictor else None) if gallery else None
     used = (gallery_threshold(predictor.calibration, match_threshold, str(checkpoint))
             if bank is not None else None)

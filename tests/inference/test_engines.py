@@ -74,6 +74,29 @@ def test_openvino_predictor_matches_torch(tiny_model, onnx_file, ov_dir, scene):
     assert report.ok and report.tol == tol, report.summary()
 
 
+def test_openvino_bf16_stays_within_bf16_rounding(tiny_model, tiny_checkpoint, ov_dir, scene):
+    """OpenVINO bf16 (issue #27): within the bf16 bound of torch fp32 where the CPU has bf16
+    instructions; where it has none OpenVINO compiles fp32, the predictor says so and warns."""
+    import warnings
+
+    from personkit.models.numerics import bf16_tolerance
+
+    ref = Predictor(tiny_model).predict(scene, BOXES)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for p in (Predictor.from_export(ov_dir, precision="bf16"),
+                  Predictor.from_checkpoint(tiny_checkpoint, engine="openvino",
+                                            precision="bf16")):
+            assert p.precision == p.engine.precision in ("bf16", "fp32")
+            for a, b in zip(ref, p.predict(scene, BOXES), strict=True):
+                assert relative_difference(a.embedding, b.embedding) <= bf16_tolerance(
+                    tiny_model)
+    fell_back = [w for w in caught if "no bf16 instructions" in str(w.message)]
+    assert bool(fell_back) == (p.precision == "fp32")
+    with pytest.raises(ValueError, match="runs fp32 only"):
+        Predictor.from_checkpoint(tiny_checkpoint, engine="onnxruntime", precision="bf16")
+
+
 @pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
 def test_from_checkpoint_with_engine_and_heads(tiny_checkpoint, tiny_model, engine, scene):
     pytest.importorskip(engine)
@@ -267,3 +290,27 @@ def test_an_export_carries_the_calibrated_threshold_of_its_weights(tiny_checkpoi
         assert Predictor.from_export(tmp_path / "m.onnx", flip_tta=flip).calibration == record
         assert Predictor.from_export(tmp_path / "ov", "openvino",
                                      flip_tta=flip).calibration == record
+
+
+@pytest.mark.parametrize("engine", ["torch", "openvino"])
+def test_predict_cli_precision(tiny_checkpoint, tiny_model, engine, scene, tmp_path):
+    """`personkit predict --precision bf16` (issue #27) on the torch and OpenVINO engines:
+    embeddings within the bf16 bound of fp32's; ONNX Runtime refuses bf16."""
+    from personkit.models.numerics import bf16_tolerance
+
+    pytest.importorskip(engine)
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    for i, (x1, y1, x2, y2) in enumerate(BOXES):
+        cv2.imwrite(str(crops / f"{i}.png"), scene[y1:y2, x1:x2, ::-1])
+    emb = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        assert main(["predict", str(tiny_checkpoint), str(crops), "--out", str(out),
+                     "--engine", engine, "--precision", precision, "--no-vis", "--crops",
+                     "--no-progress"]) == 0
+        emb[precision] = np.load(out / "embeddings.npy")
+    for a, b in zip(emb["fp32"], emb["bf16"], strict=True):
+        assert relative_difference(a, b) <= bf16_tolerance(tiny_model)
+    assert main(["predict", str(tiny_checkpoint), str(crops), "--out", str(tmp_path / "o"),
+                 "--engine", "onnxruntime", "--precision", "bf16", "--crops"]) == 2

@@ -207,9 +207,26 @@ def test_grayscale_and_float_images(tiny_model, scene):
         p.predict(np.zeros((10, 10, 3), np.int32), BOXES[:1])
 
 
+def test_bf16_on_the_cpu_stays_within_bf16_rounding(tiny_model, scene):
+    """torch bf16 autocast on the CPU (issue #27): every output within the bound derived from
+    bf16's 8-bit significand (personkit.models.numerics.bf16_tolerance)."""
+    from personkit.models.numerics import bf16_tolerance
+
+    tol = bf16_tolerance(tiny_model)
+    ref = Predictor(tiny_model, device="cpu").predict(scene, BOXES)
+    got = Predictor(tiny_model, device="cpu", precision="bf16").predict(scene, BOXES)
+    for a, b in zip(ref, got, strict=True):
+        assert relative_difference(a.embedding, b.embedding) <= tol
+        for name, pred in a.attributes.items():
+            assert abs(pred.probability - b.attributes[name].probability) <= tol or \
+                pred.label != b.attributes[name].label
+        size = max(a.box[2] - a.box[0], a.box[3] - a.box[1])
+        assert np.abs(a.keypoints[:, :2] - b.keypoints[:, :2]).max() <= tol * size + 1.0
+
+
 def test_bad_options(tiny_model):
     with pytest.raises(ValueError, match="precision"):
-        Predictor(tiny_model, precision="bf16")  # autocast is CUDA only
+        Predictor(tiny_model, precision="fp16")  # fp16 autocast is CUDA only
     with pytest.raises(ValueError, match="batch_size"):
         Predictor(tiny_model, batch_size=0)
     if not torch.cuda.is_available():
