@@ -239,13 +239,8 @@ class Predictor:
 
     def predict_crops(self, images: Sequence[Any]) -> list[PersonResult]:
         """Predict on whole person crops; keypoints are in each crop's own pixels."""
-        crops, boxes = [], []
-        for image in images:
-            image = to_rgb_uint8(image)
-            box = (0.0, 0.0, float(image.shape[1]), float(image.shape[0]))
-            crops.append(crop_box(image, box, self.input_size))
-            boxes.append(box)
-        return self._run(crops, np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
+        return [r for people in self.predict_many([(image, None) for image in images])
+                for r in people]
 
     def predict(self, image: Any, boxes: Any) -> list[PersonResult]:
         """Predict on ``N`` boxes (``x1, y1, x2, y2`` in image pixels) of one image.
@@ -253,15 +248,13 @@ class Predictor:
         An empty box list gives an empty result list. Boxes are clipped to the image; a box
         with no area inside it is a ValueError naming its index.
         """
-        image = to_rgb_uint8(image)
-        boxes = clip_boxes(boxes, image.shape[1], image.shape[0])
-        crops = [crop_box(image, box, self.input_size) for box in boxes]
-        return self._run(crops, boxes)
+        return self.predict_many([(image, boxes)])[0]
 
     def predict_many(self, items: Sequence[tuple[Any, Any]]) -> list[list[PersonResult]]:
         """The people of several images in shared forward passes (``batch_size`` crops each):
         ``items`` are ``(image, boxes)`` pairs as for :meth:`predict`, ``boxes`` None for an
-        image that is one person crop (as :meth:`predict_crops`). Results are per item."""
+        image that is one person crop (:meth:`predict_crops`). Results are per item; the one
+        place images become crops and crops become results."""
         crops, boxes, counts = [], [], []
         for image, item_boxes in items:
             image = to_rgb_uint8(image)
