@@ -203,10 +203,14 @@ def shift_result(result: PersonResult, dx: float, dy: float) -> PersonResult:
     return out
 
 
-def thumbnail(image: np.ndarray, result: PersonResult, height: int = 128,
-              margin: float = 0.1) -> np.ndarray:
-    """One person's picture for an index: the box (with ``margin`` of its size around it,
-    inside the image) with parts, skeleton and box drawn, scaled to ``height`` pixels."""
+def view(image: np.ndarray, result: PersonResult,
+         margin: float = 0.1) -> tuple[np.ndarray, PersonResult]:
+    """One person's part of ``image``: the box with ``margin`` of its size around it, inside
+    the image (a view, not a copy), and ``result`` in that crop's coordinates.
+
+    Raises:
+        ValueError: the box has no area inside the image.
+    """
     image = to_rgb_uint8(image)
     x1, y1, x2, y2 = result.box
     mx, my = margin * (x2 - x1), margin * (y2 - y1)
@@ -216,9 +220,19 @@ def thumbnail(image: np.ndarray, result: PersonResult, height: int = 128,
     if cx2 <= cx1 or cy2 <= cy1:
         raise ValueError(f"box {tuple(round(v, 1) for v in result.box)} has no area inside "
                          f"the {image.shape[1]}x{image.shape[0]} image")
-    crop = draw_results(image[cy1:cy2, cx1:cx2], [shift_result(result, cx1, cy1)], text=())
+    return image[cy1:cy2, cx1:cx2], shift_result(result, cx1, cy1)
+
+
+def draw_thumbnail(crop: np.ndarray, result: PersonResult, height: int = 128) -> np.ndarray:
+    """A :func:`view` with parts, skeleton and box drawn, scaled to ``height`` pixels."""
+    crop = draw_results(crop, [result], text=())
     scale = height / crop.shape[0]
     width = max(1, int(round(crop.shape[1] * scale)))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
     return cv2.resize(crop, (width, height), interpolation=interp)
 
+
+def thumbnail(image: np.ndarray, result: PersonResult, height: int = 128,
+              margin: float = 0.1) -> np.ndarray:
+    """One person's picture for an index: :func:`draw_thumbnail` of its :func:`view`."""
+    return draw_thumbnail(*view(image, result, margin), height)

@@ -28,7 +28,13 @@ import cv2
 import numpy as np
 
 from personkit.inference.predictor import PersonResult
-from personkit.inference.visualize import draw_results, save_image, save_part_maps, thumbnail
+from personkit.inference.visualize import (
+    draw_results,
+    draw_thumbnail,
+    save_image,
+    save_part_maps,
+    view,
+)
 from personkit.track.io import TrackSource, VideoWriter, write_mot_results
 from personkit.track.tracker import FrameTracks, Tracker
 
@@ -80,12 +86,13 @@ def _save_parts(out_dir: Path, ft: FrameTracks, tracker: Tracker) -> None:
 
 class BestViews:
     """Each track's best view so far (the box most inside the frame, then the highest
-    detection score, then the larger box), kept as its thumbnail
-    (:func:`~personkit.inference.visualize.thumbnail`)."""
+    detection score, then the larger box): its part of the frame and result are kept, and
+    drawn as its thumbnail (:func:`~personkit.inference.visualize.draw_thumbnail`) only at
+    the end, once per track."""
 
     def __init__(self) -> None:
         self.keys: dict[int, tuple[float, float, float]] = {}
-        self.images: dict[int, np.ndarray] = {}
+        self.views: dict[int, tuple[np.ndarray, PersonResult]] = {}
 
     def update(self, image: np.ndarray, ft: FrameTracks) -> None:
         for tid, box, score, r in zip(ft.track_ids, ft.boxes, ft.scores, ft.results,
@@ -97,18 +104,19 @@ class BestViews:
             key = (round(inside, 1), round(float(score), 2), area)
             if key > self.keys.get(int(tid), (-1.0, -1.0, 0.0)):
                 try:
-                    self.images[int(tid)] = thumbnail(image, r if r is not None else
-                                                      PersonResult(box=tuple(box)))
+                    crop, result = view(image, r if r is not None else
+                                        PersonResult(box=tuple(box)))
                 except ValueError:  # a box entirely outside the frame: no view from it
                     continue
+                self.views[int(tid)] = (crop.copy(), result)  # the frame itself is not kept
                 self.keys[int(tid)] = key
 
     def write(self, out_dir: Path) -> dict[int, str]:
         """``thumbs/ID.jpg`` for every track; returns the relative paths by track id."""
         paths = {}
-        for tid, image in self.images.items():
+        for tid, (crop, result) in self.views.items():
             paths[tid] = f"thumbs/{tid:04d}.jpg"
-            save_image(out_dir / paths[tid], image)
+            save_image(out_dir / paths[tid], draw_thumbnail(crop, result))
         return paths
 
 
