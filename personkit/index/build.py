@@ -92,6 +92,9 @@ def track_entries(track_dir: str | Path, info: IndexInfo,
 def _identities(seq_dir: Path, tracks: dict[int, dict[str, Any]]) -> dict[int, str]:
     """Track id -> ground-truth identity (see the module docstring); empty without
     ``gt/gt.txt``."""
+    import torch
+    from torchvision.ops import box_iou
+
     from personkit.inference.sources import read_seqinfo
     from personkit.track.io import read_detections
 
@@ -108,7 +111,8 @@ def _identities(seq_dir: Path, tracks: dict[int, dict[str, Any]]) -> dict[int, s
             boxes = gt.boxes.get(int(f["frame"]))
             if boxes is None or not len(boxes):
                 continue
-            iou = _iou(np.asarray(f["box"], np.float64), boxes)
+            iou = box_iou(torch.tensor([f["box"]], dtype=torch.float64),
+                          torch.from_numpy(np.asarray(boxes, np.float64)))[0].numpy()
             if iou.max() >= 0.5:
                 votes[int(gt.gt_ids[int(f["frame"])][int(iou.argmax())])] += 1
         if votes:
@@ -116,17 +120,6 @@ def _identities(seq_dir: Path, tracks: dict[int, dict[str, Any]]) -> dict[int, s
             if n >= len(t["frames"]) / 2:
                 out[tid] = f"{space}:{pid}"
     return out
-
-
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
 
 
 def crop_entries(folder: str | Path, predictor: Predictor,
