@@ -53,6 +53,7 @@ class Engine(Protocol):
     heads: tuple[str, ...]
     weights_hash: str | None  # the content hash of the weights it runs (None: unknown)
     calibrations: dict[str, dict[str, Any]]  # what an export carries (models.identity)
+    precision: str  # the arithmetic it runs: fp32, bf16 or fp16
 
     def run(self, images: np.ndarray, heads: Sequence[str]) -> dict[str, np.ndarray]:
         """Raw outputs for a normalised ``B×3×H×W`` float32 batch."""
@@ -155,6 +156,7 @@ class OnnxRuntimeEngine:
     """
 
     name = "onnxruntime"
+    precision = "fp32"  # ONNX Runtime runs the export as it is
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None,
                  spin: bool | None = None):

@@ -161,9 +161,9 @@ class Predictor:
             warnings.warn("OpenVINO compiled the model for fp32: this CPU has no bf16 "
                           "instructions (avx512_bf16 / amx_bf16)", stacklevel=2)
             precision = "fp32"
-        elif precision != getattr(model, "precision", "fp32"):
-            raise ValueError(f"this {model.name} engine runs {getattr(model, 'precision', 'fp32')}"
-                             f", not {precision!r}: give the precision when it is made "
+        elif precision != model.precision:
+            raise ValueError(f"this {model.name} engine runs {model.precision}, not "
+                             f"{precision!r}: give the precision when it is made "
                              f"(Predictor.from_checkpoint / from_export)")
         self.engine: Engine = model
         self.calibrations = {**getattr(model, "calibrations", {}), **(calibrations or {})}
