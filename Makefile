@@ -24,7 +24,7 @@ $(STAMP): $(CORE_STAMP)
 	touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,export,track,serve,openvino]'
+	$(BIN)/pip install --quiet -e '.[dev,export,track,serve,openvino,study]'
 	touch $(TEST_STAMP)
 
 install: $(STAMP)  # personkit with the tracking, export and serving extras, no demo

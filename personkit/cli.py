@@ -88,7 +88,8 @@ def _cmd_train_detector(args: argparse.Namespace) -> int:
          shared("--device"), shared("--batch-size"),
          shared("--engine", help="run the checkpoint on this engine (exported per evaluation "
                 "input size)"),
-         shared("--calib-data"), shared("--calib-size"), shared("--threads"), shared("--verbose"))
+         shared("--calib-data"), shared("--calib-size"), shared("--threads"), shared("--verbose"),
+         shared("--precision"))
 def _cmd_eval(args: argparse.Namespace) -> int:
     from personkit.inference.engines import evaluate_checkpoint
     from personkit.report import all_tables, to_jsonable
@@ -97,7 +98,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         args.checkpoint, _list(args.datasets), args.data_root, device=args.device,
         batch_size=args.batch_size, flip_tta=args.flip, engine=args.engine,
         export=args.model, int8=args.int8, calib_data=args.calib_data,
-        calib_size=args.calib_size, threads=args.threads or None)
+        calib_size=args.calib_size, threads=args.threads or None, precision=args.precision)
     print(all_tables(results))
     _write_json(_out_file(args.out, "metrics.json"), to_jsonable(results))
     return 0
@@ -123,11 +124,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 @command("synth", "write the synthetic Market-, MPII- and LIP-like datasets",
          opt("--out", required=True, help="output directory"),
          opt("--preset", default="small", help="tiny, small or full"), shared("--seed"),
-         shared("--no-progress"))
+         opt("--bias", type=float, default=0.0, help="dataset bias in [0, 1]: how differently "
+             "the three sets look (0 = today's world; docs/synth.md)"), shared("--no-progress"),
+         opt("--gap", action="store_true", help="then measure the domain gap between the sets"))
 def _cmd_synth(args: argparse.Namespace) -> int:
     from personkit.synth import synthesize
+    from personkit.synth.gap import domain_gap
 
-    print(synthesize(args.out, args.preset, args.seed, progress=not args.no_progress))
+    print(synthesize(args.out, args.preset, args.seed, None, not args.no_progress, args.bias))
+    if args.gap:
+        print(domain_gap(args.out))
     return 0
 
 

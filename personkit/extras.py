@@ -21,13 +21,14 @@ _EXPORT = "pip install 'personkit[export]'  (onnx + onnxruntime)"
 _OPENVINO = "pip install 'personkit[openvino]'  (openvino + nncf)"
 _TRACK = "pip install 'personkit[track]' && pip install --no-deps boxmot==25.0.0 trackeval==1.3.0"
 _INDEX = "pip install 'personkit[index]'  (lancedb + qdrant-client)"
+_STUDY = "pip install 'personkit[study]'  (scikit-learn)"
 _SERVE = "pip install 'personkit[serve]'  (fastapi, uvicorn, python-multipart, prometheus-client)"
 #: The install command of each optional top-level module.
 INSTALL: dict[str, str] = {
     "onnx": _EXPORT, "onnxruntime": _EXPORT, "openvino": _OPENVINO, "nncf": _OPENVINO,
     "boxmot": _TRACK, "trackeval": _TRACK, "av": _TRACK, "lap": _TRACK, "pycocotools": _TRACK,
     "lancedb": _INDEX, "pyarrow": _INDEX, "qdrant_client": _INDEX, "fastapi": _SERVE,
-    "uvicorn": _SERVE, "multipart": _SERVE, "prometheus_client": _SERVE,
+    "uvicorn": _SERVE, "multipart": _SERVE, "prometheus_client": _SERVE, "sklearn": _STUDY,
 }
 
 

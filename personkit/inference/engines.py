@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import warnings
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,9 @@ class EngineModel:
     """
 
     def __init__(self, engine_for: Callable[[tuple[int, int]], Engine], meta: ModelMeta,
-                 heads: Sequence[str], name: str):
+                 heads: Sequence[str], name: str, precision: str = "fp32"):
         self.engine_for, self.meta, self.name = engine_for, meta, name
+        self.precision = precision  # asked for; an engine may fall back (warned once)
         self.enabled = tuple(t for t in TASKS if t in heads)
         self.engines: dict[tuple[int, int], Engine] = {}
         self._tmp: tempfile.TemporaryDirectory | None = None  # exports made for evaluation
@@ -81,6 +83,11 @@ class EngineModel:
         size = (int(size[0]), int(size[1]))
         if size not in self.engines:
             self.engines[size] = self.engine_for(size)
+            if self.engines[size].precision != self.precision and not any(
+                    e.precision != self.precision for e in list(self.engines.values())[:-1]):
+                warnings.warn(f"{self.name}: asked for {self.precision}, the engine runs "
+                              f"{self.engines[size].precision} (this CPU has no bf16 "
+                              f"instructions: avx512_bf16 / amx_bf16)", stacklevel=2)
         return self.engines[size]
 
     def __call__(self, images: torch.Tensor, heads: Collection[str] | None = None
@@ -98,11 +105,20 @@ class EngineModel:
         return out
 
     @classmethod
+    def from_torch(cls, model: nn.Module, device: torch.device, precision: str) -> EngineModel:
+        """Evaluate ``model`` itself through :class:`TorchEngine` at ``precision`` (bf16:
+        autocast), any input size."""
+        runner = TorchEngine(model.eval(), device, precision)
+        return cls(lambda size: runner, model.meta, runner.heads, f"torch {precision}",
+                   precision)
+
+    @classmethod
     def from_export(cls, path: str | Path, engine: str | None = None,
-                    threads: int | None = None) -> EngineModel:
+                    threads: int | None = None, precision: str = "fp32") -> EngineModel:
         """Evaluate an exported file (``.onnx``, int8 ``.onnx``, OpenVINO folder or ``.xml``);
-        it runs only the input size it was exported for."""
-        runner = open_export(path, engine, threads=threads)
+        it runs only the input size it was exported for (``precision``: see
+        :func:`open_export`)."""
+        runner = open_export(path, engine, threads=threads, precision=precision)
         own = tuple(runner.meta.input_size)
 
         def engine_for(size: tuple[int, int]) -> Engine:
@@ -113,18 +129,20 @@ class EngineModel:
                     f"(one export per input size) or pick sets of that size with --datasets")
             return runner
 
-        return cls(engine_for, runner.meta, runner.heads, f"{runner.name} ({path})")
+        return cls(engine_for, runner.meta, runner.heads, f"{runner.name} ({path})",
+                   precision)
 
     @classmethod
     def from_model(cls, model: nn.Module, engine: str, *, int8: bool = False,
                    calib_data: str | Path | None = None, calib_size: int = 300,
                    keep_fp32: Sequence[str] = (), threads: int | None = None,
-                   log: Callable[[str], None] | None = None) -> EngineModel:
+                   log: Callable[[str], None] | None = None,
+                   precision: str = "fp32") -> EngineModel:
         """Evaluate ``model`` through ``engine`` (``onnxruntime`` or ``openvino``): for each
         input size, an fp32 export as ``personkit export`` writes it and, with ``int8``, its
         int8 copy calibrated on ``calib_size`` crops of ``calib_data`` at that size
         (:mod:`personkit.inference.quantize`; ``keep_fp32``: more node-name patterns kept in
-        fp32)."""
+        fp32). ``precision`` ``bf16`` (OpenVINO): what is not int8 runs in bf16."""
         if engine not in ENGINES[1:]:
             raise ValueError(f"engine must be one of {ENGINES[1:]}, got {engine!r}")
         if int8 and calib_data is None:
@@ -133,10 +151,11 @@ class EngineModel:
         require(engine)
         model = model.cpu().eval()
         heads = tuple(t for t in TASKS if t in model.enabled)
-        name = f"{engine} {'int8' if int8 else 'fp32'}"
+        name = f"{engine} {'int8' if int8 else 'fp32'}" + (
+            f" ({precision})" if precision != "fp32" else "")
         result = cls(lambda size: _export_for(result, model, engine, size, int8, calib_data,
-                                              calib_size, keep_fp32, threads, log),
-                     model.meta, heads, name)
+                                              calib_size, keep_fp32, threads, log, precision),
+                     model.meta, heads, name, precision)
         result._tmp = tempfile.TemporaryDirectory(prefix="personkit-eval-")
         return result
 
@@ -146,28 +165,37 @@ def evaluate_checkpoint(checkpoint: str | Path, datasets: Sequence[str] | None =
                         batch_size: int = 64, flip_tta: bool = True, engine: str = "torch",
                         export: str | Path | None = None, int8: bool = False,
                         calib_data: str | Path | None = None, calib_size: int = 300,
-                        threads: int | None = None) -> dict[str, dict[str, Any]]:
+                        threads: int | None = None,
+                        precision: str = "fp32") -> dict[str, dict[str, Any]]:
     """``personkit eval``: the run's ``data.eval`` sets (or those named) scored with the
     official protocols on the checkpoint, through ``engine`` or on the exported ``export``
-    (see :func:`evaluation_model`); the options are checked before the model is read."""
-    check_evaluation_options(engine, export, int8, calib_data)
+    at ``precision`` (see :func:`evaluation_model`); the options are checked before the model
+    is read."""
+    check_evaluation_options(engine, export, int8, calib_data, precision)
     where = resolve_device(device, "--device")
     model, cfg = load_model_and_config(checkpoint, where)
     model = evaluation_model(model, engine, export=export, int8=int8, calib_data=calib_data,
-                             calib_size=calib_size, threads=threads)
+                             calib_size=calib_size, threads=threads, precision=precision,
+                             device=where)
     on_torch = engine == "torch" and not export
     results = run_evaluation(model, cfg, datasets, data_root, device=where if on_torch else "cpu",
                              batch_size=batch_size, flip_tta=flip_tta)
-    if on_torch:  # the fp32 model's own space: what track --gallery will use
+    if on_torch and precision == "fp32":  # the fp32 model's space: what track --gallery uses
         save_match_calibration(results, model, checkpoint, flip_tta)
     return results
 
 
 def check_evaluation_options(engine: str = "torch", export: str | Path | None = None,
-                             int8: bool = False, calib_data: str | Path | None = None) -> None:
+                             int8: bool = False, calib_data: str | Path | None = None,
+                             precision: str = "fp32") -> None:
     """:func:`evaluation_model`'s options make sense together (a ``ValueError`` otherwise)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+    if precision == "bf16" and engine == "onnxruntime":
+        raise ValueError("--precision bf16 runs on --engine torch (autocast) or openvino; "
+                         "ONNX Runtime runs fp32 only")
     if int8 and (engine == "torch" or export):
         raise ValueError("--int8 quantizes the checkpoint for --engine onnxruntime or openvino; "
                          "to evaluate an int8 file already written, give it with --model")
@@ -180,24 +208,30 @@ def check_evaluation_options(engine: str = "torch", export: str | Path | None = 
 def evaluation_model(model: nn.Module, engine: str = "torch", *, export: str | Path | None = None,
                      int8: bool = False, calib_data: str | Path | None = None,
                      calib_size: int = 300, threads: int | None = None,
-                     log: Callable[[str], None] | None = print) -> nn.Module | EngineModel:
-    """What ``personkit eval`` evaluates: ``model`` itself (``engine="torch"``), the exported
-    file ``export`` (on ``engine`` when not torch), or ``model`` exported (and with ``int8``
-    quantized) for ``engine``; the evaluation code takes any of them for the model."""
-    check_evaluation_options(engine, export, int8, calib_data)
+                     log: Callable[[str], None] | None = print, precision: str = "fp32",
+                     device: torch.device | None = None) -> nn.Module | EngineModel:
+    """What ``personkit eval`` evaluates: ``model`` itself (``engine="torch"``; with bf16
+    through :class:`TorchEngine`'s autocast on ``device``), the exported file ``export`` (on
+    ``engine`` when not torch), or ``model`` exported (and with ``int8`` quantized) for
+    ``engine``; the evaluation code takes any of them for the model."""
+    check_evaluation_options(engine, export, int8, calib_data, precision)
     if export:
         return EngineModel.from_export(export, None if engine == "torch" else engine,
-                                       threads=threads)
+                                       threads=threads, precision=precision)
     if engine == "torch":
-        return model
+        if precision == "fp32":
+            return model
+        return EngineModel.from_torch(model, device or next(model.parameters()).device,
+                                      precision)
     return EngineModel.from_model(model, engine, int8=int8, calib_data=calib_data,
-                                  calib_size=calib_size, threads=threads, log=log)
+                                  calib_size=calib_size, threads=threads, log=log,
+                                  precision=precision)
 
 
 def _export_for(target: EngineModel, model: nn.Module, engine: str, size: tuple[int, int],
                 int8: bool, calib_data: str | Path | None, calib_size: int,
                 keep_fp32: Sequence[str], threads: int | None,
-                log: Callable[[str], None] | None) -> Engine:
+                log: Callable[[str], None] | None, precision: str = "fp32") -> Engine:
     """Export ``model`` at ``size`` into ``target``'s folder (and quantize it) and open it."""
     folder = Path(target._tmp.name) / f"{size[0]}x{size[1]}"
     path = export_onnx(model, folder / "model.onnx", input_size=size)
@@ -210,4 +244,4 @@ def _export_for(target: EngineModel, model: nn.Module, engine: str, size: tuple[
         if log:
             kept = ", ".join([*FP32_PARTS, *keep_fp32])
             log(f"{target.name} at {size[0]}x{size[1]}: kept in fp32: {kept}")
-    return open_export(path, engine, threads=threads)
+    return open_export(path, engine, threads=threads, precision=precision)

@@ -98,7 +98,9 @@ def evaluate_reid(distmat: ArrayLike, q_pids: ArrayLike, g_pids: ArrayLike, q_ca
         ``mAP`` (non-interpolated, torchreid: AP = mean_i (i+1)/(r_i+1)), ``mAP_official``
         (trapezoidal, official ``compute_AP.m``), ``mINP`` (fast-reid: G / (r_last + 1)),
         ``cmc`` (array, ``cmc[k-1]`` = rank-k accuracy), ``num_valid_queries`` and
-        ``num_excluded_queries``. All scores are fractions in [0, 1].
+        ``num_excluded_queries``, and ``per_query`` (``AP`` and ``rank1`` of each valid query,
+        in query order: the items a paired bootstrap resamples). All scores are fractions in
+        [0, 1].
 
     Raises:
         ValueError: on mismatched shapes, NaN distances or when no query has a good match.
@@ -187,6 +189,8 @@ def _summarise(q_idx: np.ndarray, ranks: np.ndarray, num_q: int, max_rank: int) 
         "cmc": cmc / len(first),
         "num_valid_queries": int(valid.sum()),
         "num_excluded_queries": int(num_q - valid.sum()),
+        # per valid query, in query order: for paired bootstrap intervals (personkit study)
+        "per_query": {"AP": ap, "rank1": (first == 0).astype(np.float64)},
     }
 
 

@@ -228,7 +228,7 @@ def run_one_job(spec: str | Path, out: str | Path, row_seed: str, progress: bool
           f"{os.environ.get('OMP_NUM_THREADS', '(unset)')}, torch threads "
           f"{torch.get_num_threads()}, CUDA_VISIBLE_DEVICES="
           f"{os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}", flush=True)
-    record = _run_job(job, study.out, 1, progress, study.world_id)
+    record = _run_job(job, study.out, 1, progress, job.world_id)
     path = job_dir(job, study.out) / RECORD
     write_text_atomic(path, json.dumps(to_jsonable(record)) + "\n")
     print(f"{job.row} seed {job.seed}: finished in {record['seconds']['total']:.0f} s; "

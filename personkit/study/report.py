@@ -4,9 +4,15 @@ a verdict per claim) and ``fig5.png`` (ReID mAP against the training fraction, a
 
 Numbers are means over seeds ± the sample standard deviation (n - 1) over seeds, in %.
 A difference to a baseline pairs the seeds both rows ran; its spread is the standard deviation
-of the paired differences. A claim **holds** when the mean difference has the expected sign,
-every seed pair agrees, and the mean exceeds that spread; it **does not hold** when the same is
-true with the opposite sign; otherwise, or with a single seed, it is **inconclusive**.
+of the paired differences, and its 95 % interval a paired bootstrap over seeds and, where both
+rows scored the same test items (ReID queries), over items (personkit/study/stats.py).
+
+The verdict rule, fixed before any result: the **sign rule** says "holds" when the mean
+difference has the expected sign, every seed pair agrees, and the mean exceeds the spread, "does
+not hold" when the same is true with the opposite sign; the **interval rule** says "holds" /
+"does not hold" when the 95 % interval lies wholly on the expected / the opposite side of zero.
+A claim **holds** or **does not hold** when both rules say so; otherwise, or with a single seed,
+it is **inconclusive**.
 """
 
 from __future__ import annotations
@@ -19,9 +25,16 @@ from typing import Any
 import numpy as np
 
 from personkit.runtime import describe_machine, machine_info
+from personkit.study.stats import Interval, paired_bootstrap
 
-BEGIN = "<!-- personkit study: begin results (written by `personkit study --report`) -->"
-END = "<!-- personkit study: end results -->"
+#: Per-item values behind a metric (same order in every run of one world): score -> item key.
+ITEMS = {"mAP": "AP", "rank1": "rank1"}
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The begin and end markers of study ``name``'s results section in a report file."""
+    return (f"<!-- personkit study: begin results of {name} (written by `personkit study "
+            f"--report`) -->", f"<!-- personkit study: end results of {name} -->")
 
 
 def lookup(metrics: dict[str, Any], path: str) -> float | None:
@@ -43,6 +56,37 @@ def values(records: list[dict], row: str, path: str) -> dict[int, float]:
             if v is not None:
                 out[r["seed"]] = v
     return out
+
+
+def item_values(records: list[dict], row: str, path: str) -> dict[int, np.ndarray]:
+    """Seed -> the per-item values whose mean is ``path`` (``market.reid.mAP`` -> each query's
+    AP), for rows whose records carry them (:data:`ITEMS`)."""
+    head, _, score = path.rpartition(".")
+    if score not in ITEMS:
+        return {}
+    out = {}
+    for r in records:
+        if r["row"] == row:
+            node = (r.get("metrics") or {})
+            for part in [*head.split("."), "per_query", ITEMS[score]]:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, list | np.ndarray) and len(node):
+                out[r["seed"]] = np.asarray(node, dtype=np.float64)
+    return out
+
+
+def interval(records: list[dict], row: str, base: str, path: str) -> Interval | None:
+    """The paired bootstrap interval of row - base (None without common seeds): over seeds
+    and test items when both rows scored the same items, else over seeds."""
+    a, b = values(records, row, path), values(records, base, path)
+    common = sorted(set(a) & set(b))
+    if not common:
+        return None
+    ia, ib = item_values(records, row, path), item_values(records, base, path)
+    if all(s in ia and s in ib for s in common) and len({len(ia[s]) for s in common} | {
+            len(ib[s]) for s in common}) == 1:
+        return paired_bootstrap(np.stack([ia[s] - ib[s] for s in common]))
+    return paired_bootstrap(np.array([a[s] - b[s] for s in common]))
 
 
 def _mean_sd(xs: list[float]) -> tuple[float, float | None]:
@@ -87,8 +131,10 @@ def table_markdown(table: dict, records: list[dict], labels: dict[str, str] | No
             cell = _fmt(*_mean_sd(list(v.values())))
             if r.get("baseline"):
                 d, _ = difference(records, r["row"], r["baseline"], path)
+                ci = interval(records, r["row"], r["baseline"], path)
                 if d:
-                    cell += f" ({_fmt(*_mean_sd(d), signed=True)})"
+                    cell += f" ({_fmt(*_mean_sd(d), signed=True)}" + (
+                        f"; [{100 * ci.low:+.1f}, {100 * ci.high:+.1f}])" if ci else ")")
             cells.append(cell)
         label = r.get("label") or (labels or {}).get(r["row"], r["row"])
         label += f" (vs {r['baseline']})" if r.get("baseline") else ""
@@ -98,8 +144,22 @@ def table_markdown(table: dict, records: list[dict], labels: dict[str, str] | No
     return "\n".join(lines)
 
 
+def sign_rule(d: list[float], sign: float) -> str:
+    """The conservative sign rule on paired per-seed differences (module docstring)."""
+    mean, sd = _mean_sd(d)
+    if len(d) < 2 or sd is None:
+        return "inconclusive"
+    s = np.sign(np.asarray(d) * sign)
+    if mean * sign > sd and (s > 0).all():
+        return "holds"
+    if -mean * sign > sd and (s < 0).all():
+        return "does not hold"
+    return "inconclusive"
+
+
 def verdict(records: list[dict], claim: dict) -> tuple[str, str]:
-    """(holds | does not hold | inconclusive | not run, the numbers behind it)."""
+    """(holds | does not hold | inconclusive | not run, the numbers behind it): both the sign
+    rule and the bootstrap interval must agree (module docstring)."""
     d, paired = difference(records, claim["row"], claim["baseline"], claim["metric"])
     if not d:
         return "not run", "no results for one of the rows"
@@ -108,14 +168,13 @@ def verdict(records: list[dict], claim: dict) -> tuple[str, str]:
     numbers = (f"{claim['metric']}: {claim['row']} − {claim['baseline']} = "
                f"{_fmt(mean, sd, signed=True)} points over {len(d)} "
                f"{'paired seed(s)' if paired else 'unpaired mean(s)'}")
-    if len(d) < 2 or sd is None:
+    if len(d) < 2 or sd is None or not paired:
         return "inconclusive", numbers + " (one seed: no spread)"
-    s = np.sign(np.asarray(d) * sign)
-    if mean * sign > sd and (s > 0).all():
-        return "holds", numbers
-    if -mean * sign > sd and (s < 0).all():
-        return "does not hold", numbers
-    return "inconclusive", numbers + " (difference within the seed spread)"
+    ci = interval(records, claim["row"], claim["baseline"], claim["metric"])
+    by_sign = sign_rule(d, sign)
+    by_ci = {1: "holds", -1: "does not hold", 0: "inconclusive"}[ci.side() * int(sign)]
+    numbers += f"; {ci.text()}; sign rule: {by_sign}, interval rule: {by_ci}"
+    return (by_sign if by_sign == by_ci else "inconclusive"), numbers
 
 
 def annotation_markdown(records: list[dict]) -> str:
@@ -195,23 +254,92 @@ def _resumed(records: list[dict]) -> str:
             "not counted" if n else "")
 
 
-def results_markdown(study: Any, records: list[dict], fig: str | None) -> str:
-    """The results section: command, machine, time, tables, Fig. 5, annotations, claims."""
+def dose_points(study: Any, records: list[dict], dose: dict, curve: dict
+                ) -> list[tuple[float, Interval]]:
+    """(x, interval of row - baseline) for each value of ``dose['x']`` in the curve's grid."""
+    x = dose["x"]
+    pts = []
+    for job in study.jobs:
+        if job.row.split("[")[0] != curve["row"] or x not in job.grid or job.seed != min(
+                j.seed for j in study.jobs if j.row == job.row):
+            continue
+        base = next((j.row for j in study.jobs if j.row.split("[")[0] == curve["baseline"]
+                     and j.grid == job.grid), None)
+        ci = base and interval(records, job.row, base, dose["metric"])
+        if ci:
+            pts.append((float(job.grid[x]), ci))
+    return sorted(pts, key=lambda p: p[0])
+
+
+def plot_dose(study: Any, records: list[dict], dose: dict, path: Path) -> Path | None:
+    """A dose-response figure: each curve's paired difference (mean and 95 % interval)
+    against the grid variable ``dose['x']``; None when no point has results."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = [(c, dose_points(study, records, dose, c)) for c in dose["curves"]]
+    if not any(pts for _, pts in curves):
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for k, (c, pts) in enumerate(curves):
+        if not pts:
+            continue
+        xs = np.array([p[0] for p in pts]) + 0.012 * (k - (len(curves) - 1) / 2)
+        mean = np.array([100 * p[1].mean for p in pts])
+        err = np.array([[100 * (p[1].mean - p[1].low), 100 * (p[1].high - p[1].mean)]
+                        for p in pts]).T
+        ax.errorbar(xs, mean, yerr=err, marker="o", capsize=3,
+                    label=c.get("label") or f"{c['row']} − {c['baseline']}")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xlabel(dose["x"])
+    ax.set_ylabel(f"difference in {dose['metric']} (points)")
+    ax.set_title(dose.get("title", "dose response") + " (mean, 95 % CI)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def dose_markdown(study: Any, records: list[dict], dose: dict, fig: str | None) -> str:
+    """A dose figure's table (one line per curve and x) and its picture."""
+    lines = [f"### {dose.get('title', 'Dose response')}", "",
+             f"| Curve | {dose['x']} | seeds | difference (points) | 95 % CI |",
+             "|---|---|---|---|---|"]
+    for c in dose["curves"]:
+        for x, ci in dose_points(study, records, dose, c):
+            lines.append(f"| {c.get('label') or c['row']} | {x:g} | {ci.seeds} | "
+                         f"{100 * ci.mean:+.1f} | [{100 * ci.low:+.1f}, {100 * ci.high:+.1f}] |")
+    return "\n".join([*lines, "", f"![{dose.get('title', 'dose')}]({fig})" if fig else
+                      "No results for this figure yet.", ""])
+
+
+def results_markdown(study: Any, records: list[dict], fig: str | None,
+                     doses: list[str | None] = ()) -> str:
+    """The results section: command, machine, time, tables, figures, annotations, claims."""
     total = sum(r.get("seconds", {}).get("total", 0.0) for r in records)
     jobs = len(study.jobs)
+    worlds = [f"{w}: {root}" for root, w in study.worlds().items()]
     parts = [f"Study `{study.name}` ({study.spec_path}), written by the runner on "
              f"{time.strftime('%Y-%m-%d %H:%M')}. Command: `personkit study {study.spec_path} "
              f"--out {study.out}`.", "",
              f"* Machine: {describe_machine(machine_info())}.",
              f"* Runs recorded: {len(records)} of {jobs}; total time {total / 60:.1f} min "
              f"(sum over runs of training + evaluation){_sharing(records)}{_resumed(records)}.",
-             f"* World: {study.world or 'real data'}; data root {study.data_root}.", ""]
+             f"* World{'s' * (len(worlds) > 1)}: {'; '.join(worlds) or 'real data'}"
+             + ("" if worlds else f"; data root {study.data_root}") + ".", ""]
     labels = {j.row: j.label for j in study.jobs}
     parts += [table_markdown(t, records, labels) + "\n" for t in study.tables]
-    parts += ["### Fig. 5", "", f"![Fig. 5]({fig})" if fig else
-              "No row of this study has `fig5` metadata.", ""]
-    parts += ["### Automatic-annotation quality (against the hidden ground truth)", "",
-              annotation_markdown(records), ""]
+    for d, f in zip(study.dose, doses, strict=False):
+        parts.append(dose_markdown(study, records, d, f))
+    if any(j.fig5 for j in study.jobs):
+        parts += ["### Fig. 5", "", f"![Fig. 5]({fig})" if fig else "No results yet.", ""]
+    if any(j.kind == "annotate" for j in study.jobs):
+        parts += ["### Automatic-annotation quality (against the hidden ground truth)", "",
+                  annotation_markdown(records), ""]
     if study.claims:
         parts += ["### Claims", "", "| Claim | Verdict | Numbers | Note |", "|---|---|---|---|"]
         for c in study.claims:
@@ -222,30 +350,40 @@ def results_markdown(study: Any, records: list[dict], fig: str | None) -> str:
     return "\n".join(parts)
 
 
+def _copy_next_to(report: Path, fig: Path | None, name: str, what: str) -> str | None:
+    """Copy a figure next to the report as ``<report stem>_<study>_<what>.png``."""
+    if fig is None:
+        return None
+    dest = report.parent / f"{report.stem}_{name}_{what}.png"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(fig, dest)
+    return dest.name
+
+
 def write_outputs(study: Any, records: list[dict], report: str | Path | None
                   ) -> dict[str, Any]:
-    """``study.md``, ``fig5.png`` and, with ``report``, its results section between the
-    :data:`BEGIN`/:data:`END` markers (appended if absent). Only records of the current
+    """``study.md``, ``fig5.png``, ``dose<i>.png`` and, with ``report``, its results section
+    between the study's :func:`markers` (appended if absent). Only records of the current
     spec's (row, seed, config hash) count."""
     keys = {j.key for j in study.jobs}
     records = [r for r in records if (r["row"], r["seed"], r["config_hash"]) in keys]
     fig = plot_fig5(study, records, study.out / "fig5.png")
+    doses = [plot_dose(study, records, d, study.out / f"dose{i}.png")
+             for i, d in enumerate(study.dose)]
     md = study.out / "study.md"
-    md.write_text(f"# Study {study.name}\n\n"
-                  + results_markdown(study, records, fig and fig.name), encoding="utf-8")
-    out: dict[str, Any] = {"study_md": md, "fig5": fig}
+    md.write_text(f"# Study {study.name}\n\n" + results_markdown(
+        study, records, fig and fig.name, [d and d.name for d in doses]), encoding="utf-8")
+    out: dict[str, Any] = {"study_md": md, "fig5": fig, "dose": doses}
     if report is not None:
         report = Path(report)
-        fig_rel = None
-        if fig is not None:
-            dest = report.parent / f"{report.stem}_fig5.png"
-            report.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(fig, dest)
-            fig_rel = dest.name
-        section = f"{BEGIN}\n\n{results_markdown(study, records, fig_rel)}\n{END}"
+        rel = [_copy_next_to(report, d, study.name, f"dose{i}") for i, d in enumerate(doses)]
+        body = results_markdown(study, records, _copy_next_to(report, fig, study.name, "fig5"),
+                                rel)
+        begin, end = markers(study.name)
+        section = f"{begin}\n\n{body}\n{end}"
         text = report.read_text(encoding="utf-8") if report.is_file() else ""
-        if BEGIN in text and END in text:
-            text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+        if begin in text and end in text:
+            text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
         else:
             text = text.rstrip() + ("\n\n" if text else "") + section + "\n"
         report.write_text(text, encoding="utf-8")

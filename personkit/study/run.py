@@ -70,12 +70,12 @@ def _run(study: Study, nproc: int, report: str | Path | None, progress: bool,
     wanted = None if only is None else set(only.split(","))
     if wanted is not None and wanted - {j.row for j in study.jobs}:
         raise StudyError(f"--rows: no rows named {sorted(wanted - {j.row for j in study.jobs})}")
-    if study.world is not None:
-        info = ensure_world(study.data_root, study.world["preset"], study.world["seed"],
-                            progress=progress)
+    for root, world in study.worlds().items():
+        info = ensure_world(root, world["preset"], world["seed"], progress=progress,
+                            bias=world.get("bias", 0.0))
         made = "cached" if info["cached"] else f"made in {info['seconds']:.0f} s"
-        print(f"world: {study.world['preset']} seed {study.world['seed']} in {study.data_root}"
-              f" ({made})")
+        print(f"world: {world['preset']} seed {world['seed']} bias {world.get('bias', 0):g} "
+              f"in {root} ({made})")
     results_path = study.out / "results.jsonl"
     repair_results(results_path)
     records = read_results(results_path)
@@ -92,7 +92,7 @@ def _run(study: Study, nproc: int, report: str | Path | None, progress: bool,
             todo.append(n - 1)
             continue
         print(f"{head}: {job.kind} ...", flush=True)
-        rec = _run_job(job, study.out, nproc, progress, study.world_id)
+        rec = _run_job(job, study.out, nproc, progress, job.world_id)
         _append(results_path, rec)
         print(f"{head}: finished in {rec['seconds']['total']:.0f} s", flush=True)
         ran += 1

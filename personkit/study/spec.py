@@ -23,11 +23,12 @@ from personkit.config import Config, ConfigError, config_to_dict, load_config
 from personkit.runtime import resolve_device
 
 SPEC_KEYS = {"name", "description", "world", "data_root", "defaults", "rows", "tables",
-             "claims"}
+             "claims", "dose"}
 ROW_KEYS = {"name", "label", "config", "overrides", "seeds", "init_from", "annotate",
-            "score_truth", "grid", "fig5"}
+            "score_truth", "grid", "fig5", "world"}
 DEFAULT_KEYS = {"config", "overrides", "seeds"}
-WORLD_KEYS = {"preset", "seed", "dir"}
+WORLD_KEYS = {"preset", "seed", "dir", "bias"}
+ROW_WORLD_KEYS = {"preset", "seed", "bias"}  # a row's own world: these differ from the spec's
 _RUN_REF = re.compile(r"\{run:([^}]+)\}")
 
 
@@ -49,6 +50,10 @@ class Job:
     score_truth: str | None = None
     fig5: dict[str, Any] | None = None
     refs: tuple[str, ...] = ()  # the rows that ``{run:ROW}`` in this row's spec names
+    grid: dict[str, Any] = field(default_factory=dict)  # the row's grid values
+    world: dict[str, Any] | None = None  # the synthetic world it trains on (None: real data)
+    data_root: Path | None = None
+    world_id: dict[str, Any] = field(default_factory=dict)  # what its hash binds
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -67,7 +72,16 @@ class Study:
     world: dict[str, Any] | None
     data_root: Path | None
     name: str = "study"
-    world_id: dict[str, Any] = field(default_factory=dict)  # what every job's hash binds
+    world_id: dict[str, Any] = field(default_factory=dict)  # the spec world's identity
+    dose: list[dict[str, Any]] = field(default_factory=list)  # dose-response figures
+
+    def worlds(self) -> dict[Path, dict[str, Any]]:
+        """Every synthetic world the study needs, by data root (the spec's first)."""
+        out = {self.data_root: self.world} if self.world is not None else {}
+        for job in self.jobs:
+            if job.world is not None:
+                out.setdefault(job.data_root, job.world)
+        return out
 
 
 def _check_keys(obj: Any, allowed: set[str], where: str) -> dict:
@@ -159,7 +173,7 @@ def world_identity(world: dict[str, Any] | None, data_root: Path | None) -> dict
         from personkit.synth import get_preset, world_key
 
         return {"preset": world["preset"], "seed": world["seed"],
-                **world_key(get_preset(world["preset"]))}
+                **world_key(get_preset(world["preset"]), world.get("bias", 0.0))}
     return {"data_root": str(data_root.resolve()) if data_root else None}
 
 
@@ -183,7 +197,7 @@ def load_study(spec_path: str | Path, out: str | Path, overrides: Sequence[str] 
     world = spec.get("world")
     if world is not None:
         _check_keys(world, WORLD_KEYS, f"{spec_path}: world")
-        world = {"preset": "tiny", "seed": 0, **world}
+        world = _check_world({"preset": "tiny", "seed": 0, **world}, f"{spec_path}: world")
     data_root = (base / world["dir"] if world and world.get("dir") else out / "data") \
         if world else (base / spec["data_root"] if spec.get("data_root") else None)
     try:
@@ -205,24 +219,88 @@ def load_study(spec_path: str | Path, out: str | Path, overrides: Sequence[str] 
         for name, values in _expand_grid(row, where):
             if name in seeds_of or any(j.row == name for j in jobs):
                 raise StudyError(f"{where}: row name {name!r} is used twice")
-            row_jobs = _row_jobs(row, name, values, defaults, base, out, data_root, seeds_of,
-                                 f"{spec_path}: row {name}", world_id)
+            row_world = _row_world(row, values, world, data_root, world_id,
+                                   f"{spec_path}: row {name}")
+            row_jobs = _row_jobs(row, name, values, defaults, base, out, row_world, seeds_of,
+                                 f"{spec_path}: row {name}")
             refs = tuple(sorted(_run_refs([defaults.get("overrides", []), row])))
             for job in row_jobs:
-                job.refs = refs
+                job.refs, job.grid = refs, values
+                job.world, job.data_root, job.world_id = row_world
             jobs += row_jobs
             if row_jobs[0].kind == "train":
                 seeds_of[name] = {j.seed: j.config_hash for j in row_jobs}
     names = {j.row for j in jobs}
     tables = _check_tables(spec.get("tables") or [], names, spec_path)
     claims = _check_claims(spec.get("claims") or [], names, spec_path)
+    dose = _check_dose(spec.get("dose") or [], jobs, spec_path)
     return Study(spec_path, out, jobs, tables, claims, world, data_root,
-                 spec.get("name", spec_path.stem), world_id)
+                 spec.get("name", spec_path.stem), world_id, dose)
+
+
+def _check_world(world: dict[str, Any], where: str) -> dict[str, Any]:
+    """A world's preset (a name), seed (an integer) and bias (a number in [0, 1])."""
+    try:
+        seed = int(world["seed"])
+        bias = float(world.get("bias", 0.0))
+    except (TypeError, ValueError):
+        raise StudyError(f"{where}: seed must be an integer and bias a number, got "
+                         f"{world.get('seed')!r} and {world.get('bias')!r}") from None
+    if not 0.0 <= bias <= 1.0:
+        raise StudyError(f"{where}: bias must be in [0, 1], got {bias}")
+    return {**{k: v for k, v in world.items() if k != "bias"}, "preset": str(world["preset"]),
+            "seed": seed} | ({"bias": bias} if bias else {})
+
+
+RowWorld = tuple[dict[str, Any] | None, Path | None, dict[str, Any]]
+
+
+def _row_world(row: dict, values: dict, world: dict[str, Any] | None, data_root: Path | None,
+               world_id: dict[str, Any], where: str) -> RowWorld:
+    """The world a row trains on: the spec's, or the spec's with the row's ``world:``
+    fields (e.g. ``{bias: "{bias}"}`` over a grid), synthesised next to the spec's folder."""
+    own = row.get("world")
+    if own is None:
+        return world, data_root, world_id
+    if world is None:
+        raise StudyError(f"{where}: a row's 'world' needs the spec's synthetic 'world:'")
+    _check_keys(own, ROW_WORLD_KEYS, f"{where}: world")
+    filled = {k: _fill(v, values, where) for k, v in own.items()}
+    new = _check_world({k: v for k, v in world.items() if k != "bias"} | filled,
+                       f"{where}: world")
+    if new == world:
+        return world, data_root, world_id
+    tag = "-".join(f"{k}{new.get(k, 0.0):g}" if k != "preset" else new[k]
+                   for k in ("preset", "seed", "bias") if new.get(k) != world.get(k))
+    root = data_root.parent / f"{data_root.name}-{tag}"
+    try:
+        return new, root, world_identity(new, root)
+    except ValueError as e:  # an unknown preset
+        raise StudyError(f"{where}: world: {e}") from None
+
+
+def _check_dose(dose: Any, jobs: list[Job], spec_path: Path) -> list[dict]:
+    """``dose:`` figures: a metric's difference row - baseline against a grid variable."""
+    if not isinstance(dose, list):
+        raise StudyError(f"{spec_path}: 'dose' must be a list of figures")
+    bases = {j.row.split("[")[0] for j in jobs}
+    for d in dose:
+        where = f"{spec_path}: dose {d.get('title', '?') if isinstance(d, dict) else d}"
+        _check_keys(d, {"title", "metric", "x", "curves", "expect"}, where)
+        if not d.get("metric") or not d.get("x") or not isinstance(d.get("curves"), list):
+            raise StudyError(f"{where}: needs 'metric', 'x' (a grid variable) and 'curves'")
+        for c in d["curves"]:
+            _check_keys(c, {"label", "row", "baseline"}, where)
+            for key in ("row", "baseline"):
+                if c.get(key) not in bases:
+                    raise StudyError(f"{where}: {key} {c.get(key)!r} is not a row of the study")
+    return dose
 
 
 def _row_jobs(row: dict, name: str, values: dict, defaults: dict, base: Path, out: Path,
-              data_root: Path | None, seeds_of: dict[str, dict[int, str]], where: str,
-              world_id: dict[str, Any]) -> list[Job]:
+              row_world: RowWorld, seeds_of: dict[str, dict[int, str]], where: str
+              ) -> list[Job]:
+    _, data_root, world_id = row_world
     seeds = row.get("seeds", defaults.get("seeds", [0]))
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise StudyError(f"{where}: 'seeds' must be a non-empty list of integers")

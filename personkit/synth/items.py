@@ -16,12 +16,14 @@ import numpy as np
 from personkit.data.io import encode_jpeg
 from personkit.synth import body as B
 from personkit.synth.appearance import get_identity, sample_identity
+from personkit.synth.bias import DatasetLook, bias_rng, draw_effects, looks_at
 from personkit.synth.body import View, sample_pose, skeleton, walking_pose
 from personkit.synth.render import Person, Rendered, object_prim, render
 from personkit.synth.scenes import (
     LIP_DOMAIN,
     MARKET_CAMERAS,
     MPII_DOMAIN,
+    Domain,
     apply_camera,
     background,
     jpeg_quality,
@@ -75,12 +77,15 @@ def encode_png(labels: np.ndarray) -> bytes:
 # ---------------------------------------------------------------------------------- Market
 
 
-def _market_placement(kind: str, rng: np.random.Generator, h: int, w: int) -> tuple[float, ...]:
-    """Person scale (px per height unit) and ground point for an (mis)aligned crop."""
+def _market_placement(kind: str, rng: np.random.Generator, h: int, w: int,
+                      jitter: float = 1.0) -> tuple[float, ...]:
+    """Person scale (px per height unit) and ground point for an (mis)aligned crop;
+    ``jitter`` scales the misalignment of detector boxes (dataset bias)."""
     if kind == "query":  # hand-drawn: tight and centred
         hf, dx, dy = rng.uniform(0.86, 0.92), rng.normal(0, 0.02), rng.normal(0, 0.01)
     elif kind == "good":  # detector boxes: looser
-        hf, dx, dy = rng.uniform(0.78, 0.92), rng.normal(0, 0.05), rng.normal(0, 0.025)
+        hf, dx, dy = (rng.uniform(0.78, 0.92), rng.normal(0, 0.05 * jitter),
+                      rng.normal(0, 0.025 * jitter))
     else:  # junk / distractor fragments: badly aligned
         mode = rng.integers(3)
         hf = rng.uniform(0.8, 0.9) if mode < 2 else rng.uniform(1.5, 2.3)
@@ -104,14 +109,21 @@ class MarketTruth:
     labels: np.ndarray
 
 
-def render_market(item: MarketItem, seed: int) -> tuple[bytes, MarketTruth]:
-    """JPEG bytes of one 128×64 Market crop and its true joints and part labels.
+def _look(bias: float, name: str) -> DatasetLook | None:
+    """The dataset's look at ``bias``; None at 0 (today's world, untouched)."""
+    return looks_at(bias)[name] if bias else None
+
+
+def render_market(item: MarketItem, seed: int, bias: float = 0.0) -> tuple[bytes, MarketTruth]:
+    """JPEG bytes of one 128×64 Market crop and its true joints and part labels, with the
+    dataset bias ``bias`` (personkit.synth.bias).
 
     The truth is read off the render without drawing from the item's generator, so the
     JPEG bytes are those of a render without it.
     """
     rng = np.random.default_rng([seed, K_MARKET, item.index])
-    dom = MARKET_CAMERAS[item.cam - 1]
+    look = _look(bias, "market")
+    dom = (look.domains if look else MARKET_CAMERAS)[item.cam - 1]
     r = rng.uniform(*dom.render_scale)
     h, w = round(MARKET_SIZE[0] * r), round(MARKET_SIZE[1] * r)
     bg = market_background(seed, item.cam, h, w, rng)
@@ -119,7 +131,8 @@ def render_market(item: MarketItem, seed: int) -> tuple[bytes, MarketTruth]:
     if item.kind != "distractor" or rng.random() < 0.5:
         ident = (get_identity(seed, item.pid) if item.pid > 0 else
                  sample_identity(np.random.default_rng([seed, K_DISTRACTOR, item.index]), 0))
-        scale, x0, y0 = _market_placement(item.kind, rng, h, w)
+        scale, x0, y0 = _market_placement(item.kind, rng, h, w,
+                                          look.look.jitter if look else 1.0)
         pose = walking_pose(rng, item.yaw + rng.normal(0, 0.15), item.phase,
                             rng.uniform(0.25, 0.42), ident.stoop)
         people.append(Person(ident, skeleton(ident.shape, pose), View(pose.yaw, scale, x0, y0)))
@@ -134,7 +147,8 @@ def render_market(item: MarketItem, seed: int) -> tuple[bytes, MarketTruth]:
         people.append(Person(other, skeleton(other.shape, pose), view,
                              order=float(rng.choice([-1, 1]))))
     rendered = render(h, w, bg, people)
-    img = apply_camera(rendered.image, dom, rng, size=MARKET_SIZE)
+    fx = draw_effects(look.look, bias_rng(seed, K_MARKET, item.index)) if look else None
+    img = apply_camera(rendered.image, dom, rng, size=MARKET_SIZE, effects=fx)
     truth = market_truth(rendered, has_own, (h, w))
     return encode_jpeg(img, jpeg_quality(dom, rng)), truth
 
@@ -221,20 +235,38 @@ class Scene:
     people: list[Person]
     background: np.ndarray
     rng: np.random.Generator
+    look: DatasetLook | None = None  # dataset bias (None: today's world)
+    brng: np.random.Generator | None = None  # its generator
 
 
-def mpii_scene(item: SceneItem, seed: int) -> Scene:
+def _biased_scene(look: DatasetLook | None, brng: np.random.Generator | None,
+                  style: str) -> tuple[str, float]:
+    """The background style and person size factor of a scene under dataset bias."""
+    if look is None:
+        return style, 1.0
+    u = brng.random(3)
+    if u[0] < look.look.swap:
+        style = look.look.styles[int(u[1] * len(look.look.styles))]
+    lo, hi = look.look.scale
+    return style, lo + u[2] * (hi - lo)
+
+
+def mpii_scene(item: SceneItem, seed: int, bias: float = 0.0) -> Scene:
     """The people, labels and joints of one MPII-like scene (before camera effects)."""
     rng = np.random.default_rng([seed, K_MPII, item.index])
+    look = _look(bias, "mpii")
+    brng = bias_rng(seed, K_MPII, item.index) if look else None
     w, h = int(rng.choice([288, 320, 352])), int(rng.choice([224, 240, 256]))
-    bg = background(str(rng.choice(MPII_DOMAIN.styles)), h, w, rng)
+    style, size = _biased_scene(look, brng, str(rng.choice(MPII_DOMAIN.styles)))
+    bg = background(style, h, w, rng)
+    views = look.views if look else (0.45, 0.25, 0.3)
     n = int(rng.choice([1, 2, 3], p=[0.6, 0.3, 0.1]))
     slots = rng.permutation(n)
     people: list[Person] = []
     for k in range(n):
-        ident, pose = _scene_person(rng, (0.45, 0.25, 0.3))
+        ident, pose = _scene_person(rng, views)
         sk = skeleton(ident.shape, pose)
-        hp = h * rng.uniform(0.5, 0.82) * (1.0 if n == 1 else rng.uniform(0.7, 0.95))
+        hp = h * rng.uniform(0.5, 0.82) * (1.0 if n == 1 else rng.uniform(0.7, 0.95)) * size
         x0 = w * (slots[k] + 0.5) / n + rng.normal(0, w * 0.05)
         bottom = rng.uniform(0.85, 1.0) if rng.random() < 0.8 else rng.uniform(1.05, 1.35)
         y0 = max(h * bottom, hp * sk.joints[:, 1].max() + 4)  # keep the head inside
@@ -244,52 +276,65 @@ def mpii_scene(item: SceneItem, seed: int) -> Scene:
         p = people[int(rng.integers(n))]
         xy, _ = p.view.project(p.skel.joints)
         objects.append(_occluder(rng, h, w, np.r_[xy.min(0), xy.max(0)], 0))
-    return Scene(render(h, w, bg, people, objects), people, bg, rng)
+    return Scene(render(h, w, bg, people, objects), people, bg, rng, look, brng)
 
 
-def render_mpii(item: SceneItem, seed: int) -> tuple[bytes, list[PersonAnno]]:
-    """JPEG bytes and person annotations of one MPII-like scene."""
-    sc = mpii_scene(item, seed)
+def _finish(sc: Scene, domain: Domain) -> bytes:
+    """Camera (and bias effects) and JPEG of a scene."""
+    dom = sc.look.domain if sc.look else domain
+    fx = draw_effects(sc.look.look, sc.brng) if sc.look else None
+    img = apply_camera(sc.rendered.image, dom, sc.rng, effects=fx)
+    return encode_jpeg(img, jpeg_quality(dom, sc.rng))
+
+
+def render_mpii(item: SceneItem, seed: int, bias: float = 0.0
+                ) -> tuple[bytes, list[PersonAnno]]:
+    """JPEG bytes and person annotations of one MPII-like scene (dataset bias ``bias``)."""
+    sc = mpii_scene(item, seed, bias)
     h, w = sc.rendered.labels.shape
     annos = [person_anno(sc.rendered, i, p.view, h, w) for i, p in enumerate(sc.people)]
     annos = [a for a in annos if a.annotated.sum() >= MIN_JOINTS]  # others stay unannotated
-    img = apply_camera(sc.rendered.image, MPII_DOMAIN, sc.rng)
-    return encode_jpeg(img, jpeg_quality(MPII_DOMAIN, sc.rng)), annos
+    return _finish(sc, MPII_DOMAIN), annos
 
 
-def lip_scene(item: SceneItem, seed: int) -> Scene:
+def lip_scene(item: SceneItem, seed: int, bias: float = 0.0) -> Scene:
     """The person, labels and joints of one LIP-like image (before camera effects)."""
     rng = np.random.default_rng([seed, K_LIP, item.index])
-    ident, pose = _scene_person(rng, (0.5, 0.2, 0.3))
+    look = _look(bias, "lip")
+    brng = bias_rng(seed, K_LIP, item.index) if look else None
+    ident, pose = _scene_person(rng, look.views if look else (0.5, 0.2, 0.3))
     sk = skeleton(ident.shape, pose)
-    hp = rng.uniform(120, 210)
+    style, size = _biased_scene(look, brng, "")
+    half = look.half_body if look else 0.15
+    hp = rng.uniform(120, 210) * size
     xy, _ = View(pose.yaw, hp, 0, 0).project(sk.joints)
     lo, hi = xy.min(0) - hp * 0.08, xy.max(0) + hp * 0.06
     bw, bh = hi - lo
     crop = rng.random()
     h = int(np.clip(bh * rng.uniform(1.02, 1.15), 80, 300))
-    if crop < 0.15:  # half-body: cut between the hips and the knees
+    if crop < half:  # half-body: cut between the hips and the knees
         h = int(bh * rng.uniform(0.5, 0.7))
     w = int(np.clip(max(bw * rng.uniform(1.0, 1.2), h * rng.uniform(0.42, 0.68)), 70, 240))
     x0 = (w - bw) / 2 - lo[0] + rng.normal(0, 0.04 * w)
-    if 0.15 <= crop < 0.25:  # cut at one side
+    if half <= crop < half + 0.1:  # cut at one side
         x0 += rng.choice([-1, 1]) * bw * rng.uniform(0.15, 0.3)
-    y0 = (h - bh) * rng.uniform(0.3, 0.7) - lo[1] if crop >= 0.15 else rng.uniform(4, 10) - lo[1]
+    y0 = (h - bh) * rng.uniform(0.3, 0.7) - lo[1] if crop >= half else rng.uniform(4, 10) - lo[1]
     view = View(pose.yaw, hp, float(x0), float(y0))
-    bg = background(str(rng.choice(LIP_DOMAIN.styles)), h, w, rng, clutter=(1, 5))
+    today = str(rng.choice(LIP_DOMAIN.styles))
+    bg = background(style or today, h, w, rng, clutter=(1, 5))
     objects = []
     if rng.random() < 0.1:
         xy, _ = view.project(sk.joints)
         objects.append(_occluder(rng, h, w, np.r_[xy.min(0), xy.max(0)], 0))
     person = Person(ident, sk, view)
-    return Scene(render(h, w, bg, [person], objects), [person], bg, rng)
+    return Scene(render(h, w, bg, [person], objects), [person], bg, rng, look, brng)
 
 
-def render_lip(item: SceneItem, seed: int) -> tuple[bytes, bytes, PersonAnno]:
-    """JPEG bytes, label PNG bytes and the person annotation of one LIP-like image."""
-    sc = lip_scene(item, seed)
+def render_lip(item: SceneItem, seed: int, bias: float = 0.0
+               ) -> tuple[bytes, bytes, PersonAnno]:
+    """JPEG bytes, label PNG bytes and the person annotation of one LIP-like image (dataset
+    bias ``bias``)."""
+    sc = lip_scene(item, seed, bias)
     h, w = sc.rendered.labels.shape
     anno = person_anno(sc.rendered, 0, sc.people[0].view, h, w)
-    img = apply_camera(sc.rendered.image, LIP_DOMAIN, sc.rng)
-    return (encode_jpeg(img, jpeg_quality(LIP_DOMAIN, sc.rng)), encode_png(sc.rendered.labels),
-            anno)
+    return _finish(sc, LIP_DOMAIN), encode_png(sc.rendered.labels), anno

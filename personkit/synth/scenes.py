@@ -61,6 +61,13 @@ _STYLES: dict[str, tuple[tuple[int, int, int], tuple[int, int, int], tuple[float
     "park": ((110, 150, 200), (85, 130, 70), (0.25, 0.45)),
     "room": ((200, 190, 175), (130, 100, 80), (0.5, 0.75)),
     "street": ((150, 150, 160), (95, 95, 100), (0.4, 0.6)),
+    # families of the biased MPII-like (videos: sports, stages) and LIP-like (web photos) sets
+    "gym": ((196, 178, 140), (178, 128, 72), (0.45, 0.6)),
+    "field": ((120, 165, 215), (62, 138, 58), (0.2, 0.35)),
+    "stage": ((35, 30, 45), (120, 80, 60), (0.55, 0.75)),
+    "party": ((95, 70, 62), (128, 92, 70), (0.5, 0.7)),
+    "studio": ((226, 224, 220), (212, 210, 206), (0.6, 0.8)),
+    "beach": ((150, 195, 235), (222, 204, 160), (0.35, 0.5)),
 }
 
 
@@ -161,9 +168,46 @@ def market_background(seed: int, cam: int, h: int, w: int,
     return cv2.resize(pano[y:y + wh, x:x + ww], (w, h), interpolation=cv2.INTER_AREA)
 
 
+@dataclass(frozen=True)
+class Effects:
+    """Bias effects of one image (personkit.synth.bias): none of them at their defaults."""
+
+    saturation: float = 1.0
+    motion: float = 0.0  # linear motion blur length in pixels
+    angle: float = 0.0  # its direction (radians)
+    vignette: float = 0.0  # darkening at the corners (fraction)
+    lowres: float = 1.0  # resolution before upscaling (fraction)
+
+
+def apply_effects(x: np.ndarray, fx: Effects) -> np.ndarray:
+    """Low resolution, motion blur, saturation and vignetting on a float32 RGB image."""
+    h, w = x.shape[:2]
+    if fx.lowres < 0.999:
+        small = (max(8, round(w * fx.lowres)), max(8, round(h * fx.lowres)))
+        x = cv2.resize(cv2.resize(x, small, interpolation=cv2.INTER_AREA), (w, h),
+                       interpolation=cv2.INTER_LINEAR)
+    if fx.motion >= 1.0:
+        n = int(np.ceil(fx.motion)) | 1
+        kernel = np.zeros((n, n), np.float32)
+        c, d = n // 2, fx.motion / 2
+        p = (c - d * np.cos(fx.angle), c - d * np.sin(fx.angle))
+        q = (c + d * np.cos(fx.angle), c + d * np.sin(fx.angle))
+        cv2.line(kernel, (round(p[0]), round(p[1])), (round(q[0]), round(q[1])), 1.0, 1)
+        x = cv2.filter2D(x, -1, kernel / kernel.sum(), borderType=cv2.BORDER_REFLECT)
+    if fx.saturation != 1.0:
+        gray = x @ np.array([0.299, 0.587, 0.114], np.float32)
+        x = gray[..., None] + fx.saturation * (x - gray[..., None])
+    if fx.vignette > 0:
+        yy, xx = np.ogrid[-1:1:h * 1j, -1:1:w * 1j]
+        x = x * (1 - fx.vignette * ((xx ** 2 + yy ** 2) / 2)).astype(np.float32)[..., None]
+    return x
+
+
 def apply_camera(img: np.ndarray, dom: Domain, rng: np.random.Generator,
-                 size: tuple[int, int] | None = None) -> np.ndarray:
-    """Lighting, colour cast, (resize to ``size`` = (H, W)), blur and noise; uint8 RGB out."""
+                 size: tuple[int, int] | None = None, effects: Effects | None = None
+                 ) -> np.ndarray:
+    """Lighting, colour cast, (resize to ``size`` = (H, W)), bias ``effects``, blur and
+    noise; uint8 RGB out."""
     x = img.astype(np.float32)
     cast = np.array(dom.cast) * rng.uniform(1 - dom.cast_jitter, 1 + dom.cast_jitter, 3)
     mean = float(x.mean())
@@ -175,6 +219,8 @@ def apply_camera(img: np.ndarray, dom: Domain, rng: np.random.Generator,
     x *= mult
     if size is not None and size != (h, w):
         x = cv2.resize(x, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    if effects is not None:
+        x = apply_effects(x, effects)
     sigma = rng.uniform(*dom.blur)
     if sigma > 0.25:
         x = cv2.GaussianBlur(x, (0, 0), sigma)

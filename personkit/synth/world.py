@@ -15,6 +15,7 @@ import numpy as np
 
 from personkit.data.datasets.market_auto import AutoAnnotation, write_market_auto
 from personkit.synth.appearance import get_identity
+from personkit.synth.bias import manifest
 from personkit.synth.items import (
     CAMERA_YAWS,
     K_MARKET_PLAN,
@@ -181,18 +182,18 @@ def plan_scenes(seed: int, code: int, n: int, fracs: dict[str, float], digits: s
 
 
 def _job(args: tuple) -> object:
-    kind, item, seed, root = args
+    kind, item, seed, root, bias = args
     if kind == "market":
-        jpg, truth = render_market(item, seed)
+        jpg, truth = render_market(item, seed, bias)
         Path(root, item.folder, item.name).write_bytes(jpg)
         Path(root, HIDDEN_TRUTH_DIR, "parts", item.folder, f"{item.name}.png").write_bytes(
             encode_png(truth.labels))
         return truth.joints
     if kind == "mpii":
-        jpg, annos = render_mpii(item, seed)
+        jpg, annos = render_mpii(item, seed, bias)
         Path(root, "images", item.name).write_bytes(jpg)
         return annos
-    jpg, png, anno = render_lip(item, seed)
+    jpg, png, anno = render_lip(item, seed, bias)
     sub = "train" if item.split == "train" else "val"
     Path(root, "TrainVal_images", f"{sub}_images", item.name).write_bytes(jpg)
     Path(root, "TrainVal_parsing_annotations", f"{sub}_segmentations",
@@ -309,7 +310,8 @@ def _write_lip(root: Path, items: list[SceneItem], annos: list) -> dict[str, int
 
 
 def synthesize(out_dir: str | Path, preset: str | Preset = "small", seed: int = 0,
-               workers: int | None = None, progress: bool = False) -> SynthSummary:
+               workers: int | None = None, progress: bool = False,
+               bias: float = 0.0) -> SynthSummary:
     """Render the Market-1501-, MPII- and LIP-like datasets into ``out_dir``.
 
     Writes ``Market-1501-v15.09.15/``, ``mpii/`` and ``LIP/`` in their native layouts (see
@@ -317,8 +319,11 @@ def synthesize(out_dir: str | Path, preset: str | Preset = "small", seed: int = 
     replaced, other existing dataset folders make it raise :class:`FileExistsError`. The same
     ``seed`` gives byte-identical files whatever ``workers`` is (default: the preset's).
     ``preset`` is a name of :data:`PRESETS` or a :class:`Preset`; ``progress`` shows a bar.
+    ``bias`` in [0, 1] dials how differently the three datasets look (personkit.synth.bias;
+    0 = the same bytes as before the knob existed); the marker file records every knob.
     """
     start = time.perf_counter()
+    bias = _check_bias(bias)
     cfg = preset if isinstance(preset, Preset) else get_preset(preset)
     preset = preset if isinstance(preset, str) else "custom"
     out = Path(out_dir)
@@ -333,9 +338,9 @@ def synthesize(out_dir: str | Path, preset: str | Preset = "small", seed: int = 
     l_items = [SceneItem(it.index, it.name, "train" if it.index < cfg.lip_train else "val")
                for it in plan_scenes(seed, 3, n_lip, {"train": 1.0}, "lip")]
     roots = (out / MARKET_DIR, out / MPII_DIR, out / LIP_DIR)
-    jobs = [("market", it, seed, str(roots[0])) for it in m_items]
-    jobs += [("mpii", it, seed, str(roots[1])) for it in p_items]
-    jobs += [("lip", it, seed, str(roots[2])) for it in l_items]
+    jobs = [("market", it, seed, str(roots[0]), bias) for it in m_items]
+    jobs += [("mpii", it, seed, str(roots[1]), bias) for it in p_items]
+    jobs += [("lip", it, seed, str(roots[2]), bias) for it in l_items]
     results = _run(jobs, workers, progress)
     _write_market(roots[0], seed, train, test)
     counts = _market_counts(m_items, train, test)
@@ -344,17 +349,30 @@ def synthesize(out_dir: str | Path, preset: str | Preset = "small", seed: int = 
     counts |= _write_mpii(roots[1], p_items, results[len(m_items):len(m_items) + len(p_items)])
     counts |= _write_lip(roots[2], l_items, results[len(m_items) + len(p_items):])
     (out / MARKER).write_text(json.dumps({"generator": "personkit.synth", "preset": preset,
-                                          "seed": seed, **world_key(cfg), "counts": counts},
+                                          "seed": seed, **world_key(cfg, bias),
+                                          "looks": manifest(bias), "counts": counts},
                                          indent=1) + "\n")
     return SynthSummary(out, preset, seed, *roots, counts=counts,
                         seconds=time.perf_counter() - start)
 
 
-def world_key(preset: Preset) -> dict[str, Any]:
-    """What decides the rendered files besides the seed: the generator version and the
-    preset's sizes (not its worker count). The marker file records it for caches."""
+def _check_bias(bias: float) -> float:
+    try:
+        value = float(bias)
+    except (TypeError, ValueError):
+        raise ValueError(f"synth bias must be a number in [0, 1], got {bias!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"synth bias must be in [0, 1], got {bias!r}")
+    return value
+
+
+def world_key(preset: Preset, bias: float = 0.0) -> dict[str, Any]:
+    """What decides the rendered files besides the seed: the generator version, the
+    preset's sizes (not its worker count) and a non-zero dataset bias (bias 0 keeps the
+    key it had before the knob existed). The marker file records it for caches."""
     params = {k: v for k, v in asdict(preset).items() if k != "workers"}
-    return {"version": GENERATOR_VERSION, "params": params}
+    return {"version": GENERATOR_VERSION, "params": params} | (
+        {"bias": _check_bias(bias)} if bias else {})
 
 
 def _market_counts(items: Iterable[MarketItem], train: list[int], test: list[int]
@@ -369,17 +387,18 @@ def _market_counts(items: Iterable[MarketItem], train: list[int], test: list[int
             "market_gallery_distractors": by("bounding_box_test", "distractor")}
 
 
-def ensure_world(data_dir: Path, preset: str, seed: int,
-                 progress: bool = False) -> dict[str, Any]:
+def ensure_world(data_dir: Path, preset: str, seed: int, progress: bool = False,
+                 bias: float = 0.0) -> dict[str, Any]:
     """Synthesise the world into ``data_dir`` unless the same world is there: same preset
-    name, sizes, seed and generator version."""
+    name, sizes, seed, dataset bias and generator version."""
     marker = data_dir / "personkit_synth.json"
     if marker.is_file():
         info = json.loads(marker.read_text())
-        same = {"preset": preset, "seed": seed, **world_key(get_preset(preset))}
-        if all(info.get(k) == v for k, v in same.items()):
+        same = {"preset": preset, "seed": seed, **world_key(get_preset(preset), bias)}
+        if all(info.get(k) == v for k, v in same.items()) and info.get("bias", 0.0) == (
+                same.get("bias", 0.0)):
             return {"cached": True, **info}
     start = time.perf_counter()
-    summary = synthesize(data_dir, preset, seed, progress=progress)
+    summary = synthesize(data_dir, preset, seed, progress=progress, bias=bias)
     return {"cached": False, "seconds": time.perf_counter() - start,
             "counts": summary.counts}

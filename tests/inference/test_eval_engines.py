@@ -191,3 +191,49 @@ def test_keep_fp32_leaves_the_named_layers_unquantized(evaluated, tiny_world_dir
 
     assert quantized("/model/stem/") == {False}
     assert quantized("/model/layer1/") == {True}
+
+
+@pytest.mark.parametrize("engine", ["torch", "openvino"])
+def test_bf16_evaluation_runs_bf16_within_its_bound(evaluated, engine):
+    """``personkit eval --precision bf16`` (issue #27): the torch engine's autocast or
+    OpenVINO's bf16 hint; the outputs evaluation reads stay within the bound derived from
+    bf16's 8-bit significand, and every protocol runs. Where the CPU has no bf16 instructions
+    OpenVINO compiles fp32 and says so."""
+    import warnings
+
+    import torch
+
+    from personkit.inference.engines import evaluation_model
+    from personkit.models.numerics import bf16_tolerance, relative_difference
+
+    if engine == "openvino":
+        pytest.importorskip("openvino")
+    model, cfg, ref = evaluated
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bf = evaluation_model(model, engine, precision="bf16", device=torch.device("cpu"),
+                              log=None)
+        runs = bf.engine((64, 32)).precision
+    assert isinstance(bf, EngineModel) and bf.precision == "bf16"
+    assert (runs == "fp32") == any("no bf16 instructions" in str(w.message) for w in caught)
+    assert engine == "openvino" or runs == "bf16"  # torch autocasts on any CPU
+    x = torch.randn(6, 3, 64, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = model(x, heads=("reid", "pose")), bf(x, heads=("reid", "pose"))
+    tol = bf16_tolerance(model)
+    assert relative_difference(a.embedding, b.embedding) <= tol
+    # joint positions are arg-maxes of (here, untrained and nearly flat) heatmaps, which a
+    # near-tie may move anywhere; their scores, the maxima, move only by the rounding
+    assert relative_difference(a.keypoint_scores, b.keypoint_scores) <= tol
+    got = run_evaluation(bf, cfg, batch_size=32, progress=False)
+    assert _protocols(got) == _protocols(ref)
+    assert 0 <= got["market"]["reid"]["mAP"] <= 1
+
+
+def test_bf16_on_onnxruntime_is_refused_by_name(evaluated):
+    from personkit.inference.engines import check_evaluation_options
+
+    with pytest.raises(ValueError, match="ONNX Runtime runs fp32 only"):
+        check_evaluation_options("onnxruntime", precision="bf16")
+    with pytest.raises(ValueError, match="precision must be fp32 or bf16"):
+        check_evaluation_options("torch", precision="int4")

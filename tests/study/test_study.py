@@ -14,7 +14,7 @@ from personkit.cli import main
 from personkit.study import StudyError, load_study, read_results, run_study
 from personkit.study import jobs as jobs_mod
 from personkit.study import spec as spec_mod
-from personkit.study.report import BEGIN, END, verdict
+from personkit.study.report import markers, verdict
 
 REPO = Path(__file__).resolve().parents[2]
 SYNTH = REPO / "configs" / "study" / "synthetic"
@@ -56,7 +56,8 @@ CLAIMS = [{"claim": "MTL helps ReID", "row": "multi", "baseline": "reid",
 def test_two_row_study_writes_results_and_resumes(tmp_path, tiny_world_dir, monkeypatch, capsys):
     spec = _spec(tmp_path, TWO_ROWS, tiny_world_dir, tables=TABLES, claims=CLAIMS)
     out, report = tmp_path / "study", tmp_path / "doc.md"
-    report.write_text(f"# Doc\n\nintro\n\n{BEGIN}\nold\n{END}\n\nafter\n")
+    begin, end = markers("two-rows")
+    report.write_text(f"# Doc\n\nintro\n\n{begin}\nold\n{end}\n\nafter\n")
     summary = run_study(spec, out, report=report, progress=False)
     assert summary["ran"] == 2 and summary["skipped"] == 0
     records = read_results(out / "results.jsonl")
@@ -77,7 +78,7 @@ def test_two_row_study_writes_results_and_resumes(tmp_path, tiny_world_dir, monk
     assert (out / "fig5.png").stat().st_size > 1000
     doc = report.read_text()
     assert doc.startswith("# Doc\n\nintro") and doc.endswith("after\n") and "old" not in doc
-    assert "Table 6 (upper block)" in doc and (tmp_path / "doc_fig5.png").is_file()
+    assert "Table 6 (upper block)" in doc and (tmp_path / "doc_two-rows_fig5.png").is_file()
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished row was trained again")
@@ -364,3 +365,38 @@ def test_an_interrupt_stops_every_child_and_its_children(tmp_path):
     else:
         os.kill(grandchild, sig.SIGKILL)
         raise AssertionError("the child's own child survived")
+
+
+@pytest.mark.slow
+def test_bias_study_quick_variant_end_to_end(tmp_path):
+    """configs/study/bias.yaml shrunk: the tiny world at bias 0, 0.5 and 1, two seeds, 20-step
+    rows, two jobs at a time; every row recorded on its own world, the report with intervals,
+    the dose-response figure and a verdict per claim."""
+    spec = yaml.safe_load((REPO / "configs/study/bias.yaml").read_text())
+    spec["world"] = {"preset": "tiny", "seed": 0}
+    spec["defaults"] = {"seeds": [0, 1], "overrides": ["model.num_ids=120"]}
+    pose = ["data.train.0.batch_size=4", "data.train.0.input_size=[48, 48]",
+            "data.eval.0.input_size=[48, 48]", "train.iterations=20", "model.fpn_channels=32",
+            "model.seg_channels=16"]
+    for row in spec["rows"]:
+        row["config"] = str(REPO / "configs/study" / row["config"])
+        multi = row["config"].endswith("multi.yaml")
+        row["overrides"] = row.get("overrides", []) + (
+            pose if row["name"] == "mpii_pretrain" else SMALL + (
+                ["data.train.1.batch_size=4", "data.train.2.batch_size=4", *SMALL_BODY]
+                if multi else []))
+    path = tmp_path / "bias-quick.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    out = tmp_path / "study"
+    assert main(["study", str(path), "--out", str(out), "--jobs", "2", "--no-progress"]) == 0
+    records = read_results(out / "results.jsonl")
+    assert len(records) == 32
+    bias = {r["row"]: (r["world"] or {}).get("bias", 0.0) for r in records}
+    assert bias["multi_bn[bias=0.5]"] == 0.5 and bias["finetune"] == 1.0
+    assert bias["reid_gn[bias=0]"] == 0.0
+    for name in ("data", "data-bias0.5", "data-bias1"):
+        assert (out / name / "personkit_synth.json").is_file()
+    text = (out / "study.md").read_text()
+    assert "Runs recorded: 32 of 32" in text and "Dose response" in text
+    assert "95 % CI [" in text and "sign rule:" in text
+    assert (out / "dose0.png").stat().st_size > 1000
