@@ -1,11 +1,15 @@
-"""Accuracy after quantization (issue 15, item 7): the demo model's headline metrics with the
-official protocols, through eager PyTorch fp32, ONNX Runtime fp32, ONNX Runtime int8 and
-OpenVINO int8 (each export made per evaluation input size, int8 calibrated on crops of
-``--calib-data``), in one process; writes JSON and prints a markdown table with each
-variant's loss against PyTorch fp32 in points (target: <= 1.0).
+"""Accuracy after quantization and in bf16 (issues 15 and 27): the demo model's headline
+metrics with the official protocols, through eager PyTorch fp32 (and bf16 autocast), ONNX
+Runtime fp32 and int8, OpenVINO fp32, bf16, int8 and int8 with its fp32 islands in bf16 (each
+export made per evaluation input size, int8 calibrated on crops of ``--calib-data``), in one
+process; writes JSON and prints a markdown table with each variant's loss against PyTorch fp32
+in points (target: <= 1.0). Where the CPU has no bf16 instructions OpenVINO runs fp32 and warns.
 
     OMP_NUM_THREADS=2 python benchmarks/bench_int8_accuracy.py runs/demo/run \
         --calib-data runs/demo/data --out benchmarks/results/int8_accuracy.json
+    OMP_NUM_THREADS=2 python benchmarks/bench_int8_accuracy.py runs/demo/run \
+        --calib-data runs/demo/data --variants "torch fp32,torch bf16,OpenVINO bf16" \
+        --out benchmarks/results/bf16_accuracy.json
 """
 
 from __future__ import annotations
@@ -15,15 +19,20 @@ import json
 import time
 from pathlib import Path
 
-VARIANTS = {"torch fp32": ("torch", False), "ONNX Runtime fp32": ("onnxruntime", False),
-            "ONNX Runtime int8": ("onnxruntime", True), "OpenVINO int8": ("openvino", True),
-            "OpenVINO fp32": ("openvino", False)}
+#: name -> (engine, int8, precision)
+VARIANTS = {"torch fp32": ("torch", False, "fp32"), "torch bf16": ("torch", False, "bf16"),
+            "ONNX Runtime fp32": ("onnxruntime", False, "fp32"),
+            "ONNX Runtime int8": ("onnxruntime", True, "fp32"),
+            "OpenVINO int8": ("openvino", True, "fp32"),
+            "OpenVINO fp32": ("openvino", False, "fp32"),
+            "OpenVINO bf16": ("openvino", False, "bf16"),
+            "OpenVINO int8 + bf16": ("openvino", True, "bf16")}
 
 
 def main() -> None:
     from personkit.demo import headline
     from personkit.engine.evaluate import run_evaluation
-    from personkit.inference.engines import EngineModel
+    from personkit.inference.engines import evaluation_model
     from personkit.models.loading import load_model_and_config
     from personkit.report import to_jsonable
 
@@ -42,11 +51,11 @@ def main() -> None:
     model, cfg = load_model_and_config(args.run, "cpu")
     results, scores, seconds = {}, {}, {}
     for name in args.variants.split(","):
-        engine, int8 = VARIANTS[name]
+        engine, int8, precision = VARIANTS[name]
         start = time.perf_counter()
-        runner = model if engine == "torch" else EngineModel.from_model(
-            model, engine, int8=int8, calib_data=args.calib_data, calib_size=args.calib_size,
-            keep_fp32=[k for k in args.keep_fp32.split(",") if k], log=print)
+        runner = evaluation_model(model, engine, int8=int8, calib_data=args.calib_data,
+                                  calib_size=args.calib_size, precision=precision, log=print,
+                                  keep_fp32=[k for k in args.keep_fp32.split(",") if k])
         results[name] = run_evaluation(runner, cfg, batch_size=args.batch_size, progress=False)
         seconds[name] = time.perf_counter() - start
         scores[name] = headline(results[name])

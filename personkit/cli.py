@@ -203,7 +203,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
          opt("--batch-sizes", default="1,10,32", help="comma-separated batch sizes"),
          opt("--warmup", type=int, default=1, help="untimed runs before each measurement"),
          opt("--repeats", type=positive_int, default=5, help="timed runs (the median counts)"),
-         opt("--skip", default="", help="onnx,openvino,int8,roofline,separate,heads,light,cuda"),
+         opt("--skip", default="", help="sections to leave out: onnx,openvino,int8,bf16,"
+             "roofline,separate,heads,light,cuda"),
          opt("--out", default="runs/bench", help="folder for bench.json and bench.md"),
          shared("--device"), shared("--verbose"),
          shared("--threads", help="torch/ONNX Runtime CPU threads (0: torch's, one per core)"))

@@ -115,19 +115,30 @@ def _tune_malloc(env: dict[str, str]) -> dict[str, str]:
     return applied
 
 
+#: What decides an engine's speed, by /proc/cpuinfo flag: name shown -> any of these flags.
+ISA_FLAGS = {"avx2": ("avx2",), "avx512": ("avx512f",), "vnni": ("avx512_vnni", "avx_vnni"),
+             "bf16": ("avx512_bf16", "amx_bf16"), "amx": ("amx_tile",)}
+
+
 def cpu_description() -> str:
-    """The CPU model and the vector ISA torch's kernels run with, e.g. ``AMD EPYC (AVX512)``:
-    machines that report the same model name differ in speed by ISA (benchmarks/RESULTS.md)."""
+    """The CPU model, its ISA flags that decide engine speed and the vector ISA torch's kernels
+    run with, e.g. ``AMD EPYC (avx2 avx512 vnni bf16; AVX512)``: machines that report the same
+    model name differ in speed by ISA (benchmarks/RESULTS.md)."""
     import torch
 
-    name = platform.processor() or platform.machine() or "unknown CPU"
+    name, flags = None, set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            name = next((ln.split(":", 1)[1].strip() for ln in f
-                         if ln.startswith("model name")), name)
+            for ln in f:  # the first processor's lines
+                if ln.startswith("model name") and name is None:
+                    name = ln.split(":", 1)[1].strip()
+                elif ln.startswith("flags") and not flags:
+                    flags = set(ln.split(":", 1)[1].split())
     except OSError:
         pass
-    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
+    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    isa = " ".join(k for k, names in ISA_FLAGS.items() if flags & set(names))
+    return f"{name} ({isa + '; ' if isa else ''}{torch.backends.cpu.get_cpu_capability()})"
 
 
 def resolve_device(name: str, what: str = "device") -> torch.device:

@@ -44,7 +44,8 @@ from personkit.models import TASKS, MultiTaskModel
 from personkit.runtime import machine_info, resolve_device
 
 PAPER_GPU = {"device": "GTX 1080 Ti", "batch_1": 50.0, "batch_10": 122.0}
-SECTIONS = ("onnx", "openvino", "int8", "roofline", "separate", "heads", "light", "cuda")
+SECTIONS = ("onnx", "openvino", "int8", "bf16", "roofline", "separate", "heads", "light",
+            "cuda")
 ENGINE_MODELS = ("four-task", "reid-only", "four-task-light")
 SEPARATE = tuple(f"{task}-only" for task in TASKS)  # the four single-task models
 Job = tuple[str, str, Callable[[], Any]]  # (model variant, engine, run once)
@@ -98,6 +99,10 @@ class Bench:
             raise ValueError(f"unknown bench variants {extra}; valid: {list(names)}")
         self.skip = set(skip)
         self.device = resolve_device(device)
+        from personkit.inference.roofline import has_bf16
+
+        #: bf16 rows (torch autocast, OpenVINO) only where the CPU has bf16 instructions
+        self._bf16 = "bf16" not in self.skip and has_bf16()
         variants = dict(variants or {})
         if "light" in self.skip:
             variants.pop("four-task-light", None)
@@ -126,7 +131,7 @@ class Bench:
         finally:
             if getattr(self, "ceiling", None):  # measured again at the end: keep the best,
                 again = gemm_ceiling()         # one measurement under load understates it
-                for key in ("fp32_gflops", "int8_gops"):
+                for key in ("fp32_gflops", "int8_gops", "bf16_gflops"):
                     if again.get(key) and again[key] > (self.ceiling.get(key) or 0):
                         self.ceiling[key] = again[key]
                 self.log(f"machine ceiling (best of start and end): "
@@ -148,6 +153,10 @@ class Bench:
             for b in self.batch_sizes:
                 x = torch.randn(b, 3, h, w, device=self.device)
                 jobs = self._eager_jobs(models, x)
+                if self.device.type == "cpu" and self._bf16:  # autocast on the CPU
+                    jobs += [j for j in self._eager_jobs(models, x, "torch-autocast-bf16",
+                                                         _autocast(torch.bfloat16))
+                             if j[0] in ("four-task", "reid-only")]
                 if "heads" not in self.skip:
                     jobs += self._head_jobs(self.model, x)
                 if self.device.type == "cuda" and "cuda" not in self.skip:
@@ -279,11 +288,17 @@ class Bench:
                 if "openvino" not in self.skip:
                     todo.append(("openvino-int8", lambda n=name: quantize_export(
                         tmp / f"{n}-ov" / "model.xml", calib)))
+            if self._bf16 and "openvino" not in self.skip:  # the same files, bf16 hint
+                todo += [(f"{label}-bf16", lambda lb=label, n=name: runners[(n, lb)].path)
+                         for label, _ in list(todo) if label.startswith("openvino")]
             for label, make in todo:
                 try:
                     engine = "onnxruntime" if label.startswith("onnxruntime") else "openvino"
-                    runners[(name, label)] = open_export(make(), engine, threads=threads)
-                except (MissingExtraError, RuntimeError, ValueError, FileNotFoundError) as e:
+                    precision = "bf16" if label.endswith("-bf16") else "fp32"
+                    runners[(name, label)] = open_export(make(), engine, threads=threads,
+                                                         precision=precision)
+                except (MissingExtraError, RuntimeError, ValueError, FileNotFoundError,
+                        KeyError) as e:  # KeyError: a bf16 row whose fp32 export failed
                     self.log(f"{name:<32}{label:<26}skipped: {e}")
         return runners
 
@@ -299,11 +314,13 @@ class Bench:
             if not r.crops_per_s or r.model not in ("reid-only", "trunk"):
                 continue
             achieved = flops["trunk"] * r.crops_per_s
-            int8 = r.engine.endswith("int8")
-            peak = ceiling.get("int8_gops") if int8 else ceiling["fp32_gflops"]
+            kind = "int8" if "int8" in r.engine else "bf16" if r.engine.endswith("bf16") \
+                else "fp32"
+            peak = ceiling.get({"int8": "int8_gops", "bf16": "bf16_gflops"}.get(
+                kind, "fp32_gflops"))
             out.append({"engine": r.engine, "model": r.model, "batch": r.batch,
-                        "trunk_gflops_per_s": achieved,
-                        "ceiling": peak, "ceiling_kind": "int8 GOP/s" if int8 else "fp32 GFLOP/s",
+                        "trunk_gflops_per_s": achieved, "ceiling": peak,
+                        "ceiling_kind": "int8 GOP/s" if kind == "int8" else f"{kind} GFLOP/s",
                         "share": achieved / peak if peak else None})
         return out
 
@@ -402,7 +419,8 @@ def head_costs(rows: Sequence[Row]) -> list[dict[str, Any]]:
 
 
 def _ceiling_text(ceiling: dict[str, Any]) -> str:
-    text = f"fp32 {ceiling['fp32_gflops']:.0f} GFLOP/s"
+    text = f"fp32 {ceiling['fp32_gflops']:.0f} GFLOP/s" + (
+        f", bf16 {ceiling['bf16_gflops']:.0f} GFLOP/s" if ceiling.get("bf16_gflops") else "")
     if ceiling.get("int8_gops"):
         text += f", int8 {ceiling['int8_gops']:.0f} GOP/s ({', '.join(ceiling['int8_features'])})"
     return text + f" ({ceiling['threads']} threads, {ceiling['n']}³ products)"
@@ -465,6 +483,8 @@ def _roofline_lines(report: dict[str, Any]) -> list[str]:
     int8 = ceiling.get("int8_gops")
     lines = ["", f"Machine ceiling ({ceiling['n']}³ matrix product, {ceiling['threads']} "
              f"threads, best run): fp32 {ceiling['fp32_gflops']:.1f} GFLOP/s"
+             + (f", bf16 {ceiling['bf16_gflops']:.1f} GFLOP/s" if ceiling.get("bf16_gflops")
+                else "")
              + (f", int8 {int8:.1f} GOP/s ({', '.join(ceiling['int8_features'])})" if int8
                 else ", int8: no VNNI/AMX or not measured"),
              "", "Counted GFLOP per crop (2 per multiply-add): "

@@ -209,11 +209,13 @@ def evaluation_model(model: nn.Module, engine: str = "torch", *, export: str | P
                      int8: bool = False, calib_data: str | Path | None = None,
                      calib_size: int = 300, threads: int | None = None,
                      log: Callable[[str], None] | None = print, precision: str = "fp32",
-                     device: torch.device | None = None) -> nn.Module | EngineModel:
+                     device: torch.device | None = None,
+                     keep_fp32: Sequence[str] = ()) -> nn.Module | EngineModel:
     """What ``personkit eval`` evaluates: ``model`` itself (``engine="torch"``; with bf16
     through :class:`TorchEngine`'s autocast on ``device``), the exported file ``export`` (on
     ``engine`` when not torch), or ``model`` exported (and with ``int8`` quantized) for
-    ``engine``; the evaluation code takes any of them for the model."""
+    ``engine`` (``keep_fp32``: more node-name patterns int8 leaves in fp32); the evaluation
+    code takes any of them for the model."""
     check_evaluation_options(engine, export, int8, calib_data, precision)
     if export:
         return EngineModel.from_export(export, None if engine == "torch" else engine,
@@ -225,7 +227,7 @@ def evaluation_model(model: nn.Module, engine: str = "torch", *, export: str | P
                                       precision)
     return EngineModel.from_model(model, engine, int8=int8, calib_data=calib_data,
                                   calib_size=calib_size, threads=threads, log=log,
-                                  precision=precision)
+                                  precision=precision, keep_fp32=keep_fp32)
 
 
 def _export_for(target: EngineModel, model: nn.Module, engine: str, size: tuple[int, int],

@@ -25,9 +25,15 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def has_bf16() -> bool:
+    """Whether the CPU has bf16 instructions (AVX512-BF16 or AMX-BF16)."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
 def gemm_ceiling(n: int = 2048, repeats: int = 5) -> dict[str, Any]:
-    """Best-of-``repeats`` throughput of an ``n×n×n`` product: fp32 ``torch.mm`` in GFLOP/s
-    and, where the CPU has VNNI or AMX, int8 ``torch._int_mm`` (oneDNN) in GOP/s."""
+    """Best-of-``repeats`` throughput of an ``n×n×n`` product: fp32 ``torch.mm`` in GFLOP/s,
+    bf16 ``torch.mm`` (oneDNN) in GFLOP/s where the CPU has bf16 instructions and, where it
+    has VNNI or AMX, int8 ``torch._int_mm`` (oneDNN) in GOP/s."""
     def best(fn: Any) -> float:
         fn()
         times = []
@@ -41,6 +47,9 @@ def gemm_ceiling(n: int = 2048, repeats: int = 5) -> dict[str, Any]:
     out: dict[str, Any] = {"n": n, "threads": torch.get_num_threads(),
                            "fp32_gflops": best(lambda: torch.mm(a, b))}
     flags = cpu_flags()
+    if has_bf16():
+        ab, bb = a.bfloat16(), b.bfloat16()
+        out["bf16_gflops"] = best(lambda: torch.mm(ab, bb))
     vnni = sorted(f for f in flags if "vnni" in f or f.startswith("amx"))
     out["int8_features"] = vnni
     if vnni:

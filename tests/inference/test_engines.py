@@ -242,6 +242,13 @@ def test_bench_rows_for_every_engine_and_the_roofline(tiny):
     shares = {r["engine"]: r["share"] for r in report["roofline"]}
     assert shares["torch-eager"] > 0 and "openvino-int8" in shares
     assert "Machine ceiling" in markdown(report)
+    from personkit.inference.roofline import has_bf16
+
+    bf16 = {"torch-autocast-bf16", "openvino-fp32-bf16", "openvino-int8-bf16"}
+    assert bf16 <= {e for _, e in got} if has_bf16() else not bf16 & {e for _, e in got}
+    assert bool(report["gemm_ceiling"].get("bf16_gflops")) == has_bf16()
+    kinds = {r["engine"]: r["ceiling_kind"] for r in report["roofline"]}
+    assert not has_bf16() or kinds["openvino-fp32-bf16"] == "bf16 GFLOP/s"
 
 
 def test_an_export_keeps_the_identity_of_its_model(tiny, tiny_model, onnx_file):

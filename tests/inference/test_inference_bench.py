@@ -69,6 +69,11 @@ def test_bench_times_the_demo_model_and_its_pieces():
     assert [c["part"] for c in report["head_costs"]] == [
         "trunk", "head:reid", "head:attributes", "head:pose", "head:segmentation"]
     assert {r["model"] for r in report["rows"]} >= {"four-task", "reid-only", "four-separate"}
+    from personkit.inference.roofline import has_bf16
+
+    bf16 = {(r["model"], r["engine"]) for r in report["rows"] if "bf16" in r["engine"]}
+    assert bf16 == ({("four-task", "torch-autocast-bf16"), ("reid-only", "torch-autocast-bf16")}
+                    if has_bf16() else set())  # only where the CPU has bf16 instructions
     assert report["settings"]["model"]["backbone"] == "resnet10t"
 
 
