@@ -23,23 +23,25 @@ from pathlib import Path
 
 
 def measure(config: str, norm: str, batch_sizes: list[int], repeats: int,
-            skip: list[str]) -> list[dict]:
-    """The rows of one ``Bench`` run of ``config`` with ``model.backbone.norm=norm``."""
+            skip: list[str]) -> dict:
+    """The report of one ``Bench`` run of ``config`` with ``model.backbone.norm=norm``."""
     from personkit.inference.bench import Bench
     from personkit.models.build import build_bench_models
     from personkit.models.loading import model_config_of
 
-    model, variants = build_bench_models(model_config_of(config, [f"model.backbone.norm={norm}"]))
+    source = None if config == "default" else config
+    model, variants = build_bench_models(model_config_of(source, [f"model.backbone.norm={norm}"]))
     bench = Bench(model, {"reid-only": variants["reid-only"]}, "cpu", batch_sizes, 1, repeats,
                   skip, log=lambda line: print(f"[{norm}] {line}", flush=True))
-    return bench.run()["rows"]
+    return bench.run()
 
 
 def main() -> None:
     from personkit.runtime import machine_info
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default="personkit/configs/demo.yaml")
+    p.add_argument("--config", default="personkit/configs/demo.yaml",
+                   help="a YAML config, or 'default': the paper's ResNet-50 GN at 256x128")
     p.add_argument("--batch-sizes", default="1,10")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--rounds", type=int, default=2, help="GN, BN, GN, BN, ... (medians over "
@@ -47,11 +49,14 @@ def main() -> None:
     p.add_argument("--out", default="runs/norm_speed.json")
     args = p.parse_args()
     batches = [int(b) for b in args.batch_sizes.split(",")]
-    skip = ["separate", "heads", "light", "roofline"]
+    skip = ["separate", "heads", "light"]
     runs: dict[str, dict[tuple, list[float]]] = {"group": {}, "batch": {}}
+    roofline: dict[str, list] = {"group": [], "batch": []}
     for _ in range(args.rounds):
         for norm in ("group", "batch"):
-            for r in measure(args.config, norm, batches, args.repeats, skip):
+            report = measure(args.config, norm, batches, args.repeats, skip)
+            roofline[norm] += report["roofline"]
+            for r in report["rows"]:
                 if r["runs_ms"]:
                     runs[norm].setdefault((r["model"], r["engine"], r["batch"]), []).extend(
                         r["runs_ms"])
@@ -62,7 +67,7 @@ def main() -> None:
                      "bn_ms": bn, "bn_speedup": gn / bn})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"command": vars(args), "machine": machine_info(),
-                                          "rows": rows}, indent=1))
+                                          "rows": rows, "roofline": roofline}, indent=1))
     print(f"\nmachine: {machine_info()['cpu']}")
     print("| model | engine | batch | GN ms | BN ms | BN speed-up |\n|---|---|---|---|---|---|")
     for r in rows:

@@ -179,7 +179,8 @@ def main() -> None:
     from personkit.runtime import machine_info
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default="personkit/configs/demo.yaml")
+    p.add_argument("--config", default="personkit/configs/demo.yaml",
+                   help="a YAML config, or 'default': the paper's ResNet-50 GN at 256x128")
     p.add_argument("--override", action="append", default=[], help="section.key=value")
     p.add_argument("--batch", type=int, default=10)
     p.add_argument("--runs", type=int, default=20)
@@ -187,7 +188,8 @@ def main() -> None:
     p.add_argument("--out", default="runs/profile.json")
     args = p.parse_args()
     threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count())
-    four, variants = build_bench_models(model_config_of(args.config, args.override))
+    source = None if args.config == "default" else args.config
+    four, variants = build_bench_models(model_config_of(source, args.override))
     models = {"four-task": four.eval(), "reid-only": variants["reid-only"].eval()}
     h, w = four.meta.input_size
     rng = np.random.default_rng(0)

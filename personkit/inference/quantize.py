@@ -153,10 +153,12 @@ def quantize_onnx(path: Path, out: Path, calib: np.ndarray, keep_fp32: Sequence[
     return out
 
 
-def quantize_openvino(path: Path, out: Path, calib: np.ndarray, keep_fp32: Sequence[str] = ()
-                      ) -> Path:
+def quantize_openvino(path: Path, out: Path, calib: np.ndarray, keep_fp32: Sequence[str] = (),
+                      preset: str = "mixed") -> Path:
     """NNCF post-training quantization of an OpenVINO IR (the :data:`FP32_PATTERNS` nodes and
-    every non-``INT8_OPS`` op are ignored)."""
+    every non-``INT8_OPS`` op are ignored); ``preset`` ``mixed`` (symmetric weights,
+    asymmetric activations: the default, kept for accuracy) or ``performance`` (symmetric
+    both)."""
     ov = require("openvino")
     with quiet():  # its import logs torch extension notices
         nncf = require("nncf")
@@ -168,7 +170,8 @@ def quantize_openvino(path: Path, out: Path, calib: np.ndarray, keep_fp32: Seque
     with quiet():
         nncf.set_log_level(logging.ERROR if not verbose() else logging.INFO)
         quantized = nncf.quantize(model, dataset, subset_size=len(calib),
-                                  ignored_scope=ignored, preset=nncf.QuantizationPreset.MIXED)
+                                  ignored_scope=ignored,
+                                  preset=nncf.QuantizationPreset(preset))
     return save_openvino(quantized, out.parent, props)
 
 

@@ -76,8 +76,9 @@ def item_values(records: list[dict], row: str, path: str) -> dict[int, np.ndarra
 
 
 def interval(records: list[dict], row: str, base: str, path: str) -> Interval | None:
-    """The paired bootstrap interval of row - base (None without common seeds): over seeds
-    and test items when both rows scored the same items, else over seeds."""
+    """The paired bootstrap interval of row - base: over seeds and test items when both rows
+    scored the same items, else over seeds (None without common seeds, or with one seed and
+    no items)."""
     a, b = values(records, row, path), values(records, base, path)
     common = sorted(set(a) & set(b))
     if not common:
@@ -86,6 +87,8 @@ def interval(records: list[dict], row: str, base: str, path: str) -> Interval | 
     if all(s in ia and s in ib for s in common) and len({len(ia[s]) for s in common} | {
             len(ib[s]) for s in common}) == 1:
         return paired_bootstrap(np.stack([ia[s] - ib[s] for s in common]))
+    if len(common) < 2:  # one seed and no test items: nothing to resample
+        return None
     return paired_bootstrap(np.array([a[s] - b[s] for s in common]))
 
 
