@@ -19,14 +19,16 @@ import json
 import time
 from pathlib import Path
 
-#: name -> (engine, int8, precision)
+#: name -> (engine, int8, precision[, NNCF preset])
 VARIANTS = {"torch fp32": ("torch", False, "fp32"), "torch bf16": ("torch", False, "bf16"),
             "ONNX Runtime fp32": ("onnxruntime", False, "fp32"),
             "ONNX Runtime int8": ("onnxruntime", True, "fp32"),
             "OpenVINO int8": ("openvino", True, "fp32"),
             "OpenVINO fp32": ("openvino", False, "fp32"),
             "OpenVINO bf16": ("openvino", False, "bf16"),
-            "OpenVINO int8 + bf16": ("openvino", True, "bf16")}
+            "OpenVINO int8 + bf16": ("openvino", True, "bf16"),
+            "OpenVINO int8 performance": ("openvino", True, "fp32", "performance"),
+            "OpenVINO int8 performance + bf16": ("openvino", True, "bf16", "performance")}
 
 
 def main() -> None:
@@ -51,10 +53,11 @@ def main() -> None:
     model, cfg = load_model_and_config(args.run, "cpu")
     results, scores, seconds = {}, {}, {}
     for name in args.variants.split(","):
-        engine, int8, precision = VARIANTS[name]
+        engine, int8, precision, *preset = VARIANTS[name]
         start = time.perf_counter()
         runner = evaluation_model(model, engine, int8=int8, calib_data=args.calib_data,
                                   calib_size=args.calib_size, precision=precision, log=print,
+                                  int8_preset=preset[0] if preset else "mixed",
                                   keep_fp32=[k for k in args.keep_fp32.split(",") if k])
         results[name] = run_evaluation(runner, cfg, batch_size=args.batch_size, progress=False)
         seconds[name] = time.perf_counter() - start

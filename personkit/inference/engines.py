@@ -137,12 +137,13 @@ class EngineModel:
                    calib_data: str | Path | None = None, calib_size: int = 300,
                    keep_fp32: Sequence[str] = (), threads: int | None = None,
                    log: Callable[[str], None] | None = None,
-                   precision: str = "fp32") -> EngineModel:
+                   precision: str = "fp32", int8_preset: str = "mixed") -> EngineModel:
         """Evaluate ``model`` through ``engine`` (``onnxruntime`` or ``openvino``): for each
         input size, an fp32 export as ``personkit export`` writes it and, with ``int8``, its
         int8 copy calibrated on ``calib_size`` crops of ``calib_data`` at that size
         (:mod:`personkit.inference.quantize`; ``keep_fp32``: more node-name patterns kept in
-        fp32). ``precision`` ``bf16`` (OpenVINO): what is not int8 runs in bf16."""
+        fp32). ``precision`` ``bf16`` (OpenVINO): what is not int8 runs in bf16;
+        ``int8_preset``: NNCF's preset (OpenVINO, :func:`quantize_openvino`)."""
         if engine not in ENGINES[1:]:
             raise ValueError(f"engine must be one of {ENGINES[1:]}, got {engine!r}")
         if int8 and calib_data is None:
@@ -154,7 +155,8 @@ class EngineModel:
         name = f"{engine} {'int8' if int8 else 'fp32'}" + (
             f" ({precision})" if precision != "fp32" else "")
         result = cls(lambda size: _export_for(result, model, engine, size, int8, calib_data,
-                                              calib_size, keep_fp32, threads, log, precision),
+                                              calib_size, keep_fp32, threads, log, precision,
+                                              int8_preset),
                      model.meta, heads, name, precision)
         result._tmp = tempfile.TemporaryDirectory(prefix="personkit-eval-")
         return result
@@ -209,8 +211,8 @@ def evaluation_model(model: nn.Module, engine: str = "torch", *, export: str | P
                      int8: bool = False, calib_data: str | Path | None = None,
                      calib_size: int = 300, threads: int | None = None,
                      log: Callable[[str], None] | None = print, precision: str = "fp32",
-                     device: torch.device | None = None,
-                     keep_fp32: Sequence[str] = ()) -> nn.Module | EngineModel:
+                     device: torch.device | None = None, keep_fp32: Sequence[str] = (),
+                     int8_preset: str = "mixed") -> nn.Module | EngineModel:
     """What ``personkit eval`` evaluates: ``model`` itself (``engine="torch"``; with bf16
     through :class:`TorchEngine`'s autocast on ``device``), the exported file ``export`` (on
     ``engine`` when not torch), or ``model`` exported (and with ``int8`` quantized) for
@@ -227,13 +229,15 @@ def evaluation_model(model: nn.Module, engine: str = "torch", *, export: str | P
                                       precision)
     return EngineModel.from_model(model, engine, int8=int8, calib_data=calib_data,
                                   calib_size=calib_size, threads=threads, log=log,
-                                  precision=precision, keep_fp32=keep_fp32)
+                                  precision=precision, keep_fp32=keep_fp32,
+                                  int8_preset=int8_preset)
 
 
 def _export_for(target: EngineModel, model: nn.Module, engine: str, size: tuple[int, int],
                 int8: bool, calib_data: str | Path | None, calib_size: int,
                 keep_fp32: Sequence[str], threads: int | None,
-                log: Callable[[str], None] | None, precision: str = "fp32") -> Engine:
+                log: Callable[[str], None] | None, precision: str = "fp32",
+                preset: str = "mixed") -> Engine:
     """Export ``model`` at ``size`` into ``target``'s folder (and quantize it) and open it."""
     folder = Path(target._tmp.name) / f"{size[0]}x{size[1]}"
     path = export_onnx(model, folder / "model.onnx", input_size=size)
@@ -242,7 +246,7 @@ def _export_for(target: EngineModel, model: nn.Module, engine: str, size: tuple[
     if int8:
         meta = dataclasses.replace(model.meta, input_size=size)
         path = quantize_export(path, calibration_batch(calib_data, meta, calib_size, log=log),
-                               keep_fp32=keep_fp32)
+                               keep_fp32=keep_fp32, preset=preset)
         if log:
             kept = ", ".join([*FP32_PARTS, *keep_fp32])
             log(f"{target.name} at {size[0]}x{size[1]}: kept in fp32: {kept}")

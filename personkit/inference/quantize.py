@@ -113,16 +113,17 @@ def int8_path(path: str | Path) -> Path:
 
 
 def quantize_export(path: str | Path, calib: np.ndarray, out: str | Path | None = None,
-                    keep_fp32: Sequence[str] = ()) -> Path:
+                    keep_fp32: Sequence[str] = (), preset: str = "mixed") -> Path:
     """Quantize an fp32 export (``.onnx`` with ONNX Runtime, OpenVINO with NNCF) to int8;
     ``keep_fp32``: node-name patterns (regular expressions) kept in fp32 on top of
-    :data:`FP32_PATTERNS`, e.g. ``.*/backbone/stem/.*``."""
+    :data:`FP32_PATTERNS`, e.g. ``.*/backbone/stem/.*``; ``preset``: NNCF's (OpenVINO only,
+    :func:`quantize_openvino`)."""
     path = Path(path)
     out = Path(out) if out is not None else int8_path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".onnx":
         return quantize_onnx(path, out, calib, keep_fp32)
-    return quantize_openvino(path, out, calib, keep_fp32)
+    return quantize_openvino(path, out, calib, keep_fp32, preset)
 
 
 def quantize_onnx(path: Path, out: Path, calib: np.ndarray, keep_fp32: Sequence[str] = ()
