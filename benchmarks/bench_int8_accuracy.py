@@ -27,6 +27,7 @@ VARIANTS = {"torch fp32": ("torch", False, "fp32"), "torch bf16": ("torch", Fals
             "OpenVINO fp32": ("openvino", False, "fp32"),
             "OpenVINO bf16": ("openvino", False, "bf16"),
             "OpenVINO int8 + bf16": ("openvino", True, "bf16"),
+            "OpenVINO int8 mixed": ("openvino", True, "fp32", "mixed"),
             "OpenVINO int8 performance": ("openvino", True, "fp32", "performance"),
             "OpenVINO int8 performance + bf16": ("openvino", True, "bf16", "performance")}
 
@@ -57,7 +58,7 @@ def main() -> None:
         start = time.perf_counter()
         runner = evaluation_model(model, engine, int8=int8, calib_data=args.calib_data,
                                   calib_size=args.calib_size, precision=precision, log=print,
-                                  int8_preset=preset[0] if preset else "mixed",
+                                  **({"int8_preset": preset[0]} if preset else {}),
                                   keep_fp32=[k for k in args.keep_fp32.split(",") if k])
         results[name] = run_evaluation(runner, cfg, batch_size=args.batch_size, progress=False)
         seconds[name] = time.perf_counter() - start

@@ -32,6 +32,7 @@ from personkit.inference.contract import TASKS, person_outputs, select_heads
 from personkit.inference.export import export_onnx, export_openvino
 from personkit.inference.quantize import (
     FP32_PARTS,
+    NNCF_PRESET,
     calibration_batch,
     calibration_files,
     quantize_export,
@@ -137,13 +138,13 @@ class EngineModel:
                    calib_data: str | Path | None = None, calib_size: int = 300,
                    keep_fp32: Sequence[str] = (), threads: int | None = None,
                    log: Callable[[str], None] | None = None,
-                   precision: str = "fp32", int8_preset: str = "mixed") -> EngineModel:
+                   precision: str = "fp32", int8_preset: str = NNCF_PRESET) -> EngineModel:
         """Evaluate ``model`` through ``engine`` (``onnxruntime`` or ``openvino``): for each
         input size, an fp32 export as ``personkit export`` writes it and, with ``int8``, its
         int8 copy calibrated on ``calib_size`` crops of ``calib_data`` at that size
         (:mod:`personkit.inference.quantize`; ``keep_fp32``: more node-name patterns kept in
         fp32). ``precision`` ``bf16`` (OpenVINO): what is not int8 runs in bf16;
-        ``int8_preset``: NNCF's preset (OpenVINO, :func:`quantize_openvino`)."""
+        ``int8_preset``: NNCF's preset (OpenVINO, :data:`NNCF_PRESET` by default)."""
         if engine not in ENGINES[1:]:
             raise ValueError(f"engine must be one of {ENGINES[1:]}, got {engine!r}")
         if int8 and calib_data is None:
@@ -212,7 +213,7 @@ def evaluation_model(model: nn.Module, engine: str = "torch", *, export: str | P
                      calib_size: int = 300, threads: int | None = None,
                      log: Callable[[str], None] | None = print, precision: str = "fp32",
                      device: torch.device | None = None, keep_fp32: Sequence[str] = (),
-                     int8_preset: str = "mixed") -> nn.Module | EngineModel:
+                     int8_preset: str = NNCF_PRESET) -> nn.Module | EngineModel:
     """What ``personkit eval`` evaluates: ``model`` itself (``engine="torch"``; with bf16
     through :class:`TorchEngine`'s autocast on ``device``), the exported file ``export`` (on
     ``engine`` when not torch), or ``model`` exported (and with ``int8`` quantized) for
@@ -237,7 +238,7 @@ def _export_for(target: EngineModel, model: nn.Module, engine: str, size: tuple[
                 int8: bool, calib_data: str | Path | None, calib_size: int,
                 keep_fp32: Sequence[str], threads: int | None,
                 log: Callable[[str], None] | None, precision: str = "fp32",
-                preset: str = "mixed") -> Engine:
+                preset: str = NNCF_PRESET) -> Engine:
     """Export ``model`` at ``size`` into ``target``'s folder (and quantize it) and open it."""
     folder = Path(target._tmp.name) / f"{size[0]}x{size[1]}"
     path = export_onnx(model, folder / "model.onnx", input_size=size)

@@ -41,6 +41,10 @@ FP32_PARTS = ("pose 1x1 conv + soft-argmax", "segmentation logits conv + upsampl
 #: Node-name patterns (regular expressions) of those parts in the exported graph.
 FP32_PATTERNS = (r".*/model/pose/.*", r".*/model/segmentation/predictor/.*",
                  r".*/model/attributes/.*", r".*/model/Resize.*")
+#: NNCF's preset for OpenVINO int8: ``performance`` (symmetric activations: no zero-point
+#: compensation in the VNNI/AMX kernels) ran the ResNet-50 GN trunk 20-23 % faster than
+#: ``mixed`` with the same accuracy on every protocol (benchmarks/RESULTS.md, issue 27).
+NNCF_PRESET = "performance"
 #: Only these op types are quantized (everything else stays fp32: GroupNorm, softmax, resize).
 INT8_OPS = ("Conv", "Gemm", "MatMul")
 #: Relative RMS error bound of the int8 parity check (derivation: :func:`check_int8`).
@@ -113,7 +117,7 @@ def int8_path(path: str | Path) -> Path:
 
 
 def quantize_export(path: str | Path, calib: np.ndarray, out: str | Path | None = None,
-                    keep_fp32: Sequence[str] = (), preset: str = "mixed") -> Path:
+                    keep_fp32: Sequence[str] = (), preset: str = NNCF_PRESET) -> Path:
     """Quantize an fp32 export (``.onnx`` with ONNX Runtime, OpenVINO with NNCF) to int8;
     ``keep_fp32``: node-name patterns (regular expressions) kept in fp32 on top of
     :data:`FP32_PATTERNS`, e.g. ``.*/backbone/stem/.*``; ``preset``: NNCF's (OpenVINO only,
@@ -155,11 +159,10 @@ def quantize_onnx(path: Path, out: Path, calib: np.ndarray, keep_fp32: Sequence[
 
 
 def quantize_openvino(path: Path, out: Path, calib: np.ndarray, keep_fp32: Sequence[str] = (),
-                      preset: str = "mixed") -> Path:
+                      preset: str = NNCF_PRESET) -> Path:
     """NNCF post-training quantization of an OpenVINO IR (the :data:`FP32_PATTERNS` nodes and
-    every non-``INT8_OPS`` op are ignored); ``preset`` ``mixed`` (symmetric weights,
-    asymmetric activations: the default, kept for accuracy) or ``performance`` (symmetric
-    both)."""
+    every non-``INT8_OPS`` op are ignored); ``preset`` :data:`NNCF_PRESET` (``performance``:
+    symmetric weights and activations) or ``mixed`` (asymmetric activations)."""
     ov = require("openvino")
     with quiet():  # its import logs torch extension notices
         nncf = require("nncf")
