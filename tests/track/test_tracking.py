@@ -301,3 +301,25 @@ def test_an_out_that_is_a_file_is_named(extra, sequence, run_dir, tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert str(taken) in err and len(err.splitlines()) == 1
     assert taken.read_text() == "the user's file"
+
+
+def test_track_in_bf16_matches_the_fp32_tracks(tracked, sequence, run_dir, tmp_path):
+    """``personkit track --precision bf16`` (issue #27): every track of the bf16 run finds an
+    fp32 track of the same frames within the bf16 bound: cosine distance <= tol**2 for
+    relative errors <= tol (personkit.models.numerics.bf16_tolerance)."""
+    from personkit.models.loading import load_model
+    from personkit.models.numerics import bf16_tolerance
+
+    tol = bf16_tolerance(load_model(run_dir, "cpu"))
+    rc = main(["track", str(run_dir), str(sequence), "--out", str(tmp_path), "--no-progress",
+               "--precision", "bf16", "--gallery", str(tracked / "gallery.json"),
+               "--match-threshold", f"{tol ** 2:.6f}"])
+    assert rc == 0
+    matches = json.loads((tmp_path / "gallery_matches.json").read_text())
+    assert matches and all(m["match"] is not None for m in matches)
+    assert all(m["match"]["distance"] <= tol ** 2 for m in matches)
+    # bf16 really ran: the track embeddings differ from fp32's, within the bound
+    from personkit.models.numerics import relative_difference
+
+    fp32, bf16 = (np.load(d / "track_embeddings.npy") for d in (tracked, tmp_path))
+    assert fp32.shape == bf16.shape and 0 < relative_difference(fp32, bf16) <= tol
