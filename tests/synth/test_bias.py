@@ -102,3 +102,15 @@ def test_cli_synth_bias_and_gap(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "synth bias must be in [0, 1], got 2.0" in err and len(
         err.splitlines()) == 1
+
+
+def test_ensure_world_rebuilds_when_the_bias_differs(tmp_path):
+    """A study's world cache never serves a world of another bias."""
+    from personkit.synth import ensure_world
+
+    root = tmp_path / "w"
+    assert ensure_world(root, "tiny", 0, bias=0.5)["cached"] is False
+    assert ensure_world(root, "tiny", 0, bias=0.5)["cached"] is True
+    assert ensure_world(root, "tiny", 0)["cached"] is False  # bias 0 asked, 0.5 there
+    assert "bias" not in json.loads((root / MARKER).read_text())
+    assert ensure_world(root, "tiny", 0, bias=0.0)["cached"] is True
