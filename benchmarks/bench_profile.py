@@ -173,7 +173,7 @@ def markdown(results: list[dict]) -> str:
 def main() -> None:
     import numpy as np
 
-    from personkit.inference.roofline import cpu_flags
+    from personkit.inference.roofline import has_bf16
     from personkit.models.build import build_bench_models
     from personkit.models.loading import model_config_of
     from personkit.runtime import machine_info
@@ -195,7 +195,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch, 3, h, w), dtype=np.float32)
     calib = rng.standard_normal((32, 3, h, w), dtype=np.float32)
-    has_bf16 = bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    bf16 = has_bf16()
     results = []
     with tempfile.TemporaryDirectory(prefix="personkit-profile-") as tmp:
         tmp = Path(tmp)
@@ -203,7 +203,7 @@ def main() -> None:
             exports, onnx_path = engines_for(model, name, tmp, calib, args.no_int8)
             norms = norm_modules(onnx_path)
             for label, (kind, path, precision) in exports.items():
-                if precision == "bf16" and not has_bf16:
+                if precision == "bf16" and not bf16:
                     continue
                 layers = (profile_openvino(path, x, args.runs, threads, precision)
                           if kind == "ov" else profile_onnxruntime(path, x, args.runs, threads,

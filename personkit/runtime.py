@@ -120,24 +120,33 @@ ISA_FLAGS = {"avx2": ("avx2",), "avx512": ("avx512f",), "vnni": ("avx512_vnni", 
              "bf16": ("avx512_bf16", "amx_bf16"), "amx": ("amx_tile",)}
 
 
+def _cpuinfo(key: str) -> str | None:
+    """The first processor's ``key`` line of /proc/cpuinfo (None where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith(key)), None)
+    except OSError:
+        return None
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags of ``/proc/cpuinfo`` (empty where it does not exist)."""
+    return set((_cpuinfo("flags") or "").split())
+
+
+def has_isa(name: str) -> bool:
+    """Whether the CPU has the :data:`ISA_FLAGS` feature ``name`` (e.g. ``bf16``)."""
+    return bool(set(ISA_FLAGS[name]) & cpu_flags())
+
+
 def cpu_description() -> str:
     """The CPU model, its ISA flags that decide engine speed and the vector ISA torch's kernels
     run with, e.g. ``AMD EPYC (avx2 avx512 vnni bf16; AVX512)``: machines that report the same
     model name differ in speed by ISA (benchmarks/RESULTS.md)."""
     import torch
 
-    name, flags = None, set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for ln in f:  # the first processor's lines
-                if ln.startswith("model name") and name is None:
-                    name = ln.split(":", 1)[1].strip()
-                elif ln.startswith("flags") and not flags:
-                    flags = set(ln.split(":", 1)[1].split())
-    except OSError:
-        pass
-    name = name or platform.processor() or platform.machine() or "unknown CPU"
-    isa = " ".join(k for k, names in ISA_FLAGS.items() if flags & set(names))
+    name = _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    isa = " ".join(k for k in ISA_FLAGS if has_isa(k))
     return f"{name} ({isa + '; ' if isa else ''}{torch.backends.cpu.get_cpu_capability()})"
 
 
