@@ -50,8 +50,8 @@ class Look:
     swap: float = 0.0
     scale: tuple[float, float] = (1.0, 1.0)  # person size factor in the frame
     jitter: float = 1.0  # box misalignment factor (Market)
-    views: tuple[float, float, float] = (0.0, 0.0, 0.0)  # P(front, back, side); 0 = today's
-    half_body: float = -1.0  # P(half-body crop) (LIP); < 0 = today's
+    views: tuple[float, float, float] | None = None  # P(front, back, side) (MPII, LIP)
+    half_body: float | None = None  # P(half-body crop) (LIP)
 
 
 #: Each dataset's camera model at full bias (Market: one per camera).
@@ -69,6 +69,9 @@ STRONG_MPII = replace(MPII_DOMAIN, gain=(0.8, 1.3), contrast=(1.05, 1.3),
 STRONG_LIP = replace(LIP_DOMAIN, gain=(0.95, 1.3), contrast=(1.0, 1.35), cast=(1.0, 1.0, 1.0),
                      cast_jitter=0.16, blur=(0.2, 0.6), noise=3.0, jpeg=(42, 66))
 
+#: Today's framing of the scene sets (items.py draws with these when there is no bias).
+TODAY_VIEWS = {"mpii": (0.45, 0.25, 0.3), "lip": (0.5, 0.2, 0.3)}
+TODAY_HALF_BODY = 0.15
 TODAY = Look()
 STRONG_LOOKS: dict[str, Look] = {
     "market": Look(saturation=(0.55, 0.75), jitter=2.0),
@@ -78,18 +81,15 @@ STRONG_LOOKS: dict[str, Look] = {
         "party", "street", "studio", "beach"), swap=0.8, scale=(0.6, 0.85),
         views=(0.72, 0.1, 0.18), half_body=0.4),
 }
-TODAY_VIEWS = {"mpii": (0.45, 0.25, 0.3), "lip": (0.5, 0.2, 0.3)}
-TODAY_HALF_BODY = 0.15
 
 
 def _lerp(a: Any, b: Any, t: float) -> Any:
-    if isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b) and all(
-            isinstance(x, (int, float)) for x in a + b):
+    """``t`` of the way from ``a`` to ``b``: numbers, or tuples of them (integers stay
+    integers)."""
+    if isinstance(a, tuple):
         return tuple(_lerp(x, y, t) for x, y in zip(a, b, strict=True))
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        value = a + t * (b - a)
-        return int(round(value)) if isinstance(a, int) and isinstance(b, int) else value
-    return a if t < 0.5 else b  # names and style lists: today's until half way
+    value = a + t * (b - a)
+    return int(round(value)) if isinstance(a, int) and isinstance(b, int) else value
 
 
 def lerp_domain(today: Domain, strong: Domain, t: float) -> Domain:
@@ -107,8 +107,6 @@ class DatasetLook:
 
     domains: tuple[Domain, ...]  # Market: one per camera; MPII, LIP: one
     look: Look
-    views: tuple[float, float, float] | None  # None = the dataset's own default
-    half_body: float
 
     @property
     def domain(self) -> Domain:
@@ -128,16 +126,15 @@ def looks_at(bias: float) -> dict[str, DatasetLook]:
                     vignette=_lerp(TODAY.vignette, s.vignette, t),
                     lowres=_lerp(TODAY.lowres, s.lowres, t), styles=s.styles,
                     swap=s.swap * t, scale=_lerp(TODAY.scale, s.scale, t),
-                    jitter=_lerp(TODAY.jitter, s.jitter, t))
+                    jitter=_lerp(TODAY.jitter, s.jitter, t),
+                    views=_lerp(TODAY_VIEWS[name], s.views, t) if s.views else None,
+                    half_body=_lerp(TODAY_HALF_BODY, s.half_body, t) if s.half_body else None)
 
-    views = {k: _lerp(v, STRONG_LOOKS[k].views, t) for k, v in TODAY_VIEWS.items()}
     return {
         "market": DatasetLook(tuple(lerp_domain(a, b, t) for a, b in zip(
-            MARKET_CAMERAS, STRONG_MARKET, strict=True)), look("market"), None, -1.0),
-        "mpii": DatasetLook((lerp_domain(MPII_DOMAIN, STRONG_MPII, t),), look("mpii"),
-                            views["mpii"], -1.0),
-        "lip": DatasetLook((lerp_domain(LIP_DOMAIN, STRONG_LIP, t),), look("lip"), views["lip"],
-                           _lerp(TODAY_HALF_BODY, STRONG_LOOKS["lip"].half_body, t)),
+            MARKET_CAMERAS, STRONG_MARKET, strict=True)), look("market")),
+        "mpii": DatasetLook((lerp_domain(MPII_DOMAIN, STRONG_MPII, t),), look("mpii")),
+        "lip": DatasetLook((lerp_domain(LIP_DOMAIN, STRONG_LIP, t),), look("lip")),
     }
 
 

@@ -16,7 +16,14 @@ import numpy as np
 from personkit.data.io import encode_jpeg
 from personkit.synth import body as B
 from personkit.synth.appearance import get_identity, sample_identity
-from personkit.synth.bias import DatasetLook, bias_rng, draw_effects, looks_at
+from personkit.synth.bias import (
+    TODAY_HALF_BODY,
+    TODAY_VIEWS,
+    DatasetLook,
+    bias_rng,
+    draw_effects,
+    looks_at,
+)
 from personkit.synth.body import View, sample_pose, skeleton, walking_pose
 from personkit.synth.render import Person, Rendered, object_prim, render
 from personkit.synth.scenes import (
@@ -259,7 +266,7 @@ def mpii_scene(item: SceneItem, seed: int, bias: float = 0.0) -> Scene:
     w, h = int(rng.choice([288, 320, 352])), int(rng.choice([224, 240, 256]))
     style, size = _biased_scene(look, brng, str(rng.choice(MPII_DOMAIN.styles)))
     bg = background(style, h, w, rng)
-    views = look.views if look else (0.45, 0.25, 0.3)
+    views = look.look.views if look else TODAY_VIEWS["mpii"]
     n = int(rng.choice([1, 2, 3], p=[0.6, 0.3, 0.1]))
     slots = rng.permutation(n)
     people: list[Person] = []
@@ -302,10 +309,10 @@ def lip_scene(item: SceneItem, seed: int, bias: float = 0.0) -> Scene:
     rng = np.random.default_rng([seed, K_LIP, item.index])
     look = _look(bias, "lip")
     brng = bias_rng(seed, K_LIP, item.index) if look else None
-    ident, pose = _scene_person(rng, look.views if look else (0.5, 0.2, 0.3))
+    ident, pose = _scene_person(rng, look.look.views if look else TODAY_VIEWS["lip"])
     sk = skeleton(ident.shape, pose)
     style, size = _biased_scene(look, brng, "")
-    half = look.half_body if look else 0.15
+    half = look.look.half_body if look else TODAY_HALF_BODY
     hp = rng.uniform(120, 210) * size
     xy, _ = View(pose.yaw, hp, 0, 0).project(sk.joints)
     lo, hi = xy.min(0) - hp * 0.08, xy.max(0) + hp * 0.06

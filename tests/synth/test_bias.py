@@ -81,7 +81,8 @@ def test_looks_interpolate_between_today_and_full_bias():
     assert half["lip"].look.lowres == pytest.approx((0.675, 0.85))
     q0, q1 = zero["lip"].domain.jpeg, one["lip"].domain.jpeg
     assert q1[0] < half["lip"].domain.jpeg[0] < q0[0]  # JPEG quality falls with bias
-    assert zero["mpii"].views == (0.45, 0.25, 0.3) and zero["lip"].half_body == 0.15
+    assert zero["mpii"].look.views == (0.45, 0.25, 0.3) and zero["lip"].look.half_body == 0.15
+    assert one["lip"].look.half_body == 0.4 and one["market"].look.views is None
     assert image_statistics(np.zeros((40, 20, 3), np.uint8)).shape == (19,)
 
 
