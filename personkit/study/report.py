@@ -261,16 +261,16 @@ def dose_points(study: Any, records: list[dict], dose: dict, curve: dict
                 ) -> list[tuple[float, Interval]]:
     """(x, interval of row - baseline) for each value of ``dose['x']`` in the curve's grid."""
     x = dose["x"]
+    rows = {j.row: j for j in study.jobs}  # one job per row: its name, base name and grid
+    baselines = {tuple(j.grid.items()): j.row for j in rows.values()
+                 if j.base == curve["baseline"]}
     pts = []
-    for job in study.jobs:
-        if job.row.split("[")[0] != curve["row"] or x not in job.grid or job.seed != min(
-                j.seed for j in study.jobs if j.row == job.row):
-            continue
-        base = next((j.row for j in study.jobs if j.row.split("[")[0] == curve["baseline"]
-                     and j.grid == job.grid), None)
-        ci = base and interval(records, job.row, base, dose["metric"])
-        if ci:
-            pts.append((float(job.grid[x]), ci))
+    for job in rows.values():
+        base = baselines.get(tuple(job.grid.items()))
+        if job.base == curve["row"] and x in job.grid and base:
+            ci = interval(records, job.row, base, dose["metric"])
+            if ci:
+                pts.append((float(job.grid[x]), ci))
     return sorted(pts, key=lambda p: p[0])
 
 

@@ -59,6 +59,11 @@ class Job:
     def key(self) -> tuple[str, int, str]:
         return self.row, self.seed, self.config_hash
 
+    @property
+    def base(self) -> str:
+        """The spec row's name without its grid values (``multi_bn[bias=1]`` -> ``multi_bn``)."""
+        return self.row.split("[")[0]
+
 
 @dataclass
 class Study:
@@ -72,7 +77,6 @@ class Study:
     world: dict[str, Any] | None
     data_root: Path | None
     name: str = "study"
-    world_id: dict[str, Any] = field(default_factory=dict)  # the spec world's identity
     dose: list[dict[str, Any]] = field(default_factory=list)  # dose-response figures
 
     def worlds(self) -> dict[Path, dict[str, Any]]:
@@ -235,7 +239,7 @@ def load_study(spec_path: str | Path, out: str | Path, overrides: Sequence[str] 
     claims = _check_claims(spec.get("claims") or [], names, spec_path)
     dose = _check_dose(spec.get("dose") or [], jobs, spec_path)
     return Study(spec_path, out, jobs, tables, claims, world, data_root,
-                 spec.get("name", spec_path.stem), world_id, dose)
+                 spec.get("name", spec_path.stem), dose)
 
 
 def _check_world(world: dict[str, Any], where: str) -> dict[str, Any]:
@@ -283,10 +287,10 @@ def _check_dose(dose: Any, jobs: list[Job], spec_path: Path) -> list[dict]:
     """``dose:`` figures: a metric's difference row - baseline against a grid variable."""
     if not isinstance(dose, list):
         raise StudyError(f"{spec_path}: 'dose' must be a list of figures")
-    bases = {j.row.split("[")[0] for j in jobs}
+    bases = {j.base for j in jobs}
     for d in dose:
         where = f"{spec_path}: dose {d.get('title', '?') if isinstance(d, dict) else d}"
-        _check_keys(d, {"title", "metric", "x", "curves", "expect"}, where)
+        _check_keys(d, {"title", "metric", "x", "curves"}, where)
         if not d.get("metric") or not d.get("x") or not isinstance(d.get("curves"), list):
             raise StudyError(f"{where}: needs 'metric', 'x' (a grid variable) and 'curves'")
         for c in d["curves"]:
