@@ -107,9 +107,6 @@ def profile_onnxruntime(path: Path, x, runs: int, threads: int, tmp: Path) -> li
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    for _ in range(3):
-        session.run(None, {"images": x})
     options.enable_profiling = True
     options.profile_file_prefix = str(tmp / "ort")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

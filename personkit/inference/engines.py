@@ -83,12 +83,13 @@ class EngineModel:
         """The engine for ``(H, W)`` inputs (made on first use)."""
         size = (int(size[0]), int(size[1]))
         if size not in self.engines:
-            self.engines[size] = self.engine_for(size)
-            if self.engines[size].precision != self.precision and not any(
-                    e.precision != self.precision for e in list(self.engines.values())[:-1]):
+            engine = self.engine_for(size)
+            fell_back = engine.precision != self.precision
+            if fell_back and all(e.precision == self.precision for e in self.engines.values()):
                 warnings.warn(f"{self.name}: asked for {self.precision}, the engine runs "
-                              f"{self.engines[size].precision} (this CPU has no bf16 "
-                              f"instructions: avx512_bf16 / amx_bf16)", stacklevel=2)
+                              f"{engine.precision} (this CPU has no bf16 instructions: "
+                              f"avx512_bf16 / amx_bf16)", stacklevel=2)  # once per model
+            self.engines[size] = engine
         return self.engines[size]
 
     def __call__(self, images: torch.Tensor, heads: Collection[str] | None = None
