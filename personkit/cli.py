@@ -369,14 +369,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _exit_codes() -> list[tuple[type[BaseException], int]]:
     """The errors the CLI reports in one line, and their exit codes (1: a run that had to stop,
-    weights that do not fit, failed study jobs; 2: bad input, settings, a missing extra, or a
+    a source that broke mid-run (its results so far written), weights that do not fit,
+    failed study jobs; 2: bad input, settings, a missing extra, or a
     path that cannot be read or written)."""
     from personkit.engine.trainer import TrainingError
     from personkit.extras import MissingExtraError
     from personkit.models import WeightsError
     from personkit.study import StudyRunError
+    from personkit.track.run import TrackingStopped
 
-    return [(TrainingError, 1), (WeightsError, 1), (StudyRunError, 1), (ValueError, 2),
+    return [(TrainingError, 1), (WeightsError, 1), (StudyRunError, 1), (TrackingStopped, 1),
+            (ValueError, 2),
             (MissingExtraError, 2), (OSError, 2)]
 
 

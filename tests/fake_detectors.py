@@ -22,6 +22,32 @@ class Constant(torch.nn.Module):
         return tuple(o + zero.to(o.dtype) for o in self.outputs)
 
 
+class Probe(torch.nn.Module):
+    """Outputs ``base`` plus, at chosen places, ``scale`` × the mean of a region of its input
+    image: a fake whose scores show how the detector prepared the input (channel order,
+    scale, where the letterbox put the frame and its padding).
+
+    ``probes``: ``(output index, channel, (row0, row1), scale)``, the region being rows
+    ``row0:row1`` of that input channel (every column).
+    """
+
+    def __init__(self, base: torch.Tensor, probes: list[tuple[tuple[int, ...], int,
+                                                              tuple[int, int], float]]):
+        super().__init__()
+        self.base = base
+        self.probes = []
+        for index, channel, rows, scale in probes:
+            mask = torch.zeros_like(base)
+            mask[index] = scale
+            self.probes.append((mask, channel, rows))
+
+    def forward(self, images: torch.Tensor):
+        out = self.base + images.mean() * 0
+        for mask, channel, (r0, r1) in self.probes:
+            out = out + images[:, channel, r0:r1, :].mean() * mask
+        return out
+
+
 def export(module: torch.nn.Module, path: Path, example: torch.Tensor,
            output_names: list[str] | None = None, dynamic: dict | None = None) -> Path:
     with warnings.catch_warnings():

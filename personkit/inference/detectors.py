@@ -16,14 +16,24 @@ Back-ends (:func:`open_detector` picks one from a name or a path):
   the demo; with no network and no cached file the error names the file, the folder and the
   URL to fetch it from. ``weights=None`` builds random weights (tests).
 * :class:`OnnxDetector`: ONNX files in the layouts users bring (see :data:`ONNX_LAYOUTS`):
-  ultralytics YOLOv8/YOLO11 ``[1, 4+C, N]`` and YOLOX ``[1, N, 5+C]`` (letterboxed input,
-  decoded here with NMS, YOLOX's grid offsets too when its export left them undecoded; COCO
-  class 0 is ``person``), and torchvision detectors exported to
-  ONNX (``boxes``, ``labels``, ``scores`` outputs from one ``[3, H, W]`` image).
+  ultralytics YOLOv8/YOLO11 ``[1, 4+C, N]``, YOLOv5 ``[1, 3 × cells, 5+C]`` and YOLOX
+  ``[1, cells, 5+C]`` (letterboxed input, decoded here with NMS, YOLOX's grid offsets too when
+  its export left them undecoded; COCO class 0 is ``person``), and torchvision detectors
+  exported to ONNX (``boxes``, ``labels``, ``scores`` outputs from one ``[3, H, W]`` image).
+  YOLOv5 and YOLOX share their rows (``cx, cy, w, h, objectness, C class scores``) but not
+  their input (YOLOv5: RGB / 255, centred letterbox; YOLOX: BGR 0-255, top-left), so they are
+  told apart by the row count N: YOLOX has one row per grid cell of strides 8/16/32 at the
+  input size, YOLOv5 three anchors per cell (of strides 8/16/32, or 8/16/32/64 for its P6
+  models). Rows of that shape with any other N are refused as ambiguous.
+
+Devices: :func:`open_detector` runs torch back-ends on the device asked for (a device the
+machine lacks is an error naming it); an ONNX file runs on ONNX Runtime's CUDA provider for
+``cuda`` when this ONNX Runtime has it, else on the CPU with a warning saying so.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +46,9 @@ import torch
 #: contiguous 80-class list of YOLO-family exports.
 TORCHVISION_PERSON, YOLO_PERSON = 1, 0
 #: The ONNX layouts :class:`OnnxDetector` reads.
-ONNX_LAYOUTS = ("yolov8", "yolox", "torchvision")
+ONNX_LAYOUTS = ("yolov8", "yolov5", "yolox", "torchvision")
+#: Layouts whose rows carry an objectness column (score = objectness × class score).
+OBJECTNESS_LAYOUTS = ("yolov5", "yolox")
 DEFAULT_SCORE = 0.5
 
 
@@ -182,14 +194,20 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
 
 #: YOLOX's strides; its default export leaves the box outputs relative to these grids.
 YOLOX_STRIDES = (8, 16, 32)
+#: YOLOv5's anchors per grid cell, and the strides of its P5 and P6 models.
+YOLOV5_ANCHORS, YOLOV5_STRIDES = 3, ((8, 16, 32), (8, 16, 32, 64))
+
+
+def grid_cells(size: tuple[int, int], strides: Sequence[int] = YOLOX_STRIDES) -> int:
+    """Grid cells of an ``(H, W)`` input over ``strides``."""
+    return sum((size[0] // s) * (size[1] // s) for s in strides)
 
 
 def yolox_raw(rows: np.ndarray, size: tuple[int, int]) -> bool:
     """Whether YOLOX outputs are undecoded (YOLOX's default export, without
     ``--decode_in_inference``): one row per grid cell of strides 8/16/32, and widths that
     are log-scale (nearly all below the smallest stride) rather than pixels."""
-    cells = sum((size[0] // s) * (size[1] // s) for s in YOLOX_STRIDES)
-    return len(rows) == cells and float(np.percentile(rows[:, 2], 99)) < YOLOX_STRIDES[0]
+    return len(rows) == grid_cells(size) and float(np.percentile(rows[:, 2], 99)) < YOLOX_STRIDES[0]
 
 
 def yolox_decode(rows: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -207,9 +225,43 @@ def yolox_decode(rows: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
+def onnx_input_size(inp: Any) -> tuple[int, int]:
+    """``(H, W)`` of an ONNX detector's image input; a dynamic side counts as 640."""
+    h, w = inp.shape[-2:]
+    return (h if isinstance(h, int) else 640, w if isinstance(w, int) else 640)
+
+
+def _yolo_layout(path: Path, a: int, b: int, size: tuple[int, int]) -> str | None:
+    """The layout of a ``[1, a, b]`` output for an ``(H, W)`` input: the one whose count of
+    rows or anchors is exact (YOLOv8 ``b`` = grid cells, YOLOX ``a`` = cells, YOLOv5 ``a`` =
+    3 × cells); none exact: YOLOv8 when ``a < b`` (as before), a ValueError when the rows of
+    YOLOv5 and YOLOX cannot be told apart or several layouts fit; None for another shape."""
+    cells = grid_cells(size)
+    v5 = [YOLOV5_ANCHORS * grid_cells(size, strides) for strides in YOLOV5_STRIDES]
+    exact = [name for name, ok in (("yolov8", a > 4 and b == cells),
+                                   ("yolox", b > 5 and a == cells),
+                                   ("yolov5", b > 5 and a in v5)) if ok]
+    if len(exact) == 1:
+        return exact[0]
+    if not exact and 4 < a < b:
+        return "yolov8"  # [1, 4+C, N]: C classes, N anchors
+    where = f"{path}: output [1, {a}, {b}] for the {size[0]}×{size[1]} input"
+    if exact:
+        raise ValueError(f"{where} fits several layouts ({', '.join(exact)}), which need "
+                         f"different preprocessing and decoding; export it at another size")
+    if b > 5 and a > b:
+        raise ValueError(f"{where} has the rows of YOLOv5 and of YOLOX (cx, cy, w, h, "
+                         f"objectness, classes), but YOLOX has {cells} rows there (one per "
+                         f"grid cell of strides 8/16/32) and YOLOv5 {v5[0]} (3 anchors per "
+                         f"cell; {v5[1]} with stride 64): {a} is neither, so personkit cannot "
+                         f"tell which preprocessing it needs (YOLOv5: RGB / 255, centred; "
+                         f"YOLOX: BGR 0-255, top left); export it at its input size")
+    return None
+
+
 def onnx_layout(path: Path, inputs: list[Any], outputs: list[Any]) -> str:
     """Which of :data:`ONNX_LAYOUTS` an ONNX detector has, from its input and output shapes;
-    another layout is a ValueError naming the shapes found."""
+    another layout, or an ambiguous one, is a ValueError naming the shapes found."""
     names = {o.name for o in outputs}
     shape = [inputs[0].shape, [o.shape for o in outputs]]
     if {"boxes", "labels", "scores"} <= names and len(inputs[0].shape) == 3:
@@ -217,32 +269,35 @@ def onnx_layout(path: Path, inputs: list[Any], outputs: list[Any]) -> str:
     if len(outputs) == 1 and len(inputs[0].shape) == 4 and len(outputs[0].shape) == 3:
         a, b = outputs[0].shape[1:]
         if isinstance(a, int) and isinstance(b, int):
-            if a < b and a > 4:
-                return "yolov8"  # [1, 4+C, N]: C classes, N anchors
-            if b > 5 and a > b:
-                return "yolox"  # [1, N, 5+C]
+            layout = _yolo_layout(path, a, b, onnx_input_size(inputs[0]))
+            if layout is not None:
+                return layout
     raise ValueError(f"{path}: not a detector layout personkit reads (input {shape[0]}, "
                      f"outputs {shape[1]}); supported: ultralytics YOLOv8/11 [1, 4+C, N], "
-                     f"YOLOX [1, N, 5+C], torchvision exports (boxes, labels, "
-                     f"scores from one [3, H, W] image)")
+                     f"YOLOv5 [1, 3 × grid cells, 5+C], YOLOX [1, grid cells, 5+C], "
+                     f"torchvision exports (boxes, labels, scores from one [3, H, W] image)")
 
 
 class OnnxDetector(DetectorBase):
-    """An ONNX detector file (:data:`ONNX_LAYOUTS`), on ONNX Runtime's CPU provider.
+    """An ONNX detector file (:data:`ONNX_LAYOUTS`) on ONNX Runtime: the CPU provider, or
+    CUDA's for a ``cuda`` device when this ONNX Runtime has it (else the CPU, with a warning).
 
     Args:
         path: the ``.onnx`` file.
         iou: NMS IoU for the YOLO layouts (torchvision exports run their own NMS).
         person_class: the person's class index (YOLO: 0, torchvision: 1).
+        device: ``cpu`` or ``cuda`` (``cuda:N``: ONNX Runtime's default GPU).
     """
 
     def __init__(self, path: str | Path, min_score: float = DEFAULT_SCORE, iou: float = 0.5,
-                 person_class: int | None = None, threads: int | None = None):
+                 person_class: int | None = None, threads: int | None = None,
+                 device: str = "cpu"):
         from personkit.inference.backends import ort_session
 
         super().__init__(min_score)
         self.path, self.iou = Path(path), iou
-        self.session = ort_session(self.path, threads=threads, what="ONNX detector")
+        self.session = ort_session(self.path, _ort_device(device, self.path), threads=threads,
+                                   what="ONNX detector")
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         self.layout = onnx_layout(self.path, inputs, outputs)
         self.name = f"{self.layout}:{self.path.name}"
@@ -252,11 +307,26 @@ class OnnxDetector(DetectorBase):
                              f"not a float image tensor")
         self.person = person_class if person_class is not None else (
             TORCHVISION_PERSON if self.layout == "torchvision" else YOLO_PERSON)
-        h, w = self.input.shape[-2:]
-        self.size = (h if isinstance(h, int) else 640, w if isinstance(w, int) else 640)
+        self.size = onnx_input_size(self.input)
+
+    @property
+    def providers(self) -> list[str]:
+        """The ONNX Runtime providers the session runs on, first used first."""
+        return list(self.session.get_providers())
 
     def _raw(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         return [self._one(image) for image in images]
+
+    def _input(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float]]:
+        """The letterboxed input tensor, the gain and the offset: YOLOX BGR 0-255 at the top
+        left (YOLOX's preproc since its 2021-08 weights); YOLOv5/v8 RGB / 255, centred."""
+        yolox = self.layout == "yolox"
+        canvas, gain, offset = letterbox(image, self.size, centre=not yolox)
+        if yolox:
+            x = canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
+        else:
+            x = canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        return np.ascontiguousarray(x), gain, offset
 
     def _one(self, image: np.ndarray) -> np.ndarray:
         if self.layout == "torchvision":
@@ -265,17 +335,13 @@ class OnnxDetector(DetectorBase):
                                                      {self.input.name: x})
             person = labels == self.person
             return np.concatenate([boxes[person], scores[person, None]], 1)
-        yolox = self.layout == "yolox"
-        canvas, gain, (dx, dy) = letterbox(image, self.size, centre=not yolox)
-        if yolox:  # BGR, 0-255 (YOLOX's preproc since its 2021-08 weights)
-            x = canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
-        else:  # RGB, 0-1
-            x = canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-        (out,) = self.session.run(None, {self.input.name: np.ascontiguousarray(x)})
-        rows = out[0] if yolox else out[0].T  # N × (4 [+ obj] + C)
-        if yolox and yolox_raw(rows, self.size):
+        x, gain, (dx, dy) = self._input(image)
+        (out,) = self.session.run(None, {self.input.name: x})
+        objectness = self.layout in OBJECTNESS_LAYOUTS
+        rows = out[0] if objectness else out[0].T  # N × (4 [+ obj] + C)
+        if self.layout == "yolox" and yolox_raw(rows, self.size):
             rows = yolox_decode(rows, self.size)
-        cls = rows[:, 5:] * rows[:, 4:5] if yolox else rows[:, 4:]
+        cls = rows[:, 5:] * rows[:, 4:5] if objectness else rows[:, 4:]
         if self.person >= cls.shape[1]:
             raise ValueError(f"{self.path}: person class {self.person} but the model has "
                              f"{cls.shape[1]} classes")
@@ -287,6 +353,22 @@ class OnnxDetector(DetectorBase):
         boxes = (boxes - [dx, dy, dx, dy]) / gain
         kept = nms(boxes, score[keep], self.iou)
         return np.concatenate([boxes[kept], score[keep][kept, None]], 1)
+
+
+def _ort_device(device: str, path: Path) -> str:
+    """``cuda`` when a CUDA device is asked for and this ONNX Runtime has its CUDA provider;
+    else ``cpu``, with a warning when CUDA was asked for."""
+    if not str(device).startswith("cuda"):
+        return "cpu"
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        return "cuda"
+    warnings.warn(f"ONNX detector {path} runs on the CPU, not {device}: this ONNX Runtime "
+                  f"has no CUDA provider (providers: "
+                  f"{', '.join(onnxruntime.get_available_providers())}; install "
+                  f"onnxruntime-gpu for it)", RuntimeWarning, stacklevel=3)
+    return "cpu"
 
 
 # ----------------------------------------------------------------------------- choosing
@@ -322,15 +404,25 @@ def open_detector(spec: str | Path, device: str = "cpu", min_score: float = DEFA
     torchvision builder name with its COCO weights (:class:`TorchvisionDetector`);
     ``NAME:random`` builds that detector with random weights (offline; finds nobody useful).
 
+    ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``auto``): torch back-ends run there; an ONNX
+    file runs on ONNX Runtime's CUDA provider for a CUDA device, or on the CPU with a warning
+    when this ONNX Runtime lacks it.
+
     Raises:
         FileNotFoundError: a path that does not exist.
-        ValueError: neither a file nor a known name (listing the names).
+        ValueError: neither a file nor a known name (listing the names); a torch back-end on
+            a device this machine lacks (naming it).
     """
+    from personkit.runtime import resolve_device
+
     text = str(spec)
+    if device == "auto":
+        device = resolve_device(device).type
     if text.endswith(".onnx") or Path(text).suffix == ".onnx":
-        return OnnxDetector(text, min_score, threads=threads)
+        return OnnxDetector(text, min_score, threads=threads, device=device)
     from personkit.models.detector import is_detector_file, load_person_detector
 
+    device = str(resolve_device(device, "detector device"))  # torch: a device this machine has
     if Path(text).exists() and is_detector_file(text):
         model, config = load_person_detector(text)
         if device == "cpu" and engine != "torch" and _has("onnxruntime") and _has("onnx"):

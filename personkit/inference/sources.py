@@ -24,6 +24,7 @@ from __future__ import annotations
 import configparser
 import json
 import math
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -200,6 +201,55 @@ def mot_images(seq_dir: str | Path) -> tuple[dict[str, str], Path, list[Path]]:
         raise ValueError(f"{im_dir}: {len(missing)} of {length} frames missing "
                          f"(frame numbers {shown})")
     return info, im_dir, [images[t] for t in range(1, length + 1)]
+
+
+def exact_rate(rate: float | str) -> float:
+    """A frame rate as a float, kept exact (a PyAV ``Fraction`` such as 25/2 or 30000/1001 to
+    the nearest double); a whole number as an ``int``, so outputs of integer rates read as
+    before (``10``, not ``10.0``)."""
+    value = float(rate)
+    return int(value) if value.is_integer() else value
+
+
+def seqinfo_frame_rate(seq_dir: str | Path, info: dict[str, str], default: int = 30) -> float:
+    """``frameRate`` of a MOT ``seqinfo.ini`` (``info``: :func:`read_seqinfo`), fractional rates
+    such as 12.5 included (:func:`exact_rate`); ``default`` without one.
+
+    Raises:
+        ValueError: a value that is not a positive finite number (naming the file and value).
+    """
+    text = info.get("framerate")
+    if text is None:
+        return default
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = math.nan
+    if not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f"{Path(seq_dir) / 'seqinfo.ini'}: frameRate must be a positive number "
+                         f"of frames per second, got {text!r}")
+    return exact_rate(rate)
+
+
+def shown_path(path: str | Path) -> str:
+    """``path`` as printable text: bytes that are not UTF-8 (a str with surrogate escapes on
+    POSIX) shown as ``\\xNN``."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
+def check_name(name: str, path: str | Path, fix: str = "rename it") -> str:
+    """``name`` (a sequence or source name taken from ``path``) when it is UTF-8 text.
+
+    A file or folder name holding bytes that are not UTF-8 reaches Python as a str with
+    surrogate escapes, which no output (``tracks.json``, the index) can hold: a ValueError
+    naming the path and saying how to fix it (``fix``), before any frame is tracked.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{shown_path(path)}: the name '{shown_path(name)}' is not UTF-8 text "
+                         f"(outputs and indexes hold UTF-8 names); {fix}") from None
+    return name
 
 
 def check_rows_within(rows: MotRows, n_frames: int, where: Path | str) -> None:

@@ -17,6 +17,15 @@ MOT16), parsed by the same reader as ``personkit predict``
 frame below 1 or a non-finite value is an error naming the file and line; so is a box
 without area (``predict`` skips those, a tracker cannot follow them).
 
+Frame rates are kept exact (``frameRate=12.5`` in ``seqinfo.ini``, a video's 25/2 or
+30000/1001), and every frame gets a time in seconds from the source's first frame: ``(t - 1) /
+rate`` for a MOT sequence or a folder of frames; for a video or a stream, the frame's
+presentation timestamp relative to the first frame's (:class:`~personkit.track.live.FrameClock`).
+
+A frame that cannot be read or decoded (a truncated video, a broken image) raises
+:class:`FrameError` from the source's iterator, naming the source and the frame; ``personkit
+track`` then ends the run there and writes what it tracked before it.
+
 Outputs: MOT Challenge results (``frame,id,left,top,w,h,score,-1,-1,-1``) and an H.264 mp4
 (PyAV) or PNG frames.
 """
@@ -26,24 +35,37 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from personkit.inference.sources import (
+    check_name,
     check_rows_within,
+    exact_rate,
     is_mot_sequence,
     mot_images,
     open_frames,
     read_image,
     read_mot_rows,
     resolve_mot_source,
+    seqinfo_frame_rate,
 )
-from personkit.track.live import LiveFrames, is_live
+from personkit.track.live import FrameClock, LiveFrames, is_live
 
 #: The frame rate of a folder of frames (a tracker's motion model needs one).
 FRAME_RATE = 30
+
+
+class FrameError(ValueError):
+    """A frame of a source that cannot be read or decoded (naming the source and ``frame``,
+    1-based): the source ends there."""
+
+    def __init__(self, message: str, frame: int):
+        super().__init__(message)
+        self.frame = frame
 
 
 @dataclass
@@ -96,7 +118,7 @@ class TrackSource:
 
     name: str
     detections: Detections | None  # None: the detector finds the people
-    frame_rate: int
+    frame_rate: float  # exact (an int when whole: exact_rate)
     length: int | None
     seq_dir: Path | None = None
     video: Path | None = None
@@ -107,19 +129,28 @@ class TrackSource:
     def __len__(self) -> int:
         return self.length or 0
 
-    def __iter__(self) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-        """``(frame number, RGB image, N×4 boxes, N scores)`` per frame. A box with no area
-        inside its frame (real ``det.txt`` files hold some) is left out and described, with
-        its file and line, in :attr:`skipped`."""
+    def frames(self) -> Iterator[tuple[int, np.ndarray, float]]:
+        """``(frame number, RGB image, seconds from the first frame)`` per frame (module
+        docstring); a frame that cannot be read or decoded raises :class:`FrameError`."""
+        if self.live is not None:
+            return self.live.timed()
+        if self.video:
+            return _video_frames(self.video, self.frame_rate)
+        return _image_frames(self.image_paths or [], self.frame_rate)
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray, float]]:
+        """``(frame number, RGB image, N×4 boxes, N scores, seconds)`` per frame (seconds
+        from the first frame, as :meth:`frames`). A box with no area inside its frame (real
+        ``det.txt`` files hold some) is left out and described, with its file and line, in
+        :attr:`skipped`."""
         from personkit.inference.run import usable_boxes
 
         self.skipped: list[str] = []
-        frames = self.live if self.live is not None else _video_frames(self.video) if (
-            self.video) else ((i + 1, read_image(p)) for i, p in enumerate(self.image_paths or []))
-        for t, image in frames:
+        for t, image, seconds in self.frames():
             if self.detections is None:  # clipped, finite, above the detector's threshold
                 found = self.detector.detect([image])[0]
-                yield t, image, found[:, :4].astype(np.float64), found[:, 4].astype(np.float64)
+                yield (t, image, found[:, :4].astype(np.float64), found[:, 4].astype(np.float64),
+                       seconds)
                 continue
             boxes, scores = self.detections.frame(t)
             ok = usable_boxes(boxes, image.shape[1], image.shape[0])
@@ -128,7 +159,7 @@ class TrackSource:
                              f"{np.round(boxes[i], 1).tolist()} has no area inside the "
                              f"{image.shape[1]}×{image.shape[0]} frame {t}"
                              for i in np.flatnonzero(~ok)]
-            yield t, image, boxes[ok], scores[ok]
+            yield t, image, boxes[ok], scores[ok], seconds
 
 
 def open_mot_sequence(seq_dir: str | Path, source: str = "auto",
@@ -138,13 +169,15 @@ def open_mot_sequence(seq_dir: str | Path, source: str = "auto",
     ``detector``, its detections replace ``det.txt``."""
     seq_dir = Path(seq_dir)
     info, im_dir, images = mot_images(seq_dir)
+    rate = seqinfo_frame_rate(seq_dir, info)
+    seq_name = check_name(info.get("name", seq_dir.name), seq_dir,
+                          "rename the folder or give seqinfo.ini a name= in UTF-8")
     if detector is not None:
-        return TrackSource(info.get("name", seq_dir.name), None, int(info.get("framerate", 30)),
-                           len(images), seq_dir=seq_dir, image_paths=images, detector=detector)
+        return TrackSource(seq_name, None, rate, len(images), seq_dir=seq_dir,
+                           image_paths=images, detector=detector)
     name = resolve_mot_source(seq_dir, source)
     dets = read_detections(seq_dir / name / f"{name}.txt", name == "gt", len(images), im_dir)
-    return TrackSource(info.get("name", seq_dir.name), dets, int(info.get("framerate", 30)),
-                       len(images), seq_dir=seq_dir, image_paths=images)
+    return TrackSource(seq_name, dets, rate, len(images), seq_dir=seq_dir, image_paths=images)
 
 
 def open_video(path: str | Path, detections: str | Path | None,
@@ -160,12 +193,13 @@ def open_video(path: str | Path, detections: str | Path | None,
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"video not found: {path}")
+    check_name(path.stem, path, "rename the file")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise ValueError(f"{path}: no video stream")
             stream = container.streams.video[0]
-            rate = int(round(float(stream.average_rate or 30)))
+            rate = exact_rate(stream.average_rate or 30)  # a Fraction: 25/2, 30000/1001, ...
             length = stream.frames or None
             next(container.decode(video=0))  # fails now, not halfway through a run
     except (av.error.FFmpegError, StopIteration, UnicodeDecodeError) as e:
@@ -174,15 +208,30 @@ def open_video(path: str | Path, detections: str | Path | None,
     return TrackSource(path.stem, dets, rate, length, video=path, detector=detector)
 
 
-def _video_frames(path: Path) -> Iterator[tuple[int, np.ndarray]]:
+def _video_frames(path: Path, rate: float) -> Iterator[tuple[int, np.ndarray, float]]:
+    """A video's frames with their times (PTS, :class:`~personkit.track.live.FrameClock`); a
+    frame that cannot be decoded is a :class:`FrameError` naming the file and the frame."""
     import av
 
+    clock, n = FrameClock(rate), 0
     try:
         with av.open(str(path)) as container:
-            for i, frame in enumerate(container.decode(video=0), start=1):
-                yield i, frame.to_ndarray(format="rgb24")
-    except av.error.FFmpegError as e:
-        raise ValueError(f"cannot decode video {path}: {e}") from None
+            for frame in container.decode(video=0):
+                n += 1
+                yield n, frame.to_ndarray(format="rgb24"), clock(n, frame.time)
+    except (av.error.FFmpegError, OSError) as e:
+        raise FrameError(f"cannot decode video {path} at frame {n + 1}: {e}", n + 1) from None
+
+
+def _image_frames(paths: list[Path], rate: float) -> Iterator[tuple[int, np.ndarray, float]]:
+    """Image files as frames ``1..N`` at ``(t - 1) / rate`` seconds; an image that cannot be
+    read is a :class:`FrameError` naming it."""
+    for t, path in enumerate(paths, start=1):
+        try:
+            image = read_image(path)
+        except (ValueError, OSError) as e:
+            raise FrameError(f"cannot read frame {t}: {e}", t) from None
+        yield t, image, round((t - 1) / rate, 6)
 
 
 def open_track_source(path: str | Path, detections: str | Path | None = None,
@@ -205,8 +254,8 @@ def open_track_source(path: str | Path, detections: str | Path | None = None,
     if path.is_dir():
         if detector is not None and not is_mot_sequence(path):
             images = [f.path for f in open_frames(path)]  # the folder's images, or an error
-            return TrackSource(path.name, None, FRAME_RATE, len(images), image_paths=images,
-                               detector=detector)
+            return TrackSource(check_name(path.name, path, "rename the folder"), None,
+                               FRAME_RATE, len(images), image_paths=images, detector=detector)
         return open_mot_sequence(path, mot_source, detector)
     if detections is None and detector is None:
         raise ValueError(f"video input {path} needs people: a detections file (--detections, "
@@ -227,16 +276,26 @@ def write_mot_results(path: str | Path, rows: list[tuple[int, int, np.ndarray, f
     return path
 
 
-class VideoWriter:
-    """H.264 mp4 frames with PyAV (frame size padded to even numbers for yuv420p)."""
+def stream_rate(frame_rate: float | Fraction) -> int | Fraction:
+    """A frame rate for PyAV's ``add_stream``: a whole number as an ``int``, else the nearest
+    fraction with a denominator up to 1001 (12.5 -> 25/2, 29.97002997... -> 30000/1001)."""
+    rate = Fraction(frame_rate).limit_denominator(1001)
+    if rate <= 0:
+        raise ValueError(f"frame rate must be positive, got {frame_rate}")
+    return int(rate) if rate.denominator == 1 else rate
 
-    def __init__(self, path: str | Path, frame_rate: int):
+
+class VideoWriter:
+    """H.264 mp4 frames with PyAV (frame size padded to even numbers for yuv420p), at
+    ``frame_rate`` frames/s, fractional rates kept (:func:`stream_rate`)."""
+
+    def __init__(self, path: str | Path, frame_rate: float | Fraction):
         from personkit.extras import require
 
         self.av = require("av")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.rate = max(1, int(frame_rate))
+        self.rate = stream_rate(frame_rate)
         self._container = None
         self._stream = None
 

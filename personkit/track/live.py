@@ -9,6 +9,10 @@ and frame numbers count every decoded frame, so the results' frame numbers show 
 stream that ends, fails or stalls (no frame for ``timeout`` seconds) ends the run cleanly: what
 was tracked so far is written, and :attr:`LiveFrames.end` says why. Files run every frame
 (:mod:`personkit.track.io`).
+
+Every frame gets a time in seconds from the source's first frame (:class:`FrameClock`): its
+presentation timestamp (PyAV's ``frame.time``, PTS × time base) relative to the first frame's,
+or ``(n - 1) / rate`` for a frame without one.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from personkit.extras import require
+from personkit.inference.sources import exact_rate
 
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://",
                    "srt://")
@@ -36,6 +41,24 @@ def is_live(source: str | Path) -> bool:
     return text.startswith(STREAM_PREFIXES) or text.startswith("/dev/video")
 
 
+class FrameClock:
+    """Seconds from a source's first frame for frame ``n`` (1-based, counting every decoded
+    frame) with presentation time ``pts`` in seconds (PyAV's ``frame.time``; None when the
+    frame has none): the PTS relative to the first timed frame's, placed at ``(n - 1) / rate``
+    (so the first frame is at 0), else ``(n - 1) / rate``; rounded to microseconds."""
+
+    def __init__(self, rate: float):
+        self.rate = float(rate)
+        self.origin: float | None = None
+
+    def __call__(self, n: int, pts: float | None = None) -> float:
+        if pts is None:
+            return round((n - 1) / self.rate, 6)
+        if self.origin is None:
+            self.origin = float(pts) - (n - 1) / self.rate
+        return round(float(pts) - self.origin, 6)
+
+
 @dataclass
 class _End:
     """The reader's last item: why the source ended."""
@@ -45,19 +68,21 @@ class _End:
 
 class RealtimeFrames:
     """``(frame number, RGB image)`` of ``frames``, read by a thread in real time: newest first
-    when the consumer lags, drops counted (module docstring).
+    when the consumer lags, drops counted (module docstring); :meth:`timed` adds each frame's
+    time (:class:`FrameClock`).
 
     Args:
-        frames: the images, as the source gives them (an error it raises as ``OSError`` ends
-            the source, naming it).
-        frame_rate: the source's frames per second.
+        frames: the images, as the source gives them, or ``(image, pts seconds or None)``
+            pairs (an error it raises as ``OSError`` ends the source, naming it).
+        frame_rate: the source's frames per second (fractional rates kept).
         timeout: seconds without a frame before the source counts as stalled.
         queue_size: frames that may wait for the consumer (1: always the newest).
     """
 
-    def __init__(self, frames: Iterable[np.ndarray], frame_rate: int, timeout: float = TIMEOUT,
+    def __init__(self, frames: Iterable[Any], frame_rate: float, timeout: float = TIMEOUT,
                  queue_size: int = 1):
-        self.frame_rate, self.timeout = int(frame_rate), float(timeout)
+        self.frame_rate, self.timeout = exact_rate(frame_rate), float(timeout)
+        self._clock = FrameClock(self.frame_rate)
         self.dropped = self.decoded = 0
         self.end = ""
         self._frames = frames
@@ -69,12 +94,13 @@ class RealtimeFrames:
     def _read(self) -> None:
         reason = "the stream ended"
         try:
-            for image in self._frames:
+            for item in self._frames:
                 if self._stop.is_set():
                     reason = "stopped"
                     break
                 self.decoded += 1
-                self._offer((self.decoded, image))
+                image, pts = item if isinstance(item, tuple) else (item, None)
+                self._offer((self.decoded, image, self._clock(self.decoded, pts)))
         except OSError as e:
             reason = f"the stream failed: {e}"
         finally:
@@ -82,7 +108,7 @@ class RealtimeFrames:
                 self._frames.close()
             self._queue.put(_End(reason))  # waits for the consumer: no frame is lost for it
 
-    def _offer(self, item: tuple[int, np.ndarray]) -> None:
+    def _offer(self, item: tuple[int, np.ndarray, float]) -> None:
         """Put a frame; when the queue is full, the oldest waiting frame makes room (counted)."""
         while True:
             try:
@@ -96,6 +122,11 @@ class RealtimeFrames:
                     pass
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        for n, image, _ in self.timed():
+            yield n, image
+
+    def timed(self) -> Iterator[tuple[int, np.ndarray, float]]:
+        """``(frame number, RGB image, seconds from the first frame)`` per frame kept."""
         while True:
             try:
                 item = self._queue.get(timeout=self.timeout)
@@ -137,7 +168,7 @@ class LiveFrames(RealtimeFrames):
         if self.url.startswith("/dev/") and not Path(self.url).exists():
             raise FileNotFoundError(f"camera not found: {self.url}")
         container = self._open(timeout)
-        rate = int(round(float(container.streams.video[0].average_rate or 25)))
+        rate = exact_rate(container.streams.video[0].average_rate or 25)
         super().__init__(self._decode(container), rate, timeout, queue_size)
 
     def _open(self, timeout: float) -> Any:
@@ -153,10 +184,10 @@ class LiveFrames(RealtimeFrames):
             raise ValueError(f"{self.url}: no video stream")
         return container
 
-    def _decode(self, container: Any) -> Iterator[np.ndarray]:
+    def _decode(self, container: Any) -> Iterator[tuple[np.ndarray, float | None]]:
         try:
             for frame in container.decode(video=0):
-                yield frame.to_ndarray(format="rgb24")
+                yield frame.to_ndarray(format="rgb24"), frame.time
         except self.av.error.FFmpegError as e:
             raise OSError(str(e)) from None
         finally:

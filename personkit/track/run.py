@@ -3,9 +3,12 @@
 Output folder:
 
 * ``results.txt``: MOT Challenge results (``frame,id,left,top,w,h,score,-1,-1,-1``);
-* ``tracks.json``: per track its id, frame span, merged attributes (label, confidence,
-  agreement), embedding consistency and per-frame boxes (with ``--keypoints``: keypoints;
-  with ``--save-parts``: the path of each frame's part label PNG under ``parts/``);
+* ``tracks.json``: the source's exact frame rate; per track its id, frame span and times
+  (``first_time``, ``last_time``: seconds from the source's first frame, from presentation
+  timestamps where the source has them), merged attributes (label, confidence, agreement),
+  embedding consistency and per-frame boxes and times (with ``--keypoints``: keypoints; with
+  ``--save-parts``: the path of each frame's part label PNG under ``parts/``); ``ended`` when
+  a broken frame ended the run;
 * ``track_embeddings.npy`` + ``gallery.json``: the track embeddings, a bank for later runs;
 * ``thumbs/ID.jpg``: each track's best view (its box most inside the frame, then the
   highest-scoring, then the larger) with parts, skeleton and box drawn, for ``personkit index``;
@@ -21,8 +24,9 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import cv2
 import numpy as np
@@ -35,7 +39,7 @@ from personkit.inference.visualize import (
     save_part_maps,
     view,
 )
-from personkit.track.io import TrackSource, VideoWriter, write_mot_results
+from personkit.track.io import FrameError, TrackSource, VideoWriter, write_mot_results
 from personkit.track.tracker import FrameTracks, Tracker
 
 #: What a track run writes into its folder (a rerun removes an earlier run's copies first,
@@ -120,55 +124,87 @@ class BestViews:
         return paths
 
 
-def frame_record(ft: FrameTracks) -> dict[str, Any]:
-    """One line of ``--jsonl``: the frame and its people (track id, box, score and what the
-    network said about them)."""
+def frame_record(ft: FrameTracks, seconds: float | None = None) -> dict[str, Any]:
+    """One line of ``--jsonl``: the frame, when it was tracked (``time``, the wall clock) and,
+    with ``seconds``, its time in the source (``source_time``, seconds from its first frame),
+    and its people (track id, box, score and what the network said about them)."""
     people = []
     for tid, box, score, r in zip(ft.track_ids, ft.boxes, ft.scores, ft.results, strict=True):
         person = {"track_id": int(tid), **(r.to_dict() if r is not None else {}),
                   "box": [round(float(v), 2) for v in box], "score": round(float(score), 4)}
         person.pop("parts_box", None)
         people.append(person)
-    return {"frame": int(ft.frame), "time": round(time.time(), 3), "people": people}
+    record: dict[str, Any] = {"frame": int(ft.frame), "time": round(time.time(), 3)}
+    if seconds is not None:
+        record["source_time"] = seconds
+    return {**record, "people": people}
 
 
-def track_source(tracker: Tracker, source: TrackSource, out_dir: str | Path, *,
-                 video_out: bool = False, png_frames: bool = False, save_parts: bool = False,
-                 keypoints: bool = False, progress: bool = True,
-                 jsonl: str | Path | None = None) -> dict[str, Any]:
-    """Run ``tracker`` over ``source`` and write ``out_dir`` (see the module docstring);
-    ``jsonl`` (a path, or ``-`` for stdout) streams :func:`frame_record` lines as frames are
-    tracked. Ctrl-C on a live source ends the run and keeps what was tracked."""
+class TrackingStopped(ValueError):
+    """A run whose source had a frame that cannot be read or decoded: everything tracked
+    before it was written (``summary``: what ``summary.json`` holds), then this names the
+    frame and the error."""
+
+    def __init__(self, message: str, summary: dict[str, Any]):
+        super().__init__(message)
+        self.summary = summary
+
+
+@dataclass
+class _Tracked:
+    """What the frame loop of :func:`track_source` collects."""
+
+    rows: list[tuple[int, int, np.ndarray, float]] = field(default_factory=list)
+    times: dict[int, float] = field(default_factory=dict)  # frame -> seconds in the source
+    frames: int = 0
+    detections: int = 0
+    ended: str = ""  # "error: ..." when a frame of the source could not be read
+
+
+def _open_jsonl(jsonl: str | Path | None) -> TextIO | None:
+    if jsonl is None:
+        return None
+    return sys.stdout if str(jsonl) == "-" else open(jsonl, "w", encoding="utf-8")  # noqa: SIM115
+
+
+def _draw_frame(out_dir: Path, image: np.ndarray, ft: FrameTracks, writer: VideoWriter | None,
+                png_frames: bool) -> None:
+    canvas = draw_tracks(image, ft)
+    if writer:
+        writer.write(canvas)
+    if png_frames:
+        save_image(out_dir / "frames" / f"{ft.frame:06d}.png", canvas)
+
+
+def _track_frames(tracker: Tracker, source: TrackSource, out_dir: Path, views: BestViews, *,
+                  video_out: bool, png_frames: bool, save_parts: bool, progress: bool,
+                  jsonl: str | Path | None) -> _Tracked:
+    """Every frame of ``source`` through ``tracker``, drawn and streamed as asked; a frame of
+    the source that cannot be read ends the loop (:attr:`_Tracked.ended`)."""
     from tqdm import tqdm
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows: list[tuple[int, int, np.ndarray, float]] = []
+    got = _Tracked()
     writer = VideoWriter(out_dir / "video.mp4", source.frame_rate) if video_out else None
-    stream = None if jsonl is None else sys.stdout if str(jsonl) == "-" else open(  # noqa: SIM115
-        jsonl, "w", encoding="utf-8")
-    start, n_frames, n_dets = time.perf_counter(), 0, 0
-    views = BestViews()
+    stream = _open_jsonl(jsonl)
     bar = tqdm(total=len(source) or None, unit="frame", disable=not progress, desc="track")
     try:
-        for t, image, boxes, scores in source:
+        for t, image, boxes, scores, seconds in source:
             ft = tracker.update(image, boxes, scores, frame=t)
+            got.times[t] = seconds
             if stream is not None:
-                stream.write(json.dumps(frame_record(ft)) + "\n")
+                stream.write(json.dumps(frame_record(ft, seconds)) + "\n")
                 stream.flush()
-            rows += [(t, int(i), b, float(s)) for i, b, s
-                     in zip(ft.track_ids, ft.boxes, ft.scores, strict=True)]
+            got.rows += [(t, int(i), b, float(s)) for i, b, s
+                         in zip(ft.track_ids, ft.boxes, ft.scores, strict=True)]
             views.update(image, ft)
             if save_parts:
                 _save_parts(out_dir, ft, tracker)
             if writer or png_frames:
-                canvas = draw_tracks(image, ft)
-                if writer:
-                    writer.write(canvas)
-                if png_frames:
-                    save_image(out_dir / "frames" / f"{t:06d}.png", canvas)
-            n_frames, n_dets = n_frames + 1, n_dets + len(boxes)
+                _draw_frame(out_dir, image, ft, writer, png_frames)
+            got.frames, got.detections = got.frames + 1, got.detections + len(boxes)
             bar.update(1)
+    except FrameError as e:  # the source broke: keep what was tracked before the frame
+        got.ended = f"error: {e}"
     except KeyboardInterrupt:  # a live source has no end of its own: keep what was tracked
         if source.live is None:
             raise
@@ -180,17 +216,36 @@ def track_source(tracker: Tracker, source: TrackSource, out_dir: str | Path, *,
             writer.close()
         if stream is not None and stream is not sys.stdout:
             stream.close()
-    wall = time.perf_counter() - start
-    write_mot_results(out_dir / "results.txt", rows)
+    return got
+
+
+def _timed_track(track: dict[str, Any], times: dict[int, float]) -> dict[str, Any]:
+    """A track of ``tracks.json`` with its times: ``first_time`` and ``last_time`` after its
+    frame span, ``time`` in each frame's row (seconds from the source's first frame)."""
+    head = {k: track[k] for k in ("track_id", "first_frame", "last_frame")}
+    head.update(first_time=times[track["first_frame"]], last_time=times[track["last_frame"]])
+    rest = {k: v for k, v in track.items() if k not in head}
+    rest["frames"] = [{"frame": f["frame"], "time": times[f["frame"]], **f}
+                      for f in track["frames"]]
+    return {**head, **rest}
+
+
+def _write_tracks(out_dir: Path, tracker: Tracker, source: TrackSource, got: _Tracked,
+                  views: BestViews, keypoints: bool) -> list[Any]:
+    """``results.txt``, ``thumbs/``, ``tracks.json`` and the bank (``track_embeddings.npy``,
+    ``gallery.json``); returns the track summaries."""
+    write_mot_results(out_dir / "results.txt", got.rows)
     summaries = tracker.summaries()
     thumbs = views.write(out_dir)
+    src = source.seq_dir or source.video
     (out_dir / "tracks.json").write_text(json.dumps(
         {"sequence": source.name, "tracker": tracker.name, "embeddings": tracker.mode,
          "frame_rate": source.frame_rate,
-         "source_path": str(Path(src).resolve()) if (src := source.seq_dir or source.video)
-         else "",
-         "tracks": [{**s.to_dict(keypoints), "thumbnail": thumbs.get(s.track_id)}
-                    for s in summaries]}, indent=1), encoding="utf-8")
+         "source_path": str(Path(src).resolve()) if src else "",
+         **({"ended": got.ended} if got.ended else {}),
+         "tracks": [{**_timed_track(s.to_dict(keypoints), got.times),
+                     "thumbnail": thumbs.get(s.track_id)} for s in summaries]}, indent=1),
+        encoding="utf-8")
     embedded = [(s.track_id, e) for s in summaries if (e := s.embedding()) is not None]
     if embedded:
         from personkit.track.gallery import bank_entries
@@ -199,19 +254,54 @@ def track_source(tracker: Tracker, source: TrackSource, out_dir: str | Path, *,
         model_id = tracker.predictor.model_id if tracker.predictor else None
         (out_dir / "gallery.json").write_text(
             json.dumps(bank_entries(source.name, embedded, model_id)), encoding="utf-8")
-    secs = tracker.seconds
+    return summaries
+
+
+def _report(source: TrackSource, got: _Tracked, out_dir: Path) -> dict[str, Any]:
+    """Print the skipped boxes, a live source's end and a broken frame on stderr; their
+    entries of the summary."""
     skipped = getattr(source, "skipped", [])
     if skipped:
         print(f"track: skipped {len(skipped)} box(es) with no area inside the frame, e.g. "
               f"{skipped[0]}", file=sys.stderr)
-    live = {} if source.live is None else {"live": source.live.summary()}
-    if live:
-        print(f"track: {source.name}: {live['live']['end']}; {n_frames} frames tracked, "
+    out: dict[str, Any] = {}
+    if source.live is not None:
+        out["live"] = source.live.summary()
+        print(f"track: {source.name}: {out['live']['end']}; {got.frames} frames tracked, "
               f"{source.live.dropped} of {source.live.decoded} dropped to keep up",
               file=sys.stderr)
-    return {"sequence": source.name, "frames": n_frames, "detections": n_dets, **live,
-            "skipped_boxes": len(skipped), "skipped_examples": skipped[:10],
-            "tracks": len(summaries), "tracker": tracker.name, "embeddings": tracker.mode,
+    if got.ended:
+        out["ended"] = got.ended
+        print(f"track: {source.name}: the run ended early, {got.ended}; the {got.frames} "
+              f"frames before it are tracked and written to {out_dir}", file=sys.stderr)
+    return {**out, "skipped_boxes": len(skipped), "skipped_examples": skipped[:10]}
+
+
+def track_source(tracker: Tracker, source: TrackSource, out_dir: str | Path, *,
+                 video_out: bool = False, png_frames: bool = False, save_parts: bool = False,
+                 keypoints: bool = False, progress: bool = True,
+                 jsonl: str | Path | None = None) -> dict[str, Any]:
+    """Run ``tracker`` over ``source`` and write ``out_dir`` (see the module docstring);
+    ``jsonl`` (a path, or ``-`` for stdout) streams :func:`frame_record` lines as frames are
+    tracked. Ctrl-C on a live source ends the run and keeps what was tracked. A frame of the
+    source that cannot be read or decoded (:class:`~personkit.track.io.FrameError`: a
+    truncated video, a broken image) ends the run too: everything tracked before it is
+    written, and the summary's and ``tracks.json``'s ``ended`` (``"error: ..."``, also
+    printed on stderr) names it; errors of the network or the tracker are raised."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start, views = time.perf_counter(), BestViews()
+    got = _track_frames(tracker, source, out_dir, views, video_out=video_out,
+                        png_frames=png_frames, save_parts=save_parts, progress=progress,
+                        jsonl=jsonl)
+    wall = time.perf_counter() - start
+    summaries = _write_tracks(out_dir, tracker, source, got, views, keypoints)
+    secs, n_frames = tracker.seconds, got.frames
+    reported = _report(source, got, out_dir)
+    live = {"live": reported.pop("live")} if "live" in reported else {}
+    return {"sequence": source.name, "frames": n_frames, "detections": got.detections, **live,
+            **reported, "tracks": len(summaries), "tracker": tracker.name,
+            "embeddings": tracker.mode,
             "seconds": {"total": round(wall, 3), "network": round(secs["network"], 3),
                         "tracker": round(secs["tracker"], 3)},
             "fps": {"total": n_frames / max(wall, 1e-9),
@@ -265,6 +355,10 @@ def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path
     ``precision``: ``fp32`` or ``bf16`` (torch and OpenVINO engines). ``outputs`` are
     :func:`track_source`'s options (``video_out``, ``png_frames``, ``save_parts``,
     ``keypoints``).
+
+    Raises:
+        TrackingStopped: a frame of the source could not be read or decoded; everything
+            tracked before it was written first (``--eval`` skipped).
     """
     from personkit.inference import Predictor
     from personkit.inference.detectors import detector_summary, open_detector
@@ -275,12 +369,7 @@ def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path
     finder = None if detector is None else open_detector(
         detector, resolve_device(device).type, detector_score, threads)
     src = open_track_source(source, detections, mot_source, finder)
-    # ground truth: the sequence's, or gt/gt.txt beside a video (a MOT-like folder)
-    gt = (src.seq_dir or (src.video.parent if src.video else None))
-    gt = gt / "gt" / "gt.txt" if gt else None
-    if evaluate and (gt is None or not gt.is_file()):
-        raise FileNotFoundError(f"--eval needs ground truth: {gt or 'a MOT sequence folder'}"
-                                f" not found")
+    gt = _ground_truth(src) if evaluate else None
     predictor = None if checkpoint is None else Predictor.from_checkpoint(
         checkpoint, device, heads, engine=engine, threads=threads, flip_tta=flip_tta,
         batch_size=batch_size, merge_parts=merge_parts, precision=precision)
@@ -294,17 +383,45 @@ def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path
     summary = track_source(trk, src, out_dir, progress=progress, **outputs)
     if finder is not None:
         summary["detector"] = detector_summary(finder)
-    if evaluate:
-        from personkit.track.evaluate import evaluate_mot
-
-        summary["metrics"] = evaluate_mot(gt, summary["results"], len(src) or summary["frames"],
-                                          src.name)
-        (out_dir / "metrics.json").write_text(json.dumps(summary["metrics"], indent=1))
+    if gt is not None:
+        _evaluate(summary, gt, len(src), src.name, out_dir)
     if bank is not None:
         tracks = [(s.track_id, e) for s in trk.summaries() if (e := s.embedding()) is not None]
         summary["match_threshold"] = used
         summary["gallery_matches"] = match_gallery(tracks, bank, used["threshold"])
         (out_dir / "gallery_matches.json").write_text(
             json.dumps(summary["gallery_matches"], indent=1))
+    return _finish(summary, out_dir)
+
+
+def _finish(summary: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """``summary.json``; then, for a run that a broken frame ended, :class:`TrackingStopped`."""
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    if "ended" in summary:
+        raise TrackingStopped(f"{summary['ended'].removeprefix('error: ')} (the "
+                              f"{summary['frames']} frames before it are tracked and written "
+                              f"to {out_dir})", summary)
     return summary
+
+
+def _ground_truth(src: TrackSource) -> Path:
+    """``--eval``'s ground truth: the sequence's ``gt/gt.txt``, or the one beside a video (a
+    MOT-like folder); missing, a FileNotFoundError before anything is tracked."""
+    folder = src.seq_dir or (src.video.parent if src.video else None)
+    gt = folder / "gt" / "gt.txt" if folder else None
+    if gt is None or not gt.is_file():
+        raise FileNotFoundError(f"--eval needs ground truth: {gt or 'a MOT sequence folder'}"
+                                f" not found")
+    return gt
+
+
+def _evaluate(summary: dict[str, Any], gt: Path, length: int, name: str, out_dir: Path) -> None:
+    """``--eval``: TrackEval's scores into ``summary`` and ``metrics.json``; skipped (saying
+    why) when the run ended early, since its results do not cover the ground truth's frames."""
+    from personkit.track.evaluate import evaluate_mot
+
+    if "ended" in summary:
+        summary["metrics_skipped"] = "the run ended before the end of the sequence"
+        return
+    summary["metrics"] = evaluate_mot(gt, summary["results"], length or summary["frames"], name)
+    (out_dir / "metrics.json").write_text(json.dumps(summary["metrics"], indent=1))

@@ -79,12 +79,18 @@ class FrameTracks:
     results: list[PersonResult | None] = field(default_factory=list)
 
 
-def make_boxmot_tracker(name: str, use_embeddings: bool, frame_rate: int = 30,
+def make_boxmot_tracker(name: str, use_embeddings: bool, frame_rate: float = 30,
                         **kwargs: Any) -> Any:
     """A BoxMOT tracker on the Python backend, without camera-motion compensation (static
     cameras) and never with a ReID model of its own; with embeddings, personkit's
     :data:`APPEARANCE_DEFAULTS` under ``kwargs``. An unknown argument is a ValueError naming
-    it."""
+    it.
+
+    ``frame_rate`` is passed as it is, fractional rates included: BoxMOT 25's Python BotSort
+    and ByteTrack (annotated ``int``) only compute ``int(frame_rate / 30.0 * track_buffer)``
+    from it (the lost-track buffer in frames), which a float serves exactly, so nothing is
+    rounded here (only its native backends, which personkit never uses, need an int);
+    DeepOcSort and OcSort take no frame rate."""
     boxmot = require("boxmot")
     if use_embeddings:
         kwargs = {**APPEARANCE_DEFAULTS.get(name, {}), **kwargs}
@@ -141,7 +147,8 @@ class Tracker:
         predictor: the personkit network (``None``: no per-person outputs, motion only).
         tracker: one of :data:`TRACKERS`.
         embeddings: ``personkit``, ``none`` or ``random`` (see the module docstring).
-        frame_rate: frames per second of the source (BotSort/ByteTrack scale buffers by it).
+        frame_rate: frames per second of the source, fractional rates kept (BotSort and
+            ByteTrack scale their lost-track buffers by it: :func:`make_boxmot_tracker`).
         seed: seed of the ``random`` embeddings.
         tracker_kwargs: extra arguments of the BoxMOT tracker (e.g. ``max_age``,
             ``appearance_thresh``); they override :data:`APPEARANCE_DEFAULTS`.
@@ -155,7 +162,7 @@ class Tracker:
     """
 
     def __init__(self, predictor: Predictor | None, tracker: str = "botsort",
-                 embeddings: str = "personkit", *, frame_rate: int = 30, seed: int = 0,
+                 embeddings: str = "personkit", *, frame_rate: float = 30, seed: int = 0,
                  tracker_kwargs: Mapping[str, Any] | None = None,
                  appearance_quantile: float | None = APPEARANCE_QUANTILE):
         if embeddings not in EMBEDDINGS:

@@ -79,6 +79,13 @@ def test_a_stream_is_tracked_in_real_time_and_reports_dropped_frames(
     assert len(records) == summary["frames"]
     numbers = [r["frame"] for r in records]
     assert numbers == sorted(set(numbers)) and numbers[-1] == 120  # gaps where frames dropped
+    # each frame's time in the stream: its timestamp from the first frame's (25 frames/s)
+    assert [r["source_time"] for r in records] == pytest.approx([(n - 1) / 25 for n in numbers],
+                                                                abs=1e-6)
+    tracks = json.loads((out / "tracks.json").read_text())
+    assert tracks["frame_rate"] == 25 and all(
+        f["time"] == pytest.approx((f["frame"] - 1) / 25, abs=1e-6)
+        for t in tracks["tracks"] for f in t["frames"])
     assert all(p["track_id"] >= 1 and "attributes" in p for r in records[3:] for p in r["people"])
     rows = np.loadtxt(out / "results.txt", delimiter=",", ndmin=2)
     assert set(rows[:, 0].astype(int)) <= set(numbers)
