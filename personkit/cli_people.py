@@ -58,7 +58,9 @@ def _cmd_index(args: argparse.Namespace) -> int:
              "sheet of thumbnails)"),
          opt("--evaluate", action="store_true", help="cross-camera rank-1 and mAP of the whole "
              "index against the sources' ground truth (synthetic sequences)"),
-         shared("--device"), shared("--flip"))
+         shared("--detector", help="find the person of an --example image without --box "
+                "(its best-scoring person, as the service does; default: the whole image)"),
+         shared("--detector-score"), shared("--device"), shared("--flip"))
 def _cmd_search(args: argparse.Namespace) -> int:
     from personkit.index.people import PeopleIndex
     from personkit.index.search import search, write_results
@@ -67,8 +69,17 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if args.evaluate:
         print(json.dumps(index.evaluate(), indent=1))
         return 0
+    finder = None
+    if args.detector and args.example and not args.box:
+        from personkit.inference.detectors import open_detector
+        from personkit.runtime import resolve_device
+
+        finder = open_detector(args.detector, resolve_device(args.device).type,
+                               args.detector_score)
     result = search(index, args.example, args.box, args.where, args.top, args.model,
-                    args.device, args.flip)
+                    args.device, args.flip, finder)
+    if result["query"].get("warning"):
+        print(f"personkit search: {result['query']['warning']}", file=sys.stderr)
     for h in result["hits"]:
         dist = "" if h["distance"] is None else f" distance {h['distance']:.4f}"
         same = " (same person)" if h["same_person"] else ""
@@ -92,13 +103,24 @@ def _cmd_search(args: argparse.Namespace) -> int:
          opt("--max-wait-ms", type=float, default=5.0, help="how long a request waits for "
              "others to batch with"),
          opt("--max-upload-mb", type=float, default=10.0, help="largest upload accepted"),
+         opt("--max-pixels", type=positive_int, default=40_000_000, help="most pixels an "
+             "uploaded image may declare (read from its header before decoding; 413 above)"),
+         opt("--max-boxes", type=positive_int, default=256, help="most person boxes per image "
+             "(given or detected; 413 above)"),
+         opt("--max-concurrency", type=positive_int, default=8, help="requests worked on at "
+             "once (/predict, /search)"),
+         opt("--max-queue", type=int, default=16, help="requests that may wait for one of "
+             "those slots; further ones get 503 with Retry-After"),
          shared("--detector"), shared("--detector-score"), shared("--device"), shared("--flip"),
          shared("--threads"))
 def _cmd_serve(args: argparse.Namespace) -> int:
     from personkit.serve.app import serve
+    from personkit.serve.service import Limits
 
+    limits = Limits(args.max_pixels, args.max_boxes, args.max_concurrency, args.max_queue,
+                    args.max_upload_mb)
     serve(args.run, args.index, host=args.host, port=args.port, max_batch=args.max_batch,
-          max_wait_ms=args.max_wait_ms, max_upload_mb=args.max_upload_mb, device=args.device,
+          max_wait_ms=args.max_wait_ms, limits=limits, device=args.device,
           flip_tta=args.flip, threads=args.threads or None, detector=args.detector,
           detector_score=args.detector_score)
     return 0

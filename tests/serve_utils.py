@@ -13,7 +13,7 @@ import numpy as np
 def gt_boxes(seq: Path, frame: int) -> np.ndarray:
     """The ground-truth boxes of one frame (x1, y1, x2, y2, 0-based pixels), clipped to the
     frame; people less than 8 pixels wide inside it are left out."""
-    from personkit.inference.sources import read_seqinfo
+    from personkit.data.mot import read_seqinfo
 
     info = read_seqinfo(seq)
     w, h = int(info["imwidth"]), int(info["imheight"])
@@ -51,9 +51,10 @@ def start(checkpoint, index_dir, **options) -> tuple[Server, object]:
     from personkit.index import PeopleIndex
     from personkit.inference import Predictor
     from personkit.serve.app import create_app
-    from personkit.serve.service import Service
+    from personkit.serve.service import Limits, Service
 
     predictor = Predictor.from_checkpoint(checkpoint, "cpu")
-    upload_mb = options.pop("max_upload_mb", 1.0)
-    service = Service(predictor, PeopleIndex.open(index_dir) if index_dir else None, **options)
-    return Server(create_app(service, max_upload_mb=upload_mb)), service
+    limits = Limits(**{"max_upload_mb": 1.0, **options.pop("limits", {})})
+    service = Service(predictor, PeopleIndex.open(index_dir) if index_dir else None,
+                      limits=limits, **options)
+    return Server(create_app(service)), service

@@ -45,17 +45,24 @@ def wrap_error(e: Exception, prefix: str) -> DatasetError:
     return cls(f"{prefix}: {e}")
 
 
-def read_text(path: str | Path, dataset: str) -> str:
-    """The UTF-8 text of an annotation file; a :class:`DatasetError` naming the file (and the
-    line of the first bad byte) when it is not UTF-8."""
-    path = Path(path)
+def read_utf8(path: Path) -> str:
+    """A text file as UTF-8 (MOT files, boxes files); a ValueError naming the file and the line
+    of the first bad byte."""
     data = path.read_bytes()
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[:e.start].count(b"\n") + 1
-        raise DatasetError(f"{dataset}: {path}:{line}: not UTF-8 text ({e.reason} at byte "
-                           f"{e.start})") from e
+        raise ValueError(f"{path}:{line}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+
+
+def read_text(path: str | Path, dataset: str) -> str:
+    """The UTF-8 text of an annotation file; a :class:`DatasetError` naming the dataset, the
+    file (and the line of the first bad byte) when it is not UTF-8 (:func:`read_utf8`)."""
+    try:
+        return read_utf8(Path(path))
+    except ValueError as e:
+        raise DatasetError(f"{dataset}: {e}") from e
 
 
 def require_dir(path: Path, dataset: str, what: str = "folder") -> Path:
@@ -107,26 +114,32 @@ def read_image(path: str | Path) -> np.ndarray:
     return decode_image(_read_bytes(path), f"image file {path}")
 
 
-def decode_image(buf: np.ndarray | bytes, what: str) -> np.ndarray:
-    """Decode image bytes (``what`` names them in errors) as RGB ``uint8`` H×W×3. A JPEG
-    without its end marker or a PNG without its end chunk is refused as truncated: OpenCV
-    would decode the part that arrived and fill the rest with grey.
+def decode_image(buf: np.ndarray | bytes, what: str, limit: int | None = None) -> np.ndarray:
+    """Decode image bytes (``what`` names them in errors) as RGB ``uint8`` H×W×3. The size is
+    read from the header first (:func:`check_pixels`), so nothing over the pixel limit is
+    decoded. A JPEG without its end marker or a PNG without its end chunk is refused as
+    truncated: OpenCV would decode the part that arrived and fill the rest with grey.
 
     Raises:
-        BadImageError: empty, truncated, not an image, or more pixels than :func:`max_pixels`.
+        ImageTooLargeError: more pixels than ``limit`` (default :func:`max_pixels`).
+        BadImageError: empty, truncated, or not an image.
     """
     buf = np.frombuffer(buf, np.uint8) if isinstance(buf, bytes | bytearray) else buf
     if not buf.size:
         raise BadImageError(f"{what} is empty")
-    check_pixels(buf, what)
+    check_pixels(buf, what, limit)
     tail = bytes(buf[-64:]).rstrip(b"\x00")
     if (bytes(buf[:2]) == b"\xff\xd8" and b"\xff\xd9" not in tail) or (
             bytes(buf[:8]) == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail):
         raise BadImageError(f"{what} is truncated (its end marker is missing)")
     image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if image is None:
-        raise BadImageError(f"cannot decode {what} (not a JPEG, PNG, BMP, ... image)")
+        raise BadImageError(f"cannot decode {what} (not a JPEG, PNG, BMP, WebP, TIFF, ... image)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class ImageTooLargeError(BadImageError):
+    """An image whose header declares more pixels than the limit (nothing was decoded)."""
 
 
 #: The most pixels an image may have (``PERSONKIT_MAX_IMAGE_PIXELS`` overrides): 64 MP is an
@@ -153,41 +166,82 @@ def max_pixels() -> int:
     return int(value)
 
 
-def check_pixels(buf: np.ndarray, path: Path | str) -> None:
-    """Refuse, before decoding, an image whose header announces more than :func:`max_pixels`
-    pixels (PNG, JPEG and BMP headers are read; other formats rely on OpenCV's own limit)."""
-    size = image_size(buf)
-    if size is not None and size[0] * size[1] > max_pixels():
-        raise BadImageError(f"{path} is {size[0]}×{size[1]} = {size[0] * size[1]:,} "
-                            f"pixels, more than the limit of {max_pixels():,} (set "
-                            f"{MAX_PIXELS_VAR} to allow more)")
+def check_pixels(buf: np.ndarray, path: Path | str, limit: int | None = None) -> tuple[int, int]:
+    """``(width, height)`` from the header of an image in any format the decoders read
+    (:func:`image_size`), refused before decoding when it has more than ``limit`` pixels
+    (default :func:`max_pixels`); bytes whose size cannot be read are not decoded either.
+
+    Raises:
+        ImageTooLargeError: over the limit (naming ``path``, the size and the limit).
+        BadImageError: not an image format whose header can be read.
+    """
+    limit = max_pixels() if limit is None else int(limit)
+    hint = f" (set {MAX_PIXELS_VAR} to allow more)" if limit == max_pixels() else ""
+    try:
+        size = _header_size(buf)
+    except _Bomb as e:  # more pixels than Pillow itself will describe
+        raise ImageTooLargeError(f"{path} declares {e}, more than the limit of {limit:,}"
+                                 f"{hint}") from None
+    if size is None:
+        raise BadImageError(f"cannot decode {path} (not a JPEG, PNG, BMP, WebP, TIFF, ... image)")
+    if size[0] * size[1] > limit:
+        raise ImageTooLargeError(f"{path} is {size[0]}×{size[1]} = {size[0] * size[1]:,} "
+                                 f"pixels, more than the limit of {limit:,}{hint}")
+    return size
 
 
-def image_size(buf: np.ndarray) -> tuple[int, int] | None:
-    """``(width, height)`` from a PNG, JPEG or BMP header (None for other or broken files)."""
-    head = bytes(buf[:64])
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
-        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    if head[:2] == b"BM" and len(head) >= 26:
-        return (int.from_bytes(head[18:22], "little", signed=True),
-                abs(int.from_bytes(head[22:26], "little", signed=True)))
-    if head[:2] == b"\xff\xd8":
-        return _jpeg_size(buf)
-    return None
+class _Bomb(Exception):
+    """Pillow's decompression-bomb refusal (its message gives the pixel count only)."""
 
 
-def _jpeg_size(buf: np.ndarray) -> tuple[int, int] | None:
-    """The frame size of a JPEG's first SOF marker (segments walked from the start)."""
-    data, i = buf, 2
-    while i + 9 < data.size:
-        if data[i] != 0xFF:
-            return None
-        marker = int(data[i + 1])
-        length = int(data[i + 2]) << 8 | int(data[i + 3])
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return (int(data[i + 7]) << 8 | int(data[i + 8]),
-                    int(data[i + 5]) << 8 | int(data[i + 6]))
-        i += 2 + length
+def image_size(buf: np.ndarray | bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from an image's header (:func:`_header_size`); None when the
+    format is not recognised or the image is too large for Pillow to describe."""
+    try:
+        return _header_size(buf)
+    except _Bomb:
+        return None
+
+
+def _header_size(buf: np.ndarray | bytes) -> tuple[int, int] | None:
+    """``(width, height)`` by Pillow's lazy open (no pixel is decoded): every format Pillow
+    identifies (JPEG with fill bytes or EXIF, PNG, BMP, WebP, TIFF, GIF, JPEG 2000, PNM, ...).
+    None when Pillow does not recognise the bytes; :class:`_Bomb` when Pillow refuses to
+    describe an image that large (over 2 × ``PIL.Image.MAX_IMAGE_PIXELS``)."""
+    import io
+    import re
+    import warnings
+
+    from PIL import Image
+
+    data = buf if isinstance(buf, bytes | bytearray) else np.ascontiguousarray(buf).tobytes()
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":  # Pillow's WebP open allocates the canvas
+        return _webp_size(data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                return int(im.size[0]), int(im.size[1])
+    except Image.DecompressionBombError as e:
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        raise _Bomb(f"{int(found.group(1)):,} pixels" if found else "too many pixels") from None
+    except Exception:  # any header Pillow cannot parse: not an image personkit reads
+        return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    """The canvas size of a WebP file from its first chunk (Google's WebP container spec:
+    ``VP8X`` canvas, ``VP8L`` lossless or ``VP8 `` lossy bitstream header)."""
+    chunk, body = data[12:16], data[20:30]
+    if chunk == b"VP8X" and len(body) >= 10:
+        return (int.from_bytes(body[4:7], "little") + 1,
+                int.from_bytes(body[7:10], "little") + 1)
+    if chunk == b"VP8L" and len(body) >= 5 and body[0] == 0x2F:
+        bits = int.from_bytes(body[1:5], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 " and len(body) >= 10 and body[3:6] == b"\x9d\x01\x2a":
+        return (int.from_bytes(body[6:8], "little") & 0x3FFF,
+                int.from_bytes(body[8:10], "little") & 0x3FFF)
     return None
 
 

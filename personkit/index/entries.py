@@ -10,8 +10,8 @@ its confidence, where and when it was seen, and a thumbnail with the pose and pa
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+import shlex
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,18 @@ ALIASES = {"upper_color": "upcolor", "lower_color": "downcolor", "upper_colour":
            "lower_colour": "downcolor", "sleeve": "up", "lower_length": "down"}
 #: Filter keys that are not attributes.
 FIELDS = ("source",)
+
+
+class FilterError(ValueError):
+    """A bad attribute filter: malformed, an unknown name or value, or conflicting terms."""
+
+
+class EmptyIndexError(ValueError):
+    """A search of an index that holds nobody yet."""
+
+
+class ExampleError(ValueError):
+    """A search example that does not fit the index (an embedding of another width)."""
 
 
 @dataclass
@@ -118,37 +130,58 @@ class IndexInfo:
 def parse_where(text: str | Mapping[str, str] | None,
                 attributes: Mapping[str, list[str]]) -> dict[str, str]:
     """``"gender=female backpack=yes upcolor=red"`` (or a mapping) -> ``{name: label}``,
-    checked against the index's vocabulary (``source=NAME`` filters by camera).
+    checked against the index's vocabulary (``source=NAME`` filters by camera). Terms are
+    separated by spaces or commas; a value holding either is quoted (``source="cam 1"``,
+    ``source='a,b'``). A term given twice must say the same both times.
 
     Raises:
-        ValueError: a malformed term, or an unknown name or label (listing the valid ones).
+        FilterError: a malformed term or quote, an unknown name or label (listing the valid
+            ones), or two different values for one name (naming both).
     """
     if not text:
         return {}
     pairs = text.items() if isinstance(text, Mapping) else _terms(str(text))
     out: dict[str, str] = {}
     for name, value in pairs:
-        key = ALIASES.get(name.strip().lower(), name.strip().lower())
-        value = str(value).strip()
-        if key in FIELDS:
-            out[key] = value
-            continue
-        if key not in attributes:
-            raise ValueError(f"unknown attribute {name!r} in the filter; valid: "
-                             f"{', '.join([*attributes, *FIELDS])}")
-        if value.lower() not in attributes[key]:
-            raise ValueError(f"unknown value {value!r} for attribute {key!r}; valid: "
-                             f"{', '.join(attributes[key])}")
-        out[key] = value.lower()
+        key, label = _checked(name, value, attributes)
+        if key in out and out[key] != label:
+            raise FilterError(f"conflicting filter terms {key}={out[key]!r} and {key}={label!r}:"
+                              f" a person has one {key}; give one of them")
+        out[key] = label
     return out
 
 
+def _checked(name: str, value: Any, attributes: Mapping[str, list[str]]) -> tuple[str, str]:
+    """One filter term as (key, label), the name's aliases resolved and the label checked."""
+    key = ALIASES.get(name.strip().lower(), name.strip().lower())
+    value = str(value).strip()
+    if key in FIELDS:
+        return key, value
+    if key not in attributes:
+        raise FilterError(f"unknown attribute {name!r} in the filter; valid: "
+                          f"{', '.join([*attributes, *FIELDS])}")
+    if value.lower() not in attributes[key]:
+        raise FilterError(f"unknown value {value!r} for attribute {key!r}; valid: "
+                          f"{', '.join(attributes[key])}")
+    return key, value.lower()
+
+
 def _terms(text: str) -> list[tuple[str, str]]:
+    """``NAME=VALUE`` terms split on spaces and commas outside quotes (``source="cam 1"``,
+    ``source='a,b'``; the quotes are removed, a backslash is an ordinary character)."""
+    lexer = shlex.shlex(text, posix=True)
+    lexer.whitespace_split, lexer.whitespace = True, " \t\r\n,"
+    lexer.commenters, lexer.escape = "", ""
+    try:
+        words: Iterable[str] = list(lexer)
+    except ValueError:
+        raise FilterError(f"unclosed quote in the filter {text!r}: quote a value as "
+                          f"source=\"cam 1\" or source='cam 1'") from None
     terms = []
-    for term in re.split(r"[\s,]+", text.strip()):
+    for term in words:
         name, eq, value = term.partition("=")
         if not eq or not name or not value:
-            raise ValueError(f"filter term {term!r} is not NAME=VALUE (e.g. "
-                             f"\"gender=female backpack=yes\")")
+            raise FilterError(f"filter term {term!r} is not NAME=VALUE (e.g. "
+                              f"\"gender=female backpack=yes\")")
         terms.append((name, value))
     return terms

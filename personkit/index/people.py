@@ -10,17 +10,19 @@ source leaves no duplicates and a process killed while indexing leaves an index 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from personkit.index.entries import Entry, IndexInfo, parse_where
+from personkit.index.entries import EmptyIndexError, Entry, ExampleError, IndexInfo, parse_where
 from personkit.index.store import Store, sort_hits
-from personkit.runtime import exclusive
+from personkit.runtime import LockedError, exclusive
 
 INDEX_FILE = "index.json"
 BACKENDS = ("lancedb", "qdrant")
@@ -40,11 +42,7 @@ class PeopleIndex:
     def _store(path: Path, info: IndexInfo) -> Store:
         backend = info.extra.get("backend", "lancedb")
         if backend == "qdrant":
-            from personkit.index.qdrant import QdrantStore
-
-            url = info.extra.get("qdrant_url")
-            return QdrantStore(info.dim, list(info.attributes), url=url,
-                               path=None if url else path / "qdrant")
+            return _qdrant_store(path, info)
         from personkit.index.store import LanceStore
 
         return LanceStore(path / "lance", info.dim, list(info.attributes))
@@ -78,8 +76,8 @@ class PeopleIndex:
             with exclusive(path / "index.lock", f"index {path}", wait=True):
                 found = read_info(path)
                 if found is None:
-                    _write_json(path / INDEX_FILE, info.to_dict())
-                    found = info
+                    found = _named_collection(info)
+                    _write_json(path / INDEX_FILE, found.to_dict())
         except OSError as e:
             raise ValueError(f"cannot write a people index at {path}: {e.strerror or e}") from e
         found.check_same_space(info, f"index {path}")
@@ -113,20 +111,22 @@ class PeopleIndex:
         left out (the example itself, when it is an entry).
 
         Raises:
-            ValueError: an empty index, a bad filter, an example of another width.
+            EmptyIndexError: the index holds nobody.
+            FilterError: a bad filter (:func:`~personkit.index.entries.parse_where`).
+            ExampleError: an example of another width.
         """
-        if self.store.count() == 0:
-            raise ValueError(f"the people index {self.path} is empty: add people with "
-                             f"`personkit index {self.path} SOURCE --model RUN`")
         flt = parse_where(where, self.info.attributes)
         vector = None
         if example is not None:
             vector = np.asarray(example, np.float32).reshape(-1)
             if vector.shape != (self.info.dim,):
-                raise ValueError(f"the example's embedding has width {vector.size}, the index "
-                                 f"{self.path} holds width {self.info.dim}")
+                raise ExampleError(f"the example's embedding has width {vector.size}, the "
+                                   f"index {self.path} holds width {self.info.dim}")
             vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
         hits = self.store.search(vector, flt, k + (exclude is not None))
+        if not hits and self.store.count() == 0:  # counted only when nothing was found
+            raise EmptyIndexError(f"the people index {self.path} is empty: add people with "
+                                  f"`personkit index {self.path} SOURCE --model RUN`")
         hits = [h for h in (sort_hits(hits) if vector is not None else hits)
                 if h["id"] != exclude][:k]
         threshold = (self.info.calibration or {}).get("threshold")
@@ -166,6 +166,41 @@ class PeopleIndex:
         r = evaluate_reid(dist, pids, pids, camids, camids, max_rank=max(5, len(keep)))
         return {"queries": int(r["num_valid_queries"]), "entries": len(keep),
                 "rank1": float(r["cmc"][0]), "rank5": float(r["cmc"][4]), "mAP": float(r["mAP"])}
+
+
+def _named_collection(info: IndexInfo) -> IndexInfo:
+    """``info`` for a new index: a Qdrant index gets a collection of its own
+    (``personkit_<random hex>``), kept in ``index.json``."""
+    if info.extra.get("backend") != "qdrant" or info.extra.get("qdrant_collection"):
+        return info
+    name = f"personkit_{secrets.token_hex(8)}"
+    return dataclasses.replace(info, extra={**info.extra, "qdrant_collection": name})
+
+
+def _qdrant_store(path: Path, info: IndexInfo) -> Store:
+    """The Qdrant store of the index at ``path``: its own collection (``people`` for an index
+    made before collections were named), checked to hold this model. A crashed replace's
+    points are removed when no writer holds the index's lock (a writer at work may have new
+    points there that are not current yet)."""
+    from personkit.index.qdrant import COLLECTION, QdrantStore, StoreBusyError
+
+    url = info.extra.get("qdrant_url")
+    try:
+        store = QdrantStore(info.dim, list(info.attributes), url=url,
+                            path=None if url else path / "qdrant",
+                            collection=info.extra.get("qdrant_collection", COLLECTION),
+                            model=info.model, recover=False)
+    except StoreBusyError:
+        raise StoreBusyError(f"the people index {path} is open in another process (for example "
+                             f"`personkit serve`): an index in Qdrant's local mode opens in one "
+                             f"process at a time; stop that process, or keep the index on a "
+                             f"Qdrant server (--qdrant-url)") from None
+    try:
+        with exclusive(path / "index.lock", f"index {path}"):
+            store.recover()
+    except (LockedError, OSError):  # a writer at work, or a folder this process cannot lock:
+        pass  # the next replace of a source removes that source's leftovers
+    return store
 
 
 def read_info(path: Path) -> IndexInfo | None:

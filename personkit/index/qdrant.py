@@ -5,94 +5,262 @@ interface).
 HNSW, sharding and replication on the server side, keyword payload indices on every attribute
 so filters are applied inside the HNSW search); ``QdrantStore(path=...)`` runs qdrant-client's
 local mode in-process (exact search in NumPy, one process at a time: for tests and small
-indexes). Each entry is one point: its id a UUID derived from ``SOURCE:TRACK``, its payload
-the entry's metadata, attribute labels and confidences and the thumbnail (base64 JPEG).
+indexes). Each entry is one point: its payload the entry's metadata, attribute labels and
+confidences and the thumbnail (base64 JPEG).
+
+Qdrant has no multi-point transaction, so a source is replaced in generations: the new entries
+are written as new points (ids derived from the entry id and a fresh ``generation``, which the
+payload carries), then one point of a second collection, ``COLLECTION_sources`` (one record a
+source, 1-d dummy vectors), is overwritten to make that generation the source's current one,
+then the older generations are deleted. Readers see only current generations, so a process
+killed at any step leaves the previous content; what it wrote is removed when the store is next
+opened with no writer at work (:meth:`QdrantStore.recover`) or when the source is next written.
+The records collection also holds the model identity and width the collection was made for.
 """
 
 from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from personkit.extras import require
 from personkit.index.entries import Entry
-from personkit.index.store import META, entry_from_row, entry_row, hit_from_row
+from personkit.index.store import META, ORDER, entry_from_row, entry_row, hit_from_row, order_key
 
+#: The collection of an index whose ``index.json`` names none (made before each index had one).
 COLLECTION = "people"
+#: The generation of points written before generations existed (adopted on open).
+LEGACY = "legacy"
+#: Points per upsert request.
+BATCH = 512
+META_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "personkit-meta"))
+T = TypeVar("T")
 
 
-def point_id(entry_id: str) -> str:
-    """The Qdrant point id of an entry (a UUID: Qdrant takes no free-form string ids)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"personkit:{entry_id}"))
+class StoreBusyError(ValueError):
+    """A local-mode Qdrant folder another client (another process) has open."""
+
+
+def point_id(entry_id: str, generation: str = LEGACY) -> str:
+    """The Qdrant point id of an entry in a generation (a UUID: Qdrant takes no free-form
+    string ids); a legacy point keeps the id it was written with."""
+    key = f"personkit:{entry_id}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, key if generation == LEGACY
+                          else f"{key}#{generation}"))
+
+
+def record_id(source: str) -> str:
+    """The id of a source's record in the records collection."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"personkit-source:{source}"))
 
 
 class QdrantStore:
-    """People in a Qdrant collection; give ``url`` (a server) or ``path`` (local mode)."""
+    """People in a Qdrant collection; give ``url`` (a server) or ``path`` (local mode).
+
+    ``collection``: the collection (its records in ``COLLECTION_sources``); ``model``: the
+    model identity the index is for, refused (with the width) when the collection was made for
+    another; ``recover``: remove a crashed replace's points now (see :meth:`recover`).
+    """
 
     name = "qdrant"
 
     def __init__(self, dim: int, attributes: Sequence[str], *, path: str | Path | None = None,
-                 url: str | None = None):
+                 url: str | None = None, collection: str = COLLECTION,
+                 model: str | None = None, recover: bool = True):
         if (path is None) == (url is None):
             raise ValueError("QdrantStore needs exactly one of path (local mode) or url")
-        client_mod = require("qdrant_client")
         self.m = require("qdrant_client.models")
         self.attributes, self.dim = list(attributes), dim
-        self.client = (client_mod.QdrantClient(path=str(path)) if path is not None
-                       else client_mod.QdrantClient(url=url))
-        if not self.client.collection_exists(COLLECTION):
-            self.client.create_collection(COLLECTION, vectors_config=self.m.VectorParams(
-                size=dim, distance=self.m.Distance.COSINE))
-            if url is not None:  # local mode has no payload indices
-                for key in ("source", *(f"attr_{a}" for a in self.attributes)):
-                    self.client.create_payload_index(COLLECTION, key,
-                                                     self.m.PayloadSchemaType.KEYWORD)
+        self.collection, self.records = collection, f"{collection}_sources"
+        self.client = _connect(path, url)
+        try:
+            self._create(server=url is not None)
+            self._check_model(model)
+            if recover:
+                self.recover()
+        except BaseException:
+            self.client.close()
+            raise
 
-    def _filter(self, where: Mapping[str, str]) -> Any:
-        must = [self.m.FieldCondition(key=k if k == "source" else f"attr_{k}",
-                                      match=self.m.MatchValue(value=v)) for k, v in where.items()]
-        return self.m.Filter(must=must) if must else None
+    def _create(self, server: bool) -> None:
+        """The collection and its records collection, made when missing (on a server with
+        keyword payload indices: local mode has none)."""
+        m = self.m
+        made = set()
+        for name, size in ((self.collection, self.dim), (self.records, 1)):
+            if not self.client.collection_exists(name):
+                self.client.create_collection(name, vectors_config=m.VectorParams(
+                    size=size, distance=m.Distance.COSINE))
+                made.add(name)
+        indices = []
+        if self.collection in made:
+            indices += [(self.collection, k) for k in ("source", *(f"attr_{a}" for a in
+                                                               self.attributes))]
+        if self.records in made:  # also a collection made before generations gets theirs
+            indices += [(self.collection, "generation"), (self.records, "kind")]
+        for name, key in indices if server else []:
+            self.client.create_payload_index(name, key, m.PayloadSchemaType.KEYWORD)
 
-    def _point(self, e: Entry) -> Any:
+    def _check_model(self, model: str | None) -> None:
+        """Refuse a collection made for another model or width (naming both); record the model
+        in a collection that has none yet."""
+        width = self.client.get_collection(self.collection).config.params.vectors.size
+        found = self.client.retrieve(self.records, [META_ID], with_payload=True)
+        made_for = found[0].payload.get("model") if found else None
+        if int(width) != self.dim or (model and made_for and made_for != model):
+            raise ValueError(
+                f"the Qdrant collection {self.collection} holds people of model "
+                f"{made_for or 'unknown'} "
+                f"(embedding width {width}), this index is for model {model} (width "
+                f"{self.dim}): use another collection for this model")
+        if model and not made_for:
+            self.client.upsert(self.records, [self.m.PointStruct(
+                id=META_ID, vector=[1.0], payload={"kind": "meta", "model": model,
+                                                   "dim": self.dim})], wait=True)
+
+    def recover(self) -> None:
+        """Adopt points written before generations existed, then delete every point whose
+        generation is not its source's current one (what a replace killed before it finished
+        left). Only with no writer at work: a replace in progress has its new points there."""
+        self._adopt_legacy()
+        m = self.m
+        gens = [r["generation"] for r in self._current().values()]
+        stale = m.Filter(must_not=[m.FieldCondition(key="generation",
+                                                    match=m.MatchAny(any=gens))] if gens
+                         else None)  # no source: every point is stale
+        self.client.delete(self.collection, m.FilterSelector(filter=stale), wait=True)
+
+    def _adopt_legacy(self) -> None:
+        """Points without a generation (an index made before them) become generation
+        :data:`LEGACY` of their sources: the records first, so a kill in between leaves points
+        that are adopted again on the next open, never deleted."""
+        m = self.m
+        legacy = m.Filter(must=[m.IsEmptyCondition(is_empty=m.PayloadField(key="generation"))])
+        if not self.client.count(self.collection, count_filter=legacy, exact=True).count:
+            return
+        counts = Counter(p.payload["source"] for p in self._scroll(["source"], False, legacy))
+        current = self._current()
+        for source, n in counts.items():
+            if source not in current:
+                self._flip(source, LEGACY, n)
+        self.client.set_payload(self.collection, {"generation": LEGACY}, points=legacy,
+                                wait=True)
+
+    def _current(self) -> dict[str, dict[str, Any]]:
+        """Source -> its record (``generation``, ``count``)."""
+        m = self.m
+        kind = m.Filter(must=[m.FieldCondition(key="kind", match=m.MatchValue(value="source"))])
+        out, offset = {}, None
+        while True:
+            points, offset = self.client.scroll(self.records, scroll_filter=kind, limit=1024,
+                                                offset=offset, with_payload=True)
+            out.update({p.payload["source"]: dict(p.payload) for p in points})
+            if offset is None:
+                return out
+
+    def _consistent(self, read: Callable[[dict[str, dict[str, Any]]], T]) -> T:
+        """``read(current records)``, run again while a replace made another generation
+        current under it (its older points may be gone already)."""
+        current = self._current()
+        for _ in range(4):
+            out = read(current)
+            now = self._current()
+            if now == current:
+                break
+            current = now
+        return out
+
+    def _filter(self, where: Mapping[str, str], current: Mapping[str, Mapping[str, Any]]) -> Any:
+        m = self.m
+        gens = [r["generation"] for r in current.values()]
+        must = [m.FieldCondition(key="generation", match=m.MatchAny(any=gens))]
+        must += [m.FieldCondition(key=k if k == "source" else f"attr_{k}",
+                                  match=m.MatchValue(value=v)) for k, v in where.items()]
+        return m.Filter(must=must)
+
+    def _point(self, e: Entry, generation: str) -> Any:
         row = entry_row(e, self.attributes)
         vector = row.pop("vector").tolist()
         row["thumbnail"] = base64.b64encode(row["thumbnail"]).decode("ascii")
-        return self.m.PointStruct(id=point_id(e.id), vector=vector, payload=row)
+        row["generation"] = generation
+        return self.m.PointStruct(id=point_id(e.id, generation), vector=vector, payload=row)
 
     def replace_source(self, source: str, entries: Sequence[Entry]) -> None:
+        generation = uuid.uuid4().hex
+        points = [self._point(e, generation) for e in entries]
+        for start in range(0, len(points), BATCH):
+            self.client.upsert(self.collection, points[start:start + BATCH], wait=True)
+        self._flip(source, generation, len({p.id for p in points}))
+        self._drop_old(source, generation)
+
+    def _flip(self, source: str, generation: str, count: int) -> None:
+        """Make ``generation`` the source's current one (one point written: atomic); a source
+        of no entries loses its record."""
+        if not count:
+            self.client.delete(self.records, self.m.PointIdsList(points=[record_id(source)]),
+                               wait=True)
+            return
+        self.client.upsert(self.records, [self.m.PointStruct(
+            id=record_id(source), vector=[1.0], payload={
+                "kind": "source", "source": source, "generation": generation,
+                "count": count})], wait=True)
+
+    def _drop_old(self, source: str, keep: str) -> None:
+        """Delete the source's points of every generation but ``keep``."""
         m = self.m
-        ops = [m.DeleteOperation(delete=m.FilterSelector(filter=self._filter({"source": source})))]
-        if entries:
-            ops.append(m.UpsertOperation(upsert=m.PointsList(
-                points=[self._point(e) for e in entries])))
-        self.client.batch_update_points(COLLECTION, ops, wait=True)
+        self.client.delete(self.collection, m.FilterSelector(filter=m.Filter(
+            must=[m.FieldCondition(key="source", match=m.MatchValue(value=source))],
+            must_not=[m.FieldCondition(key="generation", match=m.MatchValue(value=keep))])),
+            wait=True)
 
     def _payload_fields(self) -> list[str]:
         return [*META, "attributes"]
 
     def search(self, vector: np.ndarray | None, where: Mapping[str, str],
                k: int) -> list[dict[str, Any]]:
-        flt = self._filter(where)
-        if vector is None:
-            points, _ = self.client.scroll(COLLECTION, scroll_filter=flt, limit=k,
-                                           with_payload=self._payload_fields())
-            rows = sorted((p.payload for p in points),
-                          key=lambda r: (r["source"], r["first_frame"], r["track_id"]))
-            return [hit_from_row(r, self.attributes) for r in rows]
-        res = self.client.query_points(COLLECTION, query=np.asarray(vector, float).tolist(),
-                                       query_filter=flt, limit=k,
-                                       with_payload=self._payload_fields())
-        return [hit_from_row({**p.payload, "_distance": 1.0 - float(p.score)}, self.attributes)
-                for p in res.points]
+        def read(current: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+            if not current:
+                return []
+            flt = self._filter(where, current)
+            if vector is None:
+                return self._first(flt, k)
+            res = self.client.query_points(
+                self.collection, query=np.asarray(vector, float).tolist(), query_filter=flt,
+                limit=k, with_payload=self._payload_fields())
+            return [hit_from_row({**p.payload, "_distance": 1.0 - float(p.score)},
+                                 self.attributes) for p in res.points]
+
+        return self._consistent(read)
+
+    def _first(self, flt: Any, k: int) -> list[dict[str, Any]]:
+        """The first ``k`` points passing ``flt`` in :data:`~personkit.index.store.ORDER`:
+        the order's payload fields of every passing point, sorted, then those ``k`` points."""
+        keys = sorted(self._scroll(list(ORDER), False, flt), key=lambda p: order_key(p.payload))
+        ids = [p.id for p in keys[:k]]
+        if not ids:
+            return []
+        found = {p.id: p.payload for p in self.client.retrieve(
+            self.collection, ids, with_payload=self._payload_fields())}
+        return [hit_from_row(found[i], self.attributes) for i in ids if i in found]
 
     def get(self, entry_id: str) -> Entry | None:
-        found = self.client.retrieve(COLLECTION, [point_id(entry_id)], with_payload=True,
-                                     with_vectors=True)
+        source = entry_id.rpartition(":")[0]
+
+        def read(current: dict[str, dict[str, Any]]) -> list[Any]:
+            record = current.get(source)
+            if record is None:
+                return []
+            return self.client.retrieve(self.collection,
+                                        [point_id(entry_id, record["generation"])],
+                                        with_payload=True, with_vectors=True)
+
+        found = self._consistent(read)
         if not found:
             return None
         row = dict(found[0].payload)
@@ -100,28 +268,46 @@ class QdrantStore:
         return entry_from_row({**row, "vector": found[0].vector}, self.attributes)
 
     def count(self) -> int:
-        return int(self.client.count(COLLECTION, exact=True).count)
+        return sum(int(r["count"]) for r in self._current().values())
 
-    def _scroll(self, payload: list[str], vectors: bool) -> list[Any]:
+    def _scroll(self, payload: list[str], vectors: bool, flt: Any = None) -> list[Any]:
         out, offset = [], None
         while True:
-            points, offset = self.client.scroll(COLLECTION, limit=1024, offset=offset,
-                                                with_payload=payload, with_vectors=vectors)
+            points, offset = self.client.scroll(self.collection, scroll_filter=flt, limit=1024,
+                                                offset=offset, with_payload=payload,
+                                                with_vectors=vectors)
             out += points
             if offset is None:
                 return out
 
     def sources(self) -> dict[str, int]:
-        names = [p.payload["source"] for p in self._scroll(["source"], False)]
-        values, counts = np.unique(np.asarray(names, dtype=object), return_counts=True)
-        return {str(v): int(c) for v, c in zip(values, counts, strict=True)}
+        return {s: int(r["count"]) for s, r in sorted(self._current().items())}
 
     def vectors(self) -> tuple[list[dict[str, Any]], np.ndarray]:
-        points = sorted(self._scroll(["id", "source", "track_id", "identity"], True),
-                        key=lambda p: p.payload["id"])
+        def read(current: dict[str, dict[str, Any]]) -> list[Any]:
+            return self._scroll(["id", "source", "track_id", "identity"], True,
+                                self._filter({}, current)) if current else []
+
+        points = sorted(self._consistent(read), key=lambda p: p.payload["id"])
         meta = [dict(p.payload) for p in points]
         emb = np.asarray([p.vector for p in points], np.float32).reshape(-1, self.dim)
         return meta, emb
 
     def close(self) -> None:
         self.client.close()
+
+
+def _connect(path: str | Path | None, url: str | None) -> Any:
+    """A Qdrant client; a local folder another client holds is a :class:`StoreBusyError`."""
+    client_mod = require("qdrant_client")
+    if path is None:
+        return client_mod.QdrantClient(url=url)
+    try:
+        return client_mod.QdrantClient(path=str(path))
+    except RuntimeError as e:  # qdrant-client's only word for it is the message
+        if "already accessed" not in str(e):
+            raise
+        raise StoreBusyError(f"the Qdrant folder {path} is open in another process (for "
+                             f"example `personkit serve`): Qdrant's local mode lets one "
+                             f"process at a time open it; stop that process, or keep the "
+                             f"index on a Qdrant server (--qdrant-url)") from None

@@ -34,13 +34,36 @@ def parse_box(text: str | Sequence[float]) -> tuple[float, float, float, float]:
     return box  # type: ignore[return-value]
 
 
-def example_result(predictor: Predictor, image: np.ndarray,
-                   box: Sequence[float] | None) -> PersonResult:
-    """The network's view of the example: the person in ``box`` of ``image``, or the whole
-    ``image`` as a crop."""
-    if box is None:
-        return predictor.predict_crops([image])[0]
-    return predictor.predict(image, np.asarray([box], np.float64))[0]
+#: Said when an example image became one person whole (no box, no detector).
+WHOLE_IMAGE_EXAMPLE = ("no --box and no detector: the whole example image was taken as one "
+                       "person")
+
+
+def example_boxes(image: np.ndarray, box: Sequence[float] | np.ndarray | None,
+                  detector: Any = None) -> tuple[np.ndarray | None, str | None]:
+    """Where the person of an example image is, the one rule of ``personkit search`` and
+    ``POST /search``: the given ``box``; else the highest-scoring person ``detector`` finds;
+    else None (the whole image is the person), with a warning saying so.
+
+    Raises:
+        ValueError: the detector finds no person in the image.
+    """
+    if box is not None:
+        return np.asarray(box, np.float64).reshape(1, 4), None
+    if detector is None:
+        return None, WHOLE_IMAGE_EXAMPLE
+    found = detector.detect([image])[0]
+    if not len(found):
+        raise ValueError("no person found in the example image: give the person's box")
+    return found[[int(np.argmax(found[:, 4]))], :4].astype(np.float64), None
+
+
+def example_result(predictor: Predictor, image: np.ndarray, box: Sequence[float] | None,
+                   detector: Any = None) -> tuple[PersonResult, str | None]:
+    """The network's view of the example's person (:func:`example_boxes`) and the warning,
+    if any."""
+    boxes, warning = example_boxes(image, box, detector)
+    return predictor.predict_many([(image, boxes)])[0][0], warning
 
 
 def open_predictor(index: PeopleIndex, model: str | Path | None, device: str = "auto",
@@ -63,10 +86,10 @@ def open_predictor(index: PeopleIndex, model: str | Path | None, device: str = "
 
 def search(index: PeopleIndex, example: str | None = None, box: str | None = None,
            where: str | None = None, k: int = 10, model: str | Path | None = None,
-           device: str = "auto", flip_tta: bool = True) -> dict[str, Any]:
-    """Search ``index``: ``example`` an entry id (``SOURCE:TRACK``) or an image file (the
-    person in ``box``, else the whole image as a crop); ``where`` attribute filters. Returns
-    :meth:`PeopleIndex.search`'s result with a ``query`` record."""
+           device: str = "auto", flip_tta: bool = True, detector: Any = None) -> dict[str, Any]:
+    """Search ``index``: ``example`` an entry id (``SOURCE:TRACK``) or an image file (its
+    person: :func:`example_boxes`, with ``detector`` an opened detector or None); ``where``
+    attribute filters. Returns :meth:`PeopleIndex.search`'s result with a ``query`` record."""
     query: dict[str, Any] = {"where": where or ""}
     vector, exclude = None, None
     if example is not None and not Path(example).exists() and ":" in example:
@@ -82,13 +105,14 @@ def search(index: PeopleIndex, example: str | None = None, box: str | None = Non
         from personkit.inference.visualize import thumbnail
 
         image = read_image(example)
-        r = example_result(open_predictor(index, model, device, flip_tta), image,
-                           None if box is None else parse_box(box))
+        r, warning = example_result(open_predictor(index, model, device, flip_tta), image,
+                                    None if box is None else parse_box(box), detector)
         vector = r.embedding
         query.update(example=str(example), box=list(r.box), thumbnail=encode_jpeg(thumbnail(
-            image, r, margin=0.0 if box is None else 0.1)), attributes={
+            image, r, margin=0.0 if warning else 0.1)), attributes={
             a: {"label": p.label, "confidence": round(p.probability, 4)}
-            for a, p in (r.attributes or {}).items()})
+            for a, p in (r.attributes or {}).items()}, **({"warning": warning} if warning
+                                                          else {}))
     elif box is not None:
         raise ValueError("--box needs --example IMAGE")
     out = index.search(vector, where, k, exclude=exclude)

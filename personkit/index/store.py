@@ -34,9 +34,28 @@ EXACT_FILTERED_MAX = 3_000
 #: passing under 10 % of the rows reaches 0.96 with the default, faster
 #: (benchmarks/bench_search.py).
 HNSW_EF = 100
+#: Rows written after the ANN index was built are searched flat beside it (1.0-1.2 ms per
+#: 1,000 rows a query) until ``optimize()`` folds them in, as one more delta index (0.3-0.4 ms
+#: a query each; 2-2.5 s to write 10,000 rows, 0.5 s for 2,000); a write that leaves at least
+#: this many such rows optimizes. Measured in benchmarks/bench_index_growth.py (docs/search.md).
+OPTIMIZE_MIN_ROWS = 5_000
+#: ``optimize()`` removes table versions older than this (the latest always stays). Another
+#: process reads the version that was latest when its query began, and the files only older
+#: versions use are deleted: an age far above the longest search (an exact scan of a million
+#: rows: 2.2 s, benchmarks/RESULTS.md) keeps a concurrent reader whole.
+CLEANUP_AGE = timedelta(minutes=10)
 #: Columns of a search result besides the attributes (thumbnails are fetched by id).
 META = ("id", "source", "track_id", "first_frame", "last_frame", "first_time", "last_time",
         "identity")
+#: The order of a search without an example (until entries carry capture times): by source,
+#: then first frame, then track, then id; every store returns the first ``k`` of all the rows
+#: that pass the filter in this order.
+ORDER = ("source", "first_frame", "track_id", "id")
+
+
+def order_key(row: Mapping[str, Any]) -> tuple:
+    """A row's place in :data:`ORDER`."""
+    return tuple(row[c] for c in ORDER)
 
 
 class Store(Protocol):
@@ -50,7 +69,7 @@ class Store(Protocol):
     def search(self, vector: np.ndarray | None, where: Mapping[str, str],
                k: int) -> list[dict[str, Any]]:
         """The ``k`` nearest rows passing ``where`` (``distance`` set), or without a vector
-        the first ``k`` rows passing it (by source and frame; ``distance`` None)."""
+        the first ``k`` of every row passing it in :data:`ORDER` (``distance`` None)."""
 
     def get(self, entry_id: str) -> Entry | None:
         """One entry, thumbnail included."""
@@ -130,10 +149,12 @@ class LanceStore:
     name = "lancedb"
 
     def __init__(self, path: str | Path, dim: int, attributes: Sequence[str],
-                 ann_min_rows: int = ANN_MIN_ROWS):
+                 ann_min_rows: int = ANN_MIN_ROWS,
+                 optimize_min_rows: int | None = OPTIMIZE_MIN_ROWS):
         lancedb = require("lancedb")
         pa = require("pyarrow")
         self.attributes, self.dim, self.ann_min_rows = list(attributes), dim, ann_min_rows
+        self.optimize_min_rows = optimize_min_rows  # None: never after a write
         fields = [("id", pa.string()), ("source", pa.string()), ("track_id", pa.int64()),
                   ("first_frame", pa.int64()), ("last_frame", pa.int64()),
                   ("first_time", pa.float64()), ("last_time", pa.float64()),
@@ -152,34 +173,60 @@ class LanceStore:
         return pa.Table.from_pylist(rows, schema=self.schema)
 
     def replace_source(self, source: str, entries: Sequence[Entry]) -> None:
-        data = self._arrow(entries)
+        self.replace_rows(source, self._arrow(entries))
+
+    def replace_rows(self, source: str, data: Any) -> None:
+        """:meth:`replace_source` for rows already in this store's schema (a pyarrow Table,
+        every row of ``source``): one commit, then the ANN index built or optimized when
+        that pays."""
         gone = f"source = {_quote(source)}"
-        if not entries:
+        if not data.num_rows:
             self.table.delete(gone)
             return
         (self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
          .when_not_matched_by_source_delete(gone).execute(data))
-        self._maybe_build_index()
+        if not self._maybe_build_index():
+            self._maybe_optimize()
 
-    def _maybe_build_index(self) -> None:
+    def _vector_index(self) -> str | None:
+        """The name of the ANN index (None before there is one)."""
+        return next((i.name for i in self.table.list_indices() if i.columns[0] == "vector"),
+                    None)
+
+    def _maybe_build_index(self) -> bool:
         """An ANN index once the table reaches ``ann_min_rows`` (and bitmap indices on the
         attributes for filtering); rows added later are searched exactly until
-        :meth:`optimize` folds them in (LanceDB searches unindexed rows too)."""
+        :meth:`optimize` folds them in (LanceDB searches unindexed rows too). True when it
+        was built now."""
         n = self.table.count_rows()
-        if n < self.ann_min_rows:
-            return
-        if "vector" in {i.columns[0] for i in self.table.list_indices()}:
-            return
+        if n < self.ann_min_rows or self._vector_index() is not None:
+            return False
         from lancedb.index import Bitmap, IvfHnswSq
 
         self.table.create_index("vector", config=IvfHnswSq(
             distance_type="cosine", num_partitions=_partitions(n)))
         for column in ("source", *(f"attr_{a}" for a in self.attributes)):
             self.table.create_index(column, config=Bitmap(), replace=True)
+        return True
+
+    def unindexed_rows(self) -> int:
+        """Rows the ANN index does not cover yet (0 without an index)."""
+        name = self._vector_index()
+        stats = self.table.index_stats(name) if name else None
+        return int(stats.num_unindexed_rows) if stats else 0
+
+    def _maybe_optimize(self) -> bool:
+        """:meth:`optimize` after a write that leaves ``optimize_min_rows`` rows outside the
+        ANN index (each costs every search a flat distance); True when it ran."""
+        if self.optimize_min_rows is None or self.unindexed_rows() < self.optimize_min_rows:
+            return False
+        self.optimize()
+        return True
 
     def optimize(self) -> None:
-        """Fold new rows into the indices and compact the files."""
-        self.table.optimize()
+        """Fold new rows into the indices, compact the files and remove the versions older
+        than :data:`CLEANUP_AGE`."""
+        self.table.optimize(cleanup_older_than=CLEANUP_AGE)
 
     def _columns(self) -> list[str]:
         return [*META, "attributes"]
@@ -197,11 +244,7 @@ class LanceStore:
                k: int) -> list[dict[str, Any]]:
         predicate = sql_filter(where)
         if vector is None:
-            q = self.table.search().select(self._columns())
-            q = q.where(predicate) if predicate else q
-            rows = q.limit(k).to_list()
-            rows.sort(key=lambda r: (r["source"], r["first_frame"], r["track_id"]))
-            return [hit_from_row(r, self.attributes) for r in rows[:k]]
+            return self._first(predicate, k)
         n = self.table.count_rows()
         q = (self.table.search(np.asarray(vector, np.float32), vector_column_name="vector")
              .distance_type("cosine").select([*self._columns(), "_distance"]).limit(k))
@@ -213,9 +256,18 @@ class LanceStore:
                 q = q.bypass_vector_index()
             else:  # every partition: recall@10 >= 0.95 (docs/search.md)
                 q = q.nprobes(_partitions(n))
-                if passing >= n / 10:  # a wider beam, unless a selective filter narrows it
-                    q = q.ef(HNSW_EF)
+                if passing >= n / 10:  # a wider beam, unless a selective filter narrows it;
+                    q = q.ef(max(HNSW_EF, k))  # never below k (LanceDB's default: 1.5 k)
         return [hit_from_row(r, self.attributes) for r in q.to_list()]
+
+    def _first(self, predicate: str | None, k: int) -> list[dict[str, Any]]:
+        """The first ``k`` rows passing ``predicate`` in :data:`ORDER`: LanceDB sorts the
+        order's columns of every passing row (a top-k sort) and reads the rest of those
+        ``k`` rows only."""
+        q = self.table.search().select(self._columns()).order_by(
+            [{"column_name": c, "ascending": True, "nulls_first": False} for c in ORDER])
+        q = q.where(predicate) if predicate else q
+        return [hit_from_row(r, self.attributes) for r in q.limit(k).to_list()]
 
     def get(self, entry_id: str) -> Entry | None:
         rows = self.table.search().where(f"id = {_quote(entry_id)}").limit(1).to_list()

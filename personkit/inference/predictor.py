@@ -16,7 +16,7 @@ Images, boxes and crops follow :mod:`personkit.inference.preprocess`. Outputs:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -36,6 +36,10 @@ from personkit.models.multitask import mean_with_mirror
 from personkit.runtime import resolve_device
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+class PredictionStopped(RuntimeError):
+    """:meth:`Predictor.predict_many` was asked to stop (its ``stop`` became true)."""
 
 
 class AttributePrediction(NamedTuple):
@@ -97,18 +101,26 @@ def keypoints_to_image(coords: np.ndarray, box: Sequence[float]) -> np.ndarray:
     return out
 
 
-def parts_to_box(labels: np.ndarray, box: Sequence[float]) -> tuple[np.ndarray, tuple[int, ...]]:
+def parts_to_box(labels: np.ndarray, box: Sequence[float],
+                 max_pixels: int | None = None) -> tuple[np.ndarray, tuple[int, ...]]:
     """Nearest-neighbour lookup of an ``H×W`` crop label map onto the box's whole pixels.
 
     Returns the ``h×w`` map and the integer rectangle ``(x1, y1, x2, y2)`` it covers (the box
-    rounded, at least one pixel).
+    rounded, at least one pixel). With ``max_pixels``, a box with more pixels than that is
+    sampled every ``s`` pixels (``s`` the smallest step that fits), so the map stays bounded
+    whatever the box's size: each label then stands for an ``s×s`` block of the rectangle.
     """
     h_in, w_in = labels.shape
     x1, y1, x2, y2 = (float(v) for v in box[:4])
     px1, py1 = int(round(x1)), int(round(y1))
     px2, py2 = max(px1 + 1, int(round(x2))), max(py1 + 1, int(round(y2)))
-    cols = (np.arange(px1, px2) + 0.5 - x1) * w_in / (x2 - x1) - 0.5
-    rows = (np.arange(py1, py2) + 0.5 - y1) * h_in / (y2 - y1) - 0.5
+    step = 1
+    if max_pixels is not None:
+        step = max(1, int(np.sqrt((px2 - px1) * (py2 - py1) / max(1, max_pixels))))
+        while -(-(px2 - px1) // step) * -(-(py2 - py1) // step) > max(1, max_pixels):
+            step += 1
+    cols = (np.arange(px1, px2, step) + step / 2 - x1) * w_in / (x2 - x1) - 0.5
+    rows = (np.arange(py1, py2, step) + step / 2 - y1) * h_in / (y2 - y1) - 0.5
     cols = np.clip(np.floor(cols + 0.5), 0, w_in - 1).astype(np.intp)
     rows = np.clip(np.floor(rows + 0.5), 0, h_in - 1).astype(np.intp)
     return labels[np.ix_(rows, cols)], (px1, py1, px2, py2)
@@ -116,14 +128,14 @@ def parts_to_box(labels: np.ndarray, box: Sequence[float]) -> tuple[np.ndarray, 
 
 class Predictor:
     """Runs the multi-task model on person crops or boxes, on any :mod:`engine
-    <personkit.inference.engines>`; pre- and post-processing are the same for every engine.
+    <personkit.inference.backends>`; pre- and post-processing are the same for every engine.
 
     Args:
         model: a :class:`~personkit.models.MultiTaskModel` (run by eager PyTorch; any module
             with ``meta`` and ``forward(images, heads=...)`` returning
             :class:`~personkit.models.PersonOutputs`) or an engine
-            (:class:`~personkit.inference.engines.OnnxRuntimeEngine`,
-            :class:`~personkit.inference.engines.OpenVINOEngine`).
+            (:class:`~personkit.inference.backends.OnnxRuntimeEngine`,
+            :class:`~personkit.inference.backends.OpenVINOEngine`).
         device: ``cpu``, ``cuda`` or a :class:`torch.device` (torch engine).
         heads: tasks to run, a subset of ``reid, attributes, pose, segmentation`` (default:
             every task the model has). Heads that are off are not computed. Asking for a head
@@ -140,13 +152,17 @@ class Predictor:
         calibrations: calibrated same-person thresholds by model identity
             (:mod:`personkit.models.identity`), added to those an export carries;
             :attr:`calibration` picks this predictor's.
+        max_part_pixels: the most labels one person's part map may hold (None: one per pixel
+            of its box; a service bounds it so a huge box cannot take gigabytes:
+            :func:`parts_to_box`).
     """
 
     def __init__(self, model: nn.Module | Engine, device: str | torch.device = "auto",
                  heads: Collection[str] | None = None, *, flip_tta: bool = True,
                  merge_parts: bool = False, batch_size: int = 32, precision: str = "fp32",
                  channels_last: bool = False,
-                 calibrations: Mapping[str, dict[str, Any]] | None = None):
+                 calibrations: Mapping[str, dict[str, Any]] | None = None,
+                 max_part_pixels: int | None = None):
         self.device = resolve_device(device)
         if precision not in PRECISIONS or (precision == "fp16" and self.device.type != "cuda"):
             raise ValueError(f"precision must be one of {PRECISIONS} (fp16 on CUDA only), "
@@ -171,7 +187,7 @@ class Predictor:
         source = "this model" if model.name == "torch" else f"this {model.name} export"
         self.heads = select_heads(heads, model.heads, source)
         self.flip_tta, self.batch_size, self.precision = flip_tta, batch_size, precision
-        self.channels_last = channels_last
+        self.channels_last, self.max_part_pixels = channels_last, max_part_pixels
         self.part_classes = tuple(self.meta.part_classes)
         self._merge = merge_parts and len(self.part_classes) == 20
         if self._merge:
@@ -250,30 +266,39 @@ class Predictor:
         """
         return self.predict_many([(image, boxes)])[0]
 
-    def predict_many(self, items: Sequence[tuple[Any, Any]]) -> list[list[PersonResult]]:
+    def predict_many(self, items: Sequence[tuple[Any, Any]],
+                     stop: Callable[[], bool] | None = None) -> list[list[PersonResult]]:
         """The people of several images in shared forward passes (``batch_size`` crops each):
         ``items`` are ``(image, boxes)`` pairs as for :meth:`predict`, ``boxes`` None for an
         image that is one person crop (:meth:`predict_crops`). Results are per item; the one
-        place images become crops and crops become results."""
-        crops, boxes, counts = [], [], []
+        place images become crops and crops become results. Crops are cut one batch at a
+        time, so memory does not grow with the number of boxes.
+
+        Raises:
+            PredictionStopped: ``stop()`` was true before a forward pass (a server stopping).
+        """
+        people: list[tuple[np.ndarray, np.ndarray]] = []
+        counts = []
         for image, item_boxes in items:
             image = to_rgb_uint8(image)
             if item_boxes is None:
                 item_boxes = [(0.0, 0.0, float(image.shape[1]), float(image.shape[0]))]
-            item_boxes = clip_boxes(item_boxes, image.shape[1], image.shape[0])
-            crops += [crop_box(image, box, self.input_size) for box in item_boxes]
-            boxes.append(item_boxes.reshape(-1, 4))
+            item_boxes = clip_boxes(item_boxes, image.shape[1], image.shape[0]).reshape(-1, 4)
+            people += [(image, box) for box in item_boxes]
             counts.append(len(item_boxes))
-        flat = self._run(crops, np.concatenate(boxes) if boxes else np.zeros((0, 4)))
+        flat = self._run(people, stop)
         return [flat[s - n:s] for s, n in zip(np.cumsum(counts), counts, strict=True)]
 
-    def _run(self, crops: list[np.ndarray], boxes: np.ndarray) -> list[PersonResult]:
+    def _run(self, people: list[tuple[np.ndarray, np.ndarray]],
+             stop: Callable[[], bool] | None = None) -> list[PersonResult]:
         results: list[PersonResult] = []
-        for start in range(0, len(crops), self.batch_size):
-            batch = np.stack(crops[start:start + self.batch_size])
-            outputs = self.forward(batch)
-            for i, box in enumerate(boxes[start:start + len(batch)]):
-                results.append(self._result(outputs, i, box))
+        for start in range(0, len(people), self.batch_size):
+            if stop is not None and stop():
+                raise PredictionStopped(f"stopped after {start} of {len(people)} people")
+            chunk = people[start:start + self.batch_size]
+            outputs = self.forward(np.stack([crop_box(image, box, self.input_size)
+                                             for image, box in chunk]))
+            results += [self._result(outputs, i, box) for i, (_, box) in enumerate(chunk)]
         return results
 
     def normalise(self, crops: np.ndarray) -> np.ndarray:
@@ -309,7 +334,7 @@ class Predictor:
             labels = outputs["parts"][i]
             if self._merge:
                 labels = LIP_TO_MERGED5[labels]
-            r.parts, r.parts_box = parts_to_box(labels, box)
+            r.parts, r.parts_box = parts_to_box(labels, box, self.max_part_pixels)
             r.part_classes = self.part_classes
         return r
 

@@ -67,7 +67,9 @@ def draw_parts(canvas: np.ndarray, result: PersonResult, alpha: float = 0.5) -> 
     cx1, cy1, cx2, cy2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
     if cx1 >= cx2 or cy1 >= cy2:
         return
-    labels = result.parts[cy1 - y1:cy2 - y1, cx1 - x1:cx2 - x1]
+    mh, mw = result.parts.shape  # a map sampled coarser than the box's pixels is enlarged
+    rows = (np.arange(cy1, cy2) - y1) * mh // (y2 - y1)
+    labels = result.parts[np.ix_(rows, (np.arange(cx1, cx2) - x1) * mw // (x2 - x1))]
     colours = part_palette(len(result.part_classes) or int(labels.max()) + 1)
     region = canvas[cy1:cy2, cx1:cx2]
     fg = labels > 0

@@ -1,75 +1,191 @@
 """``personkit serve``: the network and a people index over HTTP (FastAPI + uvicorn, the
 ``serve`` extra), and a web page at ``/`` that uses the same API.
 
-Endpoints (docs/search.md has examples):
+Endpoints (docs/search.md has examples; ``/docs`` and ``/openapi.json`` describe each):
 
 * ``POST /predict`` (multipart: ``image``, optional ``boxes`` as JSON ``[[x1, y1, x2, y2],
   ...]``; query ``overlay=1`` adds a drawn picture, ``embedding=1`` the embeddings): every
   person's box, attributes, keypoints and part fractions. Without boxes the server's detector
-  finds the people, or, with none, the image is one person crop. Concurrent requests are
-  batched (:mod:`personkit.serve.batching`).
+  finds the people, or, with none, the image is one person crop (said in ``warning``).
+  Concurrent requests are batched (:mod:`personkit.serve.batching`).
 * ``POST /search`` (multipart: ``where``, ``k``, and an example: ``entry`` id, or ``example``
   image with optional ``box``): :meth:`~personkit.index.people.PeopleIndex.search`.
 * ``GET /tracks/{id}``, ``GET /thumbs/{id}``: one entry and its thumbnail (JPEG).
 * ``GET /healthz``; ``GET /metrics`` (Prometheus text format).
 
-A user mistake is answered 4xx with ``{"error": ..., "field": ...}`` and the server keeps
-serving; uploads over the size limit are refused (413) before they are read in full.
+Every error is JSON ``{"error": ..., "field": ...}``: a user mistake 4xx naming the field,
+work over the limits 413 (:class:`~personkit.serve.service.Limits`: upload bytes, image
+pixels, boxes), a busy server 503 with ``Retry-After`` (:mod:`personkit.serve.limits`), a bug
+500; the server keeps serving. SIGTERM or Ctrl-C stop it within seconds: waiting requests get
+503, the batch in progress ends after its current forward pass.
 """
 
 from __future__ import annotations
 
-import time
+import contextlib
+import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from personkit.extras import require
 from personkit.index.people import PeopleIndex
-from personkit.inference.predictor import Predictor
-from personkit.serve.limits import UploadLimit
-from personkit.serve.routes import add_routes
-from personkit.serve.service import ApiError, Service
+from personkit.inference.predictor import PredictionStopped, Predictor
+from personkit.serve.batching import BatcherBusy, BatcherStopped
+from personkit.serve.limits import Admission, UploadLimit, send_error
+from personkit.serve.metrics import CountRequests
+from personkit.serve.service import ApiError, Limits, Service
+
+log = logging.getLogger("personkit.serve")
+#: Seconds uvicorn waits for requests in progress when told to stop.
+GRACEFUL_SECONDS = 5
+#: The routes whose work is bounded by ``--max-concurrency``.
+WORK_ROUTES = {("POST", "/predict"), ("POST", "/search")}
 
 
-def create_app(service: Service, max_upload_mb: float = 10.0) -> Any:
-    """The FastAPI application of ``service`` (routes in :mod:`personkit.serve.routes`)."""
-    fastapi = require("fastapi")
+def _error(status: int, message: str, field: str | None = None,
+           headers: dict[str, str] | None = None) -> Any:
     from fastapi.responses import JSONResponse
 
-    app = fastapi.FastAPI(title="personkit", version="1", docs_url="/docs")
+    return JSONResponse({"error": message, "field": field}, status_code=status, headers=headers)
+
+
+def _validation_message(error: dict[str, Any]) -> str:
+    """A pydantic error in the service's words (``k``: an integer in its range)."""
+    kind, value, ctx = error.get("type", ""), error.get("input"), error.get("ctx") or {}
+    if kind == "int_parsing":
+        return f"expected an integer, got {value!r}"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        bound = f">= {ctx.get('ge')}" if kind == "greater_than_equal" else f"<= {ctx.get('le')}"
+        return f"must be {bound}, got {value}"
+    return str(error.get("msg", "invalid"))
+
+
+def add_error_handlers(app: Any) -> None:
+    """Every error the application expects as ``{"error", "field"}`` JSON: user mistakes,
+    validation, HTTP errors, a busy or stopping server (the unexpected: :class:`JsonErrors`)."""
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
 
     @app.exception_handler(ApiError)
-    async def _api_error(request: Any, e: ApiError) -> Any:
-        return JSONResponse({"error": e.message, "field": e.field}, status_code=e.status)
+    async def _api(request: Any, e: ApiError) -> Any:
+        return _error(e.status, e.message, e.field, e.headers)
 
-    @app.middleware("http")
-    async def _count(request: Any, call_next: Any) -> Any:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        service.metrics.observe(getattr(route, "path", "other"), response.status_code,
-                                time.perf_counter() - start)
-        return response
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Any, e: RequestValidationError) -> Any:
+        first = e.errors()[0] if e.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        return _error(400, _validation_message(first), loc[-1] if loc else None)
 
-    add_routes(app, service)
-    app.add_middleware(UploadLimit, max_bytes=int(max_upload_mb * 1024 * 1024))
+    @app.exception_handler(HTTPException)
+    async def _http(request: Any, e: HTTPException) -> Any:
+        return _error(e.status_code, str(e.detail), "body" if e.status_code == 400 else None)
+
+    @app.exception_handler(BatcherBusy)
+    async def _busy(request: Any, e: BatcherBusy) -> Any:
+        return _error(503, f"the server is busy ({e}): retry after 1 s", None,
+                      {"Retry-After": "1"})
+
+    @app.exception_handler(BatcherStopped)
+    @app.exception_handler(PredictionStopped)
+    async def _stopped(request: Any, e: Exception) -> Any:
+        return _error(503, f"the server is stopping ({e})", None, {"Retry-After": "5"})
+
+    del _api, _invalid, _http, _busy, _stopped  # registered
+
+
+class JsonErrors:
+    """ASGI middleware: an unexpected exception of the application becomes a JSON 500
+    (``internal error (TypeName)``), logged with its traceback, and goes no further (Starlette's
+    own last-resort handler would answer, then raise it again to the server, which resets
+    the connection)."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception as e:
+            log.exception("personkit serve: %s %s failed", scope["method"], scope["path"])
+            if not started:
+                await send_error(send, 500, f"internal error ({type(e).__name__}); the server "
+                                            f"log has the details", None)
+
+
+def create_app(service: Service) -> Any:
+    """The FastAPI application of ``service``: its routers (:mod:`personkit.serve.routes`),
+    error handlers and, outermost first, request counting, admission, the upload limit and
+    the last-resort JSON 500."""
+    fastapi = require("fastapi")
+    from personkit.serve.routes import routers
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        await service.close()  # waiting requests get 503; the running batch stops early
+        print("personkit serve: stopped", flush=True)
+
+    app = fastapi.FastAPI(title="personkit", version="1", docs_url="/docs", lifespan=lifespan)
+    app.state.service = service
+    for router in routers():
+        app.include_router(router)
+    add_error_handlers(app)
+    limits = service.limits
+    app.add_middleware(JsonErrors)
+    app.add_middleware(UploadLimit, max_bytes=int(limits.max_upload_mb * 1024 * 1024))
+    app.add_middleware(Admission, limit=limits.max_concurrency, queue=limits.max_queue,
+                       paths=WORK_ROUTES, metrics=service.metrics)
+    app.add_middleware(CountRequests, metrics=service.metrics,
+                       routes=tuple(path for _, path in WORK_ROUTES))
     return app
 
 
 def serve(run: str | Path, index: str | Path | None = None, *, host: str = "127.0.0.1",
           port: int = 8000, max_batch: int = 8, max_wait_ms: float = 5.0,
-          max_upload_mb: float = 10.0, device: str = "auto", flip_tta: bool = True,
+          limits: Limits | None = None, device: str = "auto", flip_tta: bool = True,
           threads: int | None = None, detector: str | None = None,
           detector_score: float = 0.5) -> None:
-    """``personkit serve``: load the model (and index, detector) and serve until stopped."""
+    """``personkit serve``: load the model (and index, detector, on one device) and serve
+    until stopped."""
     uvicorn = require("uvicorn")
     from personkit.inference.detectors import open_detector
+    from personkit.runtime import resolve_device
 
+    limits = limits or Limits()
     predictor = Predictor.from_checkpoint(run, device, flip_tta=flip_tta, threads=threads,
                                           batch_size=max(32, max_batch))
-    service = Service(predictor, PeopleIndex.open(index) if index else None,
-                      open_detector(detector, "cpu", detector_score, threads) if detector
-                      else None, max_batch, max_wait_ms)
+    finder = None if detector is None else open_detector(
+        detector, resolve_device(device).type, detector_score, threads)
+    service = Service(predictor, PeopleIndex.open(index) if index else None, finder,
+                      max_batch, max_wait_ms, limits)
     print(f"personkit serve: http://{host}:{port}/ (model {predictor.model_id}"
-          f"{f', index {index}' if index else ''})", flush=True)
-    uvicorn.run(create_app(service, max_upload_mb), host=host, port=port, log_level="warning")
+          f"{f', index {index}' if index else ''}; at most {limits.max_concurrency} requests "
+          f"at once, {limits.max_queue} waiting)", flush=True)
+    config = uvicorn.Config(create_app(service), host=host, port=port, log_level="warning",
+                            timeout_graceful_shutdown=GRACEFUL_SECONDS)
+    stopping_server(uvicorn.Server, service)(config).run()
+
+
+def stopping_server(base: type, service: Service) -> type:
+    """uvicorn's ``Server`` that, told to exit (SIGTERM, Ctrl-C), also stops the service at
+    once: the batch in work ends after its current forward pass and every request in work or
+    waiting is answered 503, so uvicorn's graceful shutdown finds no request left to wait
+    for (it would otherwise wait for them all, then cut them off)."""
+
+    class Server(base):  # type: ignore[misc, valid-type]
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            service.stopping.set()
+            super().handle_exit(sig, frame)
+
+    return Server

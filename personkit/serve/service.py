@@ -1,33 +1,77 @@
 """What the endpoints of ``personkit serve`` share: the :class:`Service` (predictor, batcher,
-index, detector, metrics), the user-mistake error :class:`ApiError` and the request parsing."""
+index, detector, metrics and :class:`Limits`), the user-mistake error :class:`ApiError` and
+the parsing of uploads and boxes.
+
+Every upload's size is read from its header before anything is decoded (any format the
+decoder reads: :func:`~personkit.data.io.check_pixels`); decoding, detection and the network
+run in worker threads, never on the event loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from personkit.data.io import BadImageError, ImageTooLargeError, check_pixels, decode_image
 from personkit.index.people import PeopleIndex
+from personkit.index.search import example_boxes
 from personkit.inference.predictor import PersonResult, Predictor
-from personkit.serve.batching import Batcher
+from personkit.serve.batching import Batcher, BatcherStopped
 from personkit.serve.metrics import ServiceMetrics
 
 STATIC = Path(__file__).resolve().parent / "static"
+#: Said in ``/predict`` and ``/search`` answers when a whole upload became one person.
+WHOLE_IMAGE = ("no boxes were given and the server has no detector: the whole image was "
+               "taken as one person")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask of the server (``personkit serve --max-...``).
+
+    Attributes:
+        max_pixels: the most pixels an uploaded image may declare (40 MP: a 7700×5200 photo).
+        max_boxes: the most person boxes one image may carry (given or detected).
+        max_concurrency: requests worked on at once (decoding, detecting, predicting,
+            searching); ``max_queue`` more may wait, further ones get 503.
+        max_upload_mb: the largest request body.
+    """
+
+    max_pixels: int = 40_000_000
+    max_boxes: int = 256
+    max_concurrency: int = 8
+    max_queue: int = 16
+    max_upload_mb: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_pixels", "max_boxes", "max_concurrency"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_queue < 0 or self.max_upload_mb <= 0:
+            raise ValueError(f"max_queue must be >= 0 and max_upload_mb > 0, got "
+                             f"{self.max_queue} and {self.max_upload_mb}")
 
 
 class ApiError(Exception):
     """A user mistake: answered with ``status`` and ``{"error": message, "field": field}``."""
 
-    def __init__(self, status: int, field: str | None, message: str):
+    def __init__(self, status: int, field: str | None, message: str,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.field, self.message = status, field, message
+        self.headers = headers or {}
 
 
-def parse_boxes(text: str | None) -> np.ndarray | None:
-    """The ``boxes`` field: JSON ``[[x1, y1, x2, y2], ...]`` (None when absent)."""
+def parse_boxes(text: str | None, max_boxes: int) -> np.ndarray | None:
+    """The ``boxes`` field: JSON ``[[x1, y1, x2, y2], ...]`` (None when absent); more than
+    ``max_boxes`` is a 413 naming the field."""
     if text is None or not text.strip():
         return None
     try:
@@ -37,7 +81,11 @@ def parse_boxes(text: str | None) -> np.ndarray | None:
     if boxes.size and (boxes.ndim != 2 or boxes.shape[1] != 4):
         raise ApiError(400, "boxes", f"expected a list of [x1, y1, x2, y2], got shape "
                                      f"{list(boxes.shape)}")
-    return boxes.reshape(-1, 4)
+    boxes = boxes.reshape(-1, 4)
+    if len(boxes) > max_boxes:
+        raise ApiError(413, "boxes", f"{len(boxes):,} boxes, more than the limit of "
+                                     f"{max_boxes:,} per image (personkit serve --max-boxes)")
+    return boxes
 
 
 def check_boxes(boxes: np.ndarray, image: np.ndarray) -> np.ndarray:
@@ -48,24 +96,6 @@ def check_boxes(boxes: np.ndarray, image: np.ndarray) -> np.ndarray:
         return clip_boxes(boxes, image.shape[1], image.shape[0])
     except ValueError as e:
         raise ApiError(400, "boxes", str(e)) from None
-
-
-async def read_upload(form: Any, field: str, required: bool = True) -> np.ndarray | None:
-    """The image in multipart ``field``, decoded (400 naming the field when it is missing,
-    empty, truncated or not an image)."""
-    from personkit.data.io import decode_image
-
-    upload = form.get(field)
-    if upload is None or isinstance(upload, str):
-        if required:
-            raise ApiError(400, field, f"missing: send the image as the multipart file field "
-                                       f"{field!r}")
-        return None
-    data = await upload.read()
-    try:
-        return decode_image(data, f"the uploaded {field!r}")
-    except ValueError as e:
-        raise ApiError(400, field, str(e)) from None
 
 
 def person_json(r: PersonResult, embedding: bool) -> dict[str, Any]:
@@ -86,33 +116,81 @@ def overlay_uri(image: np.ndarray, results: list[PersonResult]) -> str:
 
 class Service:
     """What the endpoints share: the predictor, its batcher, the optional index and
-    detector, and the metrics."""
+    detector, the limits and the metrics. :meth:`close` stops it (the server's shutdown)."""
 
     def __init__(self, predictor: Predictor, index: PeopleIndex | None, detector: Any = None,
-                 max_batch: int = 8, max_wait_ms: float = 5.0):
+                 max_batch: int = 8, max_wait_ms: float = 5.0, limits: Limits | None = None):
         if index is not None and predictor.model_id != index.info.model:
             raise ValueError(f"the index {index.path} holds people of model {index.info.model}, "
                              f"the served model is {predictor.model_id}: serve the index's model")
         self.predictor, self.index, self.detector = predictor, index, detector
+        self.limits = limits or Limits()
+        if predictor.max_part_pixels is None:  # part maps at most 4× the network's output
+            predictor.max_part_pixels = 4 * predictor.input_size[0] * predictor.input_size[1]
         self.metrics = ServiceMetrics()
-        self.batcher = Batcher(predictor.predict_many, max_batch, max_wait_ms,
-                               self.metrics.batch_size.observe)
+        self.stopping = threading.Event()
+        self.batcher = Batcher(self._predict, max_batch, max_wait_ms,
+                               self.metrics.batch_size.observe,
+                               max_queue=self.limits.max_concurrency + self.limits.max_queue)
 
-    async def people(self, image: np.ndarray, boxes: np.ndarray | None) -> list[PersonResult]:
-        """The network's results for ``boxes`` of ``image`` (see the module docstring)."""
-        import asyncio
+    def _predict(self, items: list[tuple[np.ndarray, np.ndarray | None]]) -> list[Any]:
+        return self.predictor.predict_many(items, stop=self.stopping.is_set)
 
+    async def image(self, data: bytes, field: str) -> np.ndarray:
+        """The uploaded image of ``field``, its size checked from its header (413 over
+        ``max_pixels``) and then decoded in a worker thread (400 when it cannot be)."""
+        what = f"the uploaded {field!r}"
+        try:
+            if not data:
+                raise BadImageError(f"{what} is empty")
+            check_pixels(np.frombuffer(data, np.uint8), what, self.limits.max_pixels)
+            return await asyncio.to_thread(decode_image, data, what, self.limits.max_pixels)
+        except ImageTooLargeError as e:
+            raise ApiError(413, field, f"{e} (personkit serve --max-pixels)") from None
+        except BadImageError as e:
+            raise ApiError(400, field, str(e)) from None
+
+    async def people(self, image: np.ndarray,
+                     boxes: np.ndarray | None) -> tuple[list[PersonResult], str | None]:
+        """The network's results for ``boxes`` of ``image`` (None: the detector's people, or
+        with no detector the whole image as one person, said by the warning returned)."""
+        if self.stopping.is_set():
+            raise BatcherStopped("the server is shutting down")
+        warning = None
         if boxes is None and self.detector is not None:
             found = await asyncio.to_thread(self.detector.detect, [image])
-            boxes = found[0][:, :4].astype(np.float64)
+            found = found[0][np.argsort(-found[0][:, 4], kind="stable")[:self.limits.max_boxes]]
+            boxes = found[:, :4].astype(np.float64)
+        elif boxes is None:
+            warning = WHOLE_IMAGE
         if boxes is not None:
             boxes = check_boxes(boxes, image)
             if not len(boxes):
-                return []
-        return await self.batcher.submit((image, boxes))
+                return [], warning
+        return await self.batcher.submit((image, boxes)), warning
+
+    async def example(self, image: np.ndarray,
+                      box: np.ndarray | None) -> tuple[PersonResult, str | None]:
+        """The person a search looks for (:func:`~personkit.index.search.example_boxes`: the
+        ``box``, else the detector's best person, else the whole image)."""
+        try:
+            boxes, warning = await asyncio.to_thread(example_boxes, image, box, self.detector)
+        except ValueError as e:
+            raise ApiError(400, "example", str(e)) from None
+        if boxes is not None:
+            boxes = check_boxes(boxes, image)
+        if self.stopping.is_set():
+            raise BatcherStopped("the server is shutting down")
+        return (await self.batcher.submit((image, boxes)))[0], warning
 
     def need_index(self) -> PeopleIndex:
         if self.index is None:
             raise ApiError(404, "index", "this server has no people index: start it with "
                                          "`personkit serve RUN --index INDEX`")
         return self.index
+
+    async def close(self) -> None:
+        """Stop: the batch in progress ends after its current forward pass, waiting requests
+        are answered 503."""
+        self.stopping.set()
+        await self.batcher.close()

@@ -78,20 +78,27 @@ def test_mat_accessors():
 def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path, monkeypatch):
     """A 20000×20000 PNG would take gigabytes decoded: its header is read first, and a file
     over the limit (``PERSONKIT_MAX_IMAGE_PIXELS``, settable) is an error naming it and the
-    sizes (issue #22, item 15). PNG, JPEG and BMP headers agree with the decoded sizes."""
+    sizes (issue #22, item 15). The header's size agrees with the decoded one in every
+    format the decoder reads."""
+    import io
+
     import cv2
+    from hostile_images import png
+    from PIL import Image
 
     from personkit.data.io import BadImageError, image_size, read_image, read_mask
 
     big = tmp_path / "big.png"  # a real 20000×20000 header; the pixel data need not follow
-    header = cv2.imencode(".png", np.zeros((1, 1), np.uint8))[1].tobytes()
-    big.write_bytes(header[:16] + (20000).to_bytes(4, "big") * 2 + header[24:])
-    with pytest.raises(BadImageError, match=r"big\.png is 20000×20000 = 400,000,000 pixels"):
+    big.write_bytes(png(20000, 20000))
+    with pytest.raises(BadImageError, match=r"big\.png declares 400,000,000 pixels"):
         read_image(big)
     with pytest.raises(BadImageError, match="PERSONKIT_MAX_IMAGE_PIXELS"):
         read_mask(big)
+    (tmp_path / "mid.png").write_bytes(png(9000, 8000))  # over 64 MP, under Pillow's own limit
+    with pytest.raises(BadImageError, match=r"mid\.png is 9000×8000 = 72,000,000 pixels"):
+        read_image(tmp_path / "mid.png")
     image = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
-    for ext in (".png", ".jpg", ".bmp"):
+    for ext in (".png", ".jpg", ".bmp", ".webp", ".tif", ".ppm"):
         path = tmp_path / f"a{ext}"
         cv2.imwrite(str(path), image)
         assert image_size(np.fromfile(path, np.uint8)) == (53, 37), ext
@@ -100,3 +107,34 @@ def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path, monk
         monkeypatch.setenv("PERSONKIT_MAX_IMAGE_PIXELS", str(53 * 37 - 1))
         with pytest.raises(BadImageError, match=f"a{ext}"):
             read_image(path)
+        monkeypatch.delenv("PERSONKIT_MAX_IMAGE_PIXELS")
+    for fmt in ("GIF", "JPEG2000"):  # formats OpenCV may or may not decode: sized all the same
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, fmt)
+        assert image_size(buf.getvalue()) == (53, 37), fmt
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg-fill", "tiff", "webp"])
+def test_hostile_headers_are_refused_before_any_decoding(kind):
+    """A few hundred bytes that declare a 16000² to 30000² image (a JPEG with fill bytes
+    before its SOF marker, a TIFF, a WebP: issue #32) are refused from the header, without
+    allocating the image."""
+    import resource
+
+    from hostile_images import HOSTILE
+
+    from personkit.data.io import ImageTooLargeError, decode_image
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ImageTooLargeError, match=r"upload (declares|is) .* more than the "
+                                                 r"limit of 40,000,000"):
+        decode_image(HOSTILE[kind], "upload", 40_000_000)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB
+
+
+def test_bytes_whose_size_cannot_be_read_are_not_decoded():
+    from personkit.data.io import BadImageError, decode_image
+
+    for data in (b"hello, not an image", b"RIFF\x10\x00\x00\x00WEBPVP8Lxx", b"II*\x00"):
+        with pytest.raises(BadImageError, match="cannot decode the upload"):
+            decode_image(data, "the upload")

@@ -3,7 +3,7 @@
 import pytest
 from index_utils import VOCAB
 
-from personkit.index.entries import IndexInfo, parse_where, split_entry_id
+from personkit.index.entries import FilterError, IndexInfo, parse_where, split_entry_id
 
 
 def test_where_terms_aliases_and_source():
@@ -20,8 +20,32 @@ def test_where_terms_aliases_and_source():
     ("gender=", "filter term 'gender=' is not NAME=VALUE"),
 ])
 def test_bad_filters_name_the_term_and_list_the_valid_ones(text, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(FilterError, match=message):  # a ValueError too
         parse_where(text, VOCAB)
+
+
+def test_conflicting_terms_are_refused_naming_both_and_repeats_are_fine():
+    with pytest.raises(FilterError, match="conflicting filter terms gender='male' and "
+                                          "gender='female'"):
+        parse_where("gender=male gender=female", VOCAB)
+    with pytest.raises(FilterError, match="upcolor='red' and upcolor='blue'"):
+        parse_where({"upcolor": "red", "upper_color": "blue"}, VOCAB)  # an alias, same key
+    with pytest.raises(FilterError, match="source='a' and source='b'"):
+        parse_where("source=a source=b", VOCAB)
+    assert parse_where("gender=male, Gender=MALE", VOCAB) == {"gender": "male"}
+
+
+def test_quoted_values_keep_spaces_and_commas():
+    assert parse_where('source="cam 1" gender=male', VOCAB) == {"source": "cam 1",
+                                                                "gender": "male"}
+    assert parse_where("source='a,b', backpack=yes", VOCAB) == {"source": "a,b",
+                                                                "backpack": "yes"}
+    assert parse_where('"source=x y"', VOCAB) == {"source": "x y"}  # the whole term quoted
+    assert parse_where("source=c\\d", VOCAB) == {"source": "c\\d"}  # backslash: a character
+    with pytest.raises(FilterError, match="unclosed quote in the filter"):
+        parse_where('source="cam 1 gender=male', VOCAB)
+    with pytest.raises(FilterError, match="filter term 'source=' is not NAME=VALUE"):
+        parse_where('source=""', VOCAB)
 
 
 def test_entry_ids():

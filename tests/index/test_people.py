@@ -113,3 +113,28 @@ def test_a_killed_indexer_leaves_an_index_that_opens_and_a_rerun_completes_it(tm
     rerun = writer(path, 0, 60)
     assert rerun.wait(timeout=600) == 0
     assert PeopleIndex.open(path).store.sources() == {f"s{i}": 40 for i in range(60)}
+
+
+@pytest.mark.parametrize("backend", ["lancedb", "qdrant"])
+def test_errors_are_typed_and_a_search_counts_only_when_it_finds_nobody(tmp_path, monkeypatch,
+                                                                        backend):
+    from personkit.index.entries import EmptyIndexError, ExampleError, FilterError
+
+    if backend == "qdrant":
+        pytest.importorskip("qdrant_client", reason="the index extra is not installed")
+    info = IndexInfo("model-a", DIM, VOCAB, {"threshold": 0.2}, extra={"backend": backend})
+    index = PeopleIndex.create_or_open(tmp_path / "idx", info)
+    with pytest.raises(EmptyIndexError, match="is empty"):
+        index.search(np.ones(DIM))
+    index.add("cam 1", make_entries("cam 1", 12, DIM))
+    counted = []
+    count = index.store.count
+    monkeypatch.setattr(index.store, "count", lambda: counted.append(1) or count())
+    hits = index.search(np.ones(DIM), 'source="cam 1"', k=3)["hits"]
+    assert len(hits) == 3 and not counted  # found people: no count
+    assert index.search(where="source=other")["hits"] == [] and counted == [1]
+    for bad, error in ((dict(where="gender=male gender=female"), FilterError),
+                       (dict(where="hat=yes"), FilterError),
+                       (dict(example=np.ones(8)), ExampleError)):
+        with pytest.raises(error):
+            index.search(**bad)

@@ -107,3 +107,111 @@ def test_ann_index_above_the_size_keeps_filtered_search_exact(tmp_path):
         got = {h["id"] for h in store.search(q, {}, 10)}
         recalls.append(len(got & set(exact(entries, q, {}, 10)[0])) / 10)
     assert np.mean(recalls) >= 0.9
+
+
+def ann_store(tmp_path, n: int = 400, **kwargs):
+    """A LanceDB store over ``n`` clustered entries of source ``a`` with its ANN index built
+    (``ann_min_rows`` 300), and the entries."""
+    from personkit.index.store import LanceStore
+
+    store = LanceStore(tmp_path / "l", DIM, list(VOCAB), ann_min_rows=300, **kwargs)
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(40, DIM))
+    entries = make_entries("a", n, DIM)
+    for i, e in enumerate(entries):  # 40 people, n / 40 views each
+        v = centres[i % 40] + 0.3 * rng.normal(size=DIM)
+        e.embedding = (v / np.linalg.norm(v)).astype(np.float32)
+    store.replace_source("a", entries)
+    assert store._vector_index() is not None
+    return store, entries
+
+
+def test_k_beyond_the_hnsw_beam_on_every_ann_path(tmp_path, monkeypatch):
+    """k above ``HNSW_EF`` (the widest page asks 100, with an entry example 101): the beam is
+    raised to k where it is set, and a selective filter keeps LanceDB's (1.5 k)."""
+    from personkit.index import store as store_mod
+
+    store, entries = ann_store(tmp_path)
+    monkeypatch.setattr(store_mod, "EXACT_FILTERED_MAX", 10)  # filters go through the ANN too
+    q = entries[0].embedding
+    for where in ({}, {"gender": "female"}, {"upcolor": "red", "backpack": "yes"}):
+        passing = len(exact(entries, q, where, 10**6)[0])
+        for k in (store_mod.HNSW_EF + 1, 150, 1000):
+            hits = store.search(q, where, k)
+            assert len(hits) == min(k, passing), (where, k)
+            assert all(h["attributes"][a]["label"] == v for h in hits for a, v in where.items())
+            dist = [h["distance"] for h in hits]
+            assert dist == sorted(dist) and (where or hits[0]["id"] == entries[0].id)
+
+
+def insert_unsorted(store):
+    """Sources written out of order, frames not following track ids (two tracks share a first
+    frame): the order is the data's, not the storage's. Returns every entry."""
+    entries = []
+    for source, n in (("zeta", 7), ("alpha", 9), ("mid", 6)):
+        part = make_entries(source, n, DIM, seed=len(source))
+        for i, e in enumerate(part):
+            e.first_frame = 100 - 10 * i if source != "mid" else 5 + (i // 2)
+        store.replace_source(source, part)
+        entries += part
+    return entries
+
+
+def test_filter_only_search_is_the_first_k_by_source_frame_and_track(tmp_path):
+    stores = [open_store("lancedb", tmp_path), open_store("qdrant", tmp_path)]
+    entries = insert_unsorted(stores[0])
+    insert_unsorted(stores[1])
+    for where in ({}, {"gender": "male"}, {"source": "mid"}):
+        ok = sorted((e for e in entries if all(
+            (e.source if a == "source" else e.attributes[a][0]) == v for a, v in where.items())),
+            key=lambda e: (e.source, e.first_frame, e.track_id, e.id))
+        for k in (4, 100):
+            got = [[h["id"] for h in s.search(None, where, k)] for s in stores]
+            assert got[0] == got[1] == [e.id for e in ok[:k]], (where, k)
+    assert len(ok) > 4  # more matches than k
+    stores[1].close()
+
+
+def test_sources_named_with_spaces_and_commas_are_filtered(kind, tmp_path):
+    from personkit.index.entries import parse_where
+
+    store = open_store(kind, tmp_path)
+    for source in ("cam 1", "a,b", "it's", "plain"):
+        store.replace_source(source, make_entries(source, 3, DIM))
+    for text, source in (('source="cam 1"', "cam 1"), ("source='a,b'", "a,b"),
+                         ('source="it\'s"', "it's")):
+        hits = store.search(None, parse_where(text, VOCAB), 10)
+        assert [h["id"] for h in hits] == [f"{source}:{i}" for i in (1, 2, 3)]
+        q = np.ones(DIM, np.float32) / np.sqrt(DIM)
+        assert {h["source"] for h in store.search(q, parse_where(text, VOCAB), 10)} == {source}
+
+
+def test_writes_after_the_ann_index_are_folded_in_and_old_versions_go(tmp_path, monkeypatch):
+    """A write leaving ``optimize_min_rows`` rows outside the ANN index optimizes: they join
+    the index, old versions older than ``CLEANUP_AGE`` go, a reader opened before keeps
+    reading; a smaller write does not."""
+    from datetime import timedelta
+
+    from personkit.index import store as store_mod
+    from personkit.index.store import LanceStore
+
+    store, entries = ann_store(tmp_path, optimize_min_rows=50)
+    reader = LanceStore(tmp_path / "l", DIM, list(VOCAB), ann_min_rows=300)
+    assert reader.search(entries[0].embedding, {}, 1)[0]["id"] == "a:1"
+    store.replace_source("b", make_entries("b", 20, DIM))
+    assert store.unindexed_rows() == 20  # under the threshold: searched flat for now
+    versions = len(store.table.list_versions())
+    monkeypatch.setattr(store_mod, "CLEANUP_AGE", timedelta(0))  # every old version may go
+    with pytest.warns(UserWarning, match="removes every version except the latest"):
+        store.replace_source("c", make_entries("c", 40, DIM))  # 60 outside the index
+    assert store.unindexed_rows() == 0
+    assert len(store.table.list_versions()) < versions
+    every = entries + make_entries("b", 20, DIM) + make_entries("c", 40, DIM)
+    for s in (store, reader):
+        assert s.count() == 460 and s.sources() == {"a": 400, "b": 20, "c": 40}
+        hits = s.search(every[410].embedding, {"source": "b"}, 3)
+        assert [h["id"] for h in hits] == exact(every, every[410].embedding, {"source": "b"},
+                                                3)[0]
+    never, _ = ann_store(tmp_path / "never", optimize_min_rows=None)
+    never.replace_source("c", make_entries("c", 60, DIM))
+    assert never.unindexed_rows() == 60

@@ -247,3 +247,31 @@ def test_cuda_autocast_channels_last(tiny, scene, precision):
     for a, b in zip(ref, got, strict=True):
         assert a.embedding.shape == b.embedding.shape
         np.testing.assert_allclose(a.keypoints[:, :2], b.keypoints[:, :2], atol=2.0)
+
+
+def test_a_bounded_part_map_samples_the_box_and_draws_the_same(tiny_model):
+    """``max_part_pixels`` (what the service sets, issue #32) keeps a huge box's part map
+    small: the labels are the full map's, sampled every ``s`` pixels, their class fractions
+    agree with the full map's, and the drawing enlarges them back onto the box."""
+    from personkit.inference.visualize import draw_results
+
+    rng = np.random.default_rng(1)
+    image = cv2_resize(rng.integers(0, 256, (12, 9, 3), dtype=np.uint8), (900, 1200))
+    boxes = [[0, 0, 900, 1200], [100.4, 50.6, 700.2, 1190.3]]
+    full = Predictor(tiny_model, flip_tta=False).predict(image, boxes)
+    small = Predictor(tiny_model, flip_tta=False, max_part_pixels=5000).predict(image, boxes)
+    for f, s in zip(full, small, strict=True):
+        assert s.parts_box == f.parts_box and s.parts.size <= 5000
+        step = -(-f.parts.shape[0] // s.parts.shape[0])
+        assert s.parts.shape == (-(-f.parts.shape[0] // step), -(-f.parts.shape[1] // step))
+        fa, fb = (np.bincount(m.ravel(), minlength=20) / m.size for m in (f.parts, s.parts))
+        assert np.abs(fa - fb).max() < 0.05  # the same classes in the same shares
+        np.testing.assert_array_equal(s.embedding, f.embedding)
+    a, b = draw_results(image, full), draw_results(image, small)
+    assert a.shape == b.shape and np.mean(a != b) < 0.1  # block edges differ, nothing else
+
+
+def cv2_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)

@@ -1,0 +1,102 @@
+"""The service's request and response shapes (pydantic models), so ``/openapi.json`` and the
+``/docs`` page describe every answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx and 5xx answer: what went wrong and the request field it concerns."""
+
+    error: str
+    field: str | None = None
+
+
+class AttributeOut(BaseModel):
+    label: str
+    probability: float
+
+
+class PersonOut(BaseModel):
+    """One person of ``/predict``: a field is absent when its head is off."""
+
+    box: list[float] = Field(description="x1, y1, x2, y2 in image pixels, clipped to the image")
+    attributes: dict[str, AttributeOut] | None = None
+    keypoints: list[list[float]] | None = Field(
+        None, description="16 MPII joints: x, y (image pixels), confidence")
+    part_fractions: dict[str, float] | None = Field(
+        None, description="share of the box's pixels per body-part class")
+    embedding: list[float] | None = Field(None, description="ReID embedding (?embedding=1)")
+
+
+class PredictOut(BaseModel):
+    width: int
+    height: int
+    people: list[PersonOut]
+    overlay: str | None = Field(None, description="JPEG data URI with every person drawn "
+                                                  "(?overlay=1)")
+    warning: str | None = Field(None, description="e.g. the whole image was taken as one "
+                                                  "person (no boxes, no detector)")
+
+
+class EntryAttributeOut(BaseModel):
+    label: str
+    confidence: float
+
+
+class EntryOut(BaseModel):
+    """One person of the index (``/tracks/{id}``)."""
+
+    id: str
+    source: str
+    track_id: int
+    first_frame: int
+    last_frame: int
+    first_time: float
+    last_time: float
+    attributes: dict[str, EntryAttributeOut]
+    thumbnail: str = Field(description="URL of its thumbnail (JPEG)")
+
+
+class HitOut(EntryOut):
+    """One search result: an entry, its distance to the example and the same-person
+    decision (None without an example or a calibrated threshold)."""
+
+    identity: str = ""
+    distance: float | None
+    same_person: bool | None
+
+
+class QueryOut(BaseModel):
+    """What was searched for."""
+
+    entry: str | None = None
+    example: str | None = None
+    box: list[float] | None = None
+    thumbnail: str | None = None
+    warning: str | None = None
+
+
+class SearchOut(BaseModel):
+    query: QueryOut
+    where: dict[str, Any]
+    k: int
+    threshold: float | None
+    hits: list[HitOut]
+
+
+class IndexHealth(BaseModel):
+    path: str
+    entries: int
+    attributes: dict[str, list[str]]
+    threshold: float | None
+
+
+class HealthOut(BaseModel):
+    status: str
+    model: str | None
+    heads: list[str]
+    index: IndexHealth | None
