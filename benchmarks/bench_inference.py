@@ -1,5 +1,5 @@
 """Inference speed: the four-task model against the ReID-only model and four separate
-single-task models, in eager PyTorch and ONNX Runtime (see ``personkit.inference.bench``).
+single-task models, in eager PyTorch and ONNX Runtime (see ``personkit.deploy.bench``).
 
 Usage: ``python benchmarks/bench_inference.py [CONFIG|CHECKPOINT] [personkit bench options]``,
 e.g. ``python benchmarks/bench_inference.py --batch-sizes 1,10,32 --repeats 3``. Every number

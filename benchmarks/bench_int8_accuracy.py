@@ -34,8 +34,8 @@ VARIANTS = {"torch fp32": ("torch", False, "fp32"), "torch bf16": ("torch", Fals
 
 def main() -> None:
     from personkit.demo import headline
+    from personkit.deploy.engines import evaluation_model
     from personkit.engine.evaluate import run_evaluation
-    from personkit.inference.engines import evaluation_model
     from personkit.models.loading import load_model_and_config
     from personkit.report import to_jsonable
 

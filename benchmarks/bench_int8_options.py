@@ -36,9 +36,9 @@ def variants(config: str, model_name: str, tmp: Path, calib, threads: int, bf16:
     """label -> a function running one batch, for every variant (see the module docstring)."""
     import torch
 
+    from personkit.deploy.quantize import quantize_openvino
     from personkit.inference.backends import open_export
     from personkit.inference.export import export_onnx, export_openvino
-    from personkit.inference.quantize import quantize_openvino
 
     out = {}
     for norm in ("group", "batch"):
@@ -68,7 +68,7 @@ def variants(config: str, model_name: str, tmp: Path, calib, threads: int, bf16:
 def main() -> None:
     import numpy as np
 
-    from personkit.inference.roofline import count_flops, gemm_ceiling, has_bf16
+    from personkit.deploy.roofline import count_flops, gemm_ceiling, has_bf16
     from personkit.runtime import machine_info
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -25,7 +25,7 @@ from pathlib import Path
 def measure(config: str, norm: str, batch_sizes: list[int], repeats: int,
             skip: list[str]) -> dict:
     """The report of one ``Bench`` run of ``config`` with ``model.backbone.norm=norm``."""
-    from personkit.inference.bench import Bench
+    from personkit.deploy.bench import Bench
     from personkit.models.build import build_bench_models
     from personkit.models.loading import model_config_of
 

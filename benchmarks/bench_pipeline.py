@@ -32,13 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
+from personkit.data.mot import read_detections
 from personkit.inference import Predictor
 from personkit.inference.detectors import open_detector
 from personkit.inference.sources import read_image
 from personkit.runtime import describe_machine, machine_info
 from personkit.synth.mot import write_mot_sequence
 from personkit.track import Tracker
-from personkit.track.io import VideoWriter, read_detections
+from personkit.track.io import VideoWriter
 from personkit.track.live import RealtimeFrames
 from personkit.track.run import draw_tracks
 

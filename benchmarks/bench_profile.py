@@ -140,8 +140,8 @@ def summarise(layers: list[tuple], norms: set[str], runs: int) -> dict:
 def engines_for(model, name: str, tmp: Path, calib, skip_int8: bool
                 ) -> tuple[dict[str, tuple], Path]:
     """label -> (engine, path, precision) of one model's exports, and its fp32 ONNX file."""
+    from personkit.deploy.quantize import quantize_export
     from personkit.inference.export import export_onnx, export_openvino
-    from personkit.inference.quantize import quantize_export
 
     onnx_path = export_onnx(copy.deepcopy(model), tmp / f"{name}.onnx")
     ov_xml = export_openvino(model, tmp / f"{name}-ov", onnx_path=onnx_path)
@@ -170,7 +170,7 @@ def markdown(results: list[dict]) -> str:
 def main() -> None:
     import numpy as np
 
-    from personkit.inference.roofline import has_bf16
+    from personkit.deploy.roofline import has_bf16
     from personkit.models.build import build_bench_models
     from personkit.models.loading import model_config_of
     from personkit.runtime import machine_info

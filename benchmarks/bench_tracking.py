@@ -38,12 +38,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from personkit.data.mot import read_detections, write_mot_results
 from personkit.inference import Predictor
 from personkit.inference.sources import read_image
 from personkit.synth.mot import write_mot_sequence
 from personkit.track import Tracker
 from personkit.track.evaluate import evaluate_mot
-from personkit.track.io import open_mot_sequence, read_detections, write_mot_results
+from personkit.track.io import open_mot_sequence
 
 CONFIGS = tuple((t, m) for t in ("deepocsort", "botsort")
                 for m in ("none", "personkit", "random", "oracle")) + (

@@ -91,7 +91,7 @@ def _cmd_train_detector(args: argparse.Namespace) -> int:
          shared("--calib-data"), shared("--calib-size"), shared("--threads"), shared("--verbose"),
          shared("--precision"))
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from personkit.inference.engines import evaluate_checkpoint
+    from personkit.deploy.engines import evaluate_checkpoint
     from personkit.report import all_tables, to_jsonable
 
     results = evaluate_checkpoint(
@@ -186,7 +186,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
          opt("--no-check", action="store_true", help="skip the parity checks"),
          shared("--calib-data"), shared("--calib-size"), shared("--heads"), shared("--verbose"))
 def _cmd_export(args: argparse.Namespace) -> int:
-    from personkit.inference.export import export_model
+    from personkit.deploy.export import export_model
 
     ok = export_model(args.checkpoint, args.onnx, args.openvino, _list(args.heads),
                       opset=args.opset, tol=args.tol, check=not args.no_check, int8=args.int8,
@@ -209,7 +209,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
          shared("--device"), shared("--verbose"),
          shared("--threads", help="torch/ONNX Runtime CPU threads (0: torch's, one per core)"))
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from personkit.inference.bench import run_bench
+    from personkit.deploy.bench import run_bench
 
     print(run_bench(args.source, [*(args.set or []), *args.overrides], args.device,
                     args.batch_sizes.split(","), args.warmup, args.repeats,

@@ -2,7 +2,9 @@
 
 A config file has four sections, ``model``, ``data``, ``loss`` and ``train``, each a frozen
 dataclass below. This module is the only place defaults live. Objects never read a config:
-:mod:`personkit.build` turns these sections into explicit constructor arguments.
+the ``build`` module next to what they build turns these sections into explicit constructor
+arguments (:mod:`personkit.models.build` for the model, :mod:`personkit.engine.build` and
+:mod:`personkit.engine.datasets` for training and its data).
 
 A file may start from others with ``base: other.yaml`` (or a list), resolved relative to it
 and deep-merged (mappings key by key; lists and values replace); see :func:`read_raw_config`.

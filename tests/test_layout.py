@@ -1,8 +1,9 @@
-"""The package's plan, checked from the code's own imports (issues #12 and #21).
+"""The package's plan, checked from the code's own imports (issues #12, #21 and #33).
 
-Layers, lowest first: each module imports only from its own layer or below, so the folder tree
-reads as the pipeline and no import cycle can form. The static import graph includes imports
-inside functions: a lazy import that dodges a cycle at run time is still a cycle in the design.
+Layers, lowest first: a module imports only from its own layer or below, so the folder tree
+reads as the pipeline and no import cycle can form, between modules or between folders. The
+static import graph includes imports inside functions: a lazy import that dodges a cycle at
+run time is still a cycle in the design.
 """
 
 from __future__ import annotations
@@ -12,17 +13,28 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "personkit"
 
-#: (layer, the modules in it): a module's layer is that of its longest listed prefix.
-LAYERS: list[tuple[int, tuple[str, ...]]] = [
-    (0, ("personkit.checkpoint", "personkit.runtime", "personkit.extras", "personkit.data")),
-    (1, ("personkit.config",)),
-    (2, ("personkit.models", "personkit.losses", "personkit.metrics", "personkit.synth",
-         "personkit.report")),
-    (3, ("personkit.engine", "personkit.inference")),
-    (4, ("personkit.track", "personkit.study", "personkit.demo", "personkit.build",
-         "personkit.index", "personkit.serve")),
-    (5, ("personkit.cli", "personkit.cli_options", "personkit.cli_people", "personkit.__main__")),
+#: The layers, lowest first: each a name and its units, the package's folders and top-level
+#: modules (``synth`` sits below ``engine``, which renders detector training data with it;
+#: ``study`` near the top, as it trains and evaluates).
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("files", ("checkpoint", "runtime", "extras")),
+    ("data", ("data",)),
+    ("config", ("config",)),
+    ("models", ("models",)),
+    ("losses", ("losses",)),
+    ("metrics", ("metrics", "report")),
+    ("synth", ("synth",)),
+    ("engine", ("engine",)),
+    ("inference", ("inference",)),
+    ("deploy", ("deploy",)),
+    ("track", ("track",)),
+    ("index", ("index",)),
+    ("serve", ("serve",)),
+    ("study", ("study", "demo")),
+    ("cli", ("cli", "cli_options", "cli_people", "__main__")),
 ]
+#: unit -> (layer index, layer name)
+LAYER_OF = {unit: (i, name) for i, (name, units) in enumerate(LAYERS) for unit in units}
 
 
 def _module(path: Path) -> str:
@@ -39,16 +51,25 @@ def _resolve(name: str) -> str | None:
     return name or None
 
 
+def _imported_names(module: str, node: ast.AST) -> list[str]:
+    """The dotted names an import statement of ``module`` reaches (relative ones resolved)."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if not isinstance(node, ast.ImportFrom):
+        return []
+    base = node.module or ""
+    if node.level:
+        package = module if MODULES[module].name == "__init__.py" else module.rpartition(".")[0]
+        parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+        base = ".".join(parts + ([base] if base else []))
+    return [base] + [f"{base}.{a.name}" for a in node.names]
+
+
 def _imports(module: str) -> set[str]:
     """The personkit modules ``module`` imports (at any depth), parents excluded."""
     found = set()
     for node in ast.walk(ast.parse(MODULES[module].read_text(encoding="utf-8"))):
-        names: list[str] = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [f"{node.module}.{a.name}" for a in node.names]
-        for name in names:
+        for name in _imported_names(module, node):
             target = _resolve(name)
             if target and target != "personkit" and not module.startswith(target + "."):
                 found.add(target)
@@ -58,24 +79,43 @@ def _imports(module: str) -> set[str]:
 GRAPH = {m: _imports(m) for m in MODULES}
 
 
-def _layer(module: str) -> int | None:
-    best = max(((len(p), layer) for layer, prefixes in LAYERS for p in prefixes
-                if module == p or module.startswith(p + ".")), default=None)
-    return None if best is None else best[1]
+def _unit(module: str) -> str:
+    """``personkit.engine.trainer`` -> ``engine``; ``personkit.cli`` -> ``cli``."""
+    return module.split(".")[1]
 
 
-def test_every_module_has_a_layer():
-    assert [m for m in MODULES if m != "personkit" and _layer(m) is None] == []
+#: The folder-level graph: unit -> the other units its modules import.
+FOLDERS: dict[str, set[str]] = {}
+for _m, _targets in GRAPH.items():
+    if _m != "personkit":
+        FOLDERS.setdefault(_unit(_m), set()).update(_unit(t) for t in _targets)
+for _u in FOLDERS:
+    FOLDERS[_u].discard(_u)
+
+
+def _layer(module: str) -> int:
+    return LAYER_OF[_unit(module)][0]
+
+
+def test_every_folder_has_a_layer():
+    """Each folder and top-level module is named in exactly one layer, and every named one
+    exists."""
+    units = {_unit(m) for m in MODULES if m != "personkit"}
+    named = [u for _, us in LAYERS for u in us]
+    assert sorted(units - set(named)) == []
+    assert sorted(set(named) - units) == []
+    assert len(named) == len(set(named))
 
 
 def test_no_module_imports_from_a_higher_layer():
-    upward = sorted(f"{m} -> {t}" for m, targets in GRAPH.items() if m != "personkit"
+    upward = sorted(f"{m} -> {t} ({LAYER_OF[_unit(m)][1]} below {LAYER_OF[_unit(t)][1]})"
+                    for m, targets in GRAPH.items() if m != "personkit"
                     for t in targets if _layer(t) > _layer(m))
     assert upward == []
 
 
-def test_no_import_cycle():
-    """Tarjan's strongly connected components of the import graph: none has two modules."""
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components of ``graph`` that hold more than one node."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -84,7 +124,7 @@ def test_no_import_cycle():
     def visit(v: str) -> None:
         index[v] = low[v] = len(index)
         stack.append(v)
-        for w in GRAPH[v]:
+        for w in graph.get(v, ()):
             if w not in index:
                 visit(w)
                 low[v] = min(low[v], low[w])
@@ -100,10 +140,21 @@ def test_no_import_cycle():
             if len(component) > 1:
                 cycles.append(sorted(component))
 
-    for v in GRAPH:
+    for v in sorted(graph):
         if v not in index:
             visit(v)
-    assert cycles == []
+    return cycles
+
+
+def test_no_import_cycle():
+    assert _cycles(GRAPH) == []
+
+
+def test_no_folder_cycle():
+    """No two folders import each other, even through different modules (``engine`` and
+    ``inference`` once did: detector training used the inference detectors, the evaluation of
+    exports the trainer's evaluation)."""
+    assert _cycles(FOLDERS) == []
 
 
 def test_the_network_and_the_readers_do_not_import_upward():
@@ -151,6 +202,14 @@ def test_each_contract_is_defined_once():
         "sha256_file": ["checkpoint.py"], "machine_info": ["runtime.py"],
         "train_run": ["engine/launch.py"], "ensure_world": ["synth/world.py"],
     }
+
+
+def test_mot_files_are_read_and_written_in_one_place():
+    """Every MOT-format reader and writer, and the image listing, in ``data/mot.py``."""
+    names = {"read_seqinfo", "mot_images", "read_mot_rows", "MotRows", "check_rows_within",
+             "resolve_mot_source", "read_detections", "Detections", "write_mot_results",
+             "list_images", "IMAGE_EXTENSIONS", "is_mot_sequence", "seqinfo_frame_rate"}
+    assert _definitions(names) == {name: ["data/mot.py"] for name in names}
 
 
 def test_the_label_table_covers_exactly_the_tasks():

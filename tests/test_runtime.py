@@ -75,7 +75,7 @@ def test_cpu_description_names_the_vector_isa():
     text = cpu_description()
     assert text.endswith(f"{torch.backends.cpu.get_cpu_capability()})")
     assert len(text) > len(torch.backends.cpu.get_cpu_capability()) + 3  # a model name too
-    from personkit.inference.roofline import cpu_flags
+    from personkit.runtime import cpu_flags
 
     flags = cpu_flags()  # the flags that decide engine speed are named (issue #27)
     assert ("avx2" in flags) == (" avx2" in text or "(avx2" in text)

@@ -38,9 +38,10 @@ from personkit.checkpoint import (
 )
 from personkit.config import DetectorConfig, SequenceSetConfig, config_to_dict, save_config
 from personkit.data.io import read_image
+from personkit.data.mot import mot_images, read_mot_rows
 from personkit.engine.rundir import check_out_dir, claim_run_dir, write_run_file
 from personkit.metrics.detection import coco_person_ap
-from personkit.models.detector import DETECTOR_KIND, build_person_detector
+from personkit.models.detector import DETECTOR_KIND, TorchvisionDetector, build_person_detector
 from personkit.runtime import exclusive, resolve_device
 
 
@@ -57,7 +58,6 @@ def sequence_frames(root: str | Path, sets: SequenceSetConfig, min_visibility: f
                     progress: bool = False) -> list[DetectionFrame]:
     """The frames of ``sets`` (``ROOT/PRESET-SEED``, rendered by ``synth-mot`` when missing)
     with their ground-truth persons."""
-    from personkit.inference.sources import mot_images, read_mot_rows
     from personkit.synth.mot import write_mot_sequence
 
     frames = []
@@ -134,8 +134,6 @@ def evaluate_detector(model: torch.nn.Module, frames: list[DetectionFrame],
                       device: torch.device | str = "cpu", batch_size: int = 8) -> dict[str, Any]:
     """COCO AP, AP50, AP75 of ``model`` (any torchvision-style detector) on ``frames``, every
     box it keeps scored (its own score threshold)."""
-    from personkit.inference.detectors import TorchvisionDetector
-
     detector = TorchvisionDetector("evaluation", device=str(device), min_score=0.0, model=model)
     detections = []
     for start in range(0, len(frames), batch_size):

@@ -46,7 +46,7 @@ class PeriodicEvaluation:
 
     Args:
         evaluate: model -> ``{dataset: {protocol: scores}}`` (e.g. a bound
-            :func:`personkit.build.run_evaluation`); called on every DDP rank.
+            :func:`personkit.engine.evaluate.run_evaluation`); called on every DDP rank.
         every: evaluate when the step is a multiple of this (> 0).
         run_dir: where the weights, ``best.json`` and the log go.
         best_metric: a key of :func:`flatten_scores` (``market.reid.mAP``); None = keep only

@@ -34,9 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from personkit.data.mot import is_mot_sequence
 from personkit.index.entries import Entry, IndexInfo
 from personkit.inference.predictor import Predictor
-from personkit.inference.sources import check_name, is_mot_sequence, shown_path
+from personkit.inference.sources import check_name, shown_path
 from personkit.track.merge import l2_normalise
 
 #: Files of a ``personkit track`` output folder that indexing reads.
@@ -166,8 +167,7 @@ def _identities(seq_dir: Path, tracks: dict[int, dict[str, Any]]) -> dict[int, s
     import torch
     from torchvision.ops import box_iou
 
-    from personkit.inference.sources import read_seqinfo
-    from personkit.track.io import read_detections
+    from personkit.data.mot import read_detections, read_seqinfo
 
     gt_file = seq_dir / "gt" / "gt.txt"
     if not (seq_dir / "img1").is_dir() or not gt_file.is_file():
@@ -198,7 +198,7 @@ def crop_entries(folder: str | Path, predictor: Predictor,
     """One entry per image of a folder of person crops (track id: its 1-based position in
     name order; no frame span)."""
     from personkit.data.io import encode_jpeg, read_image
-    from personkit.inference.sources import list_images
+    from personkit.data.mot import list_images
     from personkit.inference.visualize import thumbnail
 
     folder = Path(folder)

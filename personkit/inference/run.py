@@ -34,10 +34,11 @@ from typing import Any
 import numpy as np
 
 from personkit.data.io import BadImageError
-from personkit.inference.detectors import DEFAULT_SCORE, detector_summary, open_detector
+from personkit.inference.detectors import detector_summary, open_detector
 from personkit.inference.predictor import PersonResult, Predictor
 from personkit.inference.sources import Frame, InputSource, open_frames, open_input
 from personkit.inference.visualize import draw_results, save_image, save_part_maps
+from personkit.models.detector import DEFAULT_SCORE
 
 #: Overlays of person crops (128×64 in Market) are enlarged to at least this height.
 CROP_VIS_HEIGHT = 256

@@ -6,24 +6,17 @@ Boxes file (``.txt``/``.csv``): one box per line, ``x1,y1,x2,y2[,score]`` in ima
 items are ``[x1, y1, x2, y2(, score)]`` or ``{"box": [x1, y1, x2, y2], "score": s}``
 (``bbox`` is accepted for ``box``), optionally wrapped as ``{"boxes": [...]}``.
 
-MOT Challenge sequences (Milan et al., arXiv:1603.00831): ``img1/000001.jpg, ...`` and
-``det/det.txt`` or ``gt/gt.txt`` with lines
-``frame,id,bb_left,bb_top,bb_width,bb_height,conf,...`` (1-based frames and pixels). ``det``
-keeps every detection (optionally those with ``conf >= min_score``). ``gt`` keeps pedestrians
-only: the 7th column (the "consider" flag in MOT16/17/20, the confidence in MOT15) must be
-non-zero and, where an 8th column holds a class (not -1), it must be 1 (pedestrian). Boxes
-become 0-based ``x1 = bb_left - 1, y1 = bb_top - 1, x2 = x1 + w, y2 = y1 + h``. Every row
-needs at least 7 finite numbers and a whole frame number >= 1; the frames must be ``1..N``
-without gaps in the image folder (N: ``seqLength`` of ``seqinfo.ini`` when given), and a row
-for a frame beyond N is an error. One parser serves ``predict`` and ``track``
-(:func:`read_mot_rows`, :func:`mot_images`).
+MOT Challenge sequences: ``img1/000001.jpg, ...`` and ``det/det.txt`` or ``gt/gt.txt``, read
+by :mod:`personkit.data.mot` (the rules are there; one parser serves ``predict``, ``track`` and
+``index``): every frame with its boxes (:func:`read_mot`).
+
+Source names (a sequence's, a video's) must be UTF-8 text to reach any output
+(:func:`check_name`).
 """
 
 from __future__ import annotations
 
-import configparser
 import json
-import math
 import os
 import re
 from collections.abc import Iterator
@@ -33,9 +26,17 @@ from typing import Literal
 
 import numpy as np
 
-from personkit.data.io import image_size, read_image
+from personkit.data.io import image_size, read_image, read_utf8
+from personkit.data.mot import (
+    IMAGE_EXTENSIONS,
+    check_rows_within,
+    is_mot_sequence,
+    list_images,
+    mot_images,
+    read_mot_rows,
+    resolve_mot_source,
+)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 BOX_EXTENSIONS = (".txt", ".csv", ".json")
 InputKind = Literal["image", "crops", "mot", "frames"]
 
@@ -72,19 +73,9 @@ def read_boxes(path: str | Path) -> np.ndarray:
     return out
 
 
-def _read_text(path: Path) -> str:
-    """A text file as UTF-8; a ValueError naming the file and the line of the first bad byte."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise ValueError(f"{path}:{line}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-
-
 def _text_boxes(path: Path) -> list[list[float]]:
     rows = []
-    for n, line in enumerate(_read_text(path).splitlines(), start=1):
+    for n, line in enumerate(read_utf8(path).splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -100,7 +91,7 @@ def _text_boxes(path: Path) -> list[list[float]]:
 
 def _json_boxes(path: Path) -> list[list[float]]:
     try:
-        data = json.loads(_read_text(path))
+        data = json.loads(read_utf8(path))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg}, column {e.colno})") from e
     if isinstance(data, dict):
@@ -120,115 +111,6 @@ def _json_boxes(path: Path) -> list[list[float]]:
             raise ValueError(f"{path}: box {n}: expected [x1, y1, x2, y2(, score)], got {item!r}")
         rows.append(values)
     return rows
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"folder not found: {folder}")
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
-def is_mot_sequence(path: str | Path) -> bool:
-    path = Path(path)
-    return (path / "img1").is_dir() and any(
-        (path / f).is_file() for f in ("det/det.txt", "gt/gt.txt"))
-
-
-@dataclass
-class MotRows:
-    """The rows of a MOT ``det.txt``/``gt.txt`` (one parser for ``predict`` and ``track``).
-
-    ``table`` is ``N×C`` (C >= 7; shorter rows of a wider file padded with -1, "unknown"),
-    ``lines`` the 1-based line of each row in ``path`` (for errors naming the line).
-    """
-
-    path: Path
-    table: np.ndarray
-    lines: np.ndarray
-
-    def boxes(self) -> np.ndarray:
-        """``N×4`` 0-based ``x1, y1, x2, y2`` (``x1 = bb_left - 1``)."""
-        x1, y1 = self.table[:, 2] - 1, self.table[:, 3] - 1
-        return np.stack([x1, y1, x1 + self.table[:, 4], y1 + self.table[:, 5]], axis=1)
-
-    def select(self, keep: np.ndarray) -> MotRows:
-        return MotRows(self.path, self.table[keep], self.lines[keep])
-
-
-def read_mot_rows(path: str | Path, gt: bool = False,
-                  min_score: float | None = None) -> MotRows:
-    """Parse a MOT ``det.txt`` (or, with ``gt``, a ``gt.txt``: considered pedestrians only).
-
-    Every row needs at least 7 finite numbers ``frame,id,left,top,w,h,conf`` with a whole
-    frame number >= 1; anything else is a ValueError naming the file and line.
-    """
-    path = Path(path)
-    table, lines = _read_mot_table(path)
-    rows = MotRows(path, table, lines)
-    if gt:
-        keep = table[:, 6] != 0
-        if table.shape[1] >= 8:
-            keep &= (table[:, 7] == 1) | (table[:, 7] == -1)
-        return rows.select(keep)
-    return rows if min_score is None else rows.select(table[:, 6] >= min_score)
-
-
-def mot_images(seq_dir: str | Path) -> tuple[dict[str, str], Path, list[Path]]:
-    """``seqinfo.ini`` (lower-case keys), the image folder and its frames ``1..N`` in order.
-
-    N is ``seqLength`` when ``seqinfo.ini`` gives it, else the highest frame number; a frame
-    missing from the folder is a ValueError naming the folder and the missing numbers.
-    """
-    seq_dir = Path(seq_dir)
-    info = read_seqinfo(seq_dir)
-    im_dir = seq_dir / info.get("imdir", "img1")
-    if not im_dir.is_dir():
-        raise FileNotFoundError(f"MOT sequence {seq_dir} has no image folder {im_dir.name}/")
-    images = {int(p.stem): p for p in list_images(im_dir) if p.stem.isdigit()}
-    if not images:
-        raise ValueError(f"no numbered frames (e.g. 000001.jpg) in {im_dir}")
-    try:
-        length = int(info.get("seqlength", max(images)))
-    except ValueError:
-        raise ValueError(f"{seq_dir / 'seqinfo.ini'}: seqLength must be a whole number, got "
-                         f"{info['seqlength']!r}") from None
-    missing = [t for t in range(1, length + 1) if t not in images]
-    if missing:
-        shown = ", ".join(str(t) for t in missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise ValueError(f"{im_dir}: {len(missing)} of {length} frames missing "
-                         f"(frame numbers {shown})")
-    return info, im_dir, [images[t] for t in range(1, length + 1)]
-
-
-def exact_rate(rate: float | str) -> float:
-    """A frame rate as a float, kept exact (a PyAV ``Fraction`` such as 25/2 or 30000/1001 to
-    the nearest double); a whole number as an ``int``, so outputs of integer rates read as
-    before (``10``, not ``10.0``)."""
-    value = float(rate)
-    return int(value) if value.is_integer() else value
-
-
-def seqinfo_frame_rate(seq_dir: str | Path, info: dict[str, str], default: int = 30) -> float:
-    """``frameRate`` of a MOT ``seqinfo.ini`` (``info``: :func:`read_seqinfo`), fractional rates
-    such as 12.5 included (:func:`exact_rate`); ``default`` without one.
-
-    Raises:
-        ValueError: a value that is not a positive finite number (naming the file and value).
-    """
-    text = info.get("framerate")
-    if text is None:
-        return default
-    try:
-        rate = float(text)
-    except ValueError:
-        rate = math.nan
-    if not (math.isfinite(rate) and rate > 0):
-        raise ValueError(f"{Path(seq_dir) / 'seqinfo.ini'}: frameRate must be a positive number "
-                         f"of frames per second, got {text!r}")
-    return exact_rate(rate)
 
 
 def shown_path(path: str | Path) -> str:
@@ -252,92 +134,27 @@ def check_name(name: str, path: str | Path, fix: str = "rename it") -> str:
     return name
 
 
-def check_rows_within(rows: MotRows, n_frames: int, where: Path | str) -> None:
-    """A ValueError naming the file and line of the first row beyond frame ``n_frames``."""
-    beyond = np.flatnonzero(rows.table[:, 0] > n_frames)
-    if beyond.size:
-        i = beyond[0]
-        raise ValueError(f"{rows.path}:{int(rows.lines[i])}: detections for frame "
-                         f"{int(rows.table[i, 0])}, beyond the {n_frames} frames of {where}")
-
-
 def read_mot(seq_dir: str | Path, source: Literal["auto", "det", "gt"] = "auto",
              min_score: float | None = None) -> list[Frame]:
-    """Every frame of a MOT sequence with its boxes (see the module docstring for the rules).
+    """Every frame of a MOT sequence with its boxes (the rules: :mod:`personkit.data.mot`).
 
     ``auto`` uses ``det/det.txt`` when present, else ``gt/gt.txt``. Frames without boxes are
     kept (with zero boxes); frames missing from the image folder and rows for frames beyond
-    the sequence are errors (:func:`mot_images`, :func:`check_rows_within`).
+    the sequence are errors (:func:`~personkit.data.mot.mot_images`,
+    :func:`~personkit.data.mot.check_rows_within`).
     """
     seq_dir = Path(seq_dir)
     _, im_dir, images = mot_images(seq_dir)
     name = resolve_mot_source(seq_dir, source)
     rows = read_mot_rows(seq_dir / name / f"{name}.txt", name == "gt", min_score)
     check_rows_within(rows, len(images), im_dir)
-    boxes, table = rows.boxes(), rows.table
-    frames = []
+    boxes, table, groups = rows.boxes(), rows.table, rows.frame_rows()
+    frames, none = [], np.zeros(0, np.int64)
     for t, path in enumerate(images, start=1):
-        sel = table[:, 0] == t
+        sel = groups.get(t, none)
         frames.append(Frame(f"{t:06d}", path, boxes[sel], table[sel, 6],
                             table[sel, 1].astype(np.int64), t))
     return frames
-
-
-def resolve_mot_source(seq_dir: str | Path, source: str = "auto") -> str:
-    """``det`` or ``gt``; ``auto`` is ``det`` when ``det/det.txt`` exists, else ``gt``."""
-    if source == "auto":
-        return "det" if (Path(seq_dir) / "det" / "det.txt").is_file() else "gt"
-    if source not in ("det", "gt"):
-        raise ValueError(f"MOT source must be 'auto', 'det' or 'gt', got {source!r}")
-    return source
-
-
-def read_seqinfo(seq_dir: Path) -> dict[str, str]:
-    """The ``[Sequence]`` keys of a MOT ``seqinfo.ini`` (lower-case; empty without one).
-
-    Raises:
-        ValueError: a malformed file, or an ``imDir`` outside the sequence.
-    """
-    ini = seq_dir / "seqinfo.ini"
-    if not ini.is_file():
-        return {}
-    parser = configparser.ConfigParser()
-    try:
-        parser.read_string(_read_text(ini), source=str(ini))
-    except configparser.Error as e:
-        raise ValueError(f"{ini}: malformed seqinfo.ini ({e.message.splitlines()[0]})") from e
-    info = dict(parser["Sequence"]) if parser.has_section("Sequence") else {}
-    im_dir = info.get("imdir", "img1")
-    if not im_dir or Path(im_dir).is_absolute() or ".." in Path(im_dir).parts:
-        raise ValueError(f"{ini}: imDir must be a folder inside the sequence, got {im_dir!r}")
-    return info
-
-
-def _read_mot_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    if not path.is_file():
-        raise FileNotFoundError(f"MOT annotation file not found: {path}")
-    rows, lines = [], []
-    for n, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = [float(v) for v in line.replace(" ", "").rstrip(",").split(",")]
-        except ValueError:
-            raise ValueError(f"{path}:{n}: not a MOT line (frame,id,left,top,w,h,conf,...): "
-                             f"{line!r}") from None
-        if len(row) < 7 or not all(math.isfinite(v) for v in row[:7]):
-            raise ValueError(f"{path}:{n}: expected at least 7 finite numbers "
-                             f"(frame,id,left,top,w,h,conf), got {line!r}")
-        if not (row[0].is_integer() and row[0] >= 1):
-            raise ValueError(f"{path}:{n}: the frame number must be a whole number >= 1 "
-                             f"(MOT frames are 1-based), got {line.split(',')[0].strip()!r}")
-        rows.append(row)
-        lines.append(n)
-    width = max((len(r) for r in rows), default=7)
-    table = np.full((len(rows), width), -1.0)  # short rows are padded with -1 ("unknown")
-    for i, r in enumerate(rows):
-        table[i, :len(r)] = r
-    return table, np.array(lines, dtype=np.int64)
 
 
 @dataclass

@@ -3,14 +3,23 @@ ICCV 2019; anchor-free, one class) on three levels (strides 8, 16, 32) of a timm
 small FPN and P6/P7, so that it trains from scratch on a CPU in minutes. Frames are resized and
 normalised inside the model (torchvision's transform); it takes RGB frames in [0, 1] and
 returns boxes, scores and labels (1: person), as every torchvision detector does.
+
+Also the torch side of running a detector, which training's evaluation and ``--detector``
+share: the contract of every back-end (:class:`DetectorBase`: RGB ``uint8`` frames in, ``N×5``
+``x1, y1, x2, y2, score`` person boxes out, cleaned by :func:`clean_detections`) and
+:class:`TorchvisionDetector` (this detector or torchvision's COCO detectors by name). The ONNX
+back-end and the choice of a detector from ``--detector`` are
+:mod:`personkit.inference.detectors`.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,6 +27,10 @@ from torch import nn
 PERSON_LABEL = 1
 #: ``kind`` in a detector weight file's metadata.
 DETECTOR_KIND = "person_detector"
+#: COCO's person label in torchvision's 91-entry list (0 is background).
+TORCHVISION_PERSON = 1
+#: The score threshold of a detector when none is given.
+DEFAULT_SCORE = 0.5
 
 
 class TimmFPN(nn.Module):
@@ -118,3 +131,116 @@ def write_detector_onnx(model: nn.Module, config: dict[str, Any], path: str | Pa
     onnx.save(proto, str(path))
     return path
 
+
+# ----------------------------------------------------------------------------- the contract
+
+
+def clean_detections(raw: np.ndarray, width: int, height: int,
+                     min_score: float = 0.0) -> tuple[np.ndarray, int]:
+    """``raw`` (``N×5``) clipped to a ``width×height`` frame, without non-finite rows, boxes
+    of no area and scores below ``min_score``, best score first; and the number of
+    non-finite rows dropped."""
+    raw = np.asarray(raw, dtype=np.float32).reshape(-1, 5)
+    finite = np.isfinite(raw).all(1)
+    out = raw[finite].copy()
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
+    keep = (out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1]) & (out[:, 4] >= min_score)
+    out = out[keep]
+    return out[np.argsort(-out[:, 4], kind="stable")], int((~finite).sum())
+
+
+class DetectorBase:
+    """What every back-end shares: the name, the score threshold and the dropped count."""
+
+    name: str = "detector"
+
+    def __init__(self, min_score: float = DEFAULT_SCORE):
+        if not 0.0 <= min_score <= 1.0:
+            raise ValueError(f"detector score threshold must be in [0, 1], got {min_score}")
+        self.min_score, self.dropped = float(min_score), 0
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Person boxes ``N×5`` (``x1, y1, x2, y2, score``) for each RGB ``uint8`` image."""
+        out = []
+        for image, raw in zip(images, self._raw(images), strict=True):
+            boxes, bad = clean_detections(raw, image.shape[1], image.shape[0], self.min_score)
+            self.dropped += bad
+            out.append(boxes)
+        return out
+
+    def _raw(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------- torchvision
+
+
+def torchvision_detectors() -> list[str]:
+    """The names of torchvision's detection builders."""
+    from torchvision.models import detection, list_models
+
+    return list_models(module=detection)
+
+
+class TorchvisionDetector(DetectorBase):
+    """A torchvision detector, persons only.
+
+    Args:
+        name: a builder of :func:`torchvision_detectors`.
+        weights: ``"DEFAULT"`` (the published COCO weights, from torch's cache or downloaded
+            by torchvision), None (random weights, offline), or a module already built
+            (``model``; e.g. a detector trained by personkit).
+        person_label: the label of persons in the model's output.
+    """
+
+    def __init__(self, name: str, weights: str | None = "DEFAULT", device: str = "cpu",
+                 min_score: float = DEFAULT_SCORE, model: torch.nn.Module | None = None,
+                 person_label: int = TORCHVISION_PERSON, **builder: Any):
+        super().__init__(min_score)
+        self.name, self.device, self.person_label = name, torch.device(device), person_label
+        self.model = (model if model is not None else build_torchvision(name, weights, **builder))
+        self.model = self.model.to(self.device).eval()
+
+    @torch.inference_mode()
+    def _raw(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        batch = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float()
+                 .div_(255).to(self.device) for im in images]
+        out = []
+        for det in self.model(batch):
+            person = det["labels"] == self.person_label
+            out.append(torch.cat([det["boxes"][person], det["scores"][person, None]], 1)
+                       .float().cpu().numpy())
+        return out
+
+
+def build_torchvision(name: str, weights: str | None = "DEFAULT", **builder: Any
+                      ) -> torch.nn.Module:
+    """torchvision's ``name`` with COCO ``weights`` (``"DEFAULT"``) or random ones (None),
+    never downloading backbone weights for a random model.
+
+    Raises:
+        ValueError: an unknown name (listing the valid ones).
+        FileNotFoundError: the weights are neither cached nor downloadable (naming the file,
+            the cache folder and the URL).
+    """
+    from torchvision.models import get_model, get_model_weights
+
+    valid = torchvision_detectors()
+    if name not in valid:
+        raise ValueError(f"unknown torchvision detector {name!r}; valid: {', '.join(valid)}")
+    if weights is None:
+        return get_model(name, weights=None, weights_backbone=None, **builder)
+    enum = get_model_weights(name)[weights] if weights != "DEFAULT" else (
+        get_model_weights(name).DEFAULT)
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    file = cache / Path(enum.url).name
+    try:
+        return get_model(name, weights=enum, **builder)
+    except (OSError, RuntimeError) as e:  # URLError is an OSError; a bad hash a RuntimeError
+        if file.is_file() and "hash" not in str(e).lower():
+            raise
+        raise FileNotFoundError(
+            f"the {name} weights are not cached and could not be downloaded ({e}): copy "
+            f"{file.name} from {enum.url} into {cache} (TORCH_HOME sets the folder), or use "
+            f"a detector file (--detector FILE.onnx or a personkit detector run)") from None

@@ -12,10 +12,10 @@ Inputs (each frame: number, RGB image, detections):
   people found in each frame as it is read.
 
 Detection rows are ``frame,id,left,top,width,height,score[,...]`` (1-based pixels, as
-MOT16), parsed by the same reader as ``personkit predict``
-(:mod:`personkit.inference.sources`). A row that is not numbers, has fewer than 7 columns, a
-frame below 1 or a non-finite value is an error naming the file and line; so is a box
-without area (``predict`` skips those, a tracker cannot follow them).
+MOT16), parsed by the same reader as ``personkit predict`` (:mod:`personkit.data.mot`). A row
+that is not numbers, has fewer than 7 columns, a frame below 1 or a non-finite value is an
+error naming the file and line; so is a box without area (``predict`` skips those, a tracker
+cannot follow them).
 
 Frame rates are kept exact (``frameRate=12.5`` in ``seqinfo.ini``, a video's 25/2 or
 30000/1001), and every frame gets a time in seconds from the source's first frame: ``(t - 1) /
@@ -26,33 +26,32 @@ A frame that cannot be read or decoded (a truncated video, a broken image) raise
 :class:`FrameError` from the source's iterator, naming the source and the frame; ``personkit
 track`` then ends the run there and writes what it tracked before it.
 
-Outputs: MOT Challenge results (``frame,id,left,top,w,h,score,-1,-1,-1``) and an H.264 mp4
-(PyAV) or PNG frames.
+Outputs: an H.264 mp4 (PyAV) or PNG frames (MOT Challenge results:
+:func:`personkit.data.mot.write_mot_results`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from personkit.inference.sources import (
-    check_name,
-    check_rows_within,
+from personkit.data.io import read_image
+from personkit.data.mot import (
+    Detections,
     exact_rate,
     is_mot_sequence,
     mot_images,
-    open_frames,
-    read_image,
-    read_mot_rows,
+    read_detections,
     resolve_mot_source,
     seqinfo_frame_rate,
 )
+from personkit.inference.sources import check_name, open_frames
 from personkit.track.live import FrameClock, LiveFrames, is_live
 
 #: The frame rate of a folder of frames (a tracker's motion model needs one).
@@ -66,50 +65,6 @@ class FrameError(ValueError):
     def __init__(self, message: str, frame: int):
         super().__init__(message)
         self.frame = frame
-
-
-@dataclass
-class Detections:
-    """Detections of a whole sequence, grouped by 1-based frame number."""
-
-    path: Path
-    boxes: dict[int, np.ndarray]  # frame -> N×4 xyxy (0-based pixels)
-    scores: dict[int, np.ndarray]
-    gt_ids: dict[int, np.ndarray]
-    lines: dict[int, np.ndarray] = field(default_factory=dict)  # frame -> the rows' lines
-
-    def frame(self, t: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.boxes.get(t, np.zeros((0, 4))), self.scores.get(t, np.zeros(0))
-
-
-def read_detections(path: str | Path, gt: bool = False, n_frames: int | None = None,
-                    where: str | Path = "the sequence") -> Detections:
-    """Parse a MOT ``det.txt`` (or, with ``gt``, a ``gt.txt``: pedestrians marked considered)
-    with :func:`~personkit.inference.sources.read_mot_rows`, the parser ``predict`` uses, and
-    require boxes with an area (a tracker's motion model cannot follow an empty box). With
-    ``n_frames``, a row for a later frame than that (of ``where``) is an error too.
-
-    Raises:
-        FileNotFoundError: the file is missing.
-        ValueError: a bad row (see the module docstring), naming the file and line.
-    """
-    rows = read_mot_rows(path, gt=gt)
-    if n_frames is not None:
-        check_rows_within(rows, n_frames, where)
-    bad = np.flatnonzero((rows.table[:, 4] <= 0) | (rows.table[:, 5] <= 0))
-    if bad.size:
-        i = bad[0]
-        raise ValueError(f"{rows.path}:{int(rows.lines[i])}: box width and height must be > 0, "
-                         f"got {rows.table[i, 4]:g} x {rows.table[i, 5]:g}")
-    table, all_boxes = rows.table, rows.boxes()
-    boxes, scores, ids, lines = {}, {}, {}, {}
-    for t in np.unique(table[:, 0]).astype(int):
-        sel = table[:, 0] == t
-        boxes[t] = all_boxes[sel]
-        scores[t] = np.clip(table[sel, 6], 0, 1) if not gt else np.ones(int(sel.sum()))
-        ids[t] = table[sel, 1].astype(np.int64)
-        lines[t] = np.asarray(rows.lines)[sel]
-    return Detections(rows.path, boxes, scores, ids, lines)
 
 
 @dataclass
@@ -165,7 +120,7 @@ class TrackSource:
 def open_mot_sequence(seq_dir: str | Path, source: str = "auto",
                       detector: Any = None) -> TrackSource:
     """A MOT sequence folder; frames missing from ``img1/`` and detections beyond the last
-    frame are errors naming them (:func:`~personkit.inference.sources.mot_images`). With a
+    frame are errors naming them (:func:`~personkit.data.mot.mot_images`). With a
     ``detector``, its detections replace ``det.txt``."""
     seq_dir = Path(seq_dir)
     info, im_dir, images = mot_images(seq_dir)
@@ -261,19 +216,6 @@ def open_track_source(path: str | Path, detections: str | Path | None = None,
         raise ValueError(f"video input {path} needs people: a detections file (--detections, "
                          f"MOT det.txt format) or a detector (--detector)")
     return open_video(path, detections, detector)
-
-
-def write_mot_results(path: str | Path, rows: list[tuple[int, int, np.ndarray, float]]) -> Path:
-    """MOT Challenge results: ``frame,id,left,top,w,h,score,-1,-1,-1`` (1-based pixels)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for frame, tid, box, score in sorted(rows, key=lambda r: (r[0], r[1])):
-        x1, y1, x2, y2 = (float(v) for v in box)
-        lines.append(f"{frame},{tid},{x1 + 1:.2f},{y1 + 1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},"
-                     f"{score:.4f},-1,-1,-1")
-    path.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
-    return path
 
 
 def stream_rate(frame_rate: float | Fraction) -> int | Fraction:

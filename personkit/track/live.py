@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from personkit.data.mot import exact_rate
 from personkit.extras import require
-from personkit.inference.sources import exact_rate
 
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://",
                    "srt://")

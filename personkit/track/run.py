@@ -31,6 +31,7 @@ from typing import Any, TextIO
 import cv2
 import numpy as np
 
+from personkit.data.mot import write_mot_results
 from personkit.inference.predictor import PersonResult
 from personkit.inference.visualize import (
     draw_results,
@@ -39,7 +40,7 @@ from personkit.inference.visualize import (
     save_part_maps,
     view,
 )
-from personkit.track.io import FrameError, TrackSource, VideoWriter, write_mot_results
+from personkit.track.io import FrameError, TrackSource, VideoWriter
 from personkit.track.tracker import FrameTracks, Tracker
 
 #: What a track run writes into its folder (a rerun removes an earlier run's copies first,

@@ -107,7 +107,7 @@ def test_an_undecodable_crop_is_skipped_and_named_not_fatal(tiny_checkpoint, tmp
 def test_int8_calibration_data_is_checked_before_the_model_is_read(tmp_path, capsys,
                                                                    monkeypatch):
     """``eval --int8 --calib-data EMPTY`` fails at once, not after evaluation started."""
-    import personkit.inference.engines as engines
+    import personkit.deploy.engines as engines
 
     def never(*args, **kwargs):
         raise AssertionError("the model was read before the options were checked")

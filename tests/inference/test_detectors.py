@@ -1,6 +1,7 @@
-"""Person detectors (personkit/inference/detectors.py): the shared clean-up, the ONNX layouts
-users bring (decoded from small ONNX files exported here from torch modules that emit those
-layouts with known boxes), torchvision detectors with random weights, and the errors."""
+"""Person detectors (personkit/inference/detectors.py; the shared clean-up and the torchvision
+back-end in personkit/models/detector.py): the shared clean-up, the ONNX layouts users bring
+(decoded from small ONNX files exported here from torch modules that emit those layouts with
+known boxes), torchvision detectors with random weights, and the errors."""
 
 from __future__ import annotations
 
@@ -11,13 +12,8 @@ import pytest
 import torch
 from fake_detectors import Constant, Probe, export
 
-from personkit.inference.detectors import (
-    OnnxDetector,
-    build_torchvision,
-    clean_detections,
-    letterbox,
-    open_detector,
-)
+from personkit.inference.detectors import OnnxDetector, letterbox, open_detector
+from personkit.models.detector import build_torchvision, clean_detections
 
 pytest.importorskip("onnxruntime")
 

@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from personkit.cli import main
+from personkit.deploy.export import check_parity
 from personkit.extras import MissingExtraError, require
 from personkit.inference import Predictor
-from personkit.inference.engines import OnnxRuntimeEngine
-from personkit.inference.export import check_parity, export_onnx, export_openvino
+from personkit.inference.backends import OnnxRuntimeEngine
+from personkit.inference.export import export_onnx, export_openvino
 from personkit.models.numerics import fp32_tolerance, relative_difference
 
 BOXES = [[10, 5, 60, 110], [70, 20, 150, 118], [0, 0, 160, 120]]
@@ -166,7 +167,7 @@ def calib_dir(tmp_path_factory):
 
 
 def test_calibration_folder_without_images_is_an_error(tmp_path, tiny_model):
-    from personkit.inference.quantize import calibration_batch
+    from personkit.deploy.quantize import calibration_batch
 
     (tmp_path / "notes.txt").write_text("no images here")
     with pytest.raises(ValueError, match="no images .* under calibration folder"):
@@ -174,7 +175,7 @@ def test_calibration_folder_without_images_is_an_error(tmp_path, tiny_model):
 
 
 def test_calibration_batch_is_normalised_crops(calib_dir, tiny_model):
-    from personkit.inference.quantize import calibration_batch
+    from personkit.deploy.quantize import calibration_batch
 
     lines: list[str] = []
     calib = calibration_batch(calib_dir, tiny_model.meta, size=100, log=lines.append)
@@ -184,7 +185,7 @@ def test_calibration_batch_is_normalised_crops(calib_dir, tiny_model):
 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
 def test_int8_export_parity(tmp_path, tiny_model, calib_dir, fmt, capsys):
-    from personkit.inference.quantize import (
+    from personkit.deploy.quantize import (
         INT8_TOL,
         calibration_batch,
         check_int8,
@@ -223,7 +224,7 @@ def test_int8_export_parity(tmp_path, tiny_model, calib_dir, fmt, capsys):
 @pytest.mark.slow  # ~50 s: quantizes two models with two tools
 def test_bench_rows_for_every_engine_and_the_roofline(tiny):
     pytest.importorskip("nncf")
-    from personkit.inference.bench import Bench, markdown
+    from personkit.deploy.bench import Bench, markdown
 
     make_model, _ = tiny
     model = make_model(heads=("reid", "attributes", "pose", "segmentation"))
@@ -242,7 +243,7 @@ def test_bench_rows_for_every_engine_and_the_roofline(tiny):
     shares = {r["engine"]: r["share"] for r in report["roofline"]}
     assert shares["torch-eager"] > 0 and "openvino-int8" in shares
     assert "Machine ceiling" in markdown(report)
-    from personkit.inference.roofline import has_bf16
+    from personkit.deploy.roofline import has_bf16
 
     bf16 = {"torch-autocast-bf16", "openvino-fp32-bf16", "openvino-int8-bf16"}
     assert bf16 <= {e for _, e in got} if has_bf16() else not bf16 & {e for _, e in got}
@@ -272,7 +273,7 @@ def test_an_export_carries_the_calibrated_threshold_of_its_weights(tiny_checkpoi
     a record of other weights stays behind (issue #23 item 1)."""
     import shutil
 
-    from personkit.inference.export import export_model
+    from personkit.deploy.export import export_model
     from personkit.models.identity import write_calibration
 
     model = tmp_path / "run" / "model.safetensors"

@@ -7,8 +7,9 @@ import json
 import onnx
 import pytest
 
+from personkit.deploy.export import check_parity
 from personkit.inference.contract import output_names
-from personkit.inference.export import check_parity, export_onnx
+from personkit.inference.export import export_onnx
 from personkit.models.numerics import fp32_tolerance
 
 ALL_OUTPUTS = ["embedding", "attr_gender", "attr_backpack", "attr_upcolor", "keypoints",

@@ -184,7 +184,7 @@ def test_bad_det_row_names_file_and_line(extra, sequence, run_dir, tmp_path, cap
 
 
 def test_det_row_without_area_is_an_error(tmp_path):
-    from personkit.track.io import read_detections
+    from personkit.data.mot import read_detections
 
     path = tmp_path / "det.txt"
     path.write_text("1,-1,10,20,30,40,0.9\n2,-1,10,20,0,40,0.9\n")

@@ -18,7 +18,7 @@ input size; decoding and resizing are not included):
 Eager PyTorch and ONNX Runtime (four-task, reid-only, light); on CUDA also bf16/fp16 autocast,
 channels_last and ``torch.compile`` (``reduce-overhead``, i.e. CUDA graphs). Each number is
 the median of ``repeats`` timed runs after ``warmup`` runs, next to the machine's own GEMM
-ceiling (:mod:`personkit.inference.roofline`). :class:`Bench` times the models it is given
+ceiling (:mod:`personkit.deploy.roofline`). :class:`Bench` times the models it is given
 and reads no config or checkpoint; :func:`run_bench` (``personkit bench``) builds them from a
 config or checkpoint with :func:`personkit.models.build.build_bench_models`, randomly
 initialised (speed does not depend on the weights), and writes the report.
@@ -72,8 +72,8 @@ class Bench:
         model: the multi-task model (``four-task``); its trunk and heads are timed alone too.
         variants: the models it is compared with, by name: ``reid-only``, ``attributes-only``,
             ``pose-only``, ``segmentation-only`` (together: ``four-separate``) and
-            ``four-task-light`` (:func:`personkit.build.build_bench_models` builds them); any
-            may be missing.
+            ``four-task-light`` (:func:`personkit.models.build.build_bench_models` builds
+            them); any may be missing.
         device: ``cpu`` or ``cuda``.
         batch_sizes: crops per forward pass.
         warmup, repeats: untimed and timed runs per measurement.
@@ -99,7 +99,7 @@ class Bench:
             raise ValueError(f"unknown bench variants {extra}; valid: {list(names)}")
         self.skip = set(skip)
         self.device = resolve_device(device)
-        from personkit.inference.roofline import has_bf16
+        from personkit.deploy.roofline import has_bf16
 
         #: bf16 rows (torch autocast, OpenVINO) only where the CPU has bf16 instructions
         self._bf16 = "bf16" not in self.skip and has_bf16()
@@ -120,7 +120,7 @@ class Bench:
         """Measure everything and return the JSON-ready report (also written to ``out_dir``
         after every batch size, so that a long run leaves results)."""
         if "roofline" not in self.skip and self.device.type == "cpu":
-            from personkit.inference.roofline import count_flops, gemm_ceiling
+            from personkit.deploy.roofline import count_flops, gemm_ceiling
 
             self.flops = count_flops(self.model)
             self.ceiling = gemm_ceiling()
@@ -250,7 +250,7 @@ class Bench:
 
     def _onnx_sessions(self, models: dict[str, nn.Module], tmp: Path) -> dict[str, Any]:
         """ONNX Runtime sessions of the four-task, reid-only and light models."""
-        from personkit.inference.export import export_onnx, onnx_session
+        from personkit.inference.export import export_onnx
 
         threads = torch.get_num_threads() if self.device.type == "cpu" else None
         sessions = {}
@@ -267,10 +267,10 @@ class Bench:
         calibrated on random normalised batches: speed does not depend on the ranges."""
         if self.device.type != "cpu":
             return {}
+        from personkit.deploy.quantize import quantize_export
         from personkit.extras import MissingExtraError
         from personkit.inference.backends import open_export
         from personkit.inference.export import export_onnx, export_openvino
-        from personkit.inference.quantize import quantize_export
 
         threads = torch.get_num_threads()
         h, w = self.model.meta.input_size
@@ -340,6 +340,18 @@ class Bench:
             "head_costs": head_costs(self.rows),
             "paper_reference": PAPER_GPU,
         }
+
+
+def onnx_session(path: str | Path, device: str = "cpu", threads: int | None = None,
+                 spin: bool = True) -> Any:
+    """An ONNX Runtime session (:func:`~personkit.inference.backends.ort_session`).
+
+    ``spin=False`` stops idle worker threads from busy-waiting, which would otherwise steal
+    CPU time from whatever runs next (used by the benchmark).
+    """
+    from personkit.inference.backends import ort_session
+
+    return ort_session(Path(path), device, threads, spin)
 
 
 def _runner(model: nn.Module, x: torch.Tensor,

@@ -16,9 +16,9 @@ from __future__ import annotations
 import pytest
 
 from personkit.config import config_from_dict
+from personkit.deploy.engines import EngineModel
 from personkit.engine.datasets import read_records
 from personkit.engine.evaluate import _image_shape, run_evaluation
-from personkit.inference.engines import EngineModel
 from personkit.models.build import build_model
 
 pytest.importorskip("onnxruntime")
@@ -149,7 +149,7 @@ def test_engine_model_outputs_match_the_model(evaluated):
     """Through the torch engine (which gives only the part arg-max) every field matches."""
     import torch
 
-    from personkit.inference.engines import TorchEngine
+    from personkit.inference.backends import TorchEngine
 
     model, _, _ = evaluated
     engine = EngineModel(lambda size: TorchEngine(model, torch.device("cpu")), model.meta,
@@ -174,8 +174,8 @@ def test_engine_model_outputs_match_the_model(evaluated):
 def test_keep_fp32_leaves_the_named_layers_unquantized(evaluated, tiny_world_dir, tmp_path):
     import onnx
 
+    from personkit.deploy.quantize import calibration_batch, quantize_export
     from personkit.inference.export import export_onnx
-    from personkit.inference.quantize import calibration_batch, quantize_export
 
     model, _, _ = evaluated
     path = export_onnx(model, tmp_path / "model.onnx")
@@ -203,7 +203,7 @@ def test_bf16_evaluation_runs_bf16_within_its_bound(evaluated, engine):
 
     import torch
 
-    from personkit.inference.engines import evaluation_model
+    from personkit.deploy.engines import evaluation_model
     from personkit.models.numerics import bf16_tolerance, relative_difference
 
     if engine == "openvino":
@@ -231,7 +231,7 @@ def test_bf16_evaluation_runs_bf16_within_its_bound(evaluated, engine):
 
 
 def test_bf16_on_onnxruntime_is_refused_by_name(evaluated):
-    from personkit.inference.engines import check_evaluation_options
+    from personkit.deploy.engines import check_evaluation_options
 
     with pytest.raises(ValueError, match="ONNX Runtime runs fp32 only"):
         check_evaluation_options("onnxruntime", precision="bf16")

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from torch import nn
 
+from personkit.data.mot import IMAGE_EXTENSIONS
 from personkit.extras import quiet, require, verbose
 from personkit.inference.backends import (
     open_export,
@@ -49,7 +50,6 @@ NNCF_PRESET = "performance"
 INT8_OPS = ("Conv", "Gemm", "MatMul")
 #: Relative RMS error bound of the int8 parity check (derivation: :func:`check_int8`).
 INT8_TOL = 0.25
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def calibration_batch(root: str | Path, meta: Any, size: int = 300, seed: int = 0,

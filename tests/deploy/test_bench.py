@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from personkit.config import ModelConfig
-from personkit.inference.bench import Bench, Row, head_costs, markdown, ratios
+from personkit.deploy.bench import Bench, Row, head_costs, markdown, ratios
 from personkit.models.build import bench_variant_configs, build_bench_models
 from personkit.models.loading import model_config_of
 
@@ -69,7 +69,7 @@ def test_bench_times_the_demo_model_and_its_pieces():
     assert [c["part"] for c in report["head_costs"]] == [
         "trunk", "head:reid", "head:attributes", "head:pose", "head:segmentation"]
     assert {r["model"] for r in report["rows"]} >= {"four-task", "reid-only", "four-separate"}
-    from personkit.inference.roofline import has_bf16
+    from personkit.deploy.roofline import has_bf16
 
     bf16 = {(r["model"], r["engine"]) for r in report["rows"] if "bf16" in r["engine"]}
     assert bf16 == ({("four-task", "torch-autocast-bf16"), ("reid-only", "torch-autocast-bf16")}

@@ -1,7 +1,9 @@
-"""Engines for personkit's own code: :class:`EngineModel` runs the official evaluation through
-ONNX Runtime, OpenVINO and int8 exports. The backends themselves (:class:`TorchEngine`,
-:class:`OnnxRuntimeEngine`, :class:`OpenVINOEngine`, :func:`open_export`) live in
-:mod:`personkit.inference.backends` and are importable from here too.
+"""Evaluation of exports (``personkit eval``): :class:`EngineModel` runs the official
+evaluation through ONNX Runtime, OpenVINO and int8 exports. The backends themselves
+(:class:`~personkit.inference.backends.TorchEngine`,
+:class:`~personkit.inference.backends.OnnxRuntimeEngine`,
+:class:`~personkit.inference.backends.OpenVINOEngine`,
+:func:`~personkit.inference.backends.open_export`) live in :mod:`personkit.inference.backends`.
 """
 
 from __future__ import annotations
@@ -17,38 +19,27 @@ import numpy as np
 import torch
 from torch import nn
 
-from personkit.engine.evaluate import run_evaluation, save_match_calibration
-from personkit.extras import MissingExtraError, require
-from personkit.inference.backends import (
-    ENGINES,
-    Engine,
-    OnnxRuntimeEngine,
-    OpenVINOEngine,
-    TorchEngine,
-    is_export,
-    open_export,
-)
-from personkit.inference.contract import TASKS, person_outputs, select_heads
-from personkit.inference.export import export_onnx, export_openvino
-from personkit.inference.quantize import (
+from personkit.deploy.quantize import (
     FP32_PARTS,
     NNCF_PRESET,
     calibration_batch,
     calibration_files,
     quantize_export,
 )
+from personkit.engine.evaluate import run_evaluation, save_match_calibration
+from personkit.extras import require
+from personkit.inference.backends import ENGINES, Engine, TorchEngine, open_export
+from personkit.inference.contract import TASKS, person_outputs, select_heads
+from personkit.inference.export import export_onnx, export_openvino
 from personkit.models import ModelMeta, PersonOutputs
 from personkit.models.loading import load_model_and_config
 from personkit.runtime import resolve_device
 
-__all__ = ["ENGINES", "Engine", "EngineModel", "MissingExtraError", "OnnxRuntimeEngine",
-           "OpenVINOEngine", "TorchEngine", "is_export", "open_export", "require"]
-
 
 class EngineModel:
     """An engine that looks like a :class:`~personkit.models.MultiTaskModel` to personkit's
-    evaluation code (:func:`personkit.build.run_evaluation`), so the official protocols run
-    unchanged, without a second copy, on ONNX Runtime, OpenVINO and int8 exports.
+    evaluation code (:func:`personkit.engine.evaluate.run_evaluation`), so the official
+    protocols run unchanged, without a second copy, on ONNX Runtime, OpenVINO and int8 exports.
 
     ``model(images, heads=...)`` returns :class:`~personkit.models.PersonOutputs` with the
     fields evaluation reads: ``embedding``, ``attributes`` (logits), ``keypoints``,
@@ -143,7 +134,7 @@ class EngineModel:
         """Evaluate ``model`` through ``engine`` (``onnxruntime`` or ``openvino``): for each
         input size, an fp32 export as ``personkit export`` writes it and, with ``int8``, its
         int8 copy calibrated on ``calib_size`` crops of ``calib_data`` at that size
-        (:mod:`personkit.inference.quantize`; ``keep_fp32``: more node-name patterns kept in
+        (:mod:`personkit.deploy.quantize`; ``keep_fp32``: more node-name patterns kept in
         fp32). ``precision`` ``bf16`` (OpenVINO): what is not int8 runs in bf16;
         ``int8_preset``: NNCF's preset (OpenVINO, :data:`NNCF_PRESET` by default)."""
         if engine not in ENGINES[1:]:
