@@ -17,6 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from personkit.inference import Predictor
+from personkit.inference.detectors import open_detector
 from personkit.runtime import describe_machine, machine_info
 from personkit.synth.mot import write_mot_sequence
 from personkit.track import track
@@ -33,15 +35,16 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/detector_tracking.json")
     args = parser.parse_args()
     rows: dict[str, dict[str, list[float]]] = {}
+    predictor = Predictor.from_checkpoint(args.run, "cpu")  # both loaded once, for every run
+    detector = open_detector(args.detector, "cpu", args.score)
     with tempfile.TemporaryDirectory() as tmp:
         for seed in (int(s) for s in args.seeds.split(",")):
             seq = write_mot_sequence(Path(tmp) / f"crossing-{seed}", "crossing", seed=seed)
             for boxes in ("det.txt", "detector"):
                 for embeddings in ("personkit", "none"):
-                    summary = track(args.run, seq, Path(tmp) / "out", embeddings=embeddings,
-                                    evaluate=True, device="cpu",
-                                    detector=args.detector if boxes == "detector" else None,
-                                    detector_score=args.score)
+                    summary = track(predictor, seq, Path(tmp) / "out", embeddings=embeddings,
+                                    evaluate=True,
+                                    detector=detector if boxes == "detector" else None)
                     row = rows.setdefault(f"{boxes} / {embeddings}", {k: [] for k in KEYS})
                     for k in KEYS:
                         row[k].append(summary["metrics"][k])

@@ -56,6 +56,7 @@ import numpy as np
 
 from personkit.index.build import index_sources
 from personkit.index.people import PeopleIndex
+from personkit.inference import Predictor
 from personkit.metrics.matching import STRANGER_ACCEPT, calibrate_match_threshold
 from personkit.runtime import describe_machine, machine_info
 from personkit.synth.mot import write_mot_sequence
@@ -416,7 +417,8 @@ def main() -> None:
         seqs = [] if args.skip_index else make_cameras(work / "cams", args.presets, seeds)
         t1 = time.perf_counter()
         if seqs:
-            index_sources(idx, seqs, args.run, mot_source=args.mot_source)
+            index_sources(idx, seqs, Predictor.from_checkpoint(args.run),
+                          mot_source=args.mot_source)
         t2 = time.perf_counter()
         result = analyse(PeopleIndex.open(idx), args.bootstrap, 0)
         t3 = time.perf_counter()

@@ -13,13 +13,14 @@ load, with a warning. Pruning only deletes files of the run that writes (its ``r
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import re
-import tempfile
+import secrets
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,30 +70,55 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temp file in the same folder and a rename, so a
-    reader (or a process killed meanwhile) sees the old file or the new one, never a part."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path, prefix: str | None = None, suffix: str = "") -> Iterator[Path]:
+    """A new empty temp file beside ``path`` (``prefix``: default ``.tmp_NAME.``) for the
+    block to write; renamed over ``path`` when the block ends, removed when it raises, so a
+    reader (or a process killed meanwhile) sees the old file or the new one, never a part.
+    The file gets the permissions a plain ``open`` gives (the umask's; ``mkstemp``'s are
+    0600)."""
     path = Path(path)
     if path.is_dir():  # checked first: the rename would name the temp file instead
         raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp_{path.name}.")
+    tmp = _new_file(path.parent, prefix or f".tmp_{path.name}.", suffix)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return path
 
 
-def write_json(path: str | Path, content: Any) -> Path:
-    """``content`` as indented JSON in ``path`` (atomically; its folder is created)."""
+def _new_file(folder: Path, prefix: str, suffix: str) -> Path:
+    """A new empty file ``folder/PREFIX<random>SUFFIX``, created exclusively."""
+    for _ in range(100):
+        tmp = folder / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary name", str(folder / prefix))
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_file`)."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | Path, content: Any, *, indent: int | None = 2,
+               separators: tuple[str, str] | None = None, end: str = "\n") -> Path:
+    """``content`` as JSON in ``path`` (atomically; its folder is created): ``json.dumps``
+    with ``indent`` and ``separators``, then ``end``. Every JSON file personkit writes goes
+    through here; the options keep each file's layout."""
     import json
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_text_atomic(path, json.dumps(content, indent=2) + "\n")
+    return write_text_atomic(path, json.dumps(content, indent=indent,
+                                              separators=separators) + end)
 
 
 def save_checkpoint(state: dict[str, Any], directory: str | Path, step: int, keep: int = 3,
@@ -106,16 +132,10 @@ def save_checkpoint(state: dict[str, Any], directory: str | Path, step: int, kee
     for stale in directory.glob(".tmp_*.pt"):  # left by a writer that was killed
         stale.unlink(missing_ok=True)
     path = directory / f"step_{step:08d}.pt"
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".pt")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, ".tmp_", ".pt") as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
     _fsync_dir(directory)
     ours = [p for p in list_checkpoints(directory)
             if run_id is None or p == path or checkpoint_run_id(p) == run_id]
@@ -232,15 +252,9 @@ def save_weights(model: torch.nn.Module, path: str | Path, config: dict[str, Any
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=".safetensors")
-    os.close(fd)
     header = {"config": json.dumps(config), "meta": json.dumps(meta), HASH_KEY: content_hash(state)}
-    try:
-        save_file(state, tmp, metadata=header)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, ".tmp_", ".safetensors") as tmp:
+        save_file(state, str(tmp), metadata=header)
     return path
 
 

@@ -9,37 +9,17 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from personkit.cli_options import MODEL_FILE, command, deprecated, opt, positive_int, shared
 from personkit.cli_options import build_parser as _build_parser
+from personkit.cli_options import comma_list as _list
+from personkit.cli_options import out_file as _out_file
+from personkit.cli_options import write_out_json as _write_json
 from personkit.config import load_config
 
 #: What an interrupted (Ctrl-C) command left, and how to go on.
 RESUME = {"study": "finished jobs are recorded, rerun to resume",
           "train": "its checkpoints are kept: continue with --resume auto"}
-
-
-def _list(text: str | None) -> list[str] | None:
-    """A comma-separated option (``--heads reid,pose``) as a list; None when not given."""
-    return text.split(",") if text else None
-
-
-def _out_file(out: str | None, name: str) -> Path | None:
-    """``--out FOLDER`` -> ``FOLDER/name``; the old ``--out FILE.json`` still works, with a
-    deprecation message."""
-    if out and out.endswith(".json") and not Path(out).is_dir():
-        print(f"personkit: --out {out} (a file) is deprecated; --out takes a folder and writes "
-              f"{name} into it", file=sys.stderr)
-        return Path(out)
-    return Path(out) / name if out else None
-
-
-def _write_json(path: Path | None, content: Any) -> None:
-    from personkit.checkpoint import write_json
-
-    if path:
-        print(f"wrote {write_json(path, content)}")
 
 
 @command("train", "train a model from a YAML config",
@@ -158,16 +138,18 @@ def _cmd_synth(args: argparse.Namespace) -> int:
          shared("--detector"), shared("--detector-score"), shared("--precision"),
          shared("--no-progress"))
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from personkit.inference.run import predict
+    from personkit.cli_objects import open_person_detector, open_predictor
+    from personkit.inference.run import claim_output, predict_input, predict_source
 
-    summary = predict(args.checkpoint, args.input, args.out, boxes=args.boxes,
-                      mot_source=args.mot_source, min_score=args.min_score, crops=args.crops,
-                      vis=not args.no_vis, save_parts=args.save_parts, precision=args.precision,
-                      progress=not args.no_progress, overwrite=args.overwrite,
-                      device=args.device, heads=_list(args.heads), engine=args.engine,
-                      threads=args.threads or None, flip_tta=args.flip,
-                      merge_parts=args.merge_parts, batch_size=args.batch_size,
-                      detector=args.detector, detector_score=args.detector_score)
+    source = predict_input(args.input, boxes=args.boxes, mot_source=args.mot_source,
+                           min_score=args.min_score, crops=args.crops,
+                           frames=args.detector is not None)
+    claim_output(Path(args.out), args.overwrite)  # both checked before the model is read
+    predictor = open_predictor(args.checkpoint, args)
+    summary = predict_source(predictor, source, args.out, vis=not args.no_vis,
+                             save_parts=args.save_parts, progress=not args.no_progress,
+                             overwrite=args.overwrite,
+                             detector=open_person_detector(args, predictor.device.type))
     print(f"{summary['boxes']} boxes from {summary['images']} images ({summary['input']} "
           f"input) -> {args.out}")
     return 0
@@ -272,18 +254,17 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
          shared("--precision"), shared("--seed", help="seed of --embeddings random"),
          shared("--no-progress"))
 def _cmd_track(args: argparse.Namespace) -> int:
+    from personkit.cli_objects import open_person_detector, open_predictor
     from personkit.track.run import format_summary, track
     from personkit.track.tracker import parse_tracker_arg
 
+    detector = open_person_detector(args)
     summary = track(
-        args.run, args.source, args.out, detections=args.detections, mot_source=args.mot_source,
-        tracker=args.tracker, embeddings=args.embeddings, device=args.device,
-        engine=args.engine, threads=args.threads or None, heads=_list(args.heads),
-        flip_tta=args.flip, batch_size=args.batch_size, merge_parts=args.merge_parts,
-        seed=args.seed,
+        open_predictor(args.run, args), args.source, args.out, detector=detector,
+        detections=args.detections, mot_source=args.mot_source, tracker=args.tracker,
+        embeddings=args.embeddings, seed=args.seed,
         tracker_kwargs=dict(map(parse_tracker_arg, args.tracker_arg)), evaluate=args.eval,
-        gallery=args.gallery, match_threshold=args.match_threshold, detector=args.detector,
-        detector_score=args.detector_score, precision=args.precision,
+        gallery=args.gallery, match_threshold=args.match_threshold,
         progress=not args.no_progress, video_out=args.video_out, png_frames=args.png_frames,
         save_parts=args.save_parts, keypoints=args.keypoints, jsonl=args.jsonl)
     print(format_summary(summary, args.out), file=sys.stderr if args.jsonl == "-" else None)

@@ -1,7 +1,7 @@
 """The command line's vocabulary: the registry of subcommands and their parser (defaults shown
 in ``--help``), the options several subcommands share (one spelling, one meaning, one default
-everywhere), argument types, and the old spellings that still work for a release with a
-deprecation message. ``tests/test_cli_args.py`` checks that every subcommand
+everywhere), argument types, what ``--out`` names, and the old spellings that still work for
+a release with a deprecation message. ``tests/test_cli_args.py`` checks that every subcommand
 using a shared option gives it the same default.
 """
 
@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from personkit.data.constants import DETECTOR_SCORE
 
 Option = tuple[tuple[str, ...], dict[str, Any]]
 Handler = Callable[[argparse.Namespace], int]
@@ -71,6 +74,11 @@ def positive_int(text: str) -> int:
     return value
 
 
+def comma_list(text: str | None) -> list[str] | None:
+    """A comma-separated option (``--heads reid,pose``) as a list; None when not given."""
+    return text.split(",") if text else None
+
+
 def opt(*flags: str, **kwargs: Any) -> Option:
     """One option of a subcommand (``add_argument``'s arguments)."""
     return flags, kwargs
@@ -95,7 +103,7 @@ SHARED: dict[str, dict[str, Any]] = {
     "--detector": {"default": None, "help": "find the people: a torchvision detector name "
                    "(COCO weights from torch's cache; NAME:random for random weights) or an "
                    "ONNX detector file (YOLOv8/11, YOLOX, torchvision export)"},
-    "--detector-score": {"type": float, "default": 0.5,
+    "--detector-score": {"type": float, "default": DETECTOR_SCORE,
                          "help": "minimum detector score of a person"},
     "--precision": {"default": "fp32", "choices": ("fp32", "bf16"),
                     "help": "the network's arithmetic: bf16 on the torch engine (autocast) or "
@@ -120,6 +128,24 @@ SHARED: dict[str, dict[str, Any]] = {
 def shared(flag: str, **changes: Any) -> Option:
     """The shared option ``flag`` (``changes``: another help text, never another meaning)."""
     return (flag,), {**SHARED[flag], **changes}
+
+
+def out_file(out: str | None, name: str) -> Path | None:
+    """``--out FOLDER`` -> ``FOLDER/name``; the old ``--out FILE.json`` still works, with a
+    deprecation message."""
+    if out and out.endswith(".json") and not Path(out).is_dir():
+        print(f"personkit: --out {out} (a file) is deprecated; --out takes a folder and writes "
+              f"{name} into it", file=sys.stderr)
+        return Path(out)
+    return Path(out) / name if out else None
+
+
+def write_out_json(path: Path | None, content: Any) -> None:
+    """``content`` as JSON in ``path`` (:func:`out_file`; nothing when None), saying so."""
+    from personkit.checkpoint import write_json
+
+    if path:
+        print(f"wrote {write_json(path, content)}")
 
 
 class _Deprecated(argparse.Action):

@@ -7,7 +7,10 @@ import argparse
 import json
 import sys
 
+from personkit.cli_objects import open_person_detector, open_predictor
 from personkit.cli_options import MODEL_FILE, command, opt, positive_int, shared
+from personkit.index.people import BACKENDS, DEFAULT_BACKEND
+from personkit.serve.settings import HOST, MAX_BATCH, MAX_WAIT_MS, PORT, Limits
 
 
 @command("index", "put people into a persistent index: from personkit track output, MOT "
@@ -21,7 +24,7 @@ from personkit.cli_options import MODEL_FILE, command, opt, positive_int, shared
              "each"),
          opt("--name", default=None, help="camera name of a single source (default: the "
              "sequence's or file's name)"),
-         opt("--store", default="lancedb", choices=("lancedb", "qdrant"),
+         opt("--store", default=DEFAULT_BACKEND, choices=BACKENDS,
              help="vector store of a new index (docs/search.md)"),
          opt("--qdrant-url", default=None, help="a Qdrant server for --store qdrant (default: "
              "qdrant-client's local mode in the index folder)"),
@@ -31,11 +34,10 @@ from personkit.cli_options import MODEL_FILE, command, opt, positive_int, shared
 def _cmd_index(args: argparse.Namespace) -> int:
     from personkit.index.build import index_sources
 
-    out = index_sources(args.index, args.sources, args.model, crops=args.crops, name=args.name,
-                        backend=args.store, qdrant_url=args.qdrant_url, device=args.device,
-                        flip_tta=args.flip, batch_size=args.batch_size,
-                        progress=not args.no_progress, detector=args.detector,
-                        detector_score=args.detector_score, detections=args.detections,
+    out = index_sources(args.index, args.sources, open_predictor(args.model, args),
+                        crops=args.crops, name=args.name, backend=args.store,
+                        qdrant_url=args.qdrant_url, progress=not args.no_progress,
+                        detector=open_person_detector(args), detections=args.detections,
                         mot_source=args.mot_source)
     summary = out["index"]
     added = ", ".join(f"{s}: {n}" for s, n in out["added"].items())
@@ -69,13 +71,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if args.evaluate:
         print(json.dumps(index.evaluate(), indent=1))
         return 0
-    finder = None
-    if args.detector and args.example and not args.box:
-        from personkit.inference.detectors import open_detector
-        from personkit.runtime import resolve_device
-
-        finder = open_detector(args.detector, resolve_device(args.device).type,
-                               args.detector_score)
+    finder = (open_person_detector(args) if args.detector and args.example and not args.box
+              else None)
     result = search(index, args.example, args.box, args.where, args.top, args.model,
                     args.device, args.flip, finder)
     if result["query"].get("warning"):
@@ -96,31 +93,31 @@ def _cmd_search(args: argparse.Namespace) -> int:
          "(needs [serve])",
          opt("run", help=MODEL_FILE),
          opt("--index", default=None, help="people index to search (personkit index)"),
-         opt("--host", default="127.0.0.1", help="address to listen on"),
-         opt("--port", type=int, default=8000, help="port (0: any free one)"),
-         opt("--max-batch", type=positive_int, default=8, help="concurrent /predict requests "
-             "run as one batch, up to this many (1: no batching)"),
-         opt("--max-wait-ms", type=float, default=5.0, help="how long a request waits for "
-             "others to batch with"),
-         opt("--max-upload-mb", type=float, default=10.0, help="largest upload accepted"),
-         opt("--max-pixels", type=positive_int, default=40_000_000, help="most pixels an "
-             "uploaded image may declare (read from its header before decoding; 413 above)"),
-         opt("--max-boxes", type=positive_int, default=256, help="most person boxes per image "
-             "(given or detected; 413 above)"),
-         opt("--max-concurrency", type=positive_int, default=8, help="requests worked on at "
-             "once (/predict, /search)"),
-         opt("--max-queue", type=int, default=16, help="requests that may wait for one of "
-             "those slots; further ones get 503 with Retry-After"),
+         opt("--host", default=HOST, help="address to listen on"),
+         opt("--port", type=int, default=PORT, help="port (0: any free one)"),
+         opt("--max-batch", type=positive_int, default=MAX_BATCH, help="concurrent /predict "
+             "requests run as one batch, up to this many (1: no batching)"),
+         opt("--max-wait-ms", type=float, default=MAX_WAIT_MS, help="how long a request waits "
+             "for others to batch with"),
+         opt("--max-upload-mb", type=float, default=Limits.max_upload_mb,
+             help="largest upload accepted"),
+         opt("--max-pixels", type=positive_int, default=Limits.max_pixels, help="most pixels "
+             "an uploaded image may declare (read from its header before decoding; 413 above)"),
+         opt("--max-boxes", type=positive_int, default=Limits.max_boxes, help="most person "
+             "boxes per image (given or detected; 413 above)"),
+         opt("--max-concurrency", type=positive_int, default=Limits.max_concurrency,
+             help="requests worked on at once (/predict, /search)"),
+         opt("--max-queue", type=int, default=Limits.max_queue, help="requests that may wait "
+             "for one of those slots; further ones get 503 with Retry-After"),
          shared("--detector"), shared("--detector-score"), shared("--device"), shared("--flip"),
          shared("--threads"))
 def _cmd_serve(args: argparse.Namespace) -> int:
     from personkit.serve.app import serve
-    from personkit.serve.service import Limits
 
     limits = Limits(args.max_pixels, args.max_boxes, args.max_concurrency, args.max_queue,
                     args.max_upload_mb)
-    serve(args.run, args.index, host=args.host, port=args.port, max_batch=args.max_batch,
-          max_wait_ms=args.max_wait_ms, limits=limits, device=args.device,
-          flip_tta=args.flip, threads=args.threads or None, detector=args.detector,
-          detector_score=args.detector_score)
+    predictor = open_predictor(args.run, args, batch_size=max(32, args.max_batch))
+    serve(predictor, args.index, detector=open_person_detector(args), host=args.host,
+          port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+          limits=limits)
     return 0

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import torch
 
+from personkit.checkpoint import write_json
 from personkit.config import Config, load_config
 from personkit.data.datasets import read_dataset
 from personkit.engine.evaluate import run_evaluation, save_match_calibration
@@ -152,9 +153,8 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seed: int = 0
     results = run_evaluation(trainer.model, cfg, device=device, progress=progress)
     save_match_calibration(results, trainer.model, run_dir)
     timings["eval"] = time.perf_counter() - t
-    (out / "metrics.json").write_text(json.dumps(to_jsonable(
-        {"headline": headline(results), "results": results, "world": world,
-         "timings": timings}), indent=2))
+    write_json(out / "metrics.json", to_jsonable({"headline": headline(results), "results": results,
+                                                 "world": world, "timings": timings}), end="")
     shutil.copyfile(run_dir / "curves.png", out / "curves.png")  # train_run drew them
     prediction_grid(run_dir, data_dir / "mpii", out / "predictions.png", device)
     timings["total"] = time.perf_counter() - start
@@ -175,6 +175,8 @@ def run_video_demo(out: str | Path = "runs/demo", overrides: Sequence[str] = (),
     the people are tracked by motion alone (no attributes), as the result says."""
     from personkit.config import load_detector_config
     from personkit.engine.detector import train_detector
+    from personkit.inference import Predictor
+    from personkit.inference.detectors import open_detector
     from personkit.track import track
 
     out = Path(out)
@@ -186,7 +188,8 @@ def run_video_demo(out: str | Path = "runs/demo", overrides: Sequence[str] = (),
     person = out / "run" if (out / "run" / "model.safetensors").is_file() else None
     t = time.perf_counter()
     seq = out / "mot" / f"{cfg.data.eval.preset}-{cfg.data.eval.seeds[0]}"
-    summary = track(person, seq, out / "video", detector=out / "detector", evaluate=True,
+    summary = track(Predictor.from_checkpoint(person) if person else None, seq, out / "video",
+                    detector=open_detector(out / "detector", "auto"), evaluate=True,
                     embeddings="personkit" if person else "none", video_out=True,
                     progress=progress)
     timings["track"] = time.perf_counter() - t
@@ -195,7 +198,7 @@ def run_video_demo(out: str | Path = "runs/demo", overrides: Sequence[str] = (),
               "tracking": summary["metrics"], "sequence": seq.name, "frames": summary["frames"],
               "person_model": str(person) if person else None, "timings": timings,
               "video": str(out / "video" / "video.mp4")}
-    (out / "video_demo.json").write_text(json.dumps(result, indent=2))
+    write_json(out / "video_demo.json", result, end="")
     return result
 
 

@@ -51,7 +51,8 @@ def start(checkpoint, index_dir, **options) -> tuple[Server, object]:
     from personkit.index import PeopleIndex
     from personkit.inference import Predictor
     from personkit.serve.app import create_app
-    from personkit.serve.service import Limits, Service
+    from personkit.serve.service import Service
+    from personkit.serve.settings import Limits
 
     predictor = Predictor.from_checkpoint(checkpoint, "cpu")
     limits = Limits(**{"max_upload_mb": 1.0, **options.pop("limits", {})})

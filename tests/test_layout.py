@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("index", ("index",)),
     ("serve", ("serve",)),
     ("study", ("study", "demo")),
-    ("cli", ("cli", "cli_options", "cli_people", "__main__")),
+    ("cli", ("cli", "cli_options", "cli_objects", "cli_people", "__main__")),
 ]
 #: unit -> (layer index, layer name)
 LAYER_OF = {unit: (i, name) for i, (name, units) in enumerate(LAYERS) for unit in units}
@@ -190,6 +190,7 @@ def test_each_contract_is_defined_once():
         "mean_with_mirror", "TASKS", "HEADS", "ALL_HEADS", "resolve_model_file",
         "resolve_device", "require", "MissingExtraError", "output_names", "select_heads",
         "write_text_atomic", "sha256_file", "machine_info", "train_run", "ensure_world",
+        "write_json", "atomic_file", "PERSON_LABEL", "DETECTOR_SCORE", "BACKENDS", "Limits",
     }) == {
         "read_image": ["data/io.py"], "load_model": ["models/loading.py"],
         "load_model_and_config": ["models/loading.py"],
@@ -201,6 +202,9 @@ def test_each_contract_is_defined_once():
         "select_heads": ["inference/contract.py"], "write_text_atomic": ["checkpoint.py"],
         "sha256_file": ["checkpoint.py"], "machine_info": ["runtime.py"],
         "train_run": ["engine/launch.py"], "ensure_world": ["synth/world.py"],
+        "write_json": ["checkpoint.py"], "atomic_file": ["checkpoint.py"],
+        "PERSON_LABEL": ["data/constants.py"], "DETECTOR_SCORE": ["data/constants.py"],
+        "BACKENDS": ["index/people.py"], "Limits": ["serve/settings.py"],
     }
 
 
@@ -232,3 +236,31 @@ def test_every_module_says_what_it_holds():
     missing = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
                if p.stat().st_size and not ast.get_docstring(ast.parse(p.read_text()))]
     assert missing == []
+
+
+def _is_json_dumps(node: ast.AST) -> bool:
+    """``json.dumps(...)``, or ``json.dumps(...) + ...``."""
+    if isinstance(node, ast.BinOp):
+        return _is_json_dumps(node.left)
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "dumps" and getattr(node.func.value, "id", "") == "json")
+
+
+def test_every_json_file_is_written_through_one_function():
+    """Every JSON file goes through ``checkpoint.write_json`` (atomic; its options keep each
+    file's layout): no ``json.dump`` and no ``write_text``/``write_text_atomic`` of a
+    ``json.dumps`` elsewhere (JSON lines are other files)."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "checkpoint.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+            writes = name in ("write_text", "write_text_atomic") and any(
+                _is_json_dumps(a) for a in node.args)
+            if writes or (name == "dump" and getattr(node.func, "value", None) is not None
+                          and getattr(node.func.value, "id", "") == "json"):
+                found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert found == []

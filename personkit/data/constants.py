@@ -1,4 +1,5 @@
-"""Label vocabularies shared by readers, models, metrics and visualisation.
+"""Label vocabularies shared by readers, models, metrics and visualisation, and the person
+detector's label and default score (shared by the detectors and the command line).
 
 Joint order and flip pairs follow MPII Human Pose (Andriluka et al., CVPR 2014), which LIP
 also uses. Part classes follow LIP (Liang et al., PAMI 2018). Attributes follow the
@@ -77,3 +78,9 @@ MARKET_ATTRIBUTE_DISPLAY: dict[str, str] = {
 #: ImageNet normalisation (timm defaults).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: The label of persons: COCO's in torchvision's 91-entry list, and so in the detector
+#: ``personkit train-detector`` trains (0 is background in both).
+PERSON_LABEL = 1
+#: A person detector's score threshold when none is given (``--detector-score``).
+DETECTOR_SCORE = 0.5

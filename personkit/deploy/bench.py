@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from personkit.checkpoint import write_json
 from personkit.models import TASKS, MultiTaskModel
 from personkit.runtime import machine_info, resolve_device
 
@@ -519,7 +520,7 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pat
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / "bench.json", out_dir / "bench.md"
-    json_path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    write_json(json_path, report, end="")
     md_path.write_text(markdown(report), encoding="utf-8")
     return json_path, md_path
 

@@ -37,6 +37,7 @@ from personkit.checkpoint import (
     write_json,
 )
 from personkit.config import DetectorConfig, SequenceSetConfig, config_to_dict, save_config
+from personkit.data.constants import PERSON_LABEL
 from personkit.data.io import read_image
 from personkit.data.mot import mot_images, read_mot_rows
 from personkit.engine.rundir import check_out_dir, claim_run_dir, write_run_file
@@ -117,7 +118,7 @@ def load_batch(frames: list[DetectionFrame], indices: list[int], seed: int, step
         images.append(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
                       / 255)
         targets.append({"boxes": torch.from_numpy(boxes.reshape(-1, 4)),
-                        "labels": torch.ones(len(boxes), dtype=torch.int64)})
+                        "labels": torch.full((len(boxes),), PERSON_LABEL, dtype=torch.int64)})
     return images, targets
 
 
@@ -241,7 +242,7 @@ def _finish(model: torch.nn.Module, cfg: DetectorConfig, out: Path,
     from personkit.report import plot_learning_curves
 
     weights = save_weights(model, out / "model.safetensors", config_to_dict(cfg),
-                           {"kind": DETECTOR_KIND, "person_label": 1})
+                           {"kind": DETECTOR_KIND, "person_label": PERSON_LABEL})
     frames = sequence_frames(cfg.data.root, cfg.data.eval, cfg.data.min_visibility)
     t = time.perf_counter()
     scores = evaluate_detector(model, frames, device)

@@ -24,7 +24,7 @@ from typing import Any
 
 from torch import nn
 
-from personkit.checkpoint import save_weights, write_text_atomic
+from personkit.checkpoint import save_weights, write_json
 
 Results = Mapping[str, Mapping[str, Mapping[str, Any]]]
 
@@ -88,7 +88,7 @@ class PeriodicEvaluation:
             save_weights(model, self.run_dir / "model_best.safetensors", config, meta)
             self.best = {"metric": self.best_metric, "value": value, "step": trainer.step,
                          "scores": scores}
-            _write_json(self.run_dir / "best.json", self.best)
+            write_json(self.run_dir / "best.json", self.best, end="")
 
     def _start(self, start_step: int) -> None:
         """Continue from the best of a resumed run; a run from step 0 starts afresh."""
@@ -108,7 +108,3 @@ class PeriodicEvaluation:
             raise ValueError(
                 f"train.best_metric {self.best_metric!r} is not among the evaluation's scores: "
                 f"{', '.join(sorted(scores)) or 'none (data.eval produced no scores)'}")
-
-
-def _write_json(path: Path, content: Any) -> None:
-    write_text_atomic(path, json.dumps(content, indent=2))

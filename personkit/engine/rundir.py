@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from personkit.checkpoint import checkpoint_run_id, list_checkpoints, write_text_atomic
+from personkit.checkpoint import checkpoint_run_id, list_checkpoints, write_json
 
 RUN_FILE = "run.json"
 
@@ -58,7 +58,7 @@ def write_run_file(run_dir: str | Path, run_id: str, **info: Any) -> None:
     """``RUN_DIR/run.json``: the run id and how this invocation started (atomic write)."""
     path = Path(run_dir) / RUN_FILE
     record = {"run_id": run_id, **info, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+    write_json(path, record)
 
 
 def _owner(run_dir: Path, files: list[Path]) -> str:

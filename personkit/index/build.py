@@ -36,6 +36,7 @@ import numpy as np
 
 from personkit.data.mot import is_mot_sequence
 from personkit.index.entries import Entry, IndexInfo
+from personkit.index.people import DEFAULT_BACKEND, PeopleIndex
 from personkit.inference.predictor import Predictor
 from personkit.inference.sources import check_name, shown_path
 from personkit.track.merge import l2_normalise
@@ -45,7 +46,7 @@ TRACK_FILES = ("tracks.json", "gallery.json")
 
 
 def index_info(predictor: Predictor, model_path: str | None = None,
-               backend: str = "lancedb", qdrant_url: str | None = None) -> IndexInfo:
+               backend: str = DEFAULT_BACKEND, qdrant_url: str | None = None) -> IndexInfo:
     """The :class:`IndexInfo` of an index of ``predictor``'s people."""
     if predictor.model_id is None or "reid" not in predictor.heads \
             or "attributes" not in predictor.heads:
@@ -306,43 +307,32 @@ def _plan(sources: Sequence[str], crops: bool, name: str | None) -> list[tuple[s
     return [(str(s), check_name(n, s, fix)) for s, n in zip(sources, names, strict=True)]
 
 
-def index_sources(index_path: str | Path, sources: list[str], checkpoint: str | Path, *,
-                  crops: bool = False, name: str | None = None, backend: str = "lancedb",
-                  qdrant_url: str | None = None, device: str = "auto", flip_tta: bool = True,
-                  batch_size: int = 32, progress: bool = False,
+def index_sources(index_path: str | Path, sources: list[str], predictor: Predictor, *,
+                  crops: bool = False, name: str | None = None, backend: str = DEFAULT_BACKEND,
+                  qdrant_url: str | None = None, progress: bool = False,
                   **track_options: Any) -> dict[str, Any]:
     """``personkit index``: each source into the index at ``index_path`` (created for
-    ``checkpoint``'s model if missing), replacing what the index held of it. A source is a
-    ``personkit track`` output folder, a folder of crops (``crops``), or anything ``personkit
-    track`` reads (tracked into ``INDEX/tracks/NAME`` with ``track_options``: ``detector``,
-    ``detections``, ``tracker``, ...). ``name``: the camera name of a single source; several
-    sources are named uniquely (:func:`source_names`). A source whose tracking ended at a
-    broken frame is indexed with what was tracked before it, with a warning on stderr.
+    ``predictor``'s model if missing, naming the model by :attr:`Predictor.path`), replacing
+    what the index held of it. A source is a ``personkit track`` output folder, a folder of
+    crops (``crops``), or anything ``personkit track`` reads (tracked into
+    ``INDEX/tracks/NAME`` by :func:`~personkit.track.run.track` with ``predictor`` and
+    ``track_options``: ``detector``, ``detections``, ``mot_source``, ...). ``name``: the camera
+    name of a single source; several sources are named uniquely (:func:`source_names`). A
+    source whose tracking ended at a broken frame is indexed with what was tracked before
+    it, with a warning on stderr.
 
     Returns:
         ``{"index": summary, "added": {source: entries}, "ended": {source: why}}``
         (``ended``: the sources whose tracking ended early).
     """
-    from personkit.index.people import PeopleIndex
-
     plan = _plan(sources, crops, name)
-    predictor = Predictor.from_checkpoint(checkpoint, device, flip_tta=flip_tta,
-                                          batch_size=batch_size)
+    model_path = str(predictor.path) if predictor.path is not None else None
     index = PeopleIndex.create_or_open(index_path, index_info(
-        predictor, str(checkpoint), backend, qdrant_url))
+        predictor, model_path, backend, qdrant_url))
     added, ended = {}, {}
     for src, source in plan:
-        stop = ""
-        if is_track_output(src):
-            source, entries, stop = _track_folder(Path(src), index.info, source, None)
-        elif crops:
-            source, entries = crop_entries(src, predictor, source)
-        else:
-            out = index.path / "tracks" / source
-            _track_into(checkpoint, src, out, device=device, flip_tta=flip_tta,
-                        batch_size=batch_size, progress=progress, **track_options)
-            seq_dir = Path(src) if "://" not in src and is_mot_sequence(src) else None
-            source, entries, stop = _track_folder(out, index.info, source, seq_dir)
+        source, entries, stop = _source_entries(index, predictor, src, source, crops,
+                                                progress=progress, **track_options)
         if stop:
             ended[source] = stop
             print(f"index: warning: {source}: tracking ended early ({stop}); indexing the "
@@ -354,12 +344,22 @@ def index_sources(index_path: str | Path, sources: list[str], checkpoint: str | 
     return {"index": index.summary(), "added": added, "ended": ended}
 
 
-def _track_into(checkpoint: str | Path, src: str, out: Path, **options: Any) -> None:
-    """``personkit track`` of ``src`` into ``out``; a run that ended at a broken frame has
-    written what it tracked (its ``tracks.json`` says why it ended), which is indexed."""
+def _source_entries(index: PeopleIndex, predictor: Predictor, src: str, source: str, crops: bool,
+                    **track_options: Any) -> tuple[str, list[Entry], str]:
+    """The name, entries and early end (:func:`_track_folder`) of one source: a track folder
+    read, a folder of crops predicted, or anything else tracked into ``INDEX/tracks/NAME``
+    first (a run that ended at a broken frame has written what it tracked, and its
+    ``tracks.json`` says why it ended)."""
     from personkit.track.run import TrackingStopped, track
 
+    if is_track_output(src):
+        return _track_folder(Path(src), index.info, source, None)
+    if crops:
+        return (*crop_entries(src, predictor, source), "")
+    out = index.path / "tracks" / source
     try:
-        track(checkpoint, src, out, **options)
+        track(predictor, src, out, **track_options)
     except TrackingStopped:
         pass
+    seq_dir = Path(src) if "://" not in src and is_mot_sequence(src) else None
+    return _track_folder(out, index.info, source, seq_dir)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,7 +24,11 @@ from personkit.index.store import Store, sort_hits
 from personkit.runtime import LockedError, exclusive
 
 INDEX_FILE = "index.json"
+#: The vector stores an index can keep its people in (``personkit index --store``), the
+#: default first: :class:`~personkit.index.store.LanceStore` and
+#: :class:`~personkit.index.qdrant.QdrantStore`.
 BACKENDS = ("lancedb", "qdrant")
+DEFAULT_BACKEND = BACKENDS[0]
 
 
 class PeopleIndex:
@@ -40,8 +43,7 @@ class PeopleIndex:
 
     @staticmethod
     def _store(path: Path, info: IndexInfo) -> Store:
-        backend = info.extra.get("backend", "lancedb")
-        if backend == "qdrant":
+        if info.extra.get("backend", DEFAULT_BACKEND) == "qdrant":
             return _qdrant_store(path, info)
         from personkit.index.store import LanceStore
 
@@ -76,8 +78,10 @@ class PeopleIndex:
             with exclusive(path / "index.lock", f"index {path}", wait=True):
                 found = read_info(path)
                 if found is None:
+                    from personkit.checkpoint import write_json  # it imports torch
+
                     found = _named_collection(info)
-                    _write_json(path / INDEX_FILE, found.to_dict())
+                    write_json(path / INDEX_FILE, found.to_dict(), indent=1, end="")
         except OSError as e:
             raise ValueError(f"cannot write a people index at {path}: {e.strerror or e}") from e
         found.check_same_space(info, f"index {path}")
@@ -212,9 +216,3 @@ def read_info(path: Path) -> IndexInfo | None:
         return IndexInfo.from_dict(json.loads(f.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{f}: not a personkit index file ({e})") from None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, path)

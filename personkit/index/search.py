@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from personkit.checkpoint import write_json
 from personkit.index.people import PeopleIndex
 from personkit.inference.predictor import PersonResult, Predictor
 
@@ -141,8 +142,7 @@ def write_results(result: dict[str, Any], index: PeopleIndex, out_dir: str | Pat
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     query = {k: v for k, v in result["query"].items() if k != "thumbnail"}
-    (out_dir / "results.json").write_text(json.dumps({**result, "query": query}, indent=1),
-                                          encoding="utf-8")
+    write_json(out_dir / "results.json", {**result, "query": query}, indent=1, end="")
     cards = [_card(h, index.get(h["id"]).thumbnail) for h in result["hits"]]
     q = result["query"]
     head = (f'<figure class="query"><img src="{_data_uri(q["thumbnail"])}" alt="query">'

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from personkit.checkpoint import sha256_file
+from personkit.checkpoint import sha256_file, write_json
 from personkit.data.constants import LIP_FLIP_PAIRS, MPII_FLIP_PAIRS
 from personkit.data.datasets.market1501 import REID_SPLITS, dataset_root, read_market1501
 from personkit.data.datasets.market_auto import AutoAnnotation, write_market_auto
@@ -204,8 +204,7 @@ def annotate_market(pose: str | Path, parts: str | Path, root: str | Path,
                    dynamic_ncols=True)
         with bar:
             count = write_market_auto(staging, _annotations(records, runners, batch_size, bar))
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n",
-                                               encoding="utf-8")
+        write_json(staging / "manifest.json", manifest)
         unchanged = _install(staging, out, force)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

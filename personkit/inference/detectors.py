@@ -44,16 +44,11 @@ import cv2
 import numpy as np
 import torch
 
-from personkit.models.detector import (
-    DEFAULT_SCORE,
-    TORCHVISION_PERSON,
-    DetectorBase,
-    TorchvisionDetector,
-    torchvision_detectors,
-)
+from personkit.data.constants import DETECTOR_SCORE, PERSON_LABEL
+from personkit.models.detector import DetectorBase, TorchvisionDetector, torchvision_detectors
 
 #: COCO's person label in the contiguous 80-class list of YOLO-family exports (torchvision's
-#: 91-entry list: :data:`~personkit.models.detector.TORCHVISION_PERSON`).
+#: 91-entry list: :data:`~personkit.data.constants.PERSON_LABEL`).
 YOLO_PERSON = 0
 #: The ONNX layouts :class:`OnnxDetector` reads.
 ONNX_LAYOUTS = ("yolov8", "yolov5", "yolox", "torchvision")
@@ -187,7 +182,7 @@ class OnnxDetector(DetectorBase):
         device: ``cpu`` or ``cuda`` (``cuda:N``: ONNX Runtime's default GPU).
     """
 
-    def __init__(self, path: str | Path, min_score: float = DEFAULT_SCORE, iou: float = 0.5,
+    def __init__(self, path: str | Path, min_score: float = DETECTOR_SCORE, iou: float = 0.5,
                  person_class: int | None = None, threads: int | None = None,
                  device: str = "cpu"):
         from personkit.inference.backends import ort_session
@@ -204,7 +199,7 @@ class OnnxDetector(DetectorBase):
             raise ValueError(f"{self.path}: input {self.input.name!r} is {self.input.type}, "
                              f"not a float image tensor")
         self.person = person_class if person_class is not None else (
-            TORCHVISION_PERSON if self.layout == "torchvision" else YOLO_PERSON)
+            PERSON_LABEL if self.layout == "torchvision" else YOLO_PERSON)
         self.size = onnx_input_size(self.input)
 
     @property
@@ -294,7 +289,7 @@ def _on_onnxruntime(model: Any, config: dict[str, Any], name: str, min_score: fl
     return detector
 
 
-def open_detector(spec: str | Path, device: str = "cpu", min_score: float = DEFAULT_SCORE,
+def open_detector(spec: str | Path, device: str = "cpu", min_score: float = DETECTOR_SCORE,
                   threads: int | None = None, engine: str = "auto") -> DetectorBase:
     """A detector from ``--detector``: a ``.onnx`` file (:class:`OnnxDetector`), a
     ``personkit train-detector`` run directory or its ``model.safetensors`` (on the CPU run by
@@ -340,8 +335,9 @@ def open_detector(spec: str | Path, device: str = "cpu", min_score: float = DEFA
                      f"(valid: {', '.join(torchvision_detectors())})")
 
 
-def detector_summary(detector: DetectorBase) -> dict[str, Any]:
-    """What a run reports about its detector."""
+def detector_summary(detector: DetectorBase, dropped_before: int = 0) -> dict[str, Any]:
+    """What a run reports about its detector (``dropped_before``: its count of dropped boxes
+    when the run began, as runs may share a detector)."""
     return {"detector": detector.name, "min_score": detector.min_score,
-            "dropped_non_finite": detector.dropped}
+            "dropped_non_finite": detector.dropped - dropped_before}
 

@@ -155,6 +155,10 @@ class Predictor:
         max_part_pixels: the most labels one person's part map may hold (None: one per pixel
             of its box; a service bounds it so a huge box cannot take gigabytes:
             :func:`parts_to_box`).
+
+    Attributes:
+        path: the run directory or file :meth:`from_checkpoint` or :meth:`from_export` read,
+            as given (None for a model passed in); messages and indexes name the model by it.
     """
 
     def __init__(self, model: nn.Module | Engine, device: str | torch.device = "auto",
@@ -189,6 +193,7 @@ class Predictor:
         self.flip_tta, self.batch_size, self.precision = flip_tta, batch_size, precision
         self.channels_last, self.max_part_pixels = channels_last, max_part_pixels
         self.part_classes = tuple(self.meta.part_classes)
+        self.path: str | Path | None = None
         self._merge = merge_parts and len(self.part_classes) == 20
         if self._merge:
             self.part_classes = MERGED5_CLASSES
@@ -205,24 +210,27 @@ class Predictor:
         Raises:
             FileNotFoundError: ``path`` does not exist.
         """
-        path = Path(path)
+        given, path = path, Path(path)
         if not path.exists():
             raise FileNotFoundError(f"checkpoint not found: {path}")
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         if is_export(path):
-            return cls.from_export(path, engine=None if engine == "torch" else engine,
+            return cls.from_export(given, engine=None if engine == "torch" else engine,
                                    device=device, heads=heads, threads=threads, **kwargs)
         model = load_model(path, "cpu")
         kwargs.setdefault("calibrations", read_calibrations(path))
         if engine == "torch":
-            return cls(model, resolve_device(device), heads, **kwargs)
-        from personkit.inference.export import engine_from_model
+            predictor = cls(model, resolve_device(device), heads, **kwargs)
+        else:
+            from personkit.inference.export import engine_from_model
 
-        device = _engine_device(device, engine)
-        runner = engine_from_model(model, engine, heads, device, threads,
-                                   kwargs.get("precision", "fp32"))
-        return cls(runner, device, heads, **kwargs)
+            device = _engine_device(device, engine)
+            runner = engine_from_model(model, engine, heads, device, threads,
+                                       kwargs.get("precision", "fp32"))
+            predictor = cls(runner, device, heads, **kwargs)
+        predictor.path = given
+        return predictor
 
     @classmethod
     def from_export(cls, path: str | Path, engine: str | None = None,
@@ -233,7 +241,9 @@ class Predictor:
         metadata gives the input size, mean/std, names and heads."""
         runner = open_export(path, engine, _engine_device(device, engine or ""), threads,
                              kwargs.get("precision", "fp32"))
-        return cls(runner, _engine_device(device, runner.name), heads, **kwargs)
+        predictor = cls(runner, _engine_device(device, runner.name), heads, **kwargs)
+        predictor.path = path
+        return predictor
 
     @property
     def model_id(self) -> str | None:

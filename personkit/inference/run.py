@@ -33,12 +33,13 @@ from typing import Any
 
 import numpy as np
 
+from personkit.checkpoint import write_json
 from personkit.data.io import BadImageError
-from personkit.inference.detectors import detector_summary, open_detector
+from personkit.inference.detectors import detector_summary
 from personkit.inference.predictor import PersonResult, Predictor
 from personkit.inference.sources import Frame, InputSource, open_frames, open_input
 from personkit.inference.visualize import draw_results, save_image, save_part_maps
-from personkit.models.detector import DEFAULT_SCORE
+from personkit.models.detector import DetectorBase
 
 #: Overlays of person crops (128×64 in Market) are enlarged to at least this height.
 CROP_VIS_HEIGHT = 256
@@ -67,29 +68,51 @@ def claim_output(out_dir: Path, overwrite: bool) -> None:
 def predict_source(predictor: Predictor, source: InputSource, out_dir: str | Path, *,
                    vis: bool = True, save_parts: bool = False, progress: bool = True,
                    text: Sequence[str] = ("gender",), overwrite: bool = False,
-                   detector: Any = None) -> dict[str, Any]:
+                   detector: DetectorBase | None = None) -> dict[str, Any]:
     """Run ``predictor`` on every frame of ``source`` and write ``out_dir`` (an earlier run's
     results there are refused, or with ``overwrite`` replaced: :func:`claim_output`); the
-    people of a ``frames`` source are found by ``detector``
-    (:mod:`personkit.inference.detectors`).
+    people of a ``frames`` source are found by ``detector`` (an opened detector,
+    :func:`~personkit.inference.detectors.open_detector`).
 
     Returns a summary: number of images and boxes and the paths written.
     """
-    from tqdm import tqdm
-
     out_dir = Path(out_dir)
     claim_output(out_dir, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
+    skipped: list[str] = []
+    bad_images: list[str] = []
+    dropped = detector.dropped if detector is not None else 0
+    people = _iter_results(predictor, source, skipped, bad_images, detector)
+    n_boxes, embedded = _write_results(people, source, out_dir, vis=vis, save_parts=save_parts,
+                                       progress=progress, text=text)
+    summary: dict[str, Any] = {"input": source.kind, "images": len(source), "boxes": n_boxes,
+                               "skipped_boxes": len(skipped),
+                               "results": str(out_dir / "results.jsonl")}
+    summary.update(_report(skipped, bad_images, detector, dropped))
+    if embedded:
+        summary["embeddings"] = str(out_dir / "embeddings.npy")
+    if vis:
+        summary["vis"] = str(out_dir / "vis")
+    write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def _write_results(people: Iterator[tuple[Frame, np.ndarray, list[int], list[PersonResult]]],
+                   source: InputSource, out_dir: Path, *, vis: bool, save_parts: bool,
+                   progress: bool, text: Sequence[str]) -> tuple[int, bool]:
+    """``results.jsonl`` and ``embeddings.npy`` of ``people`` (:func:`_iter_results`), under
+    temporary names until the last frame is done, and their ``vis/`` and ``parts/``; returns
+    the number of boxes and whether any has an embedding."""
+    from tqdm import tqdm
+
     embeddings: list[np.ndarray] = []
-    n_boxes, skipped, bad_images = 0, [], []
+    n_boxes = 0
     bar = tqdm(total=len(source), unit="crop" if source.kind == "crops" else "frame",
                disable=not progress, desc="predict")
-    results_path, emb_path = out_dir / "results.jsonl", out_dir / "embeddings.npy"
     tmp_results, tmp_emb = out_dir / ".results.jsonl.tmp", out_dir / ".embeddings.npy.tmp"
     try:
         with open(tmp_results, "w", encoding="utf-8") as jsonl:
-            for frame, image, kept, results in _iter_results(predictor, source, skipped,
-                                                             bad_images, detector):
+            for frame, image, kept, results in people:
                 for i, r in zip(kept, results, strict=True):
                     row = len(embeddings) if r.embedding is not None else None
                     jsonl.write(json.dumps(_record(frame, i, r, row)) + "\n")
@@ -97,7 +120,7 @@ def predict_source(predictor: Predictor, source: InputSource, out_dir: str | Pat
                         embeddings.append(r.embedding)
                     if save_parts and r.parts is not None:
                         save_part_maps(out_dir / "parts" / f"{frame.name}_{i}.png", r.parts,
-                                   len(r.part_classes))
+                                       len(r.part_classes))
                 if vis:
                     save_image(out_dir / "vis" / f"{frame.name}.png", draw_results(
                         image, results, text=text, min_height=CROP_VIS_HEIGHT
@@ -107,58 +130,62 @@ def predict_source(predictor: Predictor, source: InputSource, out_dir: str | Pat
         if embeddings:
             with open(tmp_emb, "wb") as f:
                 np.save(f, np.stack(embeddings).astype(np.float32))
-            os.replace(tmp_emb, emb_path)
+            os.replace(tmp_emb, out_dir / "embeddings.npy")
         else:
-            emb_path.unlink(missing_ok=True)  # no stale rows from an earlier run
-        os.replace(tmp_results, results_path)
+            (out_dir / "embeddings.npy").unlink(missing_ok=True)  # no stale rows of a rerun
+        os.replace(tmp_results, out_dir / "results.jsonl")
     finally:
         bar.close()
         tmp_results.unlink(missing_ok=True)
         tmp_emb.unlink(missing_ok=True)
-    summary: dict[str, Any] = {"input": source.kind, "images": len(source), "boxes": n_boxes,
-                               "skipped_boxes": len(skipped), "results": str(results_path)}
+    return n_boxes, bool(embeddings)
+
+
+def _report(skipped: list[str], bad_images: list[str], detector: DetectorBase | None,
+            dropped: int) -> dict[str, Any]:
+    """Print what was skipped and what the detector dropped (``dropped``: its count before
+    this run) on stderr; their entries of the summary."""
+    out: dict[str, Any] = {}
     if skipped:
         print(f"predict: skipped {len(skipped)} degenerate box(es) (not finite, or no area "
               f"inside the image), e.g. {skipped[0]}", file=sys.stderr)
-        summary["skipped_examples"] = skipped[:10]
+        out["skipped_examples"] = skipped[:10]
     if bad_images:
         print(f"predict: skipped {len(bad_images)} undecodable image(s): "
               f"{'; '.join(bad_images[:3])}", file=sys.stderr)
-        summary["skipped_images"] = bad_images
+        out["skipped_images"] = bad_images
     if detector is not None:
-        summary["detector"] = detector_summary(detector)
-        if detector.dropped:
-            print(f"predict: the detector gave {detector.dropped} box(es) with a non-finite "
-                  f"value; dropped", file=sys.stderr)
-    if embeddings:
-        summary["embeddings"] = str(emb_path)
-    if vis:
-        summary["vis"] = str(out_dir / "vis")
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return summary
+        out["detector"] = detector_summary(detector, dropped)
+        if out["detector"]["dropped_non_finite"]:
+            print(f"predict: the detector gave {out['detector']['dropped_non_finite']} box(es) "
+                  f"with a non-finite value; dropped", file=sys.stderr)
+    return out
 
 
-def predict(checkpoint: str | Path, input_path: str | Path, out_dir: str | Path, *,
-            boxes: str | Path | None = None, mot_source: str = "auto",
-            min_score: float | None = None, crops: bool = False, vis: bool = True,
-            save_parts: bool = False, progress: bool = True, overwrite: bool = False,
-            detector: str | Path | None = None, detector_score: float = DEFAULT_SCORE,
-            **predictor: Any) -> dict[str, Any]:
-    """``personkit predict``: a :class:`Predictor` for ``checkpoint`` (``predictor``: the
-    keywords of :meth:`Predictor.from_checkpoint`) over the input at ``input_path`` (an image
-    with ``boxes``, a folder of crops or a MOT sequence, :func:`open_input`; with
-    ``detector``, an image, a folder of frames or a MOT sequence's images,
-    :func:`open_frames`), into ``out_dir``; returns :func:`predict_source`'s summary."""
-    if detector is not None and (boxes is not None or crops):
+def predict_input(input_path: str | Path, *, boxes: str | Path | None = None,
+                  mot_source: str = "auto", min_score: float | None = None, crops: bool = False,
+                  frames: bool = False) -> InputSource:
+    """The input of ``personkit predict``: an image with ``boxes``, a folder of crops or a MOT
+    sequence (:func:`~personkit.inference.sources.open_input`); with ``frames`` (the people
+    found by a detector) an image, a folder of frames or a MOT sequence's images
+    (:func:`~personkit.inference.sources.open_frames`)."""
+    if frames and (boxes is not None or crops):
         raise ValueError("--detector finds the people itself: drop --boxes / --crops")
-    source = (open_frames(input_path) if detector is not None else
-              open_input(input_path, boxes, mot_source, min_score, crops))
-    claim_output(Path(out_dir), overwrite)  # both checked before the model is read
-    model = Predictor.from_checkpoint(checkpoint, **predictor)
-    finder = None if detector is None else open_detector(
-        detector, model.device.type, detector_score, predictor.get("threads"))
-    return predict_source(model, source, out_dir, vis=vis, save_parts=save_parts,
-                          progress=progress, overwrite=overwrite, detector=finder)
+    return (open_frames(input_path) if frames else
+            open_input(input_path, boxes, mot_source, min_score, crops))
+
+
+def predict(predictor: Predictor, input_path: str | Path, out_dir: str | Path, *,
+            boxes: str | Path | None = None, mot_source: str = "auto",
+            min_score: float | None = None, crops: bool = False,
+            detector: DetectorBase | None = None, **outputs: Any) -> dict[str, Any]:
+    """``personkit predict``: ``predictor`` over the input at ``input_path``
+    (:func:`predict_input`; with ``detector``, an opened detector, its frames) into
+    ``out_dir``; ``outputs`` are :func:`predict_source`'s options (``vis``, ``save_parts``,
+    ``progress``, ``overwrite``). Returns :func:`predict_source`'s summary."""
+    source = predict_input(input_path, boxes=boxes, mot_source=mot_source, min_score=min_score,
+                           crops=crops, frames=detector is not None)
+    return predict_source(predictor, source, out_dir, detector=detector, **outputs)
 
 
 def usable_boxes(boxes: np.ndarray | None, width: int, height: int) -> np.ndarray:
@@ -174,7 +201,7 @@ def usable_boxes(boxes: np.ndarray | None, width: int, height: int) -> np.ndarra
 
 
 def _iter_results(predictor: Predictor, source: InputSource, skipped: list[str],
-                  bad_images: list[str], detector: Any = None
+                  bad_images: list[str], detector: DetectorBase | None = None
                   ) -> Iterator[tuple[Frame, np.ndarray, list[int], list[PersonResult]]]:
     """(frame, RGB image, input box indices, results) per frame; crops are batched
     ``batch_size`` at a time; ``frames`` get their boxes from ``detector``. Degenerate boxes

@@ -23,14 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-#: The label of persons (as in torchvision's COCO detectors; 0 is background).
-PERSON_LABEL = 1
+from personkit.data.constants import DETECTOR_SCORE, PERSON_LABEL
+
 #: ``kind`` in a detector weight file's metadata.
 DETECTOR_KIND = "person_detector"
-#: COCO's person label in torchvision's 91-entry list (0 is background).
-TORCHVISION_PERSON = 1
-#: The score threshold of a detector when none is given.
-DEFAULT_SCORE = 0.5
 
 
 class TimmFPN(nn.Module):
@@ -155,7 +151,7 @@ class DetectorBase:
 
     name: str = "detector"
 
-    def __init__(self, min_score: float = DEFAULT_SCORE):
+    def __init__(self, min_score: float = DETECTOR_SCORE):
         if not 0.0 <= min_score <= 1.0:
             raise ValueError(f"detector score threshold must be in [0, 1], got {min_score}")
         self.min_score, self.dropped = float(min_score), 0
@@ -195,8 +191,8 @@ class TorchvisionDetector(DetectorBase):
     """
 
     def __init__(self, name: str, weights: str | None = "DEFAULT", device: str = "cpu",
-                 min_score: float = DEFAULT_SCORE, model: torch.nn.Module | None = None,
-                 person_label: int = TORCHVISION_PERSON, **builder: Any):
+                 min_score: float = DETECTOR_SCORE, model: torch.nn.Module | None = None,
+                 person_label: int = PERSON_LABEL, **builder: Any):
         super().__init__(min_score)
         self.name, self.device, self.person_label = name, torch.device(device), person_label
         self.model = (model if model is not None else build_torchvision(name, weights, **builder))

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from personkit.checkpoint import sha256_file
+from personkit.checkpoint import sha256_file, write_json
 from personkit.models.loading import resolve_model_file
 from personkit.models.weights import WeightsError, load_state_dict_file, map_keys
 
@@ -61,8 +60,7 @@ class InitReport:
                 f"  in the source, not in this model: {show(self.skipped)}")
 
     def write(self, path: str | Path) -> Path:
-        Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=2), encoding="utf-8")
-        return Path(path)
+        return write_json(path, dataclasses.asdict(self), end="")
 
 
 def resolve_weights_file(source: str | Path) -> Path:

@@ -31,10 +31,12 @@ from typing import Any
 from personkit.extras import require
 from personkit.index.people import PeopleIndex
 from personkit.inference.predictor import PredictionStopped, Predictor
+from personkit.models.detector import DetectorBase
 from personkit.serve.batching import BatcherBusy, BatcherStopped
 from personkit.serve.limits import Admission, UploadLimit, send_error
 from personkit.serve.metrics import CountRequests
-from personkit.serve.service import ApiError, Limits, Service
+from personkit.serve.service import ApiError, Service
+from personkit.serve.settings import HOST, MAX_BATCH, MAX_WAIT_MS, PORT, Limits
 
 log = logging.getLogger("personkit.serve")
 #: Seconds uvicorn waits for requests in progress when told to stop.
@@ -151,23 +153,18 @@ def create_app(service: Service) -> Any:
     return app
 
 
-def serve(run: str | Path, index: str | Path | None = None, *, host: str = "127.0.0.1",
-          port: int = 8000, max_batch: int = 8, max_wait_ms: float = 5.0,
-          limits: Limits | None = None, device: str = "auto", flip_tta: bool = True,
-          threads: int | None = None, detector: str | None = None,
-          detector_score: float = 0.5) -> None:
-    """``personkit serve``: load the model (and index, detector, on one device) and serve
-    until stopped."""
+def serve(predictor: Predictor, index: str | Path | None = None, *,
+          detector: DetectorBase | None = None, host: str = HOST, port: int = PORT,
+          max_batch: int = MAX_BATCH, max_wait_ms: float = MAX_WAIT_MS,
+          limits: Limits | None = None) -> None:
+    """``personkit serve``: ``predictor`` (and the index at ``index``, the ``detector`` that
+    finds the people of an image sent without boxes) over HTTP until stopped; ``max_batch``
+    and ``max_wait_ms``: how ``/predict`` requests are batched
+    (:class:`~personkit.serve.batching.Batcher`)."""
     uvicorn = require("uvicorn")
-    from personkit.inference.detectors import open_detector
-    from personkit.runtime import resolve_device
 
     limits = limits or Limits()
-    predictor = Predictor.from_checkpoint(run, device, flip_tta=flip_tta, threads=threads,
-                                          batch_size=max(32, max_batch))
-    finder = None if detector is None else open_detector(
-        detector, resolve_device(device).type, detector_score, threads)
-    service = Service(predictor, PeopleIndex.open(index) if index else None, finder,
+    service = Service(predictor, PeopleIndex.open(index) if index else None, detector,
                       max_batch, max_wait_ms, limits)
     print(f"personkit serve: http://{host}:{port}/ (model {predictor.model_id}"
           f"{f', index {index}' if index else ''}; at most {limits.max_concurrency} requests "

@@ -31,10 +31,12 @@ class BatcherBusy(RuntimeError):
 
 
 class Batcher:
-    """Collects calls of ``run(items) -> results`` (one result per item) into batches."""
+    """Collects calls of ``run(items) -> results`` (one result per item) into batches of up
+    to ``max_batch``, each waiting at most ``max_wait_ms`` for more (``personkit serve``'s
+    defaults: :mod:`personkit.serve.settings`)."""
 
-    def __init__(self, run: Callable[[Sequence[Any]], list[Any]], max_batch: int = 8,
-                 max_wait_ms: float = 5.0, on_batch: Callable[[int], None] | None = None,
+    def __init__(self, run: Callable[[Sequence[Any]], list[Any]], max_batch: int,
+                 max_wait_ms: float, on_batch: Callable[[int], None] | None = None,
                  max_queue: int = 1024):
         if max_batch < 1 or max_wait_ms < 0 or max_queue < 1:
             raise ValueError(f"max_batch and max_queue must be >= 1 and max_wait_ms >= 0, got "

@@ -1,6 +1,6 @@
 """What the endpoints of ``personkit serve`` share: the :class:`Service` (predictor, batcher,
-index, detector, metrics and :class:`Limits`), the user-mistake error :class:`ApiError` and
-the parsing of uploads and boxes.
+index, detector, metrics and :class:`~personkit.serve.settings.Limits`), the user-mistake
+error :class:`ApiError` and the parsing of uploads and boxes.
 
 Every upload's size is read from its header before anything is decoded (any format the
 decoder reads: :func:`~personkit.data.io.check_pixels`); decoding, detection and the network
@@ -13,7 +13,6 @@ import asyncio
 import base64
 import json
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,38 +24,12 @@ from personkit.index.search import example_boxes
 from personkit.inference.predictor import PersonResult, Predictor
 from personkit.serve.batching import Batcher, BatcherStopped
 from personkit.serve.metrics import ServiceMetrics
+from personkit.serve.settings import MAX_BATCH, MAX_WAIT_MS, Limits
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: Said in ``/predict`` and ``/search`` answers when a whole upload became one person.
 WHOLE_IMAGE = ("no boxes were given and the server has no detector: the whole image was "
                "taken as one person")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may ask of the server (``personkit serve --max-...``).
-
-    Attributes:
-        max_pixels: the most pixels an uploaded image may declare (40 MP: a 7700×5200 photo).
-        max_boxes: the most person boxes one image may carry (given or detected).
-        max_concurrency: requests worked on at once (decoding, detecting, predicting,
-            searching); ``max_queue`` more may wait, further ones get 503.
-        max_upload_mb: the largest request body.
-    """
-
-    max_pixels: int = 40_000_000
-    max_boxes: int = 256
-    max_concurrency: int = 8
-    max_queue: int = 16
-    max_upload_mb: float = 10.0
-
-    def __post_init__(self) -> None:
-        for name in ("max_pixels", "max_boxes", "max_concurrency"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_queue < 0 or self.max_upload_mb <= 0:
-            raise ValueError(f"max_queue must be >= 0 and max_upload_mb > 0, got "
-                             f"{self.max_queue} and {self.max_upload_mb}")
 
 
 class ApiError(Exception):
@@ -119,7 +92,8 @@ class Service:
     detector, the limits and the metrics. :meth:`close` stops it (the server's shutdown)."""
 
     def __init__(self, predictor: Predictor, index: PeopleIndex | None, detector: Any = None,
-                 max_batch: int = 8, max_wait_ms: float = 5.0, limits: Limits | None = None):
+                 max_batch: int = MAX_BATCH, max_wait_ms: float = MAX_WAIT_MS,
+                 limits: Limits | None = None):
         if index is not None and predictor.model_id != index.info.model:
             raise ValueError(f"the index {index.path} holds people of model {index.info.model}, "
                              f"the served model is {predictor.model_id}: serve the index's model")

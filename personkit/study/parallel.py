@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from personkit.checkpoint import write_text_atomic
+from personkit.checkpoint import write_json
 from personkit.report import to_jsonable
 from personkit.runtime import cpu_count, cuda_device_count, die_with_parent
 from personkit.study.jobs import JOBS_VAR, _append, _prepare_run_dir, _run_job, job_dir
@@ -230,7 +230,7 @@ def run_one_job(spec: str | Path, out: str | Path, row_seed: str, progress: bool
           f"{os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}", flush=True)
     record = _run_job(job, study.out, 1, progress, job.world_id)
     path = job_dir(job, study.out) / RECORD
-    write_text_atomic(path, json.dumps(to_jsonable(record)) + "\n")
+    write_json(path, to_jsonable(record), indent=None)
     print(f"{job.row} seed {job.seed}: finished in {record['seconds']['total']:.0f} s; "
           f"record {path}", flush=True)
     return path

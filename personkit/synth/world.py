@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from personkit.checkpoint import write_json
 from personkit.data.datasets.market_auto import AutoAnnotation, write_market_auto
 from personkit.synth.appearance import get_identity
 from personkit.synth.bias import manifest
@@ -30,7 +31,6 @@ from personkit.synth.presets import Preset, get_preset
 from personkit.synth.writers import (
     lip_csv_row,
     mpii_json_records,
-    write_json,
     write_lines,
     write_market_attributes,
     write_mpii_mat,
@@ -291,7 +291,8 @@ def _write_mpii(root: Path, items: list[SceneItem], annos: list) -> dict[str, in
         sel = [(it.name, a) for it, a in zip(items, annos, strict=True) if it.split == s]
         by[s] = ([n for n, _ in sel], [a for _, a in sel])
     for split, fname in (("train", "train.json"), ("val", "valid.json")):
-        write_json(root / "annot" / fname, mpii_json_records(*by[split]))
+        write_json(root / "annot" / fname, mpii_json_records(*by[split]), indent=None,
+                   separators=(", ", ": "))
     write_lines(root / "annot" / "valid_images.txt", by["val"][0])
     return {f"mpii_{s}_images": len(by[s][0]) for s in by} | {
         f"mpii_{s}_persons": sum(len(a) for a in by[s][1]) for s in by} | {
@@ -348,10 +349,9 @@ def synthesize(out_dir: str | Path, preset: str | Preset = "small", seed: int = 
                                                        results[:len(m_items)])
     counts |= _write_mpii(roots[1], p_items, results[len(m_items):len(m_items) + len(p_items)])
     counts |= _write_lip(roots[2], l_items, results[len(m_items) + len(p_items):])
-    (out / MARKER).write_text(json.dumps({"generator": "personkit.synth", "preset": preset,
-                                          "seed": seed, **world_key(cfg, bias),
-                                          "looks": manifest(bias), "counts": counts},
-                                         indent=1) + "\n")
+    write_json(out / MARKER, {"generator": "personkit.synth", "preset": preset, "seed": seed,
+                              **world_key(cfg, bias), "looks": manifest(bias), "counts": counts},
+               indent=1)
     return SynthSummary(out, preset, seed, *roots, counts=counts,
                         seconds=time.perf_counter() - start)
 

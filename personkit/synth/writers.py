@@ -9,7 +9,6 @@ pixels. ``savemat`` output is made byte-deterministic by replacing scipy's time-
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -161,11 +160,6 @@ def mpii_json_records(names: list[str], annos: list[list[PersonAnno]]) -> list[d
                         "center": [round(a.center[0] + 1, 2), round(a.center[1] + 1, 2)],
                         "head_box": [round(v + 1, 2) for v in a.head_box]})
     return out
-
-
-def write_json(path: Path, records: list[dict]) -> None:
-    """A JSON file with a stable layout."""
-    Path(path).write_text(json.dumps(records, separators=(", ", ": ")) + "\n")
 
 
 # --------------------------------------------------------------------------------------- LIP

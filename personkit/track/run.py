@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -31,8 +30,9 @@ from typing import Any, TextIO
 import cv2
 import numpy as np
 
+from personkit.checkpoint import write_json
 from personkit.data.mot import write_mot_results
-from personkit.inference.predictor import PersonResult
+from personkit.inference.predictor import PersonResult, Predictor
 from personkit.inference.visualize import (
     draw_results,
     draw_thumbnail,
@@ -40,6 +40,7 @@ from personkit.inference.visualize import (
     save_part_maps,
     view,
 )
+from personkit.models.detector import DetectorBase
 from personkit.track.io import FrameError, TrackSource, VideoWriter
 from personkit.track.tracker import FrameTracks, Tracker
 
@@ -239,22 +240,20 @@ def _write_tracks(out_dir: Path, tracker: Tracker, source: TrackSource, got: _Tr
     summaries = tracker.summaries()
     thumbs = views.write(out_dir)
     src = source.seq_dir or source.video
-    (out_dir / "tracks.json").write_text(json.dumps(
-        {"sequence": source.name, "tracker": tracker.name, "embeddings": tracker.mode,
-         "frame_rate": source.frame_rate,
-         "source_path": str(Path(src).resolve()) if src else "",
-         **({"ended": got.ended} if got.ended else {}),
-         "tracks": [{**_timed_track(s.to_dict(keypoints), got.times),
-                     "thumbnail": thumbs.get(s.track_id)} for s in summaries]}, indent=1),
-        encoding="utf-8")
+    write_json(out_dir / "tracks.json", {
+        "sequence": source.name, "tracker": tracker.name, "embeddings": tracker.mode,
+        "frame_rate": source.frame_rate, "source_path": str(Path(src).resolve()) if src else "",
+        **({"ended": got.ended} if got.ended else {}),
+        "tracks": [{**_timed_track(s.to_dict(keypoints), got.times),
+                    "thumbnail": thumbs.get(s.track_id)} for s in summaries]}, indent=1, end="")
     embedded = [(s.track_id, e) for s in summaries if (e := s.embedding()) is not None]
     if embedded:
         from personkit.track.gallery import bank_entries
 
         np.save(out_dir / "track_embeddings.npy", np.stack([e for _, e in embedded]))
         model_id = tracker.predictor.model_id if tracker.predictor else None
-        (out_dir / "gallery.json").write_text(
-            json.dumps(bank_entries(source.name, embedded, model_id)), encoding="utf-8")
+        write_json(out_dir / "gallery.json", bank_entries(source.name, embedded, model_id),
+                   indent=None, end="")
     return summaries
 
 
@@ -334,70 +333,77 @@ def format_summary(summary: dict[str, Any], out_dir: str | Path) -> str:
     return "\n".join(lines)
 
 
-def track(checkpoint: str | Path | None, source: str | Path, out_dir: str | Path, *,
-          detections: str | Path | None = None, mot_source: str = "auto",
-          tracker: str = "botsort", embeddings: str = "personkit", device: str = "auto",
-          engine: str = "torch", threads: int | None = None, heads: Sequence[str] | None = None,
-          flip_tta: bool = True, batch_size: int = 32, merge_parts: bool = False, seed: int = 0,
-          tracker_kwargs: dict[str, Any] | None = None, evaluate: bool = False,
+def track(predictor: Predictor | None, source: str | Path, out_dir: str | Path, *,
+          detector: DetectorBase | None = None, detections: str | Path | None = None,
+          mot_source: str = "auto", tracker: str = "botsort", embeddings: str = "personkit",
+          seed: int = 0, tracker_kwargs: dict[str, Any] | None = None, evaluate: bool = False,
           gallery: str | Path | None = None, match_threshold: float | None = None,
-          detector: str | Path | None = None, detector_score: float = 0.5,
-          precision: str = "fp32", progress: bool = False, **outputs: Any) -> dict[str, Any]:
+          progress: bool = False, **outputs: Any) -> dict[str, Any]:
     """``personkit track``: a MOT sequence folder, or a video with ``detections``, tracked
-    into ``out_dir`` (see the module docstring); returns the summary written to
-    ``summary.json``.
+    into ``out_dir`` (see the module docstring) with ``predictor``'s attributes, pose, parts
+    and embeddings; returns the summary written to ``summary.json``.
 
-    ``checkpoint`` None tracks by motion alone. ``detector`` (a torchvision name or an ONNX
-    file, :func:`~personkit.inference.detectors.open_detector`) finds the people instead of
-    ``det.txt``/``detections``. ``evaluate`` scores the results against the
-    sequence's ``gt/gt.txt`` with TrackEval (``metrics.json``); ``gallery`` matches this run's
-    tracks against a bank of earlier tracks (``gallery_matches.json``) within
-    ``match_threshold`` (default: the model's calibrated one, :mod:`personkit.track.gallery`).
-    ``precision``: ``fp32`` or ``bf16`` (torch and OpenVINO engines). ``outputs`` are
+    ``predictor`` None tracks by motion alone. ``detector`` (an opened detector,
+    :func:`~personkit.inference.detectors.open_detector`) finds the people instead of
+    ``det.txt``/``detections``. ``evaluate`` scores the results against the sequence's
+    ``gt/gt.txt`` with TrackEval (``metrics.json``); ``gallery`` matches this run's tracks
+    against a bank of earlier tracks (``gallery_matches.json``) within ``match_threshold``
+    (default: the model's calibrated one, :mod:`personkit.track.gallery`). ``outputs`` are
     :func:`track_source`'s options (``video_out``, ``png_frames``, ``save_parts``,
-    ``keypoints``).
+    ``keypoints``, ``jsonl``).
 
     Raises:
         TrackingStopped: a frame of the source could not be read or decoded; everything
             tracked before it was written first (``--eval`` skipped).
     """
-    from personkit.inference import Predictor
-    from personkit.inference.detectors import detector_summary, open_detector
-    from personkit.runtime import resolve_device
-    from personkit.track.gallery import gallery_threshold, load_bank, match_gallery
+    from personkit.inference.detectors import detector_summary
     from personkit.track.io import open_track_source
 
-    finder = None if detector is None else open_detector(
-        detector, resolve_device(device).type, detector_score, threads)
-    src = open_track_source(source, detections, mot_source, finder)
+    dropped = detector.dropped if detector is not None else 0
+    src = open_track_source(source, detections, mot_source, detector)
     gt = _ground_truth(src) if evaluate else None
-    predictor = None if checkpoint is None else Predictor.from_checkpoint(
-        checkpoint, device, heads, engine=engine, threads=threads, flip_tta=flip_tta,
-        batch_size=batch_size, merge_parts=merge_parts, precision=precision)
-    bank = load_bank(gallery, predictor.model_id if predictor else None) if gallery else None
-    used = (gallery_threshold(predictor.calibration, match_threshold, str(checkpoint))
-            if bank is not None else None)
+    bank, used = _bank(predictor, gallery, match_threshold) if gallery else (None, None)
     trk = Tracker(predictor, tracker, embeddings, frame_rate=src.frame_rate, seed=seed,
                   tracker_kwargs=tracker_kwargs or {})
     out_dir = Path(out_dir)
     _remove_earlier_outputs(out_dir)
     summary = track_source(trk, src, out_dir, progress=progress, **outputs)
-    if finder is not None:
-        summary["detector"] = detector_summary(finder)
+    if detector is not None:
+        summary["detector"] = detector_summary(detector, dropped)
     if gt is not None:
         _evaluate(summary, gt, len(src), src.name, out_dir)
     if bank is not None:
-        tracks = [(s.track_id, e) for s in trk.summaries() if (e := s.embedding()) is not None]
-        summary["match_threshold"] = used
-        summary["gallery_matches"] = match_gallery(tracks, bank, used["threshold"])
-        (out_dir / "gallery_matches.json").write_text(
-            json.dumps(summary["gallery_matches"], indent=1))
+        _match_gallery(summary, trk, bank, used, out_dir)
     return _finish(summary, out_dir)
+
+
+def _bank(predictor: Predictor | None, gallery: str | Path,
+          match_threshold: float | None) -> tuple[Any, dict[str, Any]]:
+    """``--gallery``: the bank of earlier tracks (:func:`~personkit.track.gallery.load_bank`:
+    refused unless ``predictor``'s model wrote it) and the threshold matches use."""
+    from personkit.track.gallery import gallery_threshold, load_bank
+
+    bank = load_bank(gallery, predictor.model_id if predictor else None)
+    name = str(predictor.path) if predictor and predictor.path is not None else "this model"
+    calibration = predictor.calibration if predictor else None
+    return bank, gallery_threshold(calibration, match_threshold, name)
+
+
+def _match_gallery(summary: dict[str, Any], trk: Tracker, bank: Any, used: dict[str, Any],
+                   out_dir: Path) -> None:
+    """``--gallery``: this run's tracks matched against ``bank`` within ``used``'s threshold,
+    into ``summary`` and ``gallery_matches.json``."""
+    from personkit.track.gallery import match_gallery
+
+    tracks = [(s.track_id, e) for s in trk.summaries() if (e := s.embedding()) is not None]
+    summary["match_threshold"] = used
+    summary["gallery_matches"] = match_gallery(tracks, bank, used["threshold"])
+    write_json(out_dir / "gallery_matches.json", summary["gallery_matches"], indent=1, end="")
 
 
 def _finish(summary: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """``summary.json``; then, for a run that a broken frame ended, :class:`TrackingStopped`."""
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_json(out_dir / "summary.json", summary, indent=1, end="")
     if "ended" in summary:
         raise TrackingStopped(f"{summary['ended'].removeprefix('error: ')} (the "
                               f"{summary['frames']} frames before it are tracked and written "
@@ -425,4 +431,4 @@ def _evaluate(summary: dict[str, Any], gt: Path, length: int, name: str, out_dir
         summary["metrics_skipped"] = "the run ended before the end of the sequence"
         return
     summary["metrics"] = evaluate_mot(gt, summary["results"], length or summary["frames"], name)
-    (out_dir / "metrics.json").write_text(json.dumps(summary["metrics"], indent=1))
+    write_json(out_dir / "metrics.json", summary["metrics"], indent=1, end="")

@@ -163,3 +163,38 @@ def test_a_video_with_a_detector_is_tracked_into_the_index(cameras, tiny_checkpo
     assert idx.store.sources() == {"door": len(people)}  # the same boxes every frame
     entry = idx.get("door:1")
     assert (entry.first_frame, entry.last_frame) == (1, 12) and entry.identity == ""
+
+
+def test_several_sources_are_tracked_with_one_model_and_one_detector(
+        cameras, tiny_checkpoint, tmp_path, monkeypatch):
+    """`personkit index` builds the predictor and the detector once and tracks every source
+    with them (issue #33: the model was read for the index, then again for each source).
+    Each source's summary counts only the boxes its own frames made the detector drop."""
+    from fake_detectors import torchvision_layout
+
+    import personkit.inference.detectors as detectors
+    import personkit.inference.predictor as predictor
+
+    loads, opens = [], []
+    load_model, open_detector = predictor.load_model, detectors.open_detector
+
+    def counted_load(*args, **kwargs):
+        loads.append(args[0])
+        return load_model(*args, **kwargs)
+
+    def counted_open(*args, **kwargs):
+        opens.append(args[0])
+        return open_detector(*args, **kwargs)
+
+    monkeypatch.setattr(predictor, "load_model", counted_load)
+    monkeypatch.setattr(detectors, "open_detector", counted_open)
+    nan = float("nan")
+    detector = torchvision_layout(tmp_path / "det.onnx", [[10, 20, 60, 140], [nan, 1, 5, 9]],
+                                  [0.9, 0.8])
+    index = tmp_path / "idx"
+    assert main(["index", str(index), *map(str, cameras), "--detector", str(detector),
+                 "--model", str(tiny_checkpoint), "--no-progress"]) == 0
+    assert loads == [tiny_checkpoint] and opens == [str(detector)]
+    for seq in cameras:
+        summary = json.loads((index / "tracks" / seq.name / "summary.json").read_text())
+        assert summary["detector"]["dropped_non_finite"] == summary["frames"] > 0

@@ -45,11 +45,12 @@ def one_person_sequence(root, n=26, rate="12.5"):
 @pytest.fixture(scope="module")
 def tracked(extra, tiny_checkpoint, tmp_path_factory):
     """A `personkit track` folder of a 12.5 frames/s sequence (one track, frames 1..26)."""
+    from personkit.inference import Predictor
     from personkit.track.run import track
 
     root = tmp_path_factory.mktemp("tracked")
     seq = one_person_sequence(root / "door")
-    track(tiny_checkpoint, seq, root / "out", device="cpu")
+    track(Predictor.from_checkpoint(tiny_checkpoint, "cpu"), seq, root / "out")
     return root / "out"
 
 

@@ -63,6 +63,25 @@ def test_predict_crops_and_mot(tiny_checkpoint, tmp_path):
     assert len(_lines(tmp_path / "c" / "results.jsonl")) == 2
 
 
+def test_the_python_api_takes_a_predictor_and_writes_what_the_command_writes(
+        tiny_checkpoint, street, tmp_path):
+    """``predict(predictor, ...)`` (issue #33): one predictor for several runs, each run's
+    files the same bytes as ``personkit predict``'s."""
+    from personkit.inference import Predictor
+    from personkit.inference.run import predict
+
+    assert main(["predict", str(tiny_checkpoint), str(street), "--out", str(tmp_path / "cli"),
+                 "--no-progress", "--device", "cpu"]) == 0
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, "cpu")
+    for run in ("api1", "api2"):
+        summary = predict(predictor, street, tmp_path / run, progress=False)
+        assert summary["boxes"] == 2
+        for name in ("results.jsonl", "embeddings.npy", "vis/street.png"):
+            assert (tmp_path / run / name).read_bytes() == (tmp_path / "cli" / name).read_bytes()
+    with pytest.raises(ValueError, match="--detector finds the people itself"):
+        predict(predictor, street, tmp_path / "x", crops=True, detector=object())
+
+
 def test_a_rerun_into_an_earlier_runs_folder_is_refused_or_replaces_it(tiny_checkpoint, street,
                                                                       tmp_path, capsys):
     out = tmp_path / "out"

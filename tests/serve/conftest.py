@@ -41,6 +41,7 @@ def index_dir(tmp_path_factory, scene_dir, checkpoint) -> Path:
     """An index of the people of frames 4, 6 and 8 (crops, thumbnails real JPEGs)."""
     from personkit.data.io import read_image
     from personkit.index.build import index_sources
+    from personkit.inference import Predictor
 
     crops = tmp_path_factory.mktemp("crops") / "door"
     crops.mkdir()
@@ -50,7 +51,7 @@ def index_dir(tmp_path_factory, scene_dir, checkpoint) -> Path:
             crop = image[max(0, y1):y2, max(0, x1):x2]
             cv2.imwrite(str(crops / f"{frame:02d}_{k}.jpg"), crop[:, :, ::-1])
     path = tmp_path_factory.mktemp("index") / "people"
-    index_sources(path, [str(crops)], checkpoint, crops=True, device="cpu")
+    index_sources(path, [str(crops)], Predictor.from_checkpoint(checkpoint, "cpu"), crops=True)
     return path
 
 

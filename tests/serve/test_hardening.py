@@ -243,25 +243,30 @@ def test_an_image_example_gives_one_embedding_on_the_cli_and_over_http(client, c
 
 def test_the_detector_runs_on_the_service_device(checkpoint, monkeypatch):
     """``personkit serve --device cuda --detector ...`` opened its detector on the CPU; it
-    now gets the device the network runs on (resolved once, ``auto`` included)."""
+    now gets the device the network runs on (resolved once, ``auto`` included). The command
+    builds the predictor and the detector once and hands both to the service (issue #33)."""
     import torch
 
     import personkit.inference.detectors as detectors
     import personkit.runtime as runtime
     import personkit.serve.app as app
+    from personkit.cli import main
     from personkit.inference import Predictor
 
-    opened, served = {}, {}
+    opened, served, loaded = {}, {}, []
     predictor = Predictor.from_checkpoint(checkpoint, "cpu")
     monkeypatch.setattr(runtime, "resolve_device", lambda device: torch.device("cuda"))
-    monkeypatch.setattr(Predictor, "from_checkpoint", lambda *a, **k: predictor)
+    monkeypatch.setattr(Predictor, "from_checkpoint",
+                        lambda *a, **k: loaded.append(k) or predictor)
     monkeypatch.setattr(detectors, "open_detector",
                         lambda spec, device, *a: opened.setdefault("device", device))
 
     def no_server(base, service):
-        served["detector"] = service.detector
+        served["detector"], served["predictor"] = service.detector, service.predictor
         return lambda config: type("Run", (), {"run": lambda self: None})()
 
     monkeypatch.setattr(app, "stopping_server", no_server)
-    app.serve(checkpoint, device="auto", detector="fasterrcnn_mobilenet_v3_large_320_fpn")
-    assert opened == {"device": "cuda"} and served["detector"] == "cuda"
+    assert main(["serve", str(checkpoint), "--max-batch", "40", "--detector",
+                 "fasterrcnn_mobilenet_v3_large_320_fpn"]) == 0
+    assert opened == {"device": "cuda"} and served == {"detector": "cuda", "predictor": predictor}
+    assert loaded == [{"device": "auto", "threads": None, "flip_tta": True, "batch_size": 40}]

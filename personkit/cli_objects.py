@@ -1,0 +1,54 @@
+"""The one place where the command line's options become objects: the :class:`Predictor` and
+the person detector that ``predict``, ``track``, ``index``, ``search`` and ``serve`` hand to
+their pipelines, built once per command. The pipelines take these objects and never read an
+option; a subcommand passes only the options it declares."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from personkit.cli_options import comma_list
+
+if TYPE_CHECKING:
+    from personkit.inference.predictor import Predictor
+    from personkit.models.detector import DetectorBase
+
+#: The shared options that configure the network (their ``argparse`` names) -> the keyword
+#: of :meth:`~personkit.inference.predictor.Predictor.from_checkpoint` each one sets.
+PREDICTOR_OPTIONS = {"device": "device", "heads": "heads", "engine": "engine",
+                     "threads": "threads", "flip": "flip_tta", "batch_size": "batch_size",
+                     "merge_parts": "merge_parts", "precision": "precision"}
+
+
+def predictor_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keywords of ``Predictor.from_checkpoint`` that ``args`` give (``--heads`` as a
+    list; ``--threads 0``, the engine's own count, as None)."""
+    given = {key: getattr(args, name) for name, key in PREDICTOR_OPTIONS.items()
+             if hasattr(args, name)}
+    if "heads" in given:
+        given["heads"] = comma_list(given["heads"])
+    if "threads" in given:
+        given["threads"] = given["threads"] or None
+    return given
+
+
+def open_predictor(model: str, args: argparse.Namespace, **changes: Any) -> Predictor:
+    """The predictor of ``model`` (a run directory, checkpoint or export) as ``args``
+    configure it; ``changes``: keywords the subcommand sets itself."""
+    from personkit.inference.predictor import Predictor
+
+    return Predictor.from_checkpoint(model, **{**predictor_options(args), **changes})
+
+
+def open_person_detector(args: argparse.Namespace,
+                         device: str | None = None) -> DetectorBase | None:
+    """``--detector`` with ``--detector-score`` (and ``--threads`` where the subcommand has
+    it) on ``device`` (default: ``--device``, resolved); None without ``--detector``."""
+    if args.detector is None:
+        return None
+    from personkit.inference.detectors import open_detector
+    from personkit.runtime import resolve_device
+
+    return open_detector(args.detector, device or resolve_device(args.device).type,
+                         args.detector_score, getattr(args, "threads", 0) or None)
