@@ -243,6 +243,8 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
          opt("--png-frames", action="store_true", help="write annotated frames/*.png"),
          opt("--save-parts", action="store_true", help="part label PNGs per track frame"),
          opt("--keypoints", action="store_true", help="per-frame keypoints in tracks.json"),
+         opt("--thumb-overlays", action="store_true", help="also thumbs/ID_overlay.jpg: the "
+             "best view with parts, skeleton and the track's gender drawn"),
          opt("--jsonl", default=None, help="stream each frame's people as JSON lines to this "
              "file as they are tracked (- : stdout; the summary then goes to stderr)"),
          opt("--tracker-arg", action="append", default=[],
@@ -266,7 +268,8 @@ def _cmd_track(args: argparse.Namespace) -> int:
         tracker_kwargs=dict(map(parse_tracker_arg, args.tracker_arg)), evaluate=args.eval,
         gallery=args.gallery, match_threshold=args.match_threshold,
         progress=not args.no_progress, video_out=args.video_out, png_frames=args.png_frames,
-        save_parts=args.save_parts, keypoints=args.keypoints, jsonl=args.jsonl)
+        save_parts=args.save_parts, keypoints=args.keypoints, jsonl=args.jsonl,
+        thumb_overlays=args.thumb_overlays)
     print(format_summary(summary, args.out), file=sys.stderr if args.jsonl == "-" else None)
     return 0
 

@@ -225,9 +225,12 @@ def view(image: np.ndarray, result: PersonResult,
     return image[cy1:cy2, cx1:cx2], shift_result(result, cx1, cy1)
 
 
-def draw_thumbnail(crop: np.ndarray, result: PersonResult, height: int = 128) -> np.ndarray:
-    """A :func:`view` with parts, skeleton and box drawn, scaled to ``height`` pixels."""
-    crop = draw_results(crop, [result], text=())
+def draw_thumbnail(crop: np.ndarray, result: PersonResult, height: int = 128,
+                   overlays: bool = True) -> np.ndarray:
+    """A :func:`view` scaled to ``height`` pixels; with ``overlays``, parts, skeleton and box
+    drawn on it first (the box coloured by ``result``'s gender)."""
+    if overlays:
+        crop = draw_results(crop, [result], text=())
     scale = height / crop.shape[0]
     width = max(1, int(round(crop.shape[1] * scale)))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
@@ -235,6 +238,7 @@ def draw_thumbnail(crop: np.ndarray, result: PersonResult, height: int = 128) ->
 
 
 def thumbnail(image: np.ndarray, result: PersonResult, height: int = 128,
-              margin: float = 0.1) -> np.ndarray:
-    """One person's picture for an index: :func:`draw_thumbnail` of its :func:`view`."""
-    return draw_thumbnail(*view(image, result, margin), height)
+              margin: float = 0.1, overlays: bool = False) -> np.ndarray:
+    """One person's picture for an index: the plain crop of its :func:`view` (its clothing
+    colours as they are), or with ``overlays`` drawn (:func:`draw_thumbnail`)."""
+    return draw_thumbnail(*view(image, result, margin), height, overlays)

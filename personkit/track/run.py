@@ -10,8 +10,10 @@ Output folder:
   ``--save-parts``: the path of each frame's part label PNG under ``parts/``); ``ended`` when
   a broken frame ended the run;
 * ``track_embeddings.npy`` + ``gallery.json``: the track embeddings, a bank for later runs;
-* ``thumbs/ID.jpg``: each track's best view (its box most inside the frame, then the
-  highest-scoring, then the larger) with parts, skeleton and box drawn, for ``personkit index``;
+* ``thumbs/ID.jpg``: each track's best view (:func:`view_quality`: a whole box before one
+  the frame cuts, upright before a sliver, then the score and the size), the plain crop, for
+  ``personkit index``; with ``--thumb-overlays`` also ``thumbs/ID_overlay.jpg`` with parts,
+  skeleton and the box in the track's merged gender's colour;
 * ``video.mp4`` (``--video-out``, H.264) or ``frames/*.png`` (``--png-frames``);
 * ``metrics.json`` (``--eval``, needs ``gt/gt.txt``) and ``gallery_matches.json``
   (``--gallery BANK``);
@@ -20,6 +22,7 @@ Output folder:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -90,25 +93,44 @@ def _save_parts(out_dir: Path, ft: FrameTracks, tracker: Tracker) -> None:
         tracker.tracks[int(tid)].observations[-1].parts_path = rel
 
 
+#: A box closer than this many pixels to the frame's edge may be cut by it.
+EDGE_PX = 2.0
+#: Height / width of an upright person's box: outside it a view is a sliver or a crouch.
+UPRIGHT = (1.2, 4.5)
+
+
+def view_quality(box: np.ndarray, width: int, height: int,
+                 score: float) -> tuple[bool, float, bool, float, float]:
+    """How well a box shows its person, compared as a tuple (larger is better): whole (all
+    of the box inside the frame and clear of its edges: a detector clips the boxes of people
+    the frame cuts, so a box at the edge is taken as cut), the share inside the frame,
+    upright (height / width in :data:`UPRIGHT`: not a sliver), the detection score, the
+    area."""
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    area = max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
+    inside = max(0.0, min(x2, width) - max(x1, 0)) * max(0.0, min(y2, height) - max(y1, 0))
+    share = inside / max(area, 1e-9)
+    whole = share >= 0.999 and min(x1, y1, width - x2, height - y2) >= EDGE_PX
+    aspect = (y2 - y1) / max(x2 - x1, 1e-9)
+    return (whole, round(share, 1), UPRIGHT[0] <= aspect <= UPRIGHT[1], round(float(score), 1),
+            area)
+
+
 class BestViews:
-    """Each track's best view so far (the box most inside the frame, then the highest
-    detection score, then the larger box): its part of the frame and result are kept, and
-    drawn as its thumbnail (:func:`~personkit.inference.visualize.draw_thumbnail`) only at
-    the end, once per track."""
+    """Each track's best view so far (:func:`view_quality`: whole before cut by the frame,
+    upright before a sliver, then the detection score and the size): its part of the frame
+    and result are kept, and written as its thumbnail only at the end, once per track."""
 
     def __init__(self) -> None:
-        self.keys: dict[int, tuple[float, float, float]] = {}
+        self.keys: dict[int, tuple[bool, float, bool, float, float]] = {}
         self.views: dict[int, tuple[np.ndarray, PersonResult]] = {}
 
     def update(self, image: np.ndarray, ft: FrameTracks) -> None:
+        h, w = image.shape[:2]
         for tid, box, score, r in zip(ft.track_ids, ft.boxes, ft.scores, ft.results,
                                       strict=True):
-            area = float((box[2] - box[0]) * (box[3] - box[1]))
-            h, w = image.shape[:2]
-            inside = float(max(0.0, min(box[2], w) - max(box[0], 0)) * max(
-                0.0, min(box[3], h) - max(box[1], 0))) / max(area, 1e-9)
-            key = (round(inside, 1), round(float(score), 2), area)
-            if key > self.keys.get(int(tid), (-1.0, -1.0, 0.0)):
+            key = view_quality(box, w, h, score)
+            if int(tid) not in self.keys or key > self.keys[int(tid)]:
                 try:
                     crop, result = view(image, r if r is not None else
                                         PersonResult(box=tuple(box)))
@@ -117,13 +139,31 @@ class BestViews:
                 self.views[int(tid)] = (crop.copy(), result)  # the frame itself is not kept
                 self.keys[int(tid)] = key
 
-    def write(self, out_dir: Path) -> dict[int, str]:
-        """``thumbs/ID.jpg`` for every track; returns the relative paths by track id."""
+    def write(self, out_dir: Path, genders: dict[int, str] | None = None,
+              overlays: bool = False) -> dict[int, str]:
+        """``thumbs/ID.jpg`` for every track, the plain crop (what a person checks a match
+        by: the clothing's colours as they are); with ``overlays`` also
+        ``thumbs/ID_overlay.jpg`` with parts, skeleton and a box coloured by the track's
+        merged gender (``genders``), not the one frame's. Returns the plain thumbnails'
+        relative paths by track id."""
         paths = {}
         for tid, (crop, result) in self.views.items():
             paths[tid] = f"thumbs/{tid:04d}.jpg"
-            save_image(out_dir / paths[tid], draw_thumbnail(crop, result))
+            save_image(out_dir / paths[tid], draw_thumbnail(crop, result, overlays=False))
+            if overlays:
+                merged = _with_gender(result, (genders or {}).get(tid))
+                save_image(out_dir / f"thumbs/{tid:04d}_overlay.jpg",
+                           draw_thumbnail(crop, merged, overlays=True))
         return paths
+
+
+def _with_gender(result: PersonResult, gender: str | None) -> PersonResult:
+    """``result`` with its gender replaced by the track's merged one (for the box colour)."""
+    if gender is None or not result.attributes or "gender" not in result.attributes:
+        return result
+    attributes = {**result.attributes,
+                  "gender": result.attributes["gender"]._replace(label=gender)}
+    return dataclasses.replace(result, attributes=attributes)
 
 
 def frame_record(ft: FrameTracks, seconds: float | None = None) -> dict[str, Any]:
@@ -233,12 +273,14 @@ def _timed_track(track: dict[str, Any], times: dict[int, float]) -> dict[str, An
 
 
 def _write_tracks(out_dir: Path, tracker: Tracker, source: TrackSource, got: _Tracked,
-                  views: BestViews, keypoints: bool) -> list[Any]:
+                  views: BestViews, keypoints: bool, thumb_overlays: bool = False) -> list[Any]:
     """``results.txt``, ``thumbs/``, ``tracks.json`` and the bank (``track_embeddings.npy``,
     ``gallery.json``); returns the track summaries."""
     write_mot_results(out_dir / "results.txt", got.rows)
     summaries = tracker.summaries()
-    thumbs = views.write(out_dir)
+    genders = {s.track_id: g["label"] for s in summaries
+               if (g := s.attributes().get("gender")) is not None}
+    thumbs = views.write(out_dir, genders, thumb_overlays)
     src = source.seq_dir or source.video
     write_json(out_dir / "tracks.json", {
         "sequence": source.name, "tracker": tracker.name, "embeddings": tracker.mode,
@@ -280,7 +322,8 @@ def _report(source: TrackSource, got: _Tracked, out_dir: Path) -> dict[str, Any]
 def track_source(tracker: Tracker, source: TrackSource, out_dir: str | Path, *,
                  video_out: bool = False, png_frames: bool = False, save_parts: bool = False,
                  keypoints: bool = False, progress: bool = True,
-                 jsonl: str | Path | None = None) -> dict[str, Any]:
+                 jsonl: str | Path | None = None,
+                 thumb_overlays: bool = False) -> dict[str, Any]:
     """Run ``tracker`` over ``source`` and write ``out_dir`` (see the module docstring);
     ``jsonl`` (a path, or ``-`` for stdout) streams :func:`frame_record` lines as frames are
     tracked. Ctrl-C on a live source ends the run and keeps what was tracked. A frame of the
@@ -295,7 +338,7 @@ def track_source(tracker: Tracker, source: TrackSource, out_dir: str | Path, *,
                         png_frames=png_frames, save_parts=save_parts, progress=progress,
                         jsonl=jsonl)
     wall = time.perf_counter() - start
-    summaries = _write_tracks(out_dir, tracker, source, got, views, keypoints)
+    summaries = _write_tracks(out_dir, tracker, source, got, views, keypoints, thumb_overlays)
     secs, n_frames = tracker.seconds, got.frames
     reported = _report(source, got, out_dir)
     live = {"live": reported.pop("live")} if "live" in reported else {}
