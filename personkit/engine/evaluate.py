@@ -50,6 +50,7 @@ from personkit.metrics import (
     ReidEvaluator,
     SegmentationEvaluator,
 )
+from personkit.metrics.attributes import attribute_accuracy, calibrate_thresholds
 from personkit.models import MultiTaskModel, PersonOutputs, flip_tta_embedding
 from personkit.models.identity import model_identity, write_calibration
 
@@ -152,8 +153,8 @@ def evaluate_reid_attributes(model: MultiTaskModel, query: Dataset, gallery: Dat
         if reid:
             emb_g.append(out.embedding.numpy())
         if attribute_names:
-            attr_pred.append(np.stack([out.attributes[a].argmax(1).numpy()
-                                       for a in attribute_names], axis=1))
+            attr_pred.append(np.concatenate([out.attributes[a].float().softmax(1).numpy()
+                                             for a in attribute_names], axis=1))
     index = _nonempty(_gather_index(idx_g), "gallery")
     order = np.argsort(index, kind="stable")  # record order, as in one process: see _embed
     index = index[order]
@@ -165,17 +166,52 @@ def evaluate_reid_attributes(model: MultiTaskModel, query: Dataset, gallery: Dat
                            "num_bad_query": bad["query"], "num_bad_gallery": bad["gallery"]}
         try:
             results["match"] = evaluator.match_calibration()
+            results["match"]["tracks"] = evaluator.track_calibration()
         except ValueError as e:  # too few identities or cameras: the ReID scores still stand
             if get_rank() == 0:
                 print(f"eval: no same-person threshold: {e}", file=sys.stderr)
     if attribute_names:
-        pred = gather_arrays(np.concatenate(attr_pred))[order]
+        probs = gather_arrays(np.concatenate(attr_pred))[order]
         gt = np.stack([gallery_records[i].attributes for i in index])
         pids = np.array([gallery_records[i].pid for i in index])
-        scorer = AttributeEvaluator(tuple(attribute_names))
-        scorer.process(pred, gt, pids)
-        results["attributes"] = {**scorer.evaluate(), "num_bad_images": bad["gallery"]}
+        results["attributes"] = {**score_attributes(probs, gt, pids, model.meta.attributes,
+                                                    attribute_names),
+                                 "num_bad_images": bad["gallery"]}
     return results
+
+
+def score_attributes(probs: np.ndarray, gt: np.ndarray, pids: np.ndarray,
+                     classes: dict[str, Sequence[str]],
+                     names: Sequence[str]) -> dict[str, Any]:
+    """The attribute protocol on ``N x sum(C)`` class probabilities: the arg-max decisions'
+    scores (:func:`~personkit.metrics.attributes.attribute_accuracy`: the official accuracy
+    and the balanced ones), and ``calibrated``: each binary attribute's decision threshold on
+    its positive probability (maximising balanced accuracy where that validates across two
+    halves of the identities, else 0.5:
+    :func:`~personkit.metrics.attributes.calibrate_thresholds`) with the scores of decisions
+    taken by thresholds fitted on the other half of the identities (``thresholds``: fitted on
+    all, what ``calibration.json`` keeps for the model)."""
+    splits = np.cumsum([len(classes[a]) for a in names])[:-1]
+    per = np.split(probs, splits, axis=1)
+    pred = np.stack([p.argmax(1) for p in per], axis=1)
+    official = {n: classes[n] for n in names}
+    scorer = AttributeEvaluator(official)
+    scorer.process(pred, gt, pids)
+    out: dict[str, Any] = scorer.evaluate()
+    binary = [i for i, n in enumerate(names) if len(classes[n]) == 2]
+    keep = pids > 0
+    if binary and keep.any():
+        bnames = [names[i] for i in binary]
+        thresholds, decided = calibrate_thresholds(
+            np.stack([per[i][keep, 1] for i in binary], 1), gt[keep][:, binary], bnames,
+            pids[keep])
+        tuned = attribute_accuracy(decided, gt[keep][:, binary], {n: classes[n] for n in bnames})
+        out["calibrated"] = {"rule": "max balanced accuracy where it validates, else 0.5; "
+                                     "2-fold cross-fitted by identity",
+                             "thresholds": {n: round(t, 6) for n, t in thresholds.items()},
+                             **{k: v for k, v in tuned.items() if not k.startswith("acc/")
+                                and k != "mean"}}
+    return out
 
 
 def _embed(model: MultiTaskModel, dataset: Dataset, heads: Sequence[str], flip_tta: bool,
@@ -390,8 +426,10 @@ def _runnable(entries: list[DatasetConfig], heads: Sequence[str],
 
 def save_match_calibration(results: dict[str, dict[str, Any]], model: MultiTaskModel,
                            model_path: str | Path, flip_tta: bool = True) -> Path | None:
-    """Store the same-person threshold of the first ReID set in ``results`` (its ``match``)
-    for ``model``'s embedding space in ``model_path``'s ``calibration.json``
+    """Store the same-person thresholds of the first ReID set in ``results`` (its ``match``:
+    crop against crop, and ``tracks``: between track means) and the attribute decision
+    thresholds (``attribute_thresholds``) for ``model``'s embedding space in ``model_path``'s
+    ``calibration.json``
     (:mod:`personkit.models.identity`), where ``track --gallery`` finds it; None when no set
     gave one. Call it on the process that owns the run directory, for the model in torch."""
     name = next((n for n, r in results.items() if "match" in r), None)
@@ -400,4 +438,8 @@ def save_match_calibration(results: dict[str, dict[str, Any]], model: MultiTaskM
     weights = content_hash(model.state_dict())
     record = {**results[name]["match"], "dataset": name, "weights": weights,
               "flip_tta": bool(flip_tta)}
+    tuned = next((r["attributes"]["calibrated"]["thresholds"] for r in results.values()
+                  if "calibrated" in r.get("attributes", {})), None)
+    if tuned is not None:  # each binary attribute's decision threshold (personkit.metrics)
+        record["attribute_thresholds"] = tuned
     return write_calibration(model_path, model_identity(model.meta, weights, flip_tta), record)

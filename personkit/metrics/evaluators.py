@@ -17,7 +17,11 @@ import torch
 
 from personkit.data.constants import MARKET_ATTRIBUTES, SEG_IGNORE
 from personkit.metrics.attributes import AttributeNames, attribute_counts, attribute_scores
-from personkit.metrics.matching import STRANGER_ACCEPT, calibrate_match_threshold
+from personkit.metrics.matching import (
+    STRANGER_ACCEPT,
+    calibrate_match_threshold,
+    calibrate_track_threshold,
+)
 from personkit.metrics.pose import LOW_THRESHOLD, MPII_UBODY_JOINTS, pckh_counts, pckh_scores
 from personkit.metrics.reid import compute_distance_matrix, evaluate_reid, re_rank_features
 from personkit.metrics.segmentation import (
@@ -83,6 +87,12 @@ class ReidEvaluator:
         dist = compute_distance_matrix(emb[query], emb[gallery], "cosine")
         return calibrate_match_threshold(dist, pids[query], pids[gallery], cams[query],
                                          cams[gallery], stranger_accept)
+
+    def track_calibration(self, stranger_accept: float = STRANGER_ACCEPT) -> dict[str, Any]:
+        """The same-person threshold between track means: every identity's views in one
+        camera, query and gallery alike, averaged (:func:`calibrate_track_threshold`)."""
+        emb, pids, cams, query, gallery = self._arrays("track_calibration")
+        return calibrate_track_threshold(emb, pids, cams, stranger_accept)
 
     def _arrays(self, caller: str) -> tuple[np.ndarray, ...]:
         """Embeddings, pids, cameras, the query mask and the gallery mask (junk dropped)."""

@@ -72,3 +72,35 @@ def _largest_threshold(stranger: np.ndarray, rate: float) -> float:
     if k >= len(s):
         return float(s[-1])
     return float(np.nextafter(s[k], np.float32(-np.inf)))
+
+
+def track_means(embeddings: np.ndarray, pids: np.ndarray,
+                cams: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One L2-normalised mean of the L2-normalised embeddings per ``(pid, camera)`` (pids
+    > 0): what an index entry is, the mean over a track, approximated by an identity's views
+    in one camera (Market-1501's views of a person in a camera are mostly one passage)."""
+    x = np.asarray(embeddings, np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    keep = np.asarray(pids) > 0
+    keys = np.stack([np.asarray(pids)[keep], np.asarray(cams)[keep]], 1)
+    groups, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    sums = np.zeros((len(groups), x.shape[1]))
+    np.add.at(sums, inverse, x[keep])
+    means = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    return means.astype(np.float32), groups[:, 0], groups[:, 1]
+
+
+def calibrate_track_threshold(embeddings: np.ndarray, pids: np.ndarray, cams: np.ndarray,
+                              stranger_accept: float = STRANGER_ACCEPT) -> dict[str, Any]:
+    """:func:`calibrate_match_threshold` in the space of track means (:func:`track_means`):
+    every mean queries the others, its own identity in another camera being the match. This
+    is the threshold an index of tracks needs: averaging views pulls every mean closer to
+    every other, so a threshold calibrated on single crops accepts far more strangers there
+    (docs/search.md, *Same person on index entries*). ``views`` is the mean number of views
+    per track mean."""
+    means, g_pids, g_cams = track_means(embeddings, pids, cams)
+    dist = 1.0 - means @ means.T
+    out = calibrate_match_threshold(dist, g_pids, g_pids, g_cams, g_cams, stranger_accept)
+    return {**out, "space": "track means", "tracks": len(means),
+            "views": round(float(np.sum(np.asarray(pids) > 0) / max(1, len(means))), 2)}

@@ -73,3 +73,40 @@ def test_evaluator_threshold_separates_identities():
     same = pids[query][:, None] == pids[~query][None]
     assert d[same].max() < c["threshold"] < d[~same].min()
     assert c["recall"] == 1.0 and c["precision"] == 1.0 and c["num_queries"] == 8
+
+
+def test_a_threshold_for_track_means_is_calibrated_among_track_means():
+    """Issue #34: the index compares means of many views; averaging views pulls every mean
+    closer to every other (the per-view noise cancels), so the crop-level threshold accepts
+    far more strangers there. The track-level threshold is calibrated among the means of each
+    identity's views in one camera, by the same rule."""
+    from personkit.metrics.matching import (
+        calibrate_match_threshold,
+        calibrate_track_threshold,
+        track_means,
+    )
+
+    rng = np.random.default_rng(0)
+    ids, cams, views, dim = 120, 2, 6, 64
+    common = rng.normal(size=dim)  # what every person shares (embeddings fill a cone)
+    centre = rng.normal(size=(ids, dim))  # each identity's own direction
+    pids = np.repeat(np.arange(1, ids + 1), cams * views)
+    camids = np.tile(np.repeat(np.arange(cams), views), ids)
+    emb = (common / np.linalg.norm(common) + 0.5 * centre[pids - 1] / np.sqrt(dim)
+           + rng.normal(scale=0.125, size=(len(pids), dim)))  # a view's own noise
+    means, m_pids, m_cams = track_means(emb, pids, camids)
+    assert means.shape == (ids * cams, dim) and np.allclose(np.linalg.norm(means, axis=1), 1)
+    assert sorted(zip(m_pids.tolist(), m_cams.tolist(), strict=True)) == [
+        (p, c) for p in range(1, ids + 1) for c in range(cams)]
+    tracks = calibrate_track_threshold(emb, pids, camids)
+    assert tracks["tracks"] == ids * cams and tracks["views"] == views
+    x = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    query = camids == 0
+    crops = calibrate_match_threshold(1 - x[query] @ x[~query].T, pids[query], pids[~query],
+                                      camids[query], camids[~query])
+    dist = 1 - means @ means.T  # the crop threshold among track means: many strangers pass
+    other = (m_pids[:, None] != m_pids[None, :])
+    nearest_stranger = np.where(other, dist, np.inf).min(1)
+    assert (nearest_stranger <= crops["threshold"]).mean() > 0.5
+    assert (nearest_stranger <= tracks["threshold"]).mean() <= 0.01  # what it promises
+    assert tracks["threshold"] < crops["threshold"] and tracks["recall"] > 0.5
