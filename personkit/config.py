@@ -118,6 +118,9 @@ class DatasetConfig:
     batch_size: int = num(32, ge=1)  # random sampler
     pk_p: int = num(18, ge=1)  # PK sampler: identities per batch
     pk_k: int = num(4, ge=1)  # PK sampler: images per identity
+    # PK sampler: identities drawn in proportion to how rare their attribute classes are
+    # (data/samplers.py rarity_weights), or each once an epoch (none)
+    pk_balance: Literal["none", "attributes"] = "none"
     weight: float = num(1.0, ge=0)  # interleave: weights
     augment: bool = True
     merge_parts: bool = False  # map LIP's 20 classes to the 5 merged classes
@@ -149,6 +152,9 @@ class LossConfig:
     # weight of an auxiliary heatmap cross-entropy (not in the paper)
     pose_heatmap: float = num(0.0, ge=0)
     pose_heatmap_sigma: float = num(1.0, gt=0)  # its Gaussian width in heatmap cells
+    # class weights of each attribute's cross-entropy from the training labels: none (the
+    # paper), deepmar (exp(1 - p_c), DeepMAR) or inverse (1 / (K p_c)); losses/classification.py
+    attribute_balance: Literal["none", "deepmar", "inverse"] = "none"
     # bootstrapped CE keeps this fraction of the hardest pixels
     seg_top_k: float = num(0.25, gt=0, le=1)
     # the kept fraction falls linearly from 1.0 over these steps

@@ -43,14 +43,20 @@ class PKBatchSampler:
     fewer than K images are sampled with replacement. Under DDP each rank takes ``P / world``
     of the identities of the global batch, so every shard keeps its P×K structure.
 
+    With ``weights`` (one per identity, e.g. :func:`rarity_weights`), each batch draws its P
+    identities at random with probabilities proportional to them (without replacement within
+    the batch, with replacement across batches), so an identity with a rare attribute is seen
+    more often; an epoch keeps its number of batches.
+
     Args:
         pids: identity label of every dataset item.
         p, k: identities per (global) batch and images per identity.
         seed: base seed; rank and world size do not change the global batches.
+        weights: identity label -> sampling weight (> 0); None: every identity once an epoch.
     """
 
     def __init__(self, pids: Sequence[int], p: int, k: int, seed: int = 0, rank: int = 0,
-                 world_size: int = 1):
+                 world_size: int = 1, weights: Mapping[int, float] | None = None):
         _check_rank(rank, world_size)
         if p < 2 or k < 1:
             raise ValueError(f"PK sampler needs P >= 2 and K >= 1, got P={p}, K={k}")
@@ -65,6 +71,12 @@ class PKBatchSampler:
             )
         self.items = {int(q): np.flatnonzero(pids == q) for q in self.identities}
         self.p, self.k, self.seed = p, k, seed
+        self.weights = None
+        if weights is not None:
+            w = np.array([float(weights.get(int(q), 0.0)) for q in self.identities])
+            if not np.all(np.isfinite(w)) or (w <= 0).any():
+                raise ValueError("PK sampler: every identity needs a finite weight > 0")
+            self.weights = w / w.sum()
         self.rank, self.world_size = rank, world_size
         self._cache: tuple[int, list[list[int]]] | None = None
 
@@ -79,7 +91,9 @@ class PKBatchSampler:
             batches = []
             for b in range(len(self)):
                 batch: list[int] = []
-                for q in order[b * self.p:(b + 1) * self.p]:
+                chosen = order[b * self.p:(b + 1) * self.p] if self.weights is None else (
+                    rng.choice(self.identities, self.p, replace=False, p=self.weights))
+                for q in chosen:
                     idx = self.items[int(q)]
                     batch += rng.choice(idx, self.k, replace=len(idx) < self.k).tolist()
                 batches.append(batch)
@@ -91,6 +105,25 @@ class PKBatchSampler:
         batch = self.epoch_batches(epoch)[index]
         per_rank = self.p // self.world_size * self.k
         return batch[self.rank * per_rank:(self.rank + 1) * per_rank]
+
+
+def rarity_weights(labels: np.ndarray, num_classes: Sequence[int]) -> np.ndarray:
+    """One sampling weight per identity from its attribute labels (``I x A`` class indices,
+    negative where unknown): the mean over its known attributes of ``1 / (K p_c)``, ``p_c``
+    the share of identities with its class ``c`` of that attribute's ``K``. An identity of
+    common classes weighs about 1; one with a rare class (a hat worn by 5 % of them) more,
+    in proportion to how rare, averaged over its attributes (so no single one dominates)."""
+    labels = np.asarray(labels)
+    total, count = np.zeros(len(labels)), np.zeros(len(labels))
+    for a, k in enumerate(num_classes):
+        col = labels[:, a]
+        known = col >= 0
+        if not known.any():
+            continue
+        share = np.bincount(col[known], minlength=k)[:k] / known.sum()
+        total[known] += 1.0 / (k * share[col[known]])
+        count[known] += 1
+    return np.where(count > 0, total / np.maximum(count, 1), 1.0)
 
 
 class RandomBatchSampler:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from personkit.config import Config, config_to_dict
@@ -26,6 +27,7 @@ from personkit.engine.lr import build_lr_scheduler
 from personkit.engine.periodic_eval import PeriodicEvaluation
 from personkit.engine.trainer import Trainer
 from personkit.losses import MultiTaskLoss
+from personkit.losses.classification import attribute_class_weights
 from personkit.models import MultiTaskModel
 from personkit.models.build import build_model
 from personkit.models.init_from import init_from
@@ -64,6 +66,20 @@ def _set_determinism(deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+
+
+def attribute_weights(cfg: Config, sources: dict[str, Any]) -> dict[str, list[float]] | None:
+    """The attribute loss's class weights (``loss.attribute_balance``) from the labels of
+    every training dataset with the ``attributes`` task (its records, as sampled)."""
+    if cfg.loss.attribute_balance == "none" or "attributes" not in cfg.model.heads:
+        return None
+    labels = [r.attributes for s in sources.values() if "attributes" in s.tasks
+              for r in s.dataset.records if r.attributes is not None]
+    if not labels:
+        raise ValueError(f"loss.attribute_balance={cfg.loss.attribute_balance} needs a training "
+                         f"dataset with the 'attributes' task and labels")
+    return attribute_class_weights(np.stack(labels), cfg.model.attributes,
+                                   cfg.loss.attribute_balance)
 
 
 def build_optimizer(params: Sequence[torch.nn.Parameter], name: str, *, lr: float,
@@ -113,6 +129,7 @@ def build_trainer(cfg: Config, run_dir: str | Path, rank: int = 0, world_size: i
         pose_reduction=cfg.loss.pose_reduction, seg_top_k=cfg.loss.seg_top_k,
         seg_warmup_steps=cfg.loss.seg_warmup_steps, pose_heatmap=cfg.loss.pose_heatmap,
         pose_heatmap_sigma=cfg.loss.pose_heatmap_sigma,
+        attribute_weights=attribute_weights(cfg, sources),
     ).to(device)
     meta = model.meta.to_dict()
     model = distributed.wrap_model(distributed.convert_sync_bn(model, cfg.train.sync_bn), device)

@@ -5,8 +5,11 @@ anything is trained (sampler sizes, labels per task, a dataset for every head)."
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from torch.utils.data import Dataset
 
 from personkit.config import Config, DatasetConfig
@@ -16,7 +19,7 @@ from personkit.data.fake import FakePersonDataset
 from personkit.data.fractions import subset_records
 from personkit.data.io import wrap_error
 from personkit.data.records import PersonRecord
-from personkit.data.samplers import PKBatchSampler, RandomBatchSampler
+from personkit.data.samplers import PKBatchSampler, RandomBatchSampler, rarity_weights
 from personkit.engine.preflight import check_training_data
 from personkit.engine.trainer import TrainSource
 
@@ -95,10 +98,29 @@ def build_sampler(d: DatasetConfig, dataset: Dataset, seed: int, rank: int = 0,
             pids = getattr(dataset, "pids", None)
             if pids is None:
                 raise ValueError("the PK sampler needs a dataset with identities (pids)")
-            return PKBatchSampler(pids, d.pk_p, d.pk_k, seed, rank, world_size)
+            weights = identity_weights(dataset, pids) if d.pk_balance == "attributes" else None
+            return PKBatchSampler(pids, d.pk_p, d.pk_k, seed, rank, world_size, weights)
         return RandomBatchSampler(len(dataset), d.batch_size, seed, rank, world_size)
     except ValueError as e:
         raise ValueError(f"dataset {d.name!r}: {e}") from e
+
+
+def identity_weights(dataset: Dataset, pids: Sequence[int]) -> dict[int, float]:
+    """Each identity's :func:`~personkit.data.samplers.rarity_weights` from its records'
+    attribute labels (``data.train[].pk_balance: attributes``).
+
+    Raises:
+        ValueError: the dataset has no attribute labels.
+    """
+    first: dict[int, Any] = {}
+    for pid, r in zip(pids, getattr(dataset, "records", ()), strict=False):
+        if r.attributes is not None:
+            first.setdefault(int(pid), r.attributes)
+    if not first:
+        raise ValueError("pk_balance: attributes needs attribute labels in the dataset")
+    labels = np.stack(list(first.values()))
+    counts = [int(max(labels[:, a].max(), 0)) + 1 for a in range(labels.shape[1])]
+    return dict(zip(first, rarity_weights(labels, counts).tolist(), strict=True))
 
 
 def build_sources(cfg: Config, rank: int = 0, world_size: int = 1) -> dict[str, TrainSource]:

@@ -31,6 +31,8 @@ class MultiTaskLoss(nn.Module):
     pose_kind: ``l2`` (Euclidean, the paper) or ``l1``.
     pose_reduction: ``mean`` over annotated joints or ``sum`` over joints (the authors' code;
         see :func:`~personkit.losses.pose.pose_loss`).
+    attribute_weights: per attribute, a weight per class of its cross-entropy
+        (:func:`~personkit.losses.classification.attribute_class_weights`); None: unweighted.
     seg_top_k, seg_warmup_steps: bootstrapped CE settings.
     pose_heatmap, pose_heatmap_sigma: weight and width (cells) of the optional auxiliary
         heatmap cross-entropy (0 = the paper's coordinate loss only).
@@ -41,12 +43,19 @@ class MultiTaskLoss(nn.Module):
                  uncertainty: bool = False, triplet_margin: float | None = None,
                  pose_kind: str = "l2", pose_reduction: str = "mean", seg_top_k: float = 0.25,
                  seg_warmup_steps: int = 5000, pose_heatmap: float = 0.0,
-                 pose_heatmap_sigma: float = 1.0):
+                 pose_heatmap_sigma: float = 1.0,
+                 attribute_weights: Mapping[str, Sequence[float]] | None = None):
         super().__init__()
         unknown = set(weights or {}) - set(HEADS)
         if unknown:
             raise ValueError(f"loss weights for unknown tasks {sorted(unknown)}; valid: {HEADS}")
         self.attribute_names = tuple(attribute_names)
+        unknown = set(attribute_weights or {}) - set(self.attribute_names)
+        if unknown:
+            raise ValueError(f"class weights for unknown attributes {sorted(unknown)}; the "
+                             f"model's: {', '.join(self.attribute_names)}")
+        self.attribute_weights = None if attribute_weights is None else {
+            k: torch.tensor(v, dtype=torch.float32) for k, v in attribute_weights.items()}
         self.weights = {t: float((weights or {}).get(t, 1.0)) for t in HEADS}
         self.log_vars = nn.ParameterDict(
             {t: nn.Parameter(torch.zeros(())) for t in HEADS} if uncertainty else {}
@@ -67,7 +76,8 @@ class MultiTaskLoss(nn.Module):
         if task == "id":
             return id_loss(out.id_logits, batch["pid"])
         if task == "attributes":
-            return attribute_loss(out.attributes, batch["attributes"], self.attribute_names)
+            return attribute_loss(out.attributes, batch["attributes"], self.attribute_names,
+                                  class_weights=self.attribute_weights)
         if task == "pose":
             loss = pose_loss(out.keypoints, batch["joints"], batch["joints_valid"], self.pose_kind,
                              self.pose_reduction)

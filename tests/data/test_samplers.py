@@ -77,3 +77,35 @@ def test_schedule_frequencies_match_proportions(mode):
     assert [again.dataset_at(s) for s in range(n)] == draws
     other = DatasetSchedule(sizes, mode, weights, seed=8)
     assert [other.dataset_at(s) for s in range(200)] != draws[:200]
+
+
+def test_rarity_weights_favour_identities_with_rare_attribute_classes():
+    from personkit.data.samplers import rarity_weights
+
+    # attribute 0: 1 of 10 identities wears a hat; attribute 1: 5 / 5; -100 unknown
+    labels = np.array([[1, 0]] + [[0, 0]] * 4 + [[0, 1]] * 5)
+    labels[9, 1] = -100
+    w = rarity_weights(labels, [2, 2])
+    assert w[0] == pytest.approx((1 / (2 * 0.1) + 1 / (2 * 5 / 9)) / 2)
+    assert w[1] == pytest.approx((1 / (2 * 0.9) + 1 / (2 * 5 / 9)) / 2)
+    assert w[9] == pytest.approx(1 / (2 * 0.9))  # its unknown label does not count
+    assert w[0] > 2 * w[1]
+
+
+def test_weighted_pk_batches_see_rare_identities_more_and_stay_seeded():
+    from personkit.data.samplers import PKBatchSampler
+
+    pids = np.repeat(np.arange(40), 3)
+    weights = {q: (10.0 if q < 2 else 1.0) for q in range(40)}
+    s = PKBatchSampler(pids, 4, 2, seed=3, weights=weights)
+    assert len(s) == 10  # an epoch keeps its number of batches
+    seen = np.concatenate([pids[s.batch(e, b)] for e in range(20) for b in range(len(s))])
+    rare = np.isin(seen, [0, 1]).mean()
+    assert rare > 4 * 2 / 40  # drawn far more often than an identity's fair share
+    for b in range(len(s)):
+        batch = pids[s.batch(5, b)]
+        assert len(set(batch)) == 4 and all((batch == q).sum() == 2 for q in set(batch))
+    again = PKBatchSampler(pids, 4, 2, seed=3, weights=weights)
+    assert again.batch(7, 3) == s.batch(7, 3)
+    with pytest.raises(ValueError, match="finite weight > 0"):
+        PKBatchSampler(pids, 4, 2, weights={q: 0.0 for q in range(40)})

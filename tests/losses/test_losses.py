@@ -2,6 +2,7 @@
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -149,3 +150,44 @@ def test_heatmap_loss_is_lowest_at_the_target_cell():
         losses[(y, x)] = heatmap_loss(heat, target, valid, sigma=1.0).item()
     assert losses[(3, 2)] < losses[(3, 4)] < losses[(0, 0)]
     assert heatmap_loss(heat, target, torch.zeros(1, 1, dtype=torch.bool)).item() == 0.0
+
+
+def test_class_balanced_attribute_weights_from_training_labels():
+    """Issue #34: DeepMAR's exp(1 - p_c) and the balanced 1 / (K p_c) weights from the share
+    of each class among an attribute's known training labels."""
+    from personkit.losses.classification import attribute_class_weights
+
+    classes = {"backpack": 2, "age": 4}
+    labels = np.array([[0, 1]] * 6 + [[1, 2]] * 2 + [[0, 0]] + [[IGNORE_INDEX, 3]])
+    assert attribute_class_weights(labels, classes, "none") is None
+    deep = attribute_class_weights(labels, classes, "deepmar")
+    assert deep["backpack"] == pytest.approx([np.exp(1 - 7 / 9), np.exp(1 - 2 / 9)], abs=1e-6)
+    assert deep["age"] == pytest.approx(np.exp(1 - np.array([1, 6, 2, 1]) / 10), abs=1e-6)
+    inv = attribute_class_weights(labels, classes, "inverse")
+    assert inv["backpack"] == pytest.approx([9 / 14, 9 / 4], abs=1e-6)
+    shares = np.array([7 / 9, 2 / 9])  # every class carries the same total weight
+    assert np.asarray(inv["backpack"]) * shares == pytest.approx([0.5, 0.5])
+    no_old = labels.copy()
+    no_old[:, 1] = np.where(no_old[:, 1] == 3, 1, no_old[:, 1])
+    with pytest.raises(ValueError, match="attribute 'age': class 3 has no training label.*"
+                                         "deepmar"):
+        attribute_class_weights(no_old, classes, "inverse")
+    assert attribute_class_weights(no_old, classes, "deepmar")["age"][3] == pytest.approx(np.e)
+    with pytest.raises(ValueError, match="attribute 'backpack' has no training label"):
+        attribute_class_weights(np.full((3, 2), IGNORE_INDEX), classes, "deepmar")
+    with pytest.raises(ValueError, match="attribute_balance must be one of"):
+        attribute_class_weights(labels, classes, "focal")
+
+
+def test_weighted_attribute_loss_is_the_weighted_mean_cross_entropy():
+    from personkit.losses.classification import attribute_loss
+
+    logits = {"hat": torch.tensor([[2.0, -1.0], [0.5, 0.3], [-1.0, 1.0]])}
+    targets = torch.tensor([[0], [1], [IGNORE_INDEX]])
+    w = torch.tensor([0.6, 3.0])
+    got = attribute_loss(logits, targets, ["hat"], class_weights={"hat": w})
+    ce = -torch.log_softmax(logits["hat"], 1)
+    want = (w[0] * ce[0, 0] + w[1] * ce[1, 1]) / (w[0] + w[1])
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
+    plain = attribute_loss(logits, targets, ["hat"])
+    assert float(plain) == pytest.approx(float((ce[0, 0] + ce[1, 1]) / 2), rel=1e-6)
