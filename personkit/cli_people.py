@@ -52,7 +52,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
              "an image with --box"),
          opt("--box", default=None, help="x1,y1,x2,y2: the person in --example's image"),
          opt("--where", default=None, help="attribute filters, e.g. \"gender=female "
-             "backpack=yes upcolor=red\" (source=NAME: one camera)"),
+             "backpack=yes upcolor=red\" (the decisions), \"hat>=0.3\" (a yes/no "
+             "attribute's probability); source=NAME: one camera"),
          opt("-k", "--top", type=positive_int, default=10, help="results"),
          opt("--model", default=None, help="the index's model, for an image example (default: "
              "the path the index was built from)"),

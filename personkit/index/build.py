@@ -154,7 +154,8 @@ def _track_folder(track_dir: Path, info: IndexInfo, source: str | None,
     entries = []
     for row in bank["entries"]:
         t = by_id[int(row["track_id"])]
-        attrs = {a: (v["label"], float(v["confidence"])) for a, v in t["attributes"].items()}
+        attrs = {a: (v["label"], float(v["confidence"]), v.get("positive"))
+                 for a, v in t["attributes"].items()}
         entries.append(Entry(
             source, int(t["track_id"]), l2_normalise(np.asarray(row["embedding"], np.float32)),
             attrs, _thumbnail(track_dir, t), int(t["first_frame"]), int(t["last_frame"]),
@@ -212,7 +213,8 @@ def crop_entries(folder: str | Path, predictor: Predictor,
         images = [read_image(p) for p in paths[start:start + predictor.batch_size]]
         for i, (image, r) in enumerate(zip(images, predictor.predict_crops(images),
                                            strict=True)):
-            attrs = {a: (p.label, p.probability) for a, p in (r.attributes or {}).items()}
+            attrs = {a: (p.label, p.probability, p.positive)
+                     for a, p in (r.attributes or {}).items()}
             entries.append(Entry(source, start + i + 1, l2_normalise(r.embedding), attrs,
                                  encode_jpeg(thumbnail(image, r, margin=0.0))))
     return source, entries

@@ -4,12 +4,14 @@ and attribute filters (:func:`parse_where`).
 
 An entry is what the paper's multi-task network says about one person, merged over a track
 (Pfeiffer et al., GCPR 2019, Sec. 1: ReID "enables tracking and merging person information
-across longer timespans"): the L2-normalised mean embedding, each attribute's merged label with
-its confidence, where and when it was seen, and a thumbnail with the pose and parts drawn.
+across longer timespans"): the L2-normalised mean embedding, each attribute's merged decision
+with its confidence (and a binary attribute's probability of class 1), where and when it was
+seen, and a thumbnail of its best view.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -46,8 +48,10 @@ class Entry:
         first_frame, last_frame: the track's frame span (1-based; 0 for a crop).
         first_time, last_time: the same in seconds from the source's start.
         embedding: ``D`` float32, L2-normalised.
-        attributes: name -> (label, confidence).
-        thumbnail: JPEG bytes of its best view with pose and parts drawn.
+        attributes: name -> (label, confidence) or (label, confidence, positive): the decided
+            label, its merged probability, and for a binary attribute the merged probability
+            of class 1 ("yes", "female", ...; None when unknown).
+        thumbnail: JPEG bytes of its best view.
         identity: the person's ground-truth identity when the source has one ("" otherwise):
             ``synth:SEED:ID`` for a synthetic sequence (the same person in every sequence of
             that seed), ``SEQUENCE:ID`` for other MOT ground truth (never equal across
@@ -57,7 +61,7 @@ class Entry:
     source: str
     track_id: int
     embedding: np.ndarray
-    attributes: dict[str, tuple[str, float]]
+    attributes: dict[str, tuple[Any, ...]]
     thumbnail: bytes
     first_frame: int = 0
     last_frame: int = 0
@@ -104,6 +108,17 @@ class IndexInfo:
     model_path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def same_person_threshold(self) -> float | None:
+        """The same-person threshold for entries, which are track means: the one the model's
+        evaluation calibrated between track means (``calibration["tracks"]``,
+        :func:`~personkit.metrics.matching.calibrate_track_threshold`), else, for a model
+        evaluated before that existed, the crop-level one (which accepts far more strangers
+        among track means: docs/search.md); None without a calibration."""
+        calibration = self.calibration or {}
+        tracks = calibration.get("tracks") or {}
+        return tracks.get("threshold", calibration.get("threshold"))
+
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "dim": self.dim, "attributes": self.attributes,
                 "calibration": self.calibration, "model_path": self.model_path, **self.extra}
@@ -127,48 +142,91 @@ class IndexInfo:
                 f"between two embedding spaces mean nothing; use a new index for this model")
 
 
-def parse_where(text: str | Mapping[str, str] | None,
-                attributes: Mapping[str, list[str]]) -> dict[str, str]:
+#: Probability comparisons in filters (``backpack>=0.3``), as written and in SQL.
+COMPARISONS = (">=", "<=", ">", "<")
+
+
+def parse_where(text: str | Mapping[str, Any] | None,
+                attributes: Mapping[str, list[str]]) -> dict[str, Any]:
     """``"gender=female backpack=yes upcolor=red"`` (or a mapping) -> ``{name: label}``,
     checked against the index's vocabulary (``source=NAME`` filters by camera). Terms are
     separated by spaces or commas; a value holding either is quoted (``source="cam 1"``,
     ``source='a,b'``). A term given twice must say the same both times.
 
+    ``NAME=LABEL`` is the decision the index holds (for a binary attribute: the calibrated
+    one); ``NAME>=P`` (also ``>``, ``<=``, ``<``) compares a binary attribute's probability of
+    class 1 with ``P`` in [0, 1], as ``{name: (op, P)}``.
+
     Raises:
         FilterError: a malformed term or quote, an unknown name or label (listing the valid
-            ones), or two different values for one name (naming both).
+            ones), a probability outside [0, 1] or on an attribute with more than two
+            classes, or two different terms for one name (naming both).
     """
     if not text:
         return {}
-    pairs = text.items() if isinstance(text, Mapping) else _terms(str(text))
-    out: dict[str, str] = {}
-    for name, value in pairs:
-        key, label = _checked(name, value, attributes)
-        if key in out and out[key] != label:
-            raise FilterError(f"conflicting filter terms {key}={out[key]!r} and {key}={label!r}:"
-                              f" a person has one {key}; give one of them")
-        out[key] = label
+    triples = ([(k, *_split_value(v)) for k, v in text.items()] if isinstance(text, Mapping)
+               else _terms(str(text)))
+    out: dict[str, Any] = {}
+    for name, op, value in triples:
+        key, term = _checked(name, op, value, attributes)
+        if key in out and out[key] != term:
+            raise FilterError(f"conflicting filter terms {_show(key, out[key])} and "
+                              f"{_show(key, term)}: give one term per name")
+        out[key] = term
     return out
 
 
-def _checked(name: str, value: Any, attributes: Mapping[str, list[str]]) -> tuple[str, str]:
-    """One filter term as (key, label), the name's aliases resolved and the label checked."""
+def _show(key: str, term: Any) -> str:
+    return f"{key}{term[0]}{term[1]:g}" if isinstance(term, tuple) else f"{key}={term!r}"
+
+
+def _split_value(value: Any) -> tuple[str, Any]:
+    """A mapping's value: a label, ``(op, number)``, or a string ``">=0.3"``."""
+    if isinstance(value, tuple | list) and len(value) == 2:
+        return str(value[0]), value[1]
+    text = str(value).strip()
+    op = next((o for o in COMPARISONS if text.startswith(o)), "=")
+    return op, text[len(op):] if op != "=" else text
+
+
+def _checked(name: str, op: str, value: Any,
+             attributes: Mapping[str, list[str]]) -> tuple[str, Any]:
+    """One filter term as (key, label or (op, probability)), the name's aliases resolved and
+    the value checked."""
     key = ALIASES.get(name.strip().lower(), name.strip().lower())
-    value = str(value).strip()
-    if key in FIELDS:
-        return key, value
+    if key in FIELDS and op == "=":
+        return key, str(value).strip()
     if key not in attributes:
         raise FilterError(f"unknown attribute {name!r} in the filter; valid: "
                           f"{', '.join([*attributes, *FIELDS])}")
-    if value.lower() not in attributes[key]:
+    if op != "=":
+        return key, (op, _probability(key, op, value, attributes[key]))
+    label = str(value).strip().lower()
+    if label not in attributes[key]:
         raise FilterError(f"unknown value {value!r} for attribute {key!r}; valid: "
                           f"{', '.join(attributes[key])}")
-    return key, value.lower()
+    return key, label
 
 
-def _terms(text: str) -> list[tuple[str, str]]:
-    """``NAME=VALUE`` terms split on spaces and commas outside quotes (``source="cam 1"``,
-    ``source='a,b'``; the quotes are removed, a backslash is an ordinary character)."""
+def _probability(key: str, op: str, value: Any, labels: list[str]) -> float:
+    if len(labels) != 2:
+        raise FilterError(f"{key}{op}{value}: a probability filter needs a yes/no attribute; "
+                          f"{key} has {len(labels)} classes: filter it as {key}=LABEL "
+                          f"({', '.join(labels)})")
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        p = float("nan")
+    if not 0.0 <= p <= 1.0:
+        raise FilterError(f"{key}{op}{value}: the probability of {key}={labels[1]} must be a "
+                          f"number in [0, 1] (e.g. {key}>=0.3)")
+    return p
+
+
+def _terms(text: str) -> list[tuple[str, str, str]]:
+    """``NAME=VALUE`` or ``NAME>=P`` terms split on spaces and commas outside quotes
+    (``source="cam 1"``, ``source='a,b'``; the quotes are removed, a backslash is an ordinary
+    character)."""
     lexer = shlex.shlex(text, posix=True)
     lexer.whitespace_split, lexer.whitespace = True, " \t\r\n,"
     lexer.commenters, lexer.escape = "", ""
@@ -179,9 +237,9 @@ def _terms(text: str) -> list[tuple[str, str]]:
                           f"source=\"cam 1\" or source='cam 1'") from None
     terms = []
     for term in words:
-        name, eq, value = term.partition("=")
-        if not eq or not name or not value:
-            raise FilterError(f"filter term {term!r} is not NAME=VALUE (e.g. "
-                              f"\"gender=female backpack=yes\")")
-        terms.append((name, value))
+        found = re.match(r"^([^<>=]+)(>=|<=|>|<|=)(.+)$", term)
+        if not found:
+            raise FilterError(f"filter term {term!r} is not NAME=VALUE or NAME>=PROBABILITY "
+                              f"(e.g. \"gender=female backpack=yes\", \"hat>=0.3\")")
+        terms.append(found.groups())
     return terms

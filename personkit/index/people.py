@@ -111,7 +111,8 @@ class PeopleIndex:
         """The ``k`` nearest people to ``example`` (an embedding) among those passing
         ``where`` (:func:`~personkit.index.entries.parse_where`), or without an example the
         first ``k`` passing it. Each hit has ``same_person``: its distance is within the
-        model's calibrated threshold (None when the model has none). ``exclude``: an entry id
+        model's calibrated threshold between track means (:attr:`IndexInfo.same_person_threshold`;
+        None when the model has none). ``exclude``: an entry id
         left out (the example itself, when it is an entry).
 
         Raises:
@@ -133,7 +134,7 @@ class PeopleIndex:
                                   f"`personkit index {self.path} SOURCE --model RUN`")
         hits = [h for h in (sort_hits(hits) if vector is not None else hits)
                 if h["id"] != exclude][:k]
-        threshold = (self.info.calibration or {}).get("threshold")
+        threshold = self.info.same_person_threshold
         for h in hits:
             h["same_person"] = (None if threshold is None or h["distance"] is None
                                 else bool(h["distance"] <= threshold))

@@ -106,6 +106,10 @@ class QdrantStore:
             indices += [(self.collection, "generation"), (self.records, "kind")]
         for name, key in indices if server else []:
             self.client.create_payload_index(name, key, m.PayloadSchemaType.KEYWORD)
+        if self.collection in made and server:  # probability filters: range indices
+            for a in self.attributes:
+                self.client.create_payload_index(self.collection, f"prob_{a}",
+                                                 m.PayloadSchemaType.FLOAT)
 
     def _check_model(self, model: str | None) -> None:
         """Refuse a collection made for another model or width (naming both); record the model
@@ -180,9 +184,18 @@ class QdrantStore:
         m = self.m
         gens = [r["generation"] for r in current.values()]
         must = [m.FieldCondition(key="generation", match=m.MatchAny(any=gens))]
-        must += [m.FieldCondition(key=k if k == "source" else f"attr_{k}",
-                                  match=m.MatchValue(value=v)) for k, v in where.items()]
+        must += [self._condition(k, v) for k, v in where.items()]
         return m.Filter(must=must)
+
+    def _condition(self, key: str, value: Any) -> Any:
+        """One filter term: a label (``attr_NAME``), a source, or a probability comparison
+        (``prob_NAME``, a payload range)."""
+        m = self.m
+        if isinstance(value, tuple):
+            bound = {">=": "gte", "<=": "lte", ">": "gt", "<": "lt"}[value[0]]
+            return m.FieldCondition(key=f"prob_{key}", range=m.Range(**{bound: value[1]}))
+        return m.FieldCondition(key=key if key == "source" else f"attr_{key}",
+                                match=m.MatchValue(value=value))
 
     def _point(self, e: Entry, generation: str) -> Any:
         row = entry_row(e, self.attributes)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from personkit.extras import require
-from personkit.index.entries import Entry
+from personkit.index.entries import Entry, FilterError
 
 #: Below this many rows the embedded store searches exactly (a flat scan, about 2.5 ms per
 #: 1,000 rows of width 512 on 2 cores); at and above it builds an approximate index
@@ -88,11 +88,21 @@ def _quote(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def sql_filter(where: Mapping[str, str]) -> str | None:
-    """A checked filter (:func:`~personkit.index.entries.parse_where`) as a SQL predicate."""
-    terms = [f"source = {_quote(v)}" if k == "source" else f"attr_{k} = {_quote(v)}"
-             for k, v in where.items()]
+def sql_filter(where: Mapping[str, Any]) -> str | None:
+    """A checked filter (:func:`~personkit.index.entries.parse_where`) as a SQL predicate: a
+    label on the ``attr_NAME`` column, a probability comparison on ``prob_NAME``."""
+    terms = [f"source = {_quote(v)}" if k == "source" else
+             f"prob_{k} {v[0]} {float(v[1])!r}" if isinstance(v, tuple) else
+             f"attr_{k} = {_quote(v)}" for k, v in where.items()]
     return " AND ".join(terms) or None
+
+
+def _attribute_json(value: Sequence[Any]) -> dict[str, Any]:
+    """A stored ``[label, confidence(, positive)]`` as a result's attribute."""
+    out = {"label": value[0], "confidence": round(float(value[1]), 4)}
+    if len(value) > 2 and value[2] is not None:
+        out["positive"] = round(float(value[2]), 4)
+    return out
 
 
 def hit_from_row(row: Mapping[str, Any], attributes: Sequence[str]) -> dict[str, Any]:
@@ -100,8 +110,7 @@ def hit_from_row(row: Mapping[str, Any], attributes: Sequence[str]) -> dict[str,
     ``distance`` (None without a query vector)."""
     out = {k: row[k] for k in META}
     merged = json.loads(row["attributes"])
-    out["attributes"] = {a: {"label": merged[a][0], "confidence": round(float(merged[a][1]), 4)}
-                         for a in attributes}
+    out["attributes"] = {a: _attribute_json(merged[a]) for a in attributes}
     d = row.get("_distance")
     out["distance"] = None if d is None else round(float(d), 6)
     return out
@@ -110,15 +119,19 @@ def hit_from_row(row: Mapping[str, Any], attributes: Sequence[str]) -> dict[str,
 def entry_from_row(row: Mapping[str, Any], attributes: Sequence[str]) -> Entry:
     merged = json.loads(row["attributes"])
     return Entry(row["source"], int(row["track_id"]), np.asarray(row["vector"], np.float32),
-                 {a: (str(merged[a][0]), float(merged[a][1])) for a in attributes},
+                 {a: (str(merged[a][0]), float(merged[a][1]),
+                      None if len(merged[a]) < 3 or merged[a][2] is None else float(merged[a][2]))
+                  for a in attributes},
                  bytes(row["thumbnail"]), int(row["first_frame"]), int(row["last_frame"]),
                  float(row["first_time"]), float(row["last_time"]), str(row["identity"]))
 
 
 def entry_row(e: Entry, attributes: Sequence[str]) -> dict[str, Any]:
     """An entry as a flat row: an ``attr_NAME`` column of labels per attribute (what filters
-    read and the bitmap indices cover) and ``attributes``, the labels and confidences as JSON
-    (what results show: one column to read for a hit instead of two per attribute)."""
+    read and the bitmap indices cover), a ``prob_NAME`` column of class-1 probabilities (binary
+    attributes; null otherwise: what probability filters read) and ``attributes``, the
+    labels, confidences and probabilities as JSON (what results show: one column to read for
+    a hit instead of three per attribute)."""
     row: dict[str, Any] = {"id": e.id, "source": e.source, "track_id": int(e.track_id),
                            "first_frame": int(e.first_frame), "last_frame": int(e.last_frame),
                            "first_time": float(e.first_time), "last_time": float(e.last_time),
@@ -126,9 +139,15 @@ def entry_row(e: Entry, attributes: Sequence[str]) -> dict[str, Any]:
                            "vector": np.asarray(e.embedding, np.float32), "thumbnail": e.thumbnail}
     for a in attributes:
         row[f"attr_{a}"] = str(e.attributes[a][0])
-    row["attributes"] = json.dumps({a: [str(e.attributes[a][0]), float(e.attributes[a][1])]
-                                    for a in attributes})
+    for a in attributes:
+        row[f"prob_{a}"] = _positive(e.attributes[a])
+    row["attributes"] = json.dumps({a: [str(e.attributes[a][0]), float(e.attributes[a][1]),
+                                        _positive(e.attributes[a])] for a in attributes})
     return row
+
+
+def _positive(value: Sequence[Any]) -> float | None:
+    return None if len(value) < 3 or value[2] is None else float(value[2])
 
 
 def _partitions(rows: int) -> int:
@@ -160,11 +179,16 @@ class LanceStore:
                   ("first_time", pa.float64()), ("last_time", pa.float64()),
                   ("identity", pa.string()), ("vector", pa.list_(pa.float32(), dim))]
         fields += [(f"attr_{a}", pa.string()) for a in self.attributes]
+        fields += [(f"prob_{a}", pa.float32()) for a in self.attributes]
         self.schema = pa.schema([*fields, ("attributes", pa.string()),
                                  ("thumbnail", pa.binary())])
         self._passing: dict[tuple[str, int], int] = {}  # (filter, table version) -> rows
         self.db = lancedb.connect(str(path), read_consistency_interval=timedelta(0))
-        self.table = self.db.create_table("people", schema=self.schema, exist_ok=True)
+        try:  # a table made before the prob_ columns keeps its own schema
+            self.table = self.db.open_table("people")
+            self.schema = self.table.schema
+        except (ValueError, FileNotFoundError):
+            self.table = self.db.create_table("people", schema=self.schema, exist_ok=True)
 
     def _arrow(self, entries: Sequence[Entry]) -> Any:
         import pyarrow as pa
@@ -240,8 +264,15 @@ class LanceStore:
             self._passing[key] = int(self.table.count_rows(predicate))
         return self._passing[key]
 
-    def search(self, vector: np.ndarray | None, where: Mapping[str, str],
+    def search(self, vector: np.ndarray | None, where: Mapping[str, Any],
                k: int) -> list[dict[str, Any]]:
+        missing = [k for k, v in where.items() if isinstance(v, tuple)
+                   and f"prob_{k}" not in self.schema.names]
+        if missing:
+            raise FilterError(f"this index was made before it kept probabilities, so "
+                              f"{missing[0]}{where[missing[0]][0]}{where[missing[0]][1]:g} "
+                              f"cannot be answered: filter on the decision "
+                              f"({missing[0]}=LABEL), or index the sources again")
         predicate = sql_filter(where)
         if vector is None:
             return self._first(predicate, k)

@@ -43,10 +43,19 @@ class PredictionStopped(RuntimeError):
 
 
 class AttributePrediction(NamedTuple):
-    """The most likely class of one attribute and its softmax probability."""
+    """One attribute's decision (``label``: the arg-max, or for a binary attribute with a
+    calibrated threshold, class 1 when its probability reaches the threshold), the decided
+    class's softmax probability, and every class's (in the model's class order)."""
 
     label: str
     probability: float
+    probabilities: tuple[float, ...] = ()
+
+    @property
+    def positive(self) -> float | None:
+        """A binary attribute's probability of class 1 ("yes", "female", "long"); None for
+        other attributes."""
+        return self.probabilities[1] if len(self.probabilities) == 2 else None
 
 
 @dataclass
@@ -76,7 +85,9 @@ class PersonResult:
         (the embedding and the label map are large and are stored separately)."""
         out: dict[str, Any] = {"box": [round(float(v), 2) for v in self.box]}
         if self.attributes is not None:
-            out["attributes"] = {k: {"label": a.label, "probability": round(a.probability, 4)}
+            out["attributes"] = {k: {"label": a.label, "probability": round(a.probability, 4),
+                                     **({} if a.positive is None else
+                                        {"positive": round(a.positive, 4)})}
                                  for k, a in self.attributes.items()}
         if self.keypoints is not None:
             out["keypoints"] = [[round(float(v), 2) for v in row] for row in self.keypoints]
@@ -192,6 +203,7 @@ class Predictor:
         self.heads = select_heads(heads, model.heads, source)
         self.flip_tta, self.batch_size, self.precision = flip_tta, batch_size, precision
         self.channels_last, self.max_part_pixels = channels_last, max_part_pixels
+        self._attribute_thresholds: dict[str, float] | None = None
         self.part_classes = tuple(self.meta.part_classes)
         self.path: str | Path | None = None
         self._merge = merge_parts and len(self.part_classes) == 20
@@ -258,6 +270,29 @@ class Predictor:
         ``personkit eval`` for these weights and flip setting; None when none was."""
         model_id = self.model_id
         return self.calibrations.get(model_id) if model_id else None
+
+    @property
+    def attribute_thresholds(self) -> dict[str, float]:
+        """Each binary attribute's calibrated decision threshold on its class-1 probability
+        (``personkit eval``: the one that maximises balanced accuracy, stored as
+        ``attribute_thresholds`` in ``calibration.json`` for these weights, whatever the flip
+        setting); empty when none was calibrated (decisions are then the arg-max)."""
+        if self._attribute_thresholds is None:
+            record = self.calibration
+            if not (record or {}).get("attribute_thresholds"):
+                weights = self.engine.weights_hash
+                record = next((r for r in self.calibrations.values() if weights and
+                               r.get("weights") == weights and r.get("attribute_thresholds")),
+                              None)
+            others = [k for k, r in self.calibrations.items() if r.get("attribute_thresholds")]
+            if record is None and others:
+                warnings.warn(f"the calibration file holds attribute thresholds of model(s) "
+                              f"{', '.join(others)}, not of this model ({self.model_id}): they "
+                              f"are not used, decisions are the arg-max; run `personkit eval` "
+                              f"on this model", stacklevel=2)
+            self._attribute_thresholds = {
+                k: float(v) for k, v in ((record or {}).get("attribute_thresholds") or {}).items()}
+        return self._attribute_thresholds
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -331,12 +366,16 @@ class Predictor:
         if "embedding" in outputs:
             r.embedding = outputs["embedding"][i].astype(np.float32)
         if "attributes" in outputs:
+            thresholds = self.attribute_thresholds
             r.attributes = {}
             for name, probs in outputs["attributes"].items():
-                k = int(probs[i].argmax())
+                p = probs[i]
+                k = (int(p[1] >= thresholds[name]) if len(p) == 2 and name in thresholds
+                     else int(p.argmax()))
                 names = self.meta.attributes.get(name, ())
                 label = names[k] if k < len(names) else str(k)
-                r.attributes[name] = AttributePrediction(label, float(probs[i, k]))
+                r.attributes[name] = AttributePrediction(label, float(p[k]),
+                                                         tuple(float(v) for v in p))
         if "keypoints" in outputs:
             xy = keypoints_to_image(outputs["keypoints"][i], box)
             r.keypoints = np.concatenate([xy, outputs["keypoint_scores"][i][:, None]], axis=1)

@@ -16,8 +16,11 @@ class ErrorOut(BaseModel):
 
 
 class AttributeOut(BaseModel):
-    label: str
-    probability: float
+    label: str = Field(description="the decision (a binary attribute: by its calibrated "
+                                   "threshold)")
+    probability: float = Field(description="the decided label's probability")
+    positive: float | None = Field(None, description="a binary attribute's probability of "
+                                                     "class 1 (\"yes\", \"female\", ...)")
 
 
 class PersonOut(BaseModel):
@@ -43,8 +46,11 @@ class PredictOut(BaseModel):
 
 
 class EntryAttributeOut(BaseModel):
-    label: str
-    confidence: float
+    label: str = Field(description="the track's decision")
+    confidence: float = Field(description="the decided label's probability, merged over the "
+                                          "track")
+    positive: float | None = Field(None, description="a binary attribute's merged probability "
+                                                     "of class 1 (what NAME>=P filters read)")
 
 
 class EntryOut(BaseModel):

@@ -1,11 +1,16 @@
 """Per-track summaries: what the network says about one person, merged over the track.
 
 The paper motivates ReID as what "enables tracking and merging person information across
-longer timespans" (Pfeiffer et al., GCPR 2019, Sec. 1). For every attribute each frame votes
-for its predicted label with weight ``probability × detection score``; the track's label is the
-heaviest, ``confidence`` its share of the total weight, and ``agreement`` the fraction of
-frames whose own label is the track's. The track embedding is the mean of the L2-normalised
-per-frame embeddings; its norm (1 when every frame agrees) is reported as ``consistency``.
+longer timespans" (Pfeiffer et al., GCPR 2019, Sec. 1). For every attribute the frames' class
+probabilities are averaged, each frame weighted by its detection score; the track's label is
+the decision on that mean (the arg-max, or for a binary attribute with a calibrated threshold,
+class 1 when its mean probability reaches the threshold: the predictor's rule), ``confidence``
+the mean probability of that label, ``positive`` a binary attribute's mean probability of
+class 1 (what ``--where "backpack>=0.3"`` filters on), and ``agreement`` the fraction of
+frames whose own decision is the track's. (Results without class probabilities vote with
+their label, weighted by ``probability × score``.) The track embedding is the mean of the
+L2-normalised per-frame embeddings; its norm (1 when every frame agrees) is reported as
+``consistency``.
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ class TrackSummary:
 
     track_id: int
     observations: list[TrackObservation] = field(default_factory=list)
+    #: attribute -> its class names, in the model's order (the predictor's ``meta``)
+    classes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: binary attribute -> calibrated decision threshold (the predictor's)
+    thresholds: dict[str, float] = field(default_factory=dict)
 
     @property
     def first_frame(self) -> int:
@@ -54,20 +63,34 @@ class TrackSummary:
         return self.observations[-1].frame
 
     def attributes(self) -> dict[str, dict[str, Any]]:
-        """Merged attributes: ``label``, ``confidence``, ``agreement``, ``frames`` each."""
-        weights: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        votes: dict[str, list[str]] = defaultdict(list)
+        """Merged attributes: ``label``, ``confidence``, ``agreement``, ``frames`` each, and
+        ``positive`` for binary attributes (module docstring)."""
+        seen: dict[str, list[tuple[Any, float]]] = defaultdict(list)
         for ob in self.observations:
             for name, pred in ((ob.result.attributes or {}) if ob.result else {}).items():
-                weights[name][pred.label] += pred.probability * max(ob.score, 1e-6)
-                votes[name].append(pred.label)
-        out = {}
-        for name, w in weights.items():
-            label = max(w, key=w.get)
-            out[name] = {"label": label, "confidence": round(w[label] / sum(w.values()), 4),
-                         "agreement": round(votes[name].count(label) / len(votes[name]), 4),
-                         "frames": len(votes[name])}
-        return out
+                seen[name].append((pred, max(ob.score, 1e-6)))
+        return {name: self._merge(name, preds) for name, preds in seen.items()}
+
+    def _merge(self, name: str, preds: list[tuple[Any, float]]) -> dict[str, Any]:
+        labels = [p.label for p, _ in preds]
+        if name not in self.classes or not all(p.probabilities for p, _ in preds):
+            # labels only: a weighted vote
+            weights: dict[str, float] = defaultdict(float)
+            for p, w in preds:
+                weights[p.label] += p.probability * w
+            label = max(weights, key=weights.get)
+            out = {"label": label, "confidence": round(weights[label] / sum(weights.values()),
+                                                       4)}
+        else:
+            mean = np.average([p.probabilities for p, _ in preds], axis=0,
+                              weights=[w for _, w in preds])
+            k = (int(mean[1] >= self.thresholds[name]) if len(mean) == 2
+                 and name in self.thresholds else int(mean.argmax()))
+            out = {"label": self.classes[name][k], "confidence": round(float(mean[k]), 4)}
+            if len(mean) == 2:
+                out["positive"] = round(float(mean[1]), 4)
+        return {**out, "agreement": round(labels.count(out["label"]) / len(labels), 4),
+                "frames": len(labels)}
 
     def embedding(self) -> np.ndarray | None:
         """Mean of the L2-normalised embeddings of the track's frames (``None`` without any)."""

@@ -239,10 +239,20 @@ class Tracker:
         tscores = out.scores.cpu().numpy().astype(np.float64)
         rows = [results[d] if 0 <= d < len(results) else None for d in det]
         for tid, box, score, d, r in zip(ids, tboxes, tscores, det, rows, strict=True):
-            summary = self.tracks.setdefault(int(tid), TrackSummary(int(tid)))
-            summary.observations.append(TrackObservation(
+            if int(tid) not in self.tracks:
+                self.tracks[int(tid)] = self._summary(int(tid))
+            self.tracks[int(tid)].observations.append(TrackObservation(
                 frame, tuple(float(v) for v in box), float(score), int(d), r))
         return FrameTracks(frame, ids, tboxes, tscores, det, rows)
+
+    def _summary(self, tid: int) -> TrackSummary:
+        """A new track's summary, knowing the predictor's attribute classes and thresholds."""
+        if self.predictor is None:
+            return TrackSummary(tid)
+        classes = getattr(self.predictor.meta, "attributes", None) or {}
+        return TrackSummary(tid, classes={k: tuple(v) for k, v in classes.items()},
+                            thresholds=dict(getattr(self.predictor, "attribute_thresholds",
+                                                    None) or {}))
 
     def summaries(self) -> list[TrackSummary]:
         """Every track seen so far, by id."""

@@ -62,3 +62,34 @@ def test_other_embedding_space_is_refused_naming_both():
                                          r"16.*come from model bbbb \(width 32"):
         a.check_same_space(IndexInfo("bbbb", 32, VOCAB), "index X")
     assert IndexInfo.from_dict(a.to_dict()) == a
+
+
+def test_probability_terms_on_yes_no_attributes():
+    """Issue #34: ``backpack>=0.3`` filters a binary attribute's probability of class 1;
+    the decision stays ``backpack=yes``."""
+    from personkit.index.entries import FilterError, parse_where
+
+    vocab = {"backpack": ["no", "yes"], "upcolor": ["black", "red"] + ["x"],
+             "hat": ["no", "yes"]}
+    got = parse_where("backpack>=0.3 hat<0.1 upcolor=red", vocab)
+    assert got == {"backpack": (">=", 0.3), "hat": ("<", 0.1), "upcolor": "red"}
+    assert parse_where({"backpack": ">=0.25", "hat": ("<=", 1)}, vocab) == {
+        "backpack": (">=", 0.25), "hat": ("<=", 1.0)}
+    for bad, text in (("backpack>=1.5", "must be a number in \\[0, 1\\]"),
+                      ("backpack>=-0.1", "must be a number in \\[0, 1\\]"),
+                      ("backpack>=often", "must be a number in \\[0, 1\\]"),
+                      ("upcolor>=0.3", "needs a yes/no attribute; upcolor has 3 classes"),
+                      ("backpack>=0.3 backpack=yes", "conflicting filter terms backpack>=0.3"),
+                      ("backpack=>0.3", "unknown value")):
+        with pytest.raises(FilterError, match=text):
+            parse_where(bad, vocab)
+
+
+def test_the_index_uses_the_threshold_calibrated_between_track_means():
+    from personkit.index.entries import IndexInfo
+
+    crops = {"threshold": 0.0095, "recall": 0.47}
+    info = IndexInfo("m", 8, dict(VOCAB), {**crops, "tracks": {"threshold": 0.0069}})
+    assert info.same_person_threshold == 0.0069
+    assert IndexInfo("m", 8, dict(VOCAB), crops).same_person_threshold == 0.0095  # older eval
+    assert IndexInfo("m", 8, dict(VOCAB), None).same_person_threshold is None

@@ -47,9 +47,11 @@ def test_replace_source_keeps_one_copy_and_replaces(kind, tmp_path):
     got = store.get("b:2")
     assert got.thumbnail == again[1].thumbnail
     assert np.array_equal(got.embedding, again[1].embedding)  # float32 in, float32 out
-    for name, (label, prob) in again[1].attributes.items():  # confidences stored as float32
+    for name, (label, prob, positive) in again[1].attributes.items():  # stored as float32
         assert got.attributes[name][0] == label
         assert got.attributes[name][1] == pytest.approx(prob, rel=2**-24)
+        assert got.attributes[name][2] == (None if positive is None else pytest.approx(
+            positive, rel=2**-24))
     assert got.identity == again[1].identity and got.last_time == again[1].last_time
     assert store.get("a:4") is None  # gone with the re-index
     store.replace_source("b", [])
@@ -215,3 +217,43 @@ def test_writes_after_the_ann_index_are_folded_in_and_old_versions_go(tmp_path, 
     never, _ = ann_store(tmp_path / "never", optimize_min_rows=None)
     never.replace_source("c", make_entries("c", 60, DIM))
     assert never.unindexed_rows() == 60
+
+
+def test_probability_filters_read_the_positive_probability(kind, tmp_path):
+    """``backpack>=0.6`` passes exactly the entries whose probability of a backpack is at
+    least 0.6, on both stores, with and without an example; results show it as
+    ``positive``."""
+    store = open_store(kind, tmp_path)
+    entries = make_entries("a", 40, DIM) + make_entries("b", 30, DIM, seed=1)
+    store.replace_source("a", entries[:40])
+    store.replace_source("b", entries[40:])
+    want = sorted(e.id for e in entries if e.attributes["backpack"][2] >= 0.6
+                  and e.attributes["gender"][0] == "female")
+    where = {"backpack": (">=", 0.6), "gender": "female"}
+    got = store.search(None, where, 100)
+    assert sorted(h["id"] for h in got) == want and want
+    assert all(h["attributes"]["backpack"]["positive"] >= 0.6 for h in got)
+    assert "positive" not in got[0]["attributes"]["upcolor"]
+    query = entries[3].embedding
+    near = store.search(query, {"backpack": ("<", 0.6)}, 5)
+    ids, _ = exact(entries, query, {}, 100)
+    allowed = [i for i in ids if next(e for e in entries if e.id == i).attributes[
+        "backpack"][2] < 0.6]
+    assert [h["id"] for h in near] == allowed[:5]
+
+
+def test_an_index_made_before_probabilities_answers_labels_and_explains(tmp_path):
+    """A LanceDB table written before the ``prob_`` columns existed keeps working: labels
+    filter as before, a probability filter is a FilterError saying to index again."""
+    from personkit.index.entries import FilterError
+
+    store = open_store("lancedb", tmp_path)
+    store.replace_source("a", make_entries("a", 6, DIM))
+    store.table.drop_columns([f"prob_{a}" for a in VOCAB])  # as an older personkit wrote it
+    old = open_store("lancedb", tmp_path)
+    assert len(old.search(None, {"gender": "male"}, 10)) == sum(
+        e.attributes["gender"][0] == "male" for e in make_entries("a", 6, DIM))
+    old.replace_source("b", make_entries("b", 3, DIM))  # writes keep the old schema
+    assert old.count() == 9
+    with pytest.raises(FilterError, match="made before it kept probabilities.*backpack>=0.5"):
+        old.search(None, {"backpack": (">=", 0.5)}, 10)

@@ -275,3 +275,40 @@ def cv2_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     import cv2
 
     return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+
+
+def test_binary_decisions_follow_the_calibrated_threshold(tiny_model, scene):
+    """Issue #34: a binary attribute's decision is class 1 when its probability reaches the
+    threshold ``personkit eval`` calibrated (``attribute_thresholds`` in calibration.json);
+    every prediction carries all class probabilities and, for yes/no attributes, the
+    probability of class 1 (``positive``)."""
+    plain = Predictor(tiny_model, flip_tta=False)
+    base = plain.predict(scene, BOXES)
+    assert plain.attribute_thresholds == {}
+    for r in base:
+        for a in r.attributes.values():
+            assert a.probability == max(a.probabilities)  # the arg-max without thresholds
+            assert (a.positive is None) == (len(a.probabilities) != 2)
+        assert r.to_dict()["attributes"]["backpack"]["positive"] == pytest.approx(
+            r.attributes["backpack"].probabilities[1], abs=1e-4)
+        assert "positive" not in r.to_dict()["attributes"]["upcolor"]
+    record = {"threshold": 0.01, "weights": plain.engine.weights_hash,
+              "attribute_thresholds": {"backpack": 0.0, "gender": 1.01}}
+    tuned = Predictor(tiny_model, flip_tta=False, calibrations={plain.model_id: record})
+    assert tuned.attribute_thresholds == {"backpack": 0.0, "gender": 1.01}
+    for r, b in zip(tuned.predict(scene, BOXES), base, strict=True):
+        assert r.attributes["backpack"].label == "yes"  # every probability reaches 0
+        assert r.attributes["gender"].label == "male"  # none reaches 1.01
+        assert r.attributes["backpack"].probability == r.attributes["backpack"].positive
+        assert r.attributes["upcolor"] == b.attributes["upcolor"]  # multi-class: arg-max
+    flipped = Predictor(tiny_model, flip_tta=True, calibrations={plain.model_id: record})
+    assert flipped.attribute_thresholds == record["attribute_thresholds"]  # same weights
+
+
+def test_thresholds_of_another_model_are_not_used_and_said(tiny_model, scene):
+    record = {"threshold": 0.01, "weights": "f" * 64,
+              "attribute_thresholds": {"backpack": 0.0}}
+    p = Predictor(tiny_model, flip_tta=False, calibrations={"0123456789abcdef": record})
+    with pytest.warns(UserWarning, match="thresholds of model\\(s\\) 0123456789abcdef, not of "
+                                         "this model"):
+        assert p.attribute_thresholds == {}

@@ -143,6 +143,36 @@ def test_merged_attributes_are_confidence_weighted():
     np.testing.assert_allclose(t.embedding(), np.mean(unit, axis=0), rtol=1e-6)
 
 
+def test_merged_probabilities_decide_by_the_calibrated_threshold():
+    """Issue #34: with class probabilities, a track averages them (weighted by detection
+    score) and decides on the mean as the predictor does: a binary attribute by its
+    calibrated threshold, the others by the arg-max; ``positive`` is the mean probability of
+    class 1, what ``--where "backpack>=0.3"`` reads."""
+    def frame(t, score, p_yes, colours):
+        attrs = {"backpack": AttributePrediction("yes" if p_yes >= 0.25 else "no",
+                                                 max(p_yes, 1 - p_yes), (1 - p_yes, p_yes)),
+                 "upcolor": AttributePrediction("red", max(colours), tuple(colours))}
+        return TrackObservation(t, (0, 0, 10, 20), score, 0, PersonResult(
+            box=(0, 0, 10, 20), attributes=attrs))
+
+    track = TrackSummary(1, [frame(1, 1.0, 0.1, (0.2, 0.8, 0.0)),
+                             frame(2, 0.5, 0.7, (0.6, 0.4, 0.0)),
+                             frame(3, 0.5, 0.3, (0.5, 0.5, 0.0))],
+                         classes={"backpack": ("no", "yes"), "upcolor": ("black", "red", "blue")},
+                         thresholds={"backpack": 0.25})
+    merged = track.attributes()
+    p_yes = (1.0 * 0.1 + 0.5 * 0.7 + 0.5 * 0.3) / 2.0  # 0.3: at or above the threshold 0.25
+    assert merged["backpack"]["label"] == "yes" and merged["backpack"]["frames"] == 3
+    assert merged["backpack"]["positive"] == pytest.approx(p_yes, abs=1e-4)
+    assert merged["backpack"]["confidence"] == pytest.approx(p_yes, abs=1e-4)
+    assert merged["backpack"]["agreement"] == pytest.approx(round(2 / 3, 4))
+    red = (0.8 + 0.5 * 0.4 + 0.5 * 0.5) / 2.0
+    assert merged["upcolor"]["label"] == "red" and "positive" not in merged["upcolor"]
+    assert merged["upcolor"]["confidence"] == pytest.approx(red, abs=1e-4)
+    untuned = TrackSummary(1, track.observations, classes=track.classes)
+    assert untuned.attributes()["backpack"]["label"] == "no"  # 0.3 < 0.5: the arg-max
+
+
 def test_synthetic_mot_is_deterministic_with_persistent_ids(tmp_path):
     a = write_mot_sequence(tmp_path / "a", "tiny", seed=3)
     b = write_mot_sequence(tmp_path / "b", "tiny", seed=3)

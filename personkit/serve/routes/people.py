@@ -38,8 +38,10 @@ def entry_json(entry: Any) -> dict[str, Any]:
     return {"id": entry.id, "source": entry.source, "track_id": entry.track_id,
             "first_frame": entry.first_frame, "last_frame": entry.last_frame,
             "first_time": entry.first_time, "last_time": entry.last_time,
-            "attributes": {a: {"label": lab, "confidence": round(p, 4)}
-                           for a, (lab, p) in entry.attributes.items()},
+            "attributes": {a: {"label": v[0], "confidence": round(v[1], 4),
+                               **({"positive": round(v[2], 4)} if len(v) > 2
+                                  and v[2] is not None else {})}
+                           for a, v in entry.attributes.items()},
             "thumbnail": thumb_url(entry.id)}
 
 

@@ -37,7 +37,7 @@ async def healthz(service: ServiceDep) -> Any:
                 "path": str(index.path),
                 "entries": await asyncio.to_thread(index.store.count),
                 "attributes": index.info.attributes,
-                "threshold": (index.info.calibration or {}).get("threshold")}}
+                "threshold": index.info.same_person_threshold}}
 
 
 @router.get("/metrics", response_class=Response)
