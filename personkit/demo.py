@@ -37,14 +37,24 @@ from personkit.runtime import resolve_device
 from personkit.synth import ensure_world
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"  # package data
-TARGETS = {"ReID mAP": 0.70, "Attribute mean accuracy": 0.80, "MPII-like PCKh@0.5": 0.60,
-           "LIP-like PCKh@0.5": 0.60, "mIoU5": 0.60}
+#: The headline targets. The attributes are scored balanced (docs/evaluation.md): their
+#: mean accuracy (the paper's number) is met by saying the majority class for every rare one.
+TARGETS = {"ReID mAP": 0.70, "Attribute mA": 0.75, "Weakest binary attribute": 0.65,
+           "Age (balanced)": 0.45, "MPII-like PCKh@0.5": 0.60, "LIP-like PCKh@0.5": 0.60,
+           "mIoU5": 0.60}
 
 
 def headline(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
-    """The demo's target metrics from the evaluation results."""
+    """The demo's target metrics from the evaluation results: the attributes' balanced
+    scores are those of the decisions the predictor takes (its calibrated thresholds, scored
+    on identities their thresholds were not fitted on; the arg-max's without them)."""
+    attrs = results.get("market", {}).get("attributes") or {}
+    scores = {**attrs, **(attrs.get("calibrated") or {})}  # age stays the arg-max's
+    binary = [v for k, v in scores.items() if k.startswith("mA/")]
     return {"ReID mAP": score(results, "market", "reid", "mAP"),
-            "Attribute mean accuracy": score(results, "market", "attributes", "mean"),
+            "Attribute mA": scores.get("mA"),
+            "Weakest binary attribute": min(binary) if binary else None,
+            "Age (balanced)": scores.get("bacc/age"),
             "MPII-like PCKh@0.5": score(results, "mpii", "pose", "Mean"),
             "LIP-like PCKh@0.5": score(results, "lip", "pose", "Mean"),
             "mIoU5": score(results, "lip", "parts", "mIoU5")}

@@ -326,24 +326,24 @@ def _bags(b: _Builder) -> None:
     x, y, z = rt[:, 0], rt[:, 1], rt[:, 2]
     T, P = j[B.THORAX], j[B.PELVIS]
     if ident.backpack is not None:
-        c = T - 0.12 * y - (sh.depth + 0.045) * z
-        b.box(c, rt, (sh.shoulder * 0.85, 0.12, 0.05), BG, ident.backpack, "bag", 0)
+        c = T - 0.2 * y - (sh.depth + 0.075) * z
+        b.box(c, rt, (sh.shoulder * 0.8, 0.2, 0.075), BG, ident.backpack, "bag", 0)
         for s in (-1, 1):  # straps over the front of the shoulders
             a = T + s * sh.shoulder * 0.6 * x + 0.02 * y
-            e = T + s * sh.shoulder * 0.75 * x - 0.16 * y + sh.depth * 1.05 * z
-            b.seg(a, e, 0.013, 0.013, BG, ident.backpack, "strap", 3, 0.01)
+            e = T + s * sh.shoulder * 0.75 * x - 0.22 * y + sh.depth * 1.05 * z
+            b.seg(a, e, 0.025, 0.025, BG, ident.backpack, "strap", 3, 0.01)
     if ident.bag is not None:
         s = ident.bag_side
-        c = P + s * (sh.hip * 1.45 + 0.04) * np.array([1.0, 0, 0]) + np.array([0, 0.02, 0])
-        b.box(c, np.eye(3), (0.03, 0.065, 0.08), BG, ident.bag, "bag", 3, 0.01)
+        c = P + s * (sh.hip * 1.45 + 0.05) * np.array([1.0, 0, 0]) + np.array([0, 0.02, 0])
+        b.box(c, np.eye(3), (0.04, 0.1, 0.12), BG, ident.bag, "bag", 3, 0.01)
         start = T - s * sh.shoulder * 0.7 * x + 0.02 * y
         for sz in (-1, 1):  # strap across the chest and across the back
             b.seg(start, c + 0.05 * y + sz * sh.depth * z * 1.1, 0.009, 0.009, BG, ident.bag,
                   "strap", 3, sz * (sh.depth + 0.02))
     if ident.handbag is not None:
         wri = j[B.L_WRI] if ident.hand_side > 0 else j[B.R_WRI]
-        c = wri - np.array([0, 0.075, 0]) + np.array([0, 0, 0.015])
-        b.box(c, np.eye(3), (0.05, 0.045, 0.018), BG, ident.handbag, "bag", 3, 0.04)
+        c = wri - np.array([0, 0.14, 0]) + np.array([0, 0, 0.03])
+        b.box(c, np.eye(3), (0.13, 0.11, 0.05), BG, ident.handbag, "bag", 3, 0.04)
 
 
 def person_prims(person: Person, index: int) -> tuple[list[Prim], np.ndarray]:

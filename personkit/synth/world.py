@@ -43,8 +43,9 @@ MARKER = "personkit_synth.json"
 #: ``auto_annotations``); it scores automatic annotations (``personkit score-annotations``).
 HIDDEN_TRUTH_DIR = "hidden_truth"
 #: Bumped whenever the same preset and seed would render different files.
-#: 3: Market hidden truth (``hidden_truth/``).
-GENERATOR_VERSION = 3
+#: 3: Market hidden truth (``hidden_truth/``); 4: bags, handbags and backpacks (and their
+#: straps) at real sizes.
+GENERATOR_VERSION = 4
 MPII_MAT = "mpii_human_pose_v1_u12_1.mat"
 
 
