@@ -85,8 +85,9 @@ def start_server(run: str, port: int, max_batch: int, *extra: str) -> subprocess
 
 async def load(url: str, uploads: list, concurrency: int, requests: int,
                cap: float) -> dict:
-    """``concurrency`` clients send ``requests`` in all (or for ``cap`` seconds); a 503 is
-    counted and its client waits the ``Retry-After`` it was given before sending again."""
+    """``concurrency`` clients send until ``requests`` have been answered (or for ``cap``
+    seconds); a 503 is counted and its client waits the ``Retry-After`` it was given before
+    sending again."""
     import httpx
 
     latencies, people, refused, sent = [], [], 0, 0
@@ -94,7 +95,7 @@ async def load(url: str, uploads: list, concurrency: int, requests: int,
 
     async def worker(client: httpx.AsyncClient) -> None:
         nonlocal sent, refused
-        while sent < requests and time.perf_counter() - start < cap:
+        while sent - refused < requests and time.perf_counter() - start < cap:
             image, boxes = uploads[sent % len(uploads)]
             sent += 1
             t = time.perf_counter()
@@ -128,7 +129,7 @@ def overload(run: str, uploads: list, clients: int, requests: int, cap: float) -
     rows = []
     try:
         url = f"http://127.0.0.1:{port}/predict"
-        asyncio.run(load(url, uploads, 2, 8, cap))  # warm-up
+        asyncio.run(load(url, uploads, 8, 32, cap))  # warm-up at full batches
         for n in (8, clients):
             before = memory_mb(proc.pid)["VmRSS"]
             row = asyncio.run(load(url, uploads, n, requests, cap))
