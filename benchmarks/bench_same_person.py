@@ -2,7 +2,9 @@
 
 ``personkit eval`` calibrates the model's same-person threshold on single crops against single
 crops (the largest cosine distance at which at most 1 % of strangers find a match,
-:mod:`personkit.metrics.matching`); the people index applies it to the distance between two
+:mod:`personkit.metrics.matching`) and, since issue 34, between track means (each identity's
+views in one camera averaged); the people index applies the latter (``IndexInfo.
+same_person_threshold``; the crop one for a model evaluated before) to the distance between two
 entries' track embeddings (the L2-normalised mean of a track's L2-normalised frame embeddings).
 This benchmark measures what it does there, on synthetic cameras with ground truth:
 
@@ -15,8 +17,8 @@ This benchmark measures what it does there, on synthetic cameras with ground tru
   its boxes overlap most);
 * **pairs**: every pair of entries from different sources, both with an identity: the same
   identity or strangers, and their cosine distance. At the index's threshold
-  (``index.json``'s calibration): stranger acceptance (false match rate among stranger pairs),
-  recall (among same-identity pairs) and precision among the pairs called "same" (at this
+  (``index.json``'s calibration, ``same_person_threshold``): stranger acceptance (false match
+  rate among stranger pairs), recall (among same-identity pairs) and precision among the pairs called "same" (at this
   benchmark's mix of pairs); the largest threshold that accepts at most 1 % of stranger pairs,
   and the recall there;
 * **open set**: the calibration's own protocol (:func:`calibrate_match_threshold`) on track
@@ -288,7 +290,7 @@ def analyse(index: PeopleIndex, n_boot: int, seed: int) -> dict[str, Any]:
     if not cal:
         raise SystemExit(f"{index.path}: the model has no calibrated same-person threshold "
                          f"(run personkit eval)")
-    threshold = float(cal["threshold"])
+    threshold = float(index.info.same_person_threshold)  # between track means, if calibrated
     meta, emb = index.store.vectors()
     emb = emb.astype(np.float64)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
@@ -351,7 +353,7 @@ def report(r: dict[str, Any]) -> str:
         f"{r['distances']['strangers'][3]}; ROC AUC {r['distances']['roc_auc']}",
         "",
         f"{'track means':<46}{'value':>9}  95 % CI (identities)",
-        f"{'index threshold (crop calibration)':<46}{p['threshold']:>9.5f}",
+        f"{'index threshold (track means, else crops)':<46}{p['threshold']:>9.5f}",
         "per pair of entries from different sources:",
         f"{'  stranger acceptance':<46}{p['stranger_accept']:>9.4f}  {ci['stranger_accept']}"
         f"  ({p['stranger_pairs_accepted']} pairs)",
