@@ -18,9 +18,9 @@ This benchmark measures what it does there, on synthetic cameras with ground tru
 * **pairs**: every pair of entries from different sources, both with an identity: the same
   identity or strangers, and their cosine distance. At the index's threshold
   (``index.json``'s calibration, ``same_person_threshold``): stranger acceptance (false match
-  rate among stranger pairs), recall (among same-identity pairs) and precision among the pairs called "same" (at this
-  benchmark's mix of pairs); the largest threshold that accepts at most 1 % of stranger pairs,
-  and the recall there;
+  rate among stranger pairs), recall (among same-identity pairs) and precision among the
+  pairs called "same" (at this benchmark's mix of pairs); the largest threshold that accepts
+  at most 1 % of stranger pairs, and the recall there;
 * **open set**: the calibration's own protocol (:func:`calibrate_match_threshold`) on track
   means: each entry queries the whole index, once as a known person (accepted and correct when
   its nearest entry, not of its own source if of its identity, is its identity and within the
