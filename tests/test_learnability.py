@@ -97,8 +97,9 @@ def test_eval_cli_writes_every_protocol(trained, tmp_path, capsys):
 def test_gallery_matching_rejects_new_people_at_the_calibrated_default(trained, tmp_path,
                                                                       capsys):
     """Issue #23 item 1: `eval` calibrates the same-person threshold on the ReID set and
-    `track --gallery` uses it: three new people match nobody (the old default, 0.3, matched
-    them all), the same three people match themselves."""
+    `track --gallery` uses it (since issue 34, the one between track means): three new
+    people match nobody (the old default, 0.3, matched them all), the same three people
+    match themselves."""
     for module in ("boxmot", "trackeval", "av"):
         pytest.importorskip(module, reason="the tracking extra is not installed")
     from personkit.synth.mot import write_mot_sequence
@@ -120,8 +121,8 @@ def test_gallery_matching_rejects_new_people_at_the_calibrated_default(trained, 
         assert main(["track", str(run_dir), str(seq), "--out", str(tmp_path / out),
                      "--gallery", str(bank), "--no-progress", *extra]) == 0
         summary = json.loads((tmp_path / out / "summary.json").read_text())
-        assert summary["match_threshold"]["threshold"] == (
-            match["threshold"] if not extra else float(extra[-1]))
+        assert summary["match_threshold"]["threshold"] == (  # banks hold track means
+            match["tracks"]["threshold"] if not extra else float(extra[-1]))
         return [m["match"] for m in summary["gallery_matches"]]
 
     assert matches(new, "b") == [None] * 3

@@ -460,8 +460,8 @@ def occlusion(ids: np.ndarray, ordered: list[Prim], person: int, joints: np.ndar
         win = ids[max(0, yi - radius):yi + radius + 1, max(0, xi - radius):xi + radius + 1]
         counts = np.bincount(win.ravel(), minlength=len(names))
         own_mask = np.array([n in JOINT_OWNERS[k] for n in names])
-        own = counts[own_mask].sum()
-        out[k] = counts[~own_mask & ~neutral].sum() > own
+        own = counts[own_mask].sum()  # none of its own part in view (a wide strap): hidden
+        out[k] = own == 0 or counts[~own_mask & ~neutral].sum() > own
     return out
 
 

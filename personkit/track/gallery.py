@@ -67,7 +67,9 @@ def bank_entries(sequence: str, tracks: list[tuple[int, np.ndarray]],
 def gallery_threshold(calibration: dict[str, Any] | None, given: float | None,
                     model: str) -> dict[str, Any]:
     """The threshold gallery matching uses: ``given`` if not None, else the ``calibration``
-    of the model (named ``model`` in the error when it has none), with where it comes from.
+    of the model (named ``model`` in the error when it has none), with where it comes from:
+    the one calibrated between track means (``calibration["tracks"]``: a bank and this run's
+    tracks are track means) where the model's evaluation measured it, else the crop one.
 
     Raises:
         ValueError: neither is known, or ``given`` is not in [0, 2].
@@ -81,9 +83,12 @@ def gallery_threshold(calibration: dict[str, Any] | None, given: float | None,
                          f"and flip setting: run `personkit eval {model}` once (it measures "
                          f"one on the ReID evaluation set and stores it in the run's "
                          f"calibration.json), or give --match-threshold")
-    return {"threshold": float(calibration["threshold"]), "source": "calibrated",
-            **{k: calibration[k] for k in ("dataset", "precision", "recall",
-                                           "stranger_accept") if k in calibration}}
+    chosen = calibration.get("tracks") or calibration  # a bank holds track means
+    return {"threshold": float(chosen["threshold"]), "source": "calibrated",
+            "space": chosen.get("space", "crops"),
+            **{k: chosen.get(k, calibration.get(k)) for k in (
+                "dataset", "precision", "recall", "stranger_accept") if k in chosen or
+               k in calibration}}
 
 
 def describe_threshold(used: dict[str, Any]) -> str:
@@ -91,7 +96,8 @@ def describe_threshold(used: dict[str, Any]) -> str:
     if used["source"] != "calibrated":
         return f"gallery threshold {used['threshold']:.4f} (--match-threshold)"
     return (f"gallery threshold {used['threshold']:.4f}, calibrated on "
-            f"{used.get('dataset', '?')}: precision {used.get('precision', float('nan')):.3f}, "
+            f"{used.get('dataset', '?')} ({used.get('space', 'crops')}): precision "
+            f"{used.get('precision', float('nan')):.3f}, "
             f"recall {used.get('recall', float('nan')):.3f}, strangers accepted "
             f"{100 * used.get('stranger_accept', float('nan')):.1f}%")
 

@@ -33,13 +33,16 @@ def test_truth_reads_back_as_market_auto(tiny_world, truth_dir):
     for r in train[::5]:
         mask = read_mask(r.mask_path)
         assert mask.shape == read_image(r.image_path).shape[:2] == (128, 64)
-        assert mask.max() < 20 and (mask > 0).mean() > 0.15  # a person fills the crop
+        # a person fills the crop (its bags, background as in LIP, take a share of it)
+        assert mask.max() < 20 and (mask > 0).mean() > 0.12
         assert r.joints_annotated[7] and r.joints_annotated[8]  # the neck is in the crop
         for x, y in r.joints[r.joints_annotated]:
             xi, yi = int(round(x)), int(round(y))
             near_person += (mask[max(0, yi - 1):yi + 2, max(0, xi - 1):xi + 2] > 0).any()
             total += 1
-    assert near_person >= 0.97 * total  # joints lie on the labelled body
+    # joints lie on the labelled body, but for those a backpack covers (96 % on the tiny world
+    # since bags have their real size; 97 % before)
+    assert near_person >= 0.94 * total
 
 
 def test_default_market_auto_does_not_read_the_truth(tiny_world):

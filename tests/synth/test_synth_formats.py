@@ -156,7 +156,9 @@ def test_lip_layout_csv_and_masks(tiny_world):
             mask = cv2.imread(str(root / "TrainVal_parsing_annotations" / f"{split}_segmentations"
                                   / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
             assert mask.ndim == 2 and mask.dtype == np.uint8 and mask.shape == img.shape[:2]
-            assert mask.max() < 20 and (mask > 0).mean() > 0.1
+            # the person's labelled parts fill the crop (bags are background, as LIP labels
+            # them, and at their real size take a share of it)
+            assert mask.max() < 20 and (mask > 0).mean() > 0.08
             vals = np.array(row[1:], dtype=object).reshape(16, 3)
             for x, y, v in vals:
                 if x == "nan":

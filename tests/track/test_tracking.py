@@ -100,12 +100,21 @@ def test_gallery_threshold_defaults_to_the_models_calibrated_one(tracked, sequen
     assert main(args) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["match_threshold"] == {"threshold": 1e-9, "source": "calibrated",
-                                          "dataset": "market", "precision": 0.99,
-                                          "recall": 0.5, "stranger_accept": 0.01}
+                                          "space": "crops", "dataset": "market",
+                                          "precision": 0.99, "recall": 0.5,
+                                          "stranger_accept": 0.01}
     # the same frames again, but at distance ~1e-7, above the calibrated 1e-9: no match
     assert all(m["match"] is None or m["match"]["distance"] <= 1e-9
                for m in summary["gallery_matches"])
-    assert "calibrated on market: precision 0.990, recall 0.500" in capsys.readouterr().out
+    assert "calibrated on market (crops): precision 0.990, recall 0.500" in capsys.readouterr(
+    ).out
+    write_calibration(run, identity, {"threshold": 1e-9, "dataset": "market", "tracks": {
+        "threshold": 2e-9, "space": "track means", "precision": 0.98, "recall": 0.6,
+        "stranger_accept": 0.009}})  # a bank holds track means: their threshold is used
+    assert main(args) == 0
+    used = json.loads((tmp_path / "out" / "summary.json").read_text())["match_threshold"]
+    assert used["threshold"] == 2e-9 and used["space"] == "track means"
+    assert "(track means): precision 0.980" in capsys.readouterr().out
     assert main([*args, "--match-threshold", "3"]) == 2  # a cosine distance lies in [0, 2]
 
 
