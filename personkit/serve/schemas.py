@@ -87,11 +87,32 @@ class QueryOut(BaseModel):
 
 
 class SearchOut(BaseModel):
+    """One page of results: ``hits`` are the results ``offset`` to ``offset + k - 1``."""
+
     query: QueryOut
     where: dict[str, Any]
     k: int
+    offset: int = Field(0, description="results skipped before the first hit")
+    next_offset: int | None = Field(None, description="the offset of the next page; None "
+                                                      "when no result follows this page")
     threshold: float | None
     hits: list[HitOut]
+    warning: str | None = Field(None, description="as in /predict: the whole example image "
+                                                  "was taken as one person (also in "
+                                                  "query.warning)")
+
+
+class CameraOut(BaseModel):
+    """One source of the index (a camera, sequence or crop folder)."""
+
+    name: str = Field(description="what ``source=NAME`` filters on")
+    entries: int = Field(description="its people in the index")
+
+
+class CamerasOut(BaseModel):
+    """The index's sources, by name."""
+
+    cameras: list[CameraOut]
 
 
 class IndexHealth(BaseModel):

@@ -30,6 +30,10 @@ STATIC = Path(__file__).resolve().parent / "static"
 #: Said in ``/predict`` and ``/search`` answers when a whole upload became one person.
 WHOLE_IMAGE = ("no boxes were given and the server has no detector: the whole image was "
                "taken as one person")
+#: The same for a search's ``example`` upload (in place of the CLI's words, which name
+#: ``--box``).
+WHOLE_EXAMPLE = ("no box was given and the server has no detector: the whole example image "
+                 "was taken as one person")
 
 
 class ApiError(Exception):
@@ -153,6 +157,8 @@ class Service:
             raise ApiError(400, "example", str(e)) from None
         if boxes is not None:
             boxes = check_boxes(boxes, image)
+        elif warning is not None:
+            warning = WHOLE_EXAMPLE
         if self.stopping.is_set():
             raise BatcherStopped("the server is shutting down")
         return (await self.batcher.submit((image, boxes)))[0], warning
@@ -160,7 +166,7 @@ class Service:
     def need_index(self) -> PeopleIndex:
         if self.index is None:
             raise ApiError(404, "index", "this server has no people index: start it with "
-                                         "`personkit serve RUN --index INDEX`")
+                                         "`personkit serve --index INDEX`")
         return self.index
 
     async def close(self) -> None:

@@ -1,10 +1,13 @@
-"""The web page in a real browser (issue #25): headless Chromium from Debian driven by
+"""The web page in a real browser (issues #25 and #35): headless Chromium from Debian driven by
 Playwright (`executable_path`: Playwright's own browser download cannot work offline) uploads
-an image, sees the overlays, and runs a filtered search on a small index. Skips, saying why,
-where Chromium or Playwright is missing (`.ci/run` installs Chromium)."""
+an image, sees the overlays, edits its boxes, and searches a small index of two cameras: by
+attributes and camera, page by page, "find similar" on a result, and by an example image with
+a typed or dragged box. Skips, saying why, where Chromium or Playwright is missing (`.ci/run`
+installs Chromium)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -12,6 +15,28 @@ import pytest
 from serve_utils import gt_boxes
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+GALLERY = "[...document.querySelectorAll('#gallery img')].map(img => img.alt)"
+
+
+@pytest.fixture(scope="module")
+def index_dir(index_dir, tmp_path_factory):
+    """The shared index's people seen by a second camera too, "lobby" (in a copy: the shared
+    index stays as it is)."""
+    from personkit.index import PeopleIndex
+
+    path = tmp_path_factory.mktemp("cameras") / "people"
+    shutil.copytree(index_dir, path)
+    index = PeopleIndex.open(path)
+    door = [index.get(h["id"]) for h in index.search(where="source=door", k=100)["hits"]]
+    index.add("lobby", [dataclasses.replace(e, source="lobby") for e in door])
+    return path
+
+
+@pytest.fixture(scope="module")
+def index(index_dir):
+    from personkit.index import PeopleIndex
+
+    return PeopleIndex.open(index_dir)
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +54,39 @@ def page(server):
         browser.close()
 
 
+def ids(hits: list[dict]) -> list[str]:
+    return [h["id"] for h in hits]
+
+
+def wait_for_gallery(page, want: list[str]) -> None:
+    """Until the gallery shows the entries ``want``, in order."""
+    page.wait_for_function(f"want => JSON.stringify({GALLERY}) === JSON.stringify(want)",
+                           arg=want, timeout=30_000)
+
+
+def searched(page, action) -> dict:
+    """The answer of the ``/search`` that ``action`` (a callable) sends."""
+    with page.expect_response(lambda r: r.url.endswith("/search"), timeout=30_000) as info:
+        action()
+    assert info.value.ok, info.value.text()
+    return info.value.json()
+
+
 def test_upload_shows_overlay_and_attributes(page, scene_dir, tmp_path):
+    """Without boxes the whole frame is one person, said; edited boxes run it again."""
+    page.fill("#boxes", "")
+    page.set_input_files("#image-input", str(scene_dir / "img1" / "000005.jpg"))
+    page.wait_for_selector("#predict-warning:not([hidden])", timeout=30_000)
+    assert "whole image was taken as one person" in page.inner_text("#predict-warning")
+    assert page.locator("#people li.person").count() == 1
     boxes = gt_boxes(scene_dir, 5)
     page.fill("#boxes", json.dumps(boxes.round(1).tolist()))
-    page.set_input_files("#image-input", str(scene_dir / "img1" / "000005.jpg"))
-    page.wait_for_selector("#overlay[src^='data:image/jpeg']", state="visible", timeout=30_000)
+    page.press("#boxes", "Enter")
+    page.wait_for_selector("#predict-warning", state="hidden", timeout=30_000)
     people = page.locator("#people li.person")
     assert people.count() == len(boxes)
+    want = ", ".join(str(round(v)) for v in boxes[0])
+    assert f"box [{want}]" in people.first.inner_text()
     assert "gender" in people.first.inner_text() and "upcolor" in people.first.inner_text()
     size = page.evaluate("[document.querySelector('#overlay').naturalWidth, "
                          "document.querySelector('#overlay').naturalHeight]")
@@ -44,18 +95,19 @@ def test_upload_shows_overlay_and_attributes(page, scene_dir, tmp_path):
     assert (tmp_path / "predict.png").stat().st_size > 10_000
 
 
-def test_filtered_search_shows_the_matching_people(page, index_dir, tmp_path):
-    from personkit.index import PeopleIndex
+def test_filtered_search_shows_the_matching_people(page, index, server, tmp_path):
+    from personkit.cli import build_parser
 
-    index = PeopleIndex.open(index_dir)
+    spec = page.request.get(server.url + "/openapi.json").json()
+    form = spec["components"]["schemas"]["Body_search_search_post"]["properties"]
+    cli = build_parser().parse_args(["search", "INDEX"]).top
+    assert page.input_value("#k") == str(form["k"]["default"]) == str(cli)  # the same k
     label = index.search(k=1)["hits"][0]["attributes"]["upcolor"]["label"]
-    want = [h["id"] for h in index.search(where=f"upcolor={label}", k=12)["hits"]]
+    want = ids(index.search(where=f"upcolor={label}", k=10)["hits"])
     page.select_option("#filter-upcolor", label)
     page.click("#search-button")
-    page.wait_for_selector("#gallery figure.hit", timeout=30_000)
+    wait_for_gallery(page, want)
     figures = page.locator("#gallery figure.hit")
-    assert figures.count() == len(want)
-    assert [figures.nth(i).locator("img").get_attribute("alt") for i in range(len(want))] == want
     assert all(f"upcolor {label}" in figures.nth(i).inner_text() for i in range(len(want)))
     # the thumbnails come from /thumbs/ID: every one loads, 128 pixels high
     page.wait_for_function("[...document.querySelectorAll('#gallery img')]"
@@ -65,10 +117,81 @@ def test_filtered_search_shows_the_matching_people(page, index_dir, tmp_path):
     page.select_option("#filter-upcolor", "")
     page.fill("#entry", want[0])
     page.click("#search-button")
-    page.wait_for_function(f"!document.querySelector('#gallery').innerText.includes('{want[0]}"
-                           f"\\n')", timeout=30_000)
+    similar = index.search(index.get(want[0]).embedding, k=10, exclude=want[0])["hits"]
+    wait_for_gallery(page, ids(similar))
     page.screenshot(path=str(tmp_path / "search.png"), full_page=True)
     assert (tmp_path / "search.png").stat().st_size > 10_000
+
+
+def test_a_camera_page_by_page(page, index):
+    """The camera selector lists /cameras and filters on source=NAME; the pages follow one
+    another and end where the results do."""
+    options = page.eval_on_selector_all("#camera option", "o => o.map(x => x.textContent)")
+    assert options == ["any", "door (7)", "lobby (7)"]
+    page.fill("#entry", "")
+    page.select_option("#camera", "lobby")
+    page.fill("#k", "3")
+    lobby = ids(index.search(where="source=lobby", k=100)["hits"])
+    assert len(lobby) == 7 and all(i.startswith("lobby:") for i in lobby)
+    page.click("#search-button")
+    wait_for_gallery(page, lobby[:3])
+    assert page.is_disabled("#prev-page") and "with source=lobby" in page.inner_text(
+        "#search-summary")
+    for first in (3, 6):
+        page.click("#next-page")
+        wait_for_gallery(page, lobby[first:first + 3])
+    assert page.is_disabled("#next-page") and "people 7–7" in page.inner_text("#search-summary")
+    page.click("#prev-page")
+    wait_for_gallery(page, lobby[3:6])
+    page.select_option("#camera", "")
+    page.fill("#k", "10")
+
+
+def test_find_similar_searches_by_a_result(page, index):
+    page.click("#search-button")
+    wait_for_gallery(page, ids(index.search(k=10)["hits"]))
+    chosen = page.locator("#gallery figure.hit").nth(1)
+    entry = chosen.locator("img").get_attribute("alt")
+    answer = searched(page, lambda: chosen.locator("button.similar").click())
+    want = ids(index.search(index.get(entry).embedding, k=10, exclude=entry)["hits"])
+    assert answer["query"]["entry"] == entry and ids(answer["hits"]) == want
+    wait_for_gallery(page, want)
+    assert page.input_value("#entry") == entry
+    assert f"similar to {entry}" in page.inner_text("#search-summary")
+
+
+def test_an_example_image_and_its_box_typed_or_dragged(page, scene_dir):
+    """An example frame alone is one person, said; a typed box, then a dragged one, run the
+    search again with that box."""
+    frame = scene_dir / "img1" / "000005.jpg"
+    answer = searched(page, lambda: page.set_input_files("#example", str(frame)))
+    assert answer["query"]["box"] == [0, 0, 256, 192]
+    assert "the whole example image was taken as one person" in answer["warning"]
+    page.wait_for_selector("#search-warning:not([hidden])", timeout=30_000)
+    assert page.inner_text("#search-warning") == answer["warning"]
+    assert page.input_value("#entry") == ""  # the image is the example now
+    box = [round(v) for v in gt_boxes(scene_dir, 5)[0]]
+    page.fill("#example-box", ",".join(map(str, box)))
+    answer = searched(page, lambda: page.press("#example-box", "Enter"))
+    assert answer["query"]["box"] == box and answer["warning"] is None
+    page.wait_for_selector("#search-warning", state="hidden", timeout=30_000)
+    page.wait_for_selector("#example-rect:not([hidden])")
+    shown = page.locator("#example-image").bounding_box()
+    scale = 256 / shown["width"]
+    start, end = (20, 30), (90, 150)  # CSS pixels on the shown image
+
+    def drag() -> None:
+        page.mouse.move(shown["x"] + start[0], shown["y"] + start[1])
+        page.mouse.down()
+        page.mouse.move(shown["x"] + end[0], shown["y"] + end[1], steps=4)
+        page.mouse.up()
+
+    answer = searched(page, drag)
+    want = [round(v * scale) for v in (*start, *end)]
+    assert answer["query"]["box"] == want and page.input_value("#example-box") == ",".join(
+        map(str, want))
+    rect = page.locator("#example-rect").bounding_box()
+    assert rect["width"] == pytest.approx((end[0] - start[0]), abs=2)
 
 
 def test_a_bad_upload_shows_the_servers_message(page, tmp_path):

@@ -163,3 +163,48 @@ def test_search_needs_an_index_and_the_index_its_model(checkpoint, index_dir, cl
     predictor = Predictor.from_checkpoint(checkpoint, "cpu", flip_tta=False)  # another space
     with pytest.raises(ValueError, match="holds people of model .* the served model is"):
         Service(predictor, PeopleIndex.open(index_dir))
+
+
+def test_cameras_and_pages_of_a_search(client, index_dir):
+    """``GET /cameras`` lists the sources (documented in /openapi.json); ``offset`` pages a
+    search: the pages joined are the one long answer, ``next_offset`` ends with the results."""
+    from personkit.index import PeopleIndex
+
+    index = PeopleIndex.open(index_dir)
+    assert client.get("/cameras").json() == {"cameras": [{"name": "door", "entries": 7}]}
+    spec = client.get("/openapi.json").json()
+    answer = spec["paths"]["/cameras"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert answer["schema"]["$ref"].endswith("/CamerasOut")
+    assert set(spec["components"]["schemas"]["CameraOut"]["properties"]) == {"name", "entries"}
+    for form in ({"where": "source=door"}, {"entry": "door:2"}):
+        whole = client.post("/search", data={**form, "k": "50"}).json()
+        pages, offset = [], 0
+        while offset is not None:
+            r = client.post("/search", data={**form, "k": "3", "offset": str(offset)}).json()
+            assert r["offset"] == offset and len(r["hits"]) <= 3
+            pages += r["hits"]
+            offset = r["next_offset"]
+        assert [h["id"] for h in pages] == [h["id"] for h in whole["hits"]]
+        assert whole["next_offset"] is None and len(pages) == 7 - ("entry" in form)
+    assert client.post("/search", data={"k": "3"}).json()["hits"] == client.post(
+        "/search", data={"k": "3", "offset": "0"}).json()["hits"]
+    assert [h["id"] for h in client.post("/search", data={"k": "2", "offset": "6"}).json()[
+        "hits"]] == [h["id"] for h in index.search(k=7)["hits"][6:]]
+    for data, text in (({"offset": "-1"}, "must be >= 0"),
+                       ({"offset": "two"}, "expected an integer"),
+                       ({"k": "600", "offset": "401"}, "k + offset must be <= 1000, got 1001")):
+        r = client.post("/search", data=data)
+        assert r.status_code == 400 and r.json() == {"error": r.json()["error"],
+                                                     "field": "offset"}
+        assert text in r.json()["error"]
+
+
+def test_a_whole_example_image_is_said_in_the_search_answer(client, scene_dir):
+    image = {"example": frame_bytes(scene_dir)}
+    whole = client.post("/search", data={"k": "2"}, files=image).json()
+    assert whole["warning"] == whole["query"]["warning"]
+    assert "the whole example image was taken as one person" in whole["warning"]
+    assert "--box" not in whole["warning"]  # the CLI's words are not the API's
+    box = ",".join(str(round(v)) for v in gt_boxes(scene_dir, 5)[0])
+    boxed = client.post("/search", data={"k": "2", "box": box}, files=image).json()
+    assert boxed["warning"] is None and boxed["query"]["warning"] is None

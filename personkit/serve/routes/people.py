@@ -1,4 +1,5 @@
-"""The people index over HTTP: ``POST /search``, ``GET /tracks/{id}``, ``GET /thumbs/{id}``.
+"""The people index over HTTP: ``POST /search``, ``GET /cameras``, ``GET /tracks/{id}``,
+``GET /thumbs/{id}``.
 
 Store errors are classified by their type (:mod:`personkit.index.entries`): a bad filter is a
 400 naming ``where``, an example of another width names ``example``, an empty index names
@@ -18,12 +19,15 @@ from personkit.index.entries import EmptyIndexError, ExampleError, FilterError
 from personkit.index.people import PeopleIndex
 from personkit.serve.routes import ERRORS, IndexDep, ServiceDep
 from personkit.serve.routes.predict import read_image_field
-from personkit.serve.schemas import EntryOut, SearchOut
+from personkit.serve.schemas import CamerasOut, EntryOut, SearchOut
 from personkit.serve.service import ApiError, Service, overlay_uri
 
 router = APIRouter(tags=["people"])
 #: The most results one search may ask for (every store answers any k up to it).
 MAX_K = 1000
+#: Results per search when ``k`` is not given: ``personkit search -k``'s default, and the
+#: web page's.
+DEFAULT_K = 10
 #: Which request field a store error concerns, by its type.
 STORE_ERRORS = ((FilterError, "where"), (ExampleError, "example"), (EmptyIndexError, "index"))
 
@@ -55,8 +59,12 @@ async def get_entry(index: PeopleIndex, entry_id: str) -> Any:
 @router.post("/search", response_model=SearchOut, responses=ERRORS)
 async def search(service: ServiceDep, index: IndexDep,
                  where: Annotated[str | None, Form(description="attribute filters, e.g. "
-                                                   "gender=female backpack=yes")] = None,
-                 k: Annotated[int, Form(ge=1, le=MAX_K, description="results")] = 10,
+                                                   "gender=female backpack=yes; "
+                                                   "source=NAME: one camera (GET /cameras)")
+                                  ] = None,
+                 k: Annotated[int, Form(ge=1, le=MAX_K, description="results")] = DEFAULT_K,
+                 offset: Annotated[int, Form(ge=0, description="results to skip (paging: "
+                                             "the answer's next_offset)")] = 0,
                  entry: Annotated[str | None, Form(description="an entry id as the "
                                                    "example")] = None,
                  example: Annotated[UploadFile | None, File(description="an image as the "
@@ -64,17 +72,31 @@ async def search(service: ServiceDep, index: IndexDep,
                  box: Annotated[str | None, Form(description="x1,y1,x2,y2: the person in "
                                                  "the example image")] = None) -> Any:
     """People of the index nearest to an example (an ``entry``, or the person in an
-    ``example`` image) among those passing ``where``; without an example, the first ``k``
-    passing it (by source, then first frame)."""
+    ``example`` image) among those passing ``where``; without an example, those passing it
+    by source, then first frame. One page: results ``offset`` to ``offset + k - 1``."""
+    if k + offset > MAX_K:
+        raise ApiError(400, "offset", f"k + offset must be <= {MAX_K}, got {k + offset}")
     vector, entry_id, query = await _example(service, index, entry or None, example, box)
+    wanted = min(k + offset + 1, MAX_K)  # one more than the page: is there a next one?
     try:
-        out = await asyncio.to_thread(index.search, vector, where or None, k, entry_id)
+        out = await asyncio.to_thread(index.search, vector, where or None, wanted, entry_id)
     except tuple(kind for kind, _ in STORE_ERRORS) as e:
         raise ApiError(400, next(f for kind, f in STORE_ERRORS if isinstance(e, kind)),
                        str(e)) from None
-    for h in out["hits"]:
+    hits = out.pop("hits")
+    for h in hits:
         h["thumbnail"] = thumb_url(h["id"])
-    return {"query": query, **out}
+    more = len(hits) > k + offset
+    return {**out, "query": query, "k": k, "offset": offset, "hits": hits[offset:offset + k],
+            "next_offset": offset + k if more else None, "warning": query.get("warning")}
+
+
+@router.get("/cameras", response_model=CamerasOut, responses=ERRORS)
+async def cameras(index: IndexDep) -> Any:
+    """The index's sources (cameras) by name, with their people: what ``source=NAME`` in
+    ``where`` filters on."""
+    counts = await asyncio.to_thread(index.store.sources)
+    return {"cameras": [{"name": name, "entries": n} for name, n in sorted(counts.items())]}
 
 
 async def _example(service: Service, index: PeopleIndex, entry_id: str | None,
