@@ -22,9 +22,12 @@ import secrets
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+# torch is imported where tensors are read or written: the JSON and atomic-file helpers load
+# none (``personkit search`` writes its results without it).
+if TYPE_CHECKING:
+    import torch
 
 _NAME = re.compile(r"^step_(\d+)\.pt$")
 #: The key (checkpoints) and header field (safetensors) holding :func:`content_hash`.
@@ -39,6 +42,8 @@ class CheckpointError(ValueError):
 def content_hash(state: Any) -> str:
     """SHA-256 over every tensor's key path, dtype, shape and bytes and every other value's
     ``repr``, in sorted key order (the ``HASH_KEY`` entry itself excluded)."""
+    import torch
+
     digest = hashlib.sha256()
 
     def walk(obj: Any, where: str) -> None:
@@ -126,6 +131,8 @@ def save_checkpoint(state: dict[str, Any], directory: str | Path, step: int, kee
     """Write ``state`` (with its :func:`content_hash`) to ``directory/step_XXXXXXXX.pt`` via
     a temp file and a rename, then delete all but the newest ``keep`` (0: none) checkpoints
     of run ``run_id`` (of any run if None; files whose run cannot be read are kept)."""
+    import torch
+
     state = {**state, HASH_KEY: content_hash(state)}
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -147,6 +154,8 @@ def save_checkpoint(state: dict[str, Any], directory: str | Path, step: int, kee
 def checkpoint_run_id(path: str | Path) -> str | None:
     """The ``run_id`` stored in a checkpoint (tensors are memory-mapped, not read); None if
     the file has none or cannot be read."""
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - an unreadable file belongs to no known run
@@ -184,6 +193,8 @@ def load_checkpoint(path: str | Path, verify: bool = True) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types; re-raised naming the file
@@ -210,16 +221,21 @@ def _load_failure(e: Exception) -> str:
     return f"the file is truncated or corrupt ({type(e).__name__}{': ' + first if first else ''})"
 
 
-#: What a training checkpoint (``Trainer.state_dict``) must hold, with the types.
-TRAINING_KEYS: dict[str, type | tuple[type, ...]] = {
+#: What a training checkpoint (``Trainer.state_dict``) must hold, with the types (``TENSOR``:
+#: a ``torch.Tensor``, named here so that importing this module loads no torch).
+TENSOR = "torch.Tensor"
+TRAINING_KEYS: dict[str, type | tuple[type, ...] | str] = {
     "model": Mapping, "criterion": Mapping, "optimizer": Mapping, "scheduler": Mapping,
-    "scaler": Mapping, "step": int, "consumed": Mapping, "torch_rng": torch.Tensor,
+    "scaler": Mapping, "step": int, "consumed": Mapping, "torch_rng": TENSOR,
 }
 
 
 def check_training_state(state: Mapping[str, Any], path: str | Path) -> None:
     """A :class:`CheckpointError` unless ``state`` has every ``TRAINING_KEYS`` entry."""
-    bad = [k for k, tp in TRAINING_KEYS.items() if not isinstance(state.get(k), tp)]
+    import torch
+
+    types = {k: torch.Tensor if tp == TENSOR else tp for k, tp in TRAINING_KEYS.items()}
+    bad = [k for k, tp in types.items() if not isinstance(state.get(k), tp)]
     if bad:
         raise CheckpointError(f"{path} is not a personkit training checkpoint: missing or "
                               f"malformed {bad}")

@@ -65,17 +65,30 @@ def _cmd_index(args: argparse.Namespace) -> int:
                 "(its best-scoring person, as the service does; default: the whole image)"),
          shared("--detector-score"), shared("--device"), shared("--flip"))
 def _cmd_search(args: argparse.Namespace) -> int:
+    # Searches by attributes or by an entry read the index only: no torch (issue 35).
+    from pathlib import Path
+
+    from personkit.extras import MissingExtraError
     from personkit.index.people import PeopleIndex
     from personkit.index.search import search, write_results
 
-    index = PeopleIndex.open(args.index)
-    if args.evaluate:
-        print(json.dumps(index.evaluate(), indent=1))
-        return 0
-    finder = (open_person_detector(args) if args.detector and args.example and not args.box
-              else None)
-    result = search(index, args.example, args.box, args.where, args.top, args.model,
-                    args.device, args.flip, finder)
+    try:
+        index = PeopleIndex.open(args.index)
+        if args.evaluate:
+            print(json.dumps(index.evaluate(), indent=1))
+            return 0
+        finder = (open_person_detector(args) if args.detector and args.example and not args.box
+                  and Path(args.example).is_file() else None)  # a bad path is told first
+        result = search(index, args.example, args.box, args.where, args.top, args.model,
+                        args.device, args.flip, finder)
+        sheet = write_results(result, index, args.out) if args.out else None
+    except (ValueError, OSError, MissingExtraError) as e:
+        if "torch" in sys.modules:  # main() says it: its list of error types imports torch
+            raise
+        message = (f"{e.filename}: {e.strerror or e}" if isinstance(e, OSError)
+                   and e.filename is not None else str(e))  # as main() says it
+        print(f"personkit search: error: {message}", file=sys.stderr)
+        return 2
     if result["query"].get("warning"):
         print(f"personkit search: {result['query']['warning']}", file=sys.stderr)
     for h in result["hits"]:
@@ -85,8 +98,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
         print(f"{h['id']}: frames {h['first_frame']}-{h['last_frame']}{dist}{same}  {attrs}")
     if not result["hits"]:
         print("no person matches", file=sys.stderr)
-    if args.out:
-        print(f"wrote {write_results(result, index, args.out)}")
+    if sheet is not None:
+        print(f"wrote {sheet}")
     return 0
 
 

@@ -19,7 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from personkit.index.entries import EmptyIndexError, Entry, ExampleError, IndexInfo, parse_where
+from personkit.checkpoint import write_json
+from personkit.index.entries import (
+    EmptyIndexError,
+    Entry,
+    ExampleError,
+    FilterError,
+    IndexInfo,
+    parse_where,
+)
 from personkit.index.store import Store, sort_hits
 from personkit.runtime import LockedError, exclusive
 
@@ -29,6 +37,8 @@ INDEX_FILE = "index.json"
 #: :class:`~personkit.index.qdrant.QdrantStore`.
 BACKENDS = ("lancedb", "qdrant")
 DEFAULT_BACKEND = BACKENDS[0]
+#: The most cameras an unknown-camera error lists (then it says how many more there are).
+MAX_LISTED = 30
 
 
 class PeopleIndex:
@@ -78,8 +88,6 @@ class PeopleIndex:
             with exclusive(path / "index.lock", f"index {path}", wait=True):
                 found = read_info(path)
                 if found is None:
-                    from personkit.checkpoint import write_json  # it imports torch
-
                     found = _named_collection(info)
                     write_json(path / INDEX_FILE, found.to_dict(), indent=1, end="")
         except OSError as e:
@@ -117,7 +125,8 @@ class PeopleIndex:
 
         Raises:
             EmptyIndexError: the index holds nobody.
-            FilterError: a bad filter (:func:`~personkit.index.entries.parse_where`).
+            FilterError: a bad filter (:func:`~personkit.index.entries.parse_where`), or
+                ``source=NAME`` naming a camera the index does not have (listing its cameras).
             ExampleError: an example of another width.
         """
         flt = parse_where(where, self.info.attributes)
@@ -129,9 +138,8 @@ class PeopleIndex:
                                    f"index {self.path} holds width {self.info.dim}")
             vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
         hits = self.store.search(vector, flt, k + (exclude is not None))
-        if not hits and self.store.count() == 0:  # counted only when nothing was found
-            raise EmptyIndexError(f"the people index {self.path} is empty: add people with "
-                                  f"`personkit index {self.path} SOURCE --model RUN`")
+        if not hits:  # why nothing was found is asked only then
+            self._check_found(flt)
         hits = [h for h in (sort_hits(hits) if vector is not None else hits)
                 if h["id"] != exclude][:k]
         threshold = self.info.same_person_threshold
@@ -139,6 +147,23 @@ class PeopleIndex:
             h["same_person"] = (None if threshold is None or h["distance"] is None
                                 else bool(h["distance"] <= threshold))
         return {"where": flt, "k": k, "threshold": threshold, "hits": hits}
+
+    def _check_found(self, flt: Mapping[str, Any]) -> None:
+        """After a search that found nobody: an :class:`EmptyIndexError` when the index is
+        empty, a :class:`FilterError` listing the cameras when ``source=NAME`` names none of
+        them; nothing when the filter just passes nobody."""
+        if self.store.count() == 0:
+            raise EmptyIndexError(f"the people index {self.path} is empty: add people with "
+                                  f"`personkit index {self.path} SOURCE --model RUN`")
+        source = flt.get("source")
+        if source is None:
+            return
+        cameras = sorted(self.store.sources())
+        if source not in cameras:
+            shown = ", ".join(repr(c) for c in cameras[:MAX_LISTED])
+            more = f" and {len(cameras) - MAX_LISTED} more" if len(cameras) > MAX_LISTED else ""
+            raise FilterError(f"unknown camera source={source!r} in the filter: the people "
+                              f"index {self.path} has {len(cameras)} camera(s): {shown}{more}")
 
     def get(self, entry_id: str) -> Entry:
         """One entry; KeyError naming it when the index has none of that id."""

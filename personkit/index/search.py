@@ -14,13 +14,15 @@ import html
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from personkit.checkpoint import write_json
 from personkit.index.people import PeopleIndex
-from personkit.inference.predictor import PersonResult, Predictor
+
+if TYPE_CHECKING:  # the model (torch) is loaded only for an image example
+    from personkit.inference.predictor import PersonResult, Predictor
 
 
 def parse_box(text: str | Sequence[float]) -> tuple[float, float, float, float]:
@@ -78,6 +80,10 @@ def open_predictor(index: PeopleIndex, model: str | Path | None, device: str = "
     path = model or index.info.model_path
     if not path:
         raise ValueError(f"searching {index.path} by an image needs its model: give --model")
+    if not Path(path).exists():  # said before torch loads
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    from personkit.inference.predictor import Predictor
+
     predictor = Predictor.from_checkpoint(path, device, flip_tta=flip_tta)
     if predictor.model_id != index.info.model:
         raise ValueError(f"{path} is model {predictor.model_id}, the index {index.path} holds "
@@ -103,11 +109,14 @@ def search(index: PeopleIndex, example: str | None = None, box: str | None = Non
         query.update(example=example, thumbnail=entry.thumbnail)
     elif example is not None:
         from personkit.data.io import encode_jpeg, read_image
+
+        # a bad box, image or model path is told before the model's libraries load (seconds)
+        given = None if box is None else parse_box(box)
+        image = read_image(example)
+        predictor = open_predictor(index, model, device, flip_tta)
         from personkit.inference.visualize import thumbnail
 
-        image = read_image(example)
-        r, warning = example_result(open_predictor(index, model, device, flip_tta), image,
-                                    None if box is None else parse_box(box), detector)
+        r, warning = example_result(predictor, image, given, detector)
         vector = r.embedding
         query.update(example=str(example), box=list(r.box), thumbnail=encode_jpeg(thumbnail(
             image, r, margin=0.0 if warning else 0.1)), attributes={

@@ -154,7 +154,7 @@ def test_checkpoint_writes_are_atomic_and_keep_the_newest(tmp_path, monkeypatch)
         f.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt.torch, "save", dies_mid_write)
+    monkeypatch.setattr(torch, "save", dies_mid_write)  # save_checkpoint imports it
     with pytest.raises(OSError, match="disk full"):
         ckpt.save_checkpoint(state, tmp_path, 6, keep=3)
     monkeypatch.undo()

@@ -132,7 +132,16 @@ def test_errors_are_typed_and_a_search_counts_only_when_it_finds_nobody(tmp_path
     monkeypatch.setattr(index.store, "count", lambda: counted.append(1) or count())
     hits = index.search(np.ones(DIM), 'source="cam 1"', k=3)["hits"]
     assert len(hits) == 3 and not counted  # found people: no count
-    assert index.search(where="source=other")["hits"] == [] and counted == [1]
+    assert index.search(where='source="cam 1" backpack>=1')["hits"] == [] and counted
+    with pytest.raises(FilterError, match=r"unknown camera source='other' in the filter: the "
+                                          r"people index .* has 1 camera\(s\): 'cam 1'$"):
+        index.search(np.ones(DIM), "source=other gender=male")
+    index.add("cam2", make_entries("cam2", 2, DIM))
+    with pytest.raises(FilterError, match="has 2 camera\\(s\\): 'cam 1', 'cam2'"):
+        index.search(where="source=Cam2")  # names are exact
+    monkeypatch.setattr("personkit.index.people.MAX_LISTED", 1)
+    with pytest.raises(FilterError, match="has 2 camera\\(s\\): 'cam 1' and 1 more$"):
+        index.search(where="source=cam3")
     for bad, error in ((dict(where="gender=male gender=female"), FilterError),
                        (dict(where="hat=yes"), FilterError),
                        (dict(example=np.ones(8)), ExampleError)):

@@ -134,6 +134,9 @@ def test_search_entries_thumbnails_and_metrics(client, index_dir):
     assert thumb.headers["content-type"] == "image/jpeg" and thumb.content == index.get(
         entry).thumbnail
     for data, field, text in (({"where": "colour=red"}, "where", "valid: gender, backpack"),
+                              ({"where": "source=hall", "entry": entry}, "where",
+                               "unknown camera source='hall' in the filter: the people index "
+                               f"{index_dir} has 1 camera(s): 'door'"),
                               ({"k": "0"}, "k", "must be >= 1"),
                               ({"k": "1001"}, "k", "must be <= 1000"),
                               ({"k": "many"}, "k", "expected an integer"),
