@@ -30,7 +30,7 @@ $(TEST_STAMP): $(STAMP)
 install: $(STAMP)  # personkit with the tracking, export and serving extras, no demo
 
 demo: $(CORE_STAMP)
-	$(BIN)/personkit demo --out runs/demo
+	$(BIN)/personkit demo --out runs/demo --overwrite
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile

@@ -3,7 +3,7 @@ dynamic batching on and off (the baseline, measured in the same run); with ``--o
 far more clients than the server admits (``--max-concurrency``), against the same server at
 its capacity (the baseline).
 
-The server runs as its own process (``personkit serve RUN --port P --max-batch B``) on
+The server runs as its own process (``personkit serve --model MODEL --port P --max-batch B``) on
 127.0.0.1; a bounded local client (httpx, asyncio) keeps ``C`` requests in flight (1, 4 and
 16) until ``--requests`` have been answered or ``--time-cap`` seconds have passed. Each request
 uploads one 640×480 synthetic frame (JPEG) with the boxes of its people (``synth-mot --preset

@@ -10,12 +10,23 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from personkit.cli_options import MODEL_FILE, command, deprecated, opt, positive_int, shared
+from personkit.cli_options import (
+    COMMANDS,
+    command,
+    deprecated,
+    legacy_model_argv,
+    model_option,
+    network_options,
+    opt,
+    positive_int,
+    shared,
+)
 from personkit.cli_options import build_parser as _build_parser
 from personkit.cli_options import comma_list as _list
 from personkit.cli_options import out_file as _out_file
 from personkit.cli_options import write_out_json as _write_json
 from personkit.config import load_config
+from personkit.outputs import claim_file, claim_outputs
 
 #: What an interrupted (Ctrl-C) command left, and how to go on.
 RESUME = {"study": "finished jobs are recorded, rerun to resume",
@@ -25,7 +36,9 @@ RESUME = {"study": "finished jobs are recorded, rerun to resume",
 @command("train", "train a model from a YAML config",
          opt("config", help="YAML config, e.g. configs/tiny.yaml"), shared("overrides"),
          opt("--out", required=True, help="run directory (logs, checkpoints)"),
-         shared("--resume"), shared("--overwrite"), shared("--no-progress"),
+         shared("--resume"), shared("--no-progress"),
+         shared("--overwrite", help="start a new run in a folder holding another run's "
+                "checkpoints, moving them aside (never deleted)"),
          opt("--nproc", type=positive_int, default=1, help="data-parallel processes on this "
              "machine (launches torchrun; batch sizes in the config are global)"))
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -43,7 +56,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 @command("train-detector", "train a person detector on synthetic MOT frames, evaluate its AP",
          opt("config", help="YAML config, e.g. configs/detector_synth.yaml"), shared("overrides"),
          opt("--out", required=True, help="run directory (model.safetensors, metrics.json)"),
-         shared("--resume"), shared("--overwrite"), shared("--no-progress"))
+         shared("--resume"), shared("--no-progress"),
+         shared("--overwrite", help="start a new run in a folder holding another run's "
+                "checkpoints, moving them aside (never deleted)"))
 def _cmd_train_detector(args: argparse.Namespace) -> int:
     from personkit.config import load_detector_config
     from personkit.engine.detector import train_detector
@@ -57,30 +72,31 @@ def _cmd_train_detector(args: argparse.Namespace) -> int:
 
 
 @command("eval", "evaluate a run or checkpoint with the official protocols",
-         opt("checkpoint", help=MODEL_FILE),
+         model_option(),
          opt("--datasets", default=None, help="comma-separated data.eval names (default all)"),
          opt("--data-root", default=None, help="base directory for relative dataset roots"),
          opt("--out", default=None, help="folder for metrics.json (every score)"),
-         shared("--flip"),
          opt("--int8", action="store_true", help="evaluate --engine's int8 export (--calib-data)"),
-         opt("--model", default=None, help="evaluate this export (.onnx, OpenVINO folder or "
-             ".xml, int8 or not) instead; CHECKPOINT still gives the data.eval sets"),
-         shared("--device"), shared("--batch-size"),
-         shared("--engine", help="run the checkpoint on this engine (exported per evaluation "
-                "input size)"),
-         shared("--calib-data"), shared("--calib-size"), shared("--threads"), shared("--verbose"),
-         shared("--precision"))
+         opt("--export", default=None, help="evaluate this export (.onnx, OpenVINO folder or "
+             ".xml, int8 or not) instead; --model still gives the data.eval sets"),
+         *network_options(engine="run the model on this engine (exported per evaluation input "
+                          "size)"),
+         shared("--calib-data"), shared("--calib-size"), shared("--verbose"),
+         shared("--overwrite", help="replace an earlier evaluation's metrics.json in --out"))
 def _cmd_eval(args: argparse.Namespace) -> int:
     from personkit.deploy.engines import evaluate_checkpoint
     from personkit.report import all_tables, to_jsonable
 
+    out = _out_file(args.out, "metrics.json")
+    if out:
+        claim_file(out, args.overwrite, "eval")
     results = evaluate_checkpoint(
-        args.checkpoint, _list(args.datasets), args.data_root, device=args.device,
+        args.model, _list(args.datasets), args.data_root, device=args.device,
         batch_size=args.batch_size, flip_tta=args.flip, engine=args.engine,
-        export=args.model, int8=args.int8, calib_data=args.calib_data,
+        export=args.export, int8=args.int8, calib_data=args.calib_data,
         calib_size=args.calib_size, threads=args.threads or None, precision=args.precision)
     print(all_tables(results))
-    _write_json(_out_file(args.out, "metrics.json"), to_jsonable(results))
+    _write_json(out, to_jsonable(results))
     return 0
 
 
@@ -91,40 +107,27 @@ def _cmd_eval(args: argparse.Namespace) -> int:
          opt("--config", default=None, help="config instead of the built-in demo.yaml"),
          opt("--video", action="store_true", help="frames in, people out: train the person "
              "detector, then track a held-out video with it (overrides: the detector's)"),
-         shared("--seed"))
+         shared("--seed"),
+         shared("--overwrite", help="replace an earlier demo's results in --out (its run is "
+                "moved aside; the synthetic world is reused when it is the same)"))
 def _cmd_demo(args: argparse.Namespace) -> int:
     from personkit.demo import format_result, format_video_result, run_demo, run_video_demo
 
+    claim_outputs(args.out, ["video"] if args.video else ["metrics.json", "report.md"],
+                  args.overwrite, "demo")
     print("\n" + (format_video_result(run_video_demo(args.out, args.overrides)) if args.video
                   else format_result(run_demo(args.out, args.preset, args.seed, args.config,
                                               args.overrides))))
     return 0
 
 
-@command("synth", "write the synthetic Market-, MPII- and LIP-like datasets",
-         opt("--out", required=True, help="output directory"),
-         opt("--preset", default="small", help="tiny, small or full"), shared("--seed"),
-         opt("--bias", type=float, default=0.0, help="dataset bias in [0, 1]: how differently "
-             "the three sets look (0 = today's world; docs/synth.md)"), shared("--no-progress"),
-         opt("--gap", action="store_true", help="then measure the domain gap between the sets"))
-def _cmd_synth(args: argparse.Namespace) -> int:
-    from personkit.synth import synthesize
-    from personkit.synth.gap import domain_gap
-
-    print(synthesize(args.out, args.preset, args.seed, None, not args.no_progress, args.bias))
-    if args.gap:
-        print(domain_gap(args.out))
-    return 0
-
-
 @command("predict", "run a model on your boxes, crops, a MOT sequence or, with --detector, "
-         "frames", opt("checkpoint", help=MODEL_FILE),
+         "frames", model_option(),
          opt("input", help="an image (with --boxes or IMAGE.txt/.csv/.json next to it), a "
              "folder of crops, a MOT sequence folder (img1/ + det/ or gt/); with --detector "
              "an image, a folder of frames or a MOT sequence's img1/"),
          opt("--out", required=True, help="output folder (results.jsonl, embeddings.npy, vis/)"),
          opt("--boxes", default=None, help="boxes file: x1,y1,x2,y2[,score] lines or JSON"),
-         shared("--flip"),
          deprecated("--flip-tta", "--flip (the default)",
                     apply=lambda ns, _: setattr(ns, "flip", True)),
          opt("--min-score", type=float, default=None, help="MOT det: minimum confidence"),
@@ -133,9 +136,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
          opt("--crops", action="store_true", help="INPUT is a folder of person crops, even "
              "if some are wider than tall"),
          shared("--overwrite", help="replace an earlier run's results in --out (only those)"),
-         shared("--device"), shared("--engine"), shared("--threads"), shared("--heads"),
-         shared("--batch-size"), shared("--merge-parts"), shared("--mot-source"),
-         shared("--detector"), shared("--detector-score"), shared("--precision"),
+         *network_options(), shared("--heads"), shared("--merge-parts"),
+         shared("--mot-source"), shared("--detector"), shared("--detector-score"),
          shared("--no-progress"))
 def _cmd_predict(args: argparse.Namespace) -> int:
     from personkit.cli_objects import open_person_detector, open_predictor
@@ -145,7 +147,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                            min_score=args.min_score, crops=args.crops,
                            frames=args.detector is not None)
     claim_output(Path(args.out), args.overwrite)  # both checked before the model is read
-    predictor = open_predictor(args.checkpoint, args)
+    predictor = open_predictor(args.model, args)
     summary = predict_source(predictor, source, args.out, vis=not args.no_vis,
                              save_parts=args.save_parts, progress=not args.no_progress,
                              overwrite=args.overwrite,
@@ -156,7 +158,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 @command("export", "export to ONNX / OpenVINO (fp32, int8) and check parity",
-         opt("checkpoint", help=MODEL_FILE),
+         model_option(),
          opt("--onnx", default=None, help="output .onnx file"),
          opt("--openvino", default=None, help="output folder for the OpenVINO IR (model.xml + "
              "model.bin, converted from the ONNX export)"),
@@ -166,19 +168,22 @@ def _cmd_predict(args: argparse.Namespace) -> int:
          opt("--tol", type=float, default=None, help="relative parity tolerance (default: the "
              "model's float32 rounding bound, about 1e-4 for a ResNet-18)"),
          opt("--no-check", action="store_true", help="skip the parity checks"),
-         shared("--calib-data"), shared("--calib-size"), shared("--heads"), shared("--verbose"))
+         shared("--calib-data"), shared("--calib-size"), shared("--heads"), shared("--verbose"),
+         shared("--overwrite", help="replace an existing --onnx file or --openvino folder"))
 def _cmd_export(args: argparse.Namespace) -> int:
     from personkit.deploy.export import export_model
 
-    ok = export_model(args.checkpoint, args.onnx, args.openvino, _list(args.heads),
+    for path in filter(None, (args.onnx, args.openvino)):
+        claim_file(path, args.overwrite, "export")
+    ok = export_model(args.model, args.onnx, args.openvino, _list(args.heads),
                       opset=args.opset, tol=args.tol, check=not args.no_check, int8=args.int8,
                       calib_data=args.calib_data, calib_size=args.calib_size)
     return 0 if ok else 1
 
 
 @command("bench", "measure crops/s: four-task vs single-task models",
-         opt("source", nargs="?", default=None, help="YAML config or checkpoint (default: "
-             "ResNet-50 GN at 256x128, random weights)"),
+         model_option(required=False, help="YAML config or model (default: ResNet-50 GN at "
+                      "256x128, random weights)"),
          shared("overrides"),
          deprecated("--set", "KEY=VALUE after the options", takes_value=True,
                     apply=lambda ns, v: setattr(ns, "set", [*(ns.set or []), v])),
@@ -189,43 +194,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
              "roofline,separate,heads,light,cuda"),
          opt("--out", default="runs/bench", help="folder for bench.json and bench.md"),
          shared("--device"), shared("--verbose"),
-         shared("--threads", help="torch/ONNX Runtime CPU threads (0: torch's, one per core)"))
+         shared("--threads", help="torch/ONNX Runtime CPU threads (0: torch's, one per core)"),
+         shared("--overwrite", help="replace an earlier bench.json and bench.md in --out"))
 def _cmd_bench(args: argparse.Namespace) -> int:
     from personkit.deploy.bench import run_bench
 
-    print(run_bench(args.source, [*(args.set or []), *args.overrides], args.device,
+    claim_outputs(args.out, ("bench.json", "bench.md"), args.overwrite, "bench")
+    print(run_bench(args.model, [*(args.set or []), *args.overrides], args.device,
                     args.batch_sizes.split(","), args.warmup, args.repeats,
                     _list(args.skip) or (), args.threads, args.out,
                     command="personkit " + " ".join(sys.argv[1:])))
     return 0
 
 
-@command("annotate", "write automatic pose and part annotations (market_auto format) for a "
-         "Market-style set",
-         opt("--pose", required=True, help="pose model: run directory or weight file"),
-         opt("--parts", required=True, help="20-class parts model (may be the same run)"),
-         opt("--root", required=True, help="Market-1501 root (holds bounding_box_train)"),
-         opt("--out", default=None, help="output folder (default ROOT/auto_annotations)"),
-         opt("--splits", default="train", help="comma-separated: train,query,gallery"),
-         shared("--flip", help="average pose and parts with the mirrored crop's, left and right "
-                "swapped back (--no-flip: one pass)"),
-         opt("--force", action="store_true", help="replace different annotations"),
-         shared("--batch-size"), shared("--device"), shared("--no-progress"))
-def _cmd_annotate(args: argparse.Namespace) -> int:
-    from personkit.inference.annotate import annotate_market
-
-    summary = annotate_market(args.pose, args.parts, args.root, args.out,
-                              splits=args.splits.split(","), flip=args.flip, force=args.force,
-                              batch_size=args.batch_size, device=args.device,
-                              progress=not args.no_progress)
-    state = "unchanged (already up to date)" if summary.unchanged else "written"
-    print(f"{summary.images} crops annotated -> {summary.out} ({state})")
-    return 0
-
-
 @command("track", "follow people through a MOT sequence or a video; attributes, pose, parts "
          "and an embedding per track (needs [track])",
-         opt("run", help=MODEL_FILE),
+         model_option(),
          opt("source", help="MOT sequence folder (img1/ + det/det.txt or gt/gt.txt), or a "
              "video file with --detections; with --detector also a folder of frames, a "
              "camera (/dev/video0) or a stream (rtsp://, http://), in real time"),
@@ -251,53 +235,27 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
              metavar="KEY=VALUE", help="BoxMOT tracker argument, e.g. appearance_thresh=0.3 "
              "(repeatable; overrides personkit's defaults)"),
          shared("--detector"), shared("--detector-score"),
-         shared("--mot-source"), shared("--merge-parts"), shared("--device"), shared("--engine"),
-         shared("--threads"), shared("--heads"), shared("--flip"), shared("--batch-size"),
-         shared("--precision"), shared("--seed", help="seed of --embeddings random"),
-         shared("--no-progress"))
+         shared("--mot-source"), shared("--merge-parts"), *network_options(), shared("--heads"),
+         shared("--seed", help="seed of --embeddings random"), shared("--no-progress"),
+         shared("--overwrite", help="replace an earlier run's results in --out (only those)"))
 def _cmd_track(args: argparse.Namespace) -> int:
     from personkit.cli_objects import open_person_detector, open_predictor
-    from personkit.track.run import format_summary, track
+    from personkit.track.run import OUTPUTS, format_summary, track
     from personkit.track.tracker import parse_tracker_arg
 
+    if not args.overwrite:  # refused before the model is read; replaced once tracking starts
+        claim_outputs(args.out, OUTPUTS, False, "track")
     detector = open_person_detector(args)
     summary = track(
-        open_predictor(args.run, args), args.source, args.out, detector=detector,
+        open_predictor(args.model, args), args.source, args.out, detector=detector,
         detections=args.detections, mot_source=args.mot_source, tracker=args.tracker,
         embeddings=args.embeddings, seed=args.seed,
         tracker_kwargs=dict(map(parse_tracker_arg, args.tracker_arg)), evaluate=args.eval,
         gallery=args.gallery, match_threshold=args.match_threshold,
         progress=not args.no_progress, video_out=args.video_out, png_frames=args.png_frames,
         save_parts=args.save_parts, keypoints=args.keypoints, jsonl=args.jsonl,
-        thumb_overlays=args.thumb_overlays)
+        thumb_overlays=args.thumb_overlays, overwrite=args.overwrite)
     print(format_summary(summary, args.out), file=sys.stderr if args.jsonl == "-" else None)
-    return 0
-
-
-@command("synth-mot", "write a synthetic MOT sequence (gt and noisy det)",
-         opt("--out", required=True, help="sequence folder"),
-         opt("--preset", default="tiny", help="tiny, tiny-b, crossing or street640"),
-         shared("--seed"))
-def _cmd_synth_mot(args: argparse.Namespace) -> int:
-    from personkit.synth.mot import write_mot_sequence
-
-    seq = write_mot_sequence(args.out, args.preset, args.seed)
-    print(f"wrote MOT sequence {seq} (img1/, gt/gt.txt, det/det.txt, seqinfo.ini)")
-    return 0
-
-
-@command("score-annotations", "score automatic annotations (market_auto) against a ground "
-         "truth in the same format, e.g. the synthetic world's Market-1501-v15.09.15/hidden_truth",
-         opt("auto_dir", help="automatic annotations folder (pose.csv, parts/)"),
-         opt("truth_dir", help="ground-truth folder in the same format"),
-         opt("--folders", default="bounding_box_train", help="comma-separated Market folders"),
-         opt("--out", default=None, help="folder for scores.json (every score)"))
-def _cmd_score_annotations(args: argparse.Namespace) -> int:
-    from personkit.metrics.annotations import format_scores, score_annotations
-
-    result = score_annotations(args.auto_dir, args.truth_dir, args.folders.split(","))
-    print(format_scores(result))
-    _write_json(_out_file(args.out, "scores.json"), result)
     return 0
 
 
@@ -328,43 +286,57 @@ def _cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
-from personkit import cli_people  # noqa: E402, F401  (index, search, serve; after the others)
+from personkit import cli_data, cli_people  # noqa: E402, F401  (registered after the others)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return _build_parser(__doc__)
+    """The ``personkit`` parser (:func:`personkit.cli_options.build_parser`)."""
+    return _build_parser()
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse a command line; ``key=value`` overrides may also come after the options
     (``personkit train CONFIG --out RUN train.lr=5e-4``), for subcommands that take them."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:
+        argv[1:] = legacy_model_argv(argv[0], argv[1:], _subparser(parser, argv[0]))
     args, extra = parser.parse_known_args(argv)
     if extra:
         overrides = all(not x.startswith("-") and "=" in x for x in extra)
         if not hasattr(args, "overrides") or not overrides:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
-    source = getattr(args, "source", None)  # bench: an optional source, then overrides
-    if args.command == "bench" and source and "=" in source and not Path(source).exists():
-        args.source, args.overrides = None, [source, *args.overrides]
     return args
 
 
-def _exit_codes() -> list[tuple[type[BaseException], int]]:
-    """The errors the CLI reports in one line, and their exit codes (1: a run that had to stop,
-    a source that broke mid-run (its results so far written), weights that do not fit,
-    failed study jobs; 2: bad input, settings, a missing extra, or a
-    path that cannot be read or written)."""
-    from personkit.engine.trainer import TrainingError
-    from personkit.extras import MissingExtraError
-    from personkit.models import WeightsError
-    from personkit.study import StudyRunError
-    from personkit.track.run import TrackingStopped
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of subcommand ``command``."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[command]
 
-    return [(TrainingError, 1), (WeightsError, 1), (StudyRunError, 1), (TrackingStopped, 1),
-            (ValueError, 2),
-            (MissingExtraError, 2), (OSError, 2)]
+
+#: The errors the CLI reports in one line, and their exit codes (1: a run that had to stop,
+#: a source that broke mid-run (its results so far written), weights that do not fit, failed
+#: study jobs; 2: bad input, settings, a missing extra, or a path that cannot be read or
+#: written): (module, class name, code), most specific first.
+EXIT_CODES = [("personkit.engine.trainer", "TrainingError", 1),
+              ("personkit.models.weights", "WeightsError", 1),
+              ("personkit.study.jobs", "StudyRunError", 1),
+              ("personkit.track.run", "TrackingStopped", 1),
+              ("builtins", "ValueError", 2), ("personkit.extras", "MissingExtraError", 2),
+              ("builtins", "OSError", 2)]
+
+
+def exit_code(error: BaseException) -> int | None:
+    """``error``'s exit code (:data:`EXIT_CODES`), None for one the CLI does not report. Only
+    modules already loaded are looked in (an error's class is loaded with its module), so a
+    command that never imported torch does not import it to report an error."""
+    for module, name, code in EXIT_CODES:
+        kind = getattr(sys.modules.get(module), name, None)
+        if kind is not None and isinstance(error, kind):
+            return code
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -381,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     except Exception as e:
-        code = next((c for kind, c in _exit_codes() if isinstance(e, kind)), None)
+        code = exit_code(e)
         if code is None:
             raise
         message = (f"{e.filename}: {e.strerror or e}" if isinstance(e, OSError)  # PATH: why

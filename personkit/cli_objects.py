@@ -52,3 +52,26 @@ def open_person_detector(args: argparse.Namespace,
 
     return open_detector(args.detector, device or resolve_device(args.device).type,
                          args.detector_score, getattr(args, "threads", 0) or None)
+
+
+def index_model(model: str | None, index: str | None) -> str:
+    """The model a command on ``index`` runs: ``model`` when given, else the one the index
+    records (``index.json``'s ``model_path``), read without opening its store.
+
+    Raises:
+        ValueError: neither is known (says to give ``--model``).
+    """
+    if model:
+        return model
+    recorded = None
+    if index is not None:
+        from pathlib import Path
+
+        from personkit.index.people import read_info
+
+        info = read_info(Path(index))
+        recorded = info.model_path if info is not None else None
+    if not recorded:
+        where = f"{index} is not an index yet" if index else "no --index given"
+        raise ValueError(f"give the model with --model ({where}, so it records none)")
+    return recorded

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,19 @@ Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[str, list[Option], Handler]] = {}
 #: How every subcommand that reads a model describes the argument.
 MODEL_FILE = "run directory, .pt checkpoint or .safetensors export"
+#: The spellings of the model option, the same on every subcommand that runs a model.
+MODEL_FLAGS = ("-m", "--model")
+#: Subcommands that took the model as their first positional argument before issue 35, and
+#: how many positional arguments that old form had (it still works for a release).
+LEGACY_MODEL_POSITIONAL = {"predict": 2, "track": 2, "eval": 1, "export": 1, "serve": 1,
+                           "bench": 1}
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every option's default in ``--help``, except where its help says it (or it is None)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None or "default:" in (action.help or ""):
+        if action.default is None or action.default is False or "default:" in (action.help or ""):
             return action.help or ""
         return super()._get_help_string(action) or ""
 
@@ -50,11 +56,28 @@ def package_version() -> str:
         return "(not installed)"
 
 
-def build_parser(description: str) -> argparse.ArgumentParser:
+#: ``personkit --help``: what the tool does, then the commands, then three first commands.
+USAGE = """One network for people: a re-identification embedding, attributes (gender, age,
+clothing, colours, bags), 16 body joints and a body-part map for every person, in one
+forward pass. Train it, run it on crops, images or video, track and index the people seen,
+search them, serve them over HTTP."""
+EXAMPLES = """examples:
+  personkit demo --out runs/demo                  # synthesise data, train, evaluate (~6 min)
+  personkit track --model runs/demo/run data/mot/crossing --out runs/crossing --video-out
+  personkit index runs/people runs/crossing --model runs/demo/run
+  personkit search runs/people --where "gender=female backpack=yes"
+
+`personkit COMMAND --help` lists a command's options; the options several commands share
+mean the same everywhere (docs/cli.md)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
     """The ``personkit`` parser: ``--version`` and every registered subcommand."""
-    parser = argparse.ArgumentParser(prog="personkit", description=description)
+    parser = argparse.ArgumentParser(prog="personkit", description=USAGE, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"personkit {package_version()}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                title="commands")
     for name, (text, options, func) in COMMANDS.items():
         p = sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)
         for flags, kwargs in options:
@@ -84,6 +107,11 @@ def opt(*flags: str, **kwargs: Any) -> Option:
     return flags, kwargs
 
 
+#: What ``--detector`` accepts, in every subcommand's help.
+DETECTOR_FORMS = ("a detector of one of three kinds: a torchvision detector name (COCO weights "
+                  "from torch's cache; NAME:random for random weights), an ONNX detector file "
+                  "(YOLOv5/8/11, YOLOX, torchvision export) or a personkit detector run "
+                  "(personkit train-detector's --out)")
 #: The shared options. ``--flip`` is on wherever embeddings are made, as ``eval`` scores them.
 SHARED: dict[str, dict[str, Any]] = {
     "--no-progress": {"action": "store_true", "help": "hide the progress bar"},
@@ -100,9 +128,7 @@ SHARED: dict[str, dict[str, Any]] = {
     "--flip": {"action": argparse.BooleanOptionalAction, "default": True,
                "help": "average each ReID embedding with its mirror image's, as the "
                "evaluation protocol does (--no-flip: one pass, faster)"},
-    "--detector": {"default": None, "help": "find the people: a torchvision detector name "
-                   "(COCO weights from torch's cache; NAME:random for random weights) or an "
-                   "ONNX detector file (YOLOv8/11, YOLOX, torchvision export)"},
+    "--detector": {"default": None, "help": "find the people with " + DETECTOR_FORMS},
     "--detector-score": {"type": float, "default": DETECTOR_SCORE,
                          "help": "minimum detector score of a person"},
     "--precision": {"default": "fp32", "choices": ("fp32", "bf16"),
@@ -115,14 +141,28 @@ SHARED: dict[str, dict[str, Any]] = {
                      "searched recursively) to calibrate --int8 on"},
     "--calib-size": {"type": positive_int, "default": 300, "help": "calibration crops"},
     "--resume": {"default": None, "help": "'auto' (newest valid checkpoint) or a path"},
-    "--overwrite": {"action": "store_true", "help": "start a new run in a folder holding "
-                    "another run's checkpoints, moving them aside (never deleted)"},
+    "--overwrite": {"action": "store_true", "help": "replace the results an earlier run "
+                    "left in --out (only those files; without it they are refused)"},
     "--seed": {"type": int, "default": 0, "help": "random seed"},
     "--verbose": {"action": "store_true", "help": "show the logs, warnings and progress bars "
                   "of NNCF, ONNX Runtime and OpenVINO (hidden by default)"},
     "overrides": {"nargs": "*", "metavar": "KEY=VALUE",
                   "help": "config overrides, section.key=value (also after the options)"},
 }
+
+
+def model_option(required: bool = True, help: str = MODEL_FILE) -> Option:
+    """``-m/--model``: the model, spelled the same on every subcommand that runs one."""
+    return MODEL_FLAGS, {"required": required, "default": None, "metavar": "MODEL",
+                         "help": help}
+
+
+def network_options(*, flip: bool = True, **helps: str) -> list[Option]:
+    """The options of every subcommand that runs the network, with their shared meanings
+    (``helps``: another help text for one of them, keyed by its name without dashes)."""
+    flags = ["--device", "--engine", "--threads", "--precision", "--batch-size"]
+    return [shared(f, **({"help": helps[f[2:]]} if f[2:] in helps else {}))
+            for f in [*flags, *(["--flip"] if flip else [])]]
 
 
 def shared(flag: str, **changes: Any) -> Option:
@@ -166,3 +206,66 @@ def deprecated(flag: str, instead: str, apply: Any, takes_value: bool = False) -
     """An old spelling of ``instead`` (kept for a release): ``apply(namespace, value)``."""
     return (flag,), {"action": _Deprecated, "instead": instead, "apply": apply,
                      "nargs": None if takes_value else 0, "help": argparse.SUPPRESS}
+
+
+def _positionals(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[int]:
+    """Indices of the positional words of a subcommand's ``argv`` (its options' values
+    skipped, as ``parser`` would)."""
+    takes_value = {flag for action in parser._actions for flag in action.option_strings
+                   if action.nargs != 0}
+    found, i = [], 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            return found + list(range(i + 1, len(argv)))
+        if word.startswith("-") and len(word) > 1:
+            i += word in takes_value  # its value is the next word
+        else:
+            found.append(i)
+        i += 1
+    return found
+
+
+def legacy_model_argv(command: str, argv: list[str],
+                      parser: argparse.ArgumentParser) -> list[str]:
+    """``argv`` of ``command`` (after its name) with the old positional model
+    (``personkit predict RUN INPUT``) moved to ``--model RUN``, saying so; ``eval``'s old
+    ``--model EXPORT`` becomes ``--export EXPORT`` in that old form."""
+    if command not in LEGACY_MODEL_POSITIONAL:
+        return argv
+    given = any(w in MODEL_FLAGS or w.startswith("--model=") for w in argv)
+    words = [i for i in _positionals(argv, parser) if "=" not in argv[i]]  # not overrides
+    if len(words) != LEGACY_MODEL_POSITIONAL[command] or (given and command != "eval"):
+        return argv
+    argv = list(argv)
+    if given:  # eval RUN --model EXPORT (before issue 35)
+        argv = ["--export" if w in MODEL_FLAGS else w.replace("--model=", "--export=", 1)
+                for w in argv]
+    model = argv.pop(words[0])
+    export = " --export EXPORT (the old --model EXPORT)" if given else ""
+    print(f"personkit: `personkit {command} MODEL ...` is deprecated and will be removed in the "
+          f"next release; write `personkit {command} --model {model}{export} ...`",
+          file=sys.stderr)
+    return [*argv, "--model", model]
+
+
+def vocabulary_table() -> str:
+    """docs/cli.md's table of the shared options: option, meaning, default and the
+    subcommands that take it (from the registry, so the docs cannot drift from the parsers)."""
+    used: dict[str, list[str]] = {}
+    for name, (_, options, _) in COMMANDS.items():
+        for flags, _ in options:
+            for flag in flags:
+                if flag in SHARED or flag == "--model":
+                    used.setdefault(flag, []).append(name)
+    rows = ["| option | meaning | default | commands |", "|---|---|---|---|"]
+    spelled = {"--model": {"help": f"the model: {MODEL_FILE}", "default": None}, **SHARED}
+    for flag, spec in spelled.items():
+        if flag in used:
+            default = spec.get("default")
+            shown = "-" if default is None or spec.get("action") == "store_true" else (
+                f"`{default}`" if default != "" else "`\"\"`")
+            label = "`-m`, `--model`" if flag == "--model" else f"`{flag}`"
+            meaning = spec["help"].replace("|", "\\|")
+            rows.append(f"| {label} | {meaning} | {shown} | {', '.join(used[flag])} |")
+    return "\n".join(rows)

@@ -7,8 +7,18 @@ import argparse
 import json
 import sys
 
-from personkit.cli_objects import open_person_detector, open_predictor
-from personkit.cli_options import MODEL_FILE, command, opt, positive_int, shared
+from personkit.cli_objects import index_model, open_person_detector, open_predictor
+from personkit.cli_options import (
+    DETECTOR_FORMS,
+    MODEL_FILE,
+    command,
+    model_option,
+    network_options,
+    opt,
+    positive_int,
+    shared,
+)
+from personkit.index.entries import DEFAULT_K
 from personkit.index.people import BACKENDS, DEFAULT_BACKEND
 from personkit.serve.settings import HOST, MAX_BATCH, MAX_WAIT_MS, PORT, Limits
 
@@ -19,7 +29,8 @@ from personkit.serve.settings import HOST, MAX_BATCH, MAX_WAIT_MS, PORT, Limits
          opt("sources", nargs="+", help="personkit track output folders, MOT sequences, "
              "videos, streams or (with --crops) folders of person crops; a source indexed "
              "again replaces its earlier entries"),
-         opt("--model", required=True, help=MODEL_FILE + " (with ReID and attribute heads)"),
+         model_option(required=False, help=MODEL_FILE + " with ReID and attribute heads "
+                      "(default: the one the index was made with)"),
          opt("--crops", action="store_true", help="the folders hold person crops, one person "
              "each"),
          opt("--name", default=None, help="camera name of a single source (default: the "
@@ -30,11 +41,12 @@ from personkit.serve.settings import HOST, MAX_BATCH, MAX_WAIT_MS, PORT, Limits
              "qdrant-client's local mode in the index folder)"),
          opt("--detections", default=None, help="video input: MOT-format det.txt"),
          shared("--detector"), shared("--detector-score"), shared("--mot-source"),
-         shared("--device"), shared("--flip"), shared("--batch-size"), shared("--no-progress"))
+         *network_options(), shared("--no-progress"))
 def _cmd_index(args: argparse.Namespace) -> int:
     from personkit.index.build import index_sources
 
-    out = index_sources(args.index, args.sources, open_predictor(args.model, args),
+    model = index_model(args.model, args.index)
+    out = index_sources(args.index, args.sources, open_predictor(model, args),
                         crops=args.crops, name=args.name, backend=args.store,
                         qdrant_url=args.qdrant_url, progress=not args.no_progress,
                         detector=open_person_detector(args), detections=args.detections,
@@ -54,41 +66,40 @@ def _cmd_index(args: argparse.Namespace) -> int:
          opt("--where", default=None, help="attribute filters, e.g. \"gender=female "
              "backpack=yes upcolor=red\" (the decisions), \"hat>=0.3\" (a yes/no "
              "attribute's probability); source=NAME: one camera"),
-         opt("-k", "--top", type=positive_int, default=10, help="results"),
-         opt("--model", default=None, help="the index's model, for an image example (default: "
-             "the path the index was built from)"),
+         opt("-k", "--top", type=positive_int, default=DEFAULT_K, help="results"),
+         model_option(required=False, help="the index's model, loaded only for an image "
+                      "example (default: the one the index was made with)"),
          opt("--out", default=None, help="folder for results.json and sheet.html (a contact "
              "sheet of thumbnails)"),
+         shared("--overwrite", help="replace an earlier search's results.json and sheet.html "
+                "in --out"),
          opt("--evaluate", action="store_true", help="cross-camera rank-1 and mAP of the whole "
              "index against the sources' ground truth (synthetic sequences)"),
-         shared("--detector", help="find the person of an --example image without --box "
-                "(its best-scoring person, as the service does; default: the whole image)"),
-         shared("--detector-score"), shared("--device"), shared("--flip"))
+         shared("--detector", help="find the person of an --example image without --box (its "
+                "best-scoring person, as the service does; default: the whole image) with "
+                + DETECTOR_FORMS),
+         shared("--detector-score"), *network_options())
 def _cmd_search(args: argparse.Namespace) -> int:
     # Searches by attributes or by an entry read the index only: no torch (issue 35).
     from pathlib import Path
 
-    from personkit.extras import MissingExtraError
+    from personkit.cli_objects import predictor_options
     from personkit.index.people import PeopleIndex
     from personkit.index.search import search, write_results
+    from personkit.outputs import claim_outputs
 
-    try:
-        index = PeopleIndex.open(args.index)
-        if args.evaluate:
-            print(json.dumps(index.evaluate(), indent=1))
-            return 0
-        finder = (open_person_detector(args) if args.detector and args.example and not args.box
-                  and Path(args.example).is_file() else None)  # a bad path is told first
-        result = search(index, args.example, args.box, args.where, args.top, args.model,
-                        args.device, args.flip, finder)
-        sheet = write_results(result, index, args.out) if args.out else None
-    except (ValueError, OSError, MissingExtraError) as e:
-        if "torch" in sys.modules:  # main() says it: its list of error types imports torch
-            raise
-        message = (f"{e.filename}: {e.strerror or e}" if isinstance(e, OSError)
-                   and e.filename is not None else str(e))  # as main() says it
-        print(f"personkit search: error: {message}", file=sys.stderr)
-        return 2
+    index = PeopleIndex.open(args.index)
+    if args.evaluate:
+        print(json.dumps(index.evaluate(), indent=1))
+        return 0
+    if args.out:
+        claim_outputs(args.out, ("results.json", "sheet.html"), args.overwrite, "search")
+    finder = (open_person_detector(args) if args.detector and args.example and not args.box
+              and Path(args.example).is_file() else None)  # a bad path is told first
+    options = predictor_options(args)
+    result = search(index, args.example, args.box, args.where, args.top, args.model,
+                    options.pop("device"), options.pop("flip_tta"), finder, **options)
+    sheet = write_results(result, index, args.out) if args.out else None
     if result["query"].get("warning"):
         print(f"personkit search: {result['query']['warning']}", file=sys.stderr)
     for h in result["hits"]:
@@ -105,7 +116,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 @command("serve", "an HTTP service and web page: predict on uploaded images, search an index "
          "(needs [serve])",
-         opt("run", help=MODEL_FILE),
+         model_option(required=False, help=MODEL_FILE + " (default: the one --index was made "
+                      "with)"),
          opt("--index", default=None, help="people index to search (personkit index)"),
          opt("--host", default=HOST, help="address to listen on"),
          opt("--port", type=int, default=PORT, help="port (0: any free one)"),
@@ -123,14 +135,16 @@ def _cmd_search(args: argparse.Namespace) -> int:
              help="requests worked on at once (/predict, /search)"),
          opt("--max-queue", type=int, default=Limits.max_queue, help="requests that may wait "
              "for one of those slots; further ones get 503 with Retry-After"),
-         shared("--detector"), shared("--detector-score"), shared("--device"), shared("--flip"),
-         shared("--threads"))
+         shared("--detector"), shared("--detector-score"),
+         *network_options(batch_size="most crops per forward pass (default: the larger of 32 "
+                          "and --max-batch)"))
 def _cmd_serve(args: argparse.Namespace) -> int:
     from personkit.serve.app import serve
 
     limits = Limits(args.max_pixels, args.max_boxes, args.max_concurrency, args.max_queue,
                     args.max_upload_mb)
-    predictor = open_predictor(args.run, args, batch_size=max(32, args.max_batch))
+    predictor = open_predictor(index_model(args.model, args.index), args,
+                               batch_size=max(args.batch_size, args.max_batch))
     serve(predictor, args.index, detector=open_person_detector(args), host=args.host,
           port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
           limits=limits)

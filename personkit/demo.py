@@ -201,7 +201,7 @@ def run_video_demo(out: str | Path = "runs/demo", overrides: Sequence[str] = (),
     summary = track(Predictor.from_checkpoint(person) if person else None, seq, out / "video",
                     detector=open_detector(out / "detector", "auto"), evaluate=True,
                     embeddings="personkit" if person else "none", video_out=True,
-                    progress=progress)
+                    progress=progress, overwrite=True)  # the demo's own folder
     timings["track"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - start
     result = {"detector": {k: detector[k] for k in ("AP", "AP50", "AP75", "eval_sequences")},

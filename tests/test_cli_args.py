@@ -3,6 +3,7 @@ options, and every ``personkit`` command line in the README and docs parses."""
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def test_overrides_before_between_and_after_options_keep_their_order():
 @pytest.mark.parametrize("argv", [
     ["train", "c.yaml", "--out", "r", "--bogus"],
     ["train", "c.yaml", "--out", "r", "notanoverride"],
-    ["eval", "run", "train.lr=1"],  # eval takes no overrides
+    ["eval", "--model", "run", "train.lr=1"],  # eval takes no overrides
 ])
 def test_other_extra_arguments_are_still_errors(argv, capsys):
     with pytest.raises(SystemExit) as e:
@@ -100,8 +101,8 @@ def test_a_shared_option_means_the_same_in_every_subcommand():
                     (repr(action.default), getattr(action.type, "__name__", None),
                      tuple(action.choices or ())))
     assert {flag: len(kinds) for flag, kinds in seen.items() if len(kinds) > 1} == {}
-    assert parse_args(["predict", "r", "in", "--out", "o"]).flip is True
-    assert parse_args(["track", "r", "seq", "--out", "o"]).flip is True
+    assert parse_args(["predict", "--model", "r", "in", "--out", "o"]).flip is True
+    assert parse_args(["track", "--model", "r", "seq", "--out", "o"]).flip is True
     assert parse_args(["eval", "r"]).flip is True
     for command in ("predict", "track", "eval", "annotate", "bench"):
         assert _options(command)["--device"].default == "auto", command
@@ -109,9 +110,9 @@ def test_a_shared_option_means_the_same_in_every_subcommand():
 
 
 def test_old_spellings_work_and_say_what_to_write(capsys):
-    args = parse_args(["predict", "r", "in", "--out", "o", "--flip-tta"])
+    args = parse_args(["predict", "--model", "r", "in", "--out", "o", "--flip-tta"])
     assert args.flip is True and "--flip-tta is deprecated" in capsys.readouterr().err
-    assert parse_args(["eval", "r", "--no-flip"]).flip is False
+    assert parse_args(["eval", "--model", "r", "--no-flip"]).flip is False
     bench = parse_args(["bench", "--set", "model.input_size=[64,32]", "train.lr=1"])
     assert bench.set == ["model.input_size=[64,32]"] and bench.overrides == ["train.lr=1"]
     assert "--set is deprecated" in capsys.readouterr().err
@@ -127,3 +128,162 @@ def test_version_and_defaults_in_help(capsys):
         parse_args(["track", "--help"])
     text = capsys.readouterr().out
     assert "(default: botsort)" in text and "{botsort," in text and "(default: auto)" in text
+
+
+# ------------------------------------------------------------ one vocabulary, second round (#35)
+
+#: The subcommands that run the person network (docs/cli.md, "The network's options").
+NETWORK = ("predict", "track", "eval", "index", "search", "serve")
+#: The subcommands that run a model, each naming it -m/--model.
+MODEL = ("eval", "predict", "export", "bench", "track", "annotate", "index", "search", "serve")
+
+
+def _parser(command: str):
+    from personkit.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sub.choices[command]
+
+
+def test_every_subcommand_names_the_model_one_way():
+    from personkit.cli_options import COMMANDS
+
+    for command in COMMANDS:
+        options = _options(command)
+        positional = {a.dest for a in _parser(command)._actions if not a.option_strings}
+        assert not positional & {"checkpoint", "run", "model"}, command
+        if command in MODEL:
+            assert options["-m"] is options["--model"], command
+            assert options["--model"].metavar == "MODEL", command
+        else:
+            assert "--model" not in options, command
+    for command in ("index", "search", "serve", "bench", "annotate"):  # found elsewhere
+        assert not _options(command)["--model"].required, command
+    for command in ("predict", "track", "eval", "export"):
+        assert _options(command)["--model"].required, command
+
+
+def test_the_network_options_are_on_every_command_that_runs_the_network():
+    for command in NETWORK:
+        options = _options(command)
+        for flag in ("--device", "--engine", "--threads", "--precision", "--batch-size",
+                     "--flip", "--no-flip"):
+            assert flag in options, (command, flag)
+
+
+def test_every_command_with_an_output_folder_has_overwrite():
+    """The one rule for output folders: refused unless --overwrite (``study`` continues its
+    folder instead, docs/cli.md)."""
+    from personkit.cli_options import COMMANDS
+
+    with_out = [c for c in COMMANDS if "--out" in _options(c)]
+    assert len(with_out) >= 12
+    for command in with_out:
+        if command != "study":
+            assert "--overwrite" in _options(command), command
+    assert "--force" not in [a.help for a in _parser("annotate")._actions]
+
+
+def test_the_docs_table_is_the_parsers():
+    from personkit.cli_options import vocabulary_table
+
+    table = vocabulary_table()
+    assert "| `-m`, `--model` |" in table and "| `--overwrite` |" in table
+    assert table in (ROOT / "docs" / "cli.md").read_text(encoding="utf-8"), (
+        "docs/cli.md's table differs from the parsers: paste personkit.cli_options."
+        "vocabulary_table()")
+
+
+@pytest.mark.parametrize(("argv", "model", "rest"), [
+    (["predict", "r", "in", "--out", "o"], "r", {"input": "in"}),
+    (["predict", "r", "--out", "o", "in"], "r", {"input": "in"}),
+    (["track", "r", "seq", "--out", "o", "--tracker", "bytetrack"], "r", {"source": "seq"}),
+    (["eval", "r", "--model", "x.onnx"], "r", {"export": "x.onnx"}),
+    (["bench", "r", "a.b=1"], "r", {"overrides": ["a.b=1"]}),
+    (["serve", "r", "--index", "i"], "r", {"index": "i"}),
+])
+def test_the_old_positional_model_still_works_and_says_what_to_write(argv, model, rest, capsys):
+    args = parse_args(argv)
+    assert args.model == model and {k: getattr(args, k) for k in rest} == rest
+    err = capsys.readouterr().err
+    assert "is deprecated" in err and f"--model {model}" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "--model", "r", "in", "--out", "o"],
+    ["track", "-m", "r", "seq", "--out", "o"],
+    ["eval", "--model=r"],
+    ["bench", "a.b=1"],
+    ["serve", "--index", "i"],
+])
+def test_the_new_spelling_is_not_rewritten(argv, capsys):
+    args = parse_args(argv)
+    assert args.model == (None if argv[0] in ("bench", "serve") else "r")
+    assert capsys.readouterr().err == ""
+
+
+def test_the_model_comes_from_the_index(tmp_path):
+    from personkit.cli_objects import index_model
+
+    (tmp_path / "idx").mkdir()
+    (tmp_path / "idx" / "index.json").write_text(json.dumps(
+        {"model": "abc", "dim": 4, "attributes": {}, "model_path": "runs/m"}))
+    assert index_model(None, str(tmp_path / "idx")) == "runs/m"
+    assert index_model("other", str(tmp_path / "idx")) == "other"
+    with pytest.raises(ValueError, match="--model"):
+        index_model(None, str(tmp_path / "new"))
+    with pytest.raises(ValueError, match="no --index"):
+        index_model(None, None)
+
+
+def test_an_earlier_output_is_refused_then_replaced(tmp_path, capsys):
+    from personkit.outputs import claim_outputs
+
+    (tmp_path / "metrics.json").write_text("{}")
+    (tmp_path / "vis").mkdir()
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="--overwrite") as e:
+        claim_outputs(tmp_path, ["metrics.json", "vis", "other.json"], False, "eval")
+    assert "metrics.json and 1 more" in str(e.value) and (tmp_path / "vis").is_dir()
+    removed = claim_outputs(tmp_path, ["metrics.json", "vis", "other.json"], True, "eval")
+    assert sorted(p.name for p in removed) == ["metrics.json", "vis"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert "eval: replaced an earlier run's results" in capsys.readouterr().err
+    assert claim_outputs(tmp_path, ["metrics.json"], False, "eval") == []
+
+
+def test_score_annotations_refuses_an_earlier_scores_file(tmp_path, capsys):
+    from personkit.cli import main
+
+    (tmp_path / "scores.json").write_text("{}")
+    assert main(["score-annotations", "a", "b", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "scores.json" in err and "--overwrite" in err
+    assert (tmp_path / "scores.json").read_text() == "{}"
+
+
+def test_the_top_level_help_is_for_users(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = capsys.readouterr().out
+    examples = [line for line in text.splitlines() if line.startswith("  personkit ")]
+    assert len(examples) >= 3 and "docs/cli.md" in text and "``" not in text
+    for line in examples:  # each example parses
+        parse_args(shlex.split(line.split("#")[0])[1:])
+    with pytest.raises(SystemExit):
+        parse_args(["track", "--help"])
+    detector = " ".join(capsys.readouterr().out.split())
+    assert "torchvision detector name" in detector and "ONNX detector file" in detector
+    assert "personkit detector run" in detector and "(default: False)" not in detector
+
+
+def test_every_reported_error_type_exists_and_maps_to_its_code():
+    import importlib
+
+    from personkit.cli import EXIT_CODES, exit_code
+
+    for module, name, code in EXIT_CODES:
+        kind = getattr(importlib.import_module(module), name)
+        assert isinstance(kind, type) and issubclass(kind, BaseException), name
+        assert exit_code(kind.__new__(kind)) == code, name
+    assert exit_code(FileNotFoundError("x")) == 2 and exit_code(KeyError("x")) is None

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "personkit"
 #: modules (``synth`` sits below ``engine``, which renders detector training data with it;
 #: ``study`` near the top, as it trains and evaluates).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("files", ("checkpoint", "runtime", "extras")),
+    ("files", ("checkpoint", "runtime", "extras", "outputs")),
     ("data", ("data",)),
     ("config", ("config",)),
     ("models", ("models",)),
@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("index", ("index",)),
     ("serve", ("serve",)),
     ("study", ("study", "demo")),
-    ("cli", ("cli", "cli_options", "cli_objects", "cli_people", "__main__")),
+    ("cli", ("cli", "cli_options", "cli_objects", "cli_people", "cli_data", "__main__")),
 ]
 #: unit -> (layer index, layer name)
 LAYER_OF = {unit: (i, name) for i, (name, units) in enumerate(LAYERS) for unit in units}

@@ -78,7 +78,7 @@ def test_parts_beat_all_background(trained):
 def test_eval_cli_writes_every_protocol(trained, tmp_path, capsys):
     run_dir, results, _ = trained
     out = tmp_path / "eval"
-    assert main(["eval", str(run_dir), "--datasets", "market,lip", "--out", str(out)]) == 0
+    assert main(["eval", "-m", str(run_dir), "--datasets", "market,lip", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| Dataset | mAP |" in printed and "| Dataset | Head |" in printed
     metrics = json.loads((out / "metrics.json").read_text())
@@ -105,7 +105,7 @@ def test_gallery_matching_rejects_new_people_at_the_calibrated_default(trained, 
     from personkit.synth.mot import write_mot_sequence
 
     run_dir = trained[0]
-    assert main(["eval", str(run_dir), "--datasets", "market", "--out",
+    assert main(["eval", "--model", str(run_dir), "--datasets", "market", "--out",
                  str(tmp_path / "eval")]) == 0
     match = json.loads((tmp_path / "eval" / "metrics.json").read_text())["market"]["match"]
     assert 0.0 < match["threshold"] < 0.3 and match["stranger_accept"] <= 0.01
@@ -114,11 +114,11 @@ def test_gallery_matching_rejects_new_people_at_the_calibrated_default(trained, 
     known = write_mot_sequence(tmp_path / "known", "tiny", seed=0)
     new = write_mot_sequence(tmp_path / "new", "tiny", seed=1)  # other identities
     bank = tmp_path / "a" / "gallery.json"
-    assert main(["track", str(run_dir), str(known), "--out", str(bank.parent),
+    assert main(["track", "--model", str(run_dir), str(known), "--out", str(bank.parent),
                  "--no-progress"]) == 0
 
     def matches(seq: Path, out: str, *extra: str) -> list:
-        assert main(["track", str(run_dir), str(seq), "--out", str(tmp_path / out),
+        assert main(["track", "--model", str(run_dir), str(seq), "--out", str(tmp_path / out),
                      "--gallery", str(bank), "--no-progress", *extra]) == 0
         summary = json.loads((tmp_path / out / "summary.json").read_text())
         assert summary["match_threshold"]["threshold"] == (  # banks hold track means
@@ -161,7 +161,7 @@ def test_index_finds_the_same_people_in_another_camera(trained, tmp_path, capsys
 
 def test_eval_cli_rejects_unknown_dataset(trained, capsys):
     run_dir, _, _ = trained
-    assert main(["eval", str(run_dir), "--datasets", "coco"]) == 2
+    assert main(["eval", "--model", str(run_dir), "--datasets", "coco"]) == 2
     assert "coco" in capsys.readouterr().err
 
 
@@ -203,7 +203,7 @@ def test_the_first_training_example_trains_on_data_and_evaluates(tiny_world_dir,
     assert main(["train", str(config), "--out", str(run), f"data.root={tiny_world_dir}",
                  "train.iterations=2", "train.checkpoint_every=0", "--no-progress"]) == 0
     assert (run / "curves.png").stat().st_size > 1000  # every training draws its curves
-    assert main(["eval", str(run), "--out", str(tmp_path / "eval"), "--no-flip"]) == 0
+    assert main(["eval", "--model", str(run), "--out", str(tmp_path / "eval"), "--no-flip"]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert set(metrics) == {"market", "mpii", "lip"}
     assert set(metrics["lip"]) == {"pose", "parts"} and "reid" in metrics["market"]

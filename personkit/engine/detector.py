@@ -200,8 +200,8 @@ def _train(cfg: DetectorConfig, out: Path, resume: str | None, progress: bool
                 for k, v in record.items():
                     writer.add_scalar(f"train/{k}", v, step + 1)
                 if progress:
-                    print(f"train-detector: step {step + 1}/{cfg.train.iterations}, loss "
-                          f"{sum(losses.values()):.3f}", file=sys.stderr)
+                    _say_step(step + 1 - start, step + 1, cfg.train.iterations, losses,
+                              record["seconds"])
             every = cfg.train.checkpoint_every
             if (every and (step + 1) % every == 0) or step + 1 == cfg.train.iterations:
                 save_checkpoint({"kind": DETECTOR_KIND, "model": model.state_dict(),
@@ -212,7 +212,15 @@ def _train(cfg: DetectorConfig, out: Path, resume: str | None, progress: bool
     finally:
         log.close()
         writer.close()
-    return _finish(model, cfg, out, device)
+    return _finish(model, cfg, out, device, progress)
+
+
+def _say_step(done: int, step: int, total: int, losses: dict[str, float],
+              seconds: float) -> None:
+    """One progress line: step, loss, time so far and left (``done`` steps this session)."""
+    left = seconds / max(done, 1) * (total - step)
+    print(f"train-detector: step {step}/{total}, loss {sum(losses.values()):.3f}, "
+          f"{seconds:.0f} s, about {left:.0f} s left", file=sys.stderr, flush=True)
 
 
 def _step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: DetectorConfig,
@@ -238,12 +246,15 @@ def _step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: Detecto
 
 
 def _finish(model: torch.nn.Module, cfg: DetectorConfig, out: Path,
-            device: torch.device) -> dict[str, Any]:
+            device: torch.device, progress: bool = False) -> dict[str, Any]:
     from personkit.report import plot_learning_curves
 
     weights = save_weights(model, out / "model.safetensors", config_to_dict(cfg),
                            {"kind": DETECTOR_KIND, "person_label": PERSON_LABEL})
     frames = sequence_frames(cfg.data.root, cfg.data.eval, cfg.data.min_visibility)
+    if progress:
+        print(f"train-detector: evaluating AP on {len(frames)} frames", file=sys.stderr,
+              flush=True)
     t = time.perf_counter()
     scores = evaluate_detector(model, frames, device)
     scores["seconds_per_frame"] = (time.perf_counter() - t) / max(1, len(frames))

@@ -360,7 +360,7 @@ def _source_entries(index: PeopleIndex, predictor: Predictor, src: str, source: 
         return (*crop_entries(src, predictor, source), "")
     out = index.path / "tracks" / source
     try:
-        track(predictor, src, out, **track_options)
+        track(predictor, src, out, overwrite=True, **track_options)  # the source, again
     except TrackingStopped:
         pass
     seq_dir = Path(src) if "://" not in src and is_mot_sequence(src) else None

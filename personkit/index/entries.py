@@ -243,3 +243,7 @@ def _terms(text: str) -> list[tuple[str, str, str]]:
                               f"(e.g. \"gender=female backpack=yes\", \"hat>=0.3\")")
         terms.append(found.groups())
     return terms
+
+#: Results a search returns unless asked for more: ``personkit search -k``, HTTP ``/search``
+#: and the web page alike.
+DEFAULT_K = 10

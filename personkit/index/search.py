@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from personkit.checkpoint import write_json
+from personkit.index.entries import DEFAULT_K
 from personkit.index.people import PeopleIndex
 
 if TYPE_CHECKING:  # the model (torch) is loaded only for an image example
@@ -70,9 +71,10 @@ def example_result(predictor: Predictor, image: np.ndarray, box: Sequence[float]
 
 
 def open_predictor(index: PeopleIndex, model: str | Path | None, device: str = "auto",
-                   flip_tta: bool = True) -> Predictor:
+                   flip_tta: bool = True, **options: Any) -> Predictor:
     """The model of ``index`` (``model``, or the path the index was built from), checked to
-    be the same embedding space.
+    be the same embedding space; ``options``: more keywords of ``Predictor.from_checkpoint``
+    (``engine``, ``threads``, ``precision``, ``batch_size``).
 
     Raises:
         ValueError: no model known, or a model of another embedding space (naming both).
@@ -84,7 +86,7 @@ def open_predictor(index: PeopleIndex, model: str | Path | None, device: str = "
         raise FileNotFoundError(f"checkpoint not found: {path}")
     from personkit.inference.predictor import Predictor
 
-    predictor = Predictor.from_checkpoint(path, device, flip_tta=flip_tta)
+    predictor = Predictor.from_checkpoint(path, device, flip_tta=flip_tta, **options)
     if predictor.model_id != index.info.model:
         raise ValueError(f"{path} is model {predictor.model_id}, the index {index.path} holds "
                          f"people of model {index.info.model}: give the model it was built with")
@@ -92,11 +94,13 @@ def open_predictor(index: PeopleIndex, model: str | Path | None, device: str = "
 
 
 def search(index: PeopleIndex, example: str | None = None, box: str | None = None,
-           where: str | None = None, k: int = 10, model: str | Path | None = None,
-           device: str = "auto", flip_tta: bool = True, detector: Any = None) -> dict[str, Any]:
+           where: str | None = None, k: int = DEFAULT_K, model: str | Path | None = None,
+           device: str = "auto", flip_tta: bool = True, detector: Any = None,
+           **options: Any) -> dict[str, Any]:
     """Search ``index``: ``example`` an entry id (``SOURCE:TRACK``) or an image file (its
-    person: :func:`example_boxes`, with ``detector`` an opened detector or None); ``where``
-    attribute filters. Returns :meth:`PeopleIndex.search`'s result with a ``query`` record."""
+    person: :func:`example_boxes`, with ``detector`` an opened detector or None; the model
+    loaded by :func:`open_predictor` with ``options``); ``where`` attribute filters. Returns
+    :meth:`PeopleIndex.search`'s result with a ``query`` record."""
     query: dict[str, Any] = {"where": where or ""}
     vector, exclude = None, None
     if example is not None and not Path(example).exists() and ":" in example:
@@ -113,7 +117,7 @@ def search(index: PeopleIndex, example: str | None = None, box: str | None = Non
         # a bad box, image or model path is told before the model's libraries load (seconds)
         given = None if box is None else parse_box(box)
         image = read_image(example)
-        predictor = open_predictor(index, model, device, flip_tta)
+        predictor = open_predictor(index, model, device, flip_tta, **options)
         from personkit.inference.visualize import thumbnail
 
         r, warning = example_result(predictor, image, given, detector)

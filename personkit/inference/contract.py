@@ -136,7 +136,7 @@ def parse_metadata(props: Mapping[str, str], source: str) -> tuple[ModelMeta, tu
         raise ValueError(f"{source} has no personkit metadata ({META_KEY!r}); it was not "
                          f"written by `personkit export`, so its input size, mean/std, output "
                          f"names and class names are unknown. Re-export it with "
-                         f"`personkit export CHECKPOINT --onnx FILE`")
+                         f"`personkit export --model MODEL --onnx FILE`")
     meta = ModelMeta.from_dict(json.loads(props[META_KEY]))
     heads = tuple(json.loads(props[HEADS_KEY])) if HEADS_KEY in props else tuple(
         t for t in TASKS if t in meta.heads)

@@ -40,6 +40,7 @@ from personkit.inference.predictor import PersonResult, Predictor
 from personkit.inference.sources import Frame, InputSource, open_frames, open_input
 from personkit.inference.visualize import draw_results, save_image, save_part_maps
 from personkit.models.detector import DetectorBase
+from personkit.outputs import claim_outputs
 
 #: Overlays of person crops (128×64 in Market) are enlarged to at least this height.
 CROP_VIS_HEIGHT = 256
@@ -49,20 +50,9 @@ OUTPUT_FILES, OUTPUT_FOLDERS = ("results.jsonl", "embeddings.npy", "summary.json
 
 def claim_output(out_dir: Path, overwrite: bool) -> None:
     """``out_dir`` must not hold an earlier ``predict``'s results unless ``overwrite``, which
-    removes them (only them: other files are never touched) and says so: old overlays and
-    rows never mix with new ones."""
-    import shutil
-
-    found = [out_dir / n for n in OUTPUT_FILES if (out_dir / n).exists()]
-    found += [out_dir / n for n in OUTPUT_FOLDERS if (out_dir / n).is_dir()]
-    if not found:
-        return
-    if not overwrite:
-        raise ValueError(f"{out_dir} holds the results of an earlier run ({found[0].name}, ...): "
-                         f"pass --overwrite to replace them, or another --out")
-    for path in found:
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    print(f"predict: replaced an earlier run's results in {out_dir}", file=sys.stderr)
+    removes them (only them: :func:`~personkit.outputs.claim_outputs`): old overlays and rows
+    never mix with new ones."""
+    claim_outputs(out_dir, OUTPUT_FILES + OUTPUT_FOLDERS, overwrite, "predict")
 
 
 def predict_source(predictor: Predictor, source: InputSource, out_dir: str | Path, *,

@@ -80,8 +80,8 @@ def gallery_threshold(calibration: dict[str, Any] | None, given: float | None,
         return {"threshold": float(given), "source": "--match-threshold"}
     if calibration is None:
         raise ValueError(f"{model} has no calibrated same-person threshold for these weights "
-                         f"and flip setting: run `personkit eval {model}` once (it measures "
-                         f"one on the ReID evaluation set and stores it in the run's "
+                         f"and flip setting: run `personkit eval --model {model}` once (it "
+                         f"measures one on the ReID evaluation set and stores it in the run's "
                          f"calibration.json), or give --match-threshold")
     chosen = calibration.get("tracks") or calibration  # a bank holds track means
     return {"threshold": float(chosen["threshold"]), "source": "calibrated",

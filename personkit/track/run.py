@@ -44,30 +44,16 @@ from personkit.inference.visualize import (
     view,
 )
 from personkit.models.detector import DetectorBase
+from personkit.outputs import claim_outputs
 from personkit.track.io import FrameError, TrackSource, VideoWriter
 from personkit.track.tracker import FrameTracks, Tracker
 
-#: What a track run writes into its folder (a rerun removes an earlier run's copies first,
-#: so no file describes another run): files, then folders.
+#: What a track run writes into its folder (an earlier run's copies there are refused, or
+#: with ``overwrite`` removed first, so no file describes another run): files, then folders.
 OUTPUT_FILES = ("results.txt", "tracks.json", "track_embeddings.npy", "gallery.json",
                 "video.mp4", "metrics.json", "gallery_matches.json", "summary.json")
 OUTPUT_FOLDERS = ("frames", "parts", "thumbs")
-
-
-def _remove_earlier_outputs(out_dir: Path) -> None:
-    """Remove what an earlier ``personkit track`` run wrote into ``out_dir`` (only those
-    names: nothing else in the folder is touched), saying so."""
-    import shutil
-
-    found = [out_dir / n for n in OUTPUT_FILES if (out_dir / n).is_file()]
-    folders = [out_dir / n for n in OUTPUT_FOLDERS if (out_dir / n).is_dir()]
-    for path in found:
-        path.unlink()
-    for path in folders:
-        shutil.rmtree(path)
-    if found or folders:
-        names = ", ".join(p.name for p in [*found, *folders])
-        print(f"track: replaced an earlier run's outputs in {out_dir} ({names})", flush=True)
+OUTPUTS = OUTPUT_FILES + OUTPUT_FOLDERS
 
 
 def draw_tracks(image: np.ndarray, ft: FrameTracks) -> np.ndarray:
@@ -201,6 +187,7 @@ class _Tracked:
     frames: int = 0
     detections: int = 0
     ended: str = ""  # "error: ..." when a frame of the source could not be read
+    write_seconds: float = 0.0  # drawing and writing the outputs, best views included
 
 
 def _open_jsonl(jsonl: str | Path | None) -> TextIO | None:
@@ -232,6 +219,7 @@ def _track_frames(tracker: Tracker, source: TrackSource, out_dir: Path, views: B
     try:
         for t, image, boxes, scores, seconds in source:
             ft = tracker.update(image, boxes, scores, frame=t)
+            start = time.perf_counter()
             got.times[t] = seconds
             if stream is not None:
                 stream.write(json.dumps(frame_record(ft, seconds)) + "\n")
@@ -243,6 +231,7 @@ def _track_frames(tracker: Tracker, source: TrackSource, out_dir: Path, views: B
                 _save_parts(out_dir, ft, tracker)
             if writer or png_frames:
                 _draw_frame(out_dir, image, ft, writer, png_frames)
+            got.write_seconds += time.perf_counter() - start
             got.frames, got.detections = got.frames + 1, got.detections + len(boxes)
             bar.update(1)
     except FrameError as e:  # the source broke: keep what was tracked before the frame
@@ -307,6 +296,11 @@ def _report(source: TrackSource, got: _Tracked, out_dir: Path) -> dict[str, Any]
         print(f"track: skipped {len(skipped)} box(es) with no area inside the frame, e.g. "
               f"{skipped[0]}", file=sys.stderr)
     out: dict[str, Any] = {}
+    if source.detector is not None and got.frames and not got.detections:
+        out["warning"] = (f"the detector found no person in any of the {got.frames} frames "
+                          f"(score >= {source.detector.min_score}): lower "
+                          f"--detector-score, or check the detector on one frame")
+        print(f"track: warning: {source.name}: {out['warning']}", file=sys.stderr)
     if source.live is not None:
         out["live"] = source.live.summary()
         print(f"track: {source.name}: {out['live']['end']}; {got.frames} frames tracked, "
@@ -317,6 +311,18 @@ def _report(source: TrackSource, got: _Tracked, out_dir: Path) -> dict[str, Any]
         print(f"track: {source.name}: the run ended early, {got.ended}; the {got.frames} "
               f"frames before it are tracked and written to {out_dir}", file=sys.stderr)
     return {**out, "skipped_boxes": len(skipped), "skipped_examples": skipped[:10]}
+
+
+def stage_seconds(wall: float, source: TrackSource, tracker: Tracker,
+                  got: _Tracked) -> dict[str, float]:
+    """The run's wall time split by stage: decode (reading frames), detect (the person
+    detector), network, tracker, write (drawing and writing outputs) and other (the rest:
+    reading det.txt rows, the loop), so the parts add up to ``total``."""
+    stages = {**getattr(source, "seconds", {"decode": 0.0, "detect": 0.0}),
+              "network": tracker.seconds["network"], "tracker": tracker.seconds["tracker"],
+              "write": got.write_seconds}
+    stages["other"] = max(0.0, wall - sum(stages.values()))
+    return {"total": round(wall, 3), **{k: round(v, 3) for k, v in stages.items()}}
 
 
 def track_source(tracker: Tracker, source: TrackSource, out_dir: str | Path, *,
@@ -337,21 +343,29 @@ def track_source(tracker: Tracker, source: TrackSource, out_dir: str | Path, *,
     got = _track_frames(tracker, source, out_dir, views, video_out=video_out,
                         png_frames=png_frames, save_parts=save_parts, progress=progress,
                         jsonl=jsonl)
-    wall = time.perf_counter() - start
+    written = time.perf_counter()
     summaries = _write_tracks(out_dir, tracker, source, got, views, keypoints, thumb_overlays)
-    secs, n_frames = tracker.seconds, got.frames
+    got.write_seconds += time.perf_counter() - written
+    wall = time.perf_counter() - start
     reported = _report(source, got, out_dir)
     live = {"live": reported.pop("live")} if "live" in reported else {}
-    return {"sequence": source.name, "frames": n_frames, "detections": got.detections, **live,
-            **reported, "tracks": len(summaries), "tracker": tracker.name,
-            "embeddings": tracker.mode,
-            "seconds": {"total": round(wall, 3), "network": round(secs["network"], 3),
-                        "tracker": round(secs["tracker"], 3)},
-            "fps": {"total": n_frames / max(wall, 1e-9),
-                    "network": n_frames / max(secs["network"], 1e-9),
-                    "tracker": n_frames / max(secs["tracker"], 1e-9)},
+    return {"sequence": source.name, "frames": got.frames, "detections": got.detections,
+            **live, **reported, "tracks": len(summaries), "tracker": tracker.name,
+            "embeddings": tracker.mode, "seconds": stage_seconds(wall, source, tracker, got),
+            "fps": {"total": got.frames / wall if wall > 0 else None},
             "results": str(out_dir / "results.txt"), "tracks_json": str(out_dir / "tracks.json"),
             **({"video": str(out_dir / "video.mp4")} if video_out else {})}
+
+
+def format_speed(summary: dict[str, Any]) -> str:
+    """``12.3 frames/s; per frame: decode 4 ms, detect 40 ms, ...``: the speed and where the
+    wall time went (every stage that took any; they add up to the total)."""
+    secs, frames = summary["seconds"], summary["frames"]
+    if not frames or not secs["total"]:
+        return f"no frames tracked in {secs['total']:.1f} s"
+    parts = ", ".join(f"{k} {1000 * v / frames:.0f} ms" for k, v in secs.items()
+                      if k != "total" and v > 0)
+    return f"{frames / secs['total']:.1f} frames/s; per frame: {parts}"
 
 
 def format_summary(summary: dict[str, Any], out_dir: str | Path) -> str:
@@ -359,10 +373,8 @@ def format_summary(summary: dict[str, Any], out_dir: str | Path) -> str:
     from personkit.track.evaluate import format_metrics
     from personkit.track.gallery import describe_match, describe_threshold
 
-    fps = summary["fps"]
     lines = [f"{summary['tracks']} tracks over {summary['frames']} frames -> {out_dir} "
-             f"({fps['total']:.1f} frames/s; network {fps['network']:.1f}, tracker "
-             f"{fps['tracker']:.1f})"]
+             f"({format_speed(summary)})"]
     if "detector" in summary:
         d = summary["detector"]
         lines.append(f"people found by {d['detector']} (score >= {d['min_score']})" + (
@@ -381,10 +393,12 @@ def track(predictor: Predictor | None, source: str | Path, out_dir: str | Path, 
           mot_source: str = "auto", tracker: str = "botsort", embeddings: str = "personkit",
           seed: int = 0, tracker_kwargs: dict[str, Any] | None = None, evaluate: bool = False,
           gallery: str | Path | None = None, match_threshold: float | None = None,
-          progress: bool = False, **outputs: Any) -> dict[str, Any]:
+          progress: bool = False, overwrite: bool = False, **outputs: Any) -> dict[str, Any]:
     """``personkit track``: a MOT sequence folder, or a video with ``detections``, tracked
-    into ``out_dir`` (see the module docstring) with ``predictor``'s attributes, pose, parts
-    and embeddings; returns the summary written to ``summary.json``.
+    into ``out_dir`` (see the module docstring; an earlier run's results there are refused,
+    or with ``overwrite`` replaced: :func:`~personkit.outputs.claim_outputs`) with
+    ``predictor``'s attributes, pose, parts and embeddings; returns the summary written to
+    ``summary.json``.
 
     ``predictor`` None tracks by motion alone. ``detector`` (an opened detector,
     :func:`~personkit.inference.detectors.open_detector`) finds the people instead of
@@ -409,7 +423,7 @@ def track(predictor: Predictor | None, source: str | Path, out_dir: str | Path, 
     trk = Tracker(predictor, tracker, embeddings, frame_rate=src.frame_rate, seed=seed,
                   tracker_kwargs=tracker_kwargs or {})
     out_dir = Path(out_dir)
-    _remove_earlier_outputs(out_dir)
+    claim_outputs(out_dir, OUTPUTS, overwrite, "track")
     summary = track_source(trk, src, out_dir, progress=progress, **outputs)
     if detector is not None:
         summary["detector"] = detector_summary(detector, dropped)

@@ -141,7 +141,7 @@ def test_engine_model_refuses_heads_the_export_lacks(evaluated, tmp_path):
 def test_eval_cli_rejects_bad_engine_flags(tmp_path, capsys, flags, message):
     from personkit.cli import main
 
-    assert main(["eval", str(tmp_path), *flags]) == 2
+    assert main(["eval", "--model", str(tmp_path), *flags]) == 2
     assert message in capsys.readouterr().err
 
 

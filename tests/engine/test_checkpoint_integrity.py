@@ -79,7 +79,7 @@ def test_flipped_bit_in_model_safetensors_is_an_error_naming_the_file(trainer, t
     assert str(path) in str(e.value)
     with pytest.raises(CheckpointError):
         load_model(path)
-    assert cli_main(["export", str(path), "--onnx", str(tmp_path / "m.onnx")]) == 2
+    assert cli_main(["export", "--model", str(path), "--onnx", str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and "corrupt" in err and not (tmp_path / "m.onnx").exists()
 
@@ -95,7 +95,8 @@ def test_corrupt_pt_given_to_eval_export_or_predictor_names_the_file(trainer, tm
         bad.write_bytes(good.read_bytes()[:2000])
     else:
         bad.write_bytes(content)
-    for argv in (["eval", str(bad)], ["export", str(bad), "--onnx", str(tmp_path / "m.onnx")]):
+    for argv in (["eval", "--model", str(bad)],
+                 ["export", "--model", str(bad), "--onnx", str(tmp_path / "m.onnx")]):
         assert cli_main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1, err

@@ -119,13 +119,15 @@ def test_the_detector_exports_to_onnx_with_a_parity_check(trained, tmp_path, cap
 
     root, _, _ = trained
     path = tmp_path / "det.onnx"
-    assert main(["export", str(root / "run"), "--onnx", str(path)]) == 0
+    assert main(["export", "--model", str(root / "run"), "--onnx", str(path)]) == 0
     assert "detector parity PASS" in capsys.readouterr().out
     onnx_det, torch_det = (open_detector(p, min_score=0.0) for p in (path, root / "run"))
     assert onnx_det.layout == "torchvision"
     frame = np.random.default_rng(0).integers(0, 255, (120, 200, 3), dtype=np.uint8)
     a, b = torch_det.detect([frame])[0], onnx_det.detect([frame])[0]
     assert a.shape == b.shape and np.abs(a - b).max() <= 1e-3 * 200
-    assert main(["export", str(root / "run"), "--onnx", str(path), "--openvino",
-                 str(tmp_path / "ov")]) == 2
+    assert main(["export", "--model", str(root / "run"), "--onnx", str(path)]) == 2
+    assert "--overwrite" in capsys.readouterr().err  # an existing export is not replaced
+    assert main(["export", "--model", str(root / "run"), "--onnx", str(tmp_path / "b.onnx"),
+                 "--openvino", str(tmp_path / "ov")]) == 2
     assert "exports to ONNX only" in capsys.readouterr().err

@@ -31,10 +31,11 @@ def test_output_paths_of_the_wrong_kind_are_named(tiny_checkpoint, street, tmp_p
     a_dir = tmp_path / "a_dir"
     a_dir.mkdir()
     cases = [
-        (["predict", str(tiny_checkpoint), str(street), "--out", str(a_file), "--no-progress"],
+        (["predict", "-m", str(tiny_checkpoint), str(street), "--out", str(a_file),
+          "--no-progress"],
          str(a_file)),
-        (["export", str(tiny_checkpoint), "--onnx", str(a_dir)], str(a_dir)),
-        (["export", str(tiny_checkpoint), "--onnx", str(tmp_path / "m.onnx"), "--openvino",
+        (["export", "--model", str(tiny_checkpoint), "--onnx", str(a_dir)], str(a_dir)),
+        (["export", "-m", str(tiny_checkpoint), "--onnx", str(tmp_path / "m.onnx"), "--openvino",
           str(a_file)], str(a_file)),
         (["synth-mot", "--out", str(a_file)], str(a_file)),
     ]
@@ -67,7 +68,7 @@ def test_corrupt_exports_are_named(tiny_model, tmp_path, capsys):
     crops = tmp_path / "crops"
     crops.mkdir()
     cv2.imwrite(str(crops / "a.jpg"), np.zeros((64, 32, 3), np.uint8))
-    assert main(["predict", str(truncated), str(crops), "--out", str(tmp_path / "o"),
+    assert main(["predict", "--model", str(truncated), str(crops), "--out", str(tmp_path / "o"),
                  "--no-progress"]) == 2
     _one_line_error(capsys, "ONNX Runtime cannot read", str(truncated))
 
@@ -76,11 +77,11 @@ def test_corrupt_exports_are_named(tiny_model, tmp_path, capsys):
     bin_path = xml.with_suffix(".bin")
     data = bin_path.read_bytes()
     bin_path.write_bytes(data[: len(data) // 2])
-    assert main(["predict", str(xml.parent), str(crops), "--out", str(tmp_path / "o2"),
+    assert main(["predict", "--model", str(xml.parent), str(crops), "--out", str(tmp_path / "o2"),
                  "--no-progress"]) == 2
     _one_line_error(capsys, "OpenVINO cannot read", str(xml))
     bin_path.unlink()
-    assert main(["predict", str(xml.parent), str(crops), "--out", str(tmp_path / "o3"),
+    assert main(["predict", "--model", str(xml.parent), str(crops), "--out", str(tmp_path / "o3"),
                  "--no-progress"]) == 2
     _one_line_error(capsys, str(bin_path))
 
@@ -95,7 +96,7 @@ def test_an_undecodable_crop_is_skipped_and_named_not_fatal(tiny_checkpoint, tmp
         cv2.imwrite(str(crops / name), np.full((64, 32, 3), 90, np.uint8))
     (crops / "b.jpg").write_bytes(b"not a jpeg")
     out = tmp_path / "out"
-    assert main(["predict", str(tiny_checkpoint), str(crops), "--out", str(out),
+    assert main(["predict", "--model", str(tiny_checkpoint), str(crops), "--out", str(out),
                  "--no-progress", "--no-vis"]) == 0
     assert "skipped 1 undecodable image(s): cannot decode image file" in capsys.readouterr().err
     lines = (out / "results.jsonl").read_text().splitlines()
@@ -115,6 +116,6 @@ def test_int8_calibration_data_is_checked_before_the_model_is_read(tmp_path, cap
     monkeypatch.setattr(engines, "load_model_and_config", never)
     (tmp_path / "empty").mkdir()
     for calib, text in ((tmp_path / "empty", "no images"), (tmp_path / "nope", "nope")):
-        assert main(["eval", str(tmp_path), "--engine", "onnxruntime", "--int8",
+        assert main(["eval", "--model", str(tmp_path), "--engine", "onnxruntime", "--int8",
                      "--calib-data", str(calib)]) == 2
         _one_line_error(capsys, text)

@@ -126,7 +126,7 @@ def test_onnx_without_personkit_metadata_is_an_error(tmp_path, onnx_file):
     onnx.save(proto, str(foreign))
     with pytest.raises(ValueError, match="other_tool.onnx has no personkit metadata"):
         OnnxRuntimeEngine(foreign)
-    assert main(["predict", str(foreign), str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert main(["predict", "-m", str(foreign), str(tmp_path), "--out", str(tmp_path / "o")]) == 2
 
 
 def test_missing_extra_names_the_install_command(monkeypatch):
@@ -142,7 +142,7 @@ def test_predict_cli_engines_agree(tiny_checkpoint, tiny_model, onnx_file, scene
     for engine, ckpt in (("torch", tiny_checkpoint), ("onnxruntime", tiny_checkpoint),
                          ("onnxruntime", onnx_file)):
         out = tmp_path / f"out_{engine}_{ckpt.suffix}"
-        assert main(["predict", str(ckpt), str(tmp_path / "street.png"), "--out", str(out),
+        assert main(["predict", "-m", str(ckpt), str(tmp_path / "street.png"), "--out", str(out),
                      "--engine", engine, "--no-vis", "--no-progress"]) == 0
         rows[(engine, ckpt.suffix)] = np.load(out / "embeddings.npy")
     ref = rows[("torch", tiny_checkpoint.suffix)]
@@ -314,11 +314,11 @@ def test_predict_cli_precision(tiny_checkpoint, tiny_model, engine, scene, tmp_p
     emb = {}
     for precision in ("fp32", "bf16"):
         out = tmp_path / precision
-        assert main(["predict", str(tiny_checkpoint), str(crops), "--out", str(out),
+        assert main(["predict", "--model", str(tiny_checkpoint), str(crops), "--out", str(out),
                      "--engine", engine, "--precision", precision, "--no-vis", "--crops",
                      "--no-progress"]) == 0
         emb[precision] = np.load(out / "embeddings.npy")
     for a, b in zip(emb["fp32"], emb["bf16"], strict=True):
         assert relative_difference(a, b) <= bf16_tolerance(tiny_model)
-    assert main(["predict", str(tiny_checkpoint), str(crops), "--out", str(tmp_path / "o"),
+    assert main(["predict", "-m", str(tiny_checkpoint), str(crops), "--out", str(tmp_path / "o"),
                  "--engine", "onnxruntime", "--precision", "bf16", "--crops"]) == 2

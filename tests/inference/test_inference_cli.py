@@ -26,7 +26,7 @@ def _lines(path):
 
 def test_predict_image_with_boxes(tiny_checkpoint, street, tmp_path):
     out = tmp_path / "out"
-    assert main(["predict", str(tiny_checkpoint), str(street), "--out", str(out),
+    assert main(["predict", "--model", str(tiny_checkpoint), str(street), "--out", str(out),
                  "--no-progress", "--save-parts"]) == 0
     records = _lines(out / "results.jsonl")
     assert [r["index"] for r in records] == [0, 1] and records[0]["score"] == 0.9
@@ -50,15 +50,16 @@ def test_predict_crops_and_mot(tiny_checkpoint, tmp_path):
     (seq / "det").mkdir()
     (seq / "det" / "det.txt").write_text("1,-1,11,11,20,40,0.8\n2,-1,31,21,20,40,0.6\n")
     out = tmp_path / "mot"
-    assert main(["predict", str(tiny_checkpoint), str(seq), "--out", str(out), "--no-progress",
+    assert main(["predict", "-m", str(tiny_checkpoint), str(seq), "--out", str(out),
+                 "--no-progress",
                  "--heads", "reid,pose", "--flip-tta"]) == 0
     records = _lines(out / "results.jsonl")
     assert [r["frame"] for r in records] == [1, 2] and "attributes" not in records[0]
     assert sorted(p.name for p in (out / "vis").iterdir()) == ["000001.png", "000002.png"]
     crops = seq / "img1"  # full frames: refused as crops unless --crops says they are
-    assert main(["predict", str(tiny_checkpoint), str(crops), "--out", str(tmp_path / "c"),
+    assert main(["predict", "-m", str(tiny_checkpoint), str(crops), "--out", str(tmp_path / "c"),
                  "--no-progress", "--no-vis"]) == 2
-    assert main(["predict", str(tiny_checkpoint), str(crops), "--out", str(tmp_path / "c"),
+    assert main(["predict", "-m", str(tiny_checkpoint), str(crops), "--out", str(tmp_path / "c"),
                  "--no-progress", "--no-vis", "--crops"]) == 0
     assert len(_lines(tmp_path / "c" / "results.jsonl")) == 2
 
@@ -70,7 +71,7 @@ def test_the_python_api_takes_a_predictor_and_writes_what_the_command_writes(
     from personkit.inference import Predictor
     from personkit.inference.run import predict
 
-    assert main(["predict", str(tiny_checkpoint), str(street), "--out", str(tmp_path / "cli"),
+    assert main(["predict", "-m", str(tiny_checkpoint), str(street), "--out", str(tmp_path / "cli"),
                  "--no-progress", "--device", "cpu"]) == 0
     predictor = Predictor.from_checkpoint(tiny_checkpoint, "cpu")
     for run in ("api1", "api2"):
@@ -87,7 +88,7 @@ def test_a_rerun_into_an_earlier_runs_folder_is_refused_or_replaces_it(tiny_chec
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("the user's file")
-    argv = ["predict", str(tiny_checkpoint), str(street), "--out", str(out), "--no-progress"]
+    argv = ["predict", "-m", str(tiny_checkpoint), str(street), "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     (out / "vis" / "stale.png").write_bytes(b"an overlay of another run")
     assert main(argv) == 2
@@ -98,16 +99,16 @@ def test_a_rerun_into_an_earlier_runs_folder_is_refused_or_replaces_it(tiny_chec
 
 
 def test_predict_reports_bad_inputs(tiny_checkpoint, street, tmp_path, capsys):
-    assert main(["predict", str(tmp_path / "none.pt"), str(street), "--out", "x"]) == 2
+    assert main(["predict", "--model", str(tmp_path / "none.pt"), str(street), "--out", "x"]) == 2
     assert "none.pt" in capsys.readouterr().err
     (tmp_path / "street.txt").write_text("500,500,600,600\n")
-    assert main(["predict", str(tiny_checkpoint), str(street), "--out", str(tmp_path / "o"),
+    assert main(["predict", "-m", str(tiny_checkpoint), str(street), "--out", str(tmp_path / "o"),
                  "--no-progress"]) == 2
     assert "box 0 has no area" in capsys.readouterr().err
 
 
 def test_export_command_checks_parity(tiny_checkpoint, tmp_path, capsys):
-    assert main(["export", str(tiny_checkpoint), "--onnx", str(tmp_path / "m.onnx")]) == 0
+    assert main(["export", "-m", str(tiny_checkpoint), "--onnx", str(tmp_path / "m.onnx")]) == 0
     out = capsys.readouterr().out
     assert "parity PASS" in out and "attr_gender" in out
 

@@ -266,7 +266,8 @@ def test_the_detector_runs_on_the_service_device(checkpoint, monkeypatch):
         return lambda config: type("Run", (), {"run": lambda self: None})()
 
     monkeypatch.setattr(app, "stopping_server", no_server)
-    assert main(["serve", str(checkpoint), "--max-batch", "40", "--detector",
+    assert main(["serve", "--model", str(checkpoint), "--max-batch", "40", "--detector",
                  "fasterrcnn_mobilenet_v3_large_320_fpn"]) == 0
     assert opened == {"device": "cuda"} and served == {"detector": "cuda", "predictor": predictor}
-    assert loaded == [{"device": "auto", "threads": None, "flip_tta": True, "batch_size": 40}]
+    assert loaded == [{"device": "auto", "engine": "torch", "threads": None,
+                       "precision": "fp32", "flip_tta": True, "batch_size": 40}]

@@ -59,7 +59,7 @@ def test_a_truncated_video_keeps_what_was_tracked_and_names_the_frame(extra, che
                                                                        tmp_path, capsys):
     cut, det = truncated_video(tmp_path)
     out = tmp_path / "out"
-    assert main(["track", str(checkpoint), str(cut), "--detections", str(det), "--out",
+    assert main(["track", "--model", str(checkpoint), str(cut), "--detections", str(det), "--out",
                  str(out), "--embeddings", "none", "--video-out",
                  "--no-progress"]) == 1  # a run that had to stop, its results written
     summary = json.loads((out / "summary.json").read_text())
@@ -120,14 +120,16 @@ def test_a_non_utf8_folder_name_is_refused_before_tracking(extra, sequence, chec
     ini.write_text("".join(line for line in ini.read_text().splitlines(keepends=True)
                            if not line.startswith("name=")))  # the folder names it
     out = tmp_path / "out"
-    assert main(["track", str(checkpoint), str(seq), "--out", str(out), "--embeddings", "none",
+    assert main(["track", "-m", str(checkpoint), str(seq), "--out", str(out), "--embeddings",
+                 "none",
                  "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert f"{tmp_path}/seq\\xff: the name 'seq\\xff' is not UTF-8 text" in err
     assert not (out / "results.txt").exists()  # refused before any frame was tracked
     ini.write_text(ini.read_text().replace("[Sequence]\n", "[Sequence]\nname=door\n"))
-    assert main(["track", str(checkpoint), str(seq), "--out", str(out), "--embeddings", "none",
+    assert main(["track", "-m", str(checkpoint), str(seq), "--out", str(out), "--embeddings",
+                 "none",
                  "--no-progress"]) == 0  # a name= in seqinfo.ini names it instead
     assert json.loads((out / "tracks.json").read_text())["sequence"] == "door"
 

@@ -33,7 +33,7 @@ def test_track_a_video_with_an_onnx_detector(extra, sequence, run_dir, tmp_path,
     detector = torchvision_layout(tmp_path / "det.onnx", people, [0.9] * len(people))
     video = _video(sequence, tmp_path / "in.mp4")
     out = tmp_path / "out"
-    assert main(["track", str(run_dir), str(video), "--detector", str(detector), "--out",
+    assert main(["track", "--model", str(run_dir), str(video), "--detector", str(detector), "--out",
                  str(out), "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["detector"] == {"detector": "torchvision:det.onnx", "min_score": 0.5,
@@ -42,14 +42,14 @@ def test_track_a_video_with_an_onnx_detector(extra, sequence, run_dir, tmp_path,
     rows = np.loadtxt(out / "results.txt", delimiter=",", ndmin=2)
     assert len(np.unique(rows[:, 1])) == len(people)  # the same boxes: the same tracks
     assert "people found by torchvision:det.onnx" in capsys.readouterr().out
-    assert main(["track", str(run_dir), str(video), "--detector", str(detector),
+    assert main(["track", "--model", str(run_dir), str(video), "--detector", str(detector),
                  "--detections", str(sequence / "det" / "det.txt"), "--out", str(out)]) == 2
 
 
 def test_track_a_sequence_with_a_random_torchvision_detector_and_score_it(
         extra, sequence, run_dir, tmp_path):
     out = tmp_path / "out"
-    assert main(["track", str(run_dir), str(sequence), "--detector",
+    assert main(["track", "--model", str(run_dir), str(sequence), "--detector",
                  "fasterrcnn_mobilenet_v3_large_320_fpn:random", "--detector-score", "0.05",
                  "--heads", "reid", "--eval", "--out", str(out), "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -68,18 +68,18 @@ def test_predict_and_track_a_folder_of_frames_with_a_detector(extra, sequence, r
     detector = str(torchvision_layout(tmp_path / "det.onnx", people + [[1, 1, 1, 5]],
                                       [0.9] * len(people) + [0.9]))  # one box with no area
     out = tmp_path / "predict"
-    assert main(["predict", str(run_dir), str(frames), "--detector", detector, "--out",
+    assert main(["predict", "--model", str(run_dir), str(frames), "--detector", detector, "--out",
                  str(out), "--no-progress"]) == 0
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(records) == 4 * len(people)
     assert [r["box"] for r in records[:len(people)]] == [
         [round(v, 1) for v in box] for box in people]
     assert json.loads((out / "summary.json").read_text())["input"] == "frames"
-    assert main(["track", str(run_dir), str(frames), "--detector", detector, "--out",
+    assert main(["track", "--model", str(run_dir), str(frames), "--detector", detector, "--out",
                  str(tmp_path / "track"), "--no-progress"]) == 0
     assert json.loads((tmp_path / "track" / "summary.json").read_text())["frames"] == 4
     capsys.readouterr()
-    assert main(["predict", str(run_dir), str(frames), "--detector", detector, "--crops",
+    assert main(["predict", "--model", str(run_dir), str(frames), "--detector", detector, "--crops",
                  "--out", str(tmp_path / "x")]) == 2
     assert "--detector finds the people itself" in capsys.readouterr().err
 
@@ -104,7 +104,7 @@ def test_track_a_video_with_a_trained_detector_and_score_it(extra, run_dir, tmp_
     shutil.copy(seq / "gt" / "gt.txt", tmp_path / "clip" / "gt" / "gt.txt")
     video = _video(seq, tmp_path / "clip" / "clip.mp4")
     out = tmp_path / "out"
-    assert main(["track", str(run_dir), str(video), "--detector", str(tmp_path / "detector"),
+    assert main(["track", "-m", str(run_dir), str(video), "--detector", str(tmp_path / "detector"),
                  "--detector-score", "0.0", "--eval", "--out", str(out), "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     # on the CPU a trained detector runs on ONNX Runtime, exported in memory
@@ -156,3 +156,28 @@ def test_demo_video_trains_the_detector_and_tracks_a_held_out_video(extra, run_d
     assert result["frames"] == 12 and 0.0 <= result["detector"]["AP50"] <= 1.0
     assert (out / "video" / "video.mp4").stat().st_size > 1000
     assert json.loads((out / "video" / "summary.json").read_text())["embeddings"] == "personkit"
+
+
+def test_a_detector_that_finds_nobody_warns_once_and_the_speed_line_adds_up(
+        extra, sequence, run_dir, tmp_path, capsys):
+    """Issue #35, item 4: no person in the whole source is one warning (not a silent empty
+    run), the speed line never divides by zero people, and its stages (decode, detect,
+    network, tracker, write, other) account for the whole wall time."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for image in sorted((sequence / "img1").iterdir())[:3]:
+        (frames / image.name).write_bytes(image.read_bytes())
+    detector = str(torchvision_layout(tmp_path / "det.onnx", [[10, 10, 40, 90]], [0.2]))
+    out = tmp_path / "out"
+    assert main(["track", "--model", str(run_dir), str(frames), "--detector", detector,
+                 "--out", str(out), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("found no person in any of the 3 frames") == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["detections"] == 0 and "score >= 0.5" in summary["warning"]
+    secs = summary["seconds"]
+    assert set(secs) == {"total", "decode", "detect", "network", "tracker", "write", "other"}
+    assert secs["detect"] > 0 and secs["decode"] > 0
+    assert abs(sum(v for k, v in secs.items() if k != "total") - secs["total"]) < 0.01
+    line = next(x for x in captured.out.splitlines() if "frames/s" in x)
+    assert "per frame: decode" in line and "detect" in line and "inf" not in line

@@ -67,7 +67,7 @@ def test_a_stream_is_tracked_in_real_time_and_reports_dropped_frames(
     detector = torchvision_layout(tmp_path / "det.onnx", [[20, 40, 60, 150]], [0.9])
     url = serve() + "/live.ts"
     out, lines = tmp_path / "out", tmp_path / "people.jsonl"
-    assert main(["track", str(run_dir), url, "--detector", str(detector), "--out", str(out),
+    assert main(["track", "-m", str(run_dir), url, "--detector", str(detector), "--out", str(out),
                  "--jsonl", str(lines), "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     live = summary["live"]
@@ -120,7 +120,7 @@ def test_a_stalled_stream_ends_cleanly_with_what_arrived(extra, sequence, tmp_pa
 
 def test_missing_camera_and_unreachable_stream_are_named(extra, run_dir, tmp_path, capsys):
     detector = str(torchvision_layout(tmp_path / "det.onnx", [[1, 1, 9, 9]], [0.9]))
-    assert main(["track", str(run_dir), "/dev/video97", "--detector", detector, "--out",
+    assert main(["track", "--model", str(run_dir), "/dev/video97", "--detector", detector, "--out",
                  str(tmp_path / "a")]) == 2
     assert "camera not found: /dev/video97" in capsys.readouterr().err
     import socket
@@ -128,9 +128,9 @@ def test_missing_camera_and_unreachable_stream_are_named(extra, run_dir, tmp_pat
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    assert main(["track", str(run_dir), f"http://127.0.0.1:{port}/x.ts", "--detector",
+    assert main(["track", "--model", str(run_dir), f"http://127.0.0.1:{port}/x.ts", "--detector",
                  detector, "--out", str(tmp_path / "b")]) == 2
     assert f"cannot open live source http://127.0.0.1:{port}/x.ts" in capsys.readouterr().err
-    assert main(["track", str(run_dir), "rtsp://127.0.0.1:1/x", "--out",
+    assert main(["track", "--model", str(run_dir), "rtsp://127.0.0.1:1/x", "--out",
                  str(tmp_path / "c")]) == 2
     assert "needs a detector" in capsys.readouterr().err

@@ -17,7 +17,8 @@ from personkit.track.merge import TrackObservation, TrackSummary
 @pytest.fixture(scope="module")
 def tracked(extra, sequence, run_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("track")
-    rc = main(["track", str(run_dir), str(sequence), "--out", str(out), "--eval", "--video-out",
+    rc = main(["track", "-m", str(run_dir), str(sequence), "--out", str(out), "--eval",
+               "--video-out",
                "--keypoints", "--save-parts", "--no-progress"])
     assert rc == 0
     return out
@@ -66,7 +67,7 @@ def test_video_is_written_and_reads_back(tracked):
 
 
 def test_gallery_matches_tracks_of_an_earlier_run(tracked, sequence, run_dir, tmp_path, capsys):
-    rc = main(["track", str(run_dir), str(sequence), "--out", str(tmp_path), "--no-progress",
+    rc = main(["track", "-m", str(run_dir), str(sequence), "--out", str(tmp_path), "--no-progress",
                "--gallery", str(tracked / "gallery.json"), "--match-threshold", "0.001"])
     assert rc == 0
     matches = json.loads((tmp_path / "gallery_matches.json").read_text())
@@ -87,8 +88,8 @@ def test_gallery_threshold_defaults_to_the_models_calibrated_one(tracked, sequen
 
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
-    args = ["track", str(run), str(sequence), "--out", str(tmp_path / "out"), "--no-progress",
-            "--gallery", str(tracked / "gallery.json")]
+    args = ["track", "--model", str(run), str(sequence), "--out", str(tmp_path / "out"),
+            "--no-progress", "--gallery", str(tracked / "gallery.json"), "--overwrite"]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "no calibrated same-person threshold" in err and "personkit eval" in err
@@ -126,7 +127,7 @@ def test_video_source_with_detections(extra, sequence, run_dir, tmp_path):
     for path in sorted((sequence / "img1").iterdir()):
         writer.write(read_image(path))
     writer.close()
-    rc = main(["track", str(run_dir), str(tmp_path / "in.mp4"), "--detections",
+    rc = main(["track", "--model", str(run_dir), str(tmp_path / "in.mp4"), "--detections",
                str(sequence / "det" / "det.txt"), "--out", str(tmp_path / "out"),
                "--embeddings", "none", "--tracker", "bytetrack", "--no-progress"])
     assert rc == 0
@@ -216,7 +217,7 @@ def test_bad_det_row_names_file_and_line(extra, sequence, run_dir, tmp_path, cap
     lines = det.read_text().splitlines()
     lines[2] = "3,-1,10,20,abc,40,0.9,-1,-1,-1"
     det.write_text("\n".join(lines) + "\n")
-    assert main(["track", str(run_dir), str(seq), "--out", str(tmp_path / "o"),
+    assert main(["track", "--model", str(run_dir), str(seq), "--out", str(tmp_path / "o"),
                  "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert f"{det}:3" in err and "abc" in err
@@ -234,7 +235,7 @@ def test_det_row_without_area_is_an_error(tmp_path):
 def test_missing_frames_name_the_folder_and_frames(extra, sequence, run_dir, tmp_path, capsys):
     seq = _copy_sequence(sequence, tmp_path / "seq")
     (seq / "img1" / "000005.jpg").unlink()
-    assert main(["track", str(run_dir), str(seq), "--out", str(tmp_path / "o"),
+    assert main(["track", "--model", str(run_dir), str(seq), "--out", str(tmp_path / "o"),
                  "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "img1" in err and "frame numbers 5" in err
@@ -243,7 +244,7 @@ def test_missing_frames_name_the_folder_and_frames(extra, sequence, run_dir, tmp
 def test_undecodable_video_names_the_file(extra, sequence, run_dir, tmp_path, capsys):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
-    assert main(["track", str(run_dir), str(bad), "--detections",
+    assert main(["track", "--model", str(run_dir), str(bad), "--detections",
                  str(sequence / "det" / "det.txt"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "cannot decode video" in err and str(bad) in err
@@ -262,7 +263,7 @@ def test_model_without_reid_head_is_refused(extra, run_dir):
 def test_missing_extra_names_the_install_command(sequence, run_dir, tmp_path, monkeypatch,
                                                   capsys):
     monkeypatch.setitem(sys.modules, "boxmot", None)  # import boxmot now raises ImportError
-    assert main(["track", str(run_dir), str(sequence), "--out", str(tmp_path / "o"),
+    assert main(["track", "--model", str(run_dir), str(sequence), "--out", str(tmp_path / "o"),
                  "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "'boxmot'" in err and "pip install --no-deps boxmot==25.0.0" in err
@@ -291,26 +292,33 @@ def test_a_bank_of_another_model_is_refused_before_tracking(tracked, sequence, r
     for path, text in ((tmp_path / "other.json", "0123456789abcdef"),
                        (tracked / "track_embeddings.npy", "give the gallery.json"),
                        (tmp_path / "missing.json", "missing.json")):
-        assert main(["track", str(run_dir), str(sequence), "--out", str(out), "--no-progress",
+        assert main(["track", "-m", str(run_dir), str(sequence), "--out", str(out), "--no-progress",
                      "--gallery", str(path)]) == 2
         err = capsys.readouterr().err
         assert text in err and "Traceback" not in err, err
         assert not (out / "results.txt").exists()  # refused before any frame was tracked
 
 
-def test_a_rerun_replaces_the_earlier_runs_outputs(extra, sequence, run_dir, tmp_path, capsys):
-    """No metrics.json of an earlier run beside new results (issue #22, item 10)."""
+def test_a_rerun_is_refused_then_replaces_the_earlier_runs_outputs(extra, sequence, run_dir,
+                                                                    tmp_path, capsys):
+    """No metrics.json of an earlier run beside new results (issue #22, item 10); an earlier
+    run's results are refused without --overwrite, the rule of every command (issue #35)."""
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("the user's file")
-    assert main(["track", str(run_dir), str(sequence), "--out", str(out), "--eval",
-                 "--embeddings", "none", "--no-progress"]) == 0
+    track = ["track", "--model", str(run_dir), str(sequence), "--out", str(out),
+             "--embeddings", "none", "--no-progress"]
+    assert main([*track, "--eval"]) == 0
     assert (out / "metrics.json").is_file()
-    assert main(["track", str(run_dir), str(sequence), "--out", str(out), "--embeddings",
-                 "none", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(track) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "results.txt" in err and "Traceback" not in err, err
+    assert (out / "metrics.json").is_file()  # refused: nothing removed
+    assert main([*track, "--overwrite"]) == 0
     assert not (out / "metrics.json").exists() and (out / "results.txt").is_file()
     assert (out / "notes.txt").read_text() == "the user's file"
-    assert "replaced an earlier run's outputs" in capsys.readouterr().out
+    assert "replaced an earlier run's results" in capsys.readouterr().err
 
 
 def test_a_box_outside_the_frame_is_skipped_naming_its_line(extra, sequence, run_dir, tmp_path,
@@ -324,7 +332,7 @@ def test_a_box_outside_the_frame_is_skipped_naming_its_line(extra, sequence, run
     det = seq / "det" / "det.txt"
     lines = det.read_text().splitlines()
     det.write_text("\n".join([*lines, "2,-1,5000,5000,40,80,0.9,-1,-1,-1"]) + "\n")
-    assert main(["track", str(run_dir), str(seq), "--out", str(tmp_path / "out"),
+    assert main(["track", "--model", str(run_dir), str(seq), "--out", str(tmp_path / "out"),
                  "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert f"skipped 1 box(es) with no area inside the frame, e.g. {det}:{len(lines) + 1}" in err
@@ -335,7 +343,7 @@ def test_a_box_outside_the_frame_is_skipped_naming_its_line(extra, sequence, run
 def test_an_out_that_is_a_file_is_named(extra, sequence, run_dir, tmp_path, capsys):
     taken = tmp_path / "taken.txt"
     taken.write_text("the user's file")
-    assert main(["track", str(run_dir), str(sequence), "--out", str(taken),
+    assert main(["track", "--model", str(run_dir), str(sequence), "--out", str(taken),
                  "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert str(taken) in err and len(err.splitlines()) == 1
@@ -350,7 +358,7 @@ def test_track_in_bf16_matches_the_fp32_tracks(tracked, sequence, run_dir, tmp_p
     from personkit.models.numerics import bf16_tolerance
 
     tol = bf16_tolerance(load_model(run_dir, "cpu"))
-    rc = main(["track", str(run_dir), str(sequence), "--out", str(tmp_path), "--no-progress",
+    rc = main(["track", "-m", str(run_dir), str(sequence), "--out", str(tmp_path), "--no-progress",
                "--precision", "bf16", "--gallery", str(tracked / "gallery.json"),
                "--match-threshold", f"{tol ** 2:.6f}"])
     assert rc == 0

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import numpy as np
 from fastapi import APIRouter, File, Form, Response, UploadFile
 
-from personkit.index.entries import EmptyIndexError, ExampleError, FilterError
+from personkit.index.entries import DEFAULT_K, EmptyIndexError, ExampleError, FilterError
 from personkit.index.people import PeopleIndex
 from personkit.serve.routes import ERRORS, IndexDep, ServiceDep
 from personkit.serve.routes.predict import read_image_field
@@ -25,9 +25,6 @@ from personkit.serve.service import ApiError, Service, overlay_uri
 router = APIRouter(tags=["people"])
 #: The most results one search may ask for (every store answers any k up to it).
 MAX_K = 1000
-#: Results per search when ``k`` is not given: ``personkit search -k``'s default, and the
-#: web page's.
-DEFAULT_K = 10
 #: Which request field a store error concerns, by its type.
 STORE_ERRORS = ((FilterError, "where"), (ExampleError, "example"), (EmptyIndexError, "index"))
 
