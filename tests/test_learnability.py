@@ -22,7 +22,7 @@ from personkit.engine.evaluate import run_evaluation
 from personkit.synth.presets import get_preset
 
 CONFIG = Path(__file__).resolve().parent.parent / "personkit" / "configs" / "demo.yaml"
-ITERATIONS = 300
+ITERATIONS = 250
 
 
 def tiny_overrides(data_root: Path, iterations: int) -> list[str]:
