@@ -198,3 +198,31 @@ def test_several_sources_are_tracked_with_one_model_and_one_detector(
     for seq in cameras:
         summary = json.loads((index / "tracks" / seq.name / "summary.json").read_text())
         assert summary["detector"]["dropped_non_finite"] == summary["frames"] > 0
+
+
+def test_index_and_serve_take_the_model_from_the_index(index, tiny_checkpoint, tmp_path,
+                                                       monkeypatch, capsys):
+    """Issue #35: the model is named once, when the index is made; adding to it and serving
+    it read the model it records (a new index without --model is refused, saying so)."""
+    import shutil
+
+    import personkit.serve.app as app
+    from personkit.index import PeopleIndex
+    from personkit.index.entries import DEFAULT_K
+
+    copy = tmp_path / "people"
+    shutil.copytree(index, copy)
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    cv2.imwrite(str(crops / "a.jpg"), np.full((64, 32, 3), 120, np.uint8))
+    assert main(["index", str(copy), str(crops), "--crops", "--no-progress"]) == 0
+    assert PeopleIndex.open(copy).store.sources()["crops"] == 1
+    assert main(["index", str(tmp_path / "new"), str(crops), "--crops"]) == 2
+    assert "give the model with --model" in capsys.readouterr().err
+    served = {}
+    monkeypatch.setattr(app, "serve", lambda predictor, index, **kw: served.update(
+        path=str(predictor.path), index=index))
+    assert main(["serve", "--index", str(copy)]) == 0
+    assert served == {"path": str(tiny_checkpoint), "index": str(copy)}
+    assert main(["search", str(copy), "--where", "gender=male"]) == 0
+    assert len([x for x in capsys.readouterr().out.splitlines() if ": frames" in x]) <= DEFAULT_K
