@@ -235,16 +235,20 @@ def _cmd_bench(args: argparse.Namespace) -> int:
              metavar="KEY=VALUE", help="BoxMOT tracker argument, e.g. appearance_thresh=0.3 "
              "(repeatable; overrides personkit's defaults)"),
          shared("--detector"), shared("--detector-score"),
-         shared("--mot-source"), shared("--merge-parts"), *network_options(), shared("--heads"),
+         shared("--mot-source"), shared("--start-time"), shared("--merge-parts"),
+         *network_options(), shared("--heads"),
          shared("--seed", help="seed of --embeddings random"), shared("--no-progress"),
          shared("--overwrite", help="replace an earlier run's results in --out (only those)"))
 def _cmd_track(args: argparse.Namespace) -> int:
     from personkit.cli_objects import open_person_detector, open_predictor
+    from personkit.data.times import parse_time
     from personkit.track.run import OUTPUTS, format_summary, track
     from personkit.track.tracker import parse_tracker_arg
 
     if not args.overwrite:  # refused before the model is read; replaced once tracking starts
         claim_outputs(args.out, OUTPUTS, False, "track")
+    if args.start_time:  # an unreadable time, too
+        parse_time(args.start_time, "--start-time", relative=False)
     detector = open_person_detector(args)
     summary = track(
         open_predictor(args.model, args), args.source, args.out, detector=detector,
@@ -254,7 +258,8 @@ def _cmd_track(args: argparse.Namespace) -> int:
         gallery=args.gallery, match_threshold=args.match_threshold,
         progress=not args.no_progress, video_out=args.video_out, png_frames=args.png_frames,
         save_parts=args.save_parts, keypoints=args.keypoints, jsonl=args.jsonl,
-        thumb_overlays=args.thumb_overlays, overwrite=args.overwrite)
+        thumb_overlays=args.thumb_overlays, overwrite=args.overwrite,
+        start_time=args.start_time)
     print(format_summary(summary, args.out), file=sys.stderr if args.jsonl == "-" else None)
     return 0
 

@@ -137,6 +137,11 @@ SHARED: dict[str, dict[str, Any]] = {
     "--merge-parts": {"action": "store_true", "help": "20 LIP part classes -> 5 merged"},
     "--mot-source": {"default": "auto", "choices": ("auto", "det", "gt"),
                      "help": "MOT boxes: det/det.txt, gt/gt.txt, or det when it exists"},
+    "--start-time": {"default": None, "metavar": "TIME",
+                     "help": "when a file's or folder's first frame was captured, ISO-8601 "
+                     "(UTC without a zone): what its people's times count from (default: a "
+                     "video's creation_time metadata, else the file's or folder's "
+                     "modification time; a stream: the wall clock)"},
     "--calib-data": {"default": None, "help": "folder of images (any personkit dataset, "
                      "searched recursively) to calibrate --int8 on"},
     "--calib-size": {"type": positive_int, "default": 300, "help": "calibration crops"},

@@ -27,34 +27,39 @@ from personkit.serve.settings import HOST, MAX_BATCH, MAX_WAIT_MS, PORT, Limits
          "sequences, videos or streams (tracked first) or folders of crops",
          opt("index", help="index folder (created when missing)"),
          opt("sources", nargs="+", help="personkit track output folders, MOT sequences, "
-             "videos, streams or (with --crops) folders of person crops; a source indexed "
-             "again replaces its earlier entries"),
+             "videos, streams or (with --crops) folders of person crops, each a recording of "
+             "a camera; a recording indexed again replaces its earlier entries, another "
+             "recording of the camera (--name) adds to it"),
          model_option(required=False, help=MODEL_FILE + " with ReID and attribute heads "
                       "(default: the one the index was made with)"),
          opt("--crops", action="store_true", help="the folders hold person crops, one person "
              "each"),
          opt("--name", default=None, help="camera name of a single source (default: the "
-             "sequence's or file's name)"),
+             "sequence's or file's name); a new recording of a camera already indexed adds "
+             "to it"),
          opt("--store", default=DEFAULT_BACKEND, choices=BACKENDS,
              help="vector store of a new index (docs/search.md)"),
          opt("--qdrant-url", default=None, help="a Qdrant server for --store qdrant (default: "
              "qdrant-client's local mode in the index folder)"),
          opt("--detections", default=None, help="video input: MOT-format det.txt"),
          shared("--detector"), shared("--detector-score"), shared("--mot-source"),
-         *network_options(), shared("--no-progress"))
+         shared("--start-time"), *network_options(), shared("--no-progress"))
 def _cmd_index(args: argparse.Namespace) -> int:
+    from personkit.data.times import parse_time
     from personkit.index.build import index_sources
 
+    if args.start_time:  # an unreadable time is told before the model loads
+        parse_time(args.start_time, "--start-time", relative=False)
     model = index_model(args.model, args.index)
     out = index_sources(args.index, args.sources, open_predictor(model, args),
                         crops=args.crops, name=args.name, backend=args.store,
                         qdrant_url=args.qdrant_url, progress=not args.no_progress,
                         detector=open_person_detector(args), detections=args.detections,
-                        mot_source=args.mot_source)
+                        mot_source=args.mot_source, start_time=args.start_time)
     summary = out["index"]
     added = ", ".join(f"{s}: {n}" for s, n in out["added"].items())
     print(f"indexed {added} -> {args.index} ({summary['entries']} people from "
-          f"{len(summary['sources'])} source(s), {summary['store']})")
+          f"{len(summary['sources'])} camera(s), {summary['store']})")
     return 0
 
 
@@ -65,8 +70,14 @@ def _cmd_index(args: argparse.Namespace) -> int:
          opt("--box", default=None, help="x1,y1,x2,y2: the person in --example's image"),
          opt("--where", default=None, help="attribute filters, e.g. \"gender=female "
              "backpack=yes upcolor=red\" (the decisions), \"hat>=0.3\" (a yes/no "
-             "attribute's probability); source=NAME: one camera"),
+             "attribute's probability); camera=NAME (or source=NAME): one camera"),
+         opt("--since", default=None, metavar="TIME", help="people seen at or after TIME: "
+             "ISO-8601 (UTC without a zone) or a span before now (30m, 2h, 7d)"),
+         opt("--until", default=None, metavar="TIME", help="people seen at or before TIME "
+             "(as --since)"),
          opt("-k", "--top", type=positive_int, default=DEFAULT_K, help="results"),
+         opt("--offset", type=int, default=0, help="results to skip (the next page: "
+             "--offset K)"),
          model_option(required=False, help="the index's model, loaded only for an image "
                       "example (default: the one the index was made with)"),
          opt("--out", default=None, help="folder for results.json and sheet.html (a contact "
@@ -84,10 +95,14 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from personkit.cli_objects import predictor_options
+    from personkit.data.times import time_range
     from personkit.index.people import PeopleIndex
     from personkit.index.search import search, write_results
     from personkit.outputs import claim_outputs
 
+    since, until = time_range(args.since, args.until)  # told before the index opens
+    if args.offset < 0:
+        raise ValueError(f"--offset {args.offset}: give 0 or more results to skip")
     index = PeopleIndex.open(args.index)
     if args.evaluate:
         print(json.dumps(index.evaluate(), indent=1))
@@ -98,20 +113,28 @@ def _cmd_search(args: argparse.Namespace) -> int:
               and Path(args.example).is_file() else None)  # a bad path is told first
     options = predictor_options(args)
     result = search(index, args.example, args.box, args.where, args.top, args.model,
-                    options.pop("device"), options.pop("flip_tta"), finder, **options)
+                    options.pop("device"), options.pop("flip_tta"), finder, since=since,
+                    until=until, offset=args.offset, **options)
     sheet = write_results(result, index, args.out) if args.out else None
     if result["query"].get("warning"):
         print(f"personkit search: {result['query']['warning']}", file=sys.stderr)
     for h in result["hits"]:
-        dist = "" if h["distance"] is None else f" distance {h['distance']:.4f}"
-        same = " (same person)" if h["same_person"] else ""
-        attrs = " ".join(f"{a}={v['label']}" for a, v in h["attributes"].items())
-        print(f"{h['id']}: frames {h['first_frame']}-{h['last_frame']}{dist}{same}  {attrs}")
+        print(_hit_line(h))
     if not result["hits"]:
         print("no person matches", file=sys.stderr)
     if sheet is not None:
         print(f"wrote {sheet}")
     return 0
+
+
+def _hit_line(h: dict) -> str:
+    """One result of ``personkit search``: id, frames, when seen, distance, attributes."""
+    dist = "" if h["distance"] is None else f" distance {h['distance']:.4f}"
+    same = " (same person)" if h["same_person"] else ""
+    seen = (f"seen {h['first_seen']} - {h['last_seen']}" if h.get("first_seen")
+            else "time unknown")
+    attrs = " ".join(f"{a}={v['label']}" for a, v in h["attributes"].items())
+    return f"{h['id']}: frames {h['first_frame']}-{h['last_frame']}, {seen}{dist}{same}  {attrs}"
 
 
 @command("serve", "an HTTP service and web page: predict on uploaded images, search an index "

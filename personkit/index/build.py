@@ -5,11 +5,18 @@ from anything ``track`` reads (a MOT sequence, a video, a stream; tracked into t
 A track's entry holds its merged attributes, its mean embedding (the bank ``track`` writes in
 ``gallery.json``), its frame span and times (``first_time``/``last_time`` of ``tracks.json``:
 seconds from the source's first frame, from presentation timestamps where the source has them;
-``(frame - 1) / frame rate`` for an older ``tracks.json`` without them) and its thumbnail (the
-track's best view, ``thumbs/ID.jpg``). When the tracked source is a MOT sequence folder with
-ground truth (``img1/`` and ``gt/gt.txt``), each track is given the identity its boxes overlap
-most (IoU >= 0.5 on at least half of its frames), for
-:meth:`~personkit.index.people.PeopleIndex.evaluate`.
+``(frame - 1) / frame rate`` for an older ``tracks.json`` without them), when it was seen
+(``first_seen``/``last_seen``, ISO-8601 UTC: those seconds after the recording's start, which
+``--start-time`` gives or ``tracks.json``'s ``start_time``; none when neither does) and its
+thumbnail (the track's best view, ``thumbs/ID.jpg``).
+
+Each source is a recording of a camera (:func:`recording_for`): indexing the same recording
+again (the same file or folder, by its absolute path) replaces its entries; another recording
+of the camera (``--name door`` on a second file, another connection to a stream) adds to it.
+
+When the tracked source is a MOT sequence folder with ground truth (``img1/`` and
+``gt/gt.txt``), each track is given the identity its boxes overlap most (IoU >= 0.5 on at least
+half of its frames), for :meth:`~personkit.index.people.PeopleIndex.evaluate`.
 
 Track folders travel between machines, so a track folder is read only from inside itself:
 ``tracks.json``, ``gallery.json`` and every thumbnail must resolve (symbolic links followed)
@@ -24,21 +31,25 @@ frame (``tracks.json``'s ``ended``) is indexed with what was tracked, with a war
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from personkit.data.mot import is_mot_sequence
-from personkit.index.entries import Entry, IndexInfo
+from personkit.data.times import parse_time, seen_at
+from personkit.index.entries import RECORDING_SEP, Entry, IndexInfo, recording_key
 from personkit.index.people import DEFAULT_BACKEND, PeopleIndex
 from personkit.inference.predictor import Predictor
 from personkit.inference.sources import check_name, shown_path
+from personkit.track.live import is_live
 from personkit.track.merge import l2_normalise
 
 #: Files of a ``personkit track`` output folder that indexing reads.
@@ -121,22 +132,47 @@ def _mot_folder(path: Any) -> Path | None:
 
 
 def track_entries(track_dir: str | Path, info: IndexInfo, source: str | None = None,
-                  seq_dir: str | Path | None = None) -> tuple[str, list[Entry]]:
+                  seq_dir: str | Path | None = None,
+                  start_time: str | None = None) -> tuple[str, list[Entry]]:
     """The entries of a ``personkit track`` output folder (``source``: the camera name, by
     default the tracked sequence's name). Every file is read from inside the folder (module
     docstring); ground-truth identities come from ``seq_dir`` (the MOT sequence that was
     tracked) or else the ``source_path`` of ``tracks.json`` when that is a MOT sequence folder.
+    ``start_time`` (ISO-8601) places the tracks in time instead of ``tracks.json``'s start.
 
     Raises:
         ValueError: the folder is from another model (naming both), lacks thumbnails (an older
             ``track``), names a file outside itself, or is malformed (naming the file).
     """
-    source, entries, _ = _track_folder(Path(track_dir), info, source, seq_dir)
+    source, entries, _ = _track_folder(Path(track_dir), info, source, seq_dir, start_time)
     return source, entries
 
 
+def _start(tracks: dict[str, Any], given: str | None, where: Path) -> tuple[datetime | None,
+                                                                           str]:
+    """When a track folder's recording started and how that is known: ``given``
+    (``--start-time``), else ``tracks.json``'s ``start_time``; (None, "") when neither."""
+    if given:
+        return parse_time(given, "--start-time", relative=False), "start_time"
+    if not tracks.get("start_time"):
+        return None, ""
+    start = parse_time(str(tracks["start_time"]), f"{shown_path(where)}: start_time",
+                       relative=False)
+    return start, str(tracks.get("time_source") or "")
+
+
+def tracks_origin(track_dir: Path, tracks: dict[str, Any]) -> str:
+    """Which recording a track folder holds: ``tracks.json``'s ``source_path`` (a stream's
+    address with the time its first frame arrived: one connection), else the folder."""
+    path = str(tracks.get("source_path") or "")
+    if path and is_live(path):
+        return f"{path} {tracks.get('start_time') or ''}".strip()
+    return path or shown_path(track_dir.resolve())
+
+
 def _track_folder(track_dir: Path, info: IndexInfo, source: str | None,
-                  seq_dir: str | Path | None) -> tuple[str, list[Entry], str]:
+                  seq_dir: str | Path | None,
+                  start_time: str | None = None) -> tuple[str, list[Entry], str]:
     """:func:`track_entries`, and why its tracking ended early (``tracks.json``'s ``ended``;
     "" when it ran to the end)."""
     tracks = _track_json(track_dir, "tracks.json")
@@ -151,15 +187,20 @@ def _track_folder(track_dir: Path, info: IndexInfo, source: str | None,
     by_id = {int(t["track_id"]): t for t in tracks["tracks"]}
     gt_dir = Path(seq_dir) if seq_dir is not None else _mot_folder(tracks.get("source_path"))
     identities = _identities(gt_dir, by_id) if gt_dir is not None else {}
+    start, time_source = _start(tracks, start_time, track_dir / "tracks.json")
+    origin = tracks_origin(track_dir, tracks)
     entries = []
     for row in bank["entries"]:
         t = by_id[int(row["track_id"])]
         attrs = {a: (v["label"], float(v["confidence"]), v.get("positive"))
                  for a, v in t["attributes"].items()}
+        first, last = _times(t, fps)
         entries.append(Entry(
             source, int(t["track_id"]), l2_normalise(np.asarray(row["embedding"], np.float32)),
             attrs, _thumbnail(track_dir, t), int(t["first_frame"]), int(t["last_frame"]),
-            *_times(t, fps), identities.get(int(t["track_id"]), "")))
+            first, last, identities.get(int(t["track_id"]), ""), origin=origin,
+            first_seen=seen_at(start, first), last_seen=seen_at(start, last),
+            time_source=time_source if start is not None else ""))
     return source, entries, str(tracks.get("ended") or "")
 
 
@@ -306,61 +347,121 @@ def _plan(sources: Sequence[str], crops: bool, name: str | None) -> list[tuple[s
         print("index: sources sharing a name are named from their paths: " + ", ".join(
             f"{shown_path(s)} ({d}) -> {n}" for s, d, n in renamed), flush=True)
     fix = "rename it or name the source with --name"
+    for s, n in zip(sources, names, strict=True):
+        if RECORDING_SEP in n:
+            raise ValueError(f"camera name {n!r} of {shown_path(s)} holds {RECORDING_SEP!r}, "
+                             f"which separates a camera from its recording in entry ids: "
+                             f"name the source with --name")
     return [(str(s), check_name(n, s, fix)) for s, n in zip(sources, names, strict=True)]
+
+
+def source_origin(src: str, crops: bool = False) -> str | None:
+    """Which recording ``src`` is: a track folder's (:func:`tracks_origin`), a file's or
+    folder's absolute path; None for a stream (every connection is a new recording)."""
+    if "://" in src or is_live(src):
+        return None
+    if not crops and is_track_output(src):
+        return tracks_origin(Path(src), _track_json(Path(src), "tracks.json"))
+    return shown_path(Path(src).resolve())  # a name that is not UTF-8: its bytes as \xNN
+
+
+def recording_for(camera: str, origin: str | None, default: str,
+                  recordings: Sequence[dict[str, Any]]) -> str:
+    """The name of the recording ``origin`` of ``camera`` ("": the one named as the camera),
+    given the index's ``recordings``: the one of the same origin (indexed again: replaced);
+    else one an older index kept without an origin (replaced, once: it cannot be told apart);
+    else ``default`` (``_2``, ``_3``, ... appended while the camera has that name: added)."""
+    mine = {r["recording"]: r["origin"] for r in recordings if r["camera"] == camera}
+    same = [r for r, o in mine.items() if origin is not None and o == origin]
+    unknown = [r for r, o in mine.items() if o is None]
+    name = (same or unknown or [None])[0]
+    if name is None:
+        name, n = default.replace(RECORDING_SEP, "_"), 1
+        while name in mine:
+            n += 1
+            name = f"{default.replace(RECORDING_SEP, '_')}_{n}"
+    return "" if name == camera else name
+
+
+def _default_recording(src: str, camera: str, named: bool, crops: bool) -> str:
+    """A new recording's name: a stream's connection time (``20260105T140000Z``), a track
+    folder of a stream's start; with ``--name``, the source's own name; else the camera's."""
+    if "://" in src or is_live(src):
+        return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    if not crops and is_track_output(src):
+        tracks = _track_json(Path(src), "tracks.json")
+        if is_live(str(tracks.get("source_path") or "")) and tracks.get("start_time"):
+            start = parse_time(str(tracks["start_time"]), "start_time", relative=False)
+            return start.strftime("%Y%m%dT%H%M%SZ")
+    return shown_path(_default_name(src, crops)) if named else camera
 
 
 def index_sources(index_path: str | Path, sources: list[str], predictor: Predictor, *,
                   crops: bool = False, name: str | None = None, backend: str = DEFAULT_BACKEND,
                   qdrant_url: str | None = None, progress: bool = False,
-                  **track_options: Any) -> dict[str, Any]:
+                  start_time: str | None = None, **track_options: Any) -> dict[str, Any]:
     """``personkit index``: each source into the index at ``index_path`` (created for
-    ``predictor``'s model if missing, naming the model by :attr:`Predictor.path`), replacing
-    what the index held of it. A source is a ``personkit track`` output folder, a folder of
+    ``predictor``'s model if missing, naming the model by :attr:`Predictor.path`) as a
+    recording of its camera (:func:`recording_for`: the same recording again replaces its
+    entries, another one adds). A source is a ``personkit track`` output folder, a folder of
     crops (``crops``), or anything ``personkit track`` reads (tracked into
-    ``INDEX/tracks/NAME`` by :func:`~personkit.track.run.track` with ``predictor`` and
-    ``track_options``: ``detector``, ``detections``, ``mot_source``, ...). ``name``: the camera
-    name of a single source; several sources are named uniquely (:func:`source_names`). A
-    source whose tracking ended at a broken frame is indexed with what was tracked before
-    it, with a warning on stderr.
+    ``INDEX/tracks/CAMERA`` or ``INDEX/tracks/CAMERA@RECORDING`` by
+    :func:`~personkit.track.run.track` with ``predictor`` and ``track_options``: ``detector``,
+    ``detections``, ``mot_source``, ...). ``name``: the camera name of a single source;
+    several sources are named uniquely (:func:`source_names`). ``start_time`` (ISO-8601):
+    when the sources' first frames were captured (default: :func:`~personkit.track.io.start_of`,
+    or a track folder's ``start_time``). A source whose tracking ended at a broken frame is
+    indexed with what was tracked before it, with a warning on stderr.
 
     Returns:
-        ``{"index": summary, "added": {source: entries}, "ended": {source: why}}``
-        (``ended``: the sources whose tracking ended early).
+        ``{"index": summary, "added": {recording key: entries}, "ended": {key: why}}``
+        (``ended``: the recordings whose tracking ended early).
     """
     plan = _plan(sources, crops, name)
+    if start_time:  # told before anything is tracked
+        parse_time(start_time, "--start-time", relative=False)
     model_path = str(predictor.path) if predictor.path is not None else None
     index = PeopleIndex.create_or_open(index_path, index_info(
         predictor, model_path, backend, qdrant_url))
+    recordings = index.store.recordings()
     added, ended = {}, {}
     for src, source in plan:
-        source, entries, stop = _source_entries(index, predictor, src, source, crops,
-                                                progress=progress, **track_options)
+        origin = source_origin(src, crops)
+        recording = recording_for(source, origin, _default_recording(
+            src, source, name is not None, crops), recordings)
+        key = recording_key(source, recording)
+        source, entries, stop = _source_entries(index, predictor, src, source, key, crops,
+                                                progress=progress, start_time=start_time,
+                                                **track_options)
+        entries = [dataclasses.replace(e, recording=recording, origin=e.origin or origin or "")
+                   for e in entries]
         if stop:
-            ended[source] = stop
-            print(f"index: warning: {source}: tracking ended early ({stop}); indexing the "
+            ended[key] = stop
+            print(f"index: warning: {key}: tracking ended early ({stop}); indexing the "
                   f"{len(entries)} people tracked before it", file=sys.stderr, flush=True)
-        index.add(source, entries)
-        added[source] = len(entries)
+        index.add(source, entries, recording)
+        added[key] = len(entries)
         if progress:
-            print(f"index: {source}: {len(entries)} people", flush=True)
+            print(f"index: {key}: {len(entries)} people", flush=True)
     return {"index": index.summary(), "added": added, "ended": ended}
 
 
-def _source_entries(index: PeopleIndex, predictor: Predictor, src: str, source: str, crops: bool,
+def _source_entries(index: PeopleIndex, predictor: Predictor, src: str, source: str, key: str,
+                    crops: bool, start_time: str | None = None,
                     **track_options: Any) -> tuple[str, list[Entry], str]:
     """The name, entries and early end (:func:`_track_folder`) of one source: a track folder
     read, a folder of crops predicted, or anything else tracked into ``INDEX/tracks/NAME``
-    first (a run that ended at a broken frame has written what it tracked, and its
-    ``tracks.json`` says why it ended)."""
+    first (``NAME``: the recording ``key``, its ``/`` written ``@``; a run that ended at a
+    broken frame has written what it tracked, and its ``tracks.json`` says why it ended)."""
     from personkit.track.run import TrackingStopped, track
 
     if is_track_output(src):
-        return _track_folder(Path(src), index.info, source, None)
+        return _track_folder(Path(src), index.info, source, None, start_time)
     if crops:
         return (*crop_entries(src, predictor, source), "")
-    out = index.path / "tracks" / source
-    try:
-        track(predictor, src, out, overwrite=True, **track_options)  # the source, again
+    out = index.path / "tracks" / key.replace(RECORDING_SEP, "@")
+    try:  # the source, again
+        track(predictor, src, out, overwrite=True, start_time=start_time, **track_options)
     except TrackingStopped:
         pass
     seq_dir = Path(src) if "://" not in src and is_mot_sequence(src) else None

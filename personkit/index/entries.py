@@ -19,11 +19,15 @@ from typing import Any
 
 import numpy as np
 
-#: Other spellings of the Market-1501 attribute names accepted in filters.
+#: Other spellings of the Market-1501 attribute names accepted in filters, and ``camera``, the
+#: camera's name (kept in the ``source`` column; ``source=`` is its older spelling).
 ALIASES = {"upper_color": "upcolor", "lower_color": "downcolor", "upper_colour": "upcolor",
-           "lower_colour": "downcolor", "sleeve": "up", "lower_length": "down"}
+           "lower_colour": "downcolor", "sleeve": "up", "lower_length": "down",
+           "camera": "source"}
 #: Filter keys that are not attributes.
 FIELDS = ("source",)
+#: Separates a camera from its recording in an entry id (never part of a camera's name).
+RECORDING_SEP = "/"
 
 
 class FilterError(ValueError):
@@ -43,10 +47,11 @@ class Entry:
     """One person in the index.
 
     Attributes:
-        source: the camera or sequence it was seen in.
-        track_id: its track id there (a crop's number for a folder of crops).
+        source: the camera it was seen by (a sequence's, file's or stream's name, or
+            ``--name``).
+        track_id: its track id in its recording (a crop's number for a folder of crops).
         first_frame, last_frame: the track's frame span (1-based; 0 for a crop).
-        first_time, last_time: the same in seconds from the source's start.
+        first_time, last_time: the same in seconds from the recording's first frame.
         embedding: ``D`` float32, L2-normalised.
         attributes: name -> (label, confidence) or (label, confidence, positive): the decided
             label, its merged probability, and for a binary attribute the merged probability
@@ -56,6 +61,14 @@ class Entry:
             ``synth:SEED:ID`` for a synthetic sequence (the same person in every sequence of
             that seed), ``SEQUENCE:ID`` for other MOT ground truth (never equal across
             sources); used by :meth:`~personkit.index.people.PeopleIndex.evaluate` only.
+        recording: the recording of the camera it came from ("": the one named as the camera);
+            indexing a recording again replaces its entries, another recording adds.
+        origin: where the recording came from (a file's or folder's absolute path, a stream's
+            address and when it was opened; "" when unknown: an older index).
+        first_seen, last_seen: when it was first and last seen, ISO-8601 UTC (None when the
+            recording's start is unknown).
+        time_source: how the start was known (``start_time``, ``creation_time``, ``mtime``,
+            ``wall_clock``: :data:`personkit.data.times.TIME_SOURCES`; "" when unknown).
     """
 
     source: str
@@ -68,15 +81,32 @@ class Entry:
     first_time: float = 0.0
     last_time: float = 0.0
     identity: str = ""
+    recording: str = ""
+    origin: str = ""
+    first_seen: str | None = None
+    last_seen: str | None = None
+    time_source: str = ""
 
     @property
     def id(self) -> str:
-        return entry_id(self.source, self.track_id)
+        return entry_id(self.source, self.track_id, self.recording)
+
+    @property
+    def key(self) -> str:
+        """Its recording's key (:func:`recording_key`)."""
+        return recording_key(self.source, self.recording)
 
 
-def entry_id(source: str, track_id: int) -> str:
-    """The id of an entry: ``SOURCE:TRACK``."""
-    return f"{source}:{int(track_id)}"
+def recording_key(camera: str, recording: str = "") -> str:
+    """A recording's key, its entries' id prefix: ``CAMERA`` for the recording named as its
+    camera (or ""), else ``CAMERA/RECORDING``."""
+    return camera if recording in ("", camera) else f"{camera}{RECORDING_SEP}{recording}"
+
+
+def entry_id(source: str, track_id: int, recording: str = "") -> str:
+    """The id of an entry: ``CAMERA:TRACK``, or ``CAMERA/RECORDING:TRACK`` for a recording
+    not named as its camera."""
+    return f"{recording_key(source, recording)}:{int(track_id)}"
 
 
 def split_entry_id(text: str) -> tuple[str, int]:
@@ -149,9 +179,10 @@ COMPARISONS = (">=", "<=", ">", "<")
 def parse_where(text: str | Mapping[str, Any] | None,
                 attributes: Mapping[str, list[str]]) -> dict[str, Any]:
     """``"gender=female backpack=yes upcolor=red"`` (or a mapping) -> ``{name: label}``,
-    checked against the index's vocabulary (``source=NAME`` filters by camera). Terms are
-    separated by spaces or commas; a value holding either is quoted (``source="cam 1"``,
-    ``source='a,b'``). A term given twice must say the same both times.
+    checked against the index's vocabulary (``camera=NAME``, or ``source=NAME``, filters by
+    camera: key ``source``). Terms are separated by spaces or commas; a value holding either
+    is quoted (``camera="cam 1"``, ``camera='a,b'``). A term given twice must say the same
+    both times.
 
     ``NAME=LABEL`` is the decision the index holds (for a binary attribute: the calibrated
     one); ``NAME>=P`` (also ``>``, ``<=``, ``<``) compares a binary attribute's probability of
@@ -198,7 +229,7 @@ def _checked(name: str, op: str, value: Any,
         return key, str(value).strip()
     if key not in attributes:
         raise FilterError(f"unknown attribute {name!r} in the filter; valid: "
-                          f"{', '.join([*attributes, *FIELDS])}")
+                          f"{', '.join(attributes)}, camera (also source)")
     if op != "=":
         return key, (op, _probability(key, op, value, attributes[key]))
     label = str(value).strip().lower()

@@ -21,12 +21,14 @@ import numpy as np
 
 from personkit.checkpoint import write_json
 from personkit.index.entries import (
+    RECORDING_SEP,
     EmptyIndexError,
     Entry,
     ExampleError,
     FilterError,
     IndexInfo,
     parse_where,
+    recording_key,
 )
 from personkit.index.store import Store, sort_hits
 from personkit.runtime import LockedError, exclusive
@@ -95,15 +97,22 @@ class PeopleIndex:
         found.check_same_space(info, f"index {path}")
         return cls(path, found, cls._store(path, found))
 
-    def add(self, source: str, entries: Sequence[Entry]) -> None:
-        """Make ``entries`` the whole content of ``source`` (its earlier entries go).
+    def add(self, source: str, entries: Sequence[Entry], recording: str = "") -> None:
+        """Make ``entries`` the whole content of camera ``source``'s ``recording`` ("": the
+        one named as the camera); its earlier entries go, the camera's other recordings stay.
 
         Raises:
-            ValueError: an entry of another source, width or attribute set.
+            ValueError: a camera name holding ``/`` (it separates a camera from its recording
+                in entry ids), an entry of another recording, width or attribute set.
         """
+        if RECORDING_SEP in source or RECORDING_SEP in recording:
+            raise ValueError(f"camera {source!r}, recording {recording!r}: a name cannot hold "
+                             f"{RECORDING_SEP!r}, which separates a camera from its recording "
+                             f"in entry ids")
+        key = recording_key(source, recording)
         for e in entries:
-            if e.source != source:
-                raise ValueError(f"entry {e.id} is not of source {source!r}")
+            if e.key != key:
+                raise ValueError(f"entry {e.id} is not of recording {key!r}")
             if e.embedding.shape != (self.info.dim,):
                 raise ValueError(f"entry {e.id}: embedding of shape {e.embedding.shape}, the "
                                  f"index holds width {self.info.dim}")
@@ -111,25 +120,30 @@ class PeopleIndex:
                 raise ValueError(f"entry {e.id}: attributes {sorted(e.attributes)}, the index "
                                  f"holds {sorted(self.info.attributes)}")
         with exclusive(self.path / "index.lock", f"index {self.path}", wait=True):
-            self.store.replace_source(source, entries)
+            self.store.replace_source(source, entries, recording)
 
     def search(self, example: np.ndarray | None = None,
                where: str | Mapping[str, str] | None = None, k: int = 10,
-               exclude: str | None = None) -> dict[str, Any]:
+               exclude: str | None = None, since: str | None = None,
+               until: str | None = None) -> dict[str, Any]:
         """The ``k`` nearest people to ``example`` (an embedding) among those passing
-        ``where`` (:func:`~personkit.index.entries.parse_where`), or without an example the
-        first ``k`` passing it. Each hit has ``same_person``: its distance is within the
+        ``where`` (:func:`~personkit.index.entries.parse_where`) and seen between ``since`` and
+        ``until`` (typed times: :func:`~personkit.data.times.time_range`; an entry without
+        times passes no time filter), or without an example the first ``k`` passing them,
+        newest first. Each hit has ``same_person``: its distance is within the
         model's calibrated threshold between track means (:attr:`IndexInfo.same_person_threshold`;
         None when the model has none). ``exclude``: an entry id
         left out (the example itself, when it is an entry).
 
         Raises:
             EmptyIndexError: the index holds nobody.
-            FilterError: a bad filter (:func:`~personkit.index.entries.parse_where`), or
-                ``source=NAME`` naming a camera the index does not have (listing its cameras).
+            FilterError: a bad filter (:func:`~personkit.index.entries.parse_where`), a
+                ``camera=NAME`` naming a camera the index does not have (listing its
+                cameras), an unreadable time or ``since`` after ``until`` (naming them).
             ExampleError: an example of another width.
         """
         flt = parse_where(where, self.info.attributes)
+        flt.update(_time_terms(since, until))
         vector = None
         if example is not None:
             vector = np.asarray(example, np.float32).reshape(-1)
@@ -196,6 +210,17 @@ class PeopleIndex:
         r = evaluate_reid(dist, pids, pids, camids, camids, max_rank=max(5, len(keep)))
         return {"queries": int(r["num_valid_queries"]), "entries": len(keep),
                 "rank1": float(r["cmc"][0]), "rank5": float(r["cmc"][4]), "mAP": float(r["mAP"])}
+
+
+def _time_terms(since: str | None, until: str | None) -> dict[str, str]:
+    """``since``/``until`` as filter terms (ISO text), a FilterError when unreadable."""
+    from personkit.data.times import time_range
+
+    try:
+        start, end = time_range(since, until, ("since", "until"))
+    except ValueError as e:
+        raise FilterError(str(e)) from None
+    return {k: v for k, v in (("since", start), ("until", end)) if v is not None}
 
 
 def _named_collection(info: IndexInfo) -> IndexInfo:

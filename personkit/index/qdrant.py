@@ -8,13 +8,15 @@ local mode in-process (exact search in NumPy, one process at a time: for tests a
 indexes). Each entry is one point: its payload the entry's metadata, attribute labels and
 confidences and the thumbnail (base64 JPEG).
 
-Qdrant has no multi-point transaction, so a source is replaced in generations: the new entries
-are written as new points (ids derived from the entry id and a fresh ``generation``, which the
-payload carries), then one point of a second collection, ``COLLECTION_sources`` (one record a
-source, 1-d dummy vectors), is overwritten to make that generation the source's current one,
-then the older generations are deleted. Readers see only current generations, so a process
-killed at any step leaves the previous content; what it wrote is removed when the store is next
-opened with no writer at work (:meth:`QdrantStore.recover`) or when the source is next written.
+Qdrant has no multi-point transaction, so a recording (a camera's, or the one named as the
+camera: an older index's "source") is replaced in generations: the new entries are written as
+new points (ids derived from the entry id and a fresh ``generation``, which the payload
+carries), then one point of a second collection, ``COLLECTION_sources`` (one record a
+recording, keyed by its entries' id prefix, 1-d dummy vectors), is overwritten to make that
+generation the recording's current one, then the older generations are deleted. Readers see
+only current generations, so a process killed at any step leaves the previous content; what it
+wrote is removed when the store is next opened with no writer at work
+(:meth:`QdrantStore.recover`) or when the recording is next written.
 The records collection also holds the model identity and width the collection was made for.
 """
 
@@ -29,9 +31,19 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from personkit.data.times import us_from_iso
 from personkit.extras import require
-from personkit.index.entries import Entry
-from personkit.index.store import META, ORDER, entry_from_row, entry_row, hit_from_row, order_key
+from personkit.index.entries import Entry, recording_key
+from personkit.index.store import (
+    META,
+    NEWEST,
+    ORDER,
+    TIME_TERMS,
+    entry_from_row,
+    entry_row,
+    hit_from_row,
+    order_key,
+)
 
 #: The collection of an index whose ``index.json`` names none (made before each index had one).
 COLLECTION = "people"
@@ -55,9 +67,10 @@ def point_id(entry_id: str, generation: str = LEGACY) -> str:
                           else f"{key}#{generation}"))
 
 
-def record_id(source: str) -> str:
-    """The id of a source's record in the records collection."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"personkit-source:{source}"))
+def record_id(key: str) -> str:
+    """The id of a recording's record in the records collection (``key``:
+    :func:`~personkit.index.entries.recording_key`; an older index's source is its key)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"personkit-source:{key}"))
 
 
 class QdrantStore:
@@ -106,10 +119,15 @@ class QdrantStore:
             indices += [(self.collection, "generation"), (self.records, "kind")]
         for name, key in indices if server else []:
             self.client.create_payload_index(name, key, m.PayloadSchemaType.KEYWORD)
-        if self.collection in made and server:  # probability filters: range indices
+        if self.collection in made and server:  # probability and time filters: ranges
             for a in self.attributes:
                 self.client.create_payload_index(self.collection, f"prob_{a}",
                                                  m.PayloadSchemaType.FLOAT)
+            for key in ("first_seen_us", "last_seen_us"):
+                self.client.create_payload_index(self.collection, key,
+                                                 m.PayloadSchemaType.INTEGER)
+            self.client.create_payload_index(self.collection, "recording",
+                                             m.PayloadSchemaType.KEYWORD)
 
     def _check_model(self, model: str | None) -> None:
         """Refuse a collection made for another model or width (naming both); record the model
@@ -152,19 +170,21 @@ class QdrantStore:
         current = self._current()
         for source, n in counts.items():
             if source not in current:
-                self._flip(source, LEGACY, n)
+                self._flip(source, "", LEGACY, n)
         self.client.set_payload(self.collection, {"generation": LEGACY}, points=legacy,
                                 wait=True)
 
     def _current(self) -> dict[str, dict[str, Any]]:
-        """Source -> its record (``generation``, ``count``)."""
+        """Recording key -> its record (``source``, ``recording``, ``origin``,
+        ``generation``, ``count``; an older record, of a source: its key is the source)."""
         m = self.m
         kind = m.Filter(must=[m.FieldCondition(key="kind", match=m.MatchValue(value="source"))])
         out, offset = {}, None
         while True:
             points, offset = self.client.scroll(self.records, scroll_filter=kind, limit=1024,
                                                 offset=offset, with_payload=True)
-            out.update({p.payload["source"]: dict(p.payload) for p in points})
+            out.update({p.payload.get("key", p.payload["source"]): dict(p.payload)
+                        for p in points})
             if offset is None:
                 return out
 
@@ -188,9 +208,14 @@ class QdrantStore:
         return m.Filter(must=must)
 
     def _condition(self, key: str, value: Any) -> Any:
-        """One filter term: a label (``attr_NAME``), a source, or a probability comparison
-        (``prob_NAME``, a payload range)."""
+        """One filter term: a label (``attr_NAME``), a source, a time (``since``/``until``:
+        a range on the seen times, which a point without them fails) or a probability
+        comparison (``prob_NAME``, a payload range)."""
         m = self.m
+        if key in TIME_TERMS:
+            column, op = TIME_TERMS[key]
+            bound = {">=": "gte", "<=": "lte"}[op]
+            return m.FieldCondition(key=column, range=m.Range(**{bound: us_from_iso(value)}))
         if isinstance(value, tuple):
             bound = {">=": "gte", "<=": "lte", ">": "gt", "<": "lt"}[value[0]]
             return m.FieldCondition(key=f"prob_{key}", range=m.Range(**{bound: value[1]}))
@@ -204,31 +229,41 @@ class QdrantStore:
         row["generation"] = generation
         return self.m.PointStruct(id=point_id(e.id, generation), vector=vector, payload=row)
 
-    def replace_source(self, source: str, entries: Sequence[Entry]) -> None:
+    def replace_source(self, source: str, entries: Sequence[Entry], recording: str = "") -> None:
         generation = uuid.uuid4().hex
         points = [self._point(e, generation) for e in entries]
         for start in range(0, len(points), BATCH):
             self.client.upsert(self.collection, points[start:start + BATCH], wait=True)
-        self._flip(source, generation, len({p.id for p in points}))
-        self._drop_old(source, generation)
+        origin = next((e.origin for e in entries if e.origin), None)
+        self._flip(source, recording, generation, len({p.id for p in points}), origin)
+        self._drop_old(source, recording, generation)
 
-    def _flip(self, source: str, generation: str, count: int) -> None:
-        """Make ``generation`` the source's current one (one point written: atomic); a source
-        of no entries loses its record."""
+    def _flip(self, source: str, recording: str, generation: str, count: int,
+              origin: str | None = None) -> None:
+        """Make ``generation`` the recording's current one (one point written: atomic); a
+        recording of no entries loses its record."""
+        key = recording_key(source, recording)
         if not count:
-            self.client.delete(self.records, self.m.PointIdsList(points=[record_id(source)]),
+            self.client.delete(self.records, self.m.PointIdsList(points=[record_id(key)]),
                                wait=True)
             return
         self.client.upsert(self.records, [self.m.PointStruct(
-            id=record_id(source), vector=[1.0], payload={
-                "kind": "source", "source": source, "generation": generation,
+            id=record_id(key), vector=[1.0], payload={
+                "kind": "source", "source": source, "recording": recording or source,
+                "key": key, "origin": origin, "generation": generation,
                 "count": count})], wait=True)
 
-    def _drop_old(self, source: str, keep: str) -> None:
-        """Delete the source's points of every generation but ``keep``."""
+    def _drop_old(self, source: str, recording: str, keep: str) -> None:
+        """Delete the recording's points of every generation but ``keep`` (points written
+        before recordings were kept belong to the one named as their camera)."""
         m = self.m
+        name = recording or source
+        same = [m.FieldCondition(key="recording", match=m.MatchValue(value=name))]
+        if name == source:
+            same.append(m.IsEmptyCondition(is_empty=m.PayloadField(key="recording")))
         self.client.delete(self.collection, m.FilterSelector(filter=m.Filter(
-            must=[m.FieldCondition(key="source", match=m.MatchValue(value=source))],
+            must=[m.FieldCondition(key="source", match=m.MatchValue(value=source)),
+                  m.Filter(should=same)],
             must_not=[m.FieldCondition(key="generation", match=m.MatchValue(value=keep))])),
             wait=True)
 
@@ -252,9 +287,11 @@ class QdrantStore:
         return self._consistent(read)
 
     def _first(self, flt: Any, k: int) -> list[dict[str, Any]]:
-        """The first ``k`` points passing ``flt`` in :data:`~personkit.index.store.ORDER`:
-        the order's payload fields of every passing point, sorted, then those ``k`` points."""
-        keys = sorted(self._scroll(list(ORDER), False, flt), key=lambda p: order_key(p.payload))
+        """The first ``k`` points passing ``flt``, newest first
+        (:func:`~personkit.index.store.order_key`): the order's payload fields of every
+        passing point, sorted, then those ``k`` points."""
+        keys = sorted(self._scroll([NEWEST, *ORDER], False, flt),
+                      key=lambda p: order_key(p.payload))
         ids = [p.id for p in keys[:k]]
         if not ids:
             return []
@@ -263,10 +300,10 @@ class QdrantStore:
         return [hit_from_row(found[i], self.attributes) for i in ids if i in found]
 
     def get(self, entry_id: str) -> Entry | None:
-        source = entry_id.rpartition(":")[0]
+        key = entry_id.rpartition(":")[0]
 
         def read(current: dict[str, dict[str, Any]]) -> list[Any]:
-            record = current.get(source)
+            record = current.get(key)
             if record is None:
                 return []
             return self.client.retrieve(self.collection,
@@ -294,7 +331,16 @@ class QdrantStore:
                 return out
 
     def sources(self) -> dict[str, int]:
-        return {s: int(r["count"]) for s, r in sorted(self._current().items())}
+        counts: Counter[str] = Counter()
+        for r in self._current().values():
+            counts[r["source"]] += int(r["count"])
+        return dict(sorted(counts.items()))
+
+    def recordings(self) -> list[dict[str, Any]]:
+        return sorted(({"camera": r["source"], "recording": r.get("recording") or r["source"],
+                        "origin": r.get("origin") or None, "entries": int(r["count"])}
+                       for r in self._current().values()),
+                      key=lambda r: (r["camera"], r["recording"]))
 
     def vectors(self) -> tuple[list[dict[str, Any]], np.ndarray]:
         def read(current: dict[str, dict[str, Any]]) -> list[Any]:

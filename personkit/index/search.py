@@ -96,10 +96,12 @@ def open_predictor(index: PeopleIndex, model: str | Path | None, device: str = "
 def search(index: PeopleIndex, example: str | None = None, box: str | None = None,
            where: str | None = None, k: int = DEFAULT_K, model: str | Path | None = None,
            device: str = "auto", flip_tta: bool = True, detector: Any = None,
+           since: str | None = None, until: str | None = None, offset: int = 0,
            **options: Any) -> dict[str, Any]:
-    """Search ``index``: ``example`` an entry id (``SOURCE:TRACK``) or an image file (its
+    """Search ``index``: ``example`` an entry id (``CAMERA:TRACK``) or an image file (its
     person: :func:`example_boxes`, with ``detector`` an opened detector or None; the model
-    loaded by :func:`open_predictor` with ``options``); ``where`` attribute filters. Returns
+    loaded by :func:`open_predictor` with ``options``); ``where`` attribute filters;
+    ``since``/``until`` a time range; results ``offset`` to ``offset + k - 1``. Returns
     :meth:`PeopleIndex.search`'s result with a ``query`` record."""
     query: dict[str, Any] = {"where": where or ""}
     vector, exclude = None, None
@@ -129,7 +131,8 @@ def search(index: PeopleIndex, example: str | None = None, box: str | None = Non
                                                           else {}))
     elif box is not None:
         raise ValueError("--box needs --example IMAGE")
-    out = index.search(vector, where, k, exclude=exclude)
+    out = index.search(vector, where, k + offset, exclude=exclude, since=since, until=until)
+    out.update(k=k, offset=offset, hits=out["hits"][offset:])
     return {"query": query, **out}
 
 
@@ -143,10 +146,12 @@ def _card(h: dict[str, Any], thumb: bytes | None) -> str:
     same = {True: " same person", False: "", None: ""}[h.get("same_person")]
     span = (f"frames {h['first_frame']}-{h['last_frame']} ({h['first_time']:.1f}-"
             f"{h['last_time']:.1f} s)" if h["last_frame"] else "crop")
+    seen = (f"seen {h['first_seen']} - {h['last_seen']}" if h.get("first_seen")
+            else "time unknown")
     return (f'<figure class="hit{" same" if same else ""}"><img src="{_data_uri(thumb)}" '
             f'alt="{html.escape(h["id"])}"><figcaption><b>{html.escape(h["id"])}</b><br>'
-            f'{html.escape(span)}<br>{dist}{same}<br><small>{html.escape(attrs)}</small>'
-            f'</figcaption></figure>')
+            f'{html.escape(span)}<br>{html.escape(seen)}<br>{dist}{same}<br>'
+            f'<small>{html.escape(attrs)}</small></figcaption></figure>')
 
 
 def write_results(result: dict[str, Any], index: PeopleIndex, out_dir: str | Path) -> Path:

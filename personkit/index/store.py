@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from personkit.data.times import iso_from_us, us_from_iso
 from personkit.extras import require
 from personkit.index.entries import Entry, FilterError
 
@@ -44,18 +45,31 @@ OPTIMIZE_MIN_ROWS = 5_000
 #: versions use are deleted: an age far above the longest search (an exact scan of a million
 #: rows: 2.2 s, benchmarks/RESULTS.md) keeps a concurrent reader whole.
 CLEANUP_AGE = timedelta(minutes=10)
+#: Columns added since the first indexes, with what an older table's rows get when a write
+#: adds them (SQL): an entry's recording (its camera's name: the one recording an older index
+#: knew), where it came from, and when it was seen (microseconds since the Unix epoch, UTC).
+ADDED_COLUMNS = {"recording": "source", "origin": "CAST(NULL AS STRING)",
+                 "first_seen_us": "CAST(NULL AS BIGINT)", "last_seen_us": "CAST(NULL AS BIGINT)",
+                 "time_source": "CAST(NULL AS STRING)"}
 #: Columns of a search result besides the attributes (thumbnails are fetched by id).
 META = ("id", "source", "track_id", "first_frame", "last_frame", "first_time", "last_time",
-        "identity")
-#: The order of a search without an example (until entries carry capture times): by source,
-#: then first frame, then track, then id; every store returns the first ``k`` of all the rows
-#: that pass the filter in this order.
+        "identity", "recording", "first_seen_us", "last_seen_us", "time_source")
+#: The order of a search without an example: newest first (by ``last_seen``, entries without
+#: a time after every timed one), then by source, first frame, track and id; every store
+#: returns the first ``k`` of all the rows that pass the filter in this order.
+NEWEST = "last_seen_us"
 ORDER = ("source", "first_frame", "track_id", "id")
+#: Time filter keys (:meth:`~personkit.index.people.PeopleIndex.search`'s ``since`` and
+#: ``until``, ISO text): seen at or after ``since`` (its last sighting), at or before ``until``
+#: (its first); an entry without times passes neither.
+TIME_TERMS = {"since": ("last_seen_us", ">="), "until": ("first_seen_us", "<=")}
 
 
 def order_key(row: Mapping[str, Any]) -> tuple:
-    """A row's place in :data:`ORDER`."""
-    return tuple(row[c] for c in ORDER)
+    """A row's place in the order of a search without an example (newest first, see
+    :data:`NEWEST`, then :data:`ORDER`)."""
+    newest = row.get(NEWEST)
+    return (newest is None, -(newest or 0), *(row[c] for c in ORDER))
 
 
 class Store(Protocol):
@@ -63,13 +77,15 @@ class Store(Protocol):
 
     name: str
 
-    def replace_source(self, source: str, entries: Sequence[Entry]) -> None:
-        """Make ``entries`` the source's whole content (earlier entries of it go)."""
+    def replace_source(self, source: str, entries: Sequence[Entry], recording: str = "") -> None:
+        """Make ``entries`` the whole content of camera ``source``'s ``recording`` ("": the
+        one named as the camera); its earlier entries go, its other recordings stay."""
 
-    def search(self, vector: np.ndarray | None, where: Mapping[str, str],
+    def search(self, vector: np.ndarray | None, where: Mapping[str, Any],
                k: int) -> list[dict[str, Any]]:
         """The ``k`` nearest rows passing ``where`` (``distance`` set), or without a vector
-        the first ``k`` of every row passing it in :data:`ORDER` (``distance`` None)."""
+        the first ``k`` of every row passing it, newest first (:func:`order_key`;
+        ``distance`` None)."""
 
     def get(self, entry_id: str) -> Entry | None:
         """One entry, thumbnail included."""
@@ -78,7 +94,11 @@ class Store(Protocol):
         """Number of entries."""
 
     def sources(self) -> dict[str, int]:
-        """Entries per source."""
+        """Entries per source (camera)."""
+
+    def recordings(self) -> list[dict[str, Any]]:
+        """Every recording: ``camera``, ``recording`` (its name), ``origin`` (None when
+        unknown) and ``entries``."""
 
     def vectors(self) -> tuple[list[dict[str, Any]], np.ndarray]:
         """Every entry's metadata and its embedding (``N×D``), for evaluation."""
@@ -90,8 +110,10 @@ def _quote(value: str) -> str:
 
 def sql_filter(where: Mapping[str, Any]) -> str | None:
     """A checked filter (:func:`~personkit.index.entries.parse_where`) as a SQL predicate: a
-    label on the ``attr_NAME`` column, a probability comparison on ``prob_NAME``."""
+    label on the ``attr_NAME`` column, a probability comparison on ``prob_NAME``, a time
+    (:data:`TIME_TERMS`) on the seen columns."""
     terms = [f"source = {_quote(v)}" if k == "source" else
+             f"{TIME_TERMS[k][0]} {TIME_TERMS[k][1]} {us_from_iso(v)}" if k in TIME_TERMS else
              f"prob_{k} {v[0]} {float(v[1])!r}" if isinstance(v, tuple) else
              f"attr_{k} = {_quote(v)}" for k, v in where.items()]
     return " AND ".join(terms) or None
@@ -105,10 +127,21 @@ def _attribute_json(value: Sequence[Any]) -> dict[str, Any]:
     return out
 
 
+def _times(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row's camera, recording and capture times as a result shows them (an older row:
+    its camera's recording, no times)."""
+    return {"camera": row["source"], "recording": row.get("recording") or row["source"],
+            "first_seen": iso_from_us(row.get("first_seen_us")),
+            "last_seen": iso_from_us(row.get("last_seen_us")),
+            "time_source": row.get("time_source") or None}
+
+
 def hit_from_row(row: Mapping[str, Any], attributes: Sequence[str]) -> dict[str, Any]:
-    """A search result: the entry's metadata, ``attributes`` (name -> label, confidence) and
-    ``distance`` (None without a query vector)."""
-    out = {k: row[k] for k in META}
+    """A search result: the entry's metadata (camera, recording and ``first_seen``/
+    ``last_seen`` as ISO-8601 UTC, None when unknown), ``attributes`` (name -> label,
+    confidence) and ``distance`` (None without a query vector)."""
+    out = {k: row[k] for k in META[:8]}
+    out.update(_times(row))
     merged = json.loads(row["attributes"])
     out["attributes"] = {a: _attribute_json(merged[a]) for a in attributes}
     d = row.get("_distance")
@@ -118,12 +151,16 @@ def hit_from_row(row: Mapping[str, Any], attributes: Sequence[str]) -> dict[str,
 
 def entry_from_row(row: Mapping[str, Any], attributes: Sequence[str]) -> Entry:
     merged = json.loads(row["attributes"])
+    when = _times(row)
     return Entry(row["source"], int(row["track_id"]), np.asarray(row["vector"], np.float32),
                  {a: (str(merged[a][0]), float(merged[a][1]),
                       None if len(merged[a]) < 3 or merged[a][2] is None else float(merged[a][2]))
                   for a in attributes},
                  bytes(row["thumbnail"]), int(row["first_frame"]), int(row["last_frame"]),
-                 float(row["first_time"]), float(row["last_time"]), str(row["identity"]))
+                 float(row["first_time"]), float(row["last_time"]), str(row["identity"]),
+                 "" if when["recording"] == row["source"] else when["recording"],
+                 row.get("origin") or "", when["first_seen"], when["last_seen"],
+                 when["time_source"] or "")
 
 
 def entry_row(e: Entry, attributes: Sequence[str]) -> dict[str, Any]:
@@ -135,7 +172,10 @@ def entry_row(e: Entry, attributes: Sequence[str]) -> dict[str, Any]:
     row: dict[str, Any] = {"id": e.id, "source": e.source, "track_id": int(e.track_id),
                            "first_frame": int(e.first_frame), "last_frame": int(e.last_frame),
                            "first_time": float(e.first_time), "last_time": float(e.last_time),
-                           "identity": str(e.identity),
+                           "identity": str(e.identity), "recording": e.recording or e.source,
+                           "origin": e.origin or None, "first_seen_us": us_from_iso(e.first_seen),
+                           "last_seen_us": us_from_iso(e.last_seen),
+                           "time_source": e.time_source or None,
                            "vector": np.asarray(e.embedding, np.float32), "thumbnail": e.thumbnail}
     for a in attributes:
         row[f"attr_{a}"] = str(e.attributes[a][0])
@@ -177,14 +217,16 @@ class LanceStore:
         fields = [("id", pa.string()), ("source", pa.string()), ("track_id", pa.int64()),
                   ("first_frame", pa.int64()), ("last_frame", pa.int64()),
                   ("first_time", pa.float64()), ("last_time", pa.float64()),
-                  ("identity", pa.string()), ("vector", pa.list_(pa.float32(), dim))]
+                  ("identity", pa.string()), ("recording", pa.string()), ("origin", pa.string()),
+                  ("first_seen_us", pa.int64()), ("last_seen_us", pa.int64()),
+                  ("time_source", pa.string()), ("vector", pa.list_(pa.float32(), dim))]
         fields += [(f"attr_{a}", pa.string()) for a in self.attributes]
         fields += [(f"prob_{a}", pa.float32()) for a in self.attributes]
         self.schema = pa.schema([*fields, ("attributes", pa.string()),
                                  ("thumbnail", pa.binary())])
         self._passing: dict[tuple[str, int], int] = {}  # (filter, table version) -> rows
         self.db = lancedb.connect(str(path), read_consistency_interval=timedelta(0))
-        try:  # a table made before the prob_ columns keeps its own schema
+        try:  # a table made before the prob_ (or recording and time) columns keeps its schema
             self.table = self.db.open_table("people")
             self.schema = self.table.schema
         except (ValueError, FileNotFoundError):
@@ -196,14 +238,29 @@ class LanceStore:
         rows = [entry_row(e, self.attributes) for e in entries]
         return pa.Table.from_pylist(rows, schema=self.schema)
 
-    def replace_source(self, source: str, entries: Sequence[Entry]) -> None:
-        self.replace_rows(source, self._arrow(entries))
+    def _names(self) -> set[str]:
+        """The table's columns now (another process may have added some)."""
+        return set(self.table.schema.names)
 
-    def replace_rows(self, source: str, data: Any) -> None:
+    def _add_columns(self) -> None:
+        """Give a table made before them the :data:`ADDED_COLUMNS` (its rows: the camera's
+        one recording, no origin or times), so that writes keep recordings and times."""
+        missing = {c: sql for c, sql in ADDED_COLUMNS.items() if c not in self._names()}
+        if missing:
+            self.table.add_columns(missing)
+        self.schema = self.table.schema
+
+    def replace_source(self, source: str, entries: Sequence[Entry], recording: str = "") -> None:
+        self._add_columns()
+        self.replace_rows(source, self._arrow(entries), recording)
+
+    def replace_rows(self, source: str, data: Any, recording: str = "") -> None:
         """:meth:`replace_source` for rows already in this store's schema (a pyarrow Table,
-        every row of ``source``): one commit, then the ANN index built or optimized when
-        that pays."""
+        every row of ``source``'s ``recording``): one commit, then the ANN index built or
+        optimized when that pays."""
         gone = f"source = {_quote(source)}"
+        if "recording" in self._names():
+            gone += f" AND recording = {_quote(recording or source)}"
         if not data.num_rows:
             self.table.delete(gone)
             return
@@ -252,8 +309,9 @@ class LanceStore:
         than :data:`CLEANUP_AGE`."""
         self.table.optimize(cleanup_older_than=CLEANUP_AGE)
 
-    def _columns(self) -> list[str]:
-        return [*META, "attributes"]
+    def _columns(self, names: set[str]) -> list[str]:
+        """What a result reads, of the table's columns ``names``."""
+        return [c for c in (*META, "attributes") if c in names]
 
     def _count(self, predicate: str) -> int:
         """Rows passing ``predicate``, remembered per table version."""
@@ -266,19 +324,14 @@ class LanceStore:
 
     def search(self, vector: np.ndarray | None, where: Mapping[str, Any],
                k: int) -> list[dict[str, Any]]:
-        missing = [k for k, v in where.items() if isinstance(v, tuple)
-                   and f"prob_{k}" not in self.schema.names]
-        if missing:
-            raise FilterError(f"this index was made before it kept probabilities, so "
-                              f"{missing[0]}{where[missing[0]][0]}{where[missing[0]][1]:g} "
-                              f"cannot be answered: filter on the decision "
-                              f"({missing[0]}=LABEL), or index the sources again")
+        names = self._names()
+        _check_columns(where, names)
         predicate = sql_filter(where)
         if vector is None:
-            return self._first(predicate, k)
+            return self._first(predicate, k, names)
         n = self.table.count_rows()
         q = (self.table.search(np.asarray(vector, np.float32), vector_column_name="vector")
-             .distance_type("cosine").select([*self._columns(), "_distance"]).limit(k))
+             .distance_type("cosine").select([*self._columns(names), "_distance"]).limit(k))
         if predicate:
             q = q.where(predicate, prefilter=True)
         if n >= self.ann_min_rows:
@@ -291,12 +344,14 @@ class LanceStore:
                     q = q.ef(max(HNSW_EF, k))  # never below k (LanceDB's default: 1.5 k)
         return [hit_from_row(r, self.attributes) for r in q.to_list()]
 
-    def _first(self, predicate: str | None, k: int) -> list[dict[str, Any]]:
-        """The first ``k`` rows passing ``predicate`` in :data:`ORDER`: LanceDB sorts the
-        order's columns of every passing row (a top-k sort) and reads the rest of those
-        ``k`` rows only."""
-        q = self.table.search().select(self._columns()).order_by(
-            [{"column_name": c, "ascending": True, "nulls_first": False} for c in ORDER])
+    def _first(self, predicate: str | None, k: int, names: set[str]) -> list[dict[str, Any]]:
+        """The first ``k`` rows passing ``predicate``, newest first (:func:`order_key`):
+        LanceDB sorts the order's columns of every passing row (a top-k sort) and reads the
+        rest of those ``k`` rows only."""
+        order = [{"column_name": c, "ascending": True, "nulls_first": False} for c in ORDER]
+        if NEWEST in names:
+            order.insert(0, {"column_name": NEWEST, "ascending": False, "nulls_first": False})
+        q = self.table.search().select(self._columns(names)).order_by(order)
         q = q.where(predicate) if predicate else q
         return [hit_from_row(r, self.attributes) for r in q.limit(k).to_list()]
 
@@ -316,6 +371,18 @@ class LanceStore:
                                    return_counts=True)
         return {str(v): int(c) for v, c in zip(values, counts, strict=True)}
 
+    def recordings(self) -> list[dict[str, Any]]:
+        n = self.count()
+        names = self._names()
+        if not n:
+            return []
+        cols = [c for c in ("source", "recording", "origin") if c in names]
+        table = self.table.search().select(cols).limit(n).to_arrow()
+        groups = table.group_by(cols).aggregate([("source", "count")]).to_pylist()
+        return sorted(({"camera": g["source"], "recording": g.get("recording") or g["source"],
+                        "origin": g.get("origin") or None, "entries": int(g["source_count"])}
+                       for g in groups), key=lambda r: (r["camera"], r["recording"]))
+
     def vectors(self) -> tuple[list[dict[str, Any]], np.ndarray]:
         n = self.count()
         if not n:
@@ -325,6 +392,23 @@ class LanceStore:
         rows.sort(key=lambda r: r["id"])
         meta = [{k: r[k] for k in cols if k != "vector"} for r in rows]
         return meta, np.asarray([r["vector"] for r in rows], np.float32).reshape(-1, self.dim)
+
+
+def _check_columns(where: Mapping[str, Any], names: set[str]) -> None:
+    """A FilterError, saying to index again, for a filter on columns a table made before
+    them lacks: probabilities and capture times."""
+    missing = [k for k, v in where.items() if isinstance(v, tuple)
+               and f"prob_{k}" not in names]
+    if missing:
+        raise FilterError(f"this index was made before it kept probabilities, so "
+                          f"{missing[0]}{where[missing[0]][0]}{where[missing[0]][1]:g} "
+                          f"cannot be answered: filter on the decision "
+                          f"({missing[0]}=LABEL), or index the sources again")
+    timed = [k for k in where if k in TIME_TERMS and TIME_TERMS[k][0] not in names]
+    if timed:
+        raise FilterError(f"this index was made before it kept capture times, so none of its "
+                          f"people has one and {timed[0]}={where[timed[0]]} passes nobody: "
+                          f"index the sources again to give them times")
 
 
 def sort_hits(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:

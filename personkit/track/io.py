@@ -21,6 +21,9 @@ Frame rates are kept exact (``frameRate=12.5`` in ``seqinfo.ini``, a video's 25/
 30000/1001), and every frame gets a time in seconds from the source's first frame: ``(t - 1) /
 rate`` for a MOT sequence or a folder of frames; for a video or a stream, the frame's
 presentation timestamp relative to the first frame's (:class:`~personkit.track.live.FrameClock`).
+Those seconds are placed in time by the source's start (:meth:`TrackSource.clock`): a given
+start time, else a video's ``creation_time`` metadata, else the file's or folder's modification
+time; for a camera or a stream the wall clock when its first frame was read.
 
 A frame that cannot be read or decoded (a truncated video, a broken image) raises
 :class:`FrameError` from the source's iterator, naming the source and the frame; ``personkit
@@ -36,6 +39,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -52,6 +56,7 @@ from personkit.data.mot import (
     resolve_mot_source,
     seqinfo_frame_rate,
 )
+from personkit.data.times import container_time, parse_time
 from personkit.inference.sources import check_name, open_frames
 from personkit.track.live import FrameClock, LiveFrames, is_live
 
@@ -81,9 +86,20 @@ class TrackSource:
     image_paths: list[Path] | None = None
     detector: Any = None
     live: Any = None  # a LiveFrames (personkit.track.live): a camera or a stream
+    start: datetime | None = None  # when the first frame was captured (UTC), if known
+    time_source: str = ""  # how start was found (personkit.data.times.TIME_SOURCES)
 
     def __len__(self) -> int:
         return self.length or 0
+
+    def clock(self) -> tuple[datetime | None, str]:
+        """When the first frame was captured and how that is known: a live source's wall
+        clock when its first frame was read (None before), else :attr:`start`."""
+        if self.live is not None:
+            started = getattr(self.live, "started", None)
+            return (None, "") if started is None else (
+                datetime.fromtimestamp(started, UTC), "wall_clock")
+        return self.start, self.time_source
 
     def frames(self) -> Iterator[tuple[int, np.ndarray, float]]:
         """``(frame number, RGB image, seconds from the first frame)`` per frame (module
@@ -164,11 +180,13 @@ def open_video(path: str | Path, detections: str | Path | None,
             stream = container.streams.video[0]
             rate = exact_rate(stream.average_rate or 30)  # a Fraction: 25/2, 30000/1001, ...
             length = stream.frames or None
+            made = _creation_time(container)
             next(container.decode(video=0))  # fails now, not halfway through a run
     except (av.error.FFmpegError, StopIteration, UnicodeDecodeError) as e:
         raise ValueError(f"cannot decode video {path}: {e or 'no frames'}") from None
     dets = None if detector is not None else read_detections(detections)
-    return TrackSource(path.stem, dets, rate, length, video=path, detector=detector)
+    return TrackSource(path.stem, dets, rate, length, video=path, detector=detector,
+                       start=made, time_source="creation_time" if made else "")
 
 
 def _video_frames(path: Path, rate: float) -> Iterator[tuple[int, np.ndarray, float]]:
@@ -197,20 +215,61 @@ def _image_frames(paths: list[Path], rate: float) -> Iterator[tuple[int, np.ndar
         yield t, image, round((t - 1) / rate, 6)
 
 
+def start_of(src: TrackSource, given: str | datetime | None = None) -> TrackSource:
+    """``src`` with its start time (:attr:`TrackSource.start`) and how it was found: ``given``
+    (``--start-time``: ISO-8601, UTC without a zone), else a video's ``creation_time``
+    metadata (read when it was opened), else the modification time of the video file, the
+    sequence folder or the folder of frames.
+
+    Raises:
+        ValueError: an unreadable ``given`` time, naming it.
+    """
+    if given is not None and given != "":
+        src.start = parse_time(given, "--start-time", relative=False)
+        src.time_source = "start_time"
+    elif src.start is None:
+        path = src.video or src.seq_dir or (src.image_paths[0].parent if src.image_paths
+                                            else None)
+        if path is not None:
+            src.start = datetime.fromtimestamp(Path(path).stat().st_mtime, UTC)
+            src.time_source = "mtime"
+    return src
+
+
+def _creation_time(container: Any) -> datetime | None:
+    """A video's ``creation_time`` container (or video stream) metadata, when it has a real
+    one (:func:`~personkit.data.times.container_time`)."""
+    tags = [container.metadata, *(s.metadata for s in container.streams.video[:1])]
+    return next((t for tag in tags if (t := container_time(tag.get("creation_time")))), None)
+
+
 def open_track_source(path: str | Path, detections: str | Path | None = None,
-                      mot_source: str = "auto", detector: Any = None) -> TrackSource:
+                      mot_source: str = "auto", detector: Any = None,
+                      start_time: str | datetime | None = None) -> TrackSource:
     """A MOT sequence folder, or a video file with ``detections``; with a ``detector``, also
     a folder of frames (:data:`FRAME_RATE` frames/s), a camera or a stream (in real time:
-    :mod:`personkit.track.live`)."""
+    :mod:`personkit.track.live`). A file's or folder's frames are placed in time by
+    :func:`start_of` (``start_time``: ``--start-time``); a live source's by the wall clock."""
     if detector is not None and detections is not None:
         raise ValueError("give --detections or --detector, not both")
     if is_live(path):
         if detector is None:
             raise ValueError(f"live source {path} needs a detector (--detector)")
+        if start_time:
+            raise ValueError(f"--start-time {start_time}: a live source's times are the wall "
+                             f"clock's when its frames arrive; --start-time is for files")
         live = LiveFrames(str(path))
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(path).split("://")[-1]).strip("_")
         return TrackSource(name or "live", None, live.frame_rate, None, detector=detector,
                            live=live)
+    if start_time:  # an unreadable time is told before the source is opened
+        parse_time(start_time, "--start-time", relative=False)
+    return start_of(_open_file_source(Path(path), detections, mot_source, detector), start_time)
+
+
+def _open_file_source(path: Path, detections: str | Path | None, mot_source: str,
+                      detector: Any) -> TrackSource:
+    """:func:`open_track_source` for a path: a sequence, a folder of frames or a video."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"input not found: {path}")

@@ -12,13 +12,16 @@ was tracked so far is written, and :attr:`LiveFrames.end` says why. Files run ev
 
 Every frame gets a time in seconds from the source's first frame (:class:`FrameClock`): its
 presentation timestamp (PyAV's ``frame.time``, PTS × time base) relative to the first frame's,
-or ``(n - 1) / rate`` for a frame without one.
+or ``(n - 1) / rate`` for a frame without one. The wall clock when the first frame was read
+(:attr:`RealtimeFrames.started`) places them in time: a frame was captured at ``started`` plus
+its seconds.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +87,7 @@ class RealtimeFrames:
         self.frame_rate, self.timeout = exact_rate(frame_rate), float(timeout)
         self._clock = FrameClock(self.frame_rate)
         self.dropped = self.decoded = 0
+        self.started: float | None = None  # the wall clock (time.time()) at the first frame
         self.end = ""
         self._frames = frames
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
@@ -98,6 +102,8 @@ class RealtimeFrames:
                 if self._stop.is_set():
                     reason = "stopped"
                     break
+                if self.started is None:
+                    self.started = time.time()
                 self.decoded += 1
                 image, pts = item if isinstance(item, tuple) else (item, None)
                 self._offer((self.decoded, image, self._clock(self.decoded, pts)))

@@ -3,9 +3,12 @@
 Output folder:
 
 * ``results.txt``: MOT Challenge results (``frame,id,left,top,w,h,score,-1,-1,-1``);
-* ``tracks.json``: the source's exact frame rate; per track its id, frame span and times
-  (``first_time``, ``last_time``: seconds from the source's first frame, from presentation
-  timestamps where the source has them), merged attributes (label, confidence, agreement),
+* ``tracks.json``: the source's exact frame rate and start (``start_time``, ISO-8601 UTC, and
+  ``time_source``: how it is known, :meth:`~personkit.track.io.TrackSource.clock`); per track
+  its id, frame span and times (``first_time``, ``last_time``: seconds from the source's first
+  frame, from presentation timestamps where the source has them; ``first_seen``,
+  ``last_seen``: the same as ISO-8601 UTC times, null when the start is unknown), merged
+  attributes (label, confidence, agreement),
   embedding consistency and per-frame boxes and times (with ``--keypoints``: keypoints; with
   ``--save-parts``: the path of each frame's part label PNG under ``parts/``); ``ended`` when
   a broken frame ended the run;
@@ -27,6 +30,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -35,6 +39,7 @@ import numpy as np
 
 from personkit.checkpoint import write_json
 from personkit.data.mot import write_mot_results
+from personkit.data.times import iso, seen_at
 from personkit.inference.predictor import PersonResult, Predictor
 from personkit.inference.visualize import (
     draw_results,
@@ -250,11 +255,15 @@ def _track_frames(tracker: Tracker, source: TrackSource, out_dir: Path, views: B
     return got
 
 
-def _timed_track(track: dict[str, Any], times: dict[int, float]) -> dict[str, Any]:
+def _timed_track(track: dict[str, Any], times: dict[int, float],
+                 start: datetime | None = None) -> dict[str, Any]:
     """A track of ``tracks.json`` with its times: ``first_time`` and ``last_time`` after its
-    frame span, ``time`` in each frame's row (seconds from the source's first frame)."""
+    frame span (seconds from the source's first frame), ``first_seen`` and ``last_seen`` (those
+    after ``start``, ISO-8601 UTC; None without a start), ``time`` in each frame's row."""
     head = {k: track[k] for k in ("track_id", "first_frame", "last_frame")}
     head.update(first_time=times[track["first_frame"]], last_time=times[track["last_frame"]])
+    head.update(first_seen=seen_at(start, head["first_time"]),
+                last_seen=seen_at(start, head["last_time"]))
     rest = {k: v for k, v in track.items() if k not in head}
     rest["frames"] = [{"frame": f["frame"], "time": times[f["frame"]], **f}
                       for f in track["frames"]]
@@ -270,12 +279,13 @@ def _write_tracks(out_dir: Path, tracker: Tracker, source: TrackSource, got: _Tr
     genders = {s.track_id: g["label"] for s in summaries
                if (g := s.attributes().get("gender")) is not None}
     thumbs = views.write(out_dir, genders, thumb_overlays)
-    src = source.seq_dir or source.video
+    start, time_source = source.clock()
     write_json(out_dir / "tracks.json", {
         "sequence": source.name, "tracker": tracker.name, "embeddings": tracker.mode,
-        "frame_rate": source.frame_rate, "source_path": str(Path(src).resolve()) if src else "",
+        "frame_rate": source.frame_rate, "source_path": _source_path(source),
+        "start_time": None if start is None else iso(start), "time_source": time_source or None,
         **({"ended": got.ended} if got.ended else {}),
-        "tracks": [{**_timed_track(s.to_dict(keypoints), got.times),
+        "tracks": [{**_timed_track(s.to_dict(keypoints), got.times, start),
                     "thumbnail": thumbs.get(s.track_id)} for s in summaries]}, indent=1, end="")
     embedded = [(s.track_id, e) for s in summaries if (e := s.embedding()) is not None]
     if embedded:
@@ -286,6 +296,15 @@ def _write_tracks(out_dir: Path, tracker: Tracker, source: TrackSource, got: _Tr
         write_json(out_dir / "gallery.json", bank_entries(source.name, embedded, model_id),
                    indent=None, end="")
     return summaries
+
+
+def _source_path(source: TrackSource) -> str:
+    """What was tracked: the sequence's or video's absolute path, a stream's address, or ""
+    (a folder of frames)."""
+    src = source.seq_dir or source.video
+    if src is None:
+        return str(getattr(source.live, "url", "") or "")
+    return str(Path(src).resolve())
 
 
 def _report(source: TrackSource, got: _Tracked, out_dir: Path) -> dict[str, Any]:
@@ -393,7 +412,8 @@ def track(predictor: Predictor | None, source: str | Path, out_dir: str | Path, 
           mot_source: str = "auto", tracker: str = "botsort", embeddings: str = "personkit",
           seed: int = 0, tracker_kwargs: dict[str, Any] | None = None, evaluate: bool = False,
           gallery: str | Path | None = None, match_threshold: float | None = None,
-          progress: bool = False, overwrite: bool = False, **outputs: Any) -> dict[str, Any]:
+          progress: bool = False, overwrite: bool = False, start_time: str | None = None,
+          **outputs: Any) -> dict[str, Any]:
     """``personkit track``: a MOT sequence folder, or a video with ``detections``, tracked
     into ``out_dir`` (see the module docstring; an earlier run's results there are refused,
     or with ``overwrite`` replaced: :func:`~personkit.outputs.claim_outputs`) with
@@ -405,7 +425,9 @@ def track(predictor: Predictor | None, source: str | Path, out_dir: str | Path, 
     ``det.txt``/``detections``. ``evaluate`` scores the results against the sequence's
     ``gt/gt.txt`` with TrackEval (``metrics.json``); ``gallery`` matches this run's tracks
     against a bank of earlier tracks (``gallery_matches.json``) within ``match_threshold``
-    (default: the model's calibrated one, :mod:`personkit.track.gallery`). ``outputs`` are
+    (default: the model's calibrated one, :mod:`personkit.track.gallery`). ``start_time``
+    (``--start-time``, ISO-8601) is when a file's first frame was captured (default: its
+    metadata, else its modification time: :func:`~personkit.track.io.start_of`). ``outputs`` are
     :func:`track_source`'s options (``video_out``, ``png_frames``, ``save_parts``,
     ``keypoints``, ``jsonl``).
 
@@ -417,7 +439,7 @@ def track(predictor: Predictor | None, source: str | Path, out_dir: str | Path, 
     from personkit.track.io import open_track_source
 
     dropped = detector.dropped if detector is not None else 0
-    src = open_track_source(source, detections, mot_source, detector)
+    src = open_track_source(source, detections, mot_source, detector, start_time)
     gt = _ground_truth(src) if evaluate else None
     bank, used = _bank(predictor, gallery, match_threshold) if gallery else (None, None)
     trk = Tracker(predictor, tracker, embeddings, frame_rate=src.frame_rate, seed=seed,

@@ -88,6 +88,62 @@ def test_times_come_from_tracks_json(tracked, tmp_path):
     assert track_entries(old, _info(old))[1][0].last_time == 2.0  # (26 - 1) / 12.5
 
 
+def test_capture_times_come_from_tracks_json_or_start_time(tracked, tmp_path):
+    """Issue #36: an entry is seen at its recording's start plus its seconds (the start of
+    tracks.json, or --start-time), and knows its recording's origin; an older tracks.json
+    without a start gives no times."""
+    data = json.loads((tracked / "tracks.json").read_text())
+    _, (entry,) = track_entries(tracked, _info(tracked))
+    assert (entry.first_seen, entry.time_source) == (data["start_time"], "mtime")
+    assert entry.origin == data["source_path"] and entry.last_seen > entry.first_seen
+    _, (given,) = track_entries(tracked, _info(tracked), start_time="2026-01-05T14:00Z")
+    assert (given.first_seen, given.last_seen, given.time_source) == (
+        "2026-01-05T14:00:00.000000Z", "2026-01-05T14:00:02.000000Z", "start_time")
+    old = _copy(tracked, tmp_path / "old")
+    data.pop("start_time")
+    (old / "tracks.json").write_text(json.dumps(data))
+    assert track_entries(old, _info(old))[1][0].first_seen is None
+
+
+def test_a_new_recording_of_a_camera_adds_and_the_same_one_replaces(tracked, tiny_checkpoint,
+                                                                    tmp_path, capsys):
+    """``--name door`` on a second recording adds to camera door (issue #36, item 4); the
+    first again replaces only itself; search filters by camera and time, newest first."""
+    from personkit.index import PeopleIndex
+
+    idx, days = str(tmp_path / "idx"), []
+    for day in ("day1", "day2"):
+        days.append(str(_copy(tracked, tmp_path / day, source_path=f"{tmp_path}/{day}.mp4")))
+    for day, start in zip(days, ("2026-01-05T14:00Z", "2026-01-06T14:00Z"), strict=True):
+        assert main(["index", idx, day, "--name", "door", "--start-time", start, "--model",
+                     str(tiny_checkpoint), "--no-progress"]) == 0
+    assert "indexed door/door_2: 1" in capsys.readouterr().out
+    assert main(["index", idx, days[0], "--name", "door", "--start-time", "2026-01-05T14:00Z",
+                 "--no-progress"]) == 0  # again
+    index = PeopleIndex.open(idx)
+    assert index.store.sources() == {"door": 2}
+    hits = index.search(where="camera=door")["hits"]
+    assert [(h["id"], h["recording"], h["first_seen"]) for h in hits] == [
+        ("door/door_2:1", "door_2", "2026-01-06T14:00:00.000000Z"),
+        ("door:1", "door", "2026-01-05T14:00:00.000000Z")]
+    capsys.readouterr()
+    assert main(["search", idx, "--where", "camera=door", "--since", "2026-01-06",
+                 "--until", "2026-01-06T23:00"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith(
+        "door/door_2:1: frames 1-26, seen 2026-01-06T14:00:00.000000Z - "
+        "2026-01-06T14:00:02.000000Z")
+    assert main(["search", idx, "--offset", "1"]) == 0
+    assert [x.split(":")[0] for x in capsys.readouterr().out.splitlines()] == ["door"]
+    for args, message in ((["--since", "monday"], "--since 'monday' is not an ISO-8601 time"),
+                          (["--since", "1h", "--until", "2h"], "--since 1h ("),
+                          (["--offset", "-1"], "--offset -1: give 0 or more")):
+        assert main(["search", idx, *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err
+    assert main(["index", idx, days[1], "--name", "a/b", "--no-progress"]) == 2
+    assert "camera name 'a/b' of" in capsys.readouterr().err
+
+
 def test_a_thumbnail_outside_the_track_folder_is_refused(tracked, tmp_path):
     outside = tmp_path / "x.jpg"
     outside.write_bytes((tracked / "thumbs" / "0001.jpg").read_bytes())

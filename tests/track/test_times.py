@@ -129,3 +129,59 @@ def test_live_frames_carry_their_timestamps():
     assert live.frame_rate == 25
     untimed = RealtimeFrames(iter([np.zeros((2, 2, 3), np.uint8)] * 2), 12.5, queue_size=10)
     assert [s for _, _, s in untimed.timed()] == [0.0, 0.08] and untimed.frame_rate == 12.5
+
+
+def test_capture_times_from_start_time_metadata_or_modification_time(extra, tmp_path):
+    """``tracks.json`` places a recording in time (issue #36, item 2): ``--start-time`` first,
+    then a video's ``creation_time``, then the folder's modification time; each track's
+    ``first_seen``/``last_seen`` is that start plus its PTS seconds, in ISO-8601 UTC."""
+    import os
+
+    import av
+
+    seq = one_person_sequence(tmp_path / "seq")
+    os.utime(seq, (1_750_000_000, 1_750_000_000))  # 2025-06-15T15:06:40Z
+    track(None, seq, tmp_path / "mtime", embeddings="none")
+    data = _tracks(tmp_path / "mtime")
+    assert (data["start_time"], data["time_source"]) == ("2025-06-15T15:06:40.000000Z", "mtime")
+    (t,) = data["tracks"]
+    assert (t["first_seen"], t["last_seen"]) == ("2025-06-15T15:06:40.000000Z",
+                                                 "2025-06-15T15:06:42.000000Z")  # 2.0 s later
+    track(None, seq, tmp_path / "given", embeddings="none", start_time="2026-01-05T14:00+01:00")
+    (t,) = (data := _tracks(tmp_path / "given"))["tracks"]
+    assert data["time_source"] == "start_time" and t["first_seen"] == "2026-01-05T13:00:00.000000Z"
+    assert t["frames"][1]["time"] == 0.08 and t["last_seen"] == "2026-01-05T13:00:02.000000Z"
+    with av.open(str(tmp_path / "clip.mp4"), "w") as c:  # creation_time in the container
+        c.metadata["creation_time"] = "2025-06-01T10:00:00.000000Z"
+        s = c.add_stream("libx264", rate=Fraction(25, 2))
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for path in sorted((seq / "img1").iterdir()):
+            image = cv2.imread(str(path))[:, :, ::-1].copy()
+            c.mux(s.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        c.mux(s.encode())
+    track(None, tmp_path / "clip.mp4", tmp_path / "video", detections=seq / "det" / "det.txt",
+          embeddings="none")
+    (t,) = (data := _tracks(tmp_path / "video"))["tracks"]
+    assert (data["start_time"], data["time_source"]) == ("2025-06-01T10:00:00.000000Z",
+                                                         "creation_time")
+    assert t["last_seen"] == "2025-06-01T10:00:02.000000Z"
+
+
+def test_a_bad_start_time_is_named_and_a_live_source_takes_the_wall_clock(extra, tmp_path,
+                                                                         capsys):
+    import time
+
+    from personkit.cli import main
+    from personkit.track.io import TrackSource
+
+    seq = one_person_sequence(tmp_path / "seq", n=2)
+    assert main(["track", "--model", str(tmp_path / "none.pt"), str(seq), "--out",
+                 str(tmp_path / "out"), "--start-time", "yesterday noon"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "personkit track: error: --start-time 'yesterday noon' is not an ISO-8601 time (e.g. "
+        "2026-01-05T14:00:00Z; without a zone it is UTC)")
+    before = time.time()
+    live = RealtimeFrames(iter([np.zeros((2, 2, 3), np.uint8)] * 2), 25, queue_size=10)
+    list(live.timed())
+    start, how = TrackSource("cam", None, 25, None, live=live).clock()
+    assert how == "wall_clock" and before <= start.timestamp() <= time.time()
