@@ -99,7 +99,8 @@ def evaluate_reid(distmat: ArrayLike, q_pids: ArrayLike, g_pids: ArrayLike, q_ca
         (trapezoidal, official ``compute_AP.m``), ``mINP`` (fast-reid: G / (r_last + 1)),
         ``cmc`` (array, ``cmc[k-1]`` = rank-k accuracy), ``num_valid_queries`` and
         ``num_excluded_queries``, and ``per_query`` (``AP`` and ``rank1`` of each valid query,
-        in query order: the items a paired bootstrap resamples). All scores are fractions in
+        in query order, and ``query``, its position in the query list: the test items a
+        study pairs two rows by). All scores are fractions in
         [0, 1].
 
     Raises:
@@ -189,8 +190,10 @@ def _summarise(q_idx: np.ndarray, ranks: np.ndarray, num_q: int, max_rank: int) 
         "cmc": cmc / len(first),
         "num_valid_queries": int(valid.sum()),
         "num_excluded_queries": int(num_q - valid.sum()),
-        # per valid query, in query order: for paired bootstrap intervals (personkit study)
-        "per_query": {"AP": ap, "rank1": (first == 0).astype(np.float64)},
+        # per valid query, in query order, with its position in the query list: the items
+        # two rows' intervals pair by (personkit study)
+        "per_query": {"AP": ap, "rank1": (first == 0).astype(np.float64),
+                      "query": np.flatnonzero(valid)},
     }
 
 

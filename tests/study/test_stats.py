@@ -1,6 +1,6 @@
-"""The study's statistics: paired bootstrap intervals over seeds and test items, the fixed
-verdict rule (sign rule and interval must agree), the dose-response figure, and per-row
-worlds (dataset bias) in a spec."""
+"""The study's statistics: t intervals over seeds and paired test items, the verdict rule
+(the interval decides), the dose-response figure, and per-row worlds (dataset bias) in a
+spec."""
 
 from __future__ import annotations
 
@@ -9,37 +9,51 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from scipy import stats
 
 from personkit.study import StudyError, load_study
 from personkit.study.report import interval, verdict, write_outputs
-from personkit.study.stats import paired_bootstrap
+from personkit.study.stats import paired_interval
 
 REPO = Path(__file__).resolve().parents[2]
 BIAS_SPEC = REPO / "configs" / "study" / "bias.yaml"
 
 
-def test_bootstrap_of_constant_differences_is_that_constant():
-    ci = paired_bootstrap(np.full((3, 50), 0.02))
+def test_constant_differences_give_that_constant():
+    ci = paired_interval(np.full((3, 50), 0.02))
     assert ci.mean == pytest.approx(0.02) and ci.low == pytest.approx(0.02)
     assert ci.high == pytest.approx(0.02) and ci.side() == 1 and ci.items == 50
 
 
-def test_bootstrap_over_items_matches_the_normal_interval():
-    """One seed, many items: the percentile interval is close to mean ± 1.96 s / sqrt(n)."""
-    rng = np.random.default_rng(0)
-    d = rng.normal(0.01, 0.1, size=(1, 4000))
-    ci = paired_bootstrap(d)
-    half = 1.96 * d.std(ddof=1) / np.sqrt(d.size)
-    assert ci.low == pytest.approx(d.mean() - half, abs=0.15 * half)
-    assert ci.high == pytest.approx(d.mean() + half, abs=0.15 * half)
-    assert paired_bootstrap(d) == ci  # seeded: the same numbers give the same interval
-
-
-def test_bootstrap_over_seeds_spans_their_differences():
-    ci = paired_bootstrap(np.array([0.01, 0.03, 0.05]))
-    assert ci.low == pytest.approx(0.01) and ci.high == pytest.approx(0.05) and ci.items == 0
+def test_seeds_only_is_the_student_t_interval_past_the_extreme_seeds():
+    """Three seeds: mean ± t(0.975, 2) s / sqrt(3), wider than the seeds' own range (a
+    percentile bootstrap over 3 seeds never is)."""
+    d = np.array([0.01, 0.03, 0.05])
+    ci = paired_interval(d)
+    half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
+    assert (ci.low, ci.high) == pytest.approx((0.03 - half, 0.03 + half))
+    assert ci.low < 0.01 and ci.high > 0.05 and ci.kind == "seeds" and ci.df == pytest.approx(2)
+    assert paired_interval(np.array([0.02])) is None  # one seed, no items: nothing measured
     with pytest.raises(ValueError, match="S or S×Q"):
-        paired_bootstrap(np.zeros((2, 2, 2)))
+        paired_interval(np.zeros((2, 2, 2)))
+
+
+def test_seeds_and_items_cover_the_mean_at_their_level():
+    """Simulated studies (a seed effect, an item effect shared by the seeds, noise): the
+    interval holds the true difference at least 95 % of the time, and one seed's interval
+    says it covers the test items only."""
+    rng = np.random.default_rng(0)
+    for seed_sd, item_sd in ((0.02, 0.02), (0.03, 0.01), (0.01, 0.05)):
+        hits, n = 0, 2000
+        for _ in range(n):
+            d = (0.01 + rng.normal(0, seed_sd, (3, 1)) + rng.normal(0, item_sd, (1, 60))
+                 + rng.normal(0, 0.02, (3, 60)))
+            ci = paired_interval(d)
+            hits += ci.low <= 0.01 <= ci.high
+        assert hits / n >= 0.95, (seed_sd, item_sd, hits / n)  # about 0.96-1.0: conservative
+    assert ci.kind == "seeds+items" and "3 seeds × 60 items, df 2" in ci.text()
+    one = paired_interval(rng.normal(0.01, 0.1, (1, 500)))
+    assert one.kind == "items" and "training randomness not measured" in one.text()
 
 
 def _record(row: str, seed: int, ap: np.ndarray) -> dict:
@@ -62,24 +76,35 @@ CLAIM = {"claim": "BN is worse", "row": "bn", "baseline": "gn", "metric": "marke
          "expect": "lower"}
 
 
-def test_verdict_needs_both_rules():
+def test_the_interval_decides_the_verdict():
     clear = _records(-0.05, 0.01)
     v, numbers = verdict(clear, CLAIM)
-    assert v == "holds" and "sign rule: holds, interval rule: holds" in numbers
-    assert "seeds × 200 items" in numbers
+    assert v == "holds" and "3 seeds × 200 items" in numbers and "95 % CI" in numbers
     assert verdict(_records(+0.05, 0.01), CLAIM)[0] == "does not hold"
-    # every seed agrees and the mean exceeds the spread, but the test set is too noisy for
-    # the interval: the sign rule alone would call it; the study does not
+    # every seed agrees and the mean exceeds the spread, but the test set is too noisy:
+    # the interval (seeds and items) contains zero, and the study does not call it
     item = np.random.default_rng(2).normal(0, 0.3, 40)
     item -= item.mean()  # items that differ a lot, the same way in every seed
     noisy = []
     for seed, shift in enumerate((-0.020, -0.021, -0.019)):
         noisy += [_record("gn", seed, np.full(40, 0.5)), _record("bn", seed, 0.5 + shift + item)]
-    assert verdict(noisy, CLAIM)[1].count("sign rule: holds")
     ci = interval(noisy, "bn", "gn", "market.reid.mAP")
-    assert ci.low < 0 < ci.high
-    v, numbers = verdict(noisy, CLAIM)
-    assert v == "inconclusive" and "interval rule: inconclusive" in numbers
+    assert ci.low < 0 < ci.high and ci.kind == "seeds+items"
+    assert verdict(noisy, CLAIM)[0] == "inconclusive"
+
+
+def test_items_pair_by_query_id_not_by_position():
+    """Two rows that scored different subsets of the queries (a query without a valid match
+    in one of them) pair the queries both scored, by id."""
+    base = np.linspace(0.2, 0.8, 30)
+    records = []
+    for seed in range(2):
+        records.append(_record("gn", seed, base))
+        row = _record("bn", seed, np.delete(base, 0) - 0.1)  # query 0 dropped
+        row["metrics"]["market"]["reid"]["per_query"]["query"] = list(range(1, 30))
+        records.append(row)
+    ci = interval(records, "bn", "gn", "market.reid.mAP")
+    assert ci.items == 29 and ci.mean == pytest.approx(-0.1) and ci.high == pytest.approx(-0.1)
 
 
 def _bias_spec(tmp_path: Path, **changes) -> Path:
