@@ -347,11 +347,6 @@ def _plan(sources: Sequence[str], crops: bool, name: str | None) -> list[tuple[s
         print("index: sources sharing a name are named from their paths: " + ", ".join(
             f"{shown_path(s)} ({d}) -> {n}" for s, d, n in renamed), flush=True)
     fix = "rename it or name the source with --name"
-    for s, n in zip(sources, names, strict=True):
-        if RECORDING_SEP in n:
-            raise ValueError(f"camera name {n!r} of {shown_path(s)} holds {RECORDING_SEP!r}, "
-                             f"which separates a camera from its recording in entry ids: "
-                             f"name the source with --name")
     return [(str(s), check_name(n, s, fix)) for s, n in zip(sources, names, strict=True)]
 
 
@@ -370,16 +365,29 @@ def recording_for(camera: str, origin: str | None, default: str,
     """The name of the recording ``origin`` of ``camera`` ("": the one named as the camera),
     given the index's ``recordings``: the one of the same origin (indexed again: replaced);
     else one an older index kept without an origin (replaced, once: it cannot be told apart);
-    else ``default`` (``_2``, ``_3``, ... appended while the camera has that name: added)."""
+    else ``default`` (``_2``, ``_3``, ... appended while the camera has that name: added).
+
+    Raises:
+        ValueError: the recording's entry ids would be another camera's (a camera named
+            ``a/b`` beside camera ``a``'s recording ``b``).
+    """
     mine = {r["recording"]: r["origin"] for r in recordings if r["camera"] == camera}
+    others = {recording_key(r["camera"], r["recording"]): r for r in recordings
+              if r["camera"] != camera}  # a camera named "a/b" and camera a's recording b
     same = [r for r, o in mine.items() if origin is not None and o == origin]
     unknown = [r for r, o in mine.items() if o is None]
     name = (same or unknown or [None])[0]
     if name is None:
-        name, n = default.replace(RECORDING_SEP, "_"), 1
-        while name in mine:
+        base = default if default == camera else default.replace(RECORDING_SEP, "_")
+        name, n = base, 1
+        while name in mine or (name != camera and recording_key(camera, name) in others):
             n += 1
-            name = f"{default.replace(RECORDING_SEP, '_')}_{n}"
+            name = f"{base}_{n}"
+    clash = others.get(recording_key(camera, name))
+    if clash is not None:
+        raise ValueError(f"camera {camera!r}: its entry ids would be those of camera "
+                         f"{clash['camera']!r}'s recording {clash['recording']!r}; name the "
+                         f"camera otherwise with --name")
     return "" if name == camera else name
 
 

@@ -102,13 +102,14 @@ class PeopleIndex:
         one named as the camera); its earlier entries go, the camera's other recordings stay.
 
         Raises:
-            ValueError: a camera name holding ``/`` (it separates a camera from its recording
-                in entry ids), an entry of another recording, width or attribute set.
+            ValueError: a recording name holding ``/`` (it separates a camera from its
+                recording in entry ids), an entry of another recording, width or attribute
+                set.
         """
-        if RECORDING_SEP in source or RECORDING_SEP in recording:
-            raise ValueError(f"camera {source!r}, recording {recording!r}: a name cannot hold "
-                             f"{RECORDING_SEP!r}, which separates a camera from its recording "
-                             f"in entry ids")
+        if RECORDING_SEP in recording:
+            raise ValueError(f"recording {recording!r} of camera {source!r}: a recording's "
+                             f"name cannot hold {RECORDING_SEP!r}, which separates a camera "
+                             f"from its recording in entry ids")
         key = recording_key(source, recording)
         for e in entries:
             if e.key != key:

@@ -56,13 +56,24 @@ class EntryAttributeOut(BaseModel):
 class EntryOut(BaseModel):
     """One person of the index (``/tracks/{id}``)."""
 
-    id: str
-    source: str
+    id: str = Field(description="CAMERA:TRACK, or CAMERA/RECORDING:TRACK for a recording not "
+                                "named as its camera")
+    source: str = Field(description="its camera (the older name of camera)")
+    camera: str = Field(description="the camera it was seen by")
+    recording: str = Field(description="the camera's recording it came from (a file, or one "
+                                       "connection to a stream)")
     track_id: int
     first_frame: int
     last_frame: int
-    first_time: float
+    first_time: float = Field(description="seconds from the recording's first frame")
     last_time: float
+    first_seen: str | None = Field(None, description="when it was first seen, ISO-8601 UTC "
+                                                     "(None: the recording's start is unknown)")
+    last_seen: str | None = Field(None, description="when it was last seen, ISO-8601 UTC")
+    time_source: str | None = Field(None, description="how the recording's start is known: "
+                                                      "start_time (given), creation_time (file "
+                                                      "metadata), mtime (file modification "
+                                                      "time), wall_clock (a stream)")
     attributes: dict[str, EntryAttributeOut]
     thumbnail: str = Field(description="URL of its thumbnail (JPEG)")
 
@@ -103,9 +114,9 @@ class SearchOut(BaseModel):
 
 
 class CameraOut(BaseModel):
-    """One source of the index (a camera, sequence or crop folder)."""
+    """One camera of the index (a camera, sequence or crop folder), all its recordings."""
 
-    name: str = Field(description="what ``source=NAME`` filters on")
+    name: str = Field(description="what ``camera=NAME`` filters on")
     entries: int = Field(description="its people in the index")
 
 

@@ -140,8 +140,6 @@ def test_a_new_recording_of_a_camera_adds_and_the_same_one_replaces(tracked, tin
         assert main(["search", idx, *args]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err
-    assert main(["index", idx, days[1], "--name", "a/b", "--no-progress"]) == 2
-    assert "camera name 'a/b' of" in capsys.readouterr().err
 
 
 def test_a_thumbnail_outside_the_track_folder_is_refused(tracked, tmp_path):

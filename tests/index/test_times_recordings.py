@@ -185,7 +185,29 @@ def test_index_search_takes_a_time_range(tmp_path):
         (h["last_seen"] for h in got["hits"]), reverse=True) and got["hits"]
     with pytest.raises(FilterError, match="since '13:00 yesterday' is not an ISO-8601"):
         index.search(since="13:00 yesterday")
-    with pytest.raises(ValueError, match="cannot hold '/'"):
-        index.add("a/b", [])
+    with pytest.raises(ValueError, match="recording 'x/y' of camera 'cam': a recording's name "
+                                         "cannot hold '/'"):
+        index.add("cam", [], "x/y")
     with pytest.raises(ValueError, match="entry cam:1 is not of recording 'cam/day2'"):
         index.add("cam", timed("cam", 1), "day2")
+
+
+def test_which_recording_a_source_is():
+    """The same origin is the same recording; a recording an older index kept without an
+    origin is taken over; a new one gets its name, numbered while the camera has it; a
+    camera's ids never become another camera's."""
+    from personkit.index.build import recording_for
+
+    def rec(camera, recording, origin):
+        return {"camera": camera, "recording": recording, "origin": origin, "entries": 1}
+
+    have = [rec("door", "door", "/v/a.mp4"), rec("door", "day2", "/v/day2.mp4"),
+            rec("hall", "hall", None)]
+    assert recording_for("door", "/v/day2.mp4", "x", have) == "day2"  # again: replaced
+    assert recording_for("door", "/v/a.mp4", "x", have) == ""  # the one named as the camera
+    assert recording_for("door", "/w/day2.mp4", "day2", have) == "day2_2"  # another day2
+    assert recording_for("hall", "/v/hall.mp4", "hall2", have) == ""  # an older one, taken
+    assert recording_for("lobby", None, "lobby", have) == ""
+    with pytest.raises(ValueError, match="camera 'door/day2': its entry ids would be those "
+                                         "of camera 'door''s recording 'day2'"):
+        recording_for("door/day2", "/x", "door/day2", have)

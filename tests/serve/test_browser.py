@@ -20,15 +20,18 @@ GALLERY = "[...document.querySelectorAll('#gallery img')].map(img => img.alt)"
 
 @pytest.fixture(scope="module")
 def index_dir(index_dir, tmp_path_factory):
-    """The shared index's people seen by a second camera too, "lobby" (in a copy: the shared
-    index stays as it is)."""
+    """The shared index's people seen by a second camera too, "lobby", entry i from 14:00 +
+    5 i minutes for a minute (in a copy: the shared index stays as it is)."""
     from personkit.index import PeopleIndex
 
     path = tmp_path_factory.mktemp("cameras") / "people"
     shutil.copytree(index_dir, path)
     index = PeopleIndex.open(path)
     door = [index.get(h["id"]) for h in index.search(where="source=door", k=100)["hits"]]
-    index.add("lobby", [dataclasses.replace(e, source="lobby") for e in door])
+    index.add("lobby", [dataclasses.replace(
+        e, source="lobby", first_seen=f"2026-01-05T14:{5 * i:02d}:00.000000Z",
+        last_seen=f"2026-01-05T14:{5 * i + 1:02d}:00.000000Z", time_source="start_time")
+        for i, e in enumerate(door)])
     return path
 
 
@@ -145,6 +148,27 @@ def test_a_camera_page_by_page(page, index):
     wait_for_gallery(page, lobby[3:6])
     page.select_option("#camera", "")
     page.fill("#k", "10")
+
+
+def test_a_time_range(page, index):
+    """Issue #36: the time range sends since/until; the results are those seen in it, newest
+    first, each saying when; a bad time is the server's message naming the field."""
+    page.fill("#since", "2026-01-05T14:07Z")
+    page.fill("#until", "2026-01-05T14:22Z")
+    want = ids(index.search(since="2026-01-05T14:07Z", until="2026-01-05T14:22Z")["hits"])
+    assert want == ["lobby:5", "lobby:4", "lobby:3"]  # seen 14:20, 14:15, 14:10
+    assert ids(searched(page, lambda: page.click("#search-button"))["hits"]) == want
+    wait_for_gallery(page, want)
+    assert "seen 2026-01-05 14:20:00–14:21:00 UTC" in page.locator(
+        "#gallery figure.hit").first.inner_text()
+    assert "seen since 2026-01-05T14:07Z until 2026-01-05T14:22Z" in page.inner_text(
+        "#search-summary")
+    page.fill("#since", "soon")
+    page.click("#search-button")
+    page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+    assert "since: since 'soon' is not an ISO-8601 time" in page.inner_text("#error")
+    page.fill("#since", "")
+    page.fill("#until", "")
 
 
 def test_find_similar_searches_by_a_result(page, index):

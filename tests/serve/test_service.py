@@ -211,3 +211,24 @@ def test_a_whole_example_image_is_said_in_the_search_answer(client, scene_dir):
     box = ",".join(str(round(v)) for v in gt_boxes(scene_dir, 5)[0])
     boxed = client.post("/search", data={"k": "2", "box": box}, files=image).json()
     assert boxed["warning"] is None and boxed["query"]["warning"] is None
+
+
+def test_search_by_time_range_and_entries_say_when(client):
+    """Issue #36: ``since``/``until`` form fields (a crop has no time, so passes none); every
+    entry says its camera, recording and times (None when unknown); a bad time is a 400
+    naming its field."""
+    spec = client.get("/openapi.json").json()["components"]["schemas"]
+    assert {"since", "until"} <= set(spec["Body_search_search_post"]["properties"])
+    assert {"camera", "recording", "first_seen", "last_seen", "time_source"} <= set(
+        spec["HitOut"]["properties"])
+    hit = client.post("/search", data={"where": "camera=door", "k": "1"}).json()["hits"][0]
+    assert (hit["camera"], hit["recording"], hit["first_seen"]) == ("door", "door", None)
+    assert client.get(f"/tracks/{hit['id']}").json()["last_seen"] is None
+    r = client.post("/search", data={"since": "2h", "until": "2030-01-01"})
+    assert r.status_code == 200 and r.json()["hits"] == []
+    assert r.json()["where"]["until"] == "2030-01-01T00:00:00.000000Z"
+    for data, field, text in (({"since": "soon"}, "since", "since 'soon' is not an ISO-8601"),
+                              ({"until": "13:00 today"}, "until", "until '13:00 today' is not"),
+                              ({"since": "1h", "until": "2h"}, "since", "since 1h (")):
+        r = client.post("/search", data=data)
+        assert r.status_code == 400 and r.json()["field"] == field and text in r.json()["error"]

@@ -36,9 +36,12 @@ def thumb_url(entry_id: str) -> str:
 
 
 def entry_json(entry: Any) -> dict[str, Any]:
-    return {"id": entry.id, "source": entry.source, "track_id": entry.track_id,
+    return {"id": entry.id, "source": entry.source, "camera": entry.source,
+            "recording": entry.recording or entry.source, "track_id": entry.track_id,
             "first_frame": entry.first_frame, "last_frame": entry.last_frame,
             "first_time": entry.first_time, "last_time": entry.last_time,
+            "first_seen": entry.first_seen, "last_seen": entry.last_seen,
+            "time_source": entry.time_source or None,
             "attributes": {a: {"label": v[0], "confidence": round(v[1], 4),
                                **({"positive": round(v[2], 4)} if len(v) > 2
                                   and v[2] is not None else {})}
@@ -57,8 +60,13 @@ async def get_entry(index: PeopleIndex, entry_id: str) -> Any:
 async def search(service: ServiceDep, index: IndexDep,
                  where: Annotated[str | None, Form(description="attribute filters, e.g. "
                                                    "gender=female backpack=yes; "
-                                                   "source=NAME: one camera (GET /cameras)")
-                                  ] = None,
+                                                   "camera=NAME (or source=NAME): one camera "
+                                                   "(GET /cameras)")] = None,
+                 since: Annotated[str | None, Form(description="people seen at or after: "
+                                                   "ISO-8601 (UTC without a zone) or a span "
+                                                   "before now (30m, 2h, 7d)")] = None,
+                 until: Annotated[str | None, Form(description="people seen at or before "
+                                                   "(as since)")] = None,
                  k: Annotated[int, Form(ge=1, le=MAX_K, description="results")] = DEFAULT_K,
                  offset: Annotated[int, Form(ge=0, description="results to skip (paging: "
                                              "the answer's next_offset)")] = 0,
@@ -69,14 +77,17 @@ async def search(service: ServiceDep, index: IndexDep,
                  box: Annotated[str | None, Form(description="x1,y1,x2,y2: the person in "
                                                  "the example image")] = None) -> Any:
     """People of the index nearest to an example (an ``entry``, or the person in an
-    ``example`` image) among those passing ``where``; without an example, those passing it
-    by source, then first frame. One page: results ``offset`` to ``offset + k - 1``."""
+    ``example`` image) among those passing ``where`` and seen between ``since`` and
+    ``until``; without an example, those passing them, newest first. One page: results
+    ``offset`` to ``offset + k - 1``."""
     if k + offset > MAX_K:
         raise ApiError(400, "offset", f"k + offset must be <= {MAX_K}, got {k + offset}")
+    since, until = _time_range(since, until)
     vector, entry_id, query = await _example(service, index, entry or None, example, box)
     wanted = min(k + offset + 1, MAX_K)  # one more than the page: is there a next one?
     try:
-        out = await asyncio.to_thread(index.search, vector, where or None, wanted, entry_id)
+        out = await asyncio.to_thread(index.search, vector, where or None, wanted, entry_id,
+                                      since, until)
     except tuple(kind for kind, _ in STORE_ERRORS) as e:
         raise ApiError(400, next(f for kind, f in STORE_ERRORS if isinstance(e, kind)),
                        str(e)) from None
@@ -88,10 +99,27 @@ async def search(service: ServiceDep, index: IndexDep,
             "next_offset": offset + k if more else None, "warning": query.get("warning")}
 
 
+def _time_range(since: str | None, until: str | None) -> tuple[str | None, str | None]:
+    """``since`` and ``until`` as ISO text; a 400 naming the field of an unreadable time, or
+    ``since`` when it is after ``until``."""
+    from personkit.data.times import parse_time, time_range
+
+    for name, value in (("since", since), ("until", until)):
+        try:
+            if value:
+                parse_time(value, name)
+        except ValueError as e:
+            raise ApiError(400, name, str(e)) from None
+    try:
+        return time_range(since or None, until or None, ("since", "until"))
+    except ValueError as e:
+        raise ApiError(400, "since", str(e)) from None
+
+
 @router.get("/cameras", response_model=CamerasOut, responses=ERRORS)
 async def cameras(index: IndexDep) -> Any:
-    """The index's sources (cameras) by name, with their people: what ``source=NAME`` in
-    ``where`` filters on."""
+    """The index's cameras by name, with their people (over all their recordings): what
+    ``camera=NAME`` in ``where`` filters on."""
     counts = await asyncio.to_thread(index.store.sources)
     return {"cameras": [{"name": name, "entries": n} for name, n in sorted(counts.items())]}
 

@@ -77,8 +77,12 @@ function card(hit) {
   const caption = document.createElement("figcaption");
   const time = hit.last_frame ? `${hit.first_time.toFixed(1)}–${hit.last_time.toFixed(1)} s` : "crop";
   const distance = hit.distance === null ? "" : ` · distance ${hit.distance.toFixed(4)}`;
+  const camera = hit.recording && hit.recording !== hit.camera
+    ? `${hit.camera} (${hit.recording})` : hit.camera;
   caption.append(Object.assign(document.createElement("b"), { textContent: hit.id }));
-  caption.append(document.createElement("br"), `${hit.source} · ${time}${distance}`);
+  caption.append(document.createElement("br"), `${camera} · ${time}${distance}`);
+  caption.append(document.createElement("br"), Object.assign(document.createElement("span"),
+    { className: "seen", textContent: seenText(hit) }));
   if (hit.same_person) caption.append(document.createElement("br"), "same person");
   caption.append(document.createElement("br"),
     Object.assign(document.createElement("small"), { textContent: attributeText(hit.attributes) }));
@@ -88,6 +92,14 @@ function card(hit) {
   caption.append(document.createElement("br"), similar);
   figure.append(img, caption);
   return figure;
+}
+
+// When a result was seen, in UTC to the second ("time unknown" for an older index or a crop).
+function seenText(hit) {
+  if (!hit.first_seen) return "time unknown";
+  const [day, first] = hit.first_seen.slice(0, 19).split("T");
+  const [lastDay, last] = hit.last_seen.slice(0, 19).split("T");
+  return `seen ${day} ${first}–${lastDay === day ? "" : lastDay + " "}${last} UTC`;
 }
 
 // `source=NAME`, quoted when the name holds a space, a comma or a quote.
@@ -102,6 +114,7 @@ function formQuery() {
     .filter((s) => s.value).map((s) => `${s.name}=${s.value}`);
   if ($("camera").value) terms.push(sourceTerm($("camera").value));
   return { where: terms.join(" "), k: $("k").value, entry: $("entry").value.trim(),
+           since: $("since").value.trim(), until: $("until").value.trim(),
            example: $("example").files[0] || null, box: $("example-box").value.trim() };
 }
 
@@ -111,6 +124,8 @@ function search(query, offset = 0) {
   form.append("where", query.where);
   form.append("k", query.k);
   form.append("offset", offset);
+  if (query.since) form.append("since", query.since);
+  if (query.until) form.append("until", query.until);
   if (query.entry) form.append("entry", query.entry);
   else if (query.example) {
     form.append("example", query.example);
@@ -128,6 +143,7 @@ function showHits(data, query) {
     : data.query.example ? " similar to the example" : "";
   $("search-summary").textContent = (data.hits.length ? `people ${first}–${last}` : "no people") +
     example + (query.where ? ` with ${query.where}` : "") +
+    (query.since ? ` seen since ${query.since}` : "") + (query.until ? ` until ${query.until}` : "") +
     (data.threshold === null ? "" : ` · same-person threshold ${data.threshold.toFixed(4)}`);
   $("gallery").replaceChildren(...data.hits.map(card));
   showMessage("search-warning", data.warning);
