@@ -276,18 +276,21 @@ class LanceStore:
 
     def _maybe_build_index(self) -> bool:
         """An ANN index once the table reaches ``ann_min_rows`` (and bitmap indices on the
-        attributes for filtering); rows added later are searched exactly until
-        :meth:`optimize` folds them in (LanceDB searches unindexed rows too). True when it
-        was built now."""
+        source and attributes, B-trees on the seen times, for filtering); rows added later
+        are searched exactly until :meth:`optimize` folds them in (LanceDB searches unindexed
+        rows too). True when it was built now."""
         n = self.table.count_rows()
         if n < self.ann_min_rows or self._vector_index() is not None:
             return False
-        from lancedb.index import Bitmap, IvfHnswSq
+        from lancedb.index import Bitmap, BTree, IvfHnswSq
 
         self.table.create_index("vector", config=IvfHnswSq(
             distance_type="cosine", num_partitions=_partitions(n)))
         for column in ("source", *(f"attr_{a}" for a in self.attributes)):
             self.table.create_index(column, config=Bitmap(), replace=True)
+        for column in ("first_seen_us", "last_seen_us"):  # time filters are ranges
+            if column in self._names():
+                self.table.create_index(column, config=BTree(), replace=True)
         return True
 
     def unindexed_rows(self) -> int:

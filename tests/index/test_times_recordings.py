@@ -7,12 +7,12 @@ before any of this keeps working."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from index_utils import VOCAB, make_entries
 
-from personkit.data.times import iso_from_us, parse_time, time_range, us_from_iso
+from personkit.data.times import iso, iso_from_us, parse_time, time_range, us_from_iso
 from personkit.index.entries import FilterError
 from personkit.index.store import ADDED_COLUMNS
 
@@ -42,9 +42,8 @@ def timed(source: str, n: int, untimed: int = 0, recording: str = "", **kw) -> l
     out = [dataclasses.replace(e, recording=recording)
            for e in make_entries(source, n + untimed, DIM, **kw)]
     for i, e in enumerate(out[:n]):
-        start = 14 * 3600 + 60 * 7 * (i * 7 % n)
-        e.first_seen = f"2026-01-05T{start // 3600:02d}:{start // 60 % 60:02d}:00.000000Z"
-        e.last_seen = f"2026-01-05T{start // 3600:02d}:{start // 60 % 60 + 2:02d}:00.000000Z"
+        start = datetime(2026, 1, 5, 14, tzinfo=UTC) + timedelta(minutes=7 * (i * 7 % n))
+        e.first_seen, e.last_seen = iso(start), iso(start + timedelta(minutes=2))
         e.time_source = "start_time"
     return out
 
@@ -99,6 +98,26 @@ def test_times_filter_and_newest_first(kind, tmp_path):
     untimed_hit = store.search(entries[10].embedding, {"source": "a"}, 1)[0]
     assert untimed_hit["id"] == entries[10].id and untimed_hit["first_seen"] is None
     assert store.get(entries[1].id).last_seen == entries[1].last_seen
+
+
+def test_time_filters_on_the_ann_path(tmp_path):
+    """Past ``ann_min_rows`` (ANN index, B-trees on the times) a time filter passes the same
+    entries, with and without an example, and the filter-only order is the same."""
+    from personkit.index.store import LanceStore
+
+    entries = timed("a", 40, untimed=5)
+    flat, ann = (LanceStore(tmp_path / n, DIM, list(VOCAB), ann_min_rows=m)
+                 for n, m in (("flat", 10**6), ("ann", 30)))
+    for store in (flat, ann):
+        store.replace_source("a", entries)
+    assert ann._vector_index() is not None and {"first_seen_us", "last_seen_us"} <= {
+        i.columns[0] for i in ann.table.list_indices()}
+    where = {"since": "2026-01-05T15:00Z", "until": "2026-01-05T16:00Z"}
+    for vector in (None, entries[3].embedding):
+        got = [[h["id"] for h in s.search(vector, where, 100)] for s in (flat, ann)]
+        assert got[0] == got[1] and 0 < len(got[0]) < 40
+    assert [h["id"] for h in ann.search(None, {}, 45)] == [h["id"] for h in flat.search(
+        None, {}, 45)]
 
 
 def test_recordings_of_one_camera(kind, tmp_path):
