@@ -231,7 +231,7 @@ def test_two_sequences_of_one_name_are_two_sources(extra, tiny_checkpoint, tmp_p
     n = PeopleIndex.open(alone).store.sources()["tiny-0"]
     capsys.readouterr()
     assert main(["index", str(both), str(seq), str(tmp_path / "b" / "tiny-0"), "--model",
-                 str(tiny_checkpoint), "--no-progress"]) == 0
+                 str(tiny_checkpoint), "--no-progress", "--start-time", "2026-01-05T14:00"]) == 0
     out = capsys.readouterr().out
     assert (f"{seq} (tiny-0) -> a_tiny-0, {tmp_path / 'b' / 'tiny-0'} (tiny-0) -> b_tiny-0"
             in out)
@@ -241,6 +241,10 @@ def test_two_sequences_of_one_name_are_two_sources(extra, tiny_checkpoint, tmp_p
     assert {p.name for p in (both / "tracks").iterdir()} == {"a_tiny-0", "b_tiny-0"}
     meta, _ = idx.store.vectors()
     assert all(m["identity"].startswith("synth:0:") for m in meta)  # gt of the sequence tracked
+    hits = idx.search(k=100)["hits"]  # tracked from --start-time (alone: from the folder's mtime)
+    assert {(h["first_seen"][:16], h["time_source"]) for h in hits} == {
+        ("2026-01-05T14:00", "start_time")}
+    assert PeopleIndex.open(alone).search(k=1)["hits"][0]["time_source"] == "mtime"
     assert main(["index", str(both), str(seq), str(seq), "--model", str(tiny_checkpoint)]) == 2
     assert "is given twice" in capsys.readouterr().err
     assert main(["index", str(both), str(seq), str(tmp_path / "b" / "tiny-0"), "--name", "x",

@@ -230,3 +230,31 @@ def test_which_recording_a_source_is():
     with pytest.raises(ValueError, match="camera 'door/day2': its entry ids would be those "
                                          "of camera 'door''s recording 'day2'"):
         recording_for("door/day2", "/x", "door/day2", have)
+
+
+def test_each_connection_to_a_stream_is_a_recording(tmp_path):
+    """A stream's track folder names its address (tracks.json's source_path); its recording
+    is that address at the time its first frame arrived, named by the connection's time, so a
+    second connection adds to the camera."""
+    import re
+    from types import SimpleNamespace
+
+    from personkit.index.build import (
+        _default_recording,
+        recording_for,
+        source_origin,
+        tracks_origin,
+    )
+    from personkit.track.io import TrackSource
+    from personkit.track.run import _source_path
+
+    url = "rtsp://10.0.0.5/door"
+    assert _source_path(TrackSource("door", None, 25, None, live=SimpleNamespace(url=url))) == url
+    assert source_origin(url) is None
+    name = _default_recording(url, "door", True, False)
+    assert re.fullmatch(r"\d{8}T\d{6}Z", name)
+    start = "2026-01-05T14:00:00.000000Z"
+    assert tracks_origin(tmp_path, {"source_path": url, "start_time": start}) == f"{url} {start}"
+    have = [{"camera": "door", "recording": "20260105T130000Z", "origin": f"{url} x",
+             "entries": 3}]
+    assert recording_for("door", None, name, have) == name  # added beside the first
