@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_search import DIM, FILTER, SHARED, VIEWS, _unit, make_rows, queries
+from bench_search import DIM, FILTER, SHARED, VIEWS, _unit, arrow_rows, make_rows, queries
 
 from personkit.data.constants import MARKET_ATTRIBUTES
 from personkit.index.store import ANN_MIN_ROWS, CLEANUP_AGE, OPTIMIZE_MIN_ROWS, LanceStore
@@ -77,7 +77,6 @@ def append_table(store: LanceStore, i: int, start: int, n: int, centres: np.ndar
                  seed: int) -> tuple[Any, np.ndarray, np.ndarray]:
     """Append ``i`` (rows ``start..start+n``, source ``append{i}``) as an Arrow table, its
     vectors, and which rows pass ``FILTER``."""
-    import pyarrow as pa
 
     cols, vec = make_rows(start, n, centres, seed)
     cols["source"] = [f"append{i}"] * n
@@ -85,7 +84,7 @@ def append_table(store: LanceStore, i: int, start: int, n: int, centres: np.ndar
     mask = np.ones(n, bool)
     for name, label in FILTER.items():
         mask &= np.asarray(cols[f"attr_{name}"]) == label
-    return pa.Table.from_pydict(cols, schema=store.schema), vec, mask
+    return arrow_rows(cols, store.schema), vec, mask
 
 
 def exact_top10(vectors: np.ndarray, q: np.ndarray, mask: np.ndarray | None,

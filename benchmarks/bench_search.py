@@ -32,6 +32,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,10 +73,20 @@ def make_rows(start: int, n: int, centres: np.ndarray, seed: int) -> tuple[dict,
     return cols, vec
 
 
+def arrow_rows(cols: dict, schema: Any) -> Any:
+    """``cols`` (:func:`make_rows`) as a pyarrow table of the store's ``schema``: each row its
+    camera's one recording, the columns ``cols`` lacks (probabilities, times) null."""
+    import pyarrow as pa
+
+    n = len(cols["id"])
+    cols = {"recording": cols["source"], **cols}
+    return pa.Table.from_pydict({f.name: cols.get(f.name, [None] * n) for f in schema},
+                                schema=schema)
+
+
 def build(store: LanceStore | None, n: int, seed: int, chunk: int = 100_000) -> np.ndarray:
     """Write ``n`` rows in chunks (``store`` None: only make them); returns every vector (for
     exact search)."""
-    import pyarrow as pa
 
     rng = np.random.default_rng(seed)
     common = _unit(rng.normal(size=(1, DIM)))  # a direction every embedding shares
@@ -84,7 +95,7 @@ def build(store: LanceStore | None, n: int, seed: int, chunk: int = 100_000) -> 
     for start in range(0, n, chunk):
         cols, vec = make_rows(start, min(chunk, n - start), centres, seed)
         if store is not None:
-            store.table.add(pa.Table.from_pydict(cols, schema=store.schema))
+            store.table.add(arrow_rows(cols, store.schema))
         vectors[start:start + len(vec)] = vec
     return vectors
 
