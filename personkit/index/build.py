@@ -428,6 +428,9 @@ def index_sources(index_path: str | Path, sources: list[str], predictor: Predict
     plan = _plan(sources, crops, name)
     if start_time:  # told before anything is tracked
         parse_time(start_time, "--start-time", relative=False)
+        if crops:
+            raise ValueError(f"--start-time {start_time}: a folder of crops has no frames to "
+                             f"place in time; its people are indexed without times")
     model_path = str(predictor.path) if predictor.path is not None else None
     index = PeopleIndex.create_or_open(index_path, index_info(
         predictor, model_path, backend, qdrant_url))

@@ -132,6 +132,8 @@ def test_a_new_recording_of_a_camera_adds_and_the_same_one_replaces(tracked, tin
     assert capsys.readouterr().out.splitlines()[0].startswith(
         "door/door_2:1: frames 1-26, seen 2026-01-06T14:00:00.000000Z - "
         "2026-01-06T14:00:02.000000Z")
+    assert main(["index", idx, days[0], "--crops", "--start-time", "2026-01-05"]) == 2
+    assert "--start-time 2026-01-05: a folder of crops has no frames" in capsys.readouterr().err
     assert main(["search", idx, "--offset", "1"]) == 0
     assert [x.split(":")[0] for x in capsys.readouterr().out.splitlines()] == ["door"]
     for args, message in ((["--since", "monday"], "--since 'monday' is not an ISO-8601 time"),
