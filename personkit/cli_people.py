@@ -11,6 +11,7 @@ from personkit.cli_objects import index_model, open_person_detector, open_predic
 from personkit.cli_options import (
     DETECTOR_FORMS,
     MODEL_FILE,
+    comma_list,
     command,
     model_option,
     network_options,
@@ -142,8 +143,18 @@ def _hit_line(h: dict) -> str:
          model_option(required=False, help=MODEL_FILE + " (default: the one --index was made "
                       "with)"),
          opt("--index", default=None, help="people index to search (personkit index)"),
-         opt("--host", default=HOST, help="address to listen on"),
+         opt("--host", default=HOST, help="address to listen on (another than loopback "
+             "needs an API key)"),
          opt("--port", type=int, default=PORT, help="port (0: any free one)"),
+         opt("--api-key-file", default=None, help="file holding the API key every request "
+             "but /healthz must send (Authorization: Bearer KEY); mode 600. Or set "
+             "PERSONKIT_API_KEY; never on the command line"),
+         opt("--allowed-hosts", default=None, help="comma-separated host names requests may "
+             "be addressed to, besides loopback and --host (against DNS rebinding)"),
+         opt("--cors-origin", default=None, help="the one other site whose pages may call "
+             "the API, e.g. https://example.org (default: none)"),
+         opt("--tls-cert", default=None, help="certificate file for HTTPS (with --tls-key)"),
+         opt("--tls-key", default=None, help="private key file for HTTPS (with --tls-cert)"),
          opt("--max-batch", type=positive_int, default=MAX_BATCH, help="concurrent /predict "
              "requests run as one batch, up to this many (1: no batching)"),
          opt("--max-wait-ms", type=float, default=MAX_WAIT_MS, help="how long a request waits "
@@ -162,13 +173,19 @@ def _hit_line(h: dict) -> str:
          *network_options(batch_size="most crops per forward pass (default: the larger of 32 "
                           "and --max-batch)"))
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from personkit.serve.access import access_for, read_api_key
     from personkit.serve.app import serve
 
     limits = Limits(args.max_pixels, args.max_boxes, args.max_concurrency, args.max_queue,
                     args.max_upload_mb)
+    access = access_for(args.host, read_api_key(args.api_key_file),
+                        comma_list(args.allowed_hosts), args.cors_origin)  # before the model
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("HTTPS needs both --tls-cert and --tls-key")
     predictor = open_predictor(index_model(args.model, args.index), args,
                                batch_size=max(args.batch_size, args.max_batch))
     serve(predictor, args.index, detector=open_person_detector(args), host=args.host,
           port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-          limits=limits)
+          limits=limits, access=access,
+          tls=(args.tls_cert, args.tls_key) if args.tls_cert else None)
     return 0

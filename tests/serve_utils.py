@@ -56,6 +56,7 @@ def start(checkpoint, index_dir, **options) -> tuple[Server, object]:
 
     predictor = Predictor.from_checkpoint(checkpoint, "cpu")
     limits = Limits(**{"max_upload_mb": 1.0, **options.pop("limits", {})})
+    access = options.pop("access", None)
     service = Service(predictor, PeopleIndex.open(index_dir) if index_dir else None,
                       limits=limits, **options)
-    return Server(create_app(service)), service
+    return Server(create_app(service, access)), service

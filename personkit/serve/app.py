@@ -32,6 +32,7 @@ from personkit.extras import require
 from personkit.index.people import PeopleIndex
 from personkit.inference.predictor import PredictionStopped, Predictor
 from personkit.models.detector import DetectorBase
+from personkit.serve.access import Access, AccessControl, access_for
 from personkit.serve.batching import BatcherBusy, BatcherStopped
 from personkit.serve.limits import Admission, UploadLimit, send_error
 from personkit.serve.metrics import CountRequests
@@ -63,6 +64,17 @@ def _validation_message(error: dict[str, Any]) -> str:
     return str(error.get("msg", "invalid"))
 
 
+def hide_paths(message: str, service: Service) -> str:
+    """``message`` without the server's own paths (the index's, the model's, the working
+    folder and home): an error tells a client what was wrong, not where files live."""
+    places = [service.index.path if service.index is not None else None,
+              getattr(service.predictor, "path", None), Path.cwd(), Path.home()]
+    found = {str(p) for place in places if place for p in (Path(place), Path(place).resolve())}
+    for path in sorted(found - {"/", "."}, key=len, reverse=True):
+        message = message.replace(path, "…")
+    return message
+
+
 def add_error_handlers(app: Any) -> None:
     """Every error the application expects as ``{"error", "field"}`` JSON: user mistakes,
     validation, HTTP errors, a busy or stopping server (the unexpected: :class:`JsonErrors`)."""
@@ -71,7 +83,8 @@ def add_error_handlers(app: Any) -> None:
 
     @app.exception_handler(ApiError)
     async def _api(request: Any, e: ApiError) -> Any:
-        return _error(e.status, e.message, e.field, e.headers)
+        return _error(e.status, hide_paths(e.message, request.app.state.service), e.field,
+                      e.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Any, e: RequestValidationError) -> Any:
@@ -125,10 +138,11 @@ class JsonErrors:
                                             f"log has the details", None)
 
 
-def create_app(service: Service) -> Any:
+def create_app(service: Service, access: Access | None = None) -> Any:
     """The FastAPI application of ``service``: its routers (:mod:`personkit.serve.routes`),
-    error handlers and, outermost first, request counting, admission, the upload limit and
-    the last-resort JSON 500."""
+    error handlers and, outermost first, CORS (only with ``access.cors_origin``), access
+    control (:mod:`personkit.serve.access`; default: loopback hosts, no key), request
+    counting, admission, the upload limit and the last-resort JSON 500."""
     fastapi = require("fastapi")
     from personkit.serve.routes import routers
 
@@ -150,27 +164,43 @@ def create_app(service: Service) -> Any:
                        paths=WORK_ROUTES, metrics=service.metrics)
     app.add_middleware(CountRequests, metrics=service.metrics,
                        routes=tuple(path for _, path in WORK_ROUTES))
+    access = access or Access()
+    app.add_middleware(AccessControl, access=access)
+    if access.cors_origin:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=[access.cors_origin],
+                           allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"])
     return app
 
 
 def serve(predictor: Predictor, index: str | Path | None = None, *,
           detector: DetectorBase | None = None, host: str = HOST, port: int = PORT,
           max_batch: int = MAX_BATCH, max_wait_ms: float = MAX_WAIT_MS,
-          limits: Limits | None = None) -> None:
+          limits: Limits | None = None, access: Access | None = None,
+          tls: tuple[str, str] | None = None) -> None:
     """``personkit serve``: ``predictor`` (and the index at ``index``, the ``detector`` that
     finds the people of an image sent without boxes) over HTTP until stopped; ``max_batch``
     and ``max_wait_ms``: how ``/predict`` requests are batched
-    (:class:`~personkit.serve.batching.Batcher`)."""
+    (:class:`~personkit.serve.batching.Batcher`); ``access``: who may use it (default:
+    :func:`~personkit.serve.access.access_for` ``host`` without a key, refused unless
+    loopback); ``tls``: a certificate and key file for HTTPS."""
     uvicorn = require("uvicorn")
 
+    access = access or access_for(host, None)
     limits = limits or Limits()
     service = Service(predictor, PeopleIndex.open(index) if index else None, detector,
                       max_batch, max_wait_ms, limits)
-    print(f"personkit serve: http://{host}:{port}/ (model {predictor.model_id}"
+    scheme = "https" if tls else "http"
+    print(f"personkit serve: {scheme}://{host}:{port}/ (model {predictor.model_id}"
           f"{f', index {index}' if index else ''}; at most {limits.max_concurrency} requests "
-          f"at once, {limits.max_queue} waiting)", flush=True)
-    config = uvicorn.Config(create_app(service), host=host, port=port, log_level="warning",
-                            timeout_graceful_shutdown=GRACEFUL_SECONDS)
+          f"at once, {limits.max_queue} waiting; "
+          f"{'an API key needed' if access.api_key else 'no API key'})", flush=True)
+    config = uvicorn.Config(create_app(service, access), host=host, port=port,
+                            log_level="warning", timeout_graceful_shutdown=GRACEFUL_SECONDS,
+                            ssl_certfile=tls[0] if tls else None,
+                            ssl_keyfile=tls[1] if tls else None)
     stopping_server(uvicorn.Server, service)(config).run()
 
 

@@ -127,7 +127,7 @@ class CamerasOut(BaseModel):
 
 
 class IndexHealth(BaseModel):
-    path: str
+    name: str = Field(description="the index folder's name (never the server's path)")
     entries: int
     attributes: dict[str, list[str]]
     threshold: float | None

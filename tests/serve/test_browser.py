@@ -225,3 +225,29 @@ def test_a_bad_upload_shows_the_servers_message(page, tmp_path):
     page.set_input_files("#image-input", str(bad))
     page.wait_for_selector("#error:not([hidden])", timeout=30_000)
     assert "image: cannot decode the uploaded 'image'" in page.inner_text("#error")
+
+
+def test_a_server_with_a_key_asks_for_it_once(page, checkpoint, index_dir):
+    """Issue #37: with an API key, the page asks for it once (a prompt), sends it with every
+    request (thumbnails too: fetched, as an <img> cannot send it) and keeps it for the tab."""
+    from serve_utils import start
+
+    from personkit.serve.access import access_for
+
+    srv, _ = start(checkpoint, index_dir, access=access_for("127.0.0.1", "tab-key"))
+    keyed = page.context.browser.new_page(viewport={"width": 1100, "height": 900})
+    asked = []
+    keyed.on("dialog", lambda d: (asked.append(d.message), d.accept("tab-key")))
+    try:
+        keyed.goto(srv.url + "/")
+        keyed.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        assert keyed.locator("#camera option").count() >= 2  # /cameras answered with the key
+        keyed.click("#search-button")
+        keyed.wait_for_function("document.querySelectorAll('#gallery img').length > 0 && "
+                                "[...document.querySelectorAll('#gallery img')]"
+                                ".every(img => img.complete && img.naturalHeight === 128)",
+                                timeout=30_000)
+        assert asked == ["This server needs its API key:"]  # once, then kept for the tab
+    finally:
+        keyed.close()
+        srv.stop()

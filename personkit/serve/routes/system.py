@@ -34,7 +34,7 @@ async def healthz(service: ServiceDep) -> Any:
     return {"status": "ok", "model": service.predictor.model_id,
             "heads": list(service.predictor.heads),
             "index": None if index is None else {
-                "path": str(index.path),
+                "name": index.path.name,  # not the server's path
                 "entries": await asyncio.to_thread(index.store.count),
                 "attributes": index.info.attributes,
                 "threshold": index.info.same_person_threshold}}

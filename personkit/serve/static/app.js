@@ -14,9 +14,32 @@ function showMessage(id, message) {
 
 const showError = (message) => showMessage("error", message);
 
+// The API key, when the server asks for one (401): asked once, kept for this tab only.
+const KEY_STORE = "personkit-api-key";
+
+// fetch() with the key, asking for it (again) when the server refuses the one held.
+async function api(url, options = {}) {
+  for (let attempt = 0; ; attempt++) {
+    const key = sessionStorage.getItem(KEY_STORE);
+    const headers = { ...(options.headers || {}), ...(key ? { Authorization: `Bearer ${key}` } : {}) };
+    const response = await fetch(url, { ...options, headers });
+    if (response.status !== 401 || attempt > 0) return response;
+    const given = window.prompt("This server needs its API key:");
+    if (!given) return response;
+    sessionStorage.setItem(KEY_STORE, given.trim());
+  }
+}
+
+// An image of the API into `img` (fetched with the key: an <img src> cannot send it).
+async function loadImage(img, url) {
+  if (!url || url.startsWith("data:")) { img.src = url || ""; return; }
+  const response = await api(url);
+  if (response.ok) img.src = URL.createObjectURL(await response.blob());
+}
+
 // POST a form; the JSON answer, or an Error with the server's message and field.
 async function post(url, form) {
-  const response = await fetch(url, { method: "POST", body: form });
+  const response = await api(url, { method: "POST", body: form });
   const data = await response.json();
   if (!response.ok) {
     throw new Error(`${data.field ? data.field + ": " : ""}${data.error || response.status}`);
@@ -72,8 +95,8 @@ function card(hit) {
   const figure = document.createElement("figure");
   figure.className = "hit" + (hit.same_person ? " same" : "");
   const img = document.createElement("img");
-  img.src = hit.thumbnail;
   img.alt = hit.id;
+  loadImage(img, hit.thumbnail);
   const caption = document.createElement("figcaption");
   const time = hit.last_frame ? `${hit.first_time.toFixed(1)}–${hit.last_time.toFixed(1)} s` : "crop";
   const distance = hit.distance === null ? "" : ` · distance ${hit.distance.toFixed(4)}`;
@@ -230,7 +253,7 @@ function buildFilters(attributes) {
 }
 
 async function buildCameras() {
-  const data = await (await fetch("/cameras")).json();
+  const data = await (await api("/cameras")).json();
   $("camera").append(...data.cameras.map((c) => new Option(`${c.name} (${c.entries})`, c.name)));
 }
 
