@@ -345,6 +345,7 @@ def exit_code(error: BaseException) -> int | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from personkit.data.urls import redact
     from personkit.runtime import apply_defaults
 
     apply_defaults()  # before any command imports torch (see personkit/runtime.py)
@@ -363,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         message = (f"{e.filename}: {e.strerror or e}" if isinstance(e, OSError)  # PATH: why
                    and e.filename is not None else str(e))
-        print(f"personkit {args.command}: error: {message}", file=sys.stderr)
+        print(f"personkit {args.command}: error: {redact(message)}", file=sys.stderr)
         return code
 
 

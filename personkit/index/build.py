@@ -45,6 +45,7 @@ import numpy as np
 
 from personkit.data.mot import is_mot_sequence
 from personkit.data.times import parse_time, seen_at
+from personkit.data.urls import strip_credentials
 from personkit.index.entries import RECORDING_SEP, Entry, IndexInfo, recording_key
 from personkit.index.people import DEFAULT_BACKEND, PeopleIndex
 from personkit.inference.predictor import Predictor
@@ -263,7 +264,8 @@ def crop_entries(folder: str | Path, predictor: Predictor,
 
 def _source_name(src: str) -> str:
     if "://" in src:
-        return src.split("://", 1)[1].strip("/").replace("/", "_").replace(":", "_") or "live"
+        address = strip_credentials(src).split("://", 1)[1]
+        return address.strip("/").replace("/", "_").replace(":", "_") or "live"
     path = Path(src)
     return path.stem if path.is_file() else path.name
 
@@ -280,7 +282,8 @@ def _path_parts(src: str, stem: bool = True) -> list[str]:
     """The folders and the name of a source's absolute path (a file's stem with ``stem``), or
     the parts of a stream's address."""
     if "://" in src:
-        return [p for p in src.split("://", 1)[1].replace(":", "/").split("/") if p]
+        address = strip_credentials(src).split("://", 1)[1]
+        return [p for p in address.replace(":", "/").split("/") if p]
     path = Path(os.path.abspath(src))
     parts = list(path.parts[1:]) or [path.name]
     if stem and path.is_file():

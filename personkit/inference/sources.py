@@ -36,6 +36,7 @@ from personkit.data.mot import (
     read_mot_rows,
     resolve_mot_source,
 )
+from personkit.data.urls import redact
 
 BOX_EXTENSIONS = (".txt", ".csv", ".json")
 InputKind = Literal["image", "crops", "mot", "frames"]
@@ -115,8 +116,8 @@ def _json_boxes(path: Path) -> list[list[float]]:
 
 def shown_path(path: str | Path) -> str:
     """``path`` as printable text: bytes that are not UTF-8 (a str with surrogate escapes on
-    POSIX) shown as ``\\xNN``."""
-    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+    POSIX) shown as ``\\xNN``, a stream address's password as ``***``."""
+    return redact(os.fsencode(str(path)).decode("utf-8", "backslashreplace"))
 
 
 def check_name(name: str, path: str | Path, fix: str = "rename it") -> str:

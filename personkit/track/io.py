@@ -57,6 +57,7 @@ from personkit.data.mot import (
     seqinfo_frame_rate,
 )
 from personkit.data.times import container_time, parse_time
+from personkit.data.urls import strip_credentials
 from personkit.inference.sources import check_name, open_frames
 from personkit.track.live import FrameClock, LiveFrames, is_live
 
@@ -259,7 +260,8 @@ def open_track_source(path: str | Path, detections: str | Path | None = None,
             raise ValueError(f"--start-time {start_time}: a live source's times are the wall "
                              f"clock's when its frames arrive; --start-time is for files")
         live = LiveFrames(str(path))
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(path).split("://")[-1]).strip("_")
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_",
+                      strip_credentials(str(path)).split("://")[-1]).strip("_")
         return TrackSource(name or "live", None, live.frame_rate, None, detector=detector,
                            live=live)
     if start_time:  # an unreadable time is told before the source is opened

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from personkit.data.mot import exact_rate
+from personkit.data.urls import redact
 from personkit.extras import require
 
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://",
@@ -184,10 +185,11 @@ class LiveFrames(RealtimeFrames):
             container = self.av.open(self.url, format=fmt, options=options,
                                      timeout=(timeout, timeout))
         except (self.av.error.FFmpegError, OSError) as e:
-            raise ValueError(f"cannot open live source {self.url}: {e}") from None
+            raise ValueError(f"cannot open live source {redact(self.url)}: "
+                             f"{redact(str(e))}") from None
         if not container.streams.video:
             container.close()
-            raise ValueError(f"{self.url}: no video stream")
+            raise ValueError(f"{redact(self.url)}: no video stream")
         return container
 
     def _decode(self, container: Any) -> Iterator[tuple[np.ndarray, float | None]]:

@@ -40,6 +40,7 @@ import numpy as np
 from personkit.checkpoint import write_json
 from personkit.data.mot import write_mot_results
 from personkit.data.times import iso, seen_at
+from personkit.data.urls import strip_credentials
 from personkit.inference.predictor import PersonResult, Predictor
 from personkit.inference.visualize import (
     draw_results,
@@ -299,11 +300,11 @@ def _write_tracks(out_dir: Path, tracker: Tracker, source: TrackSource, got: _Tr
 
 
 def _source_path(source: TrackSource) -> str:
-    """What was tracked: the sequence's or video's absolute path, a stream's address, or ""
-    (a folder of frames)."""
+    """What was tracked: the sequence's or video's absolute path, a stream's address (without
+    its user and password), or "" (a folder of frames)."""
     src = source.seq_dir or source.video
     if src is None:
-        return str(getattr(source.live, "url", "") or "")
+        return strip_credentials(str(getattr(source.live, "url", "") or ""))
     return str(Path(src).resolve())
 
 

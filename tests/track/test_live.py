@@ -134,3 +134,27 @@ def test_missing_camera_and_unreachable_stream_are_named(extra, run_dir, tmp_pat
     assert main(["track", "--model", str(run_dir), "rtsp://127.0.0.1:1/x", "--out",
                  str(tmp_path / "c")]) == 2
     assert "needs a detector" in capsys.readouterr().err
+
+
+def test_a_streams_password_is_never_written_or_shown(extra, sequence, run_dir, tmp_path,
+                                                      serve, capsys):
+    """Issue #37, item 5: ``http://user:PASSWORD@host/...`` opens the stream, but the password
+    is in no file the index writes (names, tracks.json, entries) and in no output; an error
+    about the address shows it as ``***``."""
+    write_ts(tmp_path / "live.ts", _frames(sequence, 1))
+    detector = torchvision_layout(tmp_path / "det.onnx", [[20, 40, 60, 150]], [0.9])
+    url = serve().replace("http://", "http://viewer:Pw0rdS3cret@") + "/live.ts"
+    index = tmp_path / "idx"
+    assert main(["index", str(index), url, "--detector", str(detector), "-m", str(run_dir),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr()
+    assert "Pw0rdS3cret" not in printed.out + printed.err
+    for path in index.rglob("*"):
+        if path.is_file():
+            assert b"Pw0rdS3cret" not in path.read_bytes(), path
+        assert "Pw0rdS3cret" not in str(path) and "viewer" not in str(path)
+    missing = url.replace("/live.ts", "/none.ts")
+    assert main(["track", "-m", str(run_dir), missing, "--detector", str(detector), "--out",
+                 str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "Pw0rdS3cret" not in err and "viewer:***@127.0.0.1" in err
