@@ -27,7 +27,7 @@ from personkit.serve.settings import HOST, MAX_BATCH, MAX_WAIT_MS, PORT, Limits
 @command("index", "put people into a persistent index: from personkit track output, MOT "
          "sequences, videos or streams (tracked first) or folders of crops",
          opt("index", help="index folder (created when missing)"),
-         opt("sources", nargs="+", help="personkit track output folders, MOT sequences, "
+         opt("sources", nargs="*", help="personkit track output folders, MOT sequences, "
              "videos, streams or (with --crops) folders of person crops, each a recording of "
              "a camera; a recording indexed again replaces its earlier entries, another "
              "recording of the camera (--name) adds to it"),
@@ -44,10 +44,16 @@ from personkit.serve.settings import HOST, MAX_BATCH, MAX_WAIT_MS, PORT, Limits
              "qdrant-client's local mode in the index folder)"),
          opt("--detections", default=None, help="video input: MOT-format det.txt"),
          shared("--detector"), shared("--detector-score"), shared("--mot-source"),
-         shared("--start-time"), *network_options(), shared("--no-progress"))
+         shared("--start-time"), *network_options(), shared("--no-progress"),
+         opt("--stats", action="store_true", help="print what the index holds (entries per "
+             "camera, recordings, first and last capture time, table versions, bytes on "
+             "disk) and stop"))
 def _cmd_index(args: argparse.Namespace) -> int:
     from personkit.data.times import parse_time
     from personkit.index.build import index_sources
+
+    if args.stats or not args.sources:
+        return _index_stats(args.index, args.stats)
 
     if args.start_time:  # an unreadable time is told before the model loads
         parse_time(args.start_time, "--start-time", relative=False)
@@ -61,6 +67,25 @@ def _cmd_index(args: argparse.Namespace) -> int:
     added = ", ".join(f"{s}: {n}" for s, n in out["added"].items())
     print(f"indexed {added} -> {args.index} ({summary['entries']} people from "
           f"{len(summary['sources'])} camera(s), {summary['store']})")
+    return 0
+
+
+def _index_stats(path: str, asked: bool) -> int:
+    """``personkit index INDEX --stats`` (without sources and --stats: an error)."""
+    if not asked:
+        raise ValueError("give the sources to index, or --stats to see what the index holds")
+    from personkit.index.people import PeopleIndex
+
+    stats = PeopleIndex.open(path).stats()
+    size = stats["bytes"]
+    cameras = ", ".join(f"{c} {n}" for c, n in stats["cameras"].items()) or "none"
+    print(f"{stats['path']}: {stats['entries']} people ({stats['store']}); cameras: {cameras}; "
+          f"{stats['recordings']} recording(s)")
+    versions = stats["table_versions"]
+    print(f"seen from {stats['first_seen'] or 'unknown'} to {stats['last_seen'] or 'unknown'}; "
+          f"table versions: {'none (Qdrant)' if versions is None else versions}; "
+          f"{size['store'] / 1e6:.1f} MB in the store, {size['total'] / 1e6:.1f} MB in the "
+          f"folder")
     return 0
 
 
@@ -136,6 +161,27 @@ def _hit_line(h: dict) -> str:
             else "time unknown")
     attrs = " ".join(f"{a}={v['label']}" for a, v in h["attributes"].items())
     return f"{h['id']}: frames {h['first_frame']}-{h['last_frame']}, {seen}{dist}{same}  {attrs}"
+
+
+@command("audit", "who searched and looked at which people: the index's audit log, written "
+         "by personkit serve",
+         opt("index", help="index folder (personkit index)"),
+         opt("--since", default=None, help="records at or after: ISO-8601 or a span before "
+             "now (30m, 2h, 1d)"),
+         opt("--json", action="store_true", help="one JSON record per line, as stored"))
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from personkit.index.audit import read_audit
+
+    records = read_audit(args.index, args.since)
+    for r in records:
+        if args.json:
+            print(json.dumps(r, ensure_ascii=False))
+            continue
+        rest = " ".join(f"{k}={v}" for k, v in r.items()
+                        if k not in ("time", "event", "client", "key") and v not in (None, ""))
+        print(f"{r['time']} {r['client']} {r['key']} {r['event']} {rest}")
+    print(f"{len(records)} record(s)", file=sys.stderr)
+    return 0
 
 
 @command("serve", "an HTTP service and web page: predict on uploaded images, search an index "

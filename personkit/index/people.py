@@ -192,6 +192,25 @@ class PeopleIndex:
         return {"path": str(self.path), "store": self.store.name, "entries": self.store.count(),
                 "sources": self.store.sources(), **self.info.to_dict()}
 
+    def stats(self) -> dict[str, Any]:
+        """What the index holds and what it costs (``personkit index INDEX --stats``): entries
+        per camera, recordings, the earliest and latest capture time, the store's table
+        versions (None for Qdrant) and the bytes on disk (the store's and the whole folder's,
+        tracked sources and thumbnails included)."""
+        from personkit.data.times import iso_from_us
+
+        first, last = self.store.time_span()
+        files = [p for p in self.path.rglob("*") if p.is_file()]
+        store_dir = self.path / ("lance" if self.store.name == "lancedb" else "qdrant")
+        return {"path": str(self.path), "store": self.store.name,
+                "entries": self.store.count(), "cameras": self.store.sources(),
+                "recordings": len(self.store.recordings()),
+                "first_seen": iso_from_us(first), "last_seen": iso_from_us(last),
+                "table_versions": self.store.versions(),
+                "bytes": {"store": sum(p.stat().st_size for p in files
+                                       if store_dir in p.parents),
+                          "total": sum(p.stat().st_size for p in files)}}
+
     def evaluate(self) -> dict[str, Any]:
         """Cross-camera ReID on the index itself: every entry with a ground-truth identity
         queries the others under the Market-1501 rule (same identity in the same source does

@@ -336,6 +336,18 @@ class QdrantStore:
             counts[r["source"]] += int(r["count"])
         return dict(sorted(counts.items()))
 
+    def time_span(self) -> tuple[int | None, int | None]:
+        current = self._current()
+        points = self._scroll(["first_seen_us", "last_seen_us"], False,
+                              self._filter({}, current)) if current else []
+        firsts = [p.payload.get("first_seen_us") for p in points]
+        lasts = [p.payload.get("last_seen_us") for p in points]
+        firsts, lasts = [v for v in firsts if v is not None], [v for v in lasts if v is not None]
+        return (min(firsts) if firsts else None), (max(lasts) if lasts else None)
+
+    def versions(self) -> int | None:
+        return None  # Qdrant keeps no table versions
+
     def recordings(self) -> list[dict[str, Any]]:
         return sorted(({"camera": r["source"], "recording": r.get("recording") or r["source"],
                         "origin": r.get("origin") or None, "entries": int(r["count"])}

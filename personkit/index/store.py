@@ -103,6 +103,13 @@ class Store(Protocol):
     def vectors(self) -> tuple[list[dict[str, Any]], np.ndarray]:
         """Every entry's metadata and its embedding (``N×D``), for evaluation."""
 
+    def time_span(self) -> tuple[int | None, int | None]:
+        """The earliest ``first_seen`` and latest ``last_seen`` (UTC microseconds), None
+        where no entry has one."""
+
+    def versions(self) -> int | None:
+        """Table versions kept on disk (None where the store has no versions)."""
+
 
 def _quote(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
@@ -385,6 +392,21 @@ class LanceStore:
         return sorted(({"camera": g["source"], "recording": g.get("recording") or g["source"],
                         "origin": g.get("origin") or None, "entries": int(g["source_count"])}
                        for g in groups), key=lambda r: (r["camera"], r["recording"]))
+
+    def time_span(self) -> tuple[int | None, int | None]:
+        n, names = self.count(), self._names()
+        if not n or "first_seen_us" not in names:
+            return None, None
+        table = self.table.search().select(["first_seen_us", "last_seen_us"]).limit(
+            n).to_arrow()
+        import pyarrow.compute as pc
+
+        first, last = pc.min(table["first_seen_us"]).as_py(), pc.max(
+            table["last_seen_us"]).as_py()
+        return first, last
+
+    def versions(self) -> int | None:
+        return len(self.table.list_versions())
 
     def vectors(self) -> tuple[list[dict[str, Any]], np.ndarray]:
         n = self.count()

@@ -165,7 +165,10 @@ def create_app(service: Service, access: Access | None = None) -> Any:
     app.add_middleware(CountRequests, metrics=service.metrics,
                        routes=tuple(path for _, path in WORK_ROUTES))
     access = access or Access()
-    app.add_middleware(AccessControl, access=access)
+    app.add_middleware(AccessControl, access=access, on_refusal=lambda scope, status: (
+        service.record("refused", (scope.get("client") or (None,))[0],
+                       dict(scope["headers"]).get(b"authorization", b"").decode("latin-1"),
+                       route=scope["path"], status=status)))
     if access.cors_origin:
         from starlette.middleware.cors import CORSMiddleware
 

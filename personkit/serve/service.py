@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from personkit.data.io import BadImageError, ImageTooLargeError, check_pixels, decode_image
+from personkit.index.audit import AuditLog, key_id
 from personkit.index.people import PeopleIndex
 from personkit.index.search import example_boxes
 from personkit.inference.predictor import PersonResult, Predictor
@@ -106,10 +107,18 @@ class Service:
         if predictor.max_part_pixels is None:  # part maps at most 4× the network's output
             predictor.max_part_pixels = 4 * predictor.input_size[0] * predictor.input_size[1]
         self.metrics = ServiceMetrics()
+        #: who looked at whom: INDEX/audit.jsonl (:mod:`personkit.index.audit`)
+        self.audit = AuditLog(index.path) if index is not None else None
         self.stopping = threading.Event()
         self.batcher = Batcher(self._predict, max_batch, max_wait_ms,
                                self.metrics.batch_size.observe,
                                max_queue=self.limits.max_concurrency + self.limits.max_queue)
+
+    def record(self, event: str, client: str | None, authorization: str | None,
+               **details: Any) -> None:
+        """One line of the audit (:mod:`personkit.index.audit`; nothing without an index)."""
+        if self.audit is not None:
+            self.audit.write(event, client, key_id(authorization), **details)
 
     def _predict(self, items: list[tuple[np.ndarray, np.ndarray | None]]) -> list[Any]:
         return self.predictor.predict_many(items, stop=self.stopping.is_set)
@@ -174,3 +183,5 @@ class Service:
         are answered 503."""
         self.stopping.set()
         await self.batcher.close()
+        if self.audit is not None:
+            self.audit.close()

@@ -258,3 +258,32 @@ def test_each_connection_to_a_stream_is_a_recording(tmp_path):
     have = [{"camera": "door", "recording": "20260105T130000Z", "origin": f"{url} x",
              "entries": 3}]
     assert recording_for("door", None, name, have) == name  # added beside the first
+
+
+@pytest.mark.parametrize("backend", ["lancedb", "qdrant"])
+def test_index_stats(backend, tmp_path, capsys):
+    """``personkit index INDEX --stats`` (issue 37): entries per camera, recordings, the
+    capture-time span, table versions (LanceDB) and bytes on disk."""
+    if backend == "qdrant":
+        pytest.importorskip("qdrant_client", reason="the index extra is not installed")
+    from personkit.cli import main
+    from personkit.index import IndexInfo, PeopleIndex
+
+    path = tmp_path / "idx"
+    index = PeopleIndex.create_or_open(path, IndexInfo("m", DIM, VOCAB,
+                                                       extra={"backend": backend}))
+    index.add("cam", timed("cam", 4, untimed=1))
+    index.add("door", timed("door", 2, recording="day2", seed=1), "day2")
+    stats = index.stats()
+    assert stats["entries"] == 7 and stats["cameras"] == {"cam": 5, "door": 2}
+    assert stats["recordings"] == 2
+    assert (stats["first_seen"], stats["last_seen"]) == ("2026-01-05T14:00:00.000000Z",
+                                                        "2026-01-05T14:23:00.000000Z")
+    assert (stats["table_versions"] is None) == (backend == "qdrant")
+    assert 0 < stats["bytes"]["store"] <= stats["bytes"]["total"]
+    del index
+    assert main(["index", str(path), "--stats"]) == 0
+    out = capsys.readouterr().out
+    assert "7 people" in out and "cam 5, door 2" in out and "2 recording(s)" in out
+    assert main(["index", str(path)]) == 2  # neither sources nor --stats
+    assert "--stats" in capsys.readouterr().err

@@ -102,3 +102,53 @@ def test_errors_hide_the_servers_paths(checkpoint, index_dir):
 
     text = hide_paths(f"no entry in {index_dir} (model {checkpoint})", Service())
     assert str(index_dir) not in text and str(checkpoint) not in text and "…" in text
+
+
+def test_the_audit_log_records_who_looked_at_whom(checkpoint, index_dir, tmp_path, capsys):
+    """Issue #37, item 4: a search, an entry view, a thumbnail and a refused request are one
+    JSON line each in INDEX/audit.jsonl (client, key id, route, filter, hits; never the key);
+    `personkit audit` prints them."""
+    import shutil
+
+    from personkit.cli import main
+    from personkit.index import PeopleIndex
+    from personkit.index.audit import read_audit
+
+    copy = tmp_path / "people"  # without what other servers of the session logged
+    shutil.copytree(index_dir, copy, ignore=shutil.ignore_patterns("audit.jsonl*"))
+    entry = PeopleIndex.open(copy).search(k=1)["hits"][0]["id"]
+    srv, _ = start(checkpoint, copy, access=access_for("127.0.0.1", KEY))
+    auth = {"Authorization": f"Bearer {KEY}"}
+    try:
+        found = httpx.post(srv.url + "/search", data={"where": "gender=female"}, headers=auth,
+                           timeout=30).json()["hits"]
+        assert get(srv.url, f"/tracks/{entry}", **auth).status_code == 200
+        assert get(srv.url, f"/thumbs/{entry}", **auth).status_code == 200
+        assert get(srv.url, "/cameras", Authorization="Bearer wrong").status_code == 401
+    finally:
+        srv.stop()
+    capsys.readouterr()
+    records = read_audit(copy)
+    assert [r["event"] for r in records] == ["search", "entry", "thumbnail", "refused"]
+    assert records[0]["where"] == "gender=female" and records[0]["hits"] == len(found)
+    assert {r["client"] for r in records} == {"127.0.0.1"}
+    assert records[0]["key"].startswith("key:") and records[0]["key"] != records[3]["key"]
+    assert records[1]["id"] == entry and records[3]["status"] == 401
+    assert KEY not in (copy / "audit.jsonl").read_text()
+    assert main(["audit", str(copy), "--since", "1h"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4
+    assert main(["audit", str(copy), "--since", "2999-01-01T00:00Z"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_the_audit_file_rotates_by_size(tmp_path):
+    from personkit.index.audit import AuditLog, read_audit
+
+    log = AuditLog(tmp_path, max_bytes=400, backups=2)
+    for i in range(40):
+        log.write("search", "127.0.0.1", "local", n=i)
+    log.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "audit.jsonl", "audit.jsonl.1", "audit.jsonl.2"]
+    kept = [r["n"] for r in read_audit(tmp_path)]
+    assert kept == sorted(kept) and kept[-1] == 39 and len(kept) < 40  # the oldest went

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import numpy as np
-from fastapi import APIRouter, File, Form, Response, UploadFile
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 
 from personkit.index.entries import DEFAULT_K, EmptyIndexError, ExampleError, FilterError
 from personkit.index.people import PeopleIndex
@@ -56,8 +56,14 @@ async def get_entry(index: PeopleIndex, entry_id: str) -> Any:
         raise ApiError(404, "id", f"no entry {entry_id!r} in the index") from None
 
 
+def _audit(service: Service, request: Request, event: str, **details: Any) -> None:
+    """One line of the index's audit for this request (:mod:`personkit.index.audit`)."""
+    service.record(event, request.client.host if request.client else None,
+                   request.headers.get("authorization"), route=request.url.path, **details)
+
+
 @router.post("/search", response_model=SearchOut, responses=ERRORS)
-async def search(service: ServiceDep, index: IndexDep,
+async def search(service: ServiceDep, index: IndexDep, request: Request,
                  where: Annotated[str | None, Form(description="attribute filters, e.g. "
                                                    "gender=female backpack=yes; "
                                                    "camera=NAME (or source=NAME): one camera "
@@ -95,6 +101,9 @@ async def search(service: ServiceDep, index: IndexDep,
     for h in hits:
         h["thumbnail"] = thumb_url(h["id"])
     more = len(hits) > k + offset
+    _audit(service, request, "search", where=where or "", since=since, until=until,
+           example=query.get("entry") or query.get("example"),
+           hits=len(hits[offset:offset + k]))
     return {**out, "query": query, "k": k, "offset": offset, "hits": hits[offset:offset + k],
             "next_offset": offset + k if more else None, "warning": query.get("warning")}
 
@@ -151,13 +160,18 @@ async def _example(service: Service, index: PeopleIndex, entry_id: str | None,
 
 
 @router.get("/tracks/{entry_id:path}", response_model=EntryOut, responses=ERRORS)
-async def track(index: IndexDep, entry_id: str) -> Any:
+async def track(service: ServiceDep, index: IndexDep, request: Request, entry_id: str) -> Any:
     """One person of the index."""
-    return entry_json(await get_entry(index, entry_id))
+    entry = await get_entry(index, entry_id)
+    _audit(service, request, "entry", id=entry_id)
+    return entry_json(entry)
 
 
 @router.get("/thumbs/{entry_id:path}", response_class=Response, responses={
     **ERRORS, 200: {"content": {"image/jpeg": {}}, "description": "the thumbnail"}})
-async def thumb(index: IndexDep, entry_id: str) -> Response:
+async def thumb(service: ServiceDep, index: IndexDep, request: Request,
+                entry_id: str) -> Response:
     """One person's thumbnail (JPEG)."""
-    return Response((await get_entry(index, entry_id)).thumbnail, media_type="image/jpeg")
+    entry = await get_entry(index, entry_id)
+    _audit(service, request, "thumbnail", id=entry_id)
+    return Response(entry.thumbnail, media_type="image/jpeg")
