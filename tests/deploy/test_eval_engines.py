@@ -84,6 +84,7 @@ def test_onnxruntime_fp32_gives_the_torch_scores(evaluated):
     assert parts["mIoU5"] == pytest.approx(parts_ref["mIoU5"], abs=1e-3)
 
 
+@pytest.mark.slow  # 12 s; OpenVINO's evaluation path is run by the bf16 and int8 tests too
 def test_openvino_fp32_gives_the_torch_scores(evaluated):
     pytest.importorskip("openvino")
     model, cfg, ref = evaluated

@@ -230,6 +230,7 @@ RECORD_KEYS = {"row", "seed", "config_hash", "kind", "finished", "metrics", "run
                "loadavg", "sharing", "resumed", "world"}
 
 
+@pytest.mark.slow  # 21 s; `make test` keeps --jobs 2's scheduling (the failed-row test)
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_parallel_study_records_what_a_sequential_one_would(tmp_path, tiny_world_dir, capsys):
     """--jobs 2: two independent rows start together, the row built on `reid` starts only
