@@ -52,8 +52,10 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from personkit.data.times import parse_time
     from personkit.index.build import index_sources
 
-    if args.stats or not args.sources:
-        return _index_stats(args.index, args.stats)
+    if args.stats:
+        return _index_stats(args.index)
+    if not args.sources:
+        raise ValueError("give the sources to index, or --stats to see what the index holds")
 
     if args.start_time:  # an unreadable time is told before the model loads
         parse_time(args.start_time, "--start-time", relative=False)
@@ -70,10 +72,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _index_stats(path: str, asked: bool) -> int:
-    """``personkit index INDEX --stats`` (without sources and --stats: an error)."""
-    if not asked:
-        raise ValueError("give the sources to index, or --stats to see what the index holds")
+def _index_stats(path: str) -> int:
+    """``personkit index INDEX --stats``."""
     from personkit.index.people import PeopleIndex
 
     stats = PeopleIndex.open(path).stats()
@@ -141,7 +141,12 @@ def _cmd_search(args: argparse.Namespace) -> int:
     result = search(index, args.example, args.box, args.where, args.top, args.model,
                     options.pop("device"), options.pop("flip_tta"), finder, since=since,
                     until=until, offset=args.offset, **options)
-    sheet = write_results(result, index, args.out) if args.out else None
+    _print_results(result, write_results(result, index, args.out) if args.out else None)
+    return 0
+
+
+def _print_results(result: dict, sheet: object) -> None:
+    """A search's warning, its hits one a line (or that none matched), and the sheet written."""
     if result["query"].get("warning"):
         print(f"personkit search: {result['query']['warning']}", file=sys.stderr)
     for h in result["hits"]:
@@ -150,7 +155,6 @@ def _cmd_search(args: argparse.Namespace) -> int:
         print("no person matches", file=sys.stderr)
     if sheet is not None:
         print(f"wrote {sheet}")
-    return 0
 
 
 def _hit_line(h: dict) -> str:

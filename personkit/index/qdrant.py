@@ -340,10 +340,9 @@ class QdrantStore:
         current = self._current()
         points = self._scroll(["first_seen_us", "last_seen_us"], False,
                               self._filter({}, current)) if current else []
-        firsts = [p.payload.get("first_seen_us") for p in points]
-        lasts = [p.payload.get("last_seen_us") for p in points]
-        firsts, lasts = [v for v in firsts if v is not None], [v for v in lasts if v is not None]
-        return (min(firsts) if firsts else None), (max(lasts) if lasts else None)
+        firsts = [v for p in points if (v := p.payload.get("first_seen_us")) is not None]
+        lasts = [v for p in points if (v := p.payload.get("last_seen_us")) is not None]
+        return min(firsts, default=None), max(lasts, default=None)
 
     def versions(self) -> int | None:
         return None  # Qdrant keeps no table versions

@@ -51,7 +51,7 @@ class Access:
 
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (an address or name to bind) is reachable from this machine only."""
-    if host in ("localhost",):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
@@ -81,10 +81,10 @@ def read_api_key(path: str | Path | None, environ: dict[str, str] | None = None)
     if mode & 0o077:
         raise ValueError(f"--api-key-file {path}: its mode is {mode:o}, so others on this "
                          f"machine can read it; run `chmod 600 {path}`")
-    key = path.read_text(encoding="utf-8").strip().splitlines()[0:1]
-    if not key or not key[0].strip():
+    text = path.read_text(encoding="utf-8").strip()
+    if not text:
         raise ValueError(f"--api-key-file {path}: the file is empty")
-    return key[0].strip()
+    return text.splitlines()[0].strip()
 
 
 def access_for(host: str, api_key: str | None, allowed_hosts: list[str] | None = None,
