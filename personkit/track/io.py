@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
@@ -87,6 +87,8 @@ class TrackSource:
     image_paths: list[Path] | None = None
     detector: Any = None
     live: Any = None  # a LiveFrames (personkit.track.live): a camera or a stream
+    #: wall seconds spent reading frames and detecting people, by the last iteration
+    seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "detect": 0.0})
     start: datetime | None = None  # when the first frame was captured (UTC), if known
     time_source: str = ""  # how start was found (personkit.data.times.TIME_SOURCES)
 
@@ -119,7 +121,7 @@ class TrackSource:
         from personkit.inference.run import usable_boxes
 
         self.skipped: list[str] = []
-        self.seconds = {"decode": 0.0, "detect": 0.0}  # wall time of each stage, so far
+        self.seconds = {"decode": 0.0, "detect": 0.0}  # this iteration's
         frames, clock = iter(self.frames()), time.perf_counter()
         for t, image, seconds in frames:
             self.seconds["decode"] += time.perf_counter() - clock

@@ -338,7 +338,7 @@ def stage_seconds(wall: float, source: TrackSource, tracker: Tracker,
     """The run's wall time split by stage: decode (reading frames), detect (the person
     detector), network, tracker, write (drawing and writing outputs) and other (the rest:
     reading det.txt rows, the loop), so the parts add up to ``total``."""
-    stages = {**getattr(source, "seconds", {"decode": 0.0, "detect": 0.0}),
+    stages = {**source.seconds,
               "network": tracker.seconds["network"], "tracker": tracker.seconds["tracker"],
               "write": got.write_seconds}
     stages["other"] = max(0.0, wall - sum(stages.values()))
