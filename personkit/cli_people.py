@@ -21,7 +21,15 @@ from personkit.cli_options import (
 )
 from personkit.index.entries import DEFAULT_K
 from personkit.index.people import BACKENDS, DEFAULT_BACKEND
-from personkit.serve.settings import HOST, MAX_BATCH, MAX_WAIT_MS, PORT, Limits
+from personkit.serve.settings import (
+    CHECKPOINT_SECONDS,
+    HOST,
+    MAX_BATCH,
+    MAX_WAIT_MS,
+    PORT,
+    Limits,
+    camera_specs,
+)
 
 
 @command("index", "put people into a persistent index: from personkit track output, MOT "
@@ -219,6 +227,15 @@ def _cmd_audit(args: argparse.Namespace) -> int:
              help="requests worked on at once (/predict, /search)"),
          opt("--max-queue", type=int, default=Limits.max_queue, help="requests that may wait "
              "for one of those slots; further ones get 503 with Retry-After"),
+         opt("--camera", action="append", default=[], metavar="NAME=SOURCE",
+             help="a live camera tracked into --index while the server runs: SOURCE is "
+             "anything personkit track reads (stream URL, camera device, video file, MOT "
+             "sequence); repeatable (docs/search.md, Live cameras)"),
+         opt("--cameras", default=None, metavar="FILE", help="a YAML list of cameras (name, "
+             "source; optional detector, detector_score, start_time, tracker, retries)"),
+         opt("--checkpoint-seconds", type=float, default=CHECKPOINT_SECONDS, help="a live "
+             "camera's running tracks are written to the index this often (searchable while "
+             "in view; a kill loses at most this much of them)"),
          shared("--detector"), shared("--detector-score"),
          *network_options(batch_size="most crops per forward pass (default: the larger of 32 "
                           "and --max-batch)"))
@@ -232,10 +249,35 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                         comma_list(args.allowed_hosts), args.cors_origin)  # before the model
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ValueError("HTTPS needs both --tls-cert and --tls-key")
+    specs = camera_specs(args.camera, args.cameras)  # told before the model loads
+    if specs and not args.index:
+        raise ValueError(f"--camera {specs[0].name}=...: live cameras need --index, the index "
+                         f"their people go to (created when missing)")
     predictor = open_predictor(index_model(args.model, args.index), args,
                                batch_size=max(args.batch_size, args.max_batch))
-    serve(predictor, args.index, detector=open_person_detector(args), host=args.host,
+    detector = open_person_detector(args)
+    serve(predictor, args.index, detector=detector, host=args.host,
           port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
           limits=limits, access=access,
-          tls=(args.tls_cert, args.tls_key) if args.tls_cert else None)
+          tls=(args.tls_cert, args.tls_key) if args.tls_cert else None,
+          cameras=_camera_detectors(specs, args, detector),
+          checkpoint_seconds=args.checkpoint_seconds)
     return 0
+
+
+def _camera_detectors(specs: list, args: argparse.Namespace, default: object) -> list:
+    """Each camera with its person detector: its own (``detector``, ``detector_score`` of
+    ``--cameras FILE``) or the server's ``--detector``; each kind opened once."""
+    from personkit.inference.detectors import open_detector
+    from personkit.runtime import resolve_device
+
+    opened: dict[tuple[str, float], object] = {(args.detector, args.detector_score): default}
+    out = []
+    for spec in specs:
+        name = spec.detector or args.detector
+        score = args.detector_score if spec.detector_score is None else spec.detector_score
+        if name is not None and (name, score) not in opened:
+            opened[name, score] = open_detector(name, resolve_device(args.device).type, score,
+                                                args.threads or None)
+        out.append((spec, None if name is None else opened[name, score]))
+    return out

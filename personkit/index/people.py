@@ -123,6 +123,33 @@ class PeopleIndex:
         with exclusive(self.path / "index.lock", f"index {self.path}", wait=True):
             self.store.replace_source(source, entries, recording)
 
+    def upsert(self, entries: Sequence[Entry]) -> None:
+        """Write ``entries`` by id, in one store write: an entry whose id the index holds is
+        replaced, a new one added, the others stay (live ingest writes a running track again
+        as it grows: written twice, an entry is still there once).
+
+        Raises:
+            ValueError: a recording name holding ``/``, an entry of another width or
+                attribute set.
+        """
+        for e in entries:
+            if RECORDING_SEP in e.recording:
+                raise ValueError(f"entry {e.id}: a recording's name cannot hold "
+                                 f"{RECORDING_SEP!r}")
+            self._check_entry(e)
+        if entries:
+            with exclusive(self.path / "index.lock", f"index {self.path}", wait=True):
+                self.store.upsert(entries)
+
+    def _check_entry(self, e: Entry) -> None:
+        """An entry of this index's width and attribute set, or a ValueError naming it."""
+        if e.embedding.shape != (self.info.dim,):
+            raise ValueError(f"entry {e.id}: embedding of shape {e.embedding.shape}, the "
+                             f"index holds width {self.info.dim}")
+        if set(e.attributes) != set(self.info.attributes):
+            raise ValueError(f"entry {e.id}: attributes {sorted(e.attributes)}, the index "
+                             f"holds {sorted(self.info.attributes)}")
+
     def search(self, example: np.ndarray | None = None,
                where: str | Mapping[str, str] | None = None, k: int = 10,
                exclude: str | None = None, since: str | None = None,

@@ -238,6 +238,34 @@ class QdrantStore:
         self._flip(source, recording, generation, len({p.id for p in points}), origin)
         self._drop_old(source, recording, generation)
 
+    def upsert(self, entries: Sequence[Entry]) -> None:
+        """Entries written by id into their recordings' current generations (a recording
+        without one gets a new generation, made current once its points are written); each
+        recording's count is then written again from its points. An entry written again
+        lands on the same point (its id and generation make the point's id)."""
+        groups: dict[tuple[str, str], list[Entry]] = {}
+        for e in entries:
+            groups.setdefault((e.source, e.recording), []).append(e)
+        current = self._current()
+        for (source, recording), group in groups.items():
+            record = current.get(recording_key(source, recording)) or {}
+            generation = record.get("generation") or uuid.uuid4().hex
+            points = [self._point(e, generation) for e in group]
+            for start in range(0, len(points), BATCH):
+                self.client.upsert(self.collection, points[start:start + BATCH], wait=True)
+            origin = record.get("origin") or next((e.origin for e in group if e.origin), None)
+            self._flip(source, recording, generation, self._generation_count(
+                generation, source), origin)
+
+    def _generation_count(self, generation: str, source: str) -> int:
+        """Points of a recording's generation (:data:`LEGACY` is shared: its camera's)."""
+        m = self.m
+        must = [m.FieldCondition(key="generation", match=m.MatchValue(value=generation))]
+        if generation == LEGACY:
+            must.append(m.FieldCondition(key="source", match=m.MatchValue(value=source)))
+        return int(self.client.count(self.collection, count_filter=m.Filter(must=must),
+                                     exact=True).count)
+
     def _flip(self, source: str, recording: str, generation: str, count: int,
               origin: str | None = None) -> None:
         """Make ``generation`` the recording's current one (one point written: atomic); a

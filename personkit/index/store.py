@@ -81,6 +81,10 @@ class Store(Protocol):
         """Make ``entries`` the whole content of camera ``source``'s ``recording`` ("": the
         one named as the camera); its earlier entries go, its other recordings stay."""
 
+    def upsert(self, entries: Sequence[Entry]) -> None:
+        """Write ``entries`` by id: an entry of an id already there replaces it, a new one is
+        added, every other entry stays (a live track written again as it grows)."""
+
     def search(self, vector: np.ndarray | None, where: Mapping[str, Any],
                k: int) -> list[dict[str, Any]]:
         """The ``k`` nearest rows passing ``where`` (``distance`` set), or without a vector
@@ -273,6 +277,17 @@ class LanceStore:
             return
         (self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
          .when_not_matched_by_source_delete(gone).execute(data))
+        if not self._maybe_build_index():
+            self._maybe_optimize()
+
+    def upsert(self, entries: Sequence[Entry]) -> None:
+        """One commit (``merge_insert`` on the id: written again, an entry is replaced, never
+        doubled), then the ANN index built or optimized when that pays."""
+        if not entries:
+            return
+        self._add_columns()
+        (self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
+         .execute(self._arrow(entries)))
         if not self._maybe_build_index():
             self._maybe_optimize()
 

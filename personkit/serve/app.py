@@ -24,20 +24,28 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from personkit.extras import require
-from personkit.index.people import PeopleIndex
 from personkit.inference.predictor import PredictionStopped, Predictor
 from personkit.models.detector import DetectorBase
 from personkit.serve.access import Access, AccessControl, access_for
 from personkit.serve.batching import BatcherBusy, BatcherStopped
+from personkit.serve.ingest import open_served_index
 from personkit.serve.limits import Admission, UploadLimit, send_error
 from personkit.serve.metrics import CountRequests
 from personkit.serve.service import ApiError, Service
-from personkit.serve.settings import HOST, MAX_BATCH, MAX_WAIT_MS, PORT, Limits
+from personkit.serve.settings import (
+    CHECKPOINT_SECONDS,
+    HOST,
+    MAX_BATCH,
+    MAX_WAIT_MS,
+    PORT,
+    CameraSpec,
+    Limits,
+)
 
 log = logging.getLogger("personkit.serve")
 #: Seconds uvicorn waits for requests in progress when told to stop.
@@ -148,6 +156,7 @@ def create_app(service: Service, access: Access | None = None) -> Any:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
+        service.start()  # the live cameras, if any (--camera)
         yield
         await service.close()  # waiting requests get 503; the running batch stops early
         print("personkit serve: stopped", flush=True)
@@ -182,24 +191,29 @@ def serve(predictor: Predictor, index: str | Path | None = None, *,
           detector: DetectorBase | None = None, host: str = HOST, port: int = PORT,
           max_batch: int = MAX_BATCH, max_wait_ms: float = MAX_WAIT_MS,
           limits: Limits | None = None, access: Access | None = None,
-          tls: tuple[str, str] | None = None) -> None:
+          tls: tuple[str, str] | None = None,
+          cameras: Sequence[tuple[CameraSpec, DetectorBase | None]] = (),
+          checkpoint_seconds: float = CHECKPOINT_SECONDS) -> None:
     """``personkit serve``: ``predictor`` (and the index at ``index``, the ``detector`` that
     finds the people of an image sent without boxes) over HTTP until stopped; ``max_batch``
     and ``max_wait_ms``: how ``/predict`` requests are batched
     (:class:`~personkit.serve.batching.Batcher`); ``access``: who may use it (default:
     :func:`~personkit.serve.access.access_for` ``host`` without a key, refused unless
-    loopback); ``tls``: a certificate and key file for HTTPS."""
+    loopback); ``tls``: a certificate and key file for HTTPS; ``cameras``: live cameras
+    (each with its detector) tracked into the index, created when missing, their running
+    tracks written every ``checkpoint_seconds`` (:mod:`personkit.serve.ingest`)."""
     uvicorn = require("uvicorn")
 
     access = access or access_for(host, None)
     limits = limits or Limits()
-    service = Service(predictor, PeopleIndex.open(index) if index else None, detector,
-                      max_batch, max_wait_ms, limits)
+    service = Service(predictor, open_served_index(index, predictor, bool(cameras)), detector,
+                      max_batch, max_wait_ms, limits, cameras, checkpoint_seconds)
     scheme = "https" if tls else "http"
     print(f"personkit serve: {scheme}://{host}:{port}/ (model {predictor.model_id}"
           f"{f', index {index}' if index else ''}; at most {limits.max_concurrency} requests "
           f"at once, {limits.max_queue} waiting; "
-          f"{'an API key needed' if access.api_key else 'no API key'})", flush=True)
+          f"{'an API key needed' if access.api_key else 'no API key'}"
+          f"{f'; {len(cameras)} live camera(s)' if cameras else ''})", flush=True)
     config = uvicorn.Config(create_app(service, access), host=host, port=port,
                             log_level="warning", timeout_graceful_shutdown=GRACEFUL_SECONDS,
                             ssl_certfile=tls[0] if tls else None,

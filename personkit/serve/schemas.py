@@ -118,6 +118,27 @@ class CameraOut(BaseModel):
 
     name: str = Field(description="what ``camera=NAME`` filters on")
     entries: int = Field(description="its people in the index")
+    live: bool = Field(False, description="tracked by this server (--camera): the fields "
+                                          "below are its health")
+    source: str | None = Field(None, description="a stream's address (no password), a file's "
+                                                 "name")
+    state: str | None = Field(None, description="connecting, running, reconnecting, failed "
+                                                "or ended")
+    error: str | None = Field(None, description="why it failed, or why it reconnects")
+    frames: int | None = Field(None, description="frames tracked")
+    frames_read: int | None = Field(None, description="frames read from the source")
+    dropped: int | None = Field(None, description="frames dropped to keep up")
+    fps: float | None = Field(None, description="frames tracked per second (last 10 s)")
+    reconnects: int | None = Field(None, description="connections tried again")
+    last_frame_time: str | None = Field(None, description="capture time of the last frame "
+                                                          "tracked, ISO-8601 UTC")
+    recording: str | None = Field(None, description="the recording its entries go to now")
+    tracks_live: int | None = Field(None, description="tracks running (searchable as they "
+                                                      "grow)")
+    committed: int | None = Field(None, description="ended tracks written to the index by "
+                                                    "this server")
+    time_jumps: int | None = Field(None, description="jumps in the source's timestamps "
+                                                     "(its capture times stay monotonic)")
 
 
 class CamerasOut(BaseModel):

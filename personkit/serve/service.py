@@ -13,6 +13,7 @@ import asyncio
 import base64
 import json
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,15 @@ from personkit.index.people import PeopleIndex
 from personkit.index.search import example_boxes
 from personkit.inference.predictor import PersonResult, Predictor
 from personkit.serve.batching import Batcher, BatcherStopped
+from personkit.serve.ingest import CameraCollector, Ingest, SharedNetwork
 from personkit.serve.metrics import ServiceMetrics
-from personkit.serve.settings import MAX_BATCH, MAX_WAIT_MS, Limits
+from personkit.serve.settings import (
+    CHECKPOINT_SECONDS,
+    MAX_BATCH,
+    MAX_WAIT_MS,
+    CameraSpec,
+    Limits,
+)
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: Said in ``/predict`` and ``/search`` answers when a whole upload became one person.
@@ -98,7 +106,9 @@ class Service:
 
     def __init__(self, predictor: Predictor, index: PeopleIndex | None, detector: Any = None,
                  max_batch: int = MAX_BATCH, max_wait_ms: float = MAX_WAIT_MS,
-                 limits: Limits | None = None):
+                 limits: Limits | None = None,
+                 cameras: Sequence[tuple[CameraSpec, Any]] = (),
+                 checkpoint_seconds: float = CHECKPOINT_SECONDS):
         if index is not None and predictor.model_id != index.info.model:
             raise ValueError(f"the index {index.path} holds people of model {index.info.model}, "
                              f"the served model is {predictor.model_id}: serve the index's model")
@@ -110,9 +120,14 @@ class Service:
         #: who looked at whom: INDEX/audit.jsonl (:mod:`personkit.index.audit`)
         self.audit = AuditLog(index.path) if index is not None else None
         self.stopping = threading.Event()
+        #: the live cameras (:mod:`personkit.serve.ingest`), started with the server
+        self.ingest = Ingest(cameras, predictor, index, checkpoint_seconds) if cameras else None
+        if self.ingest is not None:
+            self.metrics.registry.register(CameraCollector(self.ingest))
         self.batcher = Batcher(self._predict, max_batch, max_wait_ms,
                                self.metrics.batch_size.observe,
-                               max_queue=self.limits.max_concurrency + self.limits.max_queue)
+                               max_queue=self.limits.max_concurrency + self.limits.max_queue
+                               + len(cameras))  # each camera waits on one frame at a time
 
     def record(self, event: str, client: str | None, authorization: str | None,
                **details: Any) -> None:
@@ -172,6 +187,21 @@ class Service:
             raise BatcherStopped("the server is shutting down")
         return (await self.batcher.submit((image, boxes)))[0], warning
 
+    def start(self) -> None:
+        """Start the live cameras, if any: called on the server's event loop, whose batcher
+        their network goes through (:class:`~personkit.serve.ingest.SharedNetwork`)."""
+        if self.ingest is not None:
+            self.ingest.start(SharedNetwork(self.predictor, self.batcher,
+                                            asyncio.get_running_loop()))
+
+    def cameras(self) -> list[dict[str, Any]]:
+        """``GET /cameras``: the index's cameras with their people, each live camera with its
+        health too (:meth:`~personkit.serve.ingest.CameraWorker.status`), by name."""
+        counts = self.need_index().store.sources()
+        live = {s["name"]: s for s in (self.ingest.status() if self.ingest else [])}
+        return [{"name": name, "entries": counts.get(name, 0), **live.get(name, {})}
+                for name in sorted({*counts, *live})]
+
     def need_index(self) -> PeopleIndex:
         if self.index is None:
             raise ApiError(404, "index", "this server has no people index: start it with "
@@ -182,6 +212,8 @@ class Service:
         """Stop: the batch in progress ends after its current forward pass, waiting requests
         are answered 503."""
         self.stopping.set()
+        if self.ingest is not None:  # every running track ended and written first
+            await asyncio.to_thread(self.ingest.stop)
         await self.batcher.close()
         if self.audit is not None:
             self.audit.close()

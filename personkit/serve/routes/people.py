@@ -125,12 +125,13 @@ def _time_range(since: str | None, until: str | None) -> tuple[str | None, str |
         raise ApiError(400, "since", str(e)) from None
 
 
-@router.get("/cameras", response_model=CamerasOut, responses=ERRORS)
-async def cameras(index: IndexDep) -> Any:
+@router.get("/cameras", response_model=CamerasOut, responses=ERRORS,
+            response_model_exclude_unset=True)  # a camera of the index alone: name, entries
+async def cameras(service: ServiceDep) -> Any:
     """The index's cameras by name, with their people (over all their recordings): what
-    ``camera=NAME`` in ``where`` filters on."""
-    counts = await asyncio.to_thread(index.store.sources)
-    return {"cameras": [{"name": name, "entries": n} for name, n in sorted(counts.items())]}
+    ``camera=NAME`` in ``where`` filters on; a live camera (``--camera``) also with its
+    health: state, frames, frames/s, drops, reconnects, last frame, error."""
+    return {"cameras": await asyncio.to_thread(service.cameras)}
 
 
 async def _example(service: Service, index: PeopleIndex, entry_id: str | None,
