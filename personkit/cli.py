@@ -79,8 +79,9 @@ def _cmd_train_detector(args: argparse.Namespace) -> int:
          opt("--int8", action="store_true", help="evaluate --engine's int8 export (--calib-data)"),
          opt("--export", default=None, help="evaluate this export (.onnx, OpenVINO folder or "
              ".xml, int8 or not) instead; --model still gives the data.eval sets"),
-         *network_options(engine="run the model on this engine (exported per evaluation input "
-                          "size)"),
+         *network_options(command="eval", engine="run the model on this engine (exported per "
+                          "evaluation input size; eager torch, the protocols' reference, by "
+                          "default)"),
          shared("--calib-data"), shared("--calib-size"), shared("--verbose"),
          shared("--overwrite", help="replace an earlier evaluation's metrics.json in --out"))
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -146,7 +147,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     source = predict_input(args.input, boxes=args.boxes, mot_source=args.mot_source,
                            min_score=args.min_score, crops=args.crops,
                            frames=args.detector is not None)
-    claim_output(Path(args.out), args.overwrite)  # both checked before the model is read
+    if Path(args.out).is_file():  # all three checked before the model is read
+        raise NotADirectoryError(20, "--out names a file; give a folder", args.out)
+    claim_output(Path(args.out), args.overwrite)
     predictor = open_predictor(args.model, args)
     summary = predict_source(predictor, source, args.out, vis=not args.no_vis,
                              save_parts=args.save_parts, progress=not args.no_progress,
@@ -168,17 +171,39 @@ def _cmd_predict(args: argparse.Namespace) -> int:
          opt("--tol", type=float, default=None, help="relative parity tolerance (default: the "
              "model's float32 rounding bound, about 1e-4 for a ResNet-18)"),
          opt("--no-check", action="store_true", help="skip the parity checks"),
+         opt("--auto", action="store_true", help="export the run for every engine this "
+             "machine supports into RUN/engines/, check each against torch fp32 on the run's "
+             "evaluation sets, time each, and write RUN/engine_checks.json: what --engine "
+             "auto reads (int8 calibrated on --calib-data, default the training images)"),
          shared("--calib-data"), shared("--calib-size"), shared("--heads"), shared("--verbose"),
-         shared("--overwrite", help="replace an existing --onnx file or --openvino folder"))
+         shared("--overwrite", help="replace an existing --onnx file or --openvino folder "
+                "(--auto: the run's engines/ and engine_checks.json)"))
 def _cmd_export(args: argparse.Namespace) -> int:
     from personkit.deploy.export import export_model
 
+    if args.auto:
+        return _export_auto(args)
     for path in filter(None, (args.onnx, args.openvino)):
         claim_file(path, args.overwrite, "export")
     ok = export_model(args.model, args.onnx, args.openvino, _list(args.heads),
                       opset=args.opset, tol=args.tol, check=not args.no_check, int8=args.int8,
                       calib_data=args.calib_data, calib_size=args.calib_size)
     return 0 if ok else 1
+
+
+def _export_auto(args: argparse.Namespace) -> int:
+    """``personkit export --model RUN --auto`` (:func:`personkit.deploy.checks.export_auto`)."""
+    from personkit.deploy.checks import export_auto
+
+    given = [f for f, on in (("--onnx", args.onnx), ("--openvino", args.openvino),
+                             ("--int8", args.int8), ("--heads", args.heads),
+                             ("--no-check", args.no_check)) if on]
+    if given:
+        raise ValueError(f"--auto writes every engine's files into the run and checks them; "
+                         f"it takes no {', '.join(given)}")
+    export_auto(args.model, calib_data=args.calib_data, calib_size=args.calib_size,
+                overwrite=args.overwrite)
+    return 0
 
 
 @command("bench", "measure crops/s: four-task vs single-task models",
@@ -245,7 +270,9 @@ def _cmd_track(args: argparse.Namespace) -> int:
     from personkit.track.run import OUTPUTS, format_summary, track
     from personkit.track.tracker import parse_tracker_arg
 
-    if not args.overwrite:  # refused before the model is read; replaced once tracking starts
+    if Path(args.out).is_file():  # refused before the model is read, as an earlier run's
+        raise NotADirectoryError(20, "--out names a file; give a folder", args.out)
+    if not args.overwrite:  # results; those are replaced once tracking starts
         claim_outputs(args.out, OUTPUTS, False, "track")
     if args.start_time:  # an unreadable time, too
         parse_time(args.start_time, "--start-time", relative=False)

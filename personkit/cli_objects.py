@@ -35,10 +35,12 @@ def predictor_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def open_predictor(model: str, args: argparse.Namespace, **changes: Any) -> Predictor:
     """The predictor of ``model`` (a run directory, checkpoint or export) as ``args``
-    configure it; ``changes``: keywords the subcommand sets itself."""
-    from personkit.inference.predictor import Predictor
+    configure it; ``changes``: keywords the subcommand sets itself. ``--engine auto`` (the
+    default) chooses the engine and prints its choice on stderr
+    (:func:`personkit.deploy.auto.open_predictor`)."""
+    from personkit.deploy.auto import open_predictor as open_on_engine
 
-    return Predictor.from_checkpoint(model, **{**predictor_options(args), **changes})
+    return open_on_engine(model, **{**predictor_options(args), **changes})
 
 
 def open_person_detector(args: argparse.Namespace,

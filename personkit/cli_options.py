@@ -120,9 +120,12 @@ SHARED: dict[str, dict[str, Any]] = {
     "--batch-size": {"type": positive_int, "default": 32, "help": "crops per forward pass"},
     "--threads": {"type": int, "default": 0,
                   "help": "engine CPU threads (0: the engine's, one per core)"},
-    "--engine": {"default": "torch", "choices": ("torch", "onnxruntime", "openvino"),
-                 "help": "inference engine (onnxruntime/openvino export the checkpoint in "
-                 "memory first; an exported .onnx or OpenVINO folder is used as is)"},
+    "--engine": {"default": "auto", "choices": ("auto", "torch", "onnxruntime", "openvino"),
+                 "help": "inference engine: auto picks the fastest this machine allows that "
+                 "personkit export --auto checked for the model (OpenVINO bf16 or int8, ONNX "
+                 "Runtime fp32; else eager torch, as on a GPU) and says why; or name one "
+                 "(onnxruntime/openvino export the checkpoint in memory; an exported file is "
+                 "used as is)"},
     "--heads": {"default": None, "help": "comma-separated subset of reid,attributes,pose,"
                 "segmentation (default: all the model has)"},
     "--flip": {"action": argparse.BooleanOptionalAction, "default": True,
@@ -156,22 +159,34 @@ SHARED: dict[str, dict[str, Any]] = {
 }
 
 
+#: The shared options whose default differs on one subcommand, each for a stated reason
+#: (docs/cli.md's table shows it beside the shared default): ``eval --engine`` is eager torch,
+#: the protocols' reference that other engines are scored against; ``auto`` means nothing
+#: there.
+OWN_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "--engine": {"eval": {"default": "torch", "choices": ("torch", "onnxruntime", "openvino")}}}
+
+
 def model_option(required: bool = True, help: str = MODEL_FILE) -> Option:
     """``-m/--model``: the model, spelled the same on every subcommand that runs one."""
     return MODEL_FLAGS, {"required": required, "default": None, "metavar": "MODEL",
                          "help": help}
 
 
-def network_options(*, flip: bool = True, **helps: str) -> list[Option]:
+def network_options(*, flip: bool = True, command: str | None = None,
+                    **helps: str) -> list[Option]:
     """The options of every subcommand that runs the network, with their shared meanings
-    (``helps``: another help text for one of them, keyed by its name without dashes)."""
+    (``helps``: another help text for one of them, keyed by its name without dashes;
+    ``command``: the subcommand, for its :data:`OWN_DEFAULTS`)."""
     flags = ["--device", "--engine", "--threads", "--precision", "--batch-size"]
-    return [shared(f, **({"help": helps[f[2:]]} if f[2:] in helps else {}))
+    return [shared(f, **OWN_DEFAULTS.get(f, {}).get(command or "", {}),
+                   **({"help": helps[f[2:]]} if f[2:] in helps else {}))
             for f in [*flags, *(["--flip"] if flip else [])]]
 
 
 def shared(flag: str, **changes: Any) -> Option:
-    """The shared option ``flag`` (``changes``: another help text, never another meaning)."""
+    """The shared option ``flag`` (``changes``: another help text, or the subcommand's
+    :data:`OWN_DEFAULTS` entry; never another meaning)."""
     return (flag,), {**SHARED[flag], **changes}
 
 
@@ -270,6 +285,8 @@ def vocabulary_table() -> str:
             default = spec.get("default")
             shown = "-" if default is None or spec.get("action") == "store_true" else (
                 f"`{default}`" if default != "" else "`\"\"`")
+            shown += "".join(f" ({name}: `{own['default']}`)"
+                             for name, own in OWN_DEFAULTS.get(flag, {}).items())
             label = "`-m`, `--model`" if flag == "--model" else f"`{flag}`"
             meaning = spec["help"].replace("|", "\\|")
             rows.append(f"| {label} | {meaning} | {shown} | {', '.join(used[flag])} |")

@@ -89,14 +89,17 @@ def _options(command: str) -> dict[str, object]:
 
 def test_a_shared_option_means_the_same_in_every_subcommand():
     """The same option has the same default, type and choices wherever it appears (the
-    device is auto everywhere, flip averaging on wherever embeddings are made)."""
+    device is auto everywhere, flip averaging on wherever embeddings are made), except the
+    documented OWN_DEFAULTS (eval's engine is torch, the protocols' reference)."""
     import personkit.cli  # noqa: F401 - registers the subcommands
-    from personkit.cli_options import COMMANDS, SHARED
+    from personkit.cli_options import COMMANDS, OWN_DEFAULTS, SHARED
 
     seen: dict[str, set] = {}
     for command in COMMANDS:
         for flag, action in _options(command).items():
-            if flag in SHARED or flag.removeprefix("--no-") in {f[2:] for f in SHARED}:
+            if command in OWN_DEFAULTS.get(flag, {}):
+                assert action.default == OWN_DEFAULTS[flag][command]["default"], (flag, command)
+            elif flag in SHARED or flag.removeprefix("--no-") in {f[2:] for f in SHARED}:
                 seen.setdefault(flag, set()).add(
                     (repr(action.default), getattr(action.type, "__name__", None),
                      tuple(action.choices or ())))
@@ -106,6 +109,9 @@ def test_a_shared_option_means_the_same_in_every_subcommand():
     assert parse_args(["eval", "r"]).flip is True
     for command in ("predict", "track", "eval", "annotate", "bench"):
         assert _options(command)["--device"].default == "auto", command
+    for command in ("predict", "track", "index", "serve", "search"):  # issue 38
+        assert _options(command)["--engine"].default == "auto", command
+    assert _options("eval")["--engine"].default == "torch"
     assert "--engine" in _options("track") and "--heads" in _options("track")
 
 

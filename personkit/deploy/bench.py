@@ -81,12 +81,15 @@ class Bench:
         skip: sections to leave out, from ``onnx, separate, heads, light, cuda``.
         log: called with a line after each measurement (progress).
         command: the command line, recorded in the report.
+        auto: what ``--engine auto`` picks here for the benchmarked model
+            (:func:`auto_pick`), recorded in the report and marked in its table.
     """
 
     def __init__(self, model: MultiTaskModel, variants: Mapping[str, nn.Module] | None = None,
                  device: str = "auto", batch_sizes: Sequence[int] = (1, 10, 32), warmup: int = 1,
                  repeats: int = 5, skip: Sequence[str] = (),
-                 log: Callable[[str], None] | None = None, command: str = ""):
+                 log: Callable[[str], None] | None = None, command: str = "",
+                 auto: dict[str, Any] | None = None):
         unknown = [s for s in skip if s not in SECTIONS]
         if unknown:
             raise ValueError(f"unknown bench sections {unknown}; valid: {SECTIONS}")
@@ -116,6 +119,7 @@ class Bench:
         self.log = log or (lambda line: None)
         self.rows: list[Row] = []
         self.command = command
+        self.auto = auto
 
     def run(self, out_dir: str | Path | None = None) -> dict[str, Any]:
         """Measure everything and return the JSON-ready report (also written to ``out_dir``
@@ -332,6 +336,7 @@ class Bench:
             "gflop_per_crop": getattr(self, "flops", None),
             "roofline": self.roofline(),
             "command": self.command,
+            "auto_engine": self.auto,
             "machine": machine_info(self.device),
             "settings": {"model": _model_summary(self.model), "device": str(self.device),
                          "batch_sizes": list(self.batch_sizes), "warmup": self.warmup,
@@ -461,7 +466,10 @@ def markdown(report: dict[str, Any]) -> str:
              + f"; load average {m.get('load_average_1m', '?')}",
              f"Model: {json.dumps(s['model'])}; device {s['device']}; median of "
              f"{s['repeats']} runs after {s['warmup']} warm-up (round-robin)",
-             f"Command: `{report.get('command', '')}`", "",
+             f"Command: `{report.get('command', '')}`",
+             *([f"`--engine auto` here: {report['auto_engine']['line']} (its rows: engine "
+                f"{report['auto_engine']['bench_row']})"] if report.get("auto_engine") else []),
+             "",
              "| model | engine | " + " | ".join(f"batch {b}: crops/s (ms)" for b in batches)
              + " |", "|---|---|" + "---:|" * len(batches)]
     for model, engine in dict.fromkeys((r.model, r.engine) for r in rows):
@@ -538,7 +546,26 @@ def run_bench(source: str | Path | None = None, overrides: Sequence[str] = (),
 
     torch.set_num_threads(threads or torch.get_num_threads())
     model, variants = build_bench_models(model_config_of(source, overrides))
+    pick = auto_pick(source, device)
+    print(f"--engine auto here: {pick['line']}", flush=True)
     bench = Bench(model, variants, device, [int(b) for b in batch_sizes], warmup, repeats,
-                  skip, log=lambda line: print(line, flush=True), command=command)
+                  skip, log=lambda line: print(line, flush=True), command=command, auto=pick)
     json_path, md_path = write_report(bench.run(out), out)
     return md_path.read_text(encoding="utf-8") + f"wrote {json_path} and {md_path}"
+
+
+def auto_pick(source: str | Path | None, device: str = "auto") -> dict[str, Any]:
+    """What ``--engine auto`` runs ``source`` on here (:func:`personkit.deploy.auto.choose`;
+    a config or no source: a model with no checks), and ``personkit bench``'s row that times
+    that engine."""
+    from personkit.deploy.auto import BENCH_ROWS, choose, model_weights
+    from personkit.inference.backends import is_export
+
+    trained = source is not None and not str(source).endswith((".yaml", ".yml"))
+    if trained and is_export(source):
+        return {"variant": None, "bench_row": None,
+                "line": f"{source} is an export: it runs on its own engine"}
+    model = source if trained else None
+    choice = choose(model, device, weights=lambda: model_weights(model))
+    best = choice.ranked[0]
+    return {"variant": best.key, "bench_row": BENCH_ROWS[best.key], "line": choice.line(best)}

@@ -52,18 +52,23 @@ INT8_OPS = ("Conv", "Gemm", "MatMul")
 INT8_TOL = 0.25
 
 
-def calibration_batch(root: str | Path, meta: Any, size: int = 300, seed: int = 0,
-                      log: Callable[[str], None] | None = None) -> np.ndarray:
+def calibration_batch(root: str | Path | Sequence[Path], meta: Any, size: int = 300,
+                      seed: int = 0, log: Callable[[str], None] | None = None) -> np.ndarray:
     """``size`` normalised ``N×3×H×W`` float32 calibration crops from the colour images under
-    ``root`` (searched recursively, a seeded random sample), each resized whole to the model's
-    input size as :meth:`Predictor.predict_crops` does. Single-channel images (label maps such
-    as LIP's segmentations) are not photos and are left out, with a count in ``log``.
+    ``root`` (searched recursively; or ``root`` a list of image files), a seeded random
+    sample, each resized whole to the model's input size as :meth:`Predictor.predict_crops`
+    does. Single-channel images (label maps such as LIP's segmentations) are not photos and
+    are left out, with a count in ``log``.
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
         ValueError: no colour images under ``root``, or ``size < 1``.
     """
-    files = calibration_files(root)
+    if isinstance(root, (str, Path)):
+        files, where = calibration_files(root), str(root)
+    else:
+        files = list(root)
+        where = f"the {len(files)} given image files"
     if size < 1:
         raise ValueError(f"calibration size must be >= 1, got {size}")
     order = np.random.default_rng(seed).permutation(len(files))
@@ -81,10 +86,10 @@ def calibration_batch(root: str | Path, meta: Any, size: int = 300, seed: int = 
         if len(crops) == size:
             break
     if not crops:
-        raise ValueError(f"no colour images under calibration folder {root} ({gray} "
+        raise ValueError(f"no colour images in calibration data {where} ({gray} "
                          f"single-channel images such as label maps were left out)")
     if log:
-        log(f"calibrating on {len(crops)} crops from {root} ({len(files)} image files; "
+        log(f"calibrating on {len(crops)} crops from {where} ({len(files)} image files; "
             f"{gray} single-channel label maps left out)")
     return normalise(np.stack(crops), meta.mean, meta.std)
 

@@ -74,7 +74,7 @@ def open_predictor(index: PeopleIndex, model: str | Path | None, device: str = "
                    flip_tta: bool = True, **options: Any) -> Predictor:
     """The model of ``index`` (``model``, or the path the index was built from), checked to
     be the same embedding space; ``options``: more keywords of ``Predictor.from_checkpoint``
-    (``engine``, ``threads``, ``precision``, ``batch_size``).
+    (``engine``, also ``auto``; ``threads``, ``precision``, ``batch_size``).
 
     Raises:
         ValueError: no model known, or a model of another embedding space (naming both).
@@ -84,9 +84,10 @@ def open_predictor(index: PeopleIndex, model: str | Path | None, device: str = "
         raise ValueError(f"searching {index.path} by an image needs its model: give --model")
     if not Path(path).exists():  # said before torch loads
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    from personkit.inference.predictor import Predictor
+    from personkit.deploy.auto import open_predictor as open_on_engine
 
-    predictor = Predictor.from_checkpoint(path, device, flip_tta=flip_tta, **options)
+    predictor = open_on_engine(path, options.pop("engine", "torch"), device, flip_tta=flip_tta,
+                               **options)  # engine "auto" chooses (personkit.deploy.auto)
     if predictor.model_id != index.info.model:
         raise ValueError(f"{path} is model {predictor.model_id}, the index {index.path} holds "
                          f"people of model {index.info.model}: give the model it was built with")

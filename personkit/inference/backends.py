@@ -54,6 +54,7 @@ class Engine(Protocol):
     weights_hash: str | None  # the content hash of the weights it runs (None: unknown)
     calibrations: dict[str, dict[str, Any]]  # what an export carries (models.identity)
     precision: str  # the arithmetic it runs: fp32, bf16 or fp16
+    choice: dict[str, Any]  # how ``--engine auto`` chose it (empty when it was named)
 
     def run(self, images: np.ndarray, heads: Sequence[str]) -> dict[str, np.ndarray]:
         """Raw outputs for a normalised ``B×3×H×W`` float32 batch."""
@@ -91,6 +92,7 @@ class TorchEngine:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._weights_hash: str | None = None
         self.calibrations: dict[str, dict[str, Any]] = {}  # read beside the file, not here
+        self.choice: dict[str, Any] = {}
 
     @property
     def weights_hash(self) -> str:
@@ -168,6 +170,7 @@ class OnnxRuntimeEngine:
         self.calibrations = parse_calibrations(props, self.path)
         self.input_name = self.session.get_inputs()[0].name
         self.outputs = [o.name for o in self.session.get_outputs()]
+        self.choice: dict[str, Any] = {}
 
     def run(self, images: np.ndarray, heads: Sequence[str]) -> dict[str, np.ndarray]:
         names = [n for n in output_names(self.meta, heads) if n in self.outputs]
@@ -272,6 +275,7 @@ class OpenVINOEngine:
                 self.ports[ours[0]] = port
         self.outputs = [n for n in known if n in self.ports]
         self.request = self.compiled.create_infer_request()
+        self.choice: dict[str, Any] = {}
 
     def run(self, images: np.ndarray, heads: Sequence[str]) -> dict[str, np.ndarray]:
         names = [n for n in output_names(self.meta, heads) if n in self.outputs]
@@ -308,6 +312,13 @@ def open_export(path: str | Path, engine: str | None = None, device: str = "cpu"
             raise ValueError(f"engine 'openvino' runs fp32 or bf16, got {precision!r}")
         return OpenVINOEngine(path, threads, "f32" if precision == "fp32" else "bf16")
     raise ValueError(f"engine must be one of {ENGINES[1:]} for an exported file, got {engine!r}")
+
+
+def engine_record(engine: Engine) -> dict[str, Any]:
+    """What ran the network, for a command's outputs: the engine, its arithmetic and, when
+    ``--engine auto`` chose it, how and why (:attr:`Engine.choice`)."""
+    return {"engine": engine.name, "precision": engine.precision,
+            **(engine.choice or {"chosen_by": "named"})}
 
 
 def is_export(path: str | Path) -> bool:

@@ -35,6 +35,7 @@ import numpy as np
 
 from personkit.checkpoint import write_json
 from personkit.data.io import BadImageError
+from personkit.inference.backends import engine_record
 from personkit.inference.detectors import detector_summary
 from personkit.inference.predictor import PersonResult, Predictor
 from personkit.inference.sources import Frame, InputSource, open_frames, open_input
@@ -77,7 +78,8 @@ def predict_source(predictor: Predictor, source: InputSource, out_dir: str | Pat
                                        progress=progress, text=text)
     summary: dict[str, Any] = {"input": source.kind, "images": len(source), "boxes": n_boxes,
                                "skipped_boxes": len(skipped),
-                               "results": str(out_dir / "results.jsonl")}
+                               "results": str(out_dir / "results.jsonl"),
+                               "engine": engine_record(predictor.engine)}
     summary.update(_report(skipped, bad_images, detector, dropped))
     if embedded:
         summary["embeddings"] = str(out_dir / "embeddings.npy")

@@ -41,6 +41,7 @@ from personkit.checkpoint import write_json
 from personkit.data.mot import write_mot_results
 from personkit.data.times import iso, seen_at
 from personkit.data.urls import strip_credentials
+from personkit.inference.backends import engine_record
 from personkit.inference.predictor import PersonResult, Predictor
 from personkit.inference.visualize import (
     draw_results,
@@ -283,6 +284,7 @@ def _write_tracks(out_dir: Path, tracker: Tracker, source: TrackSource, got: _Tr
     start, time_source = source.clock()
     write_json(out_dir / "tracks.json", {
         "sequence": source.name, "tracker": tracker.name, "embeddings": tracker.mode,
+        "engine": engine_record(tracker.predictor.engine) if tracker.predictor else None,
         "frame_rate": source.frame_rate, "source_path": _source_path(source),
         "start_time": None if start is None else iso(start), "time_source": time_source or None,
         **({"ended": got.ended} if got.ended else {}),
@@ -450,6 +452,8 @@ def track(predictor: Predictor | None, source: str | Path, out_dir: str | Path, 
     summary = track_source(trk, src, out_dir, progress=progress, **outputs)
     if detector is not None:
         summary["detector"] = detector_summary(detector, dropped)
+    if predictor is not None:  # what ran the network, and with --engine auto why
+        summary["engine"] = engine_record(predictor.engine)
     if gt is not None:
         _evaluate(summary, gt, len(src), src.name, out_dir)
     if bank is not None:

@@ -72,8 +72,8 @@ def test_the_python_api_takes_a_predictor_and_writes_what_the_command_writes(
     from personkit.inference.run import predict
 
     assert main(["predict", "-m", str(tiny_checkpoint), str(street), "--out", str(tmp_path / "cli"),
-                 "--no-progress", "--device", "cpu"]) == 0
-    predictor = Predictor.from_checkpoint(tiny_checkpoint, "cpu")
+                 "--no-progress", "--device", "cpu", "--engine", "torch"]) == 0
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, "cpu")  # torch, as named above
     for run in ("api1", "api2"):
         summary = predict(predictor, street, tmp_path / run, progress=False)
         assert summary["boxes"] == 2

@@ -121,7 +121,7 @@ def test_a_non_utf8_folder_name_is_refused_before_tracking(extra, sequence, chec
                            if not line.startswith("name=")))  # the folder names it
     out = tmp_path / "out"
     assert main(["track", "-m", str(checkpoint), str(seq), "--out", str(out), "--embeddings",
-                 "none",
+                 "none", "--engine", "torch",  # no engine line (--engine auto says one)
                  "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
