@@ -111,6 +111,7 @@ def _kill_and_count(cameras, checkpoint, tmp_path, restart: bool) -> None:
     assert health["bad"]["state"] == "failed" and "cannot open" in health["bad"]["error"]
     assert health["cam3"]["tracks_live"] == 1 and health["cam1"]["frames"] > 0
     _search_while_streaming(served)
+    _page_shows_the_cameras(served)
     before = {h["id"] for h in served.search()}
     served.kill(signal.SIGKILL)
     if not restart:
@@ -160,6 +161,30 @@ def _search_while_streaming(served: Served) -> None:
         nearest = served.search(entry=query["id"], where="camera=cam2", k="1")[0]
         assert who(served.get(nearest["thumbnail"]).content) == who(
             served.get(query["thumbnail"]).content)
+
+
+def _page_shows_the_cameras(served: Served) -> None:
+    """The web page's camera status (in Debian's chromium, where it and Playwright are)."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return
+    if chromium is None:
+        return
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.goto(served.url + "/")
+        page.wait_for_selector("#cameras-section:not([hidden])", timeout=30_000)
+        rows = {r.split("\t")[0]: r.split("\t") for r in page.locator(
+            "#camera-status tbody tr").all_inner_texts()}
+        browser.close()
+    assert rows["cam1"][1] == "running" and rows["bad"][1] == "failed"
+    assert "cannot open" in rows["bad"][-1]
 
 
 # ----------------------------------------------------------------- bad input, units

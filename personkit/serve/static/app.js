@@ -255,6 +255,33 @@ function buildFilters(attributes) {
 async function buildCameras() {
   const data = await (await api("/cameras")).json();
   $("camera").append(...data.cameras.map((c) => new Option(`${c.name} (${c.entries})`, c.name)));
+  if (data.cameras.some((c) => c.live)) {
+    showCameras(data.cameras);
+    setInterval(refreshCameras, 5000);
+  }
+}
+
+// The live cameras' health (GET /cameras), one row each.
+function showCameras(cameras) {
+  const rows = cameras.filter((c) => c.live).map((c) => {
+    const row = document.createElement("tr");
+    row.className = `camera-${c.state}`;
+    const seen = c.last_frame_time ? c.last_frame_time.replace("T", " ").slice(0, 19) : "–";
+    for (const value of [c.name, c.state, c.fps.toFixed(1), c.frames, c.dropped, c.reconnects,
+                         c.tracks_live, c.entries, seen, c.error || ""]) {
+      const cell = document.createElement("td");
+      cell.textContent = String(value);
+      row.append(cell);
+    }
+    return row;
+  });
+  $("camera-status").tBodies[0].replaceChildren(...rows);
+  $("cameras-section").hidden = rows.length === 0;
+}
+
+async function refreshCameras() {
+  const response = await api("/cameras");
+  if (response.ok) showCameras((await response.json()).cameras);
 }
 
 function listen() {
