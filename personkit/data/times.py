@@ -74,6 +74,22 @@ def parse_time(text: str | datetime, what: str = "time", relative: bool = True,
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
+def parse_span(text: str, what: str = "span") -> timedelta:
+    """A span typed as a number and a unit (``30m``, ``2h``, ``7d``, ``1w``) as a timedelta.
+
+    Raises:
+        ValueError: naming ``what`` and the text, when it is unreadable or not above zero.
+    """
+    span = RELATIVE.match(str(text))
+    if not span:
+        raise ValueError(f"{what} {str(text)!r} is not a span: a number and a unit, s, m, h, "
+                         f"d or w (30m, 2h, 7d)")
+    seconds = float(span[1]) * UNIT_SECONDS[span[2]]
+    if seconds <= 0:
+        raise ValueError(f"{what} {str(text)!r} keeps nothing: give a span above zero (7d)")
+    return timedelta(seconds=seconds)
+
+
 def time_range(since: str | datetime | None, until: str | datetime | None,
                names: tuple[str, str] = ("--since", "--until"),
                now: datetime | None = None) -> tuple[str | None, str | None]:

@@ -38,6 +38,7 @@ from personkit.index.store import (
     META,
     NEWEST,
     ORDER,
+    SELECTED,
     TIME_TERMS,
     entry_from_row,
     entry_row,
@@ -91,6 +92,7 @@ class QdrantStore:
         self.m = require("qdrant_client.models")
         self.attributes, self.dim = list(attributes), dim
         self.collection, self.records = collection, f"{collection}_sources"
+        self.path = None if path is None else Path(path)
         self.client = _connect(path, url)
         try:
             self._create(server=url is not None)
@@ -285,15 +287,21 @@ class QdrantStore:
         """Delete the recording's points of every generation but ``keep`` (points written
         before recordings were kept belong to the one named as their camera)."""
         m = self.m
+        self.client.delete(self.collection, m.FilterSelector(filter=m.Filter(
+            must=self._recording_terms(source, recording),
+            must_not=[m.FieldCondition(key="generation", match=m.MatchValue(value=keep))])),
+            wait=True)
+
+    def _recording_terms(self, source: str, recording: str) -> list[Any]:
+        """Conditions passing the points of camera ``source``'s ``recording`` ("": the one
+        named as the camera, which also holds points written before recordings were kept)."""
+        m = self.m
         name = recording or source
         same = [m.FieldCondition(key="recording", match=m.MatchValue(value=name))]
         if name == source:
             same.append(m.IsEmptyCondition(is_empty=m.PayloadField(key="recording")))
-        self.client.delete(self.collection, m.FilterSelector(filter=m.Filter(
-            must=[m.FieldCondition(key="source", match=m.MatchValue(value=source)),
-                  m.Filter(should=same)],
-            must_not=[m.FieldCondition(key="generation", match=m.MatchValue(value=keep))])),
-            wait=True)
+        return [m.FieldCondition(key="source", match=m.MatchValue(value=source)),
+                m.Filter(should=same)]
 
     def _payload_fields(self) -> list[str]:
         return [*META, "attributes"]
@@ -390,6 +398,56 @@ class QdrantStore:
         meta = [dict(p.payload) for p in points]
         emb = np.asarray([p.vector for p in points], np.float32).reshape(-1, self.dim)
         return meta, emb
+
+    def select(self, where: Mapping[str, Any]) -> list[dict[str, Any]]:
+        def read(current: dict[str, dict[str, Any]]) -> list[Any]:
+            return self._scroll([*SELECTED, NEWEST], False,
+                                self._filter(where, current)) if current else []
+
+        return [{NEWEST: None, **p.payload,
+                 "recording": p.payload.get("recording") or p.payload["source"]}
+                for p in self._consistent(read)]
+
+    def forget(self, ids: Sequence[str]) -> None:
+        """The points of ``ids`` (every generation) deleted and their recordings' counts
+        written again (a recording left empty loses its record). In local mode the SQLite
+        file that keeps the points is then rewritten (``VACUUM``: a deleted row's bytes stay
+        in the file's free pages until then); a Qdrant server removes deleted points from its
+        segments itself (its vacuum optimizer), out of this client's reach."""
+        m = self.m
+        gone = sorted(set(ids))
+        if not gone:
+            return
+        current = self._current()
+        for start in range(0, len(gone), BATCH):
+            self.client.delete(self.collection, m.FilterSelector(filter=m.Filter(must=[
+                m.FieldCondition(key="id", match=m.MatchAny(any=gone[start:start + BATCH]))])),
+                wait=True)
+        for key in sorted({i.rpartition(":")[0] for i in gone}):
+            record = current.get(key)
+            if record is not None:
+                self._recount(record)
+        if self.path is not None:
+            self._vacuum()
+
+    def _recount(self, record: Mapping[str, Any]) -> None:
+        """Write a recording's record again with the points of its generation there are."""
+        m = self.m
+        source = record["source"]
+        recording = "" if record.get("recording") in (None, source) else record["recording"]
+        count = self.client.count(self.collection, count_filter=m.Filter(must=[
+            m.FieldCondition(key="generation", match=m.MatchValue(value=record["generation"])),
+            *self._recording_terms(source, recording)]), exact=True).count
+        self._flip(source, recording, record["generation"], int(count), record.get("origin"))
+
+    def _vacuum(self) -> None:
+        """Rewrite the local mode's SQLite files without their free pages."""
+        import contextlib
+        import sqlite3
+
+        for db in sorted(self.path.rglob("storage.sqlite")):
+            with contextlib.closing(sqlite3.connect(db)) as conn:
+                conn.execute("VACUUM")
 
     def close(self) -> None:
         self.client.close()

@@ -10,17 +10,21 @@ and the measurements behind ``ANN_MIN_ROWS``: docs/search.md.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from personkit.data.times import iso_from_us, us_from_iso
 from personkit.extras import require
 from personkit.index.entries import Entry, FilterError
+
+T = TypeVar("T")
 
 #: Below this many rows the embedded store searches exactly (a flat scan, about 2.5 ms per
 #: 1,000 rows of width 512 on 2 cores); at and above it builds an approximate index
@@ -58,6 +62,8 @@ META = ("id", "source", "track_id", "first_frame", "last_frame", "first_time", "
 #: a time after every timed one), then by source, first frame, track and id; every store
 #: returns the first ``k`` of all the rows that pass the filter in this order.
 NEWEST = "last_seen_us"
+#: What :meth:`Store.select` gives of each row (and :data:`NEWEST`).
+SELECTED = ("id", "source", "recording", "track_id")
 ORDER = ("source", "first_frame", "track_id", "id")
 #: Time filter keys (:meth:`~personkit.index.people.PeopleIndex.search`'s ``since`` and
 #: ``until``, ISO text): seen at or after ``since`` (its last sighting), at or before ``until``
@@ -113,6 +119,14 @@ class Store(Protocol):
 
     def versions(self) -> int | None:
         """Table versions kept on disk (None where the store has no versions)."""
+
+    def select(self, where: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``id``, ``source``, ``recording``, ``track_id`` and ``last_seen_us`` (None when
+        unknown) of every row passing ``where``."""
+
+    def forget(self, ids: Sequence[str]) -> None:
+        """Remove the rows ``ids`` so that their bytes leave every file of the store (their
+        data files rewritten, indices rebuilt, old versions deleted: docs/search.md)."""
 
 
 def _quote(value: str) -> str:
@@ -199,6 +213,24 @@ def entry_row(e: Entry, attributes: Sequence[str]) -> dict[str, Any]:
 
 def _positive(value: Sequence[Any]) -> float | None:
     return None if len(value) < 3 or value[2] is None else float(value[2])
+
+
+def _reread(method: Callable[..., T]) -> Callable[..., T]:
+    """A read of :class:`LanceStore` that, when the files of the version it began on were
+    deleted under it (a forget in this or another process removes every older version:
+    LanceDB's ``Not found``), runs again on the latest version (at most twice more)."""
+
+    @functools.wraps(method)
+    def read(self: Any, *args: Any, **kwargs: Any) -> T:
+        for attempt in range(3):
+            try:
+                return method(self, *args, **kwargs)
+            except (RuntimeError, OSError) as e:
+                if attempt == 2 or "Not found" not in str(e):
+                    raise
+        raise AssertionError("unreachable")
+
+    return read
 
 
 def _partitions(rows: int) -> int:
@@ -347,6 +379,7 @@ class LanceStore:
             self._passing[key] = int(self.table.count_rows(predicate))
         return self._passing[key]
 
+    @_reread
     def search(self, vector: np.ndarray | None, where: Mapping[str, Any],
                k: int) -> list[dict[str, Any]]:
         names = self._names()
@@ -380,13 +413,16 @@ class LanceStore:
         q = q.where(predicate) if predicate else q
         return [hit_from_row(r, self.attributes) for r in q.limit(k).to_list()]
 
+    @_reread
     def get(self, entry_id: str) -> Entry | None:
         rows = self.table.search().where(f"id = {_quote(entry_id)}").limit(1).to_list()
         return entry_from_row(rows[0], self.attributes) if rows else None
 
+    @_reread
     def count(self) -> int:
         return int(self.table.count_rows())
 
+    @_reread
     def sources(self) -> dict[str, int]:
         n = self.count()
         if not n:
@@ -396,6 +432,7 @@ class LanceStore:
                                    return_counts=True)
         return {str(v): int(c) for v, c in zip(values, counts, strict=True)}
 
+    @_reread
     def recordings(self) -> list[dict[str, Any]]:
         n = self.count()
         names = self._names()
@@ -408,6 +445,7 @@ class LanceStore:
                         "origin": g.get("origin") or None, "entries": int(g["source_count"])}
                        for g in groups), key=lambda r: (r["camera"], r["recording"]))
 
+    @_reread
     def time_span(self) -> tuple[int | None, int | None]:
         n, names = self.count(), self._names()
         if not n or "first_seen_us" not in names:
@@ -423,6 +461,56 @@ class LanceStore:
     def versions(self) -> int | None:
         return len(self.table.list_versions())
 
+    @_reread
+    def select(self, where: Mapping[str, Any]) -> list[dict[str, Any]]:
+        names = self._names()
+        _check_columns(where, names)
+        cols = [c for c in (*SELECTED, NEWEST) if c in names]
+        q = self.table.search().select(cols).limit(None)
+        predicate = sql_filter(where)
+        rows = (q.where(predicate) if predicate else q).to_arrow().to_pylist()
+        return [{NEWEST: None, **r, "recording": r.get("recording") or r["source"]}
+                for r in rows]
+
+    def forget(self, ids: Sequence[str]) -> None:
+        """Lance marks a deleted row in a deletion file and keeps its bytes in the data file
+        (and every old version keeps its files), so: one commit deletes the rows ``ids`` and
+        rewrites the other rows of the data files that hold them (a data file none of whose
+        rows is left is dropped), the indices are rebuilt (the ANN index holds quantised
+        embeddings), then every older version's files are deleted. A search of another
+        process reading an older version at that moment fails once (LanceDB's warning)."""
+        gone = set(ids)
+        if not gone:
+            return
+        listed = self.table.search().select(["id"]).with_row_id(True).limit(None).to_arrow()
+        fragments = sorted({r >> 32 for i, r in zip(listed["id"].to_pylist(),
+                                                     listed["_rowid"].to_pylist(), strict=True)
+                            if i in gone})
+        deleted = f"id IN ({', '.join(_quote(i) for i in sorted(gone))})"
+        within = " OR ".join(f"(_rowid >= {f << 32} AND _rowid < {(f + 1) << 32})"
+                             for f in fragments)
+        survivors = self.table.search().where(f"({within}) AND NOT ({deleted})").limit(
+            None).to_arrow()
+        if survivors.num_rows:
+            (self.table.merge_insert("id").when_matched_update_all()
+             .when_not_matched_by_source_delete(deleted).execute(survivors))
+        else:
+            self.table.delete(deleted)
+        self._rebuild_indices()
+        with warnings.catch_warnings():  # "removes every version except the latest": meant
+            warnings.simplefilter("ignore", UserWarning)
+            self.table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
+
+    def _rebuild_indices(self) -> None:
+        """After rows left: the indices built again from the rows there are (dropped below
+        ``ann_min_rows``, where searches are exact), so no index file keeps a forgotten row."""
+        if self._vector_index() is None:
+            return
+        for index in self.table.list_indices():
+            self.table.drop_index(index.name)
+        self._maybe_build_index()
+
+    @_reread
     def vectors(self) -> tuple[list[dict[str, Any]], np.ndarray]:
         n = self.count()
         if not n:
