@@ -196,6 +196,53 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("forget", "remove people from an index so that no file of it keeps them: by entry "
+         "id, camera or capture time (docs/search.md, Privacy and security)",
+         opt("index", help="index folder (personkit index)"),
+         opt("--entry", action="append", default=[], help="an entry id to forget (as search "
+             "prints it, e.g. cam1:3); repeatable"),
+         opt("--camera", default=None, help="forget every entry of this camera (with "
+             "--before: those last seen before it)"),
+         opt("--before", default=None, help="forget the entries last seen before this time: "
+             "ISO-8601 or a span before now (7d)"),
+         opt("--retain", default=None, help="keep this span, forget the entries last seen "
+             "earlier (7d: --before 7d)"),
+         opt("--dry-run", action="store_true", help="say whom it would forget, delete "
+             "nothing"),
+         opt("--json", action="store_true", help="print the result as JSON"))
+def _cmd_forget(args: argparse.Namespace) -> int:
+    from personkit.data.times import parse_span
+    from personkit.index.audit import AuditLog
+    from personkit.index.forget import forget
+    from personkit.index.people import PeopleIndex
+
+    before = args.before
+    if args.retain is not None:
+        if before is not None:
+            raise ValueError("give --before or --retain, not both (--retain 7d is --before 7d)")
+        parse_span(args.retain, "--retain")
+        before = args.retain
+    index = PeopleIndex.open(args.index)
+    out = forget(index, args.entry, args.camera, before, dry_run=args.dry_run)
+    if not args.dry_run:
+        AuditLog(index.path).write("forget", "command line", "local",
+                                   forgotten=len(out["forgotten"]), ids=out["forgotten"],
+                                   camera=args.camera, before=before)
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    ids = out["forgotten"]
+    shown = f" ({', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''})" if ids else ""
+    print(f"forget: {'would forget' if args.dry_run else 'forgot'} {len(ids)} "
+          f"entr{'y' if len(ids) == 1 else 'ies'}{shown}; {out['entries']} left in {args.index}")
+    if out["undated"]:
+        print(f"forget: {out['undated']} entries have no capture time and were kept (a time "
+              f"cannot select them; forget them by --entry or --camera)")
+    if out["files"]:
+        print(f"forget: {len(out['files'])} file(s) of the tracking output rewritten or deleted")
+    return 0
+
+
 @command("serve", "an HTTP service and web page: predict on uploaded images, search an index "
          "(needs [serve])",
          model_option(required=False, help=MODEL_FILE + " (default: the one --index was made "
@@ -213,6 +260,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
              "the API, e.g. https://example.org (default: none)"),
          opt("--tls-cert", default=None, help="certificate file for HTTPS (with --tls-key)"),
          opt("--tls-key", default=None, help="private key file for HTTPS (with --tls-cert)"),
+         opt("--retain", default=None, help="forget the index's entries last seen longer ago "
+             "than this span (7d), at start and every hour (docs/search.md)"),
          opt("--max-batch", type=positive_int, default=MAX_BATCH, help="concurrent /predict "
              "requests run as one batch, up to this many (1: no batching)"),
          opt("--max-wait-ms", type=float, default=MAX_WAIT_MS, help="how long a request waits "
@@ -249,6 +298,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                         comma_list(args.allowed_hosts), args.cors_origin)  # before the model
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ValueError("HTTPS needs both --tls-cert and --tls-key")
+    if args.retain is not None:
+        from personkit.data.times import parse_span
+
+        parse_span(args.retain, "--retain")
+        if args.index is None:
+            raise ValueError(f"--retain {args.retain} needs the index whose entries it "
+                             f"forgets (--index)")
     specs = camera_specs(args.camera, args.cameras)  # told before the model loads
     if specs and not args.index:
         raise ValueError(f"--camera {specs[0].name}=...: live cameras need --index, the index "
@@ -259,7 +315,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     serve(predictor, args.index, detector=detector, host=args.host,
           port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
           limits=limits, access=access,
-          tls=(args.tls_cert, args.tls_key) if args.tls_cert else None,
+          tls=(args.tls_cert, args.tls_key) if args.tls_cert else None, retain=args.retain,
           cameras=_camera_detectors(specs, args, detector),
           checkpoint_seconds=args.checkpoint_seconds)
     return 0

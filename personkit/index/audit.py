@@ -1,6 +1,7 @@
-"""Who looked at whom (issue 37): every search, entry view, thumbnail fetch and refused request
-of ``personkit serve`` appends one JSON line to ``INDEX/audit.jsonl`` (time, client address,
-the key that was used, the route, the filter and example, the number of hits), rotated by size
+"""Who looked at whom (issue 37): every search, entry view, thumbnail fetch, deletion, retention
+run and refused request of ``personkit serve`` (and every ``personkit forget``) appends one JSON
+line to ``INDEX/audit.jsonl`` (time, client address, the key that was used, the route, the
+filter and example, the number of hits, the ids forgotten), rotated by size
 (the standard library's :class:`~logging.handlers.RotatingFileHandler`: ``audit.jsonl.1`` is
 the previous file, up to ``backups`` of them). ``personkit audit INDEX --since 1d`` prints it.
 """

@@ -36,6 +36,7 @@ from personkit.serve.batching import BatcherBusy, BatcherStopped
 from personkit.serve.ingest import open_served_index
 from personkit.serve.limits import Admission, UploadLimit, send_error
 from personkit.serve.metrics import CountRequests
+from personkit.serve.retention import Retention
 from personkit.serve.service import ApiError, Service
 from personkit.serve.settings import (
     CHECKPOINT_SECONDS,
@@ -146,7 +147,8 @@ class JsonErrors:
                                             f"log has the details", None)
 
 
-def create_app(service: Service, access: Access | None = None) -> Any:
+def create_app(service: Service, access: Access | None = None,
+               retention: Retention | None = None) -> Any:
     """The FastAPI application of ``service``: its routers (:mod:`personkit.serve.routes`),
     error handlers and, outermost first, CORS (only with ``access.cors_origin``), access
     control (:mod:`personkit.serve.access`; default: loopback hosts, no key), request
@@ -157,7 +159,11 @@ def create_app(service: Service, access: Access | None = None) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         service.start()  # the live cameras, if any (--camera)
+        if retention is not None:
+            retention.start()
         yield
+        if retention is not None:
+            retention.close()  # a forget in progress finishes
         await service.close()  # waiting requests get 503; the running batch stops early
         print("personkit serve: stopped", flush=True)
 
@@ -193,7 +199,7 @@ def serve(predictor: Predictor, index: str | Path | None = None, *,
           limits: Limits | None = None, access: Access | None = None,
           tls: tuple[str, str] | None = None,
           cameras: Sequence[tuple[CameraSpec, DetectorBase | None]] = (),
-          checkpoint_seconds: float = CHECKPOINT_SECONDS) -> None:
+          checkpoint_seconds: float = CHECKPOINT_SECONDS, retain: str | None = None) -> None:
     """``personkit serve``: ``predictor`` (and the index at ``index``, the ``detector`` that
     finds the people of an image sent without boxes) over HTTP until stopped; ``max_batch``
     and ``max_wait_ms``: how ``/predict`` requests are batched
@@ -201,20 +207,28 @@ def serve(predictor: Predictor, index: str | Path | None = None, *,
     :func:`~personkit.serve.access.access_for` ``host`` without a key, refused unless
     loopback); ``tls``: a certificate and key file for HTTPS; ``cameras``: live cameras
     (each with its detector) tracked into the index, created when missing, their running
-    tracks written every ``checkpoint_seconds`` (:mod:`personkit.serve.ingest`)."""
+    tracks written every ``checkpoint_seconds`` (:mod:`personkit.serve.ingest`); ``retain``:
+    forget the index's entries last seen longer ago than this span (``7d``), at start and on a
+    schedule (:mod:`personkit.serve.retention`)."""
     uvicorn = require("uvicorn")
 
     access = access or access_for(host, None)
     limits = limits or Limits()
     service = Service(predictor, open_served_index(index, predictor, bool(cameras)), detector,
                       max_batch, max_wait_ms, limits, cameras, checkpoint_seconds)
+    retention = None
+    if retain is not None:
+        if service.index is None:
+            raise ValueError(f"--retain {retain} needs the index whose entries it forgets "
+                             f"(--index)")
+        retention = Retention(service.index, retain, service.record)
     scheme = "https" if tls else "http"
     print(f"personkit serve: {scheme}://{host}:{port}/ (model {predictor.model_id}"
           f"{f', index {index}' if index else ''}; at most {limits.max_concurrency} requests "
           f"at once, {limits.max_queue} waiting; "
           f"{'an API key needed' if access.api_key else 'no API key'}"
           f"{f'; {len(cameras)} live camera(s)' if cameras else ''})", flush=True)
-    config = uvicorn.Config(create_app(service, access), host=host, port=port,
+    config = uvicorn.Config(create_app(service, access, retention), host=host, port=port,
                             log_level="warning", timeout_graceful_shutdown=GRACEFUL_SECONDS,
                             ssl_certfile=tls[0] if tls else None,
                             ssl_keyfile=tls[1] if tls else None)

@@ -147,6 +147,13 @@ class CamerasOut(BaseModel):
     cameras: list[CameraOut]
 
 
+class ForgetOut(BaseModel):
+    """What ``DELETE /people/{id}`` forgot (docs/search.md, Privacy and security)."""
+
+    forgotten: list[str] = Field(description="the entry ids forgotten")
+    entries: int = Field(description="entries left in the index")
+
+
 class IndexHealth(BaseModel):
     name: str = Field(description="the index folder's name (never the server's path)")
     entries: int

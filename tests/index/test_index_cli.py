@@ -226,3 +226,49 @@ def test_index_and_serve_take_the_model_from_the_index(index, tiny_checkpoint, t
     assert served == {"path": str(tiny_checkpoint), "index": str(copy)}
     assert main(["search", str(copy), "--where", "gender=male"]) == 0
     assert len([x for x in capsys.readouterr().out.splitlines() if ": frames" in x]) <= DEFAULT_K
+
+
+def test_forget_an_entry_leaves_no_byte_of_it_in_the_index_folder(index, tmp_path, capsys):
+    """`personkit forget --entry`: the entry's thumbnail and embedding bytes are in the store's
+    and the tracking output's files before and in none after; its track leaves tracks.json,
+    results.txt and the bank; the audit log says who forgot whom; an unknown id changes
+    nothing. (Camera tiny-b-0: another test indexes tiny-0's track folder again as "door",
+    whose entries hold the same thumbnails.)"""
+    import shutil
+
+    from personkit.index import PeopleIndex
+
+    copy = tmp_path / "people"
+    shutil.copytree(index, copy)
+    idx = PeopleIndex.open(copy)
+    target = idx.get(min(r["id"] for r in idx.store.select({"source": "tiny-b-0"})))
+    needles = [target.thumbnail, np.asarray(target.embedding, np.float32).tobytes()]
+
+    def holding(needle: bytes) -> list[str]:
+        return [str(p.relative_to(copy)) for p in copy.rglob("*")
+                if p.is_file() and needle in p.read_bytes()]
+
+    assert f"tracks/tiny-b-0/thumbs/{target.track_id:04d}.jpg" in holding(needles[0])
+    assert holding(needles[1])
+    count = idx.store.count()
+    assert main(["forget", str(copy), "--entry", target.id, "--entry", "tiny-b-0:999"]) == 2
+    assert "no entry 'tiny-b-0:999'" in capsys.readouterr().err
+    assert PeopleIndex.open(copy).store.count() == count and holding(needles[0])
+    assert main(["forget", str(copy), "--entry", target.id]) == 0
+    assert f"forgot 1 entry ({target.id}); {count - 1} left" in capsys.readouterr().out
+    assert not holding(needles[0]) and not holding(needles[1])
+    tracks = json.loads((copy / "tracks" / "tiny-b-0" / "tracks.json").read_text())
+    assert target.track_id not in {t["track_id"] for t in tracks["tracks"]} and tracks["tracks"]
+    rows = (copy / "tracks" / "tiny-b-0" / "results.txt").read_text().splitlines()
+    assert rows and all(int(r.split(",")[1]) != target.track_id for r in rows)
+    bank = json.loads((copy / "tracks" / "tiny-b-0" / "gallery.json").read_text())["entries"]
+    emb = np.load(copy / "tracks" / "tiny-b-0" / "track_embeddings.npy")
+    assert len(emb) == len(bank) and target.track_id not in {e["track_id"] for e in bank}
+    assert main(["audit", str(copy), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert record["event"] == "forget" and record["ids"] == [target.id]
+    assert main(["forget", str(copy), "--camera", "tiny-0", "--dry-run"]) == 0
+    assert "would forget" in capsys.readouterr().out and (copy / "tracks" / "tiny-0").is_dir()
+    assert main(["forget", str(copy), "--camera", "tiny-0"]) == 0
+    assert not (copy / "tracks" / "tiny-0").exists()
+    assert "tiny-0" not in PeopleIndex.open(copy).store.sources()

@@ -1,5 +1,5 @@
 """The people index over HTTP: ``POST /search``, ``GET /cameras``, ``GET /tracks/{id}``,
-``GET /thumbs/{id}``.
+``GET /thumbs/{id}``, ``DELETE /people/{id}``.
 
 Store errors are classified by their type (:mod:`personkit.index.entries`): a bad filter is a
 400 naming ``where``, an example of another width names ``example``, an empty index names
@@ -19,7 +19,7 @@ from personkit.index.entries import DEFAULT_K, EmptyIndexError, ExampleError, Fi
 from personkit.index.people import PeopleIndex
 from personkit.serve.routes import ERRORS, IndexDep, ServiceDep
 from personkit.serve.routes.predict import read_image_field
-from personkit.serve.schemas import CamerasOut, EntryOut, SearchOut
+from personkit.serve.schemas import CamerasOut, EntryOut, ForgetOut, SearchOut
 from personkit.serve.service import ApiError, Service, overlay_uri
 
 router = APIRouter(tags=["people"])
@@ -176,3 +176,16 @@ async def thumb(service: ServiceDep, index: IndexDep, request: Request,
     entry = await get_entry(index, entry_id)
     _audit(service, request, "thumbnail", id=entry_id)
     return Response(entry.thumbnail, media_type="image/jpeg")
+
+
+@router.delete("/people/{entry_id:path}", response_model=ForgetOut, responses=ERRORS)
+async def forget_person(service: ServiceDep, index: IndexDep, request: Request,
+                        entry_id: str) -> Any:
+    """Forget one person: the entry leaves every file of the index, its thumbnail and its
+    track in the index's tracking output too (:func:`~personkit.index.forget.forget`)."""
+    from personkit.index.forget import forget
+
+    await get_entry(index, entry_id)  # 404 naming it
+    out = await asyncio.to_thread(forget, index, [entry_id])
+    _audit(service, request, "forget", id=entry_id, forgotten=len(out["forgotten"]))
+    return {"forgotten": out["forgotten"], "entries": out["entries"]}
