@@ -28,7 +28,7 @@ $(STAMP): $(CORE_STAMP)
 $(TEST_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,export,track,serve,openvino,study]'
+	$(BIN)/pip install --quiet -e '.[dev,export,track,serve,openvino,study,cluster]'
 	$(BIN)/pip install --quiet --no-deps boxmot==25.0.0 trackeval==1.3.0  # see docs/tracking.md
 	touch $(CORE_STAMP) $(STAMP) $(TEST_STAMP)
 

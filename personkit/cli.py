@@ -299,9 +299,21 @@ def _cmd_track(args: argparse.Namespace) -> int:
          opt("--nproc", type=int, default=1, help="data-parallel processes per run (torchrun)"),
          opt("--report", default=None, help="also write the results into this Markdown file"),
          opt("--rows", default=None, help="comma-separated row names to run (default all)"),
-         opt("--jobs", type=positive_int, default=1, help="run up to N independent (row, "
-             "seed) jobs at a time, each in a process with cores/N threads (docs/study.md)"),
+         opt("--jobs", type=positive_int, default=None, help="--backend local: run up to N "
+             "independent (row, seed) jobs at a time, each in a process with cores/N threads "
+             "(docs/study.md; default 1)"),
          opt("--job", default=None, help=argparse.SUPPRESS),  # ROW:SEED, for --jobs
+         opt("--backend", choices=("local", "ray"), default="local", help="where the jobs "
+             "run: local (this machine, --jobs) or ray (each job a Ray task; needs "
+             "personkit[cluster])"),
+         opt("--address", default=None, help="--backend ray: join the Ray cluster at this "
+             "address (auto, or the head's host:port) instead of starting a local Ray"),
+         opt("--cpus-per-job", type=float, default=None, help="--backend ray: CPUs of each "
+             "job, unless its row gives resources (default 1)"),
+         opt("--gpus-per-job", type=float, default=None, help="--backend ray: GPUs of each "
+             "job, unless its row gives resources (default 0)"),
+         opt("--max-retries", type=int, default=None, help="--backend ray: retries of a job "
+             "whose worker dies; it resumes from its newest checkpoint (default 3)"),
          shared("--no-progress", help="hide the progress bars"))
 def _cmd_study(args: argparse.Namespace) -> int:
     from personkit.study import run_study
@@ -311,11 +323,30 @@ def _cmd_study(args: argparse.Namespace) -> int:
         run_one_job(args.spec, args.out, args.job, progress=not args.no_progress)
         return 0
     summary = run_study(args.spec, args.out, nproc=args.nproc, report=args.report,
-                        progress=not args.no_progress, only=args.rows, jobs=args.jobs,
-                        overrides=args.overrides)
+                        progress=not args.no_progress, only=args.rows, jobs=args.jobs or 1,
+                        overrides=args.overrides, ray=_ray_options(args))
     print(f"{summary['ran']} runs trained, {summary['skipped']} already done; "
           f"{summary['study_md']}")
     return 0
+
+
+def _ray_options(args: argparse.Namespace):  # -> RayOptions | None (imported when used)
+    """``study``'s Ray options (``--backend ray``); a Ray option with another back-end, or
+    ``--jobs`` with Ray, is refused naming it."""
+    given = [f"--{k.replace('_', '-')}" for k in ("address", "cpus_per_job", "gpus_per_job",
+                                                   "max_retries") if getattr(args, k) is not None]
+    if args.backend != "ray":
+        if given:
+            raise ValueError(f"{', '.join(given)} needs --backend ray")
+        return None
+    if args.jobs is not None:
+        raise ValueError(f"--backend ray with --jobs {args.jobs}: Ray places the jobs; give "
+                         f"each its resources with --cpus-per-job/--gpus-per-job instead")
+    from personkit.study.ray_backend import RayOptions
+
+    defaults = RayOptions.__dataclass_fields__
+    return RayOptions(**{k: getattr(args, k) if getattr(args, k) is not None
+                         else defaults[k].default for k in defaults})
 
 
 from personkit import cli_data, cli_people  # noqa: E402, F401  (registered after the others)

@@ -11,9 +11,9 @@ killed mid-training resumes from its newest checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from personkit.runtime import exclusive
 from personkit.study.jobs import (
@@ -28,6 +28,12 @@ from personkit.study.parallel import run_parallel
 from personkit.study.report import write_outputs
 from personkit.study.spec import Study, StudyError, load_study
 from personkit.synth import ensure_world
+
+if TYPE_CHECKING:
+    from personkit.study.ray_backend import RayOptions
+
+#: Runs the jobs of a study (indices) and records them: (results path, progress, nproc) too.
+Runner = Callable[[list[int], Path, bool, int], tuple[int, list[str]]]
 
 
 def current_records(study: Study, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -45,7 +51,7 @@ def current_records(study: Study, records: list[dict[str, Any]]) -> list[dict[st
 
 def run_study(spec: str | Path, out: str | Path, nproc: int = 1, report: str | Path | None = None,
               progress: bool = True, only: str | None = None, jobs: int = 1,
-              overrides: Sequence[str] = ()) -> dict[str, Any]:
+              overrides: Sequence[str] = (), ray: RayOptions | None = None) -> dict[str, Any]:
     """Validate ``spec``, run every job not yet in ``OUT/results.jsonl``, then write
     ``OUT/study.md`` and ``OUT/fig5.png`` (and the results section of ``report``).
 
@@ -53,7 +59,12 @@ def run_study(spec: str | Path, out: str | Path, nproc: int = 1, report: str | P
     :func:`job_dependencies` allows (see personkit/study/parallel.py); a failed job raises
     :class:`StudyRunError` after the others finished. One study at a time per ``out``: this
     process holds ``OUT/.study.lock`` until it returns. ``overrides`` apply to every training
-    row, after its own."""
+    row, after its own. ``ray`` (``--backend ray``) runs every job as a Ray task instead
+    (personkit/study/ray_backend.py): connected, and checked against the cluster's nodes,
+    before anything runs."""
+    if ray is not None and jobs != 1:
+        raise StudyError(f"--backend ray with --jobs {jobs}: Ray places the jobs (give each "
+                         f"its resources with --cpus-per-job/--gpus-per-job instead)")
     if jobs < 1:
         raise StudyError(f"--jobs must be >= 1, got {jobs}")
     if jobs > 1 and nproc > 1:
@@ -62,11 +73,16 @@ def run_study(spec: str | Path, out: str | Path, nproc: int = 1, report: str | P
     study = load_study(spec, out, overrides)
     study.out.mkdir(parents=True, exist_ok=True)
     with exclusive(study.out / ".study.lock", f"study folder {study.out}"):
-        return _run(study, nproc, report, progress, only, jobs)
+        if ray is None:
+            return _run(study, nproc, report, progress, only, jobs)
+        from personkit.study.ray_backend import ray_session
+
+        with ray_session(study, ray) as runner:
+            return _run(study, nproc, report, progress, only, jobs, runner)
 
 
 def _run(study: Study, nproc: int, report: str | Path | None, progress: bool,
-         only: str | None, jobs: int) -> dict[str, Any]:
+         only: str | None, jobs: int, runner: Runner | None = None) -> dict[str, Any]:
     wanted = None if only is None else set(only.split(","))
     if wanted is not None and wanted - {j.row for j in study.jobs}:
         raise StudyError(f"--rows: no rows named {sorted(wanted - {j.row for j in study.jobs})}")
@@ -81,14 +97,14 @@ def _run(study: Study, nproc: int, report: str | Path | None, progress: bool,
     records = read_results(results_path)
     done = {j.key for j in study.jobs if any(is_current(r, j, study.out) for r in records)}
     ran = skipped = 0
-    todo: list[int] = []  # --jobs N: the indices of the jobs to run, in spec order
+    todo: list[int] = []  # --jobs N, Ray: the indices of the jobs to run, in spec order
     for n, job in enumerate(study.jobs, 1):
         head = f"[{n}/{len(study.jobs)}] {job.row} seed {job.seed}"
         if job.key in done or (wanted is not None and job.row not in wanted):
             skipped += job.key in done
             print(f"{head}: {'done, skipped' if job.key in done else 'not selected'}")
             continue
-        if jobs > 1:
+        if jobs > 1 or runner is not None:
             todo.append(n - 1)
             continue
         print(f"{head}: {job.kind} ...", flush=True)
@@ -97,7 +113,9 @@ def _run(study: Study, nproc: int, report: str | Path | None, progress: bool,
         print(f"{head}: finished in {rec['seconds']['total']:.0f} s", flush=True)
         ran += 1
     failed = []
-    if todo:
+    if todo and runner is not None:
+        ran, failed = runner(todo, results_path, progress, nproc)
+    elif todo:
         ran, failed = run_parallel(study, todo, jobs, results_path, progress)
     paths = write_outputs(study, current_records(study, read_results(results_path)), report)
     print(f"wrote {paths['study_md']}" + (f" and {paths['fig5']}" if paths["fig5"] else ""))

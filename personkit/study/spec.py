@@ -25,7 +25,8 @@ from personkit.runtime import resolve_device
 SPEC_KEYS = {"name", "description", "world", "data_root", "defaults", "rows", "tables",
              "claims", "dose"}
 ROW_KEYS = {"name", "label", "config", "overrides", "seeds", "init_from", "annotate",
-            "score_truth", "grid", "fig5", "world"}
+            "score_truth", "grid", "fig5", "world", "resources"}
+RESOURCE_KEYS = {"cpus", "gpus"}  # a row's Ray resources (--backend ray), not in its hash
 DEFAULT_KEYS = {"config", "overrides", "seeds"}
 WORLD_KEYS = {"preset", "seed", "dir", "bias"}
 ROW_WORLD_KEYS = {"preset", "seed", "bias"}  # a row's own world: these differ from the spec's
@@ -54,6 +55,7 @@ class Job:
     world: dict[str, Any] | None = None  # the synthetic world it trains on (None: real data)
     data_root: Path | None = None
     world_id: dict[str, Any] = field(default_factory=dict)  # what its hash binds
+    resources: dict[str, float] = field(default_factory=dict)  # --backend ray: cpus, gpus
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -228,8 +230,9 @@ def load_study(spec_path: str | Path, out: str | Path, overrides: Sequence[str] 
             row_jobs = _row_jobs(row, name, values, defaults, base, out, row_world, seeds_of,
                                  f"{spec_path}: row {name}")
             refs = tuple(sorted(_run_refs([defaults.get("overrides", []), row])))
+            resources = _resources(row.get("resources"), f"{spec_path}: row {name}")
             for job in row_jobs:
-                job.refs, job.grid = refs, values
+                job.refs, job.grid, job.resources = refs, values, resources
                 job.world, job.data_root, job.world_id = row_world
             jobs += row_jobs
             if row_jobs[0].kind == "train":
@@ -240,6 +243,18 @@ def load_study(spec_path: str | Path, out: str | Path, overrides: Sequence[str] 
     dose = _check_dose(spec.get("dose") or [], jobs, spec_path)
     return Study(spec_path, out, jobs, tables, claims, world, data_root,
                  spec.get("name", spec_path.stem), dose)
+
+
+def _resources(value: Any, where: str) -> dict[str, float]:
+    """A row's ``resources: {cpus: N, gpus: N}`` (what one of its jobs needs from a Ray node;
+    not part of its hash: they decide where it runs, not what it computes)."""
+    if value is None:
+        return {}
+    _check_keys(value, RESOURCE_KEYS, f"{where}: resources")
+    out = {k: _number(v, f"{where}: resources.{k}") for k, v in value.items()}
+    if out.get("cpus", 1) <= 0 or out.get("gpus", 0) < 0:
+        raise StudyError(f"{where}: resources need cpus > 0 and gpus >= 0, got {value}")
+    return out
 
 
 def _check_world(world: dict[str, Any], where: str) -> dict[str, Any]:
