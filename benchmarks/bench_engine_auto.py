@@ -1,0 +1,79 @@
+"""``personkit track`` with the default ``--engine auto`` against ``--engine torch`` (issue 38):
+the same command line, one process per run as a user starts it, the runs of both alternated
+(so that load from other processes spreads over both); per engine the median of the runs'
+frames/s (the tracking loop's own wall time, ``summary.json``'s ``fps``), of the network's
+milliseconds a frame and of the whole process's wall seconds (start-up included), and the
+ratio of the medians. The engine each run used is read back from ``summary.json``.
+
+    python benchmarks/bench_engine_auto.py RUN SEQUENCE [--runs 5] [--extra "--detector D"]
+        [--out benchmarks/results/engine_auto.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def track_once(run: str, sequence: str, engine: str | None, extra: list[str],
+               out: Path) -> dict:
+    """One ``personkit track`` process; its speed and the engine that ran."""
+    argv = [sys.executable, "-m", "personkit", "track", "--model", run, sequence, "--out",
+            str(out), "--overwrite", "--no-progress", *extra,
+            *(["--engine", engine] if engine else [])]
+    start = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if done.returncode:
+        raise RuntimeError(f"{shlex.join(argv)} failed: {done.stderr[-2000:]}")
+    summary = json.loads((out / "summary.json").read_text())
+    frames = summary["frames"]
+    return {"fps": summary["fps"]["total"], "wall_s": wall,
+            "network_ms": 1e3 * summary["seconds"]["network"] / frames,
+            "engine": summary["engine"],
+            "line": next((ln for ln in done.stderr.splitlines() if "engine auto:" in ln), None)}
+
+
+def main() -> None:
+    from personkit.runtime import describe_machine, machine_info
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run")
+    p.add_argument("sequence")
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--extra", default="", help="more track options, e.g. '--detector D'")
+    p.add_argument("--out", default="benchmarks/results/engine_auto.json")
+    args = p.parse_args()
+    extra = shlex.split(args.extra)
+    runs: dict[str, list[dict]] = {"auto": [], "torch": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.runs):
+            for name in (("auto", "torch") if i % 2 == 0 else ("torch", "auto")):
+                got = track_once(args.run, args.sequence, None if name == "auto" else name,
+                                 extra, Path(tmp) / name)
+                runs[name].append(got)
+                print(f"{name} run {i + 1}: {got['fps']:.1f} frames/s, network "
+                      f"{got['network_ms']:.1f} ms a frame, {got['wall_s']:.1f} s wall",
+                      flush=True)
+    medians = {name: {k: statistics.median(r[k] for r in rs)
+                      for k in ("fps", "network_ms", "wall_s")} for name, rs in runs.items()}
+    result = {"machine": describe_machine(machine_info()), "command": sys.argv,
+              "medians": medians, "ratio_fps": medians["auto"]["fps"] / medians["torch"]["fps"],
+              "ratio_network": medians["torch"]["network_ms"] / medians["auto"]["network_ms"],
+              "engine_auto": runs["auto"][0]["engine"], "line": runs["auto"][0]["line"],
+              "runs": runs}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: result[k] for k in ("machine", "medians", "ratio_fps",
+                                             "ratio_network", "line")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
