@@ -209,21 +209,26 @@ def check_resources(jobs: list[Job], opts: RayOptions, nodes: list[dict[str, Any
 
 # ------------------------------------------------------------------------- shared storage
 
-def _storage_probe(folder: str, token: str, node_id: str) -> tuple[str | None, str | None]:
-    """On one node: read the driver's marker and write this node's; (what it read, error)."""
-    path = Path(folder)
-    try:
-        seen = (path / "driver").read_text(encoding="utf-8").strip()
-    except OSError as e:
-        seen = None
-        error = f"cannot read {path / 'driver'} ({e.strerror or e})"
-    else:
-        error = None
-    try:
-        (path / f"node-{node_id}").write_text(token + "\n", encoding="utf-8")
-    except OSError as e:
-        error = error or f"cannot write in {path} ({e.strerror or e})"
-    return seen, error
+def _storage_probe() -> Callable[[str, str, str], tuple[str | None, str | None]]:
+    """The marker task's function, made in a closure so that Ray pickles it by value: a node
+    runs it without importing personkit (and torch), in a fraction of a second."""
+
+    def probe(folder: str, token: str, node_id: str) -> tuple[str | None, str | None]:
+        """On one node: read the driver's marker, write this node's; (what it read, error)."""
+        from pathlib import Path
+
+        path, seen, error = Path(folder), None, None
+        try:
+            seen = (path / "driver").read_text(encoding="utf-8").strip()
+        except OSError as e:
+            error = f"cannot read {path / 'driver'} ({e.strerror or e})"
+        try:
+            (path / f"node-{node_id}").write_text(token + "\n", encoding="utf-8")
+        except OSError as e:
+            error = error or f"cannot write in {path} ({e.strerror or e})"
+        return seen, error
+
+    return probe
 
 
 def storage_problems(folder: Path, token: str,
@@ -259,7 +264,7 @@ def check_shared_storage(ray: Any, out: Path, nodes: list[dict[str, Any]]) -> No
     folder.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
     (folder / "driver").write_text(token + "\n", encoding="utf-8")
-    probe = ray.remote(_storage_probe)
+    probe = ray.remote(_storage_probe())
     refs = {n["NodeID"]: probe.options(
         num_cpus=0, max_retries=0, name="personkit study storage check",
         scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),

@@ -19,6 +19,7 @@ from personkit.runtime import exclusive
 from personkit.study.jobs import (
     StudyRunError,
     _append,
+    _parse,
     _run_job,
     is_current,
     read_results,
@@ -73,12 +74,23 @@ def run_study(spec: str | Path, out: str | Path, nproc: int = 1, report: str | P
     study = load_study(spec, out, overrides)
     study.out.mkdir(parents=True, exist_ok=True)
     with exclusive(study.out / ".study.lock", f"study folder {study.out}"):
-        if ray is None:
+        if ray is None or not _pending(study, only):  # nothing to run: no Ray to start
             return _run(study, nproc, report, progress, only, jobs)
         from personkit.study.ray_backend import ray_session
 
         with ray_session(study, ray) as runner:
             return _run(study, nproc, report, progress, only, jobs, runner)
+
+
+def _pending(study: Study, only: str | None) -> bool:
+    """Whether a selected job of ``study`` has no current record (or ``only`` names no row:
+    :func:`_run` says so)."""
+    records, _ = _parse(study.out / "results.jsonl")
+    wanted = None if only is None else set(only.split(","))
+    if wanted is not None and wanted - {j.row for j in study.jobs}:
+        return False
+    return any(not any(is_current(r, j, study.out) for r in records) for j in study.jobs
+               if wanted is None or j.row in wanted)
 
 
 def _run(study: Study, nproc: int, report: str | Path | None, progress: bool,

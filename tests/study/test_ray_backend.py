@@ -110,6 +110,22 @@ def test_ray_records_are_the_local_ones_after_a_killed_worker(
     assert len(read_results(out / "results.jsonl")) == 2
 
 
+@pytest.mark.slow
+def test_a_worker_lost_more_often_than_retried_fails_its_job(tmp_path, tiny_world_dir,
+                                                             local_ray, capsys):
+    """--max-retries 0: reid's killed worker fails the job; ft, which waits for it, is not
+    started; exit 1 naming both; nothing recorded."""
+    spec, out = _spec(tmp_path, tiny_world_dir, ROWS), tmp_path / "study"
+    assert _study(spec, out, "--backend", "ray", "--max-retries", "0") == 1
+    captured = capsys.readouterr()
+    log = next((out / "runs" / "reid").glob("seed0-*")) / "study.log"
+    assert (f"row reid seed 0 failed (WorkerCrashedError: its worker died in each of 1 "
+            f"attempts); its log: {log}") in captured.err
+    assert "row ft seed 0 not started" in captured.err
+    assert "ft seed 0: not started (waits for reid seed 0, failed)" in captured.out
+    assert read_results(out / "results.jsonl") == []
+
+
 def test_a_job_no_node_can_hold_is_refused_naming_its_row(tmp_path, tiny_world_dir, local_ray,
                                                           capsys):
     rows = [{"name": "reid", "config": REID},
@@ -173,6 +189,8 @@ def _descendants(pid: int) -> set[int]:
     """Every process below ``pid`` (from /proc)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
             ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
