@@ -130,7 +130,8 @@ def passes(record: dict[str, Any]) -> bool:
 def verdict(record: dict[str, Any]) -> str | None:
     """Why a check record fails the bound (None: it passes)."""
     if record.get("exact"):
-        return None if record.get("parity_ok") else "its parity check against torch failed"
+        return None if record.get("parity_ok") else "its outputs differ from torch's beyond " \
+            "the float32 rounding bound"
     loss = record.get("worst_loss_points")
     if loss is None:
         return "its check has no scores"
@@ -263,13 +264,13 @@ def _status(model: str | Path | None, v: Variant, record: dict[str, Any] | None,
         return NOT_CHECKED, True
     if record.get("skipped"):
         return f"export --auto could not make it ({record['skipped']})", False
+    kind = "parity check" if v.exact else "accuracy check"
     if record.get("weights") != current:
-        return (f"its accuracy check is stale: made for weights "
-                f"{str(record.get('weights'))[:12]}, the model's are now {str(current)[:12]}",
-                True)
+        return (f"its {kind} is stale: made for weights {str(record.get('weights'))[:12]}, "
+                f"the model's are now {str(current)[:12]}", True)
     failed = verdict(record)
     if failed:
-        return f"it failed its accuracy check: {failed}", False
+        return f"it failed its {kind}: {failed}", False
     path = export_path(model, v)
     if path is None or not path.exists():
         return f"its export {path} is missing", True
