@@ -476,9 +476,10 @@ class LanceStore:
         """Lance marks a deleted row in a deletion file and keeps its bytes in the data file
         (and every old version keeps its files), so: one commit deletes the rows ``ids`` and
         rewrites the other rows of the data files that hold them (a data file none of whose
-        rows is left is dropped), the indices are rebuilt (the ANN index holds quantised
-        embeddings), then every older version's files are deleted. A search of another
-        process reading an older version at that moment fails once (LanceDB's warning)."""
+        rows is left is dropped); the indices are dropped (the ANN index holds quantised
+        embeddings), every older version's files deleted (``optimize``, with no index to fold
+        rows into), and the indices built again from the rows left. A search reading an older
+        version meanwhile reads again (:func:`_reread`)."""
         gone = set(ids)
         if not gone:
             return
@@ -496,19 +497,14 @@ class LanceStore:
              .when_not_matched_by_source_delete(deleted).execute(survivors))
         else:
             self.table.delete(deleted)
-        self._rebuild_indices()
+        indexed = self._vector_index() is not None
+        for index in self.table.list_indices():  # built again below, without the rows
+            self.table.drop_index(index.name)
         with warnings.catch_warnings():  # "removes every version except the latest": meant
             warnings.simplefilter("ignore", UserWarning)
             self.table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
-
-    def _rebuild_indices(self) -> None:
-        """After rows left: the indices built again from the rows there are (dropped below
-        ``ann_min_rows``, where searches are exact), so no index file keeps a forgotten row."""
-        if self._vector_index() is None:
-            return
-        for index in self.table.list_indices():
-            self.table.drop_index(index.name)
-        self._maybe_build_index()
+        if indexed:
+            self._maybe_build_index()  # not below ann_min_rows: searches are exact there
 
     @_reread
     def vectors(self) -> tuple[list[dict[str, Any]], np.ndarray]:
