@@ -105,11 +105,24 @@ def schedule(durations: list[float], deps: list[set[int]], slots: int) -> float:
     return max(end, default=0.0)
 
 
+def most_at_once(records: list[dict]) -> int:
+    """The most jobs that ran at the same time, from the records (finish time, seconds)."""
+    spans = []
+    for r in records:
+        end = time.mktime(time.strptime(r["finished"], "%Y-%m-%d %H:%M:%S"))
+        spans += [(end - r["seconds"]["total"], 1), (end, -1)]
+    now = peak = 0
+    for _, step in sorted(spans):
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
 def measure(spec: Path, work: Path, repeats: int) -> dict:
     walls: dict[str, list[float]] = {b: [] for b in BACKENDS}
     fixed: dict[str, list[float]] = {b: [] for b in BACKENDS}
     jobs: dict[str, list[float]] = {}
-    loads, start_stop = [], []
+    loads, start_stop, peaks = [], [], []
     for r in range(repeats):
         start_stop.append(ray_start_stop())
         for name, args in BACKENDS.items():
@@ -118,15 +131,18 @@ def measure(spec: Path, work: Path, repeats: int) -> dict:
             loads.append(os.getloadavg()[0])
             walls[name].append(run(spec, out, args))
             fixed[name].append(run(spec, out, args))  # every job recorded: skipped
+            records = read_results(out / "results.jsonl")
+            peaks.append(most_at_once(records))
             print(f"repeat {r + 1}/{repeats} {name}: {walls[name][-1]:.1f} s, all skipped "
-                  f"{fixed[name][-1]:.1f} s (load {loads[-1]:.2f})", flush=True)
+                  f"{fixed[name][-1]:.1f} s (load {loads[-1]:.2f}; at most {peaks[-1]} jobs "
+                  f"at once)", flush=True)
             if name == "ray":
-                for rec in read_results(out / "results.jsonl"):
+                for rec in records:
                     jobs.setdefault(f"{rec['row']} seed {rec['seed']}", []).append(
                         rec["seconds"]["total"])
             shutil.rmtree(out / "runs")  # weights and checkpoints (results.jsonl is kept)
     return {"walls": walls, "fixed": fixed, "jobs": jobs, "loads": loads,
-            "ray_start_stop": start_stop}
+            "ray_start_stop": start_stop, "most_at_once": peaks}
 
 
 def estimate(spec: Path, work: Path, result: dict, nodes: list[int]) -> dict[int, float]:

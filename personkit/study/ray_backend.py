@@ -302,11 +302,15 @@ def _job_task(job: Job, out: str, nproc: int, progress: bool, index: int, events
     ctx = ray.get_runtime_context()
     node = f"{socket.gethostname()} ({ray.util.get_node_ip_address()})"
     rdir = _prepare_run_dir(job, Path(out))
-    events.put((index, node, os.getpid()))
+    # fire and forget: a task blocked in ray.get (as Queue.put is) lends its CPUs to the next
+    # task, and a node would train one job more than it has CPUs for
+    events.actor.put_nowait.remote((index, node, os.getpid()))
     cpus = float(ctx.get_assigned_resources().get("CPU", 1.0))
     threads = max(1, int(cpus))
     env = {JOBS_VAR: str(max(1, int(node_cpus.get(ctx.get_node_id(), cpus) // cpus))),
            "TQDM_MININTERVAL": "10", "OMP_NUM_THREADS": str(threads)}
+    if not ray.get_gpu_ids():  # Ray leaves a job that asked for no GPU every GPU: hide them
+        env["CUDA_VISIBLE_DEVICES"] = ""
     header = (f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} personkit study --backend ray: "
               f"{job.row} seed {job.seed} on {node}, PID {os.getpid()}, {cpus:g} CPUs, GPUs "
               f"{ray.get_gpu_ids() or 'none'}\n")
@@ -446,6 +450,10 @@ class _RayRun:
                 retry_exceptions=False, name=f"personkit study {job.row} seed {job.seed}",
             ).remote(job, str(self.study.out), nproc, progress, i, self.events, node_cpus,
                      *(self.refs[d] for d in self.ups[i]))
+        have = self.ray.cluster_resources().get("GPU", 0)
+        if have and not any(job_resources(self.study.jobs[i], opts)[1] for i in self.todo):
+            print(f"note: the cluster has {have:g} GPUs, but no job asks for one "
+                  f"(--gpus-per-job, a row's resources): they train on CPUs", flush=True)
         print(f"submitted {len(self.todo)} job{'s' * (len(self.todo) > 1)} to Ray "
               f"({opts.cpus_per_job:g} CPUs, {opts.gpus_per_job:g} GPUs each unless a row says "
               f"otherwise; up to {opts.max_retries} retries of a job whose worker dies)",

@@ -207,11 +207,13 @@ def _descendants(pid: int) -> set[int]:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc")
 def test_ctrl_c_cancels_every_task_and_stops_the_local_ray(tmp_path, tiny_world_dir):
-    """The command's own local Ray (no --address): Ctrl-C while two long jobs train cancels
-    both, stops Ray with every worker, exits 130; the jobs stay unrecorded."""
+    """The command's own local Ray (no --address) on 2 CPUs: two of three long jobs train (the
+    third waits for a CPU); Ctrl-C cancels every task, stops Ray with every worker, exits 130;
+    the jobs stay unrecorded."""
     long = ["train.iterations=5000", "train.checkpoint_every=0"]
     rows = [{"name": "a", "config": REID, "overrides": long},
-            {"name": "b", "config": REID, "overrides": [*long, "train.lr=0.003"]}]
+            {"name": "b", "config": REID, "overrides": [*long, "train.lr=0.003"]},
+            {"name": "c", "config": REID, "overrides": [*long, "train.lr=0.004"]}]
     spec, out = _spec(tmp_path, tiny_world_dir, rows), tmp_path / "study"
     proc = subprocess.Popen([sys.executable, "-m", "personkit", "study", str(spec), "--out",
                              str(out), "--no-progress", "--backend", "ray"],
@@ -222,6 +224,7 @@ def test_ctrl_c_cancels_every_task_and_stops_the_local_ray(tmp_path, tiny_world_
             started += [line] if "train ... (node" in line else []
             if len(started) == 2:
                 break
+        time.sleep(10)  # time for a third job to start, were it given a CPU it has not
         below = _descendants(proc.pid)
         assert len(below) > 3  # Ray's processes: GCS, raylet, workers
         proc.send_signal(signal.SIGINT)
@@ -230,6 +233,7 @@ def test_ctrl_c_cancels_every_task_and_stops_the_local_ray(tmp_path, tiny_world_
     finally:
         if proc.poll() is None:
             proc.kill()
+    assert "train ... (node" not in rest  # the third job never started
     assert rest.count("stopped (rerun to resume)") == 2 and "interrupted" in rest
     deadline = time.monotonic() + 30
     while any(Path(f"/proc/{p}").exists() for p in below) and time.monotonic() < deadline:
