@@ -6,13 +6,18 @@ milliseconds a frame and of the whole process's wall seconds (start-up included)
 ratio of the medians. The engine each run used is read back from ``summary.json``.
 
     python benchmarks/bench_engine_auto.py RUN SEQUENCE [--runs 5] [--extra "--detector D"]
-        [--out benchmarks/results/engine_auto.json]
+        [--quiet-load 1.5] [--out benchmarks/results/engine_auto.json]
+
+On a machine shared with other processes, ``--quiet-load L`` waits (up to ``--max-wait``
+seconds) before each run until the 1-minute load average is below ``L``; each run records
+the load average it started at.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -41,6 +46,16 @@ def track_once(run: str, sequence: str, engine: str | None, extra: list[str],
             "line": next((ln for ln in done.stderr.splitlines() if "engine auto:" in ln), None)}
 
 
+def wait_for_quiet(below: float | None, max_wait: float) -> float:
+    """Wait until the 1-minute load average is below ``below`` (at most ``max_wait`` s);
+    returns the load average then."""
+    start = time.monotonic()
+    while below is not None and os.getloadavg()[0] >= below \
+            and time.monotonic() - start < max_wait:
+        time.sleep(5)
+    return os.getloadavg()[0]
+
+
 def main() -> None:
     from personkit.runtime import describe_machine, machine_info
 
@@ -49,6 +64,8 @@ def main() -> None:
     p.add_argument("sequence")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--extra", default="", help="more track options, e.g. '--detector D'")
+    p.add_argument("--quiet-load", type=float, default=None)
+    p.add_argument("--max-wait", type=float, default=900)
     p.add_argument("--out", default="benchmarks/results/engine_auto.json")
     args = p.parse_args()
     extra = shlex.split(args.extra)
@@ -56,12 +73,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):
             for name in (("auto", "torch") if i % 2 == 0 else ("torch", "auto")):
+                load = wait_for_quiet(args.quiet_load, args.max_wait)
                 got = track_once(args.run, args.sequence, None if name == "auto" else name,
                                  extra, Path(tmp) / name)
+                got["load_at_start"] = load
                 runs[name].append(got)
                 print(f"{name} run {i + 1}: {got['fps']:.1f} frames/s, network "
-                      f"{got['network_ms']:.1f} ms a frame, {got['wall_s']:.1f} s wall",
-                      flush=True)
+                      f"{got['network_ms']:.1f} ms a frame, {got['wall_s']:.1f} s wall, load "
+                      f"{load:.2f} at its start", flush=True)
     medians = {name: {k: statistics.median(r[k] for r in rs)
                       for k in ("fps", "network_ms", "wall_s")} for name, rs in runs.items()}
     result = {"machine": describe_machine(machine_info()), "command": sys.argv,
