@@ -84,11 +84,9 @@ def export_auto(model_path: str | Path, *, calib_data: str | Path | None = None,
     model, cfg = load_model_and_config(model_path, "cpu")
     flags = cpu_flags() if flags is None else set(flags)
     installed = installed_engines() if installed is None else set(installed)
-    variants, skipped = _plan(flags, installed, log)
-    calib, why = _calibration_images(cfg, calib_data)
-    if any(v.int8 for v in variants) and not calib:
-        skipped.update({v.key: why for v in variants if v.int8})
-        variants = [v for v in variants if not v.int8]
+    calib, no_calib = _calibration_images(cfg, calib_data)
+    variants, skipped = _plan(flags, installed, no_calib if not calib else None,
+                              _evaluation_problem(cfg), log)
     exports = _write_exports(model, folder / EXPORTS_DIR, variants, calib, calib_size,
                              read_calibrations(model_path), log)
     records = _check_all(model, cfg, variants, exports, calib, calib_size, batch_size, log)
@@ -109,21 +107,47 @@ def export_auto(model_path: str | Path, *, calib_data: str | Path | None = None,
     return content
 
 
-def _plan(flags: Collection[str], installed: Collection[str],
-          log: Callable[[str], None]) -> tuple[list[Variant], dict[str, str]]:
-    """The variants to make here, and those this machine could run but cannot make (why)."""
+def _plan(flags: Collection[str], installed: Collection[str], no_calib: str | None,
+          unscored: str | None, log: Callable[[str], None]
+          ) -> tuple[list[Variant], dict[str, str]]:
+    """The variants to make here, and those this machine could run but ``export --auto``
+    cannot make, with why (:func:`_not_made`); each one not made is logged."""
     variants, skipped = [], {}
     for v in VARIANTS:
         why = unsupported(v, flags, installed)
-        if why is None and v.export and "onnx" not in installed:
-            why = skipped[v.key] = f"onnx is not installed ({INSTALL['onnx']})"
-        if why is None and v.int8 and "nncf" not in installed:
-            why = skipped[v.key] = f"nncf is not installed ({INSTALL['nncf']})"
-        if why is None:
-            variants.append(v)
-        else:
+        if why is None and (why := _not_made(v, installed, no_calib, unscored)):
+            skipped[v.key] = why
+        if why:
             log(f"{v.label}: not made: {why}")
+        else:
+            variants.append(v)
     return variants, skipped
+
+
+def _not_made(v: Variant, installed: Collection[str], no_calib: str | None,
+              unscored: str | None) -> str | None:
+    """Why ``export --auto`` cannot make a variant this machine runs: a library that makes
+    it is missing, no calibration images (``no_calib``, int8) or no evaluation sets to check
+    it on (``unscored``, int8 and bf16)."""
+    if v.export and "onnx" not in installed:
+        return f"onnx is not installed ({INSTALL['onnx']})"
+    if v.int8 and "nncf" not in installed:
+        return f"nncf is not installed ({INSTALL['nncf']})"
+    if v.int8 and no_calib:
+        return no_calib
+    return unscored if not v.exact else None
+
+
+def _evaluation_problem(cfg: Config) -> str | None:
+    """Why the run's evaluation sets cannot score an engine (None: they can)."""
+    if not cfg.data.eval:
+        return "the run has no evaluation sets (data.eval) to check the accuracy on"
+    for d in cfg.data.eval:
+        try:
+            read_records(d, None, cfg.data.root)
+        except (ValueError, FileNotFoundError) as e:
+            return f"its evaluation set {d.name!r} cannot be read ({e})"
+    return None
 
 
 def _calibration_images(cfg: Config, calib_data: str | Path | None
