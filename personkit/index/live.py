@@ -29,13 +29,14 @@ from personkit.index.build import recording_for
 from personkit.index.entries import Entry
 from personkit.index.people import PeopleIndex
 from personkit.inference.sources import shown_path
+from personkit.runtime import exclusive
 from personkit.track.live import is_live
 from personkit.track.merge import l2_normalise
 from personkit.track.stream import TrackSnapshot
 
 #: How long the committer gathers entries into one write (seconds): a track that ended is
-#: searchable about this long after its end was seen.
-FLUSH_SECONDS = 0.5
+#: searchable about this long after its end was seen; every write is a table version.
+FLUSH_SECONDS = 1.0
 #: The committer folds small writes together (LanceDB's ``optimize``: compaction and old
 #: versions removed) every this many seconds of writing.
 COMPACT_SECONDS = 300.0
@@ -99,6 +100,7 @@ class Committer:
         self.written = self.writes = 0
         self.error = ""
         self._pending: dict[str, tuple[Entry, bool]] = {}
+        self._forgotten: set[str] = set()  # ids never written again (forget)
         self._busy = False
         self._closing = False
         self._cond = threading.Condition()
@@ -113,6 +115,8 @@ class Committer:
             return
         with self._cond:
             for e in entries:
+                if e.id in self._forgotten:
+                    continue
                 before = self._pending.get(e.id)
                 self._pending[e.id] = (e, ended or (before is not None and before[1]))
             self._cond.notify_all()
@@ -165,10 +169,21 @@ class Committer:
         if optimize is None:
             return
         try:
-            optimize()
+            with exclusive(self.index.path / "index.lock", f"index {self.index.path}",
+                           wait=True):
+                optimize()
         except Exception as e:  # a later one may succeed; searches stay correct meanwhile
             print(f"personkit serve: compacting the index failed: {e}", file=sys.stderr,
                   flush=True)
+
+    def forget(self, ids: Sequence[str], timeout: float = 30.0) -> None:
+        """Never write the entries ``ids`` again (a person forgotten while a camera still
+        tracks them): their queued writes are dropped, a write in progress ends first."""
+        with self._cond:
+            self._forgotten.update(ids)
+            for i in ids:
+                self._pending.pop(i, None)
+            self._cond.wait_for(lambda: not self._busy, timeout)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything queued is written (or ``timeout``); True when it was."""

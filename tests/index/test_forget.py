@@ -195,3 +195,25 @@ def test_searches_running_while_people_are_forgotten_never_fail(tmp_path):
         stop.set()
         reader.join()
     assert not errors and done[0] > 0 and index.store.count() == 6 * 57
+
+
+def test_a_live_track_forgotten_while_in_view_is_not_written_again(tmp_path):
+    """``DELETE /people/{id}`` on a service with live cameras: the committer drops the
+    track's queued writes and never writes its id again, so the person stays forgotten while
+    the camera still tracks them."""
+    from personkit.index.live import Committer
+
+    index = make_index(tmp_path, "lancedb")
+    first, second = people("cam1", 2, 6)
+    committer = Committer(index, flush_seconds=0.05, compact_seconds=None)
+    try:
+        committer.put([first, second], ended=False)
+        assert committer.flush()
+        committer.forget([first.id])
+        forget(index, [first.id])
+        committer.put([first, dataclasses.replace(second, last_frame=99)], ended=False)
+        assert committer.flush()
+    finally:
+        committer.close()
+    assert [r["id"] for r in index.store.select({})] == [second.id]
+    assert index.get(second.id).last_frame == 99 and not files_holding(index, first.thumbnail)

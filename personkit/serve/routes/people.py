@@ -182,10 +182,14 @@ async def thumb(service: ServiceDep, index: IndexDep, request: Request,
 async def forget_person(service: ServiceDep, index: IndexDep, request: Request,
                         entry_id: str) -> Any:
     """Forget one person: the entry leaves every file of the index, its thumbnail and its
-    track in the index's tracking output too (:func:`~personkit.index.forget.forget`)."""
+    track in the index's tracking output too (:func:`~personkit.index.forget.forget`); a live
+    camera still tracking them writes them no more."""
     from personkit.index.forget import forget
 
     await get_entry(index, entry_id)  # 404 naming it
+    committer = service.ingest.committer if service.ingest is not None else None
+    if committer is not None:  # a live camera may still be tracking them
+        await asyncio.to_thread(committer.forget, [entry_id])
     out = await asyncio.to_thread(forget, index, [entry_id])
     _audit(service, request, "forget", id=entry_id, forgotten=len(out["forgotten"]))
     return {"forgotten": out["forgotten"], "entries": out["entries"]}
