@@ -194,7 +194,7 @@ def test_keep_fp32_leaves_the_named_layers_unquantized(evaluated, tiny_world_dir
     assert quantized("/model/layer1/") == {True}
 
 
-@pytest.mark.parametrize("engine", ["torch", "openvino"])
+@pytest.mark.parametrize("engine", ["torch", pytest.param("openvino", marks=pytest.mark.slow)])
 def test_bf16_evaluation_runs_bf16_within_its_bound(evaluated, engine):
     """``personkit eval --precision bf16`` (issue #27): the torch engine's autocast or
     OpenVINO's bf16 hint; the outputs evaluation reads stay within the bound derived from

@@ -30,6 +30,7 @@ def _segmentation_config() -> dict:
         heads=["segmentation"])
 
 
+@pytest.mark.slow  # 15 s quiet; make test keeps the gloo helpers and two-rank evaluation
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     """``personkit train --nproc 2`` (torchrun, gloo) logs the same losses as one process.
 

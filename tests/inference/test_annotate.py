@@ -56,6 +56,7 @@ def test_letterbox_keeps_the_aspect_ratio_and_maps_back():
     np.testing.assert_allclose(corners, [[15.5, -0.5], [47.5, 63.5]])
 
 
+@pytest.mark.slow  # 20 s quiet; make test keeps annotate's --force and corrupt-checkpoint tests
 def test_annotate_train_evaluate_round_trip(body_run, tiny_world_dir, tmp_path, capsys):
     out = tmp_path / "auto"
     assert _annotate(body_run, tiny_world_dir, out) == 0
