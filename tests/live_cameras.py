@@ -58,11 +58,13 @@ def who(jpeg: bytes) -> str:
 
 
 class Camera(http.server.BaseHTTPRequestHandler):
-    """Streams its ``schedule`` (set on a subclass) while the client reads, in real time."""
+    """Streams its ``schedule`` (set on a subclass) at ``rate`` frames/s while the client
+    reads, in real time; each connection's wall-clock start (frame 0's) in ``connections``."""
 
     schedule: list[tuple[str, int, int, int]] = []
-    period = 40
+    period, rate = 40, RATE
     stop = threading.Event()
+    connections: list[float] = []
 
     def do_GET(self):  # noqa: N802 - the http.server API
         import av
@@ -73,10 +75,11 @@ class Camera(http.server.BaseHTTPRequestHandler):
         try:
             with av.open(self.wfile, "w", format="mpegts",
                          options={"flush_packets": "1"}) as out:
-                stream = out.add_stream("libx264", rate=RATE, options={
-                    "tune": "zerolatency", "preset": "ultrafast", "g": str(RATE)})
+                stream = out.add_stream("libx264", rate=self.rate, options={
+                    "tune": "zerolatency", "preset": "ultrafast", "g": str(self.rate)})
                 stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
                 start = time.monotonic()
+                self.connections.append(time.time())
                 i = 0
                 while not self.stop.is_set():
                     frame = av.VideoFrame.from_ndarray(frame_at(self.schedule, i, self.period),
@@ -85,7 +88,7 @@ class Camera(http.server.BaseHTTPRequestHandler):
                     for packet in stream.encode(frame):
                         out.mux(packet)
                     i += 1
-                    time.sleep(max(0.0, start + i / RATE - time.monotonic()))
+                    time.sleep(max(0.0, start + i / self.rate - time.monotonic()))
         except Exception:  # the client went away (PyAV says so in its own words)
             pass
 
@@ -93,11 +96,13 @@ class Camera(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def serve_camera(schedule: list[tuple[str, int, int, int]], period: int = 40) -> tuple[str, object]:
+def serve_camera(schedule: list[tuple[str, int, int, int]], period: int = 40,
+                 rate: int = RATE) -> tuple[str, object]:
     """A camera streaming ``schedule`` at ``http://127.0.0.1:PORT/live.ts``; its server (call
-    ``shutdown()``)."""
+    ``shutdown()``; its handler class, with the ``connections``, is ``server.camera``)."""
     handler = type("ThisCamera", (Camera,), {"schedule": schedule, "period": period,
-                                             "stop": threading.Event()})
+                                             "rate": rate, "stop": threading.Event(),
+                                             "connections": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -109,6 +114,7 @@ def serve_camera(schedule: list[tuple[str, int, int, int]], period: int = 40) ->
         server.server_close()
 
     server.shutdown = shutdown
+    server.camera = handler
     return f"http://127.0.0.1:{server.server_address[1]}/live.ts", server
 
 

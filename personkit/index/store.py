@@ -49,6 +49,12 @@ OPTIMIZE_MIN_ROWS = 5_000
 #: versions use are deleted: an age far above the longest search (an exact scan of a million
 #: rows: 2.2 s, benchmarks/RESULTS.md) keeps a concurrent reader whole.
 CLEANUP_AGE = timedelta(minutes=10)
+#: LanceDB's cache of table metadata (manifests, fragment lists) is bounded to this many bytes
+#: (LanceDB's default is 1 GiB): every write is a new table version whose metadata the next
+#: read caches. Writing 4 entries 4 times a second while searching, a process grew by about
+#: 45 MB a minute with the default and 16 with this bound, and by nothing once the rows stopped
+#: growing (benchmarks/RESULTS.md, issue 36). Searches read the latest version's metadata.
+METADATA_CACHE_BYTES = 32 << 20
 #: Columns added since the first indexes, with what an older table's rows get when a write
 #: adds them (SQL): an entry's recording (its camera's name: the one recording an older index
 #: knew), where it came from, and when it was seen (microseconds since the Unix epoch, UTC).
@@ -268,7 +274,9 @@ class LanceStore:
         self.schema = pa.schema([*fields, ("attributes", pa.string()),
                                  ("thumbnail", pa.binary())])
         self._passing: dict[tuple[str, int], int] = {}  # (filter, table version) -> rows
-        self.db = lancedb.connect(str(path), read_consistency_interval=timedelta(0))
+        self.db = lancedb.connect(str(path), read_consistency_interval=timedelta(0),
+                                  session=lancedb.Session(
+                                      metadata_cache_size_bytes=METADATA_CACHE_BYTES))
         try:  # a table made before the prob_ (or recording and time) columns keeps its schema
             self.table = self.db.open_table("people")
             self.schema = self.table.schema

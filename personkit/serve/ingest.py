@@ -323,6 +323,10 @@ class Ingest:
         if checkpoint_seconds <= 0:
             raise ValueError(f"--checkpoint-seconds must be > 0, got {checkpoint_seconds}")
         for spec, detector in cameras:
+            if spec.start_time and is_live(spec.source):
+                raise ValueError(f"camera {spec.name!r}: start_time {spec.start_time}: a "
+                                 f"stream's times are the wall clock's; start_time is for "
+                                 f"files and folders")
             if detector is None and needs_detector(spec.source):
                 raise ValueError(f"camera {spec.name!r}: {redact(spec.source)} has no people "
                                  f"of its own: give a person detector (--detector, or "

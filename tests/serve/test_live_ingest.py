@@ -149,6 +149,9 @@ def _search_while_streaming(served: Served) -> None:
     running = served.search(where="camera=cam3")
     assert [who(served.get(h["thumbnail"]).content) for h in running] == ["blue"], \
         "the person who stays in view of cam3 is searchable"
+    served.wait(lambda: [(h["id"], h["last_seen"] > running[0]["last_seen"]) for h in
+                         served.search(where="camera=cam3")] == [(running[0]["id"], True)],
+                "the running track's entry to grow in place")
     entry = cam1[0]
     gender = entry["attributes"]["gender"]["label"]
     assert entry["id"] in {h["id"] for h in served.search(where=f"gender={gender} camera=cam1")}
@@ -246,6 +249,9 @@ def test_a_stream_needs_a_detector_and_the_index_is_made_for_the_model(checkpoin
     with pytest.raises(ValueError, match="camera 'door': rtsp://u:\\*\\*\\*@cam/x has no "
                                          "people of its own"):
         Ingest([(CameraSpec("door", "rtsp://u:pw@cam/x"), None)], predictor, index)
+    with pytest.raises(ValueError, match="camera 'door': start_time 2026-01-05: a stream's"):
+        Ingest([(CameraSpec("door", "rtsp://cam/x", start_time="2026-01-05"), object())],
+               predictor, index)
 
 
 def test_capture_times_stay_monotonic_when_timestamps_jump():
