@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,7 @@ class Client:
         self.http, self.url, self.cameras = httpx.Client(timeout=60), url, cameras
         self.latency: list[float] = []
         self.seen: dict[tuple[str, int], float] = {}  # (id, last frame) -> first seen
-        self.errors = 0
+        self.errors: Counter[str] = Counter()  # "status: error" -> answers
         self.n = 0
 
     def search(self, **form) -> list[dict]:
@@ -100,7 +101,7 @@ class Client:
         r = self.http.post(self.url + "/search", data=form)
         self.latency.append(time.perf_counter() - start)
         if r.status_code != 200:
-            self.errors += 1
+            self.errors[f"{r.status_code}: {r.json().get('error', '')[:60]}"] += 1
             return []
         return r.json()["hits"]
 
@@ -176,7 +177,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
             server.shutdown()
     out = {"minutes": args.minutes, "cameras": cams, "rate": rate, "model": args.model,
            "server_exit": code, "samples": samples, "health": health,
-           "search": latency(client.latency), "search_errors": client.errors}
+           "search": latency(client.latency), "search_errors": dict(client.errors)}
     out.update(check(work / "people", plan, [s.camera.connections for _, s in served], rate,
                      began, stopped, client.seen))
     out["goals"] = goals(out)

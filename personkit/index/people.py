@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,7 @@ class PeopleIndex:
     def search(self, example: np.ndarray | None = None,
                where: str | Mapping[str, str] | None = None, k: int = 10,
                exclude: str | None = None, since: str | None = None,
-               until: str | None = None) -> dict[str, Any]:
+               until: str | None = None, cameras: Collection[str] = ()) -> dict[str, Any]:
         """The ``k`` nearest people to ``example`` (an embedding) among those passing
         ``where`` (:func:`~personkit.index.entries.parse_where`) and seen between ``since`` and
         ``until`` (typed times: :func:`~personkit.data.times.time_range`; an entry without
@@ -161,13 +161,16 @@ class PeopleIndex:
         newest first. Each hit has ``same_person``: its distance is within the
         model's calibrated threshold between track means (:attr:`IndexInfo.same_person_threshold`;
         None when the model has none). ``exclude``: an entry id
-        left out (the example itself, when it is an entry).
+        left out (the example itself, when it is an entry). ``cameras``: cameras that write
+        into the index (a service's live cameras): one of them with nobody yet, or the index
+        still empty while they run, finds nobody without an error.
 
         Raises:
-            EmptyIndexError: the index holds nobody.
+            EmptyIndexError: the index holds nobody (and no camera of ``cameras`` writes in).
             FilterError: a bad filter (:func:`~personkit.index.entries.parse_where`), a
-                ``camera=NAME`` naming a camera the index does not have (listing its
-                cameras), an unreadable time or ``since`` after ``until`` (naming them).
+                ``camera=NAME`` naming a camera the index does not have and ``cameras`` does
+                not name (listing them), an unreadable time or ``since`` after ``until``
+                (naming them).
             ExampleError: an example of another width.
         """
         flt = parse_where(where, self.info.attributes)
@@ -181,7 +184,7 @@ class PeopleIndex:
             vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
         hits = self.store.search(vector, flt, k + (exclude is not None))
         if not hits:  # why nothing was found is asked only then
-            self._check_found(flt)
+            self._check_found(flt, cameras)
         hits = [h for h in (sort_hits(hits) if vector is not None else hits)
                 if h["id"] != exclude][:k]
         threshold = self.info.same_person_threshold
@@ -190,17 +193,20 @@ class PeopleIndex:
                                 else bool(h["distance"] <= threshold))
         return {"where": flt, "k": k, "threshold": threshold, "hits": hits}
 
-    def _check_found(self, flt: Mapping[str, Any]) -> None:
+    def _check_found(self, flt: Mapping[str, Any], live: Collection[str] = ()) -> None:
         """After a search that found nobody: an :class:`EmptyIndexError` when the index is
-        empty, a :class:`FilterError` listing the cameras when ``source=NAME`` names none of
-        them; nothing when the filter just passes nobody."""
-        if self.store.count() == 0:
+        empty (and no camera of ``live`` writes into it), a :class:`FilterError` listing the
+        cameras when ``source=NAME`` names none of them (nor of ``live``); nothing when the
+        filter just passes nobody."""
+        source = flt.get("source")
+        if live and (source is None or source in live):
+            return
+        if not live and self.store.count() == 0:
             raise EmptyIndexError(f"the people index {self.path} is empty: add people with "
                                   f"`personkit index {self.path} SOURCE --model RUN`")
-        source = flt.get("source")
         if source is None:
             return
-        cameras = sorted(self.store.sources())
+        cameras = sorted({*self.store.sources(), *live})
         if source not in cameras:
             shown = ", ".join(repr(c) for c in cameras[:MAX_LISTED])
             more = f" and {len(cameras) - MAX_LISTED} more" if len(cameras) > MAX_LISTED else ""

@@ -202,6 +202,10 @@ class Service:
         return [{"name": name, "entries": counts.get(name, 0), **live.get(name, {})}
                 for name in sorted({*counts, *live})]
 
+    def live_cameras(self) -> list[str]:
+        """The names of the live cameras writing into the index (``--camera``)."""
+        return [w.spec.name for w in self.ingest.workers] if self.ingest else []
+
     def need_index(self) -> PeopleIndex:
         if self.index is None:
             raise ApiError(404, "index", "this server has no people index: start it with "

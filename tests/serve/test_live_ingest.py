@@ -297,3 +297,22 @@ def test_upsert_writes_entries_by_id_once(backend, tmp_path):
     assert {r["recording"]: r["entries"] for r in index.store.recordings()} == {"old": 1,
                                                                                 "r1": 3}
     assert index.get("cam1/r1:1").embedding.shape == (4,)
+
+
+def test_a_live_camera_with_nobody_yet_is_no_error(tmp_path):
+    """A service's live cameras write into the index: searching one that has nobody yet, or
+    the index before its first person, finds nobody (the soak's client got 400 "empty" for
+    its first seconds); a camera neither live nor in the index is still an error naming
+    them, and an empty index searched without live cameras still says it is empty."""
+    from personkit.index.entries import EmptyIndexError, FilterError, IndexInfo
+    from personkit.index.people import PeopleIndex
+
+    index = PeopleIndex.create_or_open(tmp_path / "idx", IndexInfo(
+        "m", 4, {"gender": ["male", "female"]}))
+    live = ["door", "lobby"]
+    assert index.search(k=5, cameras=live)["hits"] == []
+    assert index.search(np.ones(4, np.float32), "camera=door", k=5, cameras=live)["hits"] == []
+    with pytest.raises(FilterError, match=r"camera source='yard'.*'door', 'lobby'"):
+        index.search(where="camera=yard", cameras=live)
+    with pytest.raises(EmptyIndexError, match="is empty"):
+        index.search(where="camera=door")

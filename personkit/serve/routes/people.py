@@ -93,7 +93,7 @@ async def search(service: ServiceDep, index: IndexDep, request: Request,
     wanted = min(k + offset + 1, MAX_K)  # one more than the page: is there a next one?
     try:
         out = await asyncio.to_thread(index.search, vector, where or None, wanted, entry_id,
-                                      since, until)
+                                      since, until, service.live_cameras())
     except tuple(kind for kind, _ in STORE_ERRORS) as e:
         raise ApiError(400, next(f for kind, f in STORE_ERRORS if isinstance(e, kind)),
                        str(e)) from None
