@@ -251,3 +251,43 @@ def test_a_server_with_a_key_asks_for_it_once(page, checkpoint, index_dir):
     finally:
         keyed.close()
         srv.stop()
+
+
+def test_the_live_cameras_table(page, checkpoint, scene_dir, tmp_path):
+    """Issue #36: with live cameras the page shows their health, refreshed: a camera that
+    tracked its MOT sequence to the end (its people indexed), one whose source cannot be
+    opened (failed, with the reason); the camera selector lists them."""
+    from serve_utils import Server
+
+    from personkit.inference import Predictor
+    from personkit.serve.app import create_app
+    from personkit.serve.ingest import open_served_index
+    from personkit.serve.service import Service
+    from personkit.serve.settings import CameraSpec
+
+    predictor = Predictor.from_checkpoint(checkpoint, "cpu")
+    cameras = [(CameraSpec("door", str(scene_dir)), None),
+               (CameraSpec("gone", str(tmp_path / "no-such-sequence")), None)]
+    index = open_served_index(tmp_path / "people", predictor, live=True)
+    service = Service(predictor, index, cameras=cameras, checkpoint_seconds=0.5)
+    srv = Server(create_app(service))
+    live = page.context.browser.new_page(viewport={"width": 1100, "height": 900})
+    try:
+        live.goto(srv.url + "/")
+        live.wait_for_selector("#cameras-section:not([hidden])", timeout=30_000)
+        live.wait_for_function(  # the table follows /cameras (every 5 s) until door ends
+            "[...document.querySelectorAll('#camera-status tbody tr')].some(r => "
+            "r.cells[0].textContent === 'door' && r.cells[1].textContent === 'ended' && "
+            "Number(r.cells[7].textContent) > 0)", timeout=90_000)
+        assert [o.split(" (")[0] for o in live.eval_on_selector_all(
+            "#camera option", "o => o.map(x => x.textContent)")][1:] == ["door", "gone"]
+        rows = {r.split("\t")[0]: r.split("\t") for r in live.locator(
+            "#camera-status tbody tr").all_inner_texts()}
+        health = {c["name"]: c for c in service.cameras()}
+        assert rows["door"][3] == str(health["door"]["frames"]) != "0"  # frames tracked
+        assert rows["door"][7] == str(health["door"]["entries"])  # people indexed
+        assert rows["gone"][1] == "failed" and "no-such-sequence" in rows["gone"][-1]
+        assert live.locator("#camera-status tr.camera-failed").count() == 1
+    finally:
+        live.close()
+        srv.stop()
