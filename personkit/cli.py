@@ -265,7 +265,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
          shared("--seed", help="seed of --embeddings random"), shared("--no-progress"),
          shared("--overwrite", help="replace an earlier run's results in --out (only those)"))
 def _cmd_track(args: argparse.Namespace) -> int:
-    from personkit.cli_objects import open_person_detector, open_predictor
+    from personkit.cli_objects import open_person_detector, open_predictor, pipeline_threads
     from personkit.data.times import parse_time
     from personkit.track.run import OUTPUTS, format_summary, track
     from personkit.track.tracker import parse_tracker_arg
@@ -276,9 +276,10 @@ def _cmd_track(args: argparse.Namespace) -> int:
         claim_outputs(args.out, OUTPUTS, False, "track")
     if args.start_time:  # an unreadable time, too
         parse_time(args.start_time, "--start-time", relative=False)
-    detector = open_person_detector(args)
+    threads = pipeline_threads(args)
+    detector = open_person_detector(args, **threads)
     summary = track(
-        open_predictor(args.model, args), args.source, args.out, detector=detector,
+        open_predictor(args.model, args, **threads), args.source, args.out, detector=detector,
         detections=args.detections, mot_source=args.mot_source, tracker=args.tracker,
         embeddings=args.embeddings, seed=args.seed,
         tracker_kwargs=dict(map(parse_tracker_arg, args.tracker_arg)), evaluate=args.eval,

@@ -43,17 +43,31 @@ def open_predictor(model: str, args: argparse.Namespace, **changes: Any) -> Pred
     return open_on_engine(model, **{**predictor_options(args), **changes})
 
 
-def open_person_detector(args: argparse.Namespace,
-                         device: str | None = None) -> DetectorBase | None:
+def open_person_detector(args: argparse.Namespace, device: str | None = None,
+                         threads: int | None = None) -> DetectorBase | None:
     """``--detector`` with ``--detector-score`` (and ``--threads`` where the subcommand has
-    it) on ``device`` (default: ``--device``, resolved); None without ``--detector``."""
+    it, else ``threads``) on ``device`` (default: ``--device``, resolved); None without
+    ``--detector``."""
     if args.detector is None:
         return None
     from personkit.inference.detectors import open_detector
     from personkit.runtime import resolve_device
 
     return open_detector(args.detector, device or resolve_device(args.device).type,
-                         args.detector_score, getattr(args, "threads", 0) or None)
+                         args.detector_score, getattr(args, "threads", 0) or threads)
+
+
+def pipeline_threads(args: argparse.Namespace) -> dict[str, int]:
+    """The engines' threads of a tracking pipeline with a detector: when ``--threads`` is
+    not given, half the cores each (at least one), since the detector (in the frame-reading
+    thread) and the person network run side by side (:func:`personkit.track.io.prefetched`;
+    on 2 cores one thread each gave 33.5 frames/s against 31.1 with two each:
+    benchmarks/RESULTS.md); else nothing (``--threads``, or no detector: one stage)."""
+    if getattr(args, "threads", 0) or getattr(args, "detector", None) is None:
+        return {}
+    from personkit.runtime import cpu_count
+
+    return {"threads": max(1, cpu_count() // 2)}
 
 
 def index_model(model: str | None, index: str | None) -> str:

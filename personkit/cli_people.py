@@ -7,7 +7,12 @@ import argparse
 import json
 import sys
 
-from personkit.cli_objects import index_model, open_person_detector, open_predictor
+from personkit.cli_objects import (
+    index_model,
+    open_person_detector,
+    open_predictor,
+    pipeline_threads,
+)
 from personkit.cli_options import (
     DETECTOR_FORMS,
     MODEL_FILE,
@@ -68,10 +73,12 @@ def _cmd_index(args: argparse.Namespace) -> int:
     if args.start_time:  # an unreadable time is told before the model loads
         parse_time(args.start_time, "--start-time", relative=False)
     model = index_model(args.model, args.index)
-    out = index_sources(args.index, args.sources, open_predictor(model, args),
+    threads = pipeline_threads(args)
+    out = index_sources(args.index, args.sources, open_predictor(model, args, **threads),
                         crops=args.crops, name=args.name, backend=args.store,
                         qdrant_url=args.qdrant_url, progress=not args.no_progress,
-                        detector=open_person_detector(args), detections=args.detections,
+                        detector=open_person_detector(args, **threads),
+                        detections=args.detections,
                         mot_source=args.mot_source, start_time=args.start_time)
     summary = out["index"]
     added = ", ".join(f"{s}: {n}" for s, n in out["added"].items())

@@ -293,3 +293,20 @@ def test_every_reported_error_type_exists_and_maps_to_its_code():
         assert isinstance(kind, type) and issubclass(kind, BaseException), name
         assert exit_code(kind.__new__(kind)) == code, name
     assert exit_code(FileNotFoundError("x")) == 2 and exit_code(KeyError("x")) is None
+
+
+@pytest.mark.parametrize("argv, threads", [
+    ("track --model m.safetensors seq --out o --detector d.onnx", "half"),
+    ("index idx seq --model m.safetensors --detector d.onnx", "half"),
+    ("track --model m.safetensors seq --out o --detector d.onnx --threads 3", None),
+    ("track --model m.safetensors seq --out o", None),
+])
+def test_a_pipeline_with_a_detector_splits_the_cores_between_its_two_stages(argv, threads):
+    """Issue 38: the detector (in the frame-reading thread) and the person network run side
+    by side, so without --threads each gets half the cores; --threads, or no detector (one
+    stage), leaves the engines' own counts."""
+    from personkit.cli_objects import pipeline_threads
+    from personkit.runtime import cpu_count
+
+    want = {"threads": max(1, cpu_count() // 2)} if threads == "half" else {}
+    assert pipeline_threads(parse_args(shlex.split(argv))) == want

@@ -33,6 +33,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ from personkit.index.people import PeopleIndex
 from personkit.inference.predictor import PredictionStopped, Predictor
 from personkit.serve.batching import Batcher, BatcherBusy, BatcherStopped
 from personkit.serve.settings import CHECKPOINT_SECONDS, RECONNECT_SECONDS, CameraSpec
-from personkit.track.io import FrameError, TrackSource, open_track_source
+from personkit.track.io import FrameError, TrackSource, open_track_source, prefetched
 from personkit.track.live import is_live
 from personkit.track.stream import CaptureClock, LiveTracks, TrackSnapshot
 from personkit.track.tracker import Tracker
@@ -177,17 +178,18 @@ class CameraWorker:
             self.clock = CaptureClock(src.frame_rate)
         self.connections += 1
         frames, checkpoint, ended = 0, time.monotonic(), ""
-        try:
-            for t, image, boxes, scores, seconds in src:
-                if self._stop.is_set():
-                    break
-                if self._frame(src, t, image, boxes, scores, seconds):
-                    frames += 1
-                if time.monotonic() - checkpoint >= self.checkpoint_seconds:
-                    checkpoint = time.monotonic()
-                    with self.lock:
-                        changed = self.tracks.take_changed() if self.tracks else []
-                    self._commit(changed, ended=False)
+        try:  # the next frames read and their people detected meanwhile (issue 38)
+            with closing(prefetched(src)) as read:
+                for t, image, boxes, scores, seconds in read:
+                    if self._stop.is_set():
+                        break
+                    if self._frame(src, t, image, boxes, scores, seconds):
+                        frames += 1
+                    if time.monotonic() - checkpoint >= self.checkpoint_seconds:
+                        checkpoint = time.monotonic()
+                        with self.lock:
+                            changed = self.tracks.take_changed() if self.tracks else []
+                        self._commit(changed, ended=False)
         except FrameError as e:
             ended = f"error: {_message(e)}"
         return frames, ended or (src.live.end if src.live is not None else "the file ended")

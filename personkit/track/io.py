@@ -35,14 +35,16 @@ Outputs: an H.264 mp4 (PyAV) or PNG frames (MOT Challenge results:
 
 from __future__ import annotations
 
+import queue
 import re
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -63,6 +65,58 @@ from personkit.track.live import FrameClock, LiveFrames, is_live
 
 #: The frame rate of a folder of frames (a tracker's motion model needs one).
 FRAME_RATE = 30
+
+T = TypeVar("T")
+_END = object()
+
+
+def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """``items`` produced by a thread of their own, at most ``depth`` ahead of the consumer,
+    so that reading and detecting the next frames overlaps the network and the tracker on
+    this one (issue 38; the engines release the GIL). An exception of the producer (a
+    :class:`FrameError`) is raised where it happened in the sequence; closing the iterator
+    (the consumer stops early, Ctrl-C) stops the producer, which closes ``items`` in its
+    own thread."""
+    out: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        it = iter(items)
+        try:
+            for item in it:
+                if not put((item, None)):
+                    break
+            else:
+                put((_END, None))
+        except BaseException as e:  # handed to the consumer, raised there
+            put((_END, e))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="personkit-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = out.get()
+            if error is not None:
+                raise error
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=30)
 
 
 class FrameError(ValueError):

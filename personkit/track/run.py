@@ -52,7 +52,7 @@ from personkit.inference.visualize import (
 )
 from personkit.models.detector import DetectorBase
 from personkit.outputs import claim_outputs
-from personkit.track.io import FrameError, TrackSource, VideoWriter
+from personkit.track.io import FrameError, TrackSource, VideoWriter, prefetched
 from personkit.track.tracker import FrameTracks, Tracker
 
 #: What a track run writes into its folder (an earlier run's copies there are refused, or
@@ -195,6 +195,8 @@ class _Tracked:
     detections: int = 0
     ended: str = ""  # "error: ..." when a frame of the source could not be read
     write_seconds: float = 0.0  # drawing and writing the outputs, best views included
+    wait_seconds: float = 0.0  # the loop waiting for the reading thread's next frame
+    overlap: bool = False  # frames read and detected in a thread of their own
 
 
 def _open_jsonl(jsonl: str | Path | None) -> TextIO | None:
@@ -214,17 +216,22 @@ def _draw_frame(out_dir: Path, image: np.ndarray, ft: FrameTracks, writer: Video
 
 def _track_frames(tracker: Tracker, source: TrackSource, out_dir: Path, views: BestViews, *,
                   video_out: bool, png_frames: bool, save_parts: bool, progress: bool,
-                  jsonl: str | Path | None) -> _Tracked:
+                  jsonl: str | Path | None, overlap: bool = True) -> _Tracked:
     """Every frame of ``source`` through ``tracker``, drawn and streamed as asked; a frame of
-    the source that cannot be read ends the loop (:attr:`_Tracked.ended`)."""
+    the source that cannot be read ends the loop (:attr:`_Tracked.ended`). With ``overlap``
+    the source's frames are read and their people detected in a thread of their own, a frame
+    or two ahead (:func:`~personkit.track.io.prefetched`)."""
     from tqdm import tqdm
 
-    got = _Tracked()
+    got = _Tracked(overlap=overlap)
     writer = VideoWriter(out_dir / "video.mp4", source.frame_rate) if video_out else None
     stream = _open_jsonl(jsonl)
     bar = tqdm(total=len(source) or None, unit="frame", disable=not progress, desc="track")
+    frames = prefetched(source) if overlap else iter(source)
+    waited = time.perf_counter()
     try:
-        for t, image, boxes, scores, seconds in source:
+        for t, image, boxes, scores, seconds in frames:
+            got.wait_seconds += time.perf_counter() - waited
             ft = tracker.update(image, boxes, scores, frame=t)
             start = time.perf_counter()
             got.times[t] = seconds
@@ -241,6 +248,7 @@ def _track_frames(tracker: Tracker, source: TrackSource, out_dir: Path, views: B
             got.write_seconds += time.perf_counter() - start
             got.frames, got.detections = got.frames + 1, got.detections + len(boxes)
             bar.update(1)
+            waited = time.perf_counter()
     except FrameError as e:  # the source broke: keep what was tracked before the frame
         got.ended = f"error: {e}"
     except KeyboardInterrupt:  # a live source has no end of its own: keep what was tracked
@@ -249,6 +257,7 @@ def _track_frames(tracker: Tracker, source: TrackSource, out_dir: Path, views: B
         source.live.end = "interrupted (Ctrl-C)"
         source.live.close()
     finally:
+        frames.close()  # type: ignore[attr-defined]  # the reading thread stopped
         bar.close()
         if writer:
             writer.close()
@@ -337,34 +346,47 @@ def _report(source: TrackSource, got: _Tracked, out_dir: Path) -> dict[str, Any]
 
 def stage_seconds(wall: float, source: TrackSource, tracker: Tracker,
                   got: _Tracked) -> dict[str, float]:
-    """The run's wall time split by stage: decode (reading frames), detect (the person
-    detector), network, tracker, write (drawing and writing outputs) and other (the rest:
-    reading det.txt rows, the loop), so the parts add up to ``total``."""
-    stages = {**source.seconds,
-              "network": tracker.seconds["network"], "tracker": tracker.seconds["tracker"],
+    """The run's wall time split by stage so that the parts add up to ``total``: decode
+    (reading frames), detect (the person detector), network, tracker, write (drawing and
+    writing outputs) and other (the rest: reading det.txt rows, the loop). When the frames
+    were read in a thread of their own (``got.overlap``), decode and detect ran alongside
+    and are not parts of the wall time: ``waiting`` (for that thread's next frame) is, and
+    decode and detect are in :func:`reading_seconds`."""
+    stages = {"network": tracker.seconds["network"], "tracker": tracker.seconds["tracker"],
               "write": got.write_seconds}
+    stages = {"waiting": got.wait_seconds, **stages} if got.overlap else {
+        **source.seconds, **stages}
     stages["other"] = max(0.0, wall - sum(stages.values()))
     return {"total": round(wall, 3), **{k: round(v, 3) for k, v in stages.items()}}
+
+
+def reading_seconds(source: TrackSource, got: _Tracked) -> dict[str, dict[str, float]]:
+    """``{"seconds_alongside": {decode, detect}}`` when frames were read in a thread of
+    their own (:func:`stage_seconds`), else nothing."""
+    return {"seconds_alongside": {k: round(v, 3) for k, v in source.seconds.items()}} \
+        if got.overlap else {}
 
 
 def track_source(tracker: Tracker, source: TrackSource, out_dir: str | Path, *,
                  video_out: bool = False, png_frames: bool = False, save_parts: bool = False,
                  keypoints: bool = False, progress: bool = True,
                  jsonl: str | Path | None = None,
-                 thumb_overlays: bool = False) -> dict[str, Any]:
+                 thumb_overlays: bool = False, overlap: bool = True) -> dict[str, Any]:
     """Run ``tracker`` over ``source`` and write ``out_dir`` (see the module docstring);
     ``jsonl`` (a path, or ``-`` for stdout) streams :func:`frame_record` lines as frames are
-    tracked. Ctrl-C on a live source ends the run and keeps what was tracked. A frame of the
-    source that cannot be read or decoded (:class:`~personkit.track.io.FrameError`: a
-    truncated video, a broken image) ends the run too: everything tracked before it is
-    written, and the summary's and ``tracks.json``'s ``ended`` (``"error: ..."``, also
-    printed on stderr) names it; errors of the network or the tracker are raised."""
+    tracked; ``overlap`` reads and detects the next frames in a thread of their own while
+    this one is tracked (False: one after the other, as before issue 38). Ctrl-C on a live
+    source ends the run and keeps what was tracked. A frame of the source that cannot be
+    read or decoded (:class:`~personkit.track.io.FrameError`: a truncated video, a broken
+    image) ends the run too: everything tracked before it is written, and the summary's and
+    ``tracks.json``'s ``ended`` (``"error: ..."``, also printed on stderr) names it; errors
+    of the network or the tracker are raised."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start, views = time.perf_counter(), BestViews()
     got = _track_frames(tracker, source, out_dir, views, video_out=video_out,
                         png_frames=png_frames, save_parts=save_parts, progress=progress,
-                        jsonl=jsonl)
+                        jsonl=jsonl, overlap=overlap)
     written = time.perf_counter()
     summaries = _write_tracks(out_dir, tracker, source, got, views, keypoints, thumb_overlays)
     got.write_seconds += time.perf_counter() - written
@@ -374,6 +396,7 @@ def track_source(tracker: Tracker, source: TrackSource, out_dir: str | Path, *,
     return {"sequence": source.name, "frames": got.frames, "detections": got.detections,
             **live, **reported, "tracks": len(summaries), "tracker": tracker.name,
             "embeddings": tracker.mode, "seconds": stage_seconds(wall, source, tracker, got),
+            **reading_seconds(source, got),
             "fps": {"total": got.frames / wall if wall > 0 else None},
             "results": str(out_dir / "results.txt"), "tracks_json": str(out_dir / "tracks.json"),
             **({"video": str(out_dir / "video.mp4")} if video_out else {})}
@@ -387,7 +410,10 @@ def format_speed(summary: dict[str, Any]) -> str:
         return f"no frames tracked in {secs['total']:.1f} s"
     parts = ", ".join(f"{k} {1000 * v / frames:.0f} ms" for k, v in secs.items()
                       if k != "total" and v > 0)
-    return f"{frames / secs['total']:.1f} frames/s; per frame: {parts}"
+    alongside = ", ".join(f"{k} {1000 * v / frames:.0f} ms" for k, v in
+                          summary.get("seconds_alongside", {}).items() if v > 0)
+    return (f"{frames / secs['total']:.1f} frames/s; per frame: {parts}"
+            + (f"; reading frames alongside: {alongside}" if alongside else ""))
 
 
 def format_summary(summary: dict[str, Any], out_dir: str | Path) -> str:
