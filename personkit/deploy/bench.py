@@ -139,6 +139,8 @@ class Bench:
                 for key in ("fp32_gflops", "int8_gops", "bf16_gflops"):
                     if again.get(key) and again[key] > (self.ceiling.get(key) or 0):
                         self.ceiling[key] = again[key]
+                        if key == "int8_gops":
+                            self.ceiling["int8_source"] = again.get("int8_source")
                 self.log(f"machine ceiling (best of start and end): "
                          f"{_ceiling_text(self.ceiling)}")
         if out_dir is not None:
@@ -440,7 +442,9 @@ def _ceiling_text(ceiling: dict[str, Any]) -> str:
     text = f"fp32 {ceiling['fp32_gflops']:.0f} GFLOP/s" + (
         f", bf16 {ceiling['bf16_gflops']:.0f} GFLOP/s" if ceiling.get("bf16_gflops") else "")
     if ceiling.get("int8_gops"):
-        text += f", int8 {ceiling['int8_gops']:.0f} GOP/s ({', '.join(ceiling['int8_features'])})"
+        text += (f", int8 {ceiling['int8_gops']:.0f} GOP/s ("
+                 f"{ceiling.get('int8_source') or 'torch._int_mm'}; "
+                 f"{', '.join(ceiling['int8_features'])})")
     return text + f" ({ceiling['threads']} threads, {ceiling['n']}³ products)"
 
 
@@ -506,7 +510,8 @@ def _roofline_lines(report: dict[str, Any]) -> list[str]:
              f"threads, best run): fp32 {ceiling['fp32_gflops']:.1f} GFLOP/s"
              + (f", bf16 {ceiling['bf16_gflops']:.1f} GFLOP/s" if ceiling.get("bf16_gflops")
                 else "")
-             + (f", int8 {int8:.1f} GOP/s ({', '.join(ceiling['int8_features'])})" if int8
+             + (f", int8 {int8:.1f} GOP/s ({ceiling.get('int8_source') or 'torch._int_mm'}; "
+                f"{', '.join(ceiling['int8_features'])})" if int8
                 else ", int8: no VNNI/AMX or not measured"),
              "", "Counted GFLOP per crop (2 per multiply-add): "
              + ", ".join(f"{k} {v:.3f}" for k, v in flops.items()),

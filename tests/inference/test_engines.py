@@ -250,6 +250,14 @@ def test_bench_rows_for_every_engine_and_the_roofline(tiny):
     assert bool(report["gemm_ceiling"].get("bf16_gflops")) == has_bf16()
     kinds = {r["engine"]: r["ceiling_kind"] for r in report["roofline"]}
     assert not has_bf16() or kinds["openvino-fp32-bf16"] == "bf16 GFLOP/s"
+    ceiling = report["gemm_ceiling"]
+    if ceiling["int8_features"]:  # issue 38: the int8 yardstick is the fastest int8 kernel,
+        kernels = ceiling["int8_openvino"]  # OpenVINO's own among them, run in int8
+        assert set(kernels) == {"matmul", "conv3x3"}
+        assert {k["precision"] for k in kernels.values()} <= {"u8", "i8"}
+        rates = [k["gops"] for k in kernels.values()] + [ceiling["int8_torch_gops"] or 0]
+        assert ceiling["int8_gops"] == max(rates) > 0
+        assert f"({ceiling['int8_source']}; " in markdown(report)
 
 
 def test_an_export_keeps_the_identity_of_its_model(tiny, tiny_model, onnx_file):
