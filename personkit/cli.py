@@ -201,6 +201,13 @@ def _export_auto(args: argparse.Namespace) -> int:
     if given:
         raise ValueError(f"--auto writes every engine's files into the run and checks them; "
                          f"it takes no {', '.join(given)}")
+    from personkit.models.detector import is_detector_file
+
+    if is_detector_file(args.model):  # a train-detector run: its AP on each engine
+        from personkit.deploy.detector_checks import check_detector_engines
+
+        check_detector_engines(args.model, overwrite=args.overwrite)
+        return 0
     export_auto(args.model, calib_data=args.calib_data, calib_size=args.calib_size,
                 overwrite=args.overwrite)
     return 0

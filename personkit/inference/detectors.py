@@ -35,6 +35,7 @@ machine lacks is an error naming it); an ONNX file runs on ONNX Runtime's CUDA p
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -207,6 +208,9 @@ class OnnxDetector(DetectorBase):
         """The ONNX Runtime providers the session runs on, first used first."""
         return list(self.session.get_providers())
 
+    def _run(self, names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(names, feeds)
+
     def _raw(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         return [self._one(image) for image in images]
 
@@ -224,12 +228,12 @@ class OnnxDetector(DetectorBase):
     def _one(self, image: np.ndarray) -> np.ndarray:
         if self.layout == "torchvision":
             x = np.ascontiguousarray(image.transpose(2, 0, 1), np.float32) / 255.0
-            boxes, labels, scores = self.session.run(["boxes", "labels", "scores"],
-                                                     {self.input.name: x})
+            boxes, labels, scores = self._run(["boxes", "labels", "scores"],
+                                              {self.input.name: x})
             person = labels == self.person
             return np.concatenate([boxes[person], scores[person, None]], 1)
         x, gain, (dx, dy) = self._input(image)
-        (out,) = self.session.run(None, {self.input.name: x})
+        (out,) = self._run(None, {self.input.name: x})
         objectness = self.layout in OBJECTNESS_LAYOUTS
         rows = out[0] if objectness else out[0].T  # N × (4 [+ obj] + C)
         if self.layout == "yolox" and yolox_raw(rows, self.size):
@@ -246,6 +250,76 @@ class OnnxDetector(DetectorBase):
         boxes = (boxes - [dx, dy, dx, dy]) / gain
         kept = nms(boxes, score[keep], self.iou)
         return np.concatenate([boxes[kept], score[keep][kept, None]], 1)
+
+
+class OpenVinoDetector(OnnxDetector):
+    """An ONNX detector file run by OpenVINO's CPU plugin at ``precision`` (``bf16``: AMX or
+    AVX512-BF16; ``f32``), read and decoded as :class:`OnnxDetector` does (whose ONNX Runtime
+    session reads the file's layout). bf16 is used by ``--detector RUN`` only where
+    ``personkit export --model RUN --auto`` found its AP within the bound
+    (:func:`checked_detector_engine`)."""
+
+    def __init__(self, path: str | Path, min_score: float = DETECTOR_SCORE, iou: float = 0.5,
+                 person_class: int | None = None, threads: int | None = None,
+                 precision: str = "bf16"):
+        from personkit.extras import require
+        from personkit.inference.backends import unreadable_export
+
+        super().__init__(path, min_score, iou, person_class, threads, "cpu")
+        ov = require("openvino")
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision,
+                                  "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        with unreadable_export(self.path, "OpenVINO"):
+            self.compiled = ov.Core().compile_model(str(self.path), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.precision = precision
+        self.name = f"{self.layout}:{self.path.name} (openvino {precision})"
+
+    @property
+    def providers(self) -> list[str]:
+        return [f"OpenVINO CPU {self.precision}"]
+
+    def _run(self, names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        out = self.request.infer(list(feeds.values()))
+        by_name = {o.get_any_name(): v for o, v in out.items()}
+        return list(out.values()) if names is None else [by_name[n] for n in names]
+
+
+#: What ``personkit export --model DETRUN --auto`` writes into the run, and the engine it
+#: checks against ONNX Runtime fp32 (the reference).
+DETECTOR_EXPORT, DETECTOR_FAST = "engines/detector.onnx", "openvino-bf16"
+
+
+def checked_detector_engine(run: str | Path, weights: str) -> tuple[bool, str]:
+    """Whether the run's detector may run on OpenVINO bf16: its ``engine_checks.json``
+    (``personkit export --model RUN --auto``) passed for these ``weights``, the export is
+    there, the CPU has bf16 and OpenVINO is installed; and why (or why not), said in a line."""
+    import json
+
+    from personkit.runtime import has_isa
+
+    folder = Path(run) if Path(run).is_dir() else Path(run).parent
+    checks = folder / "engine_checks.json"
+    if not checks.is_file():
+        return False, f"no engine check: `personkit export --model {folder} --auto` makes one"
+    content = json.loads(checks.read_text(encoding="utf-8"))
+    record = content.get("checks", {}).get(DETECTOR_FAST, {})
+    why = (f"{checks} is another model's (its weights changed since)"
+           if content.get("weights") != weights else
+           f"{checks}: {record.get('skipped', 'no openvino-bf16 check')}" if "passed" not in record
+           else f"OpenVINO bf16 lost {record['loss_points']:.2f} AP points (bound "
+                f"{content['bound']['max_loss_points']})" if not record["passed"]
+           else "this CPU has no bf16 instructions" if not has_isa("bf16")
+           else "openvino is not installed" if not _has("openvino")
+           else f"{folder / DETECTOR_EXPORT} is missing" if not (folder / DETECTOR_EXPORT).is_file()
+           else "")
+    if why:
+        return False, why
+    return True, (f"AP checked {record['checked'][:10]}: {record['loss_points']:.2f} points "
+                  f"lost at most, {record['ms_per_frame']:.1f} ms a frame against "
+                  f"{content['checks']['onnxruntime-fp32']['ms_per_frame']:.1f}")
 
 
 def _ort_device(device: str, path: Path) -> str:
@@ -318,9 +392,21 @@ def open_detector(spec: str | Path, device: str = "cpu", min_score: float = DETE
     device = str(resolve_device(device, "detector device"))  # torch: a device this machine has
     if Path(text).exists() and is_detector_file(text):
         model, config = load_person_detector(text)
+        name = f"personkit:{Path(text).name}"
+        if device == "cpu" and engine == "auto" and _has("onnxruntime"):
+            from personkit.checkpoint import content_hash
+
+            fast, why = checked_detector_engine(text, content_hash(model.state_dict()))
+            if fast:
+                folder = Path(text) if Path(text).is_dir() else Path(text).parent
+                detector = OpenVinoDetector(folder / DETECTOR_EXPORT, min_score,
+                                            threads=threads)
+                detector.name = f"{name} (openvino bf16)"
+                print(f"personkit: detector auto: openvino bf16 ({why})", file=sys.stderr)
+                return detector
+            print(f"personkit: detector auto: onnxruntime fp32 ({why})", file=sys.stderr)
         if device == "cpu" and engine != "torch" and _has("onnxruntime") and _has("onnx"):
-            return _on_onnxruntime(model, config, f"personkit:{Path(text).name}", min_score,
-                                   threads)
+            return _on_onnxruntime(model, config, name, min_score, threads)
         return TorchvisionDetector(f"personkit:{Path(text).name}", device=device,
                                    min_score=min_score, model=model)
     name, _, variant = text.partition(":")

@@ -131,3 +131,84 @@ def test_the_detector_exports_to_onnx_with_a_parity_check(trained, tmp_path, cap
     assert main(["export", "--model", str(root / "run"), "--onnx", str(tmp_path / "b.onnx"),
                  "--openvino", str(tmp_path / "ov")]) == 2
     assert "exports to ONNX only" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # ~6 s: exports, scores on two engines, opens three detectors
+def test_export_auto_checks_the_detector_on_each_engine_and_auto_follows_it(
+        trained, tmp_path, capsys):
+    """Issue 38: `export --model DETRUN --auto` scores the detector on ONNX Runtime fp32 and,
+    where the CPU has bf16, OpenVINO bf16 on the run's held-out frames; `--detector RUN`
+    runs OpenVINO bf16 only where that check passed for these weights, saying why either
+    way; a changed model's check is stale."""
+    import importlib.util
+
+    pytest.importorskip("onnxruntime")
+    from personkit.checkpoint import content_hash
+    from personkit.cli import main
+    from personkit.inference.detectors import OnnxDetector, OpenVinoDetector, open_detector
+    from personkit.models.detector import load_person_detector
+    from personkit.runtime import has_isa
+
+    run = tmp_path / "run"
+    shutil.copytree(trained[0] / "run", run)
+    assert main(["export", "--model", str(run), "--auto"]) == 0
+    content = json.loads((run / "engine_checks.json").read_text())
+    assert content["kind"] == "detector" and content["frames"] == 12  # every frame of tiny-6
+    assert content["weights"] == content_hash(load_person_detector(run)[0].state_dict())
+    ref, fast = content["checks"]["onnxruntime-fp32"], content["checks"]["openvino-bf16"]
+    assert ref["reference"] and 0 <= ref["AP50"] <= 1 and ref["ms_per_frame"] > 0
+    can = has_isa("bf16") and importlib.util.find_spec("openvino") is not None
+    assert ("passed" in fast) is can and ("skipped" in fast) is not can
+    if can:
+        assert fast["passed"] == (fast["loss_points"] <= 1.0)
+        fast.update(passed=True, loss_points=0.5)  # as a detector that passes
+        (run / "engine_checks.json").write_text(json.dumps(content))
+    capsys.readouterr()
+    chosen = open_detector(run, min_score=0.0)
+    line = capsys.readouterr().err
+    assert type(chosen) is (OpenVinoDetector if can else OnnxDetector)
+    assert f"detector auto: {'openvino bf16' if can else 'onnxruntime fp32'}" in line
+    frame = np.random.default_rng(0).integers(0, 255, (120, 200, 3), dtype=np.uint8)
+    assert chosen.detect([frame])[0].shape[1] == 5  # x1, y1, x2, y2, score
+    assert chosen.name.endswith("(openvino bf16)" if can else "(onnxruntime)")
+    content["weights"] = "another"
+    (run / "engine_checks.json").write_text(json.dumps(content))
+    assert type(open_detector(run, min_score=0.0)) is OnnxDetector
+    assert "another model's" in capsys.readouterr().err
+    assert main(["export", "--model", str(run), "--auto"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_the_detector_runs_on_openvino_bf16_only_where_its_check_passed(tmp_path, monkeypatch):
+    """`--detector RUN` reads RUN/engine_checks.json: OpenVINO bf16 only for the weights it
+    checked, when it passed, on a CPU with bf16, with OpenVINO installed and the export
+    there; each refusal is a line that says why."""
+    import personkit.inference.detectors as detectors
+
+    checks = {"weights": "w1", "bound": {"max_loss_points": 1.0}, "checks": {
+        "onnxruntime-fp32": {"ms_per_frame": 20.0},
+        "openvino-bf16": {"passed": True, "loss_points": 0.4, "ms_per_frame": 9.0,
+                          "checked": "2026-12-07T17:00:00+00:00"}}}
+    (tmp_path / "engines").mkdir()
+    (tmp_path / "engines" / "detector.onnx").write_bytes(b"onnx")
+    monkeypatch.setattr(detectors, "_has", lambda module: True)
+    monkeypatch.setattr("personkit.runtime.has_isa", lambda isa: True)
+
+    def check(record: dict | None = None, **changes) -> tuple[bool, str]:
+        record = record or {**checks["checks"]["openvino-bf16"], **changes}
+        content = {**checks, "checks": {**checks["checks"], "openvino-bf16": record}}
+        (tmp_path / "engine_checks.json").write_text(json.dumps(content))
+        return detectors.checked_detector_engine(tmp_path, "w1")
+
+    assert check() == (True, "AP checked 2026-12-07: 0.40 points lost at most, 9.0 ms a "
+                              "frame against 20.0")
+    ok, why = check(passed=False, loss_points=1.9)
+    assert not ok and "lost 1.90 AP points (bound 1.0)" in why
+    assert detectors.checked_detector_engine(tmp_path, "w2")[1].endswith(
+        "is another model's (its weights changed since)")
+    ok, why = check({"skipped": "this CPU has no bf16 instructions"})
+    assert not ok and why.endswith("this CPU has no bf16 instructions")
+    monkeypatch.setattr("personkit.runtime.has_isa", lambda isa: False)
+    assert check() == (False, "this CPU has no bf16 instructions")
+    (tmp_path / "engine_checks.json").unlink()
+    assert "`personkit export --model" in detectors.checked_detector_engine(tmp_path, "w1")[1]
