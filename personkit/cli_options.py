@@ -119,7 +119,9 @@ SHARED: dict[str, dict[str, Any]] = {
                  "cuda:N"},
     "--batch-size": {"type": positive_int, "default": 32, "help": "crops per forward pass"},
     "--threads": {"type": int, "default": 0,
-                  "help": "engine CPU threads (0: the engine's, one per core)"},
+                  "help": "engine CPU threads (0: the engine's, one per core; track and "
+                          "index with --detector: half the cores each for it and the "
+                          "network, which run side by side)"},
     "--engine": {"default": "auto", "choices": ("auto", "torch", "onnxruntime", "openvino"),
                  "help": "inference engine: auto picks the fastest this machine allows that "
                  "personkit export --auto checked for the model (OpenVINO bf16 or int8, ONNX "
