@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import time
 
 import pytest
 from serve_utils import gt_boxes
@@ -273,12 +274,17 @@ def test_the_live_cameras_table(page, checkpoint, scene_dir, tmp_path):
     srv = Server(create_app(service))
     live = page.context.browser.new_page(viewport={"width": 1100, "height": 900})
     try:
-        live.goto(srv.url + "/")
+        live.goto(srv.url + "/")  # the table refreshes every 5 s: waited for once door ended
         live.wait_for_selector("#cameras-section:not([hidden])", timeout=30_000)
-        live.wait_for_function(  # the table follows /cameras (every 5 s) until door ends
+        deadline = time.monotonic() + 90
+        while {c["name"]: c.get("state") for c in service.cameras()}["door"] != "ended":
+            assert time.monotonic() < deadline, service.cameras()
+            time.sleep(0.1)
+        live.reload()  # shown at once, not at the next refresh
+        live.wait_for_function(
             "[...document.querySelectorAll('#camera-status tbody tr')].some(r => "
             "r.cells[0].textContent === 'door' && r.cells[1].textContent === 'ended' && "
-            "Number(r.cells[7].textContent) > 0)", timeout=90_000)
+            "Number(r.cells[7].textContent) > 0)", timeout=30_000)
         assert [o.split(" (")[0] for o in live.eval_on_selector_all(
             "#camera option", "o => o.map(x => x.textContent)")][1:] == ["door", "gone"]
         rows = {r.split("\t")[0]: r.split("\t") for r in live.locator(

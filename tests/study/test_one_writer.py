@@ -93,6 +93,7 @@ def _job_children(out: Path) -> list[int]:
     return pids
 
 
+@pytest.mark.slow  # ~8 s: a real study process killed mid-job; make test's time
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_jobs_children_die_with_a_killed_parent(tmp_path, tiny_world_dir):
     out = tmp_path / "study"

@@ -39,6 +39,7 @@ def test_another_world_gives_every_job_another_key(tmp_path):
     assert a.config_hash != b.config_hash
 
 
+@pytest.mark.slow  # ~6 s of training; make test's time (issue 38 stop)
 def test_a_record_never_outlives_its_run(tmp_path, tiny_world_dir, capsys):
     """Config A, then B, then A again: A's run is kept in its own folder, the third study
     reuses it, and the report shows A's record; a damaged results.jsonl loses nothing."""

@@ -105,6 +105,7 @@ def test_cli_synth_bias_and_gap(tmp_path, capsys):
         err.splitlines()) == 1
 
 
+@pytest.mark.slow  # ~8 s: renders the tiny world twice; make test's time
 def test_ensure_world_rebuilds_when_the_bias_differs(tmp_path):
     """A study's world cache never serves a world of another bias."""
     from personkit.synth import ensure_world

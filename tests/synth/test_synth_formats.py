@@ -9,6 +9,7 @@ from collections import defaultdict
 
 import cv2
 import numpy as np
+import pytest
 import scipy.io
 
 from personkit.synth.appearance import DOWN_COLOURS, UP_COLOURS
@@ -176,6 +177,7 @@ def test_contact_sheet(tiny_world, tmp_path):
     assert sheet.shape[1] == 1400 and sheet.shape[0] > 800
 
 
+@pytest.mark.slow  # ~4 s: renders a set to watch its bar; make test's time
 def test_synth_shows_its_progress(tmp_path, capsys):
     """Rendering takes a while: a bar counts the images (issue #23, item 9)."""
     from personkit.cli import main
