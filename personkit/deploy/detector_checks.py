@@ -26,18 +26,20 @@ import numpy as np
 from personkit.checkpoint import content_hash, write_json
 from personkit.config import detector_config_from_dict
 from personkit.data.io import read_image
-from personkit.deploy.auto import CHECKS_FILE, EXPORTS_DIR
+from personkit.deploy.auto import EXPORTS_DIR
 from personkit.engine.detector import sequence_frames
 from personkit.inference.detectors import (
+    DETECTOR_CHECKS,
     DETECTOR_EXPORT,
     DETECTOR_FAST,
     OnnxDetector,
     OpenVinoDetector,
+    detector_folder,
 )
 from personkit.metrics.detection import coco_person_ap
 from personkit.models.detector import load_person_detector, write_detector_onnx
 from personkit.outputs import claim_outputs
-from personkit.runtime import cpu_description, cpu_flags
+from personkit.runtime import ISA_FLAGS, cpu_description, cpu_flags
 
 #: The most AP points (of AP, AP50 and AP75 each) OpenVINO bf16 may lose against fp32.
 MAX_AP_LOSS_POINTS = 1.0
@@ -51,8 +53,8 @@ def check_detector_engines(run: str | Path, *, overwrite: bool = False,
     CPU's, as :func:`~personkit.runtime.cpu_flags`), write ``engine_checks.json``; an earlier
     ``engines/`` and ``engine_checks.json`` are refused unless ``overwrite``. Returns the
     file's content."""
-    folder = Path(run) if Path(run).is_dir() else Path(run).parent
-    claim_outputs(folder, [EXPORTS_DIR, CHECKS_FILE], overwrite, "export")
+    folder = detector_folder(run)
+    claim_outputs(folder, [EXPORTS_DIR, DETECTOR_CHECKS], overwrite, "export")
     model, config = load_person_detector(run)
     cfg = detector_config_from_dict(config, str(folder))
     onnx = write_detector_onnx(model, config, folder / DETECTOR_EXPORT)
@@ -72,7 +74,7 @@ def check_detector_engines(run: str | Path, *, overwrite: bool = False,
                "weights": content_hash(model.state_dict()), "cpu": cpu_description(),
                "bound": {"max_loss_points": MAX_AP_LOSS_POINTS, "metrics": list(KEYS)},
                "frames": len(frames), "checks": records}
-    log(f"wrote {write_json(folder / CHECKS_FILE, content)}")
+    log(f"wrote {write_json(folder / DETECTOR_CHECKS, content)}")
     return content
 
 
@@ -82,7 +84,7 @@ def _check_bf16(onnx: Path, images: list[np.ndarray], targets: tuple[list, list]
     """OpenVINO bf16 scored against ``reference``, or why it was not."""
     import importlib.util
 
-    if not any("bf16" in f for f in flags):
+    if not set(ISA_FLAGS["bf16"]) & set(flags):
         why = "this CPU has no bf16 instructions"
     elif importlib.util.find_spec("openvino") is None:
         why = "openvino is not installed (pip install 'personkit[openvino]')"

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -287,27 +287,34 @@ class OpenVinoDetector(OnnxDetector):
         return list(out.values()) if names is None else [by_name[n] for n in names]
 
 
-#: What ``personkit export --model DETRUN --auto`` writes into the run, and the engine it
-#: checks against ONNX Runtime fp32 (the reference).
-DETECTOR_EXPORT, DETECTOR_FAST = "engines/detector.onnx", "openvino-bf16"
+#: What ``personkit export --model DETRUN --auto`` writes into the run (its export and its
+#: checks), and the engine it checks against ONNX Runtime fp32 (the reference).
+DETECTOR_EXPORT, DETECTOR_CHECKS = "engines/detector.onnx", "engine_checks.json"
+DETECTOR_FAST = "openvino-bf16"
 
 
-def checked_detector_engine(run: str | Path, weights: str) -> tuple[bool, str]:
+def detector_folder(run: str | Path) -> Path:
+    """The folder of a detector run given as its directory or its ``model.safetensors``."""
+    return Path(run) if Path(run).is_dir() else Path(run).parent
+
+
+def checked_detector_engine(run: str | Path, weights: Callable[[], str]) -> tuple[bool, str]:
     """Whether the run's detector may run on OpenVINO bf16: its ``engine_checks.json``
-    (``personkit export --model RUN --auto``) passed for these ``weights``, the export is
-    there, the CPU has bf16 and OpenVINO is installed; and why (or why not), said in a line."""
+    (``personkit export --model RUN --auto``) passed for these weights (``weights()``: their
+    content hash, computed only when there is a check to compare), the export is there, the
+    CPU has bf16 and OpenVINO is installed; and why (or why not), said in a line."""
     import json
 
     from personkit.runtime import has_isa
 
-    folder = Path(run) if Path(run).is_dir() else Path(run).parent
-    checks = folder / "engine_checks.json"
+    folder = detector_folder(run)
+    checks = folder / DETECTOR_CHECKS
     if not checks.is_file():
         return False, f"no engine check: `personkit export --model {folder} --auto` makes one"
     content = json.loads(checks.read_text(encoding="utf-8"))
     record = content.get("checks", {}).get(DETECTOR_FAST, {})
     why = (f"{checks} is another model's (its weights changed since)"
-           if content.get("weights") != weights else
+           if content.get("weights") != weights() else
            f"{checks}: {record.get('skipped', 'no openvino-bf16 check')}" if "passed" not in record
            else f"OpenVINO bf16 lost {record['loss_points']:.2f} AP points (bound "
                 f"{content['bound']['max_loss_points']})" if not record["passed"]
@@ -396,10 +403,9 @@ def open_detector(spec: str | Path, device: str = "cpu", min_score: float = DETE
         if device == "cpu" and engine == "auto" and _has("onnxruntime"):
             from personkit.checkpoint import content_hash
 
-            fast, why = checked_detector_engine(text, content_hash(model.state_dict()))
+            fast, why = checked_detector_engine(text, lambda: content_hash(model.state_dict()))
             if fast:
-                folder = Path(text) if Path(text).is_dir() else Path(text).parent
-                detector = OpenVinoDetector(folder / DETECTOR_EXPORT, min_score,
+                detector = OpenVinoDetector(detector_folder(text) / DETECTOR_EXPORT, min_score,
                                             threads=threads)
                 detector.name = f"{name} (openvino bf16)"
                 print(f"personkit: detector auto: openvino bf16 ({why})", file=sys.stderr)

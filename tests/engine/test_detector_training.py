@@ -198,17 +198,18 @@ def test_the_detector_runs_on_openvino_bf16_only_where_its_check_passed(tmp_path
         record = record or {**checks["checks"]["openvino-bf16"], **changes}
         content = {**checks, "checks": {**checks["checks"], "openvino-bf16": record}}
         (tmp_path / "engine_checks.json").write_text(json.dumps(content))
-        return detectors.checked_detector_engine(tmp_path, "w1")
+        return detectors.checked_detector_engine(tmp_path, lambda: "w1")
 
     assert check() == (True, "AP checked 2026-12-07: 0.40 points lost at most, 9.0 ms a "
                               "frame against 20.0")
     ok, why = check(passed=False, loss_points=1.9)
     assert not ok and "lost 1.90 AP points (bound 1.0)" in why
-    assert detectors.checked_detector_engine(tmp_path, "w2")[1].endswith(
+    assert detectors.checked_detector_engine(tmp_path, lambda: "w2")[1].endswith(
         "is another model's (its weights changed since)")
     ok, why = check({"skipped": "this CPU has no bf16 instructions"})
     assert not ok and why.endswith("this CPU has no bf16 instructions")
     monkeypatch.setattr("personkit.runtime.has_isa", lambda isa: False)
     assert check() == (False, "this CPU has no bf16 instructions")
     (tmp_path / "engine_checks.json").unlink()
-    assert "`personkit export --model" in detectors.checked_detector_engine(tmp_path, "w1")[1]
+    assert "`personkit export --model" in detectors.checked_detector_engine(
+        tmp_path, lambda: pytest.fail("no check: the weights are not hashed"))[1]
