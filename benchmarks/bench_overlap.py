@@ -23,7 +23,6 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 MODES = {"sequential": False, "overlapped": True}
@@ -44,17 +43,11 @@ def once(predictor, detector, sequence: str, out: Path, overlap: bool) -> dict:
             "results": (out / "results.txt").read_text(encoding="utf-8")}
 
 
-def paced(frames: list, fps: float):
-    """``frames`` at ``fps``, as a camera delivers them."""
-    start = time.perf_counter()
-    for i, frame in enumerate(frames):
-        time.sleep(max(0.0, start + i / fps - time.perf_counter()))
-        yield frame
-
-
 def live_once(predictor, detector, frames: list, fps: float, out: Path,
               overlap: bool) -> float:
     """The share of ``frames`` dropped when they arrive at ``fps``."""
+    from bench_pipeline import paced  # this folder is on sys.path when run as a script
+
     from personkit.track import Tracker
     from personkit.track.io import TrackSource
     from personkit.track.live import RealtimeFrames

@@ -4,6 +4,7 @@ per part (:class:`torch.utils.flop_counter.FlopCounterMode`, 2 FLOPs per multipl
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +20,17 @@ def has_bf16() -> bool:
     return has_isa("bf16")
 
 
+def _fastest(fn: Any, repeats: int) -> float:
+    """Seconds of the fastest of ``repeats`` calls of ``fn``, after one untimed call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
 def gemm_ceiling(n: int = 2048, repeats: int = 5) -> dict[str, Any]:
     """Best-of-``repeats`` throughput of an ``n×n×n`` product: fp32 ``torch.mm`` in GFLOP/s,
     bf16 ``torch.mm`` (oneDNN) in GFLOP/s where the CPU has bf16 instructions and, where it
@@ -26,13 +38,7 @@ def gemm_ceiling(n: int = 2048, repeats: int = 5) -> dict[str, Any]:
     (oneDNN) and OpenVINO's int8 matrix product and convolution
     (:func:`openvino_int8_gops`), named by ``int8_source``."""
     def best(fn: Any) -> float:
-        fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return 2 * n ** 3 / min(times) / 1e9
+        return 2 * n ** 3 / _fastest(fn, repeats) / 1e9
 
     a, b = torch.randn(n, n), torch.randn(n, n)
     out: dict[str, Any] = {"n": n, "threads": torch.get_num_threads(),
@@ -107,16 +113,11 @@ def openvino_int8_gops(n: int = 2048, repeats: int = 5) -> dict[str, Any]:
         compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
         request = compiled.create_infer_request()
         data = (rng.random(tuple(model.inputs[0].shape)) * 2.5).astype(np.float32)
-        request.infer({0: data})
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            request.infer({0: data})
-            times.append(time.perf_counter() - start)
+        seconds = _fastest(functools.partial(request.infer, {0: data}), repeats)
         kinds = {str(op.get_rt_info()["layerType"].astype(str)):
                  str(op.get_rt_info()["runtimePrecision"].astype(str))
                  for op in compiled.get_runtime_model().get_ops()}
-        out[name] = {"gops": ops_count / min(times) / 1e9,
+        out[name] = {"gops": ops_count / seconds / 1e9,
                      "precision": kinds.get("FullyConnected", kinds.get("Convolution"))}
     return out
 
