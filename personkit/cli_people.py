@@ -250,6 +250,37 @@ def _cmd_forget(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``serve``'s limits on the load and on one request (:class:`Limits`).
+SERVE_LIMITS = (
+    opt("--max-batch", type=positive_int, default=MAX_BATCH, help="concurrent /predict "
+        "requests run as one batch, up to this many (1: no batching)"),
+    opt("--max-wait-ms", type=float, default=MAX_WAIT_MS, help="how long a request waits "
+        "for others to batch with"),
+    opt("--max-upload-mb", type=float, default=Limits.max_upload_mb,
+        help="largest upload accepted"),
+    opt("--max-pixels", type=positive_int, default=Limits.max_pixels, help="most pixels "
+        "an uploaded image may declare (read from its header before decoding; 413 above)"),
+    opt("--max-boxes", type=positive_int, default=Limits.max_boxes, help="most person "
+        "boxes per image (given or detected; 413 above)"),
+    opt("--max-concurrency", type=positive_int, default=Limits.max_concurrency,
+        help="requests worked on at once (/predict, /search)"),
+    opt("--max-queue", type=int, default=Limits.max_queue, help="requests that may wait "
+        "for one of those slots; further ones get 503 with Retry-After"),
+)
+#: ``serve``'s live cameras (docs/search.md, Live cameras).
+LIVE_CAMERA_OPTIONS = (
+    opt("--camera", action="append", default=[], metavar="NAME=SOURCE",
+        help="a live camera tracked into --index while the server runs: SOURCE is "
+        "anything personkit track reads (stream URL, camera device, video file, MOT "
+        "sequence); repeatable (docs/search.md, Live cameras)"),
+    opt("--cameras", default=None, metavar="FILE", help="a YAML list of cameras (name, "
+        "source; optional detector, detector_score, start_time, tracker, retries)"),
+    opt("--checkpoint-seconds", type=float, default=CHECKPOINT_SECONDS, help="a live "
+        "camera's running tracks are written to the index this often (searchable while "
+        "in view; a kill loses at most this much of them)"),
+)
+
+
 @command("serve", "an HTTP service and web page: predict on uploaded images, search an index "
          "(needs [serve])",
          model_option(required=False, help=MODEL_FILE + " (default: the one --index was made "
@@ -269,29 +300,7 @@ def _cmd_forget(args: argparse.Namespace) -> int:
          opt("--tls-key", default=None, help="private key file for HTTPS (with --tls-cert)"),
          opt("--retain", default=None, help="forget the index's entries last seen longer ago "
              "than this span (7d), at start and every hour (docs/search.md)"),
-         opt("--max-batch", type=positive_int, default=MAX_BATCH, help="concurrent /predict "
-             "requests run as one batch, up to this many (1: no batching)"),
-         opt("--max-wait-ms", type=float, default=MAX_WAIT_MS, help="how long a request waits "
-             "for others to batch with"),
-         opt("--max-upload-mb", type=float, default=Limits.max_upload_mb,
-             help="largest upload accepted"),
-         opt("--max-pixels", type=positive_int, default=Limits.max_pixels, help="most pixels "
-             "an uploaded image may declare (read from its header before decoding; 413 above)"),
-         opt("--max-boxes", type=positive_int, default=Limits.max_boxes, help="most person "
-             "boxes per image (given or detected; 413 above)"),
-         opt("--max-concurrency", type=positive_int, default=Limits.max_concurrency,
-             help="requests worked on at once (/predict, /search)"),
-         opt("--max-queue", type=int, default=Limits.max_queue, help="requests that may wait "
-             "for one of those slots; further ones get 503 with Retry-After"),
-         opt("--camera", action="append", default=[], metavar="NAME=SOURCE",
-             help="a live camera tracked into --index while the server runs: SOURCE is "
-             "anything personkit track reads (stream URL, camera device, video file, MOT "
-             "sequence); repeatable (docs/search.md, Live cameras)"),
-         opt("--cameras", default=None, metavar="FILE", help="a YAML list of cameras (name, "
-             "source; optional detector, detector_score, start_time, tracker, retries)"),
-         opt("--checkpoint-seconds", type=float, default=CHECKPOINT_SECONDS, help="a live "
-             "camera's running tracks are written to the index this often (searchable while "
-             "in view; a kill loses at most this much of them)"),
+         *SERVE_LIMITS, *LIVE_CAMERA_OPTIONS,
          shared("--detector"), shared("--detector-score"),
          *network_options(batch_size="most crops per forward pass (default: the larger of 32 "
                           "and --max-batch)"))
@@ -303,19 +312,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                     args.max_upload_mb)
     access = access_for(args.host, read_api_key(args.api_key_file),
                         comma_list(args.allowed_hosts), args.cors_origin)  # before the model
-    if bool(args.tls_cert) != bool(args.tls_key):
-        raise ValueError("HTTPS needs both --tls-cert and --tls-key")
-    if args.retain is not None:
-        from personkit.data.times import parse_span
-
-        parse_span(args.retain, "--retain")
-        if args.index is None:
-            raise ValueError(f"--retain {args.retain} needs the index whose entries it "
-                             f"forgets (--index)")
-    specs = camera_specs(args.camera, args.cameras)  # told before the model loads
-    if specs and not args.index:
-        raise ValueError(f"--camera {specs[0].name}=...: live cameras need --index, the index "
-                         f"their people go to (created when missing)")
+    specs = _checked_serve_options(args)
     predictor = open_predictor(index_model(args.model, args.index), args,
                                batch_size=max(args.batch_size, args.max_batch))
     detector = open_person_detector(args)
@@ -326,6 +323,26 @@ def _cmd_serve(args: argparse.Namespace) -> int:
           cameras=_camera_detectors(specs, args, detector),
           checkpoint_seconds=args.checkpoint_seconds)
     return 0
+
+
+def _checked_serve_options(args: argparse.Namespace) -> list:
+    """``serve``'s options that must be told before the model loads: TLS in pairs, a
+    readable ``--retain`` with an index, cameras well formed and with an index; returns the
+    cameras (:func:`camera_specs`)."""
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("HTTPS needs both --tls-cert and --tls-key")
+    if args.retain is not None:
+        from personkit.data.times import parse_span
+
+        parse_span(args.retain, "--retain")
+        if args.index is None:
+            raise ValueError(f"--retain {args.retain} needs the index whose entries it "
+                             f"forgets (--index)")
+    specs = camera_specs(args.camera, args.cameras)
+    if specs and not args.index:
+        raise ValueError(f"--camera {specs[0].name}=...: live cameras need --index, the index "
+                         f"their people go to (created when missing)")
+    return specs
 
 
 def _camera_detectors(specs: list, args: argparse.Namespace, default: object) -> list:
