@@ -183,7 +183,11 @@ def test_demo_writes_report_metrics_and_figures(tmp_path, tiny_world_dir):
     assert metrics["headline"] == result["headline"]
     for name in ("curves.png", "predictions.png"):
         assert (out / name).stat().st_size > 1000
-    assert len(json.loads((out / "run" / "calibration.json").read_text())) == 1
+    (record,) = json.loads((out / "run" / "calibration.json").read_text()).values()
+    tracks = record["track_attributes"]  # fitted on three tiny held-out cameras (issue 34)
+    assert tracks == metrics["track_attributes"] and tracks["tracks"] >= 6
+    assert tracks["sequences"] == ["tiny-200", "tiny-201", "tiny-202"]
+    assert not (out / "calibration").exists()  # the cameras are removed after
 
     # A second demo in the same folder is a new run: the first one's checkpoints are moved
     # aside (nothing deleted) and every checkpoint left belongs to the new run.

@@ -52,7 +52,7 @@ from personkit.metrics import (
 )
 from personkit.metrics.attributes import attribute_accuracy, calibrate_thresholds
 from personkit.models import MultiTaskModel, PersonOutputs, flip_tta_embedding
-from personkit.models.identity import model_identity, write_calibration
+from personkit.models.identity import model_identity, read_calibrations, write_calibration
 
 
 @torch.no_grad()
@@ -429,7 +429,8 @@ def save_match_calibration(results: dict[str, dict[str, Any]], model: MultiTaskM
     """Store the same-person thresholds of the first ReID set in ``results`` (its ``match``:
     crop against crop, and ``tracks``: between track means) and the attribute decision
     thresholds (``attribute_thresholds``) for ``model``'s embedding space in ``model_path``'s
-    ``calibration.json``
+    ``calibration.json`` (keeping the record's ``track_attributes``, fitted on these weights'
+    track means: :mod:`personkit.track.attribute_calibration`)
     (:mod:`personkit.models.identity`), where ``track --gallery`` finds it; None when no set
     gave one. Call it on the process that owns the run directory, for the model in torch."""
     name = next((n for n, r in results.items() if "match" in r), None)
@@ -442,4 +443,8 @@ def save_match_calibration(results: dict[str, dict[str, Any]], model: MultiTaskM
                   if "calibrated" in r.get("attributes", {})), None)
     if tuned is not None:  # each binary attribute's decision threshold (personkit.metrics)
         record["attribute_thresholds"] = tuned
-    return write_calibration(model_path, model_identity(model.meta, weights, flip_tta), record)
+    identity = model_identity(model.meta, weights, flip_tta)
+    kept = read_calibrations(model_path).get(identity, {}).get("track_attributes")
+    if kept is not None:  # fitted on track means of these weights: still theirs
+        record["track_attributes"] = kept
+    return write_calibration(model_path, identity, record)

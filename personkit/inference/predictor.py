@@ -204,6 +204,7 @@ class Predictor:
         self.flip_tta, self.batch_size, self.precision = flip_tta, batch_size, precision
         self.channels_last, self.max_part_pixels = channels_last, max_part_pixels
         self._attribute_thresholds: dict[str, float] | None = None
+        self._track_thresholds: dict[str, float] | None = None
         self.part_classes = tuple(self.meta.part_classes)
         self.path: str | Path | None = None
         self._merge = merge_parts and len(self.part_classes) == 20
@@ -274,25 +275,43 @@ class Predictor:
     @property
     def attribute_thresholds(self) -> dict[str, float]:
         """Each binary attribute's calibrated decision threshold on its class-1 probability
-        (``personkit eval``: the one that maximises balanced accuracy, stored as
+        for one crop (``personkit eval``: the one that maximises balanced accuracy, stored as
         ``attribute_thresholds`` in ``calibration.json`` for these weights, whatever the flip
         setting); empty when none was calibrated (decisions are then the arg-max)."""
         if self._attribute_thresholds is None:
-            record = self.calibration
-            if not (record or {}).get("attribute_thresholds"):
-                weights = self.engine.weights_hash
-                record = next((r for r in self.calibrations.values() if weights and
-                               r.get("weights") == weights and r.get("attribute_thresholds")),
-                              None)
-            others = [k for k, r in self.calibrations.items() if r.get("attribute_thresholds")]
-            if record is None and others:
-                warnings.warn(f"the calibration file holds attribute thresholds of model(s) "
-                              f"{', '.join(others)}, not of this model ({self.model_id}): they "
-                              f"are not used, decisions are the arg-max; run `personkit eval` "
-                              f"on this model", stacklevel=2)
-            self._attribute_thresholds = {
-                k: float(v) for k, v in ((record or {}).get("attribute_thresholds") or {}).items()}
+            self._attribute_thresholds = self._thresholds("attribute_thresholds")
         return self._attribute_thresholds
+
+    @property
+    def track_attribute_thresholds(self) -> dict[str, float]:
+        """The decision thresholds for a track's mean probabilities (what tracks and index
+        entries are decided on): ``track_attributes`` in ``calibration.json``, fitted on
+        track means (:mod:`personkit.track.attribute_calibration`), each attribute it lacks
+        from :attr:`attribute_thresholds`."""
+        if self._track_thresholds is None:
+            self._track_thresholds = {**self.attribute_thresholds,
+                                      **self._thresholds("track_attributes")}
+        return self._track_thresholds
+
+    def _thresholds(self, key: str) -> dict[str, float]:
+        """The thresholds under ``key`` of this model's calibration record (or of a record
+        for the same weights with another flip setting); empty, with a warning when the file
+        holds another model's, when none was calibrated."""
+        def held(r: dict[str, Any] | None) -> dict[str, Any]:
+            value = (r or {}).get(key) or {}
+            return value.get("thresholds") or {} if key == "track_attributes" else value
+
+        record = self.calibration
+        if not held(record):
+            weights = self.engine.weights_hash
+            record = next((r for r in self.calibrations.values()
+                           if weights and r.get("weights") == weights and held(r)), None)
+        others = [k for k, r in self.calibrations.items() if held(r)]
+        if record is None and others:
+            warnings.warn(f"the calibration file holds {key} of model(s) {', '.join(others)}, "
+                          f"not of this model ({self.model_id}): they are not used; run "
+                          f"`personkit eval` on this model", stacklevel=3)
+        return {k: float(v) for k, v in held(record).items()}
 
     @property
     def input_size(self) -> tuple[int, int]:

@@ -152,7 +152,8 @@ def bagged_threshold(p_pos: np.ndarray, positive: np.ndarray, groups: np.ndarray
 
 
 def calibrate_thresholds(p_pos: ArrayLike, gt: ArrayLike, names: Sequence[str],
-                         groups: ArrayLike) -> tuple[dict[str, float], np.ndarray]:
+                         groups: ArrayLike, fallback: Mapping[str, float] | None = None,
+                         ) -> tuple[dict[str, float], np.ndarray]:
     """Per binary attribute, a decision threshold on its class-1 probability, and the
     decisions each image gets by the same rule fitted on the *other* half of the identities
     (two-fold cross-fitting by ``groups``, e.g. pids: an identity's images share its labels,
@@ -160,8 +161,9 @@ def calibrate_thresholds(p_pos: ArrayLike, gt: ArrayLike, names: Sequence[str],
     scored.
 
     The rule: the threshold maximising balanced accuracy (:func:`bagged_threshold`), where it
-    is validated: fitted on either half, it beats the arg-max (0.5) on the other half in both
-    directions; elsewhere 0.5. A loss that already balances the classes
+    is validated: fitted on either half, it beats the arg-max (0.5; or the attribute's
+    ``fallback`` threshold, e.g. one calibrated before on other data) on the other half in
+    both directions; elsewhere that fallback. A loss that already balances the classes
     (``loss.attribute_balance``) makes 0.5 the balanced decision, and a rare attribute's
     fitted threshold then mostly adds noise: the check keeps such a threshold out.
 
@@ -180,15 +182,16 @@ def calibrate_thresholds(p_pos: ArrayLike, gt: ArrayLike, names: Sequence[str],
     thresholds, decided = {}, np.zeros(p.shape, np.int64)
     for b, name in enumerate(names):
         known = gt[:, b] != IGNORE_INDEX
+        before = (fallback or {}).get(name, 0.5)
         fitted = {f: bagged_threshold(p[known & (fold != f), b], gt[known & (fold != f), b] == 1,
                                       groups[known & (fold != f)]) for f in (0, 1)}
         validated = all(_balanced(p[known & (fold == f), b] >= t, gt[known & (fold == f), b])
-                        > _balanced(p[known & (fold == f), b] >= 0.5,
+                        > _balanced(p[known & (fold == f), b] >= before,
                                     gt[known & (fold == f), b]) for f, t in fitted.items())
         for f in (0, 1):
-            decided[fold == f, b] = p[fold == f, b] >= (fitted[f] if validated else 0.5)
+            decided[fold == f, b] = p[fold == f, b] >= (fitted[f] if validated else before)
         thresholds[name] = (bagged_threshold(p[known, b], gt[known, b] == 1, groups[known])
-                            if validated else 0.5)
+                            if validated else before)
     return thresholds, decided
 
 

@@ -28,7 +28,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from personkit.data.constants import MARKET_ATTRIBUTES
 from personkit.data.io import encode_jpeg
+from personkit.data.mot import read_seqinfo
 from personkit.synth.appearance import get_identity
 from personkit.synth.body import View, skeleton, walking_pose
 from personkit.synth.render import Person, object_prim, render
@@ -248,3 +250,28 @@ def write_mot_sequence(out_dir: str | Path, preset: str | MotPreset = "tiny", se
         f"identities=synth:{seed}\n",
         encoding="utf-8")
     return seq
+
+
+def sequence_person(seq_dir: str | Path, gt_id: int) -> tuple[str, dict[str, str]]:
+    """The identity (``synth:SEED:ID``, as ``personkit index`` names it) and the Market
+    attribute labels (``{name: class name}``, :data:`~personkit.data.constants.MARKET_ATTRIBUTES`)
+    of ground-truth id ``gt_id`` of a sequence written by :func:`write_mot_sequence`: the
+    labels :func:`~personkit.track.attribute_calibration.calibrate_track_attributes` fits on.
+
+    Raises:
+        ValueError: ``seq_dir`` is not a synthetic sequence (its ``seqinfo.ini`` names no
+            ``identities=synth:SEED``).
+    """
+    info = read_seqinfo(Path(seq_dir))
+    space = info.get("identities", "")
+    kind, _, seed = space.partition(":")
+    if kind != "synth" or not seed.isdigit():
+        raise ValueError(f"{Path(seq_dir) / 'seqinfo.ini'}: identities={space!r} is not "
+                         f"synth:SEED, so its people's attributes are unknown")
+    ident = get_identity(int(seed), ID_OFFSET + int(gt_id))
+    codes = ident.market_attributes()
+    labels = {n: c[codes[n] - 1] for n, c in MARKET_ATTRIBUTES.items() if n in codes}
+    for name, value in (("upcolor", ident.up_name), ("downcolor", ident.down_name)):
+        if value is not None:
+            labels[name] = value
+    return f"{space}:{int(gt_id)}", labels

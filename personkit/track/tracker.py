@@ -251,8 +251,8 @@ class Tracker:
             return TrackSummary(tid)
         classes = getattr(self.predictor.meta, "attributes", None) or {}
         return TrackSummary(tid, classes={k: tuple(v) for k, v in classes.items()},
-                            thresholds=dict(getattr(self.predictor, "attribute_thresholds",
-                                                    None) or {}))
+                            thresholds=dict(getattr(self.predictor,
+                                                    "track_attribute_thresholds", None) or {}))
 
     def summaries(self) -> list[TrackSummary]:
         """Every track seen so far, by id."""

@@ -119,3 +119,10 @@ def test_the_balanced_threshold_and_cross_fitted_decisions():
     argmax = attribute_accuracy((both > 0.5).astype(int), gt,
                                 {"hat": ["no", "yes"], "noise": ["no", "yes"]})
     assert argmax["bacc/hat"] == 0.5  # the arg-max never says "yes"
+    # a threshold calibrated before (e.g. on crops, for track means) is what a fit must beat
+    # and what stays where it does not (issue 34)
+    kept, _ = calibrate_thresholds(both, gt, ["hat", "noise"], pids,
+                                   fallback={"hat": 0.2, "noise": 0.37})
+    assert kept == {"hat": 0.2, "noise": 0.37}  # 0.2 already separates the clouds
+    beaten, _ = calibrate_thresholds(both, gt, ["hat", "noise"], pids, fallback={"hat": 0.45})
+    assert beaten == {"hat": thresholds["hat"], "noise": 0.5}  # 0.45 misses most hats
