@@ -268,10 +268,15 @@ def sequence_person(seq_dir: str | Path, gt_id: int) -> tuple[str, dict[str, str
     if kind != "synth" or not seed.isdigit():
         raise ValueError(f"{Path(seq_dir) / 'seqinfo.ini'}: identities={space!r} is not "
                          f"synth:SEED, so its people's attributes are unknown")
-    ident = get_identity(int(seed), ID_OFFSET + int(gt_id))
+    return synthetic_person(int(seed), gt_id)
+
+
+def synthetic_person(seed: int, gt_id: int) -> tuple[str, dict[str, str]]:
+    """:func:`sequence_person` for ground-truth id ``gt_id`` of the sequences of ``seed``."""
+    ident = get_identity(seed, ID_OFFSET + int(gt_id))
     codes = ident.market_attributes()
     labels = {n: c[codes[n] - 1] for n, c in MARKET_ATTRIBUTES.items() if n in codes}
     for name, value in (("upcolor", ident.up_name), ("downcolor", ident.down_name)):
         if value is not None:
             labels[name] = value
-    return f"{space}:{int(gt_id)}", labels
+    return f"synth:{seed}:{int(gt_id)}", labels
