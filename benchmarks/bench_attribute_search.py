@@ -32,7 +32,7 @@ from personkit.index.search import search
 from personkit.inference import Predictor
 from personkit.runtime import describe_machine, machine_info
 from personkit.synth.mot import sequence_person, synthetic_person, write_mot_sequence
-from personkit.track.attribute_calibration import gt_track_means
+from personkit.track.calibrate import gt_track_means
 
 ATTRIBUTES = ("backpack", "handbag", "bag", "hat")
 

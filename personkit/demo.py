@@ -42,13 +42,16 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"  # pa
 TARGETS = {"ReID mAP": 0.70, "Attribute mA": 0.75, "Weakest binary attribute": 0.65,
            "Age (balanced)": 0.45, "MPII-like PCKh@0.5": 0.60, "LIP-like PCKh@0.5": 0.60,
            "mIoU5": 0.60}
-#: World preset -> the held-out synthetic cameras (MOT preset, seeds) whose track means
-#: calibrate the attribute decisions of tracks and index entries: seeds that no test,
-#: benchmark or the video demo's detector (100-111) uses; ``tiny`` (the tests' world) uses
-#: three tiny cameras.
-TRACK_CALIBRATION = {"tiny": ("tiny", (200, 201, 202)),
-                     "small": ("crossing", tuple(range(200, 206))),
-                     "full": ("crossing", tuple(range(200, 206)))}
+#: World preset -> the held-out synthetic cameras (MOT preset, seeds) whose tracks calibrate
+#: the attribute decisions and the same-person threshold of tracks and index entries: seeds
+#: that no test, benchmark or the video demo's detector (100-111) uses. Each seed's
+#: cameras show the same people (``street640`` the first 8 of ``crossing``'s 14, ``tiny-b``
+#: ``tiny``'s three): the same person in two cameras.
+TRACK_CALIBRATION = {"tiny": (("tiny", "tiny-b"), (200, 201, 202)),
+                     "small": (("crossing", "street640"), (200, 201, 202, 203)),
+                     "full": (("crossing", "street640"), tuple(range(200, 208)))}
+#: Every how many frames a calibration track is sampled (a person is in view for 30-150).
+TRACK_EVERY = 3
 
 
 def headline(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
@@ -139,25 +142,23 @@ Files: `metrics.json` (every score), `curves.png` (learning curves), `prediction
     return path
 
 
-def calibrate_on_tracks(run_dir: Path, work: Path, preset: str,
+def calibrate_on_tracks(run_dir: Path, work: Path, presets: Sequence[str],
                         seeds: Sequence[int]) -> dict[str, Any]:
-    """The attribute thresholds for track means (:mod:`personkit.track.attribute_calibration`)
-    fitted on held-out synthetic cameras (MOT ``preset`` at ``seeds``, rendered into ``work``,
-    removed after) with the model the run saved, stored in its ``calibration.json``."""
+    """The attribute thresholds and the same-person threshold for track means
+    (:mod:`personkit.track.calibrate`) fitted on held-out synthetic cameras (every MOT preset
+    of ``presets`` at every seed, rendered into ``work``, removed after) with the model the
+    run saved, stored in its ``calibration.json``."""
     from personkit.inference import Predictor
     from personkit.synth.mot import sequence_person, write_mot_sequence
-    from personkit.track.attribute_calibration import (
-        calibrate_track_attributes,
-        save_track_attributes,
-    )
+    from personkit.track.calibrate import calibrate_tracks, save_track_calibration
 
     try:
-        seqs = [write_mot_sequence(work / f"{preset}-{s}", preset, seed=s) for s in seeds]
+        seqs = [write_mot_sequence(work / f"{p}-{s}", p, seed=s) for s in seeds for p in presets]
         predictor = Predictor.from_checkpoint(run_dir, device="cpu")
-        result = calibrate_track_attributes(predictor, seqs, sequence_person)
+        result = calibrate_tracks(predictor, seqs, sequence_person, every=TRACK_EVERY)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    save_track_attributes(run_dir, predictor, result)
+    save_track_calibration(run_dir, predictor, result)
     return result
 
 
@@ -196,7 +197,7 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seed: int = 0
     tracks = calibrate_on_tracks(run_dir, out / "calibration", *TRACK_CALIBRATION[preset])
     timings["track_calibration"] = time.perf_counter() - t
     write_json(out / "metrics.json", to_jsonable({"headline": headline(results), "results": results,
-                                                 "track_attributes": tracks, "world": world,
+                                                 "tracks": tracks, "world": world,
                                                  "timings": timings}), end="")
     shutil.copyfile(run_dir / "curves.png", out / "curves.png")  # train_run drew them
     prediction_grid(run_dir, data_dir / "mpii", out / "predictions.png", device)

@@ -68,7 +68,7 @@ def test_demo_meets_its_targets_on_the_small_world(demo):
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="issue 34 open: on 2026-12-07 the demo model with its "
-                   "track-mean threshold found 5 of 9 carriers (recall 0.56) at precision 0.75; "
+                   "track-mean threshold found 6 of 9 carriers (recall 0.67) at precision 0.70; "
                    "with the Market-crop threshold 8 of 9 at precision 0.42")
 def test_an_index_of_crossing_finds_the_people_with_a_backpack(demo, tmp_path):
     """Issue #34: "everyone with a backpack" on an index of three synthetic cameras

@@ -184,9 +184,12 @@ def test_demo_writes_report_metrics_and_figures(tmp_path, tiny_world_dir):
     for name in ("curves.png", "predictions.png"):
         assert (out / name).stat().st_size > 1000
     (record,) = json.loads((out / "run" / "calibration.json").read_text()).values()
-    tracks = record["track_attributes"]  # fitted on three tiny held-out cameras (issue 34)
-    assert tracks == metrics["track_attributes"] and tracks["tracks"] >= 6
-    assert tracks["sequences"] == ["tiny-200", "tiny-201", "tiny-202"]
+    tracks = record["track_attributes"]  # fitted on tiny held-out cameras (issue 34)
+    assert tracks == metrics["tracks"]["attributes"] and tracks["tracks"] >= 12
+    assert tracks["sequences"] == ["tiny-200", "tiny-b-200", "tiny-201", "tiny-b-201",
+                                   "tiny-202", "tiny-b-202"]
+    assert record["track_match"] == metrics["tracks"]["match"]  # two cameras of each seed
+    assert record["track_match"]["space"] == "video track means"
     assert not (out / "calibration").exists()  # the cameras are removed after
 
     # A second demo in the same folder is a new run: the first one's checkpoints are moved

@@ -429,8 +429,8 @@ def save_match_calibration(results: dict[str, dict[str, Any]], model: MultiTaskM
     """Store the same-person thresholds of the first ReID set in ``results`` (its ``match``:
     crop against crop, and ``tracks``: between track means) and the attribute decision
     thresholds (``attribute_thresholds``) for ``model``'s embedding space in ``model_path``'s
-    ``calibration.json`` (keeping the record's ``track_attributes``, fitted on these weights'
-    track means: :mod:`personkit.track.attribute_calibration`)
+    ``calibration.json`` (keeping the record's ``track_attributes`` and ``track_match``,
+    fitted on these weights' video track means: :mod:`personkit.track.calibrate`)
     (:mod:`personkit.models.identity`), where ``track --gallery`` finds it; None when no set
     gave one. Call it on the process that owns the run directory, for the model in torch."""
     name = next((n for n, r in results.items() if "match" in r), None)
@@ -444,7 +444,7 @@ def save_match_calibration(results: dict[str, dict[str, Any]], model: MultiTaskM
     if tuned is not None:  # each binary attribute's decision threshold (personkit.metrics)
         record["attribute_thresholds"] = tuned
     identity = model_identity(model.meta, weights, flip_tta)
-    kept = read_calibrations(model_path).get(identity, {}).get("track_attributes")
-    if kept is not None:  # fitted on track means of these weights: still theirs
-        record["track_attributes"] = kept
+    earlier = read_calibrations(model_path).get(identity, {})
+    # fitted on video track means of these weights (personkit.track.calibrate): still theirs
+    record.update({k: earlier[k] for k in ("track_attributes", "track_match") if k in earlier})
     return write_calibration(model_path, identity, record)

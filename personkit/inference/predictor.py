@@ -286,7 +286,7 @@ class Predictor:
     def track_attribute_thresholds(self) -> dict[str, float]:
         """The decision thresholds for a track's mean probabilities (what tracks and index
         entries are decided on): ``track_attributes`` in ``calibration.json``, fitted on
-        track means (:mod:`personkit.track.attribute_calibration`), each attribute it lacks
+        track means (:mod:`personkit.track.calibrate`), each attribute it lacks
         from :attr:`attribute_thresholds`."""
         if self._track_thresholds is None:
             self._track_thresholds = {**self.attribute_thresholds,

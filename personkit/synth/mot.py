@@ -256,7 +256,7 @@ def sequence_person(seq_dir: str | Path, gt_id: int) -> tuple[str, dict[str, str
     """The identity (``synth:SEED:ID``, as ``personkit index`` names it) and the Market
     attribute labels (``{name: class name}``, :data:`~personkit.data.constants.MARKET_ATTRIBUTES`)
     of ground-truth id ``gt_id`` of a sequence written by :func:`write_mot_sequence`: the
-    labels :func:`~personkit.track.attribute_calibration.calibrate_track_attributes` fits on.
+    labels :func:`~personkit.track.calibrate.calibrate_track_attributes` fits on.
 
     Raises:
         ValueError: ``seq_dir`` is not a synthetic sequence (its ``seqinfo.ini`` names no

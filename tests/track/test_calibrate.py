@@ -1,5 +1,6 @@
-"""Attribute decisions calibrated on track means (issue 34): the synthetic people's labels,
-the means, the fitted thresholds, where they are stored and who uses them."""
+"""Calibrations on video track means (issue 34): the synthetic people's labels, the means,
+the fitted attribute thresholds and same-person threshold, where they are stored and who
+uses them."""
 
 import json
 import sys
@@ -11,11 +12,13 @@ import pytest
 from personkit.inference import Predictor
 from personkit.synth.appearance import get_identity
 from personkit.synth.mot import ID_OFFSET, sequence_person, write_mot_sequence
-from personkit.track.attribute_calibration import (
+from personkit.track.calibrate import (
     binary_attributes,
     calibrate_track_attributes,
+    calibrate_tracks,
     gt_track_means,
-    save_track_attributes,
+    gt_tracks,
+    save_track_calibration,
 )
 
 _TESTS = str(Path(__file__).resolve().parent.parent)
@@ -89,40 +92,83 @@ def test_thresholds_fit_track_means_and_an_attribute_without_positives_is_left_o
         carries = means[(seq, gid)][1] >= cut
         return f"{seq.name}:{gid}", {"backpack": "yes" if carries else "no", "gender": "male"}
 
-    got = calibrate_track_attributes(predictor, cameras, labels)
+    tracks = [t for seq in cameras for t in gt_tracks(predictor, seq, 2)]
+    got = calibrate_track_attributes(predictor, tracks, labels)
     assert got["tracks"] == len(means) and got["identities"] == len(means)
     assert got["positives"] == {"gender": 0, "backpack": len(means) // 2}
     assert got["left_out"] == ["gender"] and set(got["thresholds"]) == {"backpack"}
     assert got["changed"] == ["backpack"]  # from the arg-max: no crop threshold here
     t = got["thresholds"]["backpack"]
     assert backpack[backpack < cut].max() < t <= cut
-    assert got["mA/backpack"] > 0.5 and got["sequences"] == [c.name for c in cameras]
-    with pytest.raises(ValueError, match="no ground-truth track in"):
+    assert got["mA/backpack"] > 0.5
+    with pytest.raises(ValueError, match="nothing to calibrate: no track"):
         calibrate_track_attributes(predictor, [], labels)
 
 
-def test_track_thresholds_are_stored_kept_and_used_for_tracks(tmp_path):
-    """``track_attributes`` joins the model's record (refused without one), survives a new
-    ``personkit eval`` of the same weights, and decides tracks; crops keep their own."""
+def test_the_same_person_threshold_is_fitted_between_cameras_of_the_same_people(
+        cameras, predictor, tmp_path):
+    """Two cameras of each seed's people (``tiny`` and ``tiny-b``): the threshold of
+    ``calibrate_match_threshold`` on the tracks' mean embeddings; with one camera a seed, no
+    person is seen twice and there is no threshold (the attributes are still fitted)."""
+    from personkit.metrics.matching import calibrate_match_threshold
+    from personkit.track.merge import l2_normalise
+
+    second = [write_mot_sequence(tmp_path / f"tiny-b-{s}", "tiny-b", seed=s) for s in range(2)]
+    seqs = [*cameras[:2], *second]
+    got = calibrate_tracks(predictor, seqs, sequence_person)
+    match = got["match"]
+    assert match["space"] == "video track means" and match["cameras"] == 4
+    assert match["identities"] == 6 and match["tracks"] == len(
+        [t for s in seqs for t in gt_tracks(predictor, s, 2)])
+    assert match["dataset"] == "tiny, tiny-b (4 cameras)" and match["every"] == 2
+    tracks = [t for s in seqs for t in gt_tracks(predictor, s, 2)]
+    means = l2_normalise(np.stack([t.embedding for t in tracks]))
+    ids = np.array([sequence_person(t.sequence, t.gt_id)[0] for t in tracks])
+    cams = np.array([t.sequence.name for t in tracks])
+    expected = calibrate_match_threshold(1 - means @ means.T, ids, ids, cams, cams)
+    assert match["threshold"] == pytest.approx(expected["threshold"])
+    assert match["precision"] == pytest.approx(expected["precision"])
+    assert got["attributes"]["tracks"] == len(tracks)
+    alone = calibrate_tracks(predictor, cameras[:2], sequence_person)
+    assert alone["match"] is None and alone["attributes"]["sequences"] == ["tiny-0", "tiny-1"]
+    with pytest.raises(ValueError, match="no ground-truth track in"):
+        calibrate_tracks(predictor, [], sequence_person)
+
+
+def test_track_calibrations_are_stored_kept_and_used_for_tracks(tmp_path):
+    """``track_attributes`` and ``track_match`` join the model's record (refused without
+    one), survive a new ``personkit eval`` of the same weights; the attribute thresholds
+    decide tracks (crops keep their own) and the index and galleries take the threshold."""
     from personkit.engine.evaluate import save_match_calibration
+    from personkit.index.entries import IndexInfo
+    from personkit.track.gallery import gallery_threshold
     from personkit.track.tracker import Tracker
 
     model = make_model()
     path = save_model(model, tmp_path / "model.safetensors")
     plain = Predictor.from_checkpoint(path, device="cpu")
-    tracks = {"thresholds": {"backpack": 0.7}, "tracks": 12}
+    found = {"attributes": {"thresholds": {"backpack": 0.7}, "tracks": 12},
+             "match": {"threshold": 0.004, "space": "video track means"}}
     with pytest.raises(ValueError, match="no calibration record for model .* run `personkit eval`"):
-        save_track_attributes(path, plain, tracks)
-    results = {"market": {"match": {"threshold": 0.01},
+        save_track_calibration(path, plain, found)
+    results = {"market": {"match": {"threshold": 0.01, "tracks": {"threshold": 0.008}},
                           "attributes": {"calibrated": {"thresholds": {"backpack": 0.3,
                                                                        "gender": 0.4}}}}}
     save_match_calibration(results, model, path)
-    save_track_attributes(path, plain, tracks)
-    save_match_calibration(results, model, path)  # evaluated again: the fit is kept
+    save_track_calibration(path, plain, found)
+    save_match_calibration(results, model, path)  # evaluated again: the fits are kept
     (record,) = json.loads((tmp_path / "calibration.json").read_text()).values()
-    assert record["track_attributes"] == tracks and record["threshold"] == 0.01
+    assert record["track_attributes"] == found["attributes"] and record["threshold"] == 0.01
+    assert record["track_match"] == found["match"]
     p = Predictor.from_checkpoint(path, device="cpu")
     assert p.attribute_thresholds == {"backpack": 0.3, "gender": 0.4}
     assert p.track_attribute_thresholds == {"backpack": 0.7, "gender": 0.4}
     assert Tracker(p, embeddings="none")._summary(1).thresholds == {"backpack": 0.7,
                                                                      "gender": 0.4}
+    info = IndexInfo(p.model_id, 8, {}, calibration=p.calibration)
+    assert info.same_person_threshold == 0.004
+    assert gallery_threshold(p.calibration, None, "m")["threshold"] == 0.004
+    save_track_calibration(path, plain, {**found, "match": None})  # no second camera
+    p = Predictor.from_checkpoint(path, device="cpu")
+    assert "track_match" not in p.calibration and p.calibration["track_attributes"]
+    assert IndexInfo(p.model_id, 8, {}, calibration=p.calibration).same_person_threshold == 0.008
