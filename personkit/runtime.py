@@ -233,7 +233,8 @@ class LockedError(ValueError):
 
 
 @contextlib.contextmanager
-def exclusive(path: str | Path, what: str, wait: bool = False) -> Iterator[None]:
+def exclusive(path: str | Path, what: str, wait: bool = False,
+              per_process: bool = False) -> Iterator[None]:
     """Hold an exclusive lock on the file ``path`` (created) for the block: one writer for
     ``what`` (a study folder, a run directory).
 
@@ -241,7 +242,10 @@ def exclusive(path: str | Path, what: str, wait: bool = False) -> Iterator[None]
     process ends, however it ends, so a lock left by a killed process is free; its PID, still
     in the file, is reported when the lock is taken over. ``wait``: wait for a lock another
     process holds instead of raising. Where ``flock`` does not exist (not POSIX) there is no
-    lock.
+    lock. ``per_process``: a POSIX record lock (``lockf``) instead, which a process forked
+    while it is held does not share, so it is free the moment this process lets go (an
+    ``flock`` lives on in every forked child until the last one exits); it excludes other
+    processes only, not other threads of this one: for a lock against other commands.
 
     Raises:
         LockedError: a live process holds it (naming ``what`` and its PID).
@@ -256,8 +260,11 @@ def exclusive(path: str | Path, what: str, wait: bool = False) -> Iterator[None]
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
+            if per_process:
+                fcntl.lockf(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            else:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except (BlockingIOError, PermissionError):  # lockf may say EACCES for "held"
             raise LockedError(f"{what} is in use by another personkit process (PID "
                               f"{_lock_pid(fd) or 'unknown'}, lock {path}); wait for it to "
                               f"finish or stop it") from None

@@ -73,7 +73,9 @@ def run_study(spec: str | Path, out: str | Path, nproc: int = 1, report: str | P
                          f"torchrun processes next to the others; use one of the two")
     study = load_study(spec, out, overrides)
     study.out.mkdir(parents=True, exist_ok=True)
-    with exclusive(study.out / ".study.lock", f"study folder {study.out}"):
+    # per process: a process forked during the study (by Ray or a job) must not keep the
+    # folder locked after this command returns
+    with exclusive(study.out / ".study.lock", f"study folder {study.out}", per_process=True):
         if ray is None or not _pending(study, only):  # nothing to run: no Ray to start
             return _run(study, nproc, report, progress, only, jobs)
         from personkit.study.ray_backend import ray_session

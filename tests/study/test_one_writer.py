@@ -20,8 +20,15 @@ from personkit.study import run_study
 REPO = Path(__file__).resolve().parents[2]
 REID = str(REPO / "configs" / "study" / "synthetic" / "reid.yaml")
 HOLD = ("import sys, time; from personkit.runtime import exclusive\n"
-        "with exclusive(sys.argv[1], 'test'):\n"
+        "with exclusive(sys.argv[1], 'test', per_process=sys.argv[2] == '1'):\n"
         "    print('held', flush=True); time.sleep(120)\n")
+#: Hold the lock, fork a child that outlives the block, let go and say so.
+FORK = ("import os, sys, time; from personkit.runtime import exclusive\n"
+        "with exclusive(sys.argv[1], 'test', per_process=sys.argv[2] == '1'):\n"
+        "    child = os.fork()\n"
+        "    if child == 0:\n"
+        "        time.sleep(30); os._exit(0)\n"
+        "print(child, flush=True); time.sleep(30)\n")
 
 
 def _spec(tmp_path: Path, world: Path, iterations: int) -> Path:
@@ -35,17 +42,17 @@ def _spec(tmp_path: Path, world: Path, iterations: int) -> Path:
     return path
 
 
-def _holder(lock: Path) -> subprocess.Popen:
+def _holder(lock: Path, per_process: bool = False) -> subprocess.Popen:
     """Another process holding ``lock`` (as a second personkit would)."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(lock)], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(lock), str(int(per_process))],
+                            stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc
 
 
 def test_a_held_study_folder_or_run_directory_is_refused(tmp_path, tiny_world_dir, capsys):
     out = tmp_path / "study"
-    holder = _holder(out / ".study.lock")
+    holder = _holder(out / ".study.lock", per_process=True)  # as run_study holds it
     try:
         with pytest.raises(LockedError, match=rf"study folder {out} is in use by another "
                                               rf"personkit process \(PID {holder.pid}"):
@@ -121,3 +128,26 @@ def test_jobs_children_die_with_a_killed_parent(tmp_path, tiny_world_dir):
             parent.kill()
         for pid in _job_children(out):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("per_process", [True, False])
+def test_a_forked_child_keeps_an_flock_but_not_a_per_process_lock(tmp_path, per_process):
+    """A study's lock (``per_process``) is free once the study's process lets go, whatever it
+    forked meanwhile (a lingering child made a rerun right after a Ray study fail); an
+    ``flock`` stays held by the child."""
+    lock = tmp_path / ".lock"
+    proc = subprocess.Popen([sys.executable, "-c", FORK, str(lock), str(int(per_process))],
+                            stdout=subprocess.PIPE, text=True)
+    child = int(proc.stdout.readline())
+    try:
+        if per_process:
+            with exclusive(lock, "the folder", per_process=True):
+                pass
+        else:
+            with pytest.raises(LockedError, match="PID unknown"):
+                with exclusive(lock, "the folder"):
+                    pass
+    finally:
+        os.kill(child, signal.SIGKILL)
+        proc.kill()
+        proc.wait()
