@@ -3,11 +3,9 @@
 ``personkit eval`` calibrates the model's same-person threshold on single crops against single
 crops (the largest cosine distance at which at most 1 % of strangers find a match,
 :mod:`personkit.metrics.matching`) and, since issue 34, between track means (each identity's
-views in one camera averaged); the people index applies the one calibrated between video
-track means where ``personkit demo`` fitted it (``track_match``:
-:mod:`personkit.track.calibrate`), else the latter, else the crop one
-(``IndexInfo.same_person_threshold``) to the distance between two entries' track embeddings
-(the L2-normalised mean of a track's L2-normalised frame embeddings).
+views in one camera averaged); the people index applies the latter (``IndexInfo.
+same_person_threshold``; the crop one for a model evaluated before) to the distance between two
+entries' track embeddings (the L2-normalised mean of a track's L2-normalised frame embeddings).
 This benchmark measures what it does there, on synthetic cameras with ground truth:
 
 * every preset (``--presets``, default ``crossing street640``) at every seed (``--seeds``) is a

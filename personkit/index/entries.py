@@ -140,14 +140,15 @@ class IndexInfo:
 
     @property
     def same_person_threshold(self) -> float | None:
-        """The same-person threshold for entries, which are track means: the one calibrated
-        between video track means (``calibration["track_match"]``,
-        :mod:`personkit.track.calibrate`), else the one between Market track means
-        (``calibration["tracks"]``), else, for a model evaluated before either existed, the
-        crop-level one (which accepts far more strangers among track means: docs/search.md);
-        None without a calibration."""
+        """The same-person threshold for entries, which are track means: the one the model's
+        evaluation calibrated between track means (``calibration["tracks"]``,
+        :func:`~personkit.metrics.matching.calibrate_track_threshold`), else, for a model
+        evaluated before that existed, the crop-level one (which accepts far more strangers
+        among track means: docs/search.md); None without a calibration. (The threshold
+        between video track means, ``track_match``, is measured but not applied yet:
+        docs/search.md, *Same person on index entries*.)"""
         calibration = self.calibration or {}
-        tracks = calibration.get("track_match") or calibration.get("tracks") or {}
+        tracks = calibration.get("tracks") or {}
         return tracks.get("threshold", calibration.get("threshold"))
 
     def to_dict(self) -> dict[str, Any]:

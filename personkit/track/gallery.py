@@ -68,9 +68,8 @@ def gallery_threshold(calibration: dict[str, Any] | None, given: float | None,
                     model: str) -> dict[str, Any]:
     """The threshold gallery matching uses: ``given`` if not None, else the ``calibration``
     of the model (named ``model`` in the error when it has none), with where it comes from:
-    a bank and this run's tracks are track means, so the one calibrated between video track
-    means (``calibration["track_match"]``: :mod:`personkit.track.calibrate`), else between
-    Market track means (``calibration["tracks"]``), else the crop one.
+    the one calibrated between track means (``calibration["tracks"]``: a bank and this run's
+    tracks are track means) where the model's evaluation measured it, else the crop one.
 
     Raises:
         ValueError: neither is known, or ``given`` is not in [0, 2].
@@ -84,8 +83,7 @@ def gallery_threshold(calibration: dict[str, Any] | None, given: float | None,
                          f"and flip setting: run `personkit eval --model {model}` once (it "
                          f"measures one on the ReID evaluation set and stores it in the run's "
                          f"calibration.json), or give --match-threshold")
-    # a bank holds track means: video ones where they were calibrated, else Market's
-    chosen = calibration.get("track_match") or calibration.get("tracks") or calibration
+    chosen = calibration.get("tracks") or calibration  # a bank holds track means
     return {"threshold": float(chosen["threshold"]), "source": "calibrated",
             "space": chosen.get("space", "crops"),
             **{k: chosen.get(k, calibration.get(k)) for k in (

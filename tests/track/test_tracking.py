@@ -116,15 +116,6 @@ def test_gallery_threshold_defaults_to_the_models_calibrated_one(tracked, sequen
     used = json.loads((tmp_path / "out" / "summary.json").read_text())["match_threshold"]
     assert used["threshold"] == 2e-9 and used["space"] == "track means"
     assert "(track means): precision 0.980" in capsys.readouterr().out
-    write_calibration(run, identity, {"threshold": 1e-9, "dataset": "market", "tracks": {
-        "threshold": 2e-9, "space": "track means"}, "track_match": {
-        "threshold": 3e-9, "space": "video track means", "dataset": "crossing (6 cameras)",
-        "precision": 0.97, "recall": 0.7, "stranger_accept": 0.008}})  # video tracks win
-    assert main(args) == 0
-    used = json.loads((tmp_path / "out" / "summary.json").read_text())["match_threshold"]
-    assert used["threshold"] == 3e-9 and used["space"] == "video track means"
-    assert "calibrated on crossing (6 cameras) (video track means): precision 0.970" in (
-        capsys.readouterr().out)
     assert main([*args, "--match-threshold", "3"]) == 2  # a cosine distance lies in [0, 2]
 
 
