@@ -32,18 +32,18 @@ from personkit.index.search import search
 from personkit.inference import Predictor
 from personkit.runtime import describe_machine, machine_info
 from personkit.synth.mot import sequence_person, synthetic_person, write_mot_sequence
-from personkit.track.calibrate import gt_track_means
+from personkit.track.calibrate import gt_tracks
 
 ATTRIBUTES = ("backpack", "handbag", "bag", "hat")
 
 
 def auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
-    """ROC AUC (the Mann-Whitney statistic, ties counted half); None without both classes."""
-    s, y = np.asarray(scores, np.float64), np.asarray(positive, bool)
-    if y.all() or not y.any():
-        return None
-    greater = (s[y][:, None] > s[~y][None, :]).mean()
-    return float(greater + 0.5 * (s[y][:, None] == s[~y][None, :]).mean())
+    """ROC AUC (scikit-learn's); None without both classes."""
+    from sklearn.metrics import roc_auc_score
+
+    positive = np.asarray(positive, bool)
+    return None if positive.all() or not positive.any() else float(
+        roc_auc_score(positive, scores))
 
 
 def search_scores(index_dir: Path) -> dict[str, dict[str, float | int]]:
@@ -73,34 +73,20 @@ def _labels(identity: str) -> dict[str, str]:
 
 def separation(predictor: Predictor, cams: list[Path]) -> dict[str, dict[str, float | None]]:
     """Per attribute: the AUC of the per-frame and the per-track-mean probability (module
-    doc, 2)."""
-    from personkit.data.io import read_image
-    from personkit.data.mot import mot_images, read_mot_rows
-
+    doc, 2), from one pass over the ground-truth boxes (:func:`gt_tracks`)."""
     names = [n for n, c in predictor.meta.attributes.items() if len(c) == 2]
-    frames, tracks = {a: ([], []) for a in ATTRIBUTES}, {a: ([], []) for a in ATTRIBUTES}
-    for seq in cams:
-        for gid, mean in gt_track_means(predictor, seq).items():
-            known = sequence_person(seq, gid)[1]
-            for a in ATTRIBUTES:
-                tracks[a][0].append(mean[names.index(a)])
-                tracks[a][1].append(known[a] == "yes")
-        _, _, images = mot_images(seq)
-        rows = read_mot_rows(seq / "gt" / "gt.txt", gt=True)
-        for t, idx in rows.frame_rows().items():
-            idx = idx[rows.table[idx, 8] >= 0.3]
-            if not len(idx):
-                continue
-            image = read_image(images[t - 1])
-            h, w = image.shape[:2]
-            boxes = rows.boxes()[idx].clip(0, [w, h, w, h])
-            for i, r in zip(idx, predictor.predict(image, boxes), strict=True):
-                known = sequence_person(seq, int(rows.table[i, 1]))[1]
-                for a in ATTRIBUTES:
-                    frames[a][0].append(r.attributes[a].probabilities[1])
-                    frames[a][1].append(known[a] == "yes")
-    return {a: {"frame_auc": auc(*frames[a]), "track_auc": auc(*tracks[a]),
-                "frames": len(frames[a][0]), "tracks": len(tracks[a][0])} for a in ATTRIBUTES}
+    tracks = [t for seq in cams for t in gt_tracks(predictor, seq)]
+    carries = [sequence_person(t.sequence, t.gt_id)[1] for t in tracks]
+    out = {}
+    for a in ATTRIBUTES:
+        b = names.index(a)
+        yes = np.array([known[a] == "yes" for known in carries])
+        per_frame = np.concatenate([t.frame_attributes[:, b] for t in tracks])
+        frame_yes = np.repeat(yes, [t.frames for t in tracks])
+        out[a] = {"frame_auc": auc(per_frame, frame_yes),
+                  "track_auc": auc(np.array([t.attributes[b] for t in tracks]), yes),
+                  "frames": len(per_frame), "tracks": len(tracks)}
+    return out
 
 
 def main() -> None:

@@ -36,11 +36,11 @@ import numpy as np
 
 from personkit.data.io import read_image
 from personkit.data.mot import mot_images, read_mot_rows
-from personkit.inference.predictor import Predictor
+from personkit.inference.predictor import PersonResult, Predictor
 from personkit.metrics.attributes import IGNORE_INDEX, attribute_accuracy, calibrate_thresholds
 from personkit.metrics.matching import STRANGER_ACCEPT, calibrate_match_threshold
 from personkit.models.identity import read_calibrations, write_calibration
-from personkit.track.merge import l2_normalise
+from personkit.track.merge import l2_normalise, mean_embedding
 
 #: ``labels(sequence folder, ground-truth id)`` -> the person's identity (the same in every
 #: sequence that shows them) and attribute labels (``{name: class name}``; attributes it
@@ -54,9 +54,17 @@ class GtTrack:
 
     sequence: Path
     gt_id: int
-    frames: int
-    attributes: np.ndarray  # mean class-1 probability per binary attribute
+    frame_attributes: np.ndarray  # frames x binary attributes: class-1 probabilities
     embedding: np.ndarray | None  # mean of the L2-normalised frame embeddings
+
+    @property
+    def frames(self) -> int:
+        return len(self.frame_attributes)
+
+    @property
+    def attributes(self) -> np.ndarray:
+        """The mean class-1 probability of each binary attribute over the frames."""
+        return self.frame_attributes.mean(0)
 
 
 def binary_attributes(predictor: Predictor) -> list[str]:
@@ -73,7 +81,7 @@ def gt_tracks(predictor: Predictor, seq_dir: str | Path, every: int = 1,
     rows = read_mot_rows(seq_dir / "gt" / "gt.txt", gt=True)
     visible = rows.table[:, 8] if rows.table.shape[1] > 8 else np.ones(len(rows.table))
     names = binary_attributes(predictor)
-    seen: dict[int, list[tuple[np.ndarray, np.ndarray | None]]] = {}
+    seen: dict[int, list[PersonResult]] = {}
     for t, idx in rows.frame_rows().items():
         idx = idx[visible[idx] >= min_visibility]
         if (t - 1) % every or not len(idx) or t > len(frames):
@@ -82,12 +90,10 @@ def gt_tracks(predictor: Predictor, seq_dir: str | Path, every: int = 1,
         boxes = _inside(rows.boxes()[idx], image.shape[:2])
         keep = (boxes[:, 2] - boxes[:, 0] >= 2) & (boxes[:, 3] - boxes[:, 1] >= 2)
         for i, r in zip(idx[keep], predictor.predict(image, boxes[keep]), strict=True):
-            p = np.array([r.attributes[n].probabilities[1] for n in names]
-                         if r.attributes else [])
-            seen.setdefault(int(rows.table[i, 1]), []).append((p, r.embedding))
-    return [GtTrack(seq_dir, g, len(seen[g]), np.mean([p for p, _ in seen[g]], axis=0),
-                    None if seen[g][0][1] is None else
-                    l2_normalise(np.stack([e for _, e in seen[g]])).mean(0))
+            seen.setdefault(int(rows.table[i, 1]), []).append(r)
+    return [GtTrack(seq_dir, g, np.array([[r.attributes[n].probabilities[1] for n in names]
+                                          if r.attributes else [] for r in seen[g]]),
+                    mean_embedding([r.embedding for r in seen[g] if r.embedding is not None]))
             for g in sorted(seen)]
 
 
@@ -186,9 +192,9 @@ def calibrate_track_match(tracks: Sequence[GtTrack], labels: TrackLabels,
     if any(t.embedding is None for t in tracks):
         raise ValueError("the tracks have no embeddings: the model has no ReID head")
     means = l2_normalise(np.stack([t.embedding for t in tracks]))
-    ids = {name: k for k, name in enumerate(sorted({labels(t.sequence, t.gt_id)[0]
-                                                    for t in tracks}))}
-    pids = np.array([ids[labels(t.sequence, t.gt_id)[0]] for t in tracks])
+    people = [labels(t.sequence, t.gt_id)[0] for t in tracks]
+    ids = {name: k for k, name in enumerate(sorted(set(people)))}
+    pids = np.array([ids[name] for name in people])
     cams = np.array([str(t.sequence) for t in tracks])
     out = calibrate_match_threshold(1.0 - means @ means.T, pids, pids, cams, cams,
                                     stranger_accept)

@@ -24,6 +24,12 @@ import numpy as np
 from personkit.inference.predictor import PersonResult
 
 
+def mean_embedding(embeddings: list[np.ndarray]) -> np.ndarray | None:
+    """A track's embedding: the mean of its frames' L2-normalised embeddings (``None``
+    without any)."""
+    return l2_normalise(np.stack(embeddings)).mean(0) if embeddings else None
+
+
 def l2_normalise(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float32)
@@ -94,9 +100,8 @@ class TrackSummary:
 
     def embedding(self) -> np.ndarray | None:
         """Mean of the L2-normalised embeddings of the track's frames (``None`` without any)."""
-        embs = [ob.result.embedding for ob in self.observations
-                if ob.result is not None and ob.result.embedding is not None]
-        return l2_normalise(np.stack(embs)).mean(0) if embs else None
+        return mean_embedding([ob.result.embedding for ob in self.observations
+                               if ob.result is not None and ob.result.embedding is not None])
 
     def to_dict(self, keypoints: bool = False) -> dict[str, Any]:
         """JSON-ready summary (the embedding itself goes to ``track_embeddings.npy``)."""
