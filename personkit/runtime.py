@@ -32,6 +32,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import datetime
+import errno
 import os
 import platform
 import signal
@@ -259,12 +260,12 @@ def exclusive(path: str | Path, what: str, wait: bool = False,
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
+        lock = fcntl.lockf if per_process else fcntl.flock
         try:
-            if per_process:
-                fcntl.lockf(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            else:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except (BlockingIOError, PermissionError):  # lockf may say EACCES for "held"
+            lock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):  # lockf may say EACCES for "held"
+                raise
             raise LockedError(f"{what} is in use by another personkit process (PID "
                               f"{_lock_pid(fd) or 'unknown'}, lock {path}); wait for it to "
                               f"finish or stop it") from None

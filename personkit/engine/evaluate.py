@@ -52,7 +52,12 @@ from personkit.metrics import (
 )
 from personkit.metrics.attributes import attribute_accuracy, calibrate_thresholds
 from personkit.models import MultiTaskModel, PersonOutputs, flip_tta_embedding
-from personkit.models.identity import model_identity, read_calibrations, write_calibration
+from personkit.models.identity import (
+    TRACK_KEYS,
+    model_identity,
+    read_calibrations,
+    write_calibration,
+)
 
 
 @torch.no_grad()
@@ -446,5 +451,5 @@ def save_match_calibration(results: dict[str, dict[str, Any]], model: MultiTaskM
     identity = model_identity(model.meta, weights, flip_tta)
     earlier = read_calibrations(model_path).get(identity, {})
     # fitted on video track means of these weights (personkit.track.calibrate): still theirs
-    record.update({k: earlier[k] for k in ("track_attributes", "track_match") if k in earlier})
+    record.update({k: earlier[k] for k in TRACK_KEYS if k in earlier})
     return write_calibration(model_path, identity, record)

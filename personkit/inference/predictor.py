@@ -290,16 +290,20 @@ class Predictor:
         from :attr:`attribute_thresholds`."""
         if self._track_thresholds is None:
             self._track_thresholds = {**self.attribute_thresholds,
-                                      **self._thresholds("track_attributes")}
+                                      **self._thresholds("track_attributes", "thresholds")}
         return self._track_thresholds
 
-    def _thresholds(self, key: str) -> dict[str, float]:
-        """The thresholds under ``key`` of this model's calibration record (or of a record
-        for the same weights with another flip setting); empty, with a warning when the file
-        holds another model's, when none was calibrated."""
+    def _thresholds(self, *keys: str) -> dict[str, float]:
+        """The thresholds under ``keys`` (a path into the record) of this model's
+        calibration record (or of a record for the same weights with another flip setting);
+        empty, with a warning when the file holds another model's, when none was
+        calibrated."""
+        key = keys[0]
+
         def held(r: dict[str, Any] | None) -> dict[str, Any]:
-            value = (r or {}).get(key) or {}
-            return value.get("thresholds") or {} if key == "track_attributes" else value
+            for k in keys:
+                r = (r or {}).get(k) or {}
+            return r
 
         record = self.calibration
         if not held(record):

@@ -23,6 +23,9 @@ from personkit.checkpoint import write_json
 from personkit.models.multitask import ModelMeta
 
 CALIBRATION_FILE = "calibration.json"
+#: The keys of a record fitted on video track means (:mod:`personkit.track.calibrate`), which
+#: a new ``personkit eval`` of the same weights keeps.
+TRACK_KEYS = ("track_attributes", "track_match")
 
 
 def model_identity(meta: ModelMeta, weights: str | None, flip_tta: bool) -> str | None:

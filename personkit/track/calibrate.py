@@ -39,7 +39,7 @@ from personkit.data.mot import mot_images, read_mot_rows
 from personkit.inference.predictor import PersonResult, Predictor
 from personkit.metrics.attributes import IGNORE_INDEX, attribute_accuracy, calibrate_thresholds
 from personkit.metrics.matching import STRANGER_ACCEPT, calibrate_match_threshold
-from personkit.models.identity import read_calibrations, write_calibration
+from personkit.models.identity import TRACK_KEYS, read_calibrations, write_calibration
 from personkit.track.merge import l2_normalise, mean_embedding
 
 #: ``labels(sequence folder, ground-truth id)`` -> the person's identity (the same in every
@@ -211,11 +211,6 @@ def _class_index(predictor: Predictor, name: str, label: str | None) -> int:
     if label not in classes:
         raise ValueError(f"attribute {name}: label {label!r} is not one of {classes}")
     return classes.index(label)
-
-
-#: The keys of a model's ``calibration.json`` record that :func:`save_track_calibration`
-#: writes (``personkit eval`` of the same weights keeps them).
-TRACK_KEYS = ("track_attributes", "track_match")
 
 
 def save_track_calibration(model_path: str | Path, predictor: Predictor,
