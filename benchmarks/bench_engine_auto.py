@@ -6,7 +6,11 @@ milliseconds a frame and of the whole process's wall seconds (start-up included)
 ratio of the medians. The engine each run used is read back from ``summary.json``.
 
     python benchmarks/bench_engine_auto.py RUN SEQUENCE [--runs 5] [--extra "--detector D"]
-        [--quiet-load 1.5] [--out benchmarks/results/engine_auto.json]
+        [--baseline-extra "--detector D0"] [--quiet-load 1.5]
+        [--out benchmarks/results/engine_auto.json]
+
+``--baseline-extra ARGS``: the baseline is the default command (``--engine auto`` too) with
+these options in place of ``--extra``'s, e.g. one detector run against another.
 
 On a machine shared with other processes, ``--quiet-load L`` waits (up to ``--max-wait``
 seconds) before each run until the 1-minute load average is below ``L``; each run records
@@ -43,7 +47,9 @@ def track_once(run: str, sequence: str, engine: str | None, extra: list[str],
     return {"fps": summary["fps"]["total"], "wall_s": wall,
             "network_ms": 1e3 * summary["seconds"]["network"] / frames,
             "engine": summary["engine"],
-            "line": next((ln for ln in done.stderr.splitlines() if "engine auto:" in ln), None)}
+            "line": next((ln for ln in done.stderr.splitlines() if "engine auto:" in ln), None),
+            "detector_line": next((ln for ln in done.stderr.splitlines()
+                                   if "detector auto:" in ln), None)}
 
 
 def wait_for_quiet(below: float | None, max_wait: float) -> float:
@@ -64,18 +70,25 @@ def main() -> None:
     p.add_argument("sequence")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--extra", default="", help="more track options, e.g. '--detector D'")
+    p.add_argument("--baseline-extra", default=None,
+                   help="the baseline: --engine auto with these options instead of --extra's "
+                        "(default: --engine torch with --extra's)")
     p.add_argument("--quiet-load", type=float, default=None)
     p.add_argument("--max-wait", type=float, default=900)
     p.add_argument("--out", default="benchmarks/results/engine_auto.json")
     args = p.parse_args()
     extra = shlex.split(args.extra)
-    runs: dict[str, list[dict]] = {"auto": [], "torch": []}
+    base = "torch" if args.baseline_extra is None else "baseline"
+    cases = {"auto": (None, extra), base: (
+        ("torch", extra) if args.baseline_extra is None
+        else (None, shlex.split(args.baseline_extra)))}
+    runs: dict[str, list[dict]] = {name: [] for name in cases}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):
-            for name in (("auto", "torch") if i % 2 == 0 else ("torch", "auto")):
+            for name in (("auto", base) if i % 2 == 0 else (base, "auto")):
                 load = wait_for_quiet(args.quiet_load, args.max_wait)
-                got = track_once(args.run, args.sequence, None if name == "auto" else name,
-                                 extra, Path(tmp) / name)
+                engine, options = cases[name]
+                got = track_once(args.run, args.sequence, engine, options, Path(tmp) / name)
                 got["load_at_start"] = load
                 runs[name].append(got)
                 print(f"{name} run {i + 1}: {got['fps']:.1f} frames/s, network "
@@ -86,16 +99,18 @@ def main() -> None:
     best = {name: {"fps": max(r["fps"] for r in rs),  # the runs least slowed by others
                    "network_ms": min(r["network_ms"] for r in rs)} for name, rs in runs.items()}
     result = {"machine": describe_machine(machine_info()), "command": sys.argv,
-              "medians": medians, "best": best,
-              "ratio_fps": medians["auto"]["fps"] / medians["torch"]["fps"],
-              "ratio_fps_best": best["auto"]["fps"] / best["torch"]["fps"],
-              "ratio_network": medians["torch"]["network_ms"] / medians["auto"]["network_ms"],
+              "baseline": base, "medians": medians, "best": best,
+              "ratio_fps": medians["auto"]["fps"] / medians[base]["fps"],
+              "ratio_fps_best": best["auto"]["fps"] / best[base]["fps"],
+              "ratio_network": medians[base]["network_ms"] / medians["auto"]["network_ms"],
               "engine_auto": runs["auto"][0]["engine"], "line": runs["auto"][0]["line"],
+              "detector_lines": {name: rs[0]["detector_line"] for name, rs in runs.items()},
               "runs": runs}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(json.dumps({k: result[k] for k in ("machine", "medians", "best", "ratio_fps",
-                                             "ratio_fps_best", "ratio_network", "line")},
+                                             "ratio_fps_best", "ratio_network", "line",
+                                             "detector_lines")},
                      indent=1))
 
 

@@ -233,6 +233,19 @@ def save_openvino(ov_model: Any, out_dir: Path, props: dict[str, str]) -> Path:
 
 
 
+def openvino_config(precision: str, threads: int | None = None) -> dict[str, Any]:
+    """The OpenVINO CPU plugin's settings for one engine: latency first, at ``precision``;
+    with ``threads`` (an engine sharing the cores with another, as the detector in the
+    frame-reading thread beside the person network) that many threads, not pinned to cores:
+    OpenVINO pins a compiled model's threads from the first core on, so two one-thread engines
+    side by side both ran on core 0 (benchmarks/RESULTS.md, issue 38)."""
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision,
+                              "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config.update(INFERENCE_NUM_THREADS=int(threads), ENABLE_CPU_PINNING=False)
+    return config
+
+
 class OpenVINOEngine:
     """OpenVINO on the CPU, from an OpenVINO export (``.xml`` or its folder) or an ``.onnx``.
 
@@ -257,12 +270,8 @@ class OpenVINOEngine:
         self.meta, self.heads = parse_metadata(props, str(self.path))
         self.weights_hash = props.get(WEIGHTS_KEY)
         self.calibrations = parse_calibrations(props, self.path)
-        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision,
-                                  "PERFORMANCE_HINT": "LATENCY"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
         with unreadable_export(self.path, "OpenVINO"):
-            self.compiled = core.compile_model(model, "CPU", config)
+            self.compiled = core.compile_model(model, "CPU", openvino_config(precision, threads))
         #: what OpenVINO compiled for: ``bf16`` only where the CPU has bf16 instructions
         self.precision = ("bf16" if "bf16" in str(self.compiled.get_property(
             "INFERENCE_PRECISION_HINT")).replace("bfloat16", "bf16") else "fp32")

@@ -255,27 +255,25 @@ class OnnxDetector(DetectorBase):
 class OpenVinoDetector(OnnxDetector):
     """An ONNX detector file run by OpenVINO's CPU plugin at ``precision`` (``bf16``: AMX or
     AVX512-BF16; ``f32``), read and decoded as :class:`OnnxDetector` does (whose ONNX Runtime
-    session reads the file's layout). bf16 is used by ``--detector RUN`` only where
-    ``personkit export --model RUN --auto`` found its AP within the bound
-    (:func:`checked_detector_engine`)."""
+    session reads the file's layout); ``ir``: an OpenVINO IR of the same network to run
+    instead (the int8 one ``personkit export --model RUN --auto`` writes). ``--detector RUN``
+    uses one only where that export's AP check passed (:func:`checked_detector_engine`)."""
 
     def __init__(self, path: str | Path, min_score: float = DETECTOR_SCORE, iou: float = 0.5,
                  person_class: int | None = None, threads: int | None = None,
-                 precision: str = "bf16"):
+                 precision: str = "bf16", ir: str | Path | None = None):
         from personkit.extras import require
-        from personkit.inference.backends import unreadable_export
+        from personkit.inference.backends import openvino_config, unreadable_export
 
         super().__init__(path, min_score, iou, person_class, threads, "cpu")
         ov = require("openvino")
-        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision,
-                                  "PERFORMANCE_HINT": "LATENCY"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
-        with unreadable_export(self.path, "OpenVINO"):
-            self.compiled = ov.Core().compile_model(str(self.path), "CPU", config)
+        source = Path(ir) if ir is not None else self.path
+        with unreadable_export(source, "OpenVINO"):
+            self.compiled = ov.Core().compile_model(str(source), "CPU",
+                                                    openvino_config(precision, threads))
         self.request = self.compiled.create_infer_request()
-        self.precision = precision
-        self.name = f"{self.layout}:{self.path.name} (openvino {precision})"
+        self.precision = "int8" if ir is not None else precision
+        self.name = f"{self.layout}:{source.name} (openvino {self.precision})"
 
     @property
     def providers(self) -> list[str]:
@@ -288,9 +286,12 @@ class OpenVinoDetector(OnnxDetector):
 
 
 #: What ``personkit export --model DETRUN --auto`` writes into the run (its export and its
-#: checks), and the engine it checks against ONNX Runtime fp32 (the reference).
+#: checks), and the faster engines it checks against ONNX Runtime fp32 (the reference): the
+#: file each runs (relative to the run) and the OpenVINO precision hint it runs with.
 DETECTOR_EXPORT, DETECTOR_CHECKS = "engines/detector.onnx", "engine_checks.json"
-DETECTOR_FAST = "openvino-bf16"
+DETECTOR_INT8 = "engines/detector-int8/model.xml"
+DETECTOR_ENGINES = {"openvino-int8": (DETECTOR_INT8, "f32"),
+                    "openvino-bf16": (DETECTOR_EXPORT, "bf16")}
 
 
 def detector_folder(run: str | Path) -> Path:
@@ -298,35 +299,57 @@ def detector_folder(run: str | Path) -> Path:
     return Path(run) if Path(run).is_dir() else Path(run).parent
 
 
-def checked_detector_engine(run: str | Path, weights: Callable[[], str]) -> tuple[bool, str]:
-    """Whether the run's detector may run on OpenVINO bf16: its ``engine_checks.json``
+def checked_detector_engine(run: str | Path, weights: Callable[[], str]
+                            ) -> tuple[str | None, str]:
+    """Which of :data:`DETECTOR_ENGINES` the run's detector runs on here, or None (ONNX
+    Runtime fp32), and why, said in a line: the fastest whose ``engine_checks.json`` record
     (``personkit export --model RUN --auto``) passed for these weights (``weights()``: their
-    content hash, computed only when there is a check to compare), the export is there, the
-    CPU has bf16 and OpenVINO is installed; and why (or why not), said in a line."""
+    content hash, computed only when there is a check to compare) on this CPU, with its file
+    there, OpenVINO installed (and bf16 instructions for bf16), and faster than the reference
+    as measured there."""
     import json
 
-    from personkit.runtime import has_isa
+    from personkit.runtime import cpu_description
 
     folder = detector_folder(run)
     checks = folder / DETECTOR_CHECKS
     if not checks.is_file():
-        return False, f"no engine check: `personkit export --model {folder} --auto` makes one"
+        return None, f"no engine check: `personkit export --model {folder} --auto` makes one"
     content = json.loads(checks.read_text(encoding="utf-8"))
-    record = content.get("checks", {}).get(DETECTOR_FAST, {})
-    why = (f"{checks} is another model's (its weights changed since)"
-           if content.get("weights") != weights() else
-           f"{checks}: {record.get('skipped', 'no openvino-bf16 check')}" if "passed" not in record
-           else f"OpenVINO bf16 lost {record['loss_points']:.2f} AP points (bound "
-                f"{content['bound']['max_loss_points']})" if not record["passed"]
-           else "this CPU has no bf16 instructions" if not has_isa("bf16")
-           else "openvino is not installed" if not _has("openvino")
-           else f"{folder / DETECTOR_EXPORT} is missing" if not (folder / DETECTOR_EXPORT).is_file()
-           else "")
-    if why:
-        return False, why
-    return True, (f"AP checked {record['checked'][:10]}: {record['loss_points']:.2f} points "
+    if content.get("weights") != weights():
+        return None, f"{checks} is another model's (its weights changed since)"
+    if content.get("cpu") != (here := cpu_description()):
+        return None, (f"{checks} was checked on another CPU ({content.get('cpu')}; this one: "
+                      f"{here}): `personkit export --model {folder} --auto --overwrite` here")
+    reference = content["checks"]["onnxruntime-fp32"]["ms_per_frame"]
+    why = {key: _unusable(folder, key, content) for key in DETECTOR_ENGINES}
+    usable = [k for k, reason in why.items() if not reason]
+    if not usable:
+        return None, "; ".join(f"{k}: {reason}" for k, reason in why.items())
+    best = min(usable, key=lambda k: content["checks"][k]["ms_per_frame"])
+    record = content["checks"][best]
+    if record["ms_per_frame"] >= reference:
+        return None, (f"{best} passed but ran no faster ({record['ms_per_frame']:.1f} against "
+                      f"{reference:.1f} ms a frame)")
+    return best, (f"AP checked {record['checked'][:10]}: {record['loss_points']:.2f} points "
                   f"lost at most, {record['ms_per_frame']:.1f} ms a frame against "
-                  f"{content['checks']['onnxruntime-fp32']['ms_per_frame']:.1f}")
+                  f"{reference:.1f}")
+
+
+def _unusable(folder: Path, key: str, content: dict[str, Any]) -> str:
+    """Why engine ``key`` of :data:`DETECTOR_ENGINES` cannot run the checked detector here
+    ("" when it can)."""
+    from personkit.runtime import has_isa
+
+    record = content.get("checks", {}).get(key, {})
+    file, precision = DETECTOR_ENGINES[key]
+    return (record.get("skipped", "not checked") if "passed" not in record
+            else f"lost {record['loss_points']:.2f} AP points (bound "
+                 f"{content['bound']['max_loss_points']})" if not record["passed"]
+            else "this CPU has no bf16 instructions" if precision == "bf16" and not has_isa("bf16")
+            else "openvino is not installed" if not _has("openvino")
+            else f"{folder / file} is missing" if not (folder / file).is_file()
+            else "")
 
 
 def _ort_device(device: str, path: Path) -> str:
@@ -405,10 +428,13 @@ def open_detector(spec: str | Path, device: str = "cpu", min_score: float = DETE
 
             fast, why = checked_detector_engine(text, lambda: content_hash(model.state_dict()))
             if fast:
-                detector = OpenVinoDetector(detector_folder(text) / DETECTOR_EXPORT, min_score,
-                                            threads=threads)
-                detector.name = f"{name} (openvino bf16)"
-                print(f"personkit: detector auto: openvino bf16 ({why})", file=sys.stderr)
+                folder, (file, precision) = detector_folder(text), DETECTOR_ENGINES[fast]
+                detector = OpenVinoDetector(folder / DETECTOR_EXPORT, min_score,
+                                            threads=threads, precision=precision,
+                                            ir=folder / file if file != DETECTOR_EXPORT else None)
+                shown = fast.replace("-", " ")
+                detector.name = f"{name} ({shown})"
+                print(f"personkit: detector auto: {shown} ({why})", file=sys.stderr)
                 return detector
             print(f"personkit: detector auto: onnxruntime fp32 ({why})", file=sys.stderr)
         if device == "cpu" and engine != "torch" and _has("onnxruntime") and _has("onnx"):

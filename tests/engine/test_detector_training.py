@@ -133,13 +133,13 @@ def test_the_detector_exports_to_onnx_with_a_parity_check(trained, tmp_path, cap
     assert "exports to ONNX only" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # ~6 s: exports, scores on two engines, opens three detectors
+@pytest.mark.slow  # ~10 s: exports, quantises, scores on three engines, opens four detectors
 def test_export_auto_checks_the_detector_on_each_engine_and_auto_follows_it(
         trained, tmp_path, capsys):
-    """Issue 38: `export --model DETRUN --auto` scores the detector on ONNX Runtime fp32 and,
-    where the CPU has bf16, OpenVINO bf16 on the run's held-out frames; `--detector RUN`
-    runs OpenVINO bf16 only where that check passed for these weights, saying why either
-    way; a changed model's check is stale."""
+    """Issue 38: `export --model DETRUN --auto` scores the detector on ONNX Runtime fp32,
+    OpenVINO int8 (quantised on its training frames) and, where the CPU has bf16, OpenVINO
+    bf16 on the run's held-out frames; `--detector RUN` runs the fastest engine whose check
+    passed for these weights, saying why either way; a changed model's check is stale."""
     import importlib.util
 
     pytest.importorskip("onnxruntime")
@@ -155,14 +155,21 @@ def test_export_auto_checks_the_detector_on_each_engine_and_auto_follows_it(
     content = json.loads((run / "engine_checks.json").read_text())
     assert content["kind"] == "detector" and content["frames"] == 12  # every frame of tiny-6
     assert content["weights"] == content_hash(load_person_detector(run)[0].state_dict())
-    ref, fast = content["checks"]["onnxruntime-fp32"], content["checks"]["openvino-bf16"]
+    checks = content["checks"]
+    ref, int8, bf16 = checks["onnxruntime-fp32"], checks["openvino-int8"], checks["openvino-bf16"]
     assert ref["reference"] and 0 <= ref["AP50"] <= 1 and ref["ms_per_frame"] > 0
-    can = has_isa("bf16") and importlib.util.find_spec("openvino") is not None
-    assert ("passed" in fast) is can and ("skipped" in fast) is not can
-    if can:
-        assert fast["passed"] == (fast["loss_points"] <= 1.0)
-        fast.update(passed=True, loss_points=0.5)  # as a detector that passes
-        (run / "engine_checks.json").write_text(json.dumps(content))
+    ov = all(importlib.util.find_spec(m) is not None for m in ("openvino", "nncf"))
+    can = has_isa("bf16") and ov
+    assert ("passed" in int8) is ov and (run / "engines/detector-int8/model.xml").exists() is ov
+    if ov:
+        assert_int8_on_the_network_only(run / "engines/detector-int8/model.xml")
+    assert ("passed" in bf16) is can and ("skipped" in bf16) is not can
+    for record in (int8, bf16):
+        if "passed" in record:
+            assert record["passed"] == (record["loss_points"] <= 1.0)
+            record.update(passed=True, loss_points=0.5, ms_per_frame=ref["ms_per_frame"] / 2)
+    int8.update(passed=False, loss_points=13.0)  # bf16, where there is one, is then the pick
+    (run / "engine_checks.json").write_text(json.dumps(content))
     capsys.readouterr()
     chosen = open_detector(run, min_score=0.0)
     line = capsys.readouterr().err
@@ -171,6 +178,12 @@ def test_export_auto_checks_the_detector_on_each_engine_and_auto_follows_it(
     frame = np.random.default_rng(0).integers(0, 255, (120, 200, 3), dtype=np.uint8)
     assert chosen.detect([frame])[0].shape[1] == 5  # x1, y1, x2, y2, score
     assert chosen.name.endswith("(openvino bf16)" if can else "(onnxruntime)")
+    if ov:  # int8 passed and fastest: the int8 IR runs, its boxes as the reference's
+        int8.update(passed=True, loss_points=0.5, ms_per_frame=ref["ms_per_frame"] / 4)
+        (run / "engine_checks.json").write_text(json.dumps(content))
+        chosen = open_detector(run, min_score=0.0)
+        assert chosen.name.endswith("(openvino int8)") and chosen.precision == "int8"
+        assert chosen.detect([frame])[0].shape[1] == 5
     content["weights"] = "another"
     (run / "engine_checks.json").write_text(json.dumps(content))
     assert type(open_detector(run, min_score=0.0)) is OnnxDetector
@@ -179,37 +192,70 @@ def test_export_auto_checks_the_detector_on_each_engine_and_auto_follows_it(
     assert "--overwrite" in capsys.readouterr().err
 
 
-def test_the_detector_runs_on_openvino_bf16_only_where_its_check_passed(tmp_path, monkeypatch):
-    """`--detector RUN` reads RUN/engine_checks.json: OpenVINO bf16 only for the weights it
-    checked, when it passed, on a CPU with bf16, with OpenVINO installed and the export
-    there; each refusal is a line that says why."""
+def test_the_detector_runs_on_the_fastest_engine_whose_check_passed(tmp_path, monkeypatch):
+    """`--detector RUN` reads RUN/engine_checks.json: the fastest of OpenVINO int8 and bf16
+    that passed for these weights on this CPU, faster than ONNX Runtime fp32 there, with
+    OpenVINO installed, bf16 instructions for bf16 and its file there; each refusal is a line
+    that says why."""
     import personkit.inference.detectors as detectors
 
-    checks = {"weights": "w1", "bound": {"max_loss_points": 1.0}, "checks": {
+    passed = {"passed": True, "loss_points": 0.4, "checked": "2026-12-07T17:00:00+00:00"}
+    checks = {"weights": "w1", "cpu": "cpu A", "bound": {"max_loss_points": 1.0}, "checks": {
         "onnxruntime-fp32": {"ms_per_frame": 20.0},
-        "openvino-bf16": {"passed": True, "loss_points": 0.4, "ms_per_frame": 9.0,
-                          "checked": "2026-12-07T17:00:00+00:00"}}}
-    (tmp_path / "engines").mkdir()
-    (tmp_path / "engines" / "detector.onnx").write_bytes(b"onnx")
+        "openvino-int8": {**passed, "ms_per_frame": 8.0},
+        "openvino-bf16": {**passed, "loss_points": 0.2, "ms_per_frame": 9.0}}}
+    (tmp_path / "engines" / "detector-int8").mkdir(parents=True)
+    for file in ("detector.onnx", "detector-int8/model.xml"):
+        (tmp_path / "engines" / file).write_bytes(b"model")
     monkeypatch.setattr(detectors, "_has", lambda module: True)
     monkeypatch.setattr("personkit.runtime.has_isa", lambda isa: True)
+    monkeypatch.setattr("personkit.runtime.cpu_description", lambda: "cpu A")
 
-    def check(record: dict | None = None, **changes) -> tuple[bool, str]:
-        record = record or {**checks["checks"]["openvino-bf16"], **changes}
-        content = {**checks, "checks": {**checks["checks"], "openvino-bf16": record}}
+    def check(**records) -> tuple[str | None, str]:
+        content = {**checks, "checks": {**checks["checks"], **records}}
         (tmp_path / "engine_checks.json").write_text(json.dumps(content))
         return detectors.checked_detector_engine(tmp_path, lambda: "w1")
 
-    assert check() == (True, "AP checked 2026-12-07: 0.40 points lost at most, 9.0 ms a "
-                              "frame against 20.0")
-    ok, why = check(passed=False, loss_points=1.9)
-    assert not ok and "lost 1.90 AP points (bound 1.0)" in why
+    assert check() == ("openvino-int8", "AP checked 2026-12-07: 0.40 points lost at most, "
+                                        "8.0 ms a frame against 20.0")
+    assert check(**{"openvino-int8": {**passed, "ms_per_frame": 10.0}})[0] == "openvino-bf16"
+    engine, why = check(**{"openvino-int8": {**passed, "passed": False, "loss_points": 13.8}})
+    assert engine == "openvino-bf16"
+    (tmp_path / "engines" / "detector-int8" / "model.xml").unlink()
+    engine, why = check(**{"openvino-bf16": {**passed, "passed": False, "loss_points": 1.9}})
+    assert engine is None
+    assert "openvino-int8: " in why and "detector-int8/model.xml is missing" in why
+    assert "openvino-bf16: lost 1.90 AP points (bound 1.0)" in why
+    engine, why = check(**{"openvino-bf16": {**passed, "ms_per_frame": 25.0}})
+    assert engine is None and why == "openvino-bf16 passed but ran no faster (25.0 against " \
+                                     "20.0 ms a frame)"
+    monkeypatch.setattr("personkit.runtime.has_isa", lambda isa: False)
+    engine, why = check(**{"openvino-bf16": {"skipped": "this CPU has no bf16 instructions"}})
+    assert engine is None and "openvino-bf16: this CPU has no bf16 instructions" in why
+    assert check()[1].endswith("openvino-bf16: this CPU has no bf16 instructions")
     assert detectors.checked_detector_engine(tmp_path, lambda: "w2")[1].endswith(
         "is another model's (its weights changed since)")
-    ok, why = check({"skipped": "this CPU has no bf16 instructions"})
-    assert not ok and why.endswith("this CPU has no bf16 instructions")
-    monkeypatch.setattr("personkit.runtime.has_isa", lambda isa: False)
-    assert check() == (False, "this CPU has no bf16 instructions")
+    monkeypatch.setattr("personkit.runtime.cpu_description", lambda: "cpu B")
+    engine, why = detectors.checked_detector_engine(tmp_path, lambda: "w1")
+    assert engine is None and "was checked on another CPU (cpu A; this one: cpu B)" in why
     (tmp_path / "engine_checks.json").unlink()
     assert "`personkit export --model" in detectors.checked_detector_engine(
         tmp_path, lambda: pytest.fail("no check: the weights are not hashed"))[1]
+
+
+
+def assert_int8_on_the_network_only(ir) -> None:
+    """The detector's int8 IR has int8 inputs only on the backbone's and the head's layers:
+    the input transform (resize, normalisation) and the box decoding read fp32 (quantised,
+    they cost the built-in detector 13 AP points)."""
+    import re
+
+    import openvino as ov
+
+    graph = ov.Core().read_model(str(ir))
+    readers = {(t.get_node().get_type_name(), t.get_node().get_friendly_name())
+               for op in graph.get_ops() if op.get_type_name() == "FakeQuantize"
+               for t in op.output(0).get_target_inputs()}
+    valued = {(kind, name) for kind, name in readers if kind != "ShapeOf"}  # shapes only
+    assert any(kind == "Convolution" for kind, _ in valued)
+    assert all(re.match(r"^/(backbone|head)/", name) for _, name in valued), valued

@@ -75,6 +75,19 @@ def test_openvino_predictor_matches_torch(tiny_model, onnx_file, ov_dir, scene):
     assert report.ok and report.tol == tol, report.summary()
 
 
+def test_openvino_engines_given_threads_are_not_pinned_to_cores(ov_dir):
+    """Issue 38: an engine given threads shares the cores with another (the detector beside
+    the person network): OpenVINO would pin both to the first core; given none it keeps
+    OpenVINO's defaults."""
+    from personkit.inference.backends import OpenVINOEngine, openvino_config
+
+    shared = OpenVINOEngine(ov_dir, threads=1).compiled
+    assert shared.get_property("ENABLE_CPU_PINNING") is False
+    assert shared.get_property("INFERENCE_NUM_THREADS") == 1
+    assert openvino_config("f32") == {"INFERENCE_PRECISION_HINT": "f32",
+                                      "PERFORMANCE_HINT": "LATENCY"}  # OpenVINO's defaults
+
+
 def test_openvino_bf16_stays_within_bf16_rounding(tiny_model, tiny_checkpoint, ov_dir, scene):
     """OpenVINO bf16 (issue #27): within the bf16 bound of torch fp32 where the CPU has bf16
     instructions; where it has none OpenVINO compiles fp32, the predictor says so and warns."""
