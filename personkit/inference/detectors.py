@@ -343,7 +343,8 @@ def _unusable(folder: Path, key: str, content: dict[str, Any]) -> str:
 
     record = content.get("checks", {}).get(key, {})
     file, precision = DETECTOR_ENGINES[key]
-    return (record.get("skipped", "not checked") if "passed" not in record
+    return (record.get("skipped", f"not checked (`personkit export --model {folder} --auto "
+                                  f"--overwrite` checks it)") if "passed" not in record
             else f"lost {record['loss_points']:.2f} AP points (bound "
                  f"{content['bound']['max_loss_points']})" if not record["passed"]
             else "this CPU has no bf16 instructions" if precision == "bf16" and not has_isa("bf16")
