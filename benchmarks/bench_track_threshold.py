@@ -53,19 +53,20 @@ def pairs(tracks: list[GtTrack]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     return dist[upper], same[upper], np.where(other_cam, dist, np.inf), same
 
 
-def at_threshold(threshold: float, tracks: list[GtTrack]) -> dict[str, float]:
-    """What ``threshold`` accepts on ``tracks`` (module docstring)."""
-    d, same, per_query, same_q = pairs(tracks)
+def at_threshold(threshold: float, paired: tuple[np.ndarray, ...]) -> dict[str, float]:
+    """What ``threshold`` accepts on the tracks ``paired`` (:func:`pairs`) describes (module
+    docstring)."""
+    d, same, per_query, same_q = paired
     nearest_stranger = np.where(~same_q, per_query, np.inf).min(1)
     return {"threshold": threshold, "pair_stranger_accept": float((d[~same] <= threshold).mean()),
             "query_stranger_accept": float((nearest_stranger <= threshold).mean()),
             "pair_recall": float((d[same] <= threshold).mean())}
 
 
-def fits(tracks: list[GtTrack]) -> dict[str, float]:
-    """Both rules fitted on ``tracks``."""
+def fits(tracks: list[GtTrack], paired: tuple[np.ndarray, ...]) -> dict[str, float]:
+    """Both rules fitted on ``tracks`` (``paired``: their :func:`pairs`)."""
     crop = calibrate_track_match(tracks, sequence_person)
-    d, same, _, _ = pairs(tracks)
+    d, same, _, _ = paired
     strangers = np.sort(d[~same])
     pair_t = float(strangers[int(PAIR_RATE * len(strangers))])
     return {"tracks": len(tracks), "queries": crop["num_queries"],
@@ -93,8 +94,9 @@ def main() -> None:
                 predictor, write_mot_sequence(Path(tmp) / f"{p}-{s}", p, seed=s), args.every)]
         for n in range(2, len(seeds) + 1, 2):
             tracks = [t for s in seeds[:n] for t in by_seed[s]]
-            rows.append({"seeds": n, **fits(tracks),
-                         "index": at_threshold(index_threshold, tracks)})
+            paired = pairs(tracks)
+            rows.append({"seeds": n, **fits(tracks, paired),
+                         "index": at_threshold(index_threshold, paired)})
             print(_line(rows[-1], index_threshold), flush=True)
     result = {"machine": describe_machine(machine_info()), "run": args.run, "seeds": seeds,
               "every": args.every, "presets": PRESETS, "index_threshold": index_threshold,

@@ -97,14 +97,6 @@ def gt_tracks(predictor: Predictor, seq_dir: str | Path, every: int = 1,
             for g in sorted(seen)]
 
 
-def gt_track_means(predictor: Predictor, seq_dir: str | Path, every: int = 1,
-                   min_visibility: float = 0.3) -> dict[int, np.ndarray]:
-    """Per ground-truth id of ``seq_dir``: the mean class-1 probability of each binary
-    attribute (:func:`binary_attributes` order) over its frames (:func:`gt_tracks`)."""
-    return {t.gt_id: t.attributes for t in gt_tracks(predictor, seq_dir, every,
-                                                       min_visibility)}
-
-
 def _inside(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """``boxes`` (x1, y1, x2, y2) clipped to an image of ``shape`` (H, W)."""
     h, w = shape
@@ -184,7 +176,8 @@ def calibrate_track_match(tracks: Sequence[GtTrack], labels: TrackLabels,
                           stranger_accept: float = STRANGER_ACCEPT) -> dict[str, Any]:
     """The same-person threshold between the mean embeddings of ``tracks`` (module
     docstring), with its precision, recall and stranger acceptance; what ``calibration.json``
-    keeps as ``track_match`` and the index and ``track --gallery`` use.
+    keeps as ``track_match``, measured but not applied: the index and ``track --gallery`` keep
+    the Market track threshold (docs/search.md, *Same person on index entries*).
 
     Raises:
         ValueError: a track has no embedding, or no person is seen by two cameras.
@@ -217,8 +210,8 @@ def save_track_calibration(model_path: str | Path, predictor: Predictor,
                            calibrated: dict[str, Any]) -> Path:
     """Store :func:`calibrate_tracks`'s result in the record of ``predictor``'s model in
     ``model_path``'s ``calibration.json``: ``track_attributes`` (where
-    ``Predictor.track_attribute_thresholds`` finds them) and ``track_match`` (where the index
-    and ``track --gallery`` find it; left out when None).
+    ``Predictor.track_attribute_thresholds`` finds them) and ``track_match`` (stored for
+    measurement, not applied; left out when None).
 
     Raises:
         ValueError: the file has no record for this model (run ``personkit eval`` first: the

@@ -16,7 +16,6 @@ from personkit.track.calibrate import (
     binary_attributes,
     calibrate_track_attributes,
     calibrate_tracks,
-    gt_track_means,
     gt_tracks,
     save_track_calibration,
 )
@@ -53,8 +52,13 @@ def test_a_synthetic_person_is_named_with_their_labels(cameras, tmp_path):
         sequence_person(other, 1)
 
 
+def track_means(predictor, seq, every=1):
+    """Per ground-truth id of ``seq``: its track's mean class-1 probabilities."""
+    return {t.gt_id: t.attributes for t in gt_tracks(predictor, seq, every)}
+
+
 def test_a_track_mean_is_the_mean_of_its_visible_frames(cameras, predictor):
-    means = gt_track_means(predictor, cameras[0])
+    means = track_means(predictor, cameras[0])
     gt = np.loadtxt(cameras[0] / "gt" / "gt.txt", delimiter=",", ndmin=2)
     assert set(means) == {int(i) for i in gt[gt[:, 8] >= 0.3, 1]}
     names = binary_attributes(predictor)
@@ -68,7 +72,7 @@ def test_a_track_mean_is_the_mean_of_its_visible_frames(cameras, predictor):
         r = predictor.predict(image, [box])[0]
         probs.append([r.attributes[n].probabilities[1] for n in names])
     np.testing.assert_allclose(means[1], np.mean(probs, axis=0), rtol=1e-5, atol=1e-6)
-    halves = gt_track_means(predictor, cameras[0], every=2)
+    halves = track_means(predictor, cameras[0], every=2)
     assert set(halves) <= set(means) and not np.allclose(halves[1], means[1], atol=0)
 
 
@@ -83,7 +87,8 @@ def test_thresholds_fit_track_means_and_an_attribute_without_positives_is_left_o
     """Labels that split the tracks by their mean backpack probability away from 0.5: the
     fitted threshold separates them (and is scored on the other half of the identities), and
     the gender, "male" for everyone here, cannot be fitted."""
-    means = {(seq, g): p for seq in cameras for g, p in gt_track_means(predictor, seq, 2).items()}
+    tracks = [t for seq in cameras for t in gt_tracks(predictor, seq, 2)]
+    means = {(t.sequence, t.gt_id): t.attributes for t in tracks}
     backpack = np.array([p[1] for p in means.values()])
     cut = np.median(backpack)  # the upper half carries one
     assert not cut >= 0.5 > backpack[backpack < cut].max()  # 0.5 would not separate them
@@ -92,7 +97,6 @@ def test_thresholds_fit_track_means_and_an_attribute_without_positives_is_left_o
         carries = means[(seq, gid)][1] >= cut
         return f"{seq.name}:{gid}", {"backpack": "yes" if carries else "no", "gender": "male"}
 
-    tracks = [t for seq in cameras for t in gt_tracks(predictor, seq, 2)]
     got = calibrate_track_attributes(predictor, tracks, labels)
     assert got["tracks"] == len(means) and got["identities"] == len(means)
     assert got["positives"] == {"gender": 0, "backpack": len(means) // 2}
